@@ -1,0 +1,108 @@
+// Tests of the planner's basic types: traces, layouts, replay and replication.
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "planner/layout.h"
+#include "planner/load_trace.h"
+#include "planner/replay.h"
+#include "planner/replicate.h"
+
+namespace craft::planner {
+namespace {
+
+Layout TwoGpuLayout() {
+  Layout layout;
+  layout.num_experts = 3;
+  layout.cluster = {2, 1};
+  layout.layers.push_back({{2, 2}, {0, 1, 2, 0}});
+  return layout;
+}
+
+TEST(LoadTraceTest, ReplayWindowsFallBackToAggregate) {
+  LoadTrace trace(2, 3);
+  trace.mutable_aggregate(1)[2] = 7;
+  EXPECT_EQ(trace.num_replay_windows(), 1);
+  EXPECT_EQ(trace.replay_window(0, 1)[2], 7);
+  EXPECT_EQ(trace.LayerTotal(1), 7);
+}
+
+TEST(LoadTraceTest, SliceSumsItsWindows) {
+  LoadTrace trace(1, 2, 3);
+  for (int b = 0; b < 3; ++b) trace.mutable_window(b, 0)[0] = b + 1;
+  const LoadTrace tail = trace.SliceWindows(1, 3);
+  EXPECT_EQ(tail.num_windows(), 2);
+  EXPECT_EQ(tail.aggregate(0)[0], 5);
+}
+
+TEST(LoadTraceTest, RejectsNegativeCounts) {
+  LoadTrace trace(1, 2, 1);
+  trace.mutable_window(0, 0)[1] = -1;
+  EXPECT_EQ(trace.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadTrace(0, 2).Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LayoutTest, DerivesCountsAndInverse) {
+  const Layout layout = TwoGpuLayout();
+  ASSERT_TRUE(layout.Validate().ok());
+  EXPECT_EQ(layout.layers[0].LogicalCounts(3), (std::vector<int>{2, 1, 1}));
+  EXPECT_EQ(layout.layers[0].LogicalToPhysical(3)[0], (std::vector<int>{0, 3}));
+  EXPECT_EQ(layout.layers[0].SlotOffset(1), 2);
+  EXPECT_EQ(layout.TotalRedundantSlots(), 1);
+  EXPECT_TRUE(layout.HasUniformSlots());
+}
+
+TEST(LayoutTest, RejectsBrokenLayouts) {
+  Layout missing = TwoGpuLayout();
+  missing.layers[0].phy2log = {0, 1, 0, 0};  // expert 2 unplaced
+  EXPECT_FALSE(missing.Validate().ok());
+  Layout out_of_range = TwoGpuLayout();
+  out_of_range.layers[0].phy2log[1] = 9;
+  EXPECT_FALSE(out_of_range.Validate().ok());
+  Layout bad_sum = TwoGpuLayout();
+  bad_sum.layers[0].slots_per_gpu = {3, 2};
+  EXPECT_FALSE(bad_sum.Validate().ok());
+  Layout duplicate = TwoGpuLayout();
+  duplicate.layers[0].phy2log = {0, 0, 1, 2};
+  EXPECT_TRUE(duplicate.Validate(/*allow_duplicates_on_gpu=*/true).ok());
+  EXPECT_FALSE(duplicate.Validate(/*allow_duplicates_on_gpu=*/false).ok());
+}
+
+TEST(ReplayTest, SplitsTokensEvenlyOverReplicas) {
+  const Layout layout = TwoGpuLayout();
+  LoadTrace trace(1, 3);
+  trace.mutable_aggregate(0)[0] = 10;  // 5 on each GPU
+  trace.mutable_aggregate(0)[1] = 4;   // GPU 0
+  trace.mutable_aggregate(0)[2] = 2;   // GPU 1
+  auto stats = EvaluateLayout(layout, trace);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_DOUBLE_EQ(stats->layers[0].max_gpu_load, 9.0);
+  EXPECT_DOUBLE_EQ(stats->mean_balancedness, 8.0 / 9.0);
+  EXPECT_DOUBLE_EQ(stats->step_time, 9.0);
+}
+
+TEST(ReplayTest, IdleLayerIsBalancedAndShapesMustMatch) {
+  EXPECT_DOUBLE_EQ(Balancedness(std::vector<double>{0, 0}), 1.0);
+  EXPECT_FALSE(EvaluateLayout(TwoGpuLayout(), LoadTrace(2, 3)).ok());
+}
+
+TEST(ReplicateTest, GivesExtraSlotsToTheLargestPerReplicaLoad) {
+  const std::vector<int64_t> weight = {40, 10, 30, 20};
+  auto rep = ReplicateExperts(weight, 6);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->phy2log, (std::vector<int>{0, 1, 2, 3, 0, 2}));
+  EXPECT_EQ(rep->rank, (std::vector<int>{0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(rep->logcnt, (std::vector<int>{2, 1, 2, 1}));
+}
+
+TEST(ReplicateTest, TiesGoToTheLowestIndexAndTheCapHolds) {
+  const std::vector<int64_t> weight = {10, 10, 1};
+  auto rep = ReplicateExperts(weight, 5, /*max_replicas_per_expert=*/2);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->logcnt, (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(rep->phy2log[3], 0);
+  EXPECT_FALSE(ReplicateExperts(weight, 2).ok());
+  EXPECT_FALSE(ReplicateExperts(weight, 7, 2).ok());
+}
+
+}  // namespace
+}  // namespace craft::planner

@@ -1,0 +1,111 @@
+#include "planner/layout.h"
+
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace craft::planner {
+
+int LayerPlacement::SlotOffset(int gpu) const {
+  return std::accumulate(slots_per_gpu.begin(), slots_per_gpu.begin() + gpu, 0);
+}
+
+std::vector<int> LayerPlacement::SlotGpus() const {
+  std::vector<int> gpus;
+  gpus.reserve(phy2log.size());
+  for (int g = 0; g < static_cast<int>(slots_per_gpu.size()); ++g) {
+    gpus.insert(gpus.end(), slots_per_gpu[g], g);
+  }
+  return gpus;
+}
+
+std::vector<int> LayerPlacement::LogicalCounts(int num_experts) const {
+  std::vector<int> counts(num_experts, 0);
+  for (int e : phy2log) ++counts[e];
+  return counts;
+}
+
+std::vector<std::vector<int>> LayerPlacement::LogicalToPhysical(int num_experts) const {
+  std::vector<std::vector<int>> slots(num_experts);
+  for (int p = 0; p < num_slots(); ++p) slots[phy2log[p]].push_back(p);
+  return slots;
+}
+
+int Layout::SlotsOnGpu(int gpu) const {
+  int total = 0;
+  for (const LayerPlacement& layer : layers) total += layer.slots_per_gpu[gpu];
+  return total;
+}
+
+int Layout::TotalRedundantSlots() const {
+  int total = 0;
+  for (const LayerPlacement& layer : layers) total += layer.num_slots() - num_experts;
+  return total;
+}
+
+bool Layout::HasUniformSlots() const {
+  for (const LayerPlacement& layer : layers) {
+    for (int s : layer.slots_per_gpu) {
+      if (s != layer.slots_per_gpu[0] || s != layers[0].slots_per_gpu[0]) return false;
+    }
+  }
+  return true;
+}
+
+absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
+  CRAFT_RETURN_IF_ERROR(cluster.Validate());
+  if (num_experts <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_experts must be positive, got ", num_experts));
+  }
+  if (layers.empty()) return absl::InvalidArgumentError("a layout needs at least one layer");
+  for (int l = 0; l < num_layers(); ++l) {
+    const LayerPlacement& layer = layers[l];
+    if (static_cast<int>(layer.slots_per_gpu.size()) != cluster.num_gpus) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": slots_per_gpu has ",
+                                                     layer.slots_per_gpu.size(),
+                                                     " entries, expected ", cluster.num_gpus));
+    }
+    int64_t total = 0;
+    for (int g = 0; g < cluster.num_gpus; ++g) {
+      if (layer.slots_per_gpu[g] < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": GPU ", g,
+                                                       " has a negative slot count"));
+      }
+      total += layer.slots_per_gpu[g];
+    }
+    if (total != layer.num_slots()) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": slots_per_gpu sums to ", total,
+                                                     " but phy2log has ", layer.num_slots(),
+                                                     " slots"));
+    }
+    std::vector<int> seen_on_gpu(num_experts, -1);
+    std::vector<int> count(num_experts, 0);
+    int slot = 0;
+    for (int g = 0; g < cluster.num_gpus; ++g) {
+      for (int s = 0; s < layer.slots_per_gpu[g]; ++s, ++slot) {
+        const int e = layer.phy2log[slot];
+        if (e < 0 || e >= num_experts) {
+          return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": slot ", slot,
+                                                         " holds expert ", e, ", outside [0, ",
+                                                         num_experts, ")"));
+        }
+        if (!allow_duplicates_on_gpu && seen_on_gpu[e] == g) {
+          return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": GPU ", g,
+                                                         " holds two replicas of expert ", e));
+        }
+        seen_on_gpu[e] = g;
+        ++count[e];
+      }
+    }
+    for (int e = 0; e < num_experts; ++e) {
+      if (count[e] == 0) {
+        return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": expert ", e,
+                                                       " has no replica"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace craft::planner

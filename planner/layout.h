@@ -1,0 +1,62 @@
+// A replica layout: which logical expert every physical slot on every GPU holds.
+#ifndef CRAFT_PLANNER_LAYOUT_H_
+#define CRAFT_PLANNER_LAYOUT_H_
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "planner/cluster.h"
+
+namespace craft::planner {
+
+// One MoE layer's placement. Slots are ordered GPU-major: GPU 0's slots first,
+// then GPU 1's, and so on. Unlike DeepSeek EPLB, GPUs may hold different
+// numbers of slots in a layer (CRAFT's per-layer replica counts need that);
+// the per-GPU total over all layers is what stays equal.
+struct LayerPlacement {
+  std::vector<int> slots_per_gpu;  // D entries
+  std::vector<int> phy2log;        // sum(slots_per_gpu) entries: slot -> logical expert
+
+  int num_slots() const { return static_cast<int>(phy2log.size()); }
+  // Index of GPU `gpu`'s first slot.
+  int SlotOffset(int gpu) const;
+  // The GPU of every slot.
+  std::vector<int> SlotGpus() const;
+  // logcnt: replicas of every logical expert.
+  std::vector<int> LogicalCounts(int num_experts) const;
+  // log2phy: the slots of every logical expert, in slot order.
+  std::vector<std::vector<int>> LogicalToPhysical(int num_experts) const;
+
+  bool operator==(const LayerPlacement& other) const {
+    return slots_per_gpu == other.slots_per_gpu && phy2log == other.phy2log;
+  }
+};
+
+struct Layout {
+  int num_experts = 0;
+  ClusterShape cluster;
+  std::vector<LayerPlacement> layers;
+
+  int num_layers() const { return static_cast<int>(layers.size()); }
+  // Slots GPU `gpu` holds summed over layers (its expert-weight memory).
+  int SlotsOnGpu(int gpu) const;
+  // Redundant slots (beyond one per expert) summed over layers.
+  int TotalRedundantSlots() const;
+  // True when every GPU holds the same number of slots in every layer (what
+  // SGLang, vLLM and DeepSeek EPLB require).
+  bool HasUniformSlots() const;
+
+  // Structural checks: shapes, slot counts, expert ids in range, every expert
+  // placed at least once, at most one replica per GPU when
+  // `allow_duplicates_on_gpu` is false.
+  absl::Status Validate(bool allow_duplicates_on_gpu = true) const;
+
+  bool operator==(const Layout& other) const {
+    return num_experts == other.num_experts && cluster.num_gpus == other.cluster.num_gpus &&
+           cluster.num_nodes == other.cluster.num_nodes && layers == other.layers;
+  }
+};
+
+}  // namespace craft::planner
+
+#endif  // CRAFT_PLANNER_LAYOUT_H_

@@ -1,0 +1,62 @@
+// Replaying load counts against a layout: per-GPU loads, balancedness and the
+// modelled step time.
+#ifndef CRAFT_PLANNER_REPLAY_H_
+#define CRAFT_PLANNER_REPLAY_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "planner/layout.h"
+#include "planner/load_trace.h"
+
+namespace craft::planner {
+
+// mean / max of the GPU loads, in (0, 1]; 1 when nothing was routed.
+double Balancedness(absl::Span<const double> gpu_loads);
+
+// One layer's placement prepared for fast replay of many windows: each
+// expert's tokens are split evenly over its replicas (count / logcnt), as
+// serving engines' static dispatch does on average.
+class LayerReplay {
+ public:
+  LayerReplay(const LayerPlacement& placement, int num_experts);
+
+  int num_gpus() const { return num_gpus_; }
+  // Writes every GPU's load for one window's per-expert counts into `gpu_loads`
+  // (size num_gpus).
+  void GpuLoads(absl::Span<const int64_t> counts, absl::Span<double> gpu_loads) const;
+
+ private:
+  int num_gpus_;
+  std::vector<int> slot_gpu_;
+  std::vector<int> slot_expert_;
+  std::vector<double> expert_share_;  // 1 / logcnt
+};
+
+// A layer's replay averaged over windows.
+struct LayerStats {
+  double balancedness = 1.0;  // mean over windows of mean/max GPU load
+  double max_gpu_load = 0.0;  // mean over windows of the busiest GPU's load
+  double mean_gpu_load = 0.0;
+};
+
+// Replays every replay window of `layer` in `trace`.
+LayerStats ReplayLayer(const LayerReplay& replay, const LoadTrace& trace, int layer);
+
+struct LayoutStats {
+  std::vector<LayerStats> layers;
+  double mean_balancedness = 1.0;   // model level: plain mean over layers
+  double worst_balancedness = 1.0;  // the worst layer
+  // Modelled MoE step time in tokens: sum over layers of the busiest GPU's
+  // load, since every layer waits for its slowest GPU.
+  double step_time = 0.0;
+};
+
+// Replays `trace` against `layout`. Fails when their shapes differ.
+absl::StatusOr<LayoutStats> EvaluateLayout(const Layout& layout, const LoadTrace& trace);
+
+}  // namespace craft::planner
+
+#endif  // CRAFT_PLANNER_REPLAY_H_

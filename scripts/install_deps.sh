@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs craft's build and test prerequisites from Debian 12's archive.
+# Idempotent: packages already present are left alone, and apt is not touched
+# at all when everything is installed.
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap bazel-rules-java          # Bazel 4.2.3 and the rules_java it needs offline
+  g++ protobuf-compiler libprotobuf-dev     # compiler and protobuf
+  protobuf-compiler-grpc libgrpc++-dev      # gRPC C++ (callback API)
+  libabsl-dev                               # Abseil (Status, StatusOr, strings, flags)
+  prometheus-cpp-dev libyaml-cpp-dev        # metrics and configuration
+  nlohmann-json3-dev                        # JSON for traces and layouts
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install_deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install_deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
