@@ -56,7 +56,8 @@ bool Layout::HasUniformSlots() const {
 absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
   CRAFT_RETURN_IF_ERROR(cluster.Validate());
   if (num_experts <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("num_experts must be positive, got ", num_experts));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_experts must be positive, got ", num_experts));
   }
   if (layers.empty()) return absl::InvalidArgumentError("a layout needs at least one layer");
   for (int l = 0; l < num_layers(); ++l) {
@@ -69,8 +70,8 @@ absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
     int64_t total = 0;
     for (int g = 0; g < cluster.num_gpus; ++g) {
       if (layer.slots_per_gpu[g] < 0) {
-        return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": GPU ", g,
-                                                       " has a negative slot count"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", l, ": GPU ", g, " has a negative slot count"));
       }
       total += layer.slots_per_gpu[g];
     }
@@ -91,8 +92,8 @@ absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
                                                          num_experts, ")"));
         }
         if (!allow_duplicates_on_gpu && seen_on_gpu[e] == g) {
-          return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": GPU ", g,
-                                                         " holds two replicas of expert ", e));
+          return absl::InvalidArgumentError(
+              absl::StrCat("layer ", l, ": GPU ", g, " holds two replicas of expert ", e));
         }
         seen_on_gpu[e] = g;
         ++count[e];
@@ -100,8 +101,8 @@ absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
     }
     for (int e = 0; e < num_experts; ++e) {
       if (count[e] == 0) {
-        return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": expert ", e,
-                                                       " has no replica"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layer ", l, ": expert ", e, " has no replica"));
       }
     }
   }

@@ -17,13 +17,13 @@ LoadTrace::LoadTrace(int num_layers, int num_experts, int num_windows)
 }
 
 absl::Span<const int64_t> LoadTrace::aggregate(int layer) const {
-  return absl::MakeConstSpan(aggregate_).subspan(static_cast<size_t>(layer) * num_experts_,
-                                                 num_experts_);
+  return absl::MakeConstSpan(aggregate_)
+      .subspan(static_cast<size_t>(layer) * num_experts_, num_experts_);
 }
 
 absl::Span<int64_t> LoadTrace::mutable_aggregate(int layer) {
-  return absl::MakeSpan(aggregate_).subspan(static_cast<size_t>(layer) * num_experts_,
-                                            num_experts_);
+  return absl::MakeSpan(aggregate_)
+      .subspan(static_cast<size_t>(layer) * num_experts_, num_experts_);
 }
 
 absl::Span<const int64_t> LoadTrace::window(int window, int layer) const {
@@ -66,8 +66,8 @@ int64_t LoadTrace::LayerTotal(int layer) const {
 
 absl::Status LoadTrace::Validate() const {
   if (num_layers_ <= 0 || num_experts_ <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("a trace needs at least one layer and expert, got ",
-                                                   num_layers_, " x ", num_experts_));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a trace needs at least one layer and expert, got ", num_layers_, " x ", num_experts_));
   }
   for (size_t i = 0; i < aggregate_.size(); ++i) {
     if (aggregate_[i] < 0) {
@@ -79,9 +79,9 @@ absl::Status LoadTrace::Validate() const {
   for (size_t i = 0; i < windows_.size(); ++i) {
     if (windows_[i] < 0) {
       const size_t per_window = aggregate_.size();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "negative count ", windows_[i], " in window ", i / per_window, " layer ",
-          (i % per_window) / num_experts_, " expert ", i % num_experts_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("negative count ", windows_[i], " in window ", i / per_window, " layer ",
+                       (i % per_window) / num_experts_, " expert ", i % num_experts_));
     }
   }
   return absl::OkStatus();

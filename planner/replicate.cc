@@ -31,8 +31,8 @@ absl::StatusOr<Replication> ReplicateExperts(absl::Span<const int64_t> weight, i
     int best = -1;
     for (int e = 0; e < num_logical; ++e) {
       if (out.logcnt[e] >= max_replicas_per_expert) continue;
-      if (best < 0 || PerReplicaLoadGreater(weight[e], out.logcnt[e], weight[best],
-                                            out.logcnt[best])) {
+      if (best < 0 ||
+          PerReplicaLoadGreater(weight[e], out.logcnt[e], weight[best], out.logcnt[best])) {
         best = e;
       }
     }

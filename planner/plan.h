@@ -1,0 +1,88 @@
+// One entry point for every placement algorithm craft implements, so tools
+// and the planner service pick an algorithm by name and compare them on the
+// same loads.
+//
+//   PlanOptions options;
+//   options.algorithm = Algorithm::kCraft;
+//   options.cluster = {64, 8};
+//   options.budget = 8;  // redundant slots per GPU
+//   absl::StatusOr<PlanResult> plan = Plan(trace, options);
+#ifndef CRAFT_PLANNER_PLAN_H_
+#define CRAFT_PLANNER_PLAN_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "planner/cluster.h"
+#include "planner/layout.h"
+#include "planner/load_trace.h"
+
+namespace craft::planner {
+
+enum class Algorithm {
+  kNone,        // placement only: one replica per expert, balanced packing
+  kEplb,        // DeepSeek EPLB, the same redundant slots in every layer
+  kCraft,       // CRAFT: per-layer replica counts by an exact knapsack DP
+  kCraftPaper,  // the CRAFT paper's released threshold heuristic
+};
+
+absl::StatusOr<Algorithm> ParseAlgorithm(absl::string_view name);
+absl::string_view AlgorithmName(Algorithm algorithm);
+
+// What the knapsack maximises.
+enum class CraftObjective {
+  kBalancedness,  // summed per-layer balancedness gain (the paper's)
+  kStepTime,      // minus the modelled step time, sum_l max_g load
+};
+
+// Memory of one GPU, for auto-R's throughput model: replicas take memory the
+// KV cache would otherwise use.
+struct MemoryModel {
+  double hbm_bytes = 141e9;                         // usable device memory per GPU
+  double non_expert_bytes = 0;                      // attention, dense weights, activations
+  double bytes_per_expert = 3 * 7168.0 * 2048 * 2;  // one expert's weights (bf16)
+  double kv_bytes_per_token = 70272;                // KV cache per token per GPU
+};
+
+struct PlanOptions {
+  Algorithm algorithm = Algorithm::kCraft;
+  ClusterShape cluster;
+  // EPLB: expert groups (hierarchical policy when groups % nodes == 0).
+  int num_groups = 1;
+  // EPLB: redundant slots in every layer; unset means D (the paper's EPLB).
+  std::optional<int> redundant_per_layer;
+  // CRAFT: redundant slots per GPU summed over layers (R). Unset means auto.
+  std::optional<int> budget;
+  // CRAFT: candidate replica counts per layer; empty means {0, 1, 2, 4, ..., D}.
+  std::vector<int> candidates;
+  CraftObjective objective = CraftObjective::kBalancedness;
+  // Never put two replicas of one expert on one GPU.
+  bool forbid_duplicates = false;
+  MemoryModel memory;
+};
+
+// One layer's benefit curve: balancedness (and busiest-GPU load) replayed with
+// each candidate replica count.
+struct BenefitCurve {
+  std::vector<int> replicas;         // candidate counts, ascending, starting at 0
+  std::vector<double> balancedness;  // per candidate
+  std::vector<double> max_gpu_load;  // per candidate
+};
+
+struct PlanResult {
+  Layout layout;
+  std::vector<int> replicas_per_layer;  // r_l, redundant slots of each layer
+  int budget = 0;                       // R: redundant slots per GPU
+  std::vector<BenefitCurve> curves;     // CRAFT algorithms only
+};
+
+// Plans a layout for `trace` (its aggregate for placement, its windows for the
+// benefit replay). Fails with INVALID_ARGUMENT on impossible constraints.
+absl::StatusOr<PlanResult> Plan(const LoadTrace& trace, const PlanOptions& options);
+
+}  // namespace craft::planner
+
+#endif  // CRAFT_PLANNER_PLAN_H_
