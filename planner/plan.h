@@ -42,7 +42,7 @@ enum class CraftObjective {
 // KV cache would otherwise use.
 struct MemoryModel {
   double hbm_bytes = 141e9;                         // usable device memory per GPU
-  double non_expert_bytes = 0;                      // attention, dense weights, activations
+  double non_expert_bytes = 40e9;                   // attention, dense weights, activations
   double bytes_per_expert = 3 * 7168.0 * 2048 * 2;  // one expert's weights (bf16)
   double kv_bytes_per_token = 70272;                // KV cache per token per GPU
 };
@@ -72,11 +72,23 @@ struct BenefitCurve {
   std::vector<double> max_gpu_load;  // per candidate
 };
 
+// One point of auto-R's sweep: the DP's plan at budget R, and the modelled
+// throughput that trades its balance against the KV cache its replicas cost.
+struct BudgetPoint {
+  int budget = 0;                     // R
+  int redundant_slots = 0;            // sum_l r_l actually used (<= R x D)
+  double predicted_balancedness = 0;  // mean over layers, from the benefit curves
+  double predicted_step_time = 0;     // sum_l busiest-GPU load, tokens
+  double kv_tokens_per_gpu = 0;       // KV cache left after weights and replicas
+  double relative_throughput = 0;     // kv_tokens / step_time, normalised to R = 0
+};
+
 struct PlanResult {
   Layout layout;
-  std::vector<int> replicas_per_layer;  // r_l, redundant slots of each layer
-  int budget = 0;                       // R: redundant slots per GPU
-  std::vector<BenefitCurve> curves;     // CRAFT algorithms only
+  std::vector<int> replicas_per_layer;    // r_l, redundant slots of each layer
+  int budget = 0;                         // R: redundant slots per GPU
+  std::vector<BenefitCurve> curves;       // CRAFT algorithms only
+  std::vector<BudgetPoint> budget_sweep;  // auto-R only
 };
 
 // Plans a layout for `trace` (its aggregate for placement, its windows for the

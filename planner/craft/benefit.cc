@@ -1,0 +1,75 @@
+#include "planner/craft/benefit.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "planner/craft/slot_assignment.h"
+#include "planner/replay.h"
+#include "planner/replicate.h"
+
+namespace craft::planner {
+
+std::vector<int> DefaultCandidates(int num_gpus) {
+  std::vector<int> candidates = {0};
+  for (int r = 1; r < num_gpus; r *= 2) candidates.push_back(r);
+  candidates.push_back(num_gpus);
+  return candidates;
+}
+
+absl::StatusOr<std::vector<int>> NormalizeCandidates(std::vector<int> candidates, int num_experts,
+                                                     int num_gpus) {
+  const int64_t max_redundant = static_cast<int64_t>(num_experts) * (num_gpus - 1);
+  for (int r : candidates) {
+    if (r < 0 || r > max_redundant) {
+      return absl::InvalidArgumentError(absl::StrCat("candidate replica count ", r,
+                                                     " is outside [0, ", max_redundant,
+                                                     "] (at most one replica per expert per GPU)"));
+    }
+  }
+  candidates.push_back(0);
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  return candidates;
+}
+
+absl::StatusOr<LayerPlacement> PlaceLayer(absl::Span<const int64_t> weight, int redundant,
+                                          const std::vector<int>& slots_per_gpu,
+                                          const ClusterShape& cluster,
+                                          const PackingOptions& options) {
+  const int num_physical = static_cast<int>(weight.size()) + redundant;
+  CRAFT_ASSIGN_OR_RETURN(Replication replication,
+                         ReplicateExperts(weight, num_physical, cluster.num_gpus));
+  return PackLayer(weight, replication, slots_per_gpu, cluster, options);
+}
+
+absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& trace,
+                                                               const ClusterShape& cluster,
+                                                               const std::vector<int>& candidates,
+                                                               const PackingOptions& options) {
+  CRAFT_RETURN_IF_ERROR(cluster.Validate());
+  const int num_experts = trace.num_experts();
+  CRAFT_ASSIGN_OR_RETURN(std::vector<int> replicas,
+                         NormalizeCandidates(candidates, num_experts, cluster.num_gpus));
+  // One layer's slot split for each candidate; it does not depend on the layer.
+  std::vector<std::vector<int>> even_slots;
+  for (int r : replicas) {
+    CRAFT_ASSIGN_OR_RETURN(auto slots, AssignSlots({num_experts + r}, cluster));
+    even_slots.push_back(std::move(slots[0]));
+  }
+  std::vector<BenefitCurve> curves(trace.num_layers());
+  for (int l = 0; l < trace.num_layers(); ++l) {
+    BenefitCurve& curve = curves[l];
+    curve.replicas = replicas;
+    for (size_t k = 0; k < replicas.size(); ++k) {
+      CRAFT_ASSIGN_OR_RETURN(LayerPlacement placement, PlaceLayer(trace.aggregate(l), replicas[k],
+                                                                  even_slots[k], cluster, options));
+      const LayerStats stats = ReplayLayer(LayerReplay(placement, num_experts), trace, l);
+      curve.balancedness.push_back(stats.balancedness);
+      curve.max_gpu_load.push_back(stats.max_gpu_load);
+    }
+  }
+  return curves;
+}
+
+}  // namespace craft::planner

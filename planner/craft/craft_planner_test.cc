@@ -1,0 +1,142 @@
+#include "planner/craft/craft_planner.h"
+
+#include <numeric>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "planner/craft/benefit.h"
+#include "planner/craft/test_traces.h"
+#include "planner/replay.h"
+
+namespace craft::planner {
+namespace {
+
+PlanOptions CraftOptions(ClusterShape cluster, int budget) {
+  PlanOptions options;
+  options.algorithm = Algorithm::kCraft;
+  options.cluster = cluster;
+  options.budget = budget;
+  return options;
+}
+
+TEST(CraftPlannerTest, RandomPlansKeepEveryInvariant) {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 60; ++trial) {
+    const int nodes = 1 + rng() % 2;
+    const ClusterShape cluster{nodes * static_cast<int>(2 + rng() % 3), nodes};
+    const int layers = 1 + rng() % 5;
+    const int experts = cluster.num_gpus * static_cast<int>(1 + rng() % 3) + rng() % 3;
+    const LoadTrace trace = testing::SkewedTrace(layers, experts, 1 + rng() % 4, rng());
+    PlanOptions options = CraftOptions(cluster, static_cast<int>(rng() % 4));
+    options.forbid_duplicates = trial % 2 == 0;
+    options.objective = trial % 3 == 0 ? CraftObjective::kStepTime : CraftObjective::kBalancedness;
+    auto plan = PlanCraft(trace, options);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    const Layout& layout = plan->layout;
+    EXPECT_TRUE(layout.Validate(!options.forbid_duplicates).ok()) << "trial " << trial;
+    const int redundant =
+        std::accumulate(plan->replicas_per_layer.begin(), plan->replicas_per_layer.end(), 0);
+    EXPECT_LE(redundant, RedundantCapacity(*options.budget, cluster.num_gpus,
+                                           EqualMemoryResidue(layers, experts, cluster.num_gpus)));
+    EXPECT_EQ(layout.TotalRedundantSlots(), redundant);
+    for (int l = 0; l < layers; ++l) {
+      EXPECT_EQ(layout.layers[l].num_slots(), experts + plan->replicas_per_layer[l]);
+      for (int count : layout.layers[l].LogicalCounts(experts)) EXPECT_LE(count, cluster.num_gpus);
+    }
+    // Equal memory: every GPU holds the same number of slots over layers.
+    for (int g = 1; g < cluster.num_gpus; ++g) {
+      EXPECT_EQ(layout.SlotsOnGpu(g), layout.SlotsOnGpu(0)) << "trial " << trial;
+    }
+    // Deterministic.
+    auto again = PlanCraft(trace, options);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->layout, layout);
+  }
+}
+
+TEST(CraftPlannerTest, ReplicasGoToSkewedLayersAndBeatPlacementOnly) {
+  const LoadTrace trace = testing::SkewedTrace(8, 32, 6, 42, 25.0);
+  const ClusterShape cluster{16, 2};
+  auto plan = PlanCraft(trace, CraftOptions(cluster, 2));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int odd = 0, even = 0;
+  for (int l = 0; l < 8; ++l) (l % 2 ? odd : even) += plan->replicas_per_layer[l];
+  EXPECT_GT(odd, even);  // odd layers carry the hot expert
+  auto none = BuildLayout(trace, cluster, std::vector<int>(8, 0), {});
+  ASSERT_TRUE(none.ok());
+  auto craft_stats = EvaluateLayout(plan->layout, trace);
+  auto none_stats = EvaluateLayout(*none, trace);
+  ASSERT_TRUE(craft_stats.ok() && none_stats.ok());
+  EXPECT_GT(craft_stats->mean_balancedness, none_stats->mean_balancedness);
+  EXPECT_LT(craft_stats->step_time, none_stats->step_time);
+}
+
+TEST(CraftPlannerTest, PredictedGainIsNeverNegative) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    const LoadTrace trace = testing::SkewedTrace(5, 16, 3, seed);
+    auto plan = PlanCraft(trace, CraftOptions({8, 1}, 1));
+    ASSERT_TRUE(plan.ok());
+    for (size_t l = 0; l < plan->curves.size(); ++l) {
+      const BenefitCurve& curve = plan->curves[l];
+      const auto k =
+          std::find(curve.replicas.begin(), curve.replicas.end(), plan->replicas_per_layer[l]) -
+          curve.replicas.begin();
+      EXPECT_GE(curve.balancedness[k], curve.balancedness[0] - 1e-12);
+    }
+  }
+}
+
+TEST(CraftPlannerTest, AutoBudgetTradesBalanceForKvCache) {
+  const LoadTrace trace = testing::SkewedTrace(8, 32, 4, 9, 25.0);
+  PlanOptions options = CraftOptions({16, 2}, 0);
+  options.budget.reset();
+  options.memory = {80e9, 40e9, 88e6, 70272};
+  auto plan = PlanCraft(trace, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_FALSE(plan->budget_sweep.empty());
+  double best = 0;
+  for (const BudgetPoint& point : plan->budget_sweep)
+    best = std::max(best, point.relative_throughput);
+  for (const BudgetPoint& point : plan->budget_sweep) {
+    if (point.budget == plan->budget) EXPECT_DOUBLE_EQ(point.relative_throughput, best);
+  }
+  EXPECT_DOUBLE_EQ(plan->budget_sweep[0].relative_throughput, 1.0);
+  EXPECT_GT(plan->budget, 0);  // a 25x hot expert is worth a few replicas
+
+  // With memory so tight that every replica costs a large share of the KV
+  // cache, auto-R replicates less.
+  PlanOptions tight = options;
+  tight.memory.hbm_bytes = 40e9 + 16 * 88e6 + 6 * 88e6;
+  auto tight_plan = PlanCraft(trace, tight);
+  ASSERT_TRUE(tight_plan.ok()) << tight_plan.status();
+  EXPECT_LT(tight_plan->budget, plan->budget);
+}
+
+TEST(CraftPlannerTest, BadInputIsRejected) {
+  const LoadTrace trace = testing::SkewedTrace(2, 8, 1, 1);
+  EXPECT_FALSE(PlanCraft(trace, CraftOptions({4, 1}, -1)).ok());
+  PlanOptions negative = CraftOptions({4, 1}, 1);
+  negative.candidates = {0, -4};
+  EXPECT_FALSE(PlanCraft(trace, negative).ok());
+  PlanOptions too_many = CraftOptions({4, 1}, 1);
+  too_many.candidates = {0, 8 * 3 + 1};
+  EXPECT_FALSE(PlanCraft(trace, too_many).ok());
+  PlanOptions no_memory = CraftOptions({4, 1}, 0);
+  no_memory.budget.reset();
+  no_memory.memory.hbm_bytes = 1e9;
+  EXPECT_FALSE(PlanCraft(trace, no_memory).ok());
+}
+
+TEST(CraftPlannerTest, CoarseCandidatesAreRoundedUpToEqualMemory) {
+  // 1 x 9 experts on 4 GPUs needs 3 redundant slots for equal memory, which
+  // no mix of {0, 4} gives: the plan is padded instead.
+  PlanOptions coarse = CraftOptions({4, 1}, 2);
+  coarse.candidates = {0, 4};
+  auto plan = PlanCraft(testing::SkewedTrace(1, 9, 1, 1), coarse);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (int g = 1; g < 4; ++g) EXPECT_EQ(plan->layout.SlotsOnGpu(g), plan->layout.SlotsOnGpu(0));
+  EXPECT_LE(plan->replicas_per_layer[0], 2 * 4 + 3);
+}
+
+}  // namespace
+}  // namespace craft::planner
