@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every craft test: installs the prerequisites if needed, builds and
+# tests all Bazel targets, and ends with one line "N passed, N failed, N skipped"
+# counting individual test cases (GoogleTest cases and shell test scripts).
+#
+# Tests that read the real traces find them through CRAFT_TRACES_DIR (default:
+# a sibling checkout's shared/traces when present); without it they skip.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+"$ROOT/scripts/install_deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+
+TRACES="${CRAFT_TRACES_DIR:-$ROOT/../shared/traces}"
+TEST_ENV=()
+if [[ -d "$TRACES" ]]; then
+  TEST_ENV=(--test_env=CRAFT_TRACES_DIR="$(cd "$TRACES" && pwd)")
+fi
+
+bazel test //... "${TEST_ENV[@]}" "$@"
+bazel_rc=$?
+
+# Count cases from the XML report of every test target in the tree.
+passed=0 failed=0 skipped=0 missing=0
+testlogs="$(bazel info bazel-testlogs 2>/dev/null)"
+for label in $(bazel query 'tests(//...)' 2>/dev/null); do
+  path="${label#//}"
+  xml="$testlogs/${path/://}/test.xml"
+  if [[ ! -f "$xml" ]]; then
+    missing=$((missing + 1))  # did not build or did not run
+    continue
+  fi
+  cases=$(grep -c '<testcase' "$xml")
+  fails=$(grep -c -e '<failure' -e '<error' "$xml")
+  skips=$(grep -c 'result="skipped"' "$xml")
+  passed=$((passed + cases - fails - skips))
+  failed=$((failed + fails))
+  skipped=$((skipped + skips))
+done
+failed=$((failed + missing))
+
+# A target that failed to build or crashed leaves no cases behind: count it.
+if ((bazel_rc != 0 && failed == 0)); then failed=1; fi
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+((failed == 0))
