@@ -1,0 +1,54 @@
+// Reading and writing replica layouts as JSON: craft's own format, which
+// round-trips every Layout, and SGLang's --init-expert-location file (formats
+// in FORMATS.md).
+//
+//   std::string json = LayoutToJson(plan.layout, "craft", {{"budget", plan.budget}});
+//   absl::StatusOr<Layout> layout = ParseLayoutJson(json);
+//   absl::StatusOr<std::string> sglang = LayoutToSglangJson(plan.layout);
+//
+// Pure string in, string out: callers do the file I/O. All functions are
+// thread-compatible (no shared state).
+#ifndef CRAFT_PLANNER_IO_LAYOUT_JSON_H_
+#define CRAFT_PLANNER_IO_LAYOUT_JSON_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "planner/layout.h"
+
+namespace craft::planner {
+
+// The format name LayoutToJson() writes.
+inline constexpr char kLayoutFormatV1[] = "craft.layout.v1";
+
+// Limit on num_layers, num_experts, num_gpus and num_nodes when parsing.
+inline constexpr int kMaxLayoutDimension = 1 << 16;
+
+// Writes `layout` in craft's format, with `algorithm` (the name it was planned
+// with) and every member of `extra` (e.g. replicas_per_layer, budget) as
+// further top-level fields, for tools that report on a plan. Each layer also
+// carries "logcnt", the replicas of every expert, so readers need not derive
+// it.
+// Preconditions: layout.Validate() is OK; `extra` is an object whose keys are
+// not the format's own (the format's fields win over colliding ones).
+std::string LayoutToJson(const Layout& layout, absl::string_view algorithm,
+                         const nlohmann::json& extra = nlohmann::json::object());
+
+// Parses craft's layout format. Fields other than the format's own are
+// ignored. "logcnt", where present, must agree with "phy2log" (it is a
+// checksum a hand-edited file may break), and the result passes
+// Layout::Validate(). Every failure is INVALID_ARGUMENT naming the element.
+absl::StatusOr<Layout> ParseLayoutJson(absl::string_view text);
+
+// SGLang's --init-expert-location file: {"physical_to_logical_map": [[P ints]
+// x L]}, slots GPU-major as in Layout. SGLang gives every GPU the same number
+// of slots in every layer, so a layout without Layout::HasUniformSlots() (as
+// CRAFT's per-layer replica counts produce) is FAILED_PRECONDITION; an
+// invalid layout is INVALID_ARGUMENT.
+absl::StatusOr<std::string> LayoutToSglangJson(const Layout& layout);
+
+}  // namespace craft::planner
+
+#endif  // CRAFT_PLANNER_IO_LAYOUT_JSON_H_
