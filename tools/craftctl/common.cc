@@ -1,0 +1,109 @@
+#include "tools/craftctl/common.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "planner/io/layout_json.h"
+#include "planner/io/trace_json.h"
+
+namespace craft::ctl {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
+  return text.str();
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::cout << text;
+    return std::cout ? absl::OkStatus() : absl::DataLossError("error writing stdout");
+  }
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", temp));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot rename ", temp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<planner::LoadTrace> LoadTraceFile(const std::string& path) {
+  CRAFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto trace = planner::ParseTraceJson(text);
+  if (!trace.ok()) {
+    return absl::Status(trace.status().code(), absl::StrCat(path, ": ", trace.status().message()));
+  }
+  return trace;
+}
+
+absl::StatusOr<planner::Layout> LoadLayoutFile(const std::string& path) {
+  CRAFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto layout = planner::ParseLayoutJson(text);
+  if (!layout.ok()) {
+    return absl::Status(layout.status().code(),
+                        absl::StrCat(path, ": ", layout.status().message()));
+  }
+  return layout;
+}
+
+const std::vector<std::string>& PlanSwitches() {
+  static const std::vector<std::string> kSwitches = {"no-duplicates"};
+  return kSwitches;
+}
+
+absl::StatusOr<planner::PlanOptions> ReadPlanOptions(Args& args) {
+  planner::PlanOptions options;
+  CRAFT_ASSIGN_OR_RETURN(options.cluster.num_gpus, args.Int("gpus"));
+  CRAFT_ASSIGN_OR_RETURN(options.cluster.num_nodes, args.IntOr("nodes", 1));
+  CRAFT_RETURN_IF_ERROR(options.cluster.Validate());
+  CRAFT_ASSIGN_OR_RETURN(options.num_groups, args.IntOr("groups", 1));
+  if (args.Has("redundant-per-layer")) {
+    CRAFT_ASSIGN_OR_RETURN(options.redundant_per_layer, args.Int("redundant-per-layer"));
+  }
+  const std::string budget = args.StringOr("budget", "8");
+  if (budget != "auto") {
+    int value = 0;
+    if (!absl::SimpleAtoi(budget, &value) || value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--budget needs a non-negative integer or 'auto', got '", budget, "'"));
+    }
+    options.budget = value;
+  }
+  CRAFT_ASSIGN_OR_RETURN(options.candidates, args.IntListOr("candidates", {}));
+  const std::string objective = args.StringOr("objective", "balancedness");
+  if (objective == "balancedness") {
+    options.objective = planner::CraftObjective::kBalancedness;
+  } else if (objective == "step-time") {
+    options.objective = planner::CraftObjective::kStepTime;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--objective must be balancedness or step-time, got '", objective, "'"));
+  }
+  options.forbid_duplicates = args.Switch("no-duplicates");
+  planner::MemoryModel& memory = options.memory;
+  CRAFT_ASSIGN_OR_RETURN(memory.hbm_bytes, args.DoubleOr("hbm-gb", memory.hbm_bytes / 1e9));
+  CRAFT_ASSIGN_OR_RETURN(memory.non_expert_bytes,
+                         args.DoubleOr("non-expert-gb", memory.non_expert_bytes / 1e9));
+  CRAFT_ASSIGN_OR_RETURN(memory.bytes_per_expert,
+                         args.DoubleOr("expert-mb", memory.bytes_per_expert / 1e6));
+  CRAFT_ASSIGN_OR_RETURN(memory.kv_bytes_per_token,
+                         args.DoubleOr("kv-bytes-per-token", memory.kv_bytes_per_token));
+  memory.hbm_bytes *= 1e9;
+  memory.non_expert_bytes *= 1e9;
+  memory.bytes_per_expert *= 1e6;
+  return options;
+}
+
+}  // namespace craft::ctl

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# End-to-end checks of the craftctl binary: synth -> plan -> eval, the SGLang
+# export, re-planning against a previous layout, and clear errors on bad input.
+set -euo pipefail
+
+CRAFTCTL="${TEST_SRCDIR:-.}/craft/tools/craftctl/craftctl"
+[[ -x "$CRAFTCTL" ]] || CRAFTCTL=./tools/craftctl/craftctl
+TMP="${TEST_TMPDIR:-$(mktemp -d)}"
+failures=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# expect_error NEEDLE CMD...: the command must exit non-zero and say NEEDLE.
+expect_error() {
+  local needle="$1"; shift
+  if "$@" >"$TMP/out" 2>"$TMP/err"; then fail "expected failure: $*"; return; fi
+  grep -q -- "$needle" "$TMP/err" || fail "'$needle' not in error of $*: $(cat "$TMP/err")"
+}
+
+"$CRAFTCTL" synth --out "$TMP/trace.json" --layers 8 --experts 32 --top-k 2 --windows 12 \
+  --max-hot 12 --min-hot 6 --tokens-per-window 512 --seed 3
+for algorithm in none eplb craft craft-paper; do
+  "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --nodes 2 --algorithm "$algorithm" \
+    --budget 2 --out "$TMP/$algorithm.json" 2>"$TMP/err" || fail "plan $algorithm: $(cat "$TMP/err")"
+  grep -q '"phy2log"' "$TMP/$algorithm.json" || fail "no phy2log in $algorithm layout"
+done
+
+"$CRAFTCTL" eval --loads "$TMP/trace.json" --gpus 8 --nodes 2 --budget 2 --holdout 0.5 \
+  --previous "$TMP/none.json" >"$TMP/table" || fail "eval"
+for row in none eplb "craft R=2" craft-paper; do
+  grep -q "^$row " "$TMP/table" || fail "eval table lacks $row: $(cat "$TMP/table")"
+done
+"$CRAFTCTL" eval --loads "$TMP/trace.json" --gpus 8 --format csv --layouts "$TMP/craft.json" \
+  | grep -q "^algorithm,replicas_per_gpu" || fail "csv header"
+
+# Re-planning against the current layout moves nothing when loads are unchanged.
+"$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --nodes 2 --algorithm craft --budget 2 \
+  --previous "$TMP/craft.json" --out "$TMP/again.json" 2>"$TMP/err"
+grep -q "with (0 remote loads" "$TMP/err" || fail "re-plan moved weights: $(cat "$TMP/err")"
+
+# SGLang export: fine for uniform layouts, refused with a reason otherwise.
+"$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm eplb --format sglang \
+  --out "$TMP/sglang.json" 2>/dev/null
+grep -q physical_to_logical_map "$TMP/sglang.json" || fail "sglang export"
+
+# Bad input: clear errors, non-zero exit.
+echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[1,2,-3,4]]}' >"$TMP/neg.json"
+echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[1,2,3]]}' >"$TMP/shape.json"
+echo '{"num_layers": 2, ' >"$TMP/broken.json"
+expect_error "negative" "$CRAFTCTL" plan --loads "$TMP/neg.json" --gpus 2 --algorithm craft
+expect_error "expected 4" "$CRAFTCTL" plan --loads "$TMP/shape.json" --gpus 2 --algorithm craft
+expect_error "broken.json" "$CRAFTCTL" plan --loads "$TMP/broken.json" --gpus 2 --algorithm craft
+expect_error "cannot open" "$CRAFTCTL" plan --loads "$TMP/missing.json" --gpus 2 --algorithm none
+expect_error "unknown algorithm" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm x
+expect_error "gpus is required" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpu 8 --algorithm none
+expect_error "unknown flag --frob" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm none --frob 1
+expect_error "multiple of" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 6 --nodes 4 --algorithm none
+expect_error "budget" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm craft --budget -1
+expect_error "same number of slots" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm craft --budget 1 --format sglang
+echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[4,3,2,1]]}' >"$TMP/small.json"
+expect_error "layers" "$CRAFTCTL" eval --loads "$TMP/small.json" --gpus 2 --layouts "$TMP/craft.json"
+expect_error "unknown command" "$CRAFTCTL" frobnicate
+
+if ((failures > 0)); then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "craftctl end-to-end: all checks passed"

@@ -1,0 +1,165 @@
+// craftctl eval --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
+//               [--holdout F] [--previous LAYOUT] [--layouts A,B] [--format table|csv|json]
+#include <iostream>
+#include <optional>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "planner/replay.h"
+#include "planner/transfer/stabilize.h"
+#include "tools/craftctl/commands.h"
+#include "tools/craftctl/common.h"
+
+namespace craft::ctl {
+namespace {
+
+struct Row {
+  std::string name;
+  double replicas_per_gpu = 0;  // redundant slots / D
+  double replica_gb_per_gpu = 0;
+  double balancedness = 0;
+  double worst_layer = 0;
+  double step_time = 0;                 // modelled, tokens
+  std::optional<int64_t> moved;         // remote loads vs --previous, unstabilised
+  std::optional<int64_t> moved_stable;  // ... and stabilised
+};
+
+absl::StatusOr<Row> Measure(const std::string& name, const planner::Layout& layout,
+                            const planner::LoadTrace& eval_trace,
+                            const std::optional<planner::Layout>& previous,
+                            double bytes_per_expert) {
+  CRAFT_ASSIGN_OR_RETURN(planner::LayoutStats stats, planner::EvaluateLayout(layout, eval_trace));
+  Row row;
+  row.name = name;
+  row.replicas_per_gpu =
+      static_cast<double>(layout.TotalRedundantSlots()) / layout.cluster.num_gpus;
+  row.replica_gb_per_gpu = row.replicas_per_gpu * bytes_per_expert / 1e9;
+  row.balancedness = stats.mean_balancedness;
+  row.worst_layer = stats.worst_balancedness;
+  row.step_time = stats.step_time;
+  if (previous.has_value()) {
+    CRAFT_ASSIGN_OR_RETURN(planner::MoveStats raw, planner::CountMoves(*previous, layout));
+    CRAFT_ASSIGN_OR_RETURN(planner::Layout stable, planner::Stabilize(*previous, layout));
+    CRAFT_ASSIGN_OR_RETURN(planner::MoveStats moved, planner::CountMoves(*previous, stable));
+    row.moved = raw.remote_loads;
+    row.moved_stable = moved.remote_loads;
+  }
+  return row;
+}
+
+std::string MovedCell(const std::optional<int64_t>& value) {
+  return value.has_value() ? absl::StrCat(*value) : "-";
+}
+
+std::string FormatTable(const std::vector<Row>& rows) {
+  std::string out = absl::StrFormat("%-14s %9s %10s %12s %11s %13s %8s %8s %8s\n", "algorithm",
+                                    "repl/GPU", "GB/GPU", "balancedness", "worst layer",
+                                    "step (tokens)", "vs first", "moved", "stable");
+  for (const Row& row : rows) {
+    out += absl::StrFormat("%-14s %9.2f %10.2f %12.4f %11.4f %13.0f %7.3fx %8s %8s\n", row.name,
+                           row.replicas_per_gpu, row.replica_gb_per_gpu, row.balancedness,
+                           row.worst_layer, row.step_time, rows[0].step_time / row.step_time,
+                           MovedCell(row.moved), MovedCell(row.moved_stable));
+  }
+  return out;
+}
+
+std::string FormatCsv(const std::vector<Row>& rows) {
+  std::string out =
+      "algorithm,replicas_per_gpu,replica_gb_per_gpu,balancedness,worst_layer,step_time,"
+      "speedup_vs_first,moved,moved_stabilized\n";
+  for (const Row& row : rows) {
+    out += absl::StrFormat("%s,%.4f,%.4f,%.6f,%.6f,%.1f,%.4f,%s,%s\n", row.name,
+                           row.replicas_per_gpu, row.replica_gb_per_gpu, row.balancedness,
+                           row.worst_layer, row.step_time, rows[0].step_time / row.step_time,
+                           MovedCell(row.moved), MovedCell(row.moved_stable));
+  }
+  return out;
+}
+
+std::string FormatJson(const std::vector<Row>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Row& row : rows) {
+    nlohmann::json item = {{"algorithm", row.name},
+                           {"replicas_per_gpu", row.replicas_per_gpu},
+                           {"replica_gb_per_gpu", row.replica_gb_per_gpu},
+                           {"balancedness", row.balancedness},
+                           {"worst_layer", row.worst_layer},
+                           {"step_time", row.step_time},
+                           {"speedup_vs_first", rows[0].step_time / row.step_time}};
+    if (row.moved) item["moved"] = *row.moved;
+    if (row.moved_stable) item["moved_stabilized"] = *row.moved_stable;
+    out.push_back(item);
+  }
+  return out.dump(2) + "\n";
+}
+
+// The windows to plan on and the windows to replay: with --holdout F the last
+// F of the windows are kept out of planning, as a deployment plans on the
+// past and serves the future.
+absl::StatusOr<std::pair<planner::LoadTrace, planner::LoadTrace>> SplitTrace(
+    planner::LoadTrace trace, double holdout) {
+  if (holdout == 0) return std::make_pair(trace, trace);
+  if (holdout < 0 || holdout >= 1) {
+    return absl::InvalidArgumentError("--holdout must be in [0, 1)");
+  }
+  const int windows = trace.num_windows();
+  const int cut = static_cast<int>(windows * (1 - holdout));
+  if (cut < 1 || cut >= windows) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--holdout %.2f leaves no windows on one side (the trace has %d)", holdout, windows));
+  }
+  return std::make_pair(trace.SliceWindows(0, cut), trace.SliceWindows(cut, windows));
+}
+
+}  // namespace
+
+absl::Status RunEval(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, PlanSwitches()));
+  CRAFT_ASSIGN_OR_RETURN(std::string loads_path, args.String("loads"));
+  CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, ReadPlanOptions(args));
+  const std::vector<std::string> algorithms =
+      args.ListOr("algorithms", {"none", "eplb", "craft", "craft-paper"});
+  const std::vector<std::string> layout_paths = args.ListOr("layouts", {});
+  CRAFT_ASSIGN_OR_RETURN(double holdout, args.DoubleOr("holdout", 0));
+  const std::string previous_path = args.StringOr("previous", "");
+  const std::string format = args.StringOr("format", "table");
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  if (format != "table" && format != "csv" && format != "json") {
+    return absl::InvalidArgumentError("--format must be table, csv or json, got '" + format + "'");
+  }
+
+  CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, LoadTraceFile(loads_path));
+  CRAFT_ASSIGN_OR_RETURN(auto split, SplitTrace(std::move(trace), holdout));
+  const auto& [plan_trace, eval_trace] = split;
+  std::optional<planner::Layout> previous;
+  if (!previous_path.empty()) {
+    CRAFT_ASSIGN_OR_RETURN(previous, LoadLayoutFile(previous_path));
+  }
+  const double bytes_per_expert = options.memory.bytes_per_expert;
+  std::vector<Row> rows;
+  for (const std::string& name : algorithms) {
+    CRAFT_ASSIGN_OR_RETURN(options.algorithm, planner::ParseAlgorithm(name));
+    CRAFT_ASSIGN_OR_RETURN(planner::PlanResult plan, planner::Plan(plan_trace, options));
+    const std::string label = options.algorithm == planner::Algorithm::kCraft
+                                  ? absl::StrCat(name, " R=", plan.budget)
+                                  : name;
+    CRAFT_ASSIGN_OR_RETURN(Row row,
+                           Measure(label, plan.layout, eval_trace, previous, bytes_per_expert));
+    rows.push_back(row);
+  }
+  for (const std::string& path : layout_paths) {
+    CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, LoadLayoutFile(path));
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(path, layout, eval_trace, previous, bytes_per_expert));
+    rows.push_back(row);
+  }
+  if (rows.empty()) return absl::InvalidArgumentError("nothing to evaluate");
+  std::cout << (format == "table" ? FormatTable(rows)
+                : format == "csv" ? FormatCsv(rows)
+                                  : FormatJson(rows));
+  return absl::OkStatus();
+}
+
+}  // namespace craft::ctl

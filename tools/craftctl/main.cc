@@ -1,0 +1,54 @@
+// craftctl: plan, evaluate and synthesise expert placements from the command
+// line, on recorded or synthetic load traces.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/craftctl/commands.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(usage: craftctl COMMAND [flags]
+
+commands:
+  plan   --loads FILE --gpus D --algorithm none|eplb|craft|craft-paper
+         [--nodes N] [--groups G] [--redundant-per-layer r] [--budget R|auto]
+         [--candidates 0,1,2,4,...] [--objective balancedness|step-time]
+         [--no-duplicates] [--previous LAYOUT] [--format craft|sglang] [--out FILE]
+  eval   --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
+         [--holdout FRACTION] [--layouts A.json,B.json] [--previous LAYOUT]
+         [--format table|csv|json] and the plan flags above
+  synth  --out FILE [--layers 58] [--experts 256] [--top-k 8] [--windows 100]
+         [--tokens-per-window 4096] [--seed 1] [--skewed-fraction 0.5]
+         [--min-hot 10] [--max-hot 30] [--drift 0.02]
+
+memory model (plan, eval with --budget auto): --hbm-gb 141 --non-expert-gb 40
+  --expert-mb 88.08 --kv-bytes-per-token 70272
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  absl::Status status;
+  if (command == "plan") {
+    status = craft::ctl::RunPlan(args);
+  } else if (command == "eval") {
+    status = craft::ctl::RunEval(args);
+  } else if (command == "synth") {
+    status = craft::ctl::RunSynth(args);
+  } else {
+    std::cerr << "craftctl: unknown command '" << command << "'\n" << kUsage;
+    return 2;
+  }
+  if (!status.ok()) {
+    std::cerr << "craftctl " << command << ": error: " << status.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
