@@ -64,7 +64,7 @@ int64_t LoadTrace::LayerTotal(int layer) const {
   return std::accumulate(row.begin(), row.end(), int64_t{0});
 }
 
-absl::Status LoadTrace::Validate() const {
+absl::Status LoadTrace::ValidateAggregate() const {
   if (num_layers_ <= 0 || num_experts_ <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "a trace needs at least one layer and expert, got ", num_layers_, " x ", num_experts_));
@@ -76,6 +76,11 @@ absl::Status LoadTrace::Validate() const {
                                                      i % num_experts_));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status LoadTrace::Validate() const {
+  if (absl::Status s = ValidateAggregate(); !s.ok()) return s;
   for (size_t i = 0; i < windows_.size(); ++i) {
     if (windows_[i] < 0) {
       const size_t per_window = aggregate_.size();

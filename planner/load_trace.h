@@ -53,6 +53,9 @@ class LoadTrace {
 
   // Checks positive shape and that every count is non-negative.
   absl::Status Validate() const;
+  // The same checks on the aggregate alone, for algorithms that read only it
+  // (scanning 1000 windows would cost more than DeepSeek EPLB itself).
+  absl::Status ValidateAggregate() const;
 
  private:
   int num_layers_ = 0;

@@ -19,39 +19,47 @@ double Balancedness(absl::Span<const double> gpu_loads) {
 }
 
 LayerReplay::LayerReplay(const LayerPlacement& placement, int num_experts)
-    : num_gpus_(static_cast<int>(placement.slots_per_gpu.size())),
-      slot_gpu_(placement.SlotGpus()),
-      slot_expert_(placement.phy2log),
-      expert_share_(num_experts, 0.0) {
+    : slot_expert_(placement.phy2log) {
   const std::vector<int> counts = placement.LogicalCounts(num_experts);
-  for (int e = 0; e < num_experts; ++e) {
-    if (counts[e] > 0) expert_share_[e] = 1.0 / counts[e];
-  }
+  gpu_begin_.push_back(0);
+  for (int slots : placement.slots_per_gpu) gpu_begin_.push_back(gpu_begin_.back() + slots);
+  slot_share_.reserve(slot_expert_.size());
+  for (int e : slot_expert_) slot_share_.push_back(1.0 / counts[e]);
 }
 
 void LayerReplay::GpuLoads(absl::Span<const int64_t> counts, absl::Span<double> gpu_loads) const {
-  std::fill(gpu_loads.begin(), gpu_loads.end(), 0.0);
-  for (size_t p = 0; p < slot_gpu_.size(); ++p) {
-    const int e = slot_expert_[p];
-    gpu_loads[slot_gpu_[p]] += static_cast<double>(counts[e]) * expert_share_[e];
+  for (int g = 0; g < num_gpus(); ++g) {
+    double load = 0.0;
+    for (int p = gpu_begin_[g]; p < gpu_begin_[g + 1]; ++p) {
+      load += static_cast<double>(counts[slot_expert_[p]]) * slot_share_[p];
+    }
+    gpu_loads[g] = load;
   }
 }
 
+LayerReplay::WindowLoad LayerReplay::Replay(absl::Span<const int64_t> counts) const {
+  WindowLoad out;
+  for (int g = 0; g < num_gpus(); ++g) {
+    double load = 0.0;
+    for (int p = gpu_begin_[g]; p < gpu_begin_[g + 1]; ++p) {
+      load += static_cast<double>(counts[slot_expert_[p]]) * slot_share_[p];
+    }
+    out.total += load;
+    out.max_gpu_load = std::max(out.max_gpu_load, load);
+  }
+  return out;
+}
+
 LayerStats ReplayLayer(const LayerReplay& replay, const LoadTrace& trace, int layer) {
-  std::vector<double> loads(replay.num_gpus());
   LayerStats stats{0.0, 0.0, 0.0};
   const int windows = trace.num_replay_windows();
+  const double gpus = replay.num_gpus();
   for (int b = 0; b < windows; ++b) {
-    replay.GpuLoads(trace.replay_window(b, layer), absl::MakeSpan(loads));
-    double sum = 0.0;
-    double max = 0.0;
-    for (double load : loads) {
-      sum += load;
-      max = std::max(max, load);
-    }
-    stats.balancedness += Balancedness(loads);
-    stats.max_gpu_load += max;
-    stats.mean_gpu_load += sum / replay.num_gpus();
+    const LayerReplay::WindowLoad load = replay.Replay(trace.replay_window(b, layer));
+    // mean / max as in Balancedness(): an idle window counts as balanced.
+    stats.balancedness += load.max_gpu_load > 0 ? load.total / gpus / load.max_gpu_load : 1.0;
+    stats.max_gpu_load += load.max_gpu_load;
+    stats.mean_gpu_load += load.total / gpus;
   }
   stats.balancedness /= windows;
   stats.max_gpu_load /= windows;

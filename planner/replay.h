@@ -23,16 +23,25 @@ class LayerReplay {
  public:
   LayerReplay(const LayerPlacement& placement, int num_experts);
 
-  int num_gpus() const { return num_gpus_; }
+  int num_gpus() const { return static_cast<int>(gpu_begin_.size()) - 1; }
   // Writes every GPU's load for one window's per-expert counts into `gpu_loads`
   // (size num_gpus).
   void GpuLoads(absl::Span<const int64_t> counts, absl::Span<double> gpu_loads) const;
 
+  // The busiest GPU's load and the total, without materialising the loads:
+  // the inner loop of benefit curves, run once per layer, candidate and window.
+  struct WindowLoad {
+    double max_gpu_load = 0.0;
+    double total = 0.0;
+  };
+  WindowLoad Replay(absl::Span<const int64_t> counts) const;
+
  private:
-  int num_gpus_;
-  std::vector<int> slot_gpu_;
+  // Slots are GPU-major, so GPU g owns slots [gpu_begin_[g], gpu_begin_[g+1])
+  // and its load is summed in a register: no scatter, no store-to-load chain.
+  std::vector<int> gpu_begin_;
   std::vector<int> slot_expert_;
-  std::vector<double> expert_share_;  // 1 / logcnt
+  std::vector<double> slot_share_;  // 1 / logcnt of the slot's expert
 };
 
 // A layer's replay averaged over windows.

@@ -1,5 +1,8 @@
 #include "planner/replicate.h"
 
+#include <algorithm>
+#include <numeric>
+
 #include "absl/strings/str_cat.h"
 
 namespace craft::planner {
@@ -25,20 +28,27 @@ absl::StatusOr<Replication> ReplicateExperts(absl::Span<const int64_t> weight, i
     out.phy2log.push_back(e);
     out.rank.push_back(0);
   }
-  // A linear argmax per extra slot: O((P - E) * E), a few microseconds for
-  // real shapes, and its tie rule is obvious.
+  // A max-heap on load per replica: O((P - E) log E). The comparator makes
+  // the top the largest w / count, and among equal ones the lowest index.
+  auto lower_priority = [&](int a, int b) {
+    if (PerReplicaLoadGreater(weight[b], out.logcnt[b], weight[a], out.logcnt[a])) return true;
+    if (PerReplicaLoadGreater(weight[a], out.logcnt[a], weight[b], out.logcnt[b])) return false;
+    return a > b;
+  };
+  std::vector<int> heap(num_logical);
+  std::iota(heap.begin(), heap.end(), 0);
+  std::make_heap(heap.begin(), heap.end(), lower_priority);
   for (int p = num_logical; p < num_physical; ++p) {
-    int best = -1;
-    for (int e = 0; e < num_logical; ++e) {
-      if (out.logcnt[e] >= max_replicas_per_expert) continue;
-      if (best < 0 ||
-          PerReplicaLoadGreater(weight[e], out.logcnt[e], weight[best], out.logcnt[best])) {
-        best = e;
-      }
-    }
+    std::pop_heap(heap.begin(), heap.end(), lower_priority);
+    const int best = heap.back();
     out.phy2log.push_back(best);
     out.rank.push_back(out.logcnt[best]);
     ++out.logcnt[best];
+    if (out.logcnt[best] < max_replicas_per_expert) {
+      std::push_heap(heap.begin(), heap.end(), lower_priority);
+    } else {
+      heap.pop_back();  // capped: no more replicas
+    }
   }
   return out;
 }

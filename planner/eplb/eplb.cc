@@ -65,7 +65,7 @@ absl::Status ValidateSizes(const LoadTrace& loads, int num_replicas, int num_gro
       return absl::InvalidArgumentError(absl::StrCat(name, " must be positive, got ", value));
     }
   }
-  CRAFT_RETURN_IF_ERROR(loads.Validate());
+  CRAFT_RETURN_IF_ERROR(loads.ValidateAggregate());
   const int num_experts = loads.num_experts();
   if (num_replicas < num_experts) {
     return absl::InvalidArgumentError(absl::StrCat("num_replicas (", num_replicas,
