@@ -13,18 +13,10 @@
 namespace craft::planner {
 namespace {
 
+using transfer_internal::OneLayer;
 using transfer_internal::PerturbedLayout;
 using transfer_internal::RandomCluster;
 using transfer_internal::RandomLayout;
-
-Layout OneLayer(int num_experts, ClusterShape cluster, std::vector<int> slots_per_gpu,
-                std::vector<int> phy2log) {
-  Layout layout;
-  layout.num_experts = num_experts;
-  layout.cluster = cluster;
-  layout.layers.push_back({std::move(slots_per_gpu), std::move(phy2log)});
-  return layout;
-}
 
 MoveStats Moves(int64_t changed, int64_t remote, int64_t local) {
   MoveStats stats;

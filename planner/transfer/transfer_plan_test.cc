@@ -18,20 +18,12 @@
 namespace craft::planner {
 namespace {
 
+using transfer_internal::OneLayer;
 using transfer_internal::PerturbedLayout;
 using transfer_internal::RandomCluster;
 using transfer_internal::RandomLayout;
 
 constexpr int64_t kBytes = 1000;
-
-Layout OneLayer(int num_experts, ClusterShape cluster, std::vector<int> slots_per_gpu,
-                std::vector<int> phy2log) {
-  Layout layout;
-  layout.num_experts = num_experts;
-  layout.cluster = cluster;
-  layout.layers.push_back({std::move(slots_per_gpu), std::move(phy2log)});
-  return layout;
-}
 
 // (dst_slot, src_slot, kind) of every transfer, for compact expectations.
 std::vector<std::tuple<int, int, LinkKind>> Routes(const TransferPlan& plan) {

@@ -53,29 +53,56 @@ std::string MovedCell(const std::optional<int64_t>& value) {
   return value.has_value() ? absl::StrCat(*value) : "-";
 }
 
+// One row's cells, in the column order of kColumns; `speedup` relative to
+// the first row.
+std::vector<std::string> Cells(const Row& row, double first_step_time) {
+  return {row.name,
+          absl::StrFormat("%.2f", row.replicas_per_gpu),
+          absl::StrFormat("%.2f", row.replica_gb_per_gpu),
+          absl::StrFormat("%.4f", row.balancedness),
+          absl::StrFormat("%.4f", row.worst_layer),
+          absl::StrFormat("%.0f", row.step_time),
+          absl::StrFormat("%.3f", first_step_time / row.step_time),
+          MovedCell(row.moved),
+          MovedCell(row.moved_stable)};
+}
+
+struct Column {
+  const char* table_name;
+  const char* csv_name;
+  int width;  // negative: left-aligned
+};
+
+constexpr Column kColumns[] = {
+    {"algorithm", "algorithm", -14},      {"repl/GPU", "replicas_per_gpu", 9},
+    {"GB/GPU", "replica_gb_per_gpu", 10}, {"balancedness", "balancedness", 12},
+    {"worst layer", "worst_layer", 11},   {"step (tokens)", "step_time", 13},
+    {"speedup", "speedup_vs_first", 8},  {"moved", "moved", 8},
+    {"stable", "moved_stabilized", 8},
+};
+
 std::string FormatTable(const std::vector<Row>& rows) {
-  std::string out = absl::StrFormat("%-14s %9s %10s %12s %11s %13s %8s %8s %8s\n", "algorithm",
-                                    "repl/GPU", "GB/GPU", "balancedness", "worst layer",
-                                    "step (tokens)", "vs first", "moved", "stable");
-  for (const Row& row : rows) {
-    out += absl::StrFormat("%-14s %9.2f %10.2f %12.4f %11.4f %13.0f %7.3fx %8s %8s\n", row.name,
-                           row.replicas_per_gpu, row.replica_gb_per_gpu, row.balancedness,
-                           row.worst_layer, row.step_time, rows[0].step_time / row.step_time,
-                           MovedCell(row.moved), MovedCell(row.moved_stable));
-  }
+  auto line = [](const std::vector<std::string>& cells) {
+    std::string out;
+    for (size_t c = 0; c < cells.size(); ++c) {
+      const int width = kColumns[c].width;
+      out += absl::StrFormat(width < 0 ? "%-*s" : "%*s", width < 0 ? -width : width, cells[c]);
+      out += c + 1 < cells.size() ? " " : "\n";
+    }
+    return out;
+  };
+  std::vector<std::string> header;
+  for (const Column& column : kColumns) header.push_back(column.table_name);
+  std::string out = line(header);
+  for (const Row& row : rows) out += line(Cells(row, rows[0].step_time));
   return out;
 }
 
 std::string FormatCsv(const std::vector<Row>& rows) {
-  std::string out =
-      "algorithm,replicas_per_gpu,replica_gb_per_gpu,balancedness,worst_layer,step_time,"
-      "speedup_vs_first,moved,moved_stabilized\n";
-  for (const Row& row : rows) {
-    out += absl::StrFormat("%s,%.4f,%.4f,%.6f,%.6f,%.1f,%.4f,%s,%s\n", row.name,
-                           row.replicas_per_gpu, row.replica_gb_per_gpu, row.balancedness,
-                           row.worst_layer, row.step_time, rows[0].step_time / row.step_time,
-                           MovedCell(row.moved), MovedCell(row.moved_stable));
-  }
+  std::vector<std::string> header;
+  for (const Column& column : kColumns) header.push_back(column.csv_name);
+  std::string out = absl::StrJoin(header, ",") + "\n";
+  for (const Row& row : rows) out += absl::StrJoin(Cells(row, rows[0].step_time), ",") + "\n";
   return out;
 }
 

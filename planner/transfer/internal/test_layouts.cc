@@ -4,6 +4,16 @@
 #include <vector>
 
 namespace craft::planner::transfer_internal {
+
+Layout OneLayer(int num_experts, ClusterShape cluster, std::vector<int> slots_per_gpu,
+                std::vector<int> phy2log) {
+  Layout layout;
+  layout.num_experts = num_experts;
+  layout.cluster = cluster;
+  layout.layers.push_back({std::move(slots_per_gpu), std::move(phy2log)});
+  return layout;
+}
+
 namespace {
 
 int Uniform(std::mt19937& rng, int low, int high) {

@@ -3,11 +3,16 @@
 #define CRAFT_PLANNER_TRANSFER_INTERNAL_TEST_LAYOUTS_H_
 
 #include <random>
+#include <vector>
 
 #include "planner/cluster.h"
 #include "planner/layout.h"
 
 namespace craft::planner::transfer_internal {
+
+// A one-layer layout, for hand-written cases.
+Layout OneLayer(int num_experts, ClusterShape cluster, std::vector<int> slots_per_gpu,
+                std::vector<int> phy2log);
 
 // 2 to 8 GPUs on a random divisor of that many nodes.
 ClusterShape RandomCluster(std::mt19937& rng);
