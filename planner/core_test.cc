@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "planner/initial_layout.h"
 #include "planner/layout.h"
 #include "planner/load_trace.h"
 #include "planner/replay.h"
@@ -102,6 +103,22 @@ TEST(ReplicateTest, TiesGoToTheLowestIndexAndTheCapHolds) {
   EXPECT_EQ(rep->phy2log[3], 0);
   EXPECT_FALSE(ReplicateExperts(weight, 2).ok());
   EXPECT_FALSE(ReplicateExperts(weight, 7, 2).ok());
+}
+
+TEST(InitialLayoutTest, ContiguousAndEqualPerGpu) {
+  auto layout = ContiguousLayout(3, 10, ClusterShape{4, 2});
+  ASSERT_TRUE(layout.ok());
+  ASSERT_TRUE(layout->Validate(/*allow_duplicates_on_gpu=*/false).ok());
+  for (const LayerPlacement& layer : layout->layers) {
+    for (int e = 0; e < 10; ++e) EXPECT_EQ(layer.phy2log[e], e);
+  }
+  // 30 slots over 4 GPUs: totals within one of each other.
+  for (int g = 0; g < 4; ++g) {
+    EXPECT_GE(layout->SlotsOnGpu(g), 7);
+    EXPECT_LE(layout->SlotsOnGpu(g), 8);
+  }
+  EXPECT_FALSE(ContiguousLayout(0, 10, ClusterShape{4, 2}).ok());
+  EXPECT_FALSE(ContiguousLayout(3, 10, ClusterShape{4, 3}).ok());
 }
 
 }  // namespace
