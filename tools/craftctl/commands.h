@@ -17,6 +17,11 @@ absl::Status RunEval(const std::vector<std::string>& argv);
 // craftctl synth: a seeded synthetic trace with per-window samples.
 absl::Status RunSynth(const std::vector<std::string>& argv);
 
+// Planner queries over gRPC (--planner HOST:PORT): layout, agents, explain,
+// replan, watch.
+bool IsQueryCommand(const std::string& command);
+absl::Status RunQuery(const std::string& command, const std::vector<std::string>& argv);
+
 }  // namespace craft::ctl
 
 #endif  // CRAFT_TOOLS_CRAFTCTL_COMMANDS_H_

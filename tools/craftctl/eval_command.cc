@@ -77,7 +77,7 @@ constexpr Column kColumns[] = {
     {"algorithm", "algorithm", -14},      {"repl/GPU", "replicas_per_gpu", 9},
     {"GB/GPU", "replica_gb_per_gpu", 10}, {"balancedness", "balancedness", 12},
     {"worst layer", "worst_layer", 11},   {"step (tokens)", "step_time", 13},
-    {"speedup", "speedup_vs_first", 8},  {"moved", "moved", 8},
+    {"speedup", "speedup_vs_first", 8},   {"moved", "moved", 8},
     {"stable", "moved_stabilized", 8},
 };
 

@@ -22,6 +22,13 @@ commands:
          [--tokens-per-window 4096] [--seed 1] [--skewed-fraction 0.5]
          [--min-hot 10] [--max-hot 30] [--drift 0.02]
 
+planner queries (--planner HOST:PORT, default 127.0.0.1:7070; --timeout_ms; --token T):
+  layout [--out FILE]   committed layout, version, epoch, measured balancedness
+  agents                connected agents and their versions
+  explain               per-layer benefit curves, chosen replicas, last decision
+  replan [--force]      ask for a replan now (admin token if configured)
+  watch [--count N]     stream layout changes
+
 memory model (plan, eval with --budget auto): --hbm-gb 141 --non-expert-gb 40
   --expert-mb 88.08 --kv-bytes-per-token 70272
 )";
@@ -42,6 +49,8 @@ int main(int argc, char** argv) {
     status = craft::ctl::RunEval(args);
   } else if (command == "synth") {
     status = craft::ctl::RunSynth(args);
+  } else if (craft::ctl::IsQueryCommand(command)) {
+    status = craft::ctl::RunQuery(command, args);
   } else {
     std::cerr << "craftctl: unknown command '" << command << "'\n" << kUsage;
     return 2;

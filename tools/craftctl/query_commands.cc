@@ -1,0 +1,188 @@
+// craftctl's planner queries over gRPC: layout, agents, explain, replan, watch.
+#include <iostream>
+#include <memory>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "common/status_macros.h"
+#include "craft/v1/placement.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "planner/io/layout_json.h"
+#include "tools/craftctl/commands.h"
+#include "tools/craftctl/common.h"
+
+namespace craft::ctl {
+namespace {
+
+using craft::v1::PlacementService;
+
+absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(what, ": ", status.error_message()));
+}
+
+// A client for --planner (default 127.0.0.1:7070); calls get --timeout_ms.
+struct Connection {
+  std::unique_ptr<PlacementService::Stub> stub;
+  absl::Duration timeout;
+  std::string token;
+
+  void Prepare(grpc::ClientContext* context) const {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
+  }
+};
+
+absl::StatusOr<Connection> Connect(Args& args) {
+  const std::string target = args.StringOr("planner", "127.0.0.1:7070");
+  CRAFT_ASSIGN_OR_RETURN(int timeout_ms, args.IntOr("timeout_ms", 5000));
+  Connection connection;
+  connection.stub =
+      PlacementService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  connection.timeout = absl::Milliseconds(timeout_ms);
+  connection.token = args.StringOr("token", "");
+  return connection;
+}
+
+void PrintStatus(const craft::v1::LayoutStatus& status) {
+  int redundant = 0;
+  for (const auto& layer : status.committed().layers()) {
+    redundant += layer.phy2log_size() - status.committed().num_experts();
+  }
+  std::cout << absl::StrFormat(
+      "version %s (epoch %d)%s: %d layers, %d GPUs, %d redundant slots; measured balancedness "
+      "%.4f over %d windows\n",
+      status.committed().version(), status.epoch(),
+      status.pending_version().empty() ? "" : ", applying " + status.pending_version(),
+      status.committed().layers_size(), status.committed().num_gpus(), redundant,
+      status.measured_balancedness(), status.windows_ingested());
+}
+
+absl::Status RunLayout(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+  const std::string out = args.StringOr("out", "");
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::ClientContext context;
+  connection.Prepare(&context);
+  craft::v1::LayoutStatus status;
+  CRAFT_RETURN_IF_ERROR(FromGrpc(
+      connection.stub->GetLayout(&context, craft::v1::GetLayoutRequest(), &status), "GetLayout"));
+  PrintStatus(status);
+  if (out.empty()) return absl::OkStatus();
+  CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, LayoutFromProto(status.committed()));
+  return WriteFile(
+      out,
+      planner::LayoutToJson(layout, "planner", {{"version", status.committed().version()}}) + "\n");
+}
+
+absl::Status RunAgents(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::ClientContext context;
+  connection.Prepare(&context);
+  craft::v1::ListAgentsResponse response;
+  CRAFT_RETURN_IF_ERROR(
+      FromGrpc(connection.stub->ListAgents(&context, craft::v1::ListAgentsRequest(), &response),
+               "ListAgents"));
+  std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", "node", "connected", "version", "gpus");
+  for (const auto& agent : response.agents()) {
+    std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", agent.node(),
+                                 agent.connected() ? "yes" : "no", agent.committed_version(),
+                                 absl::StrJoin(agent.gpus(), ","));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunExplain(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::ClientContext context;
+  connection.Prepare(&context);
+  craft::v1::ExplainResponse response;
+  CRAFT_RETURN_IF_ERROR(FromGrpc(
+      connection.stub->Explain(&context, craft::v1::ExplainRequest(), &response), "Explain"));
+  std::cout << absl::StrFormat(
+      "version %s, %s, R = %d, predicted balancedness %.4f\nlast replan: %s\n", response.version(),
+      response.algorithm(), response.budget(), response.predicted_balancedness(),
+      response.decision());
+  std::cout << absl::StrFormat("%5s %8s %9s %9s  %s\n", "layer", "replicas", "measured",
+                               "predicted", "curve (replicas:balancedness)");
+  for (const auto& layer : response.layers()) {
+    std::string curve;
+    double predicted = 0;
+    for (int k = 0; k < layer.candidate_replicas_size(); ++k) {
+      absl::StrAppendFormat(&curve, "%d:%.3f ", layer.candidate_replicas(k),
+                            layer.predicted_balancedness(k));
+      if (layer.candidate_replicas(k) == layer.chosen_replicas()) {
+        predicted = layer.predicted_balancedness(k);
+      }
+    }
+    std::cout << absl::StrFormat("%5d %8d %9.4f %9.4f  %s\n", layer.layer(),
+                                 layer.chosen_replicas(), layer.measured_balancedness(), predicted,
+                                 curve);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunReplan(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"force"}));
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+  craft::v1::ReplanRequest request;
+  request.set_force(args.Switch("force"));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::ClientContext context;
+  connection.Prepare(&context);
+  craft::v1::ReplanResponse response;
+  CRAFT_RETURN_IF_ERROR(FromGrpc(connection.stub->Replan(&context, request, &response), "Replan"));
+  std::cout << response.decision()
+            << (response.version().empty() ? "" : " (applying " + response.version() + ")") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunWatch(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+  CRAFT_ASSIGN_OR_RETURN(int count, args.IntOr("count", 0));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::ClientContext context;  // no deadline: a watch lasts
+  if (!connection.token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + connection.token);
+  }
+  auto reader = connection.stub->WatchLayout(&context, craft::v1::WatchLayoutRequest());
+  craft::v1::LayoutStatus status;
+  int seen = 0;
+  while (reader->Read(&status)) {
+    PrintStatus(status);
+    std::cout.flush();
+    if (count > 0 && ++seen >= count) {
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status done = reader->Finish();
+  if (count > 0 && seen >= count) return absl::OkStatus();
+  return FromGrpc(done, "WatchLayout");
+}
+
+}  // namespace
+
+absl::Status RunQuery(const std::string& command, const std::vector<std::string>& argv) {
+  if (command == "layout") return RunLayout(argv);
+  if (command == "agents") return RunAgents(argv);
+  if (command == "explain") return RunExplain(argv);
+  if (command == "replan") return RunReplan(argv);
+  if (command == "watch") return RunWatch(argv);
+  return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
+}
+
+bool IsQueryCommand(const std::string& command) {
+  return command == "layout" || command == "agents" || command == "explain" ||
+         command == "replan" || command == "watch";
+}
+
+}  // namespace craft::ctl
