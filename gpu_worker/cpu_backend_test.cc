@@ -1,0 +1,120 @@
+#include "gpu_worker/cpu_backend.h"
+
+#include <string>
+
+#include "gpu_worker/expert_weights.h"
+#include "gpu_worker/local_layout.h"
+#include "gtest/gtest.h"
+
+namespace craft::gpu_worker {
+namespace {
+
+constexpr int64_t kBytes = 64;
+
+// GPU 1 of a 2-layer layout: layer 0 holds experts {2, 3} in global slots
+// 2..3, layer 1 holds {1} in global slot 3.
+LocalLayout Serving() { return {"0.0", {{2, {2, 3}}, {3, {1}}}}; }
+LocalLayout Next() { return {"1.1", {{2, {3, 3, 0}}, {2, {1, 2}}}}; }
+
+class CpuExpertStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(store_.LoadServing(Serving()).ok()); }
+
+  CpuExpertStore store_{kBytes, /*capacity_bytes=*/0};
+};
+
+TEST_F(CpuExpertStoreTest, LoadServingFillsEverySlotWithItsExpertsWeights) {
+  EXPECT_EQ(store_.serving_version(), "0.0");
+  EXPECT_EQ(store_.staging_version(), "");
+  EXPECT_EQ(*store_.SlotChecksum("0.0", 0, 1), ExpectedChecksum(0, 3, kBytes));
+  EXPECT_EQ(*store_.SlotChecksum("0.0", 1, 0), ExpectedChecksum(1, 1, kBytes));
+  EXPECT_EQ(*store_.ReadServingExpert("0.0", 0, 3, 3), ExpertWeights(0, 3, kBytes));
+  EXPECT_EQ(store_.ExpectedChecksum(0, 3), ExpectedChecksum(0, 3, kBytes));
+}
+
+TEST_F(CpuExpertStoreTest, FlipMakesStagingServeAndFreesTheOldVersion) {
+  ASSERT_TRUE(store_.BeginStaging(Next()).ok());
+  EXPECT_EQ(store_.staging_version(), "1.1");
+  ASSERT_TRUE(store_.CopyToStaging("1.1", 0, /*serving_slot=*/1, /*staging_slot=*/0).ok());
+  ASSERT_TRUE(store_.WriteStaging("1.1", 0, 2, 0, ExpertWeights(0, 0, kBytes)).ok());
+  EXPECT_EQ(*store_.SlotChecksum("1.1", 0, 0), ExpectedChecksum(0, 3, kBytes));
+  EXPECT_EQ(*store_.SlotChecksum("1.1", 0, 2), ExpectedChecksum(0, 0, kBytes));
+  // Staging is not served to peers before the flip.
+  EXPECT_EQ(store_.ReadServingExpert("1.1", 0, 2, 3).status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(store_.Flip("1.1").ok());
+  EXPECT_EQ(store_.serving_version(), "1.1");
+  EXPECT_EQ(store_.staging_version(), "");
+  EXPECT_EQ(*store_.ReadServingExpert("1.1", 0, 4, 0), ExpertWeights(0, 0, kBytes));
+  EXPECT_EQ(store_.SlotChecksum("0.0", 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.ReadServingExpert("0.0", 0, 2, 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Flip("1.1").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CpuExpertStoreTest, DropStagingKeepsServingAndRefusesLateWrites) {
+  ASSERT_TRUE(store_.BeginStaging(Next()).ok());
+  ASSERT_TRUE(store_.DropStaging("1.1").ok());
+  EXPECT_EQ(store_.staging_version(), "");
+  EXPECT_EQ(store_.serving_version(), "0.0");
+  EXPECT_EQ(store_.WriteStaging("1.1", 0, 0, 0, "x").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.DropStaging("1.1").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*store_.SlotChecksum("0.0", 0, 0), ExpectedChecksum(0, 2, kBytes));
+}
+
+TEST_F(CpuExpertStoreTest, StagingNamesItsVersion) {
+  ASSERT_TRUE(store_.BeginStaging(Next()).ok());
+  EXPECT_EQ(store_.WriteStaging("2.2", 0, 0, 0, "x").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.CopyToStaging("2.2", 0, 0, 0).code(), absl::StatusCode::kFailedPrecondition);
+  // A newer BeginStaging replaces the staged version.
+  LocalLayout newer = Next();
+  newer.version = "2.2";
+  ASSERT_TRUE(store_.BeginStaging(newer).ok());
+  EXPECT_EQ(store_.WriteStaging("1.1", 0, 0, 0, "x").code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CpuExpertStoreTest, RefusesBadStagingAndSlots) {
+  EXPECT_EQ(store_.BeginStaging(Serving()).code(), absl::StatusCode::kInvalidArgument);
+  LocalLayout one_layer = Next();
+  one_layer.layers.pop_back();
+  EXPECT_EQ(store_.BeginStaging(one_layer).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_.BeginStaging(Next()).ok());
+  EXPECT_EQ(store_.WriteStaging("1.1", 0, 3, 0, "x").code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_.WriteStaging("1.1", 2, 0, 0, "x").code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_.WriteStaging("1.1", 0, 0, kBytes - 1, "xy").code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_.WriteStaging("1.1", 0, 0, -1, "x").code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_.CopyToStaging("1.1", 1, /*serving_slot=*/1, 0).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_.SlotChecksum("1.1", 1, 2).status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(CpuExpertStoreTest, ReadServingExpertRefusesWhatIsNotHere) {
+  EXPECT_EQ(store_.ReadServingExpert("9.9", 0, 2, 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.ReadServingExpert("0.0", 0, 1, 1).status().code(),
+            absl::StatusCode::kNotFound);  // GPU 0's slot
+  EXPECT_EQ(store_.ReadServingExpert("0.0", 5, 2, 2).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.ReadServingExpert("0.0", 0, 2, 3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(CpuExpertStoreCapacityTest, RefusesWhatDoesNotFit) {
+  // Serving needs 3 slots; staging Next() 5 more.
+  CpuExpertStore store(kBytes, /*capacity_bytes=*/7 * kBytes);
+  ASSERT_TRUE(store.LoadServing(Serving()).ok());
+  EXPECT_EQ(store.BeginStaging(Next()).code(), absl::StatusCode::kResourceExhausted);
+  CpuExpertStore tiny(kBytes, /*capacity_bytes=*/2 * kBytes);
+  EXPECT_EQ(tiny.LoadServing(Serving()).code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(CpuLoadCounterTest, CountsOnlyThisGpusSlots) {
+  CpuLoadCounter counter;
+  counter.BeginWindow(Serving());
+  ASSERT_TRUE(counter.Count(0, {0, 2, 2, 3, 1, 5}).ok());
+  ASSERT_TRUE(counter.Count(1, {3, 3, 2}).ok());
+  EXPECT_EQ(counter.Count(2, {0}).code(), absl::StatusCode::kOutOfRange);
+  const std::vector<std::vector<int64_t>> counts = counter.EndWindow();
+  EXPECT_EQ(counts, (std::vector<std::vector<int64_t>>{{2, 1}, {2}}));
+}
+
+}  // namespace
+}  // namespace craft::gpu_worker

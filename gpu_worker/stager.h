@@ -1,0 +1,120 @@
+// Staging a prepared layout version on this GPU, without any gRPC: where every
+// slot's weights come from (PlanStaging, a pure function) and the copying and
+// verification (Stager, with an injected ExpertStore and ExpertFetcher so that
+// tests need no network).
+//
+//   CRAFT_ASSIGN_OR_RETURN(StagePlan plan,
+//                          PlanStaging(prepare, shape, serving_version, serving_layout));
+//   Stager stager(backend->store(), backend->fetcher(), clock, {});
+//   CRAFT_ASSIGN_OR_RETURN(StageResult result, stager.Execute(plan, deadline, cancelled));
+//
+// Every slot of this GPU in the new layout gets exactly one source, in this
+// order of precedence (planner/transfer/stabilize.h counts moves the same way):
+//  1. a Transfer of the Prepare with dst_gpu == this GPU and dst_slot == the
+//     slot: fetched from src_gpu's endpoint, or copied locally when src_gpu
+//     is this GPU;
+//  2. unchanged: the serving layout has the same expert at the same local
+//     index of this GPU in that layer: copied locally;
+//  3. this GPU serves the expert in another slot of the layer: copied locally;
+//  4. otherwise the expert has no source and the prepare fails.
+// Staging is a full bank (unchanged slots are copied too), so a flip swaps
+// whole banks; a device backend may alias unchanged slots instead.
+#ifndef CRAFT_GPU_WORKER_STAGER_H_
+#define CRAFT_GPU_WORKER_STAGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "craft/v1/agent.pb.h"
+#include "gpu_worker/backend.h"
+#include "gpu_worker/local_layout.h"
+#include "gpu_worker/worker_shape.h"
+#include "planner/layout.h"
+
+namespace craft::gpu_worker {
+
+// Where one local slot of the staged version gets its weights.
+struct SlotSource {
+  enum class Kind {
+    kKeep,       // same expert at the same local index in the serving bank
+    kLocalCopy,  // another serving slot of this GPU holds the expert
+    kFetch,      // a peer sends it
+  };
+  Kind kind = Kind::kKeep;
+  int layer = 0;
+  int slot = 0;  // local slot in the staged version
+  int expert = 0;
+  int serving_slot = -1;  // kKeep, kLocalCopy: local slot in the serving bank
+  FetchRequest fetch;     // kFetch (its deadline is set when it runs)
+};
+
+struct StagePlan {
+  std::string version;
+  planner::Layout layout;           // the whole new layout: routing needs all of it
+  LocalLayout local;                // this GPU's part
+  std::vector<SlotSource> sources;  // one per local slot, in (layer, slot) order
+
+  int CountOf(SlotSource::Kind kind) const;
+};
+
+// Checks `prepare` against this worker (`shape`) and what it serves, and
+// picks every slot's source. INVALID_ARGUMENT, prefixed "prepare <version>: ",
+// for: an empty or serving version, an invalid layout or one of another
+// shape, another bytes_per_expert, a transfer of this GPU with a layer, GPU,
+// expert or slot that does not match the layouts, two transfers into one
+// slot, a local source in a version this GPU does not serve, a peer without
+// an endpoint in Prepare.gpu_endpoints, or a slot without any source. A
+// transfer whose source is this GPU is checked too (a peer would fail on it
+// later), so a stale plan fails fast.
+absl::StatusOr<StagePlan> PlanStaging(const craft::v1::Prepare& prepare, const WorkerShape& shape,
+                                      const std::string& serving_version,
+                                      const planner::Layout& serving);
+
+struct StageResult {
+  int64_t bytes_received = 0;  // from peers
+  int fetched = 0;
+  int copied = 0;  // local copies, unchanged slots included
+  absl::Duration elapsed;
+};
+
+// Executes plans. Thread-compatible: one Execute at a time per instance; the
+// store and fetcher are shared and thread-safe.
+class Stager {
+ public:
+  struct Options {
+    // Deadline of one fetch (the whole prepare has its own).
+    absl::Duration fetch_timeout = absl::Seconds(5);
+  };
+
+  // Does not take ownership; all must outlive the Stager.
+  Stager(ExpertStore* store, ExpertFetcher* fetcher, Clock* clock, Options options);
+
+  // Allocates staging for `plan`, fills every slot from its source and checks
+  // each slot's checksum against the store's ExpectedChecksum(layer, expert).
+  // On success the version stays staged (the caller flips or drops it); on
+  // any error it is dropped. Errors: the store's (RESOURCE_EXHAUSTED when it does not fit),
+  // the fetcher's, DATA_LOSS for a checksum mismatch, DEADLINE_EXCEEDED past
+  // `deadline`, CANCELLED once `cancelled` is set (checked between slots and
+  // by the fetcher); each message names the slot, expert and source.
+  absl::StatusOr<StageResult> Execute(const StagePlan& plan, absl::Time deadline,
+                                      const std::atomic<bool>& cancelled);
+
+ private:
+  absl::Status FillSlot(const StagePlan& plan, const SlotSource& source, absl::Time deadline,
+                        const std::atomic<bool>& cancelled, StageResult* result);
+  absl::Status VerifySlot(const StagePlan& plan, const SlotSource& source) const;
+
+  ExpertStore* const store_;
+  ExpertFetcher* const fetcher_;
+  Clock* const clock_;
+  const Options options_;
+};
+
+}  // namespace craft::gpu_worker
+
+#endif  // CRAFT_GPU_WORKER_STAGER_H_

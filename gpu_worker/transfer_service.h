@@ -1,0 +1,49 @@
+// ExpertTransfer.FetchExpert, served by every CPU worker: streams the bytes of
+// one expert of the layout version this worker serves, in chunks, the last
+// carrying the FNV-1a-64 checksum of the whole expert (proto/README.md,
+// "Weight transfer").
+//
+// Refusals (nothing is streamed): NOT_FOUND for a version this worker does not
+// serve (staged versions are not served: transfer sources always name the
+// source's serving version) or a layer or slot that is not on this GPU;
+// FAILED_PRECONDITION for a slot holding another expert.
+//
+//   ExpertTransferService service(backend->store(), {});
+//   builder.RegisterService(&service);
+//
+// Thread-safety: callback API; reactions only copy bytes already read, and the
+// expert is read from the store once, under the store's lock, when the call
+// starts, so a flip during a stream cannot tear it.
+#ifndef CRAFT_GPU_WORKER_TRANSFER_SERVICE_H_
+#define CRAFT_GPU_WORKER_TRANSFER_SERVICE_H_
+
+#include <cstdint>
+
+#include "craft/v1/worker.grpc.pb.h"
+#include "gpu_worker/backend.h"
+
+namespace craft::gpu_worker {
+
+class ExpertTransferService final : public craft::v1::ExpertTransfer::CallbackService {
+ public:
+  struct Options {
+    int64_t chunk_bytes = 64 << 10;
+    // Fault injection: flip one byte of every expert served and checksum the
+    // flipped bytes, as a source with corrupted weights would.
+    bool corrupt = false;
+  };
+
+  // `store` is not owned and must outlive the server.
+  ExpertTransferService(const ExpertStore* store, Options options);
+
+  grpc::ServerWriteReactor<craft::v1::ExpertChunk>* FetchExpert(
+      grpc::CallbackServerContext* context, const craft::v1::FetchExpertRequest* request) override;
+
+ private:
+  const ExpertStore* const store_;
+  const Options options_;
+};
+
+}  // namespace craft::gpu_worker
+
+#endif  // CRAFT_GPU_WORKER_TRANSFER_SERVICE_H_

@@ -1,0 +1,558 @@
+#include "gpu_worker/worker.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "gpu_worker/expert_weights.h"
+#include "gpu_worker/random.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "planner/initial_layout.h"
+
+namespace craft::gpu_worker {
+namespace {
+
+using craft::v1::WorkerCommand;
+using craft::v1::WorkerMessage;
+using craft::v1::WorkerState;
+
+// Commands queue only while a Prepare stages; the agent sends one at a time.
+constexpr size_t kMaxQueuedCommands = 64;
+// Prepare versions remembered to answer a late Abort with DROPPED.
+constexpr size_t kRememberedVersions = 64;
+constexpr absl::Duration kServerShutdownGrace = absl::Seconds(1);
+
+// The host of "host:port" ("[::1]:0" -> "[::1]").
+std::string HostOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
+std::string AdvertisedHost(const std::string& listen, const std::string& advertise) {
+  if (!advertise.empty()) return advertise;
+  const std::string host = HostOf(listen);
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0) return name;
+    return "localhost";
+  }
+  return host;
+}
+
+// Writes `contents` to `path` atomically: a temporary file, fsync, rename.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
+  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot create ", temp, ": ", strerror(errno)));
+  }
+  const bool written =
+      write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()) &&
+      fsync(fd) == 0;
+  const int saved_errno = errno;
+  close(fd);
+  if (!written || rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = written ? errno : saved_errno;
+    unlink(temp.c_str());
+    return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+std::string StateName(WorkerState state) { return craft::v1::WorkerState_Name(state); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
+                                                       std::unique_ptr<Backend> backend,
+                                                       TrafficGenerator traffic, Clock* clock) {
+  const WorkerShape& shape = options.shape;
+  CRAFT_RETURN_IF_ERROR(shape.Validate());
+  if (traffic.num_layers() != shape.num_layers || traffic.num_experts() != shape.num_experts ||
+      traffic.options().top_k != shape.top_k) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("traffic has ", traffic.num_layers(), " layers x ", traffic.num_experts(),
+                     " experts, top ", traffic.options().top_k, "; the worker runs ",
+                     shape.num_layers, " x ", shape.num_experts, ", top ", shape.top_k));
+  }
+  if (backend->store()->bytes_per_expert() != shape.bytes_per_expert) {
+    return absl::InvalidArgumentError("the backend's expert size differs from the shape's");
+  }
+  if (options.window < absl::Milliseconds(1) || options.fetch_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("window and fetch timeout must be at least 1 ms");
+  }
+  if (!options.agent.empty() && !absl::StartsWith(options.agent, "unix:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the agent address must be unix:PATH, got '", options.agent, "'"));
+  }
+  if (!(options.faults.fail_prepare_probability >= 0 &&
+        options.faults.fail_prepare_probability <= 1)) {
+    return absl::InvalidArgumentError("fail_prepare_probability must be in [0, 1]");
+  }
+  CRAFT_ASSIGN_OR_RETURN(
+      planner::Layout initial,
+      planner::ContiguousLayout(shape.num_layers, shape.num_experts, shape.cluster));
+  LayoutState state =
+      MakeLayoutState(std::move(initial), planner::kInitialLayoutVersion, shape.gpu);
+  CRAFT_RETURN_IF_ERROR(backend->store()->LoadServing(*state.local));
+  std::unique_ptr<Worker> worker(
+      new Worker(std::move(options), std::move(backend), std::move(traffic), clock, state));
+  CRAFT_RETURN_IF_ERROR(worker->Verify(state));
+  return worker;
+}
+
+Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficGenerator traffic,
+               Clock* clock, LayoutState initial)
+    : options_(std::move(options)),
+      backend_(std::move(backend)),
+      traffic_(std::move(traffic)),
+      clock_(clock),
+      stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
+      transfer_service_(backend_->store(),
+                        {options_.transfer_chunk_bytes, options_.faults.corrupt_served}),
+      serving_(std::move(initial)) {}
+
+Worker::~Worker() { Shutdown(); }
+
+Worker::LayoutState Worker::MakeLayoutState(planner::Layout layout, std::string version, int gpu) {
+  LayoutState state;
+  state.local = std::make_shared<const LocalLayout>(LocalLayout::Of(layout, version, gpu));
+  state.routing = std::make_shared<const RoutingTable>(layout);
+  state.layout = std::make_shared<const planner::Layout>(std::move(layout));
+  state.version = std::move(version);
+  return state;
+}
+
+std::string Worker::serving_version() const {
+  absl::MutexLock lock(&mu_);
+  return serving_.version;
+}
+
+absl::Status Worker::Start() {
+  CRAFT_RETURN_IF_ERROR(StartTransferServer());
+  if (!options_.ready_file.empty()) {
+    CRAFT_RETURN_IF_ERROR(WriteFileAtomically(
+        options_.ready_file, absl::StrCat("transfer_port=", transfer_port_, "\n")));
+  }
+  // The link exists before the threads that send through it.
+  if (!options_.agent.empty()) {
+    AgentLink::Options link_options = options_.link;
+    link_options.target = options_.agent;
+    link_ = std::make_unique<AgentLink>(
+        link_options, [this] { return Hello(); },
+        [this](const WorkerCommand& command) { HandleCommand(command); }, clock_);
+  }
+  control_thread_ = std::thread([this] { ControlLoop(); });
+  window_thread_ = std::thread([this] { WindowLoop(); });
+  if (link_ == nullptr) {
+    CRAFT_LOG(WARNING) << "no agent address: gpu " << options_.shape.gpu
+                       << " runs standalone (windows are not reported)";
+  } else {
+    link_->Start();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Worker::StartTransferServer() {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.transfer_listen, grpc::InsecureServerCredentials(),
+                           &transfer_port_);
+  builder.RegisterService(&transfer_service_);
+  transfer_server_ = builder.BuildAndStart();
+  if (transfer_server_ == nullptr || transfer_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve ExpertTransfer on ", options_.transfer_listen));
+  }
+  transfer_endpoint_ =
+      absl::StrCat(AdvertisedHost(options_.transfer_listen, options_.transfer_advertise_host), ":",
+                   transfer_port_);
+  CRAFT_LOG(INFO) << "gpu " << options_.shape.gpu << " (" << backend_->name()
+                  << " backend) serves ExpertTransfer at " << transfer_endpoint_;
+  return absl::OkStatus();
+}
+
+void Worker::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cancel_staging_ = true;
+  if (link_ != nullptr) link_->Stop();
+  if (window_thread_.joinable()) window_thread_.join();
+  if (control_thread_.joinable()) control_thread_.join();
+  if (transfer_server_ != nullptr) {
+    transfer_server_->Shutdown(absl::ToChronoTime(clock_->Now() + kServerShutdownGrace));
+  }
+}
+
+craft::v1::WorkerHello Worker::Hello() const {
+  craft::v1::WorkerHello hello;
+  hello.set_gpu(options_.shape.gpu);
+  hello.set_memory_bytes(backend_->store()->capacity_bytes());
+  hello.set_transfer_endpoint(transfer_endpoint_);
+  *hello.mutable_model() = options_.shape.ModelProto();
+  hello.set_committed_version(serving_version());
+  return hello;
+}
+
+// --- Commands ---------------------------------------------------------------
+
+void Worker::HandleCommand(const WorkerCommand& command) {
+  if (command.has_prepare() && options_.faults.exit_on_prepare) {
+    CRAFT_LOG(WARNING) << "exit_on_prepare: exiting on prepare of "
+                       << command.prepare().layout().version();
+    std::_Exit(kExitOnPrepareStatus);
+  }
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  // A newer Prepare, or an Abort of the version staging, stops that staging.
+  const std::string version = command.has_prepare() ? command.prepare().layout().version()
+                              : command.has_abort() ? command.abort().version()
+                                                    : "";
+  const bool supersedes = command.has_prepare() && version != staging_;
+  const bool aborts = command.has_abort() && version == staging_;
+  if (!staging_.empty() && (supersedes || aborts)) cancel_staging_ = true;
+  if (commands_.size() >= kMaxQueuedCommands) {
+    CRAFT_LOG(ERROR) << "command queue full: dropping the oldest command";
+    commands_.pop_front();
+  }
+  commands_.push_back(command);
+}
+
+void Worker::ControlLoop() {
+  while (true) {
+    WorkerCommand command;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Worker::StoppingOrCommandQueued));
+      if (stopping_) return;
+      command = std::move(commands_.front());
+      commands_.pop_front();
+    }
+    switch (command.body_case()) {
+      case WorkerCommand::kPrepare:
+        Prepare(command.prepare());
+        break;
+      case WorkerCommand::kCommit:
+        Commit(command.commit().version());
+        break;
+      case WorkerCommand::kAbort:
+        Abort(command.abort().version());
+        break;
+      case WorkerCommand::BODY_NOT_SET:
+        CRAFT_LOG(WARNING) << "ignoring an empty command from the agent";
+        break;
+    }
+  }
+}
+
+bool Worker::StoppingOrCommandQueued() const { return stopping_ || !commands_.empty(); }
+
+bool Worker::StoppingOrNoFlipPending() const { return stopping_ || pending_flip_.empty(); }
+
+void Worker::RememberLocked(const std::string& version) {
+  if (KnownLocked(version)) return;
+  prepared_.push_back(version);
+  if (prepared_.size() > kRememberedVersions) prepared_.pop_front();
+}
+
+bool Worker::KnownLocked(const std::string& version) const {
+  return std::find(prepared_.begin(), prepared_.end(), version) != prepared_.end();
+}
+
+void Worker::Prepare(const craft::v1::Prepare& prepare) {
+  const std::string& version = prepare.layout().version();
+  LayoutState serving;
+  absl::StatusOr<std::optional<StageResult>> claimed;
+  {
+    absl::MutexLock lock(&mu_);
+    // A committed version flips at the next boundary; stage on top of it.
+    mu_.Await(absl::Condition(this, &Worker::StoppingOrNoFlipPending));
+    if (stopping_) return;
+    claimed = ClaimStagingLocked(prepare);
+    serving = serving_;
+  }
+  if (!claimed.ok()) {
+    Report(version, craft::v1::FAILED, std::string(claimed.status().message()));
+  } else if (claimed->has_value()) {
+    Report(version, craft::v1::READY, "", &**claimed);
+  } else {
+    FinishStaging(version, Stage(prepare, serving));
+  }
+}
+
+absl::StatusOr<std::optional<StageResult>> Worker::ClaimStagingLocked(
+    const craft::v1::Prepare& prepare) {
+  const std::string& version = prepare.layout().version();
+  if (version.empty()) return absl::InvalidArgumentError("prepare without a layout version");
+  RememberLocked(version);
+  if (version == serving_.version) {
+    absl::StatusOr<planner::Layout> layout = LayoutFromProto(prepare.layout());
+    if (!layout.ok() || !(*layout == *serving_.layout)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version ", version, " is serving with another layout"));
+    }
+    return StageResult{};
+  }
+  if (staged_ && staged_->state.version == version) return staged_->result;
+  if (staged_) {
+    CRAFT_LOG(INFO) << "prepare " << version << " replaces staged " << staged_->state.version;
+    backend_->store()->DropStaging(staged_->state.version).IgnoreError();
+    staged_.reset();
+  }
+  staging_ = version;
+  cancel_staging_ = false;
+  return std::nullopt;
+}
+
+void Worker::FinishStaging(const std::string& version, absl::StatusOr<Staged> staged) {
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&mu_);
+    staging_.clear();
+    cancelled = cancel_staging_ || stopping_;
+    if (staged.ok() && cancelled) {
+      backend_->store()->DropStaging(version).IgnoreError();
+    } else if (staged.ok()) {
+      staged_ = *staged;
+    }
+  }
+  if (cancelled) {  // an Abort answers DROPPED; a newer Prepare supersedes
+    CRAFT_LOG(INFO) << "staging of " << version << " cancelled";
+  } else if (!staged.ok()) {
+    Report(version, craft::v1::FAILED, std::string(staged.status().message()));
+  } else {
+    Report(version, craft::v1::READY, "", &staged->result);
+  }
+}
+
+absl::StatusOr<Worker::Staged> Worker::Stage(const craft::v1::Prepare& prepare,
+                                             const LayoutState& serving) {
+  const std::string& version = prepare.layout().version();
+  const absl::Time start = clock_->Now();
+  CRAFT_ASSIGN_OR_RETURN(StagePlan plan,
+                         PlanStaging(prepare, options_.shape, serving.version, *serving.layout));
+  CRAFT_RETURN_IF_ERROR(InjectedPrepareFault(version));
+  const absl::Time deadline = prepare.timeout_ms() > 0
+                                  ? start + absl::Milliseconds(prepare.timeout_ms())
+                                  : absl::InfiniteFuture();
+  CRAFT_LOG(INFO) << "staging " << version << ": " << plan.CountOf(SlotSource::Kind::kFetch)
+                  << " fetches, " << plan.sources.size() << " slots";
+  CRAFT_ASSIGN_OR_RETURN(StageResult result, stager_.Execute(plan, deadline, cancel_staging_));
+  result.elapsed = clock_->Now() - start;
+  return Staged{MakeLayoutState(std::move(plan.layout), version, options_.shape.gpu), result};
+}
+
+absl::Status Worker::InjectedPrepareFault(const std::string& version) {
+  const FaultOptions& faults = options_.faults;
+  if (faults.fail_prepare_probability > 0) {
+    const uint64_t draw = HashWords({options_.seed, Fnv1a64(version)}) % 1000000;
+    if (static_cast<double>(draw) < faults.fail_prepare_probability * 1000000) {
+      return absl::InternalError("injected failure (--fail_prepare_probability)");
+    }
+  }
+  // A slow prepare: sleep in slices so an Abort still cancels promptly.
+  const absl::Time until = clock_->Now() + faults.stage_delay;
+  while (clock_->Now() < until && !cancel_staging_) {
+    absl::SleepFor(std::min(absl::Milliseconds(10), until - clock_->Now()));
+  }
+  return absl::OkStatus();
+}
+
+void Worker::Commit(const std::string& version) {
+  std::string error;
+  bool flipped_already = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!version.empty() && pending_flip_ == version) return;  // a repeat: FLIPPED follows
+    if (version == serving_.version) {
+      flipped_already = true;
+    } else if (staged_ && staged_->state.version == version) {
+      pending_flip_ = version;
+      CRAFT_LOG(INFO) << "commit " << version << ": flipping at the next window boundary";
+    } else {
+      error = absl::StrCat("cannot commit version ", version, ": it is not staged (serving ",
+                           serving_.version, ", staged ", staged_ ? staged_->state.version : "none",
+                           ")");
+    }
+  }
+  if (flipped_already) Report(version, craft::v1::FLIPPED);
+  if (!error.empty()) Report(version, craft::v1::FAILED, error);
+}
+
+void Worker::Abort(const std::string& version) {
+  std::string error;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!version.empty() && version == pending_flip_) {
+      error = absl::StrCat("cannot abort version ", version, ": it is committed");
+    } else if (staged_ && staged_->state.version == version) {
+      backend_->store()->DropStaging(version).IgnoreError();
+      staged_.reset();
+    } else if (version == serving_.version) {
+      error = absl::StrCat("cannot abort version ", version, ": it is serving");
+    } else if (!KnownLocked(version)) {
+      error = absl::StrCat("cannot abort version ", version, ": unknown version");
+    }
+  }
+  if (error.empty()) {
+    Report(version, craft::v1::DROPPED);
+  } else {
+    Report(version, craft::v1::FAILED, error);
+  }
+}
+
+// --- Windows ----------------------------------------------------------------
+
+bool Worker::SleepUntilUnixMs(int64_t ms) {
+  absl::MutexLock lock(&mu_);
+  return clock_->SleepUntil(absl::FromUnixMillis(ms), &mu_, &stopping_);
+}
+
+void Worker::WindowLoop() {
+  const int64_t window_ms = absl::ToInt64Milliseconds(options_.window);
+  // The first whole window starts at the next boundary.
+  int64_t window_id = UnixMillis(clock_->Now()) / window_ms + 1;
+  if (!SleepUntilUnixMs(window_id * window_ms)) return;
+  absl::Time last_verify = clock_->Now();
+  while (true) {
+    const LayoutState state = FlipIfCommitted();
+    if (options_.verify_interval > absl::ZeroDuration() &&
+        clock_->Now() - last_verify >= options_.verify_interval) {
+      Verify(state).IgnoreError();  // logged
+      last_verify = clock_->Now();
+    }
+    if (!SleepUntilUnixMs((window_id + 1) * window_ms)) return;
+    ReportWindow(window_id, state);
+    // Windows missed while this process was not scheduled are skipped.
+    window_id = std::max(window_id + 1, UnixMillis(clock_->Now()) / window_ms);
+  }
+}
+
+Worker::LayoutState Worker::FlipIfCommitted() {
+  std::string version;
+  absl::Status flipped;
+  LayoutState state;
+  {
+    absl::MutexLock lock(&mu_);
+    version = std::exchange(pending_flip_, "");
+    if (!version.empty()) {
+      // Commit() set pending_flip_ to the staged version, and nothing replaces
+      // staging until the flip: anything else is a bug.
+      if (!staged_ || staged_->state.version != version) {
+        CRAFT_LOG(ERROR) << "flip to " << version << " without it staged";
+        std::abort();
+      }
+      flipped = backend_->store()->Flip(version);
+      if (flipped.ok()) serving_ = staged_->state;
+      staged_.reset();
+    }
+    state = serving_;
+  }
+  if (version.empty()) return state;
+  if (!flipped.ok()) {  // the store lost the staged bank: a bug, but keep serving
+    CRAFT_LOG(ERROR) << "flip to " << version << " failed: " << flipped;
+    Report(version, craft::v1::FAILED, std::string(flipped.message()));
+    return state;
+  }
+  Report(version, craft::v1::FLIPPED);
+  Verify(state).IgnoreError();  // logged
+  return state;
+}
+
+void Worker::ReportWindow(int64_t window_id, const LayoutState& state) {
+  absl::StatusOr<std::vector<std::vector<int64_t>>> counts =
+      traffic_.CountWindow(window_id, *state.routing, *state.local, backend_->counter());
+  if (!counts.ok()) {
+    CRAFT_LOG(ERROR) << "window " << window_id << ": " << counts.status();
+    return;
+  }
+  const int64_t window_ms = absl::ToInt64Milliseconds(options_.window);
+  WorkerMessage message;
+  craft::v1::GpuWindow* window = message.mutable_window();
+  window->set_gpu(options_.shape.gpu);
+  window->set_layout_version(state.version);
+  window->set_window_id(window_id);
+  window->set_start_unix_ms(window_id * window_ms);
+  window->set_duration_ms(window_ms);
+  std::vector<int64_t> totals;
+  for (const std::vector<int64_t>& layer : *counts) {
+    window->add_layers()->mutable_counts()->Add(layer.begin(), layer.end());
+    int64_t total = 0;
+    for (int64_t c : layer) total += c;
+    totals.push_back(total);
+  }
+  if (options_.log_windows) {
+    CRAFT_LOG(INFO) << "window " << window_id << " gpu " << options_.shape.gpu << " version "
+                    << state.version << " tokens per layer [" << absl::StrJoin(totals, ",") << "]";
+  }
+  SendToAgent(std::move(message));
+}
+
+absl::Status Worker::Verify(const LayoutState& state) const {
+  const ExpertStore* store = backend_->store();
+  int slots = 0;
+  for (int l = 0; l < state.local->num_layers(); ++l) {
+    const LocalLayer& layer = state.local->layers[l];
+    for (int s = 0; s < layer.num_slots(); ++s, ++slots) {
+      const absl::StatusOr<uint64_t> got = store->SlotChecksum(state.version, l, s);
+      const uint64_t want = store->ExpectedChecksum(l, layer.experts[s]);
+      if (!got.ok() || *got != want) {
+        const std::string problem = got.ok()
+                                        ? absl::StrCat("checksum ", *got, " != expected ", want)
+                                        : std::string(got.status().message());
+        CRAFT_LOG(ERROR) << "verify FAILED version=" << state.version << " layer=" << l
+                         << " slot=" << layer.first_slot + s << " expert=" << layer.experts[s]
+                         << ": " << problem;
+        return absl::DataLossError(absl::StrCat("verify of ", state.version, " failed at layer ", l,
+                                                " slot ", layer.first_slot + s, ": ", problem));
+      }
+    }
+  }
+  CRAFT_LOG(INFO) << "verify ok version=" << state.version << " slots=" << slots;
+  return absl::OkStatus();
+}
+
+// --- Messages ---------------------------------------------------------------
+
+void Worker::Report(const std::string& version, WorkerState state, const std::string& error,
+                    const StageResult* result) {
+  WorkerMessage message;
+  craft::v1::WorkerStatus* status = message.mutable_status();
+  status->set_version(version);
+  status->set_state(state);
+  status->set_error(error);
+  if (result != nullptr) {
+    status->set_bytes_received(result->bytes_received);
+    status->set_staging_ms(absl::ToInt64Milliseconds(result->elapsed));
+  }
+  if (state == craft::v1::FAILED) {
+    CRAFT_LOG(WARNING) << "status " << StateName(state) << " version=" << version << ": " << error;
+  } else {
+    CRAFT_LOG(INFO) << "status " << StateName(state) << " version=" << version
+                    << (result ? absl::StrCat(" bytes_received=", result->bytes_received,
+                                              " staging_ms=", status->staging_ms())
+                               : "");
+  }
+  SendToAgent(std::move(message));
+}
+
+void Worker::SendToAgent(WorkerMessage message) {
+  if (link_ != nullptr) link_->Send(std::move(message));
+}
+
+}  // namespace craft::gpu_worker

@@ -1,0 +1,212 @@
+// The worker: one process per GPU. It serves a layout version's experts, routes
+// and counts the tokens of every window, reports windows to its node agent,
+// and applies new layouts in two phases (proto/README.md): Prepare stages and
+// verifies the new version's weights, Commit flips to it at the next window
+// boundary, Abort drops it.
+//
+// Threads:
+//  - the window loop: at every boundary of --window_ms (aligned on wall time,
+//    window id = floor(unix_ms / window_ms), so all workers' windows line up)
+//    it applies a committed flip, then at the window's end routes the
+//    window's tokens with the table that served it, counts its own slots and
+//    reports a GpuWindow. Flips happen only here, between windows, so tokens
+//    are never routed with a table that does not match the weights;
+//  - the control thread: runs commands in arrival order; a Prepare stages
+//    (fetches and copies) here, never on a gRPC thread;
+//  - gRPC threads: the ExpertTransfer server and the agent stream
+//    (AgentLink), whose commands HandleCommand only queues.
+//
+// Version rules (every answer is a WorkerStatus for the command's version):
+//  - Prepare V: READY{bytes_received, staging_ms} or FAILED{error}. V already
+//    serving, or already staged: READY again without copying. A Prepare for
+//    another version than the one staging cancels that staging (latest wins,
+//    no answer for the cancelled one); one arriving while a commit waits for
+//    its boundary waits for the flip.
+//  - Commit V: V staged -> flip at the next boundary, then FLIPPED; V already
+//    serving -> FLIPPED at once; anything else -> FAILED.
+//  - Abort V: V staged or staging -> dropped, DROPPED; V prepared before but
+//    no longer staged (it failed, was cancelled or replaced) -> DROPPED;
+//    V serving, V committed but not yet flipped, or never prepared -> FAILED.
+//  - Staging survives an agent reconnect, so a Commit that arrives on the
+//    next stream still applies.
+//
+// Thread-safety: HandleCommand and the accessors are thread-safe. Start and
+// Shutdown must be called from one thread.
+#ifndef CRAFT_GPU_WORKER_WORKER_H_
+#define CRAFT_GPU_WORKER_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "craft/v1/worker.pb.h"
+#include "gpu_worker/agent_link.h"
+#include "gpu_worker/backend.h"
+#include "gpu_worker/local_layout.h"
+#include "gpu_worker/routing.h"
+#include "gpu_worker/stager.h"
+#include "gpu_worker/traffic.h"
+#include "gpu_worker/transfer_service.h"
+#include "gpu_worker/worker_shape.h"
+#include "grpcpp/server.h"
+#include "planner/layout.h"
+
+namespace craft::gpu_worker {
+
+// Faults for integration tests.
+struct FaultOptions {
+  // Exit the process (status kExitOnPrepareStatus) when a Prepare arrives.
+  bool exit_on_prepare = false;
+  // Fail a Prepare with this probability, decided by a hash of the worker's
+  // seed and the version (so a run is reproducible).
+  double fail_prepare_probability = 0;
+  // Wait this long (cancellably) before staging: a slow prepare.
+  absl::Duration stage_delay = absl::ZeroDuration();
+  // Serve corrupted expert bytes to peers (transfer_service.h).
+  bool corrupt_served = false;
+};
+
+inline constexpr int kExitOnPrepareStatus = 3;
+
+struct WorkerOptions {
+  WorkerShape shape;
+  std::string agent;                            // "unix:PATH"; "" runs without an agent
+  std::string transfer_listen = "127.0.0.1:0";  // host:port of the ExpertTransfer server
+  // Host in the advertised transfer endpoint; "" = the listen host, or this
+  // machine's hostname when that is a wildcard.
+  std::string transfer_advertise_host;
+  int64_t transfer_chunk_bytes = 64 << 10;
+  absl::Duration window = absl::Seconds(1);
+  absl::Duration fetch_timeout = absl::Seconds(5);
+  // Re-verify every serving slot's checksum this often (0: only at start and
+  // after every flip).
+  absl::Duration verify_interval = absl::ZeroDuration();
+  bool log_windows = false;  // log every window's per-layer totals
+  std::string ready_file;    // written once the transfer server listens
+  uint64_t seed = 1;
+  FaultOptions faults;
+  AgentLink::Options link;  // `target` is taken from `agent`
+};
+
+class Worker {
+ public:
+  // Loads the initial layout (version "0.0", planner::ContiguousLayout) into
+  // the backend's store and verifies it. INVALID_ARGUMENT for bad options or a
+  // traffic generator of another shape. `clock` is not owned.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(WorkerOptions options,
+                                                        std::unique_ptr<Backend> backend,
+                                                        TrafficGenerator traffic, Clock* clock);
+  ~Worker();  // Shutdown()
+
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the transfer server (then writes the ready file), the window loop,
+  // the control thread and the agent link. UNAVAILABLE when the transfer
+  // server cannot listen.
+  absl::Status Start();
+  // Stops everything (staging is cancelled, the agent stream ends). Idempotent.
+  void Shutdown();
+
+  // Valid after Start().
+  const std::string& transfer_endpoint() const { return transfer_endpoint_; }
+  int transfer_port() const { return transfer_port_; }
+  std::string serving_version() const;
+
+  // Queues a command from the agent; never blocks (called on gRPC threads).
+  void HandleCommand(const craft::v1::WorkerCommand& command);
+
+ private:
+  // A layout version this worker can route with, shared between threads.
+  struct LayoutState {
+    std::string version;
+    std::shared_ptr<const planner::Layout> layout;
+    std::shared_ptr<const RoutingTable> routing;
+    std::shared_ptr<const LocalLayout> local;
+  };
+  struct Staged {
+    LayoutState state;
+    StageResult result;
+  };
+
+  Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficGenerator traffic,
+         Clock* clock, LayoutState initial);
+
+  static LayoutState MakeLayoutState(planner::Layout layout, std::string version, int gpu);
+
+  absl::Status StartTransferServer();
+  craft::v1::WorkerHello Hello() const;
+
+  // Control thread.
+  void ControlLoop();
+  void Prepare(const craft::v1::Prepare& prepare);
+  // Decides what a Prepare needs: an answer at once (READY with the result,
+  // or an error for FAILED), or nullopt after marking the version as staging.
+  absl::StatusOr<std::optional<StageResult>> ClaimStagingLocked(const craft::v1::Prepare& prepare)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps a staged version (unless cancelled meanwhile) and answers.
+  void FinishStaging(const std::string& version, absl::StatusOr<Staged> staged)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Staged> Stage(const craft::v1::Prepare& prepare, const LayoutState& serving);
+  absl::Status InjectedPrepareFault(const std::string& version);
+  void Commit(const std::string& version);
+  void Abort(const std::string& version);
+  bool StoppingOrCommandQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool StoppingOrNoFlipPending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RememberLocked(const std::string& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool KnownLocked(const std::string& version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Window loop.
+  void WindowLoop();
+  // Sleeps until unix time `ms`; false when shutting down.
+  bool SleepUntilUnixMs(int64_t ms);
+  // Applies a pending flip, then returns what serves the next window.
+  LayoutState FlipIfCommitted();
+  void ReportWindow(int64_t window_id, const LayoutState& state);
+  // Checks every serving slot against its expected checksum and logs
+  // "verify ok version=V slots=N" or what failed.
+  absl::Status Verify(const LayoutState& state) const;
+
+  // Sends a WorkerStatus to the agent (and logs it). Must not hold mu_.
+  void Report(const std::string& version, craft::v1::WorkerState state,
+              const std::string& error = "", const StageResult* result = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void SendToAgent(craft::v1::WorkerMessage message) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const WorkerOptions options_;
+  const std::unique_ptr<Backend> backend_;
+  const TrafficGenerator traffic_;
+  Clock* const clock_;
+  Stager stager_;
+  ExpertTransferService transfer_service_;
+  std::unique_ptr<grpc::Server> transfer_server_;
+  std::string transfer_endpoint_;
+  int transfer_port_ = 0;
+  std::unique_ptr<AgentLink> link_;
+  std::thread control_thread_;
+  std::thread window_thread_;
+  // Set to stop the staging in progress (an Abort, a newer Prepare, shutdown).
+  std::atomic<bool> cancel_staging_{false};
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  LayoutState serving_ ABSL_GUARDED_BY(mu_);
+  std::optional<Staged> staged_ ABSL_GUARDED_BY(mu_);
+  std::string staging_ ABSL_GUARDED_BY(mu_);               // version being staged, "" if none
+  std::string pending_flip_ ABSL_GUARDED_BY(mu_);          // committed, flips at the next boundary
+  std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
+  std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace craft::gpu_worker
+
+#endif  // CRAFT_GPU_WORKER_WORKER_H_
