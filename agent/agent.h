@@ -1,0 +1,79 @@
+// The node agent assembled: state store, NodeState, the NodeAgent service on
+// a Unix socket, and the planner link. main.cc adds flags and signals; the
+// in-process test drives the same object.
+//
+//   auto agent = Agent::Start(options, Clock::Real());   // listening on the socket
+//   (*agent)->WaitForWorkers(deadline, &shutdown);        // optional
+//   (*agent)->ConnectPlanner();
+//   while (!shutdown) (*agent)->Poll();                   // every ~20 ms
+//   (*agent)->Shutdown();
+//
+// Thread-safety: Start/ConnectPlanner/Shutdown from one controlling thread;
+// Poll and node() from any thread.
+#ifndef CRAFT_AGENT_AGENT_H_
+#define CRAFT_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "agent/backoff.h"
+#include "agent/node_state.h"
+#include "agent/planner_link.h"
+#include "agent/state_file.h"
+#include "agent/worker_service.h"
+#include "common/clock.h"
+#include "grpcpp/grpcpp.h"
+
+namespace craft::agent {
+
+struct AgentOptions {
+  NodeState::Options node;
+  std::string socket_path;     // the Unix socket workers attach on
+  std::string planner_target;  // host:port of AgentGateway
+  std::string state_file;      // "" = keep epoch and version in memory only
+  std::string ready_file;      // "" = none; else "socket=<path>\n" once listening
+  Backoff::Options backoff;
+  uint64_t seed = 0;  // reconnect jitter
+  absl::Duration shutdown_deadline = absl::Seconds(2);
+};
+
+class Agent {
+ public:
+  // Loads the state, listens on the socket (removing a stale socket file) and
+  // writes the ready file. Errors: bad options, unreadable state, socket in use.
+  static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options, Clock* clock);
+  ~Agent();  // Shutdown()
+
+  // Blocks until every configured worker is attached (true), or `deadline`
+  // passes or `cancel` is notified (false).
+  bool WaitForWorkers(absl::Time deadline, absl::Notification* cancel);
+  // Starts the planner stream (and its reconnect loop). Once.
+  void ConnectPlanner();
+  void Poll() { node_->Poll(); }
+  // Closes the planner stream, ends worker streams with UNAVAILABLE, shuts
+  // the server down within the deadline, removes the socket file. Idempotent.
+  void Shutdown();
+
+  NodeState* node() { return node_.get(); }
+  const std::string& socket_path() const { return options_.socket_path; }
+
+ private:
+  Agent(AgentOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
+
+  const AgentOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<PlannerLink> link_;
+  std::unique_ptr<NodeState> node_;
+  std::unique_ptr<WorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace craft::agent
+
+#endif  // CRAFT_AGENT_AGENT_H_

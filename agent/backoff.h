@@ -1,0 +1,55 @@
+// Reconnect delays: capped exponential backoff with full jitter (each delay is
+// uniform in [0, min(max, initial * multiplier^attempt)]), reset once the
+// other side has answered (Envoy's rule: not when the stream opens, so a
+// server that accepts and drops at once cannot cause a hot loop).
+//
+//   Backoff backoff(Backoff::Options{}, /*seed=*/absl::ToUnixNanos(absl::Now()));
+//   absl::Duration wait = backoff.NextDelay();  // before each reconnect
+//   backoff.Reset();                            // after the first message received
+//
+// Not thread-safe: one owner.
+#ifndef CRAFT_AGENT_BACKOFF_H_
+#define CRAFT_AGENT_BACKOFF_H_
+
+#include <cstdint>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace craft::agent {
+
+class Backoff {
+ public:
+  struct Options {
+    absl::Duration initial = absl::Milliseconds(100);
+    absl::Duration max = absl::Seconds(5);
+    double multiplier = 2.0;
+
+    // initial > 0, max >= initial, multiplier >= 1.
+    absl::Status Validate() const;
+  };
+
+  // `options` must be valid (Validate()); `seed` makes the jitter reproducible.
+  Backoff(const Options& options, uint64_t seed);
+
+  // The delay before the next attempt; grows the cap for the one after.
+  absl::Duration NextDelay();
+  // Back to the initial cap.
+  void Reset();
+
+  // The upper bound the next NextDelay() draws under.
+  absl::Duration cap() const { return cap_; }
+  // NextDelay() calls since construction or the last Reset().
+  int attempts() const { return attempts_; }
+
+ private:
+  Options options_;
+  std::mt19937_64 rng_;
+  absl::Duration cap_;
+  int attempts_ = 0;
+};
+
+}  // namespace craft::agent
+
+#endif  // CRAFT_AGENT_BACKOFF_H_

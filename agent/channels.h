@@ -1,0 +1,37 @@
+// The two seams between the agent's protocol logic (NodeState) and gRPC: where
+// it sends to the planner and where it sends to one worker. The gRPC adapters
+// (PlannerLink, WorkerService's reactors) implement them; tests use fakes.
+#ifndef CRAFT_AGENT_CHANNELS_H_
+#define CRAFT_AGENT_CHANNELS_H_
+
+#include "craft/v1/agent.pb.h"
+#include "craft/v1/worker.pb.h"
+
+namespace craft::agent {
+
+// The agent's stream to the planner.
+//
+// Thread-safety: Send is called with NodeState's lock held, so an
+// implementation must only queue (never block) and must never call back into
+// NodeState from Send.
+class PlannerChannel {
+ public:
+  virtual ~PlannerChannel() = default;
+  // Queues `message` on the current stream; dropped when there is none (an
+  // answer to a message of a dead stream means nothing to the next one).
+  virtual void Send(const craft::v1::AgentMessage& message) = 0;
+};
+
+// One attached worker's stream.
+//
+// Thread-safety: as PlannerChannel. After NodeState::DetachWorker returns for
+// this channel, NodeState never calls it again.
+class WorkerChannel {
+ public:
+  virtual ~WorkerChannel() = default;
+  virtual void Send(const craft::v1::WorkerCommand& command) = 0;
+};
+
+}  // namespace craft::agent
+
+#endif  // CRAFT_AGENT_CHANNELS_H_

@@ -1,0 +1,155 @@
+// craft-agent: the node agent. Serves NodeAgent.Attach to the node's workers
+// on a Unix socket and keeps one AgentGateway.Connect stream to the planner.
+//
+//   craft-agent --node node-0 --gpus 0,1,2,3 --socket /run/craft/agent.sock
+//               --planner planner:7070 --state_file /var/lib/craft/agent.state
+//
+// SIGTERM/SIGINT: close the planner stream, end worker streams UNAVAILABLE,
+// shut the server down, remove the socket file, exit 0.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "agent/agent.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+ABSL_FLAG(std::string, node, "", "this node's name (required)");
+ABSL_FLAG(std::string, gpus, "", "this node's global GPU ranks, e.g. 0,1,2,3 (required)");
+ABSL_FLAG(std::string, socket, "", "Unix socket path workers attach on (required)");
+ABSL_FLAG(std::string, planner, "", "the planner's AgentGateway address host:port (required)");
+ABSL_FLAG(int32_t, num_layers, 0, "if > 0, workers must report this many MoE layers");
+ABSL_FLAG(int32_t, num_experts, 0, "if > 0, workers must report this many experts per layer");
+ABSL_FLAG(int32_t, top_k, 0, "if > 0, workers must report this top-k");
+ABSL_FLAG(std::string, state_file, "",
+          "where the highest epoch and committed version persist (default: memory only)");
+ABSL_FLAG(int64_t, worker_wait_ms, 10'000,
+          "how long to wait for every --gpus worker before the first planner connect");
+ABSL_FLAG(std::string, ready_file, "",
+          "written atomically with \"socket=<path>\" once the socket listens");
+ABSL_FLAG(int64_t, window_flush_ms, 200,
+          "send a window id's NodeLoad this long after its first GPU window at the latest");
+ABSL_FLAG(int64_t, apply_timeout_ms, 60'000,
+          "agent-side apply phase timeout when a Prepare carries no timeout_ms");
+ABSL_FLAG(int32_t, max_buffered_loads, 16, "NodeLoads kept while the planner is away");
+
+namespace craft::agent {
+namespace {
+
+absl::StatusOr<std::vector<int>> ParseGpus(const std::string& text) {
+  std::vector<int> gpus;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int gpu = 0;
+    if (!absl::SimpleAtoi(part, &gpu) || gpu < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gpus: '", part, "' is not a non-negative rank"));
+    }
+    gpus.push_back(gpu);
+  }
+  if (gpus.empty()) return absl::InvalidArgumentError("--gpus is required, e.g. --gpus 0,1,2,3");
+  return gpus;
+}
+
+absl::StatusOr<AgentOptions> OptionsFromFlags() {
+  AgentOptions options;
+  options.node.node = absl::GetFlag(FLAGS_node);
+  if (options.node.node.empty()) return absl::InvalidArgumentError("--node is required");
+  absl::StatusOr<std::vector<int>> gpus = ParseGpus(absl::GetFlag(FLAGS_gpus));
+  if (!gpus.ok()) return gpus.status();
+  options.node.gpus = *std::move(gpus);
+  options.node.model_check = {absl::GetFlag(FLAGS_num_layers), absl::GetFlag(FLAGS_num_experts),
+                              absl::GetFlag(FLAGS_top_k)};
+  options.node.window_flush_delay = absl::Milliseconds(absl::GetFlag(FLAGS_window_flush_ms));
+  options.node.default_apply_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_apply_timeout_ms));
+  if (absl::GetFlag(FLAGS_max_buffered_loads) < 0) {
+    return absl::InvalidArgumentError("--max_buffered_loads must be >= 0");
+  }
+  options.node.max_buffered_loads = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_loads));
+  if (absl::Status s = options.node.Validate(); !s.ok()) return s;
+  options.socket_path = absl::GetFlag(FLAGS_socket);
+  if (options.socket_path.empty()) return absl::InvalidArgumentError("--socket is required");
+  options.planner_target = absl::GetFlag(FLAGS_planner);
+  if (options.planner_target.empty()) {
+    return absl::InvalidArgumentError("--planner is required (host:port)");
+  }
+  options.state_file = absl::GetFlag(FLAGS_state_file);
+  options.ready_file = absl::GetFlag(FLAGS_ready_file);
+  options.seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^
+                 (static_cast<uint64_t>(::getpid()) << 32);
+  return options;
+}
+
+int Run(absl::Notification* shutdown) {
+  absl::StatusOr<AgentOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    CRAFT_LOG(ERROR) << options.status();
+    return 2;
+  }
+  const int64_t wait_ms = absl::GetFlag(FLAGS_worker_wait_ms);
+  const size_t expected = options->node.gpus.size();
+  absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(*std::move(options), Clock::Real());
+  if (!agent.ok()) {
+    CRAFT_LOG(ERROR) << "cannot start the agent: " << agent.status();
+    return 1;
+  }
+  if (!(*agent)->WaitForWorkers(absl::Now() + absl::Milliseconds(wait_ms), shutdown) &&
+      !shutdown->HasBeenNotified()) {
+    CRAFT_LOG(WARNING) << "not every one of the " << expected << " workers attached within "
+                       << wait_ms << " ms; connecting to the planner anyway";
+  }
+  if (!shutdown->HasBeenNotified()) (*agent)->ConnectPlanner();
+  while (!shutdown->WaitForNotificationWithTimeout(absl::Milliseconds(20))) (*agent)->Poll();
+  (*agent)->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace craft::agent
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "craft node agent: --node NAME --gpus 0,1,2,3 --socket PATH --planner HOST:PORT");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the signals before any thread exists (gRPC's included), so only
+  // the sigwait thread ever sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  // Only this thread notifies `shutdown` (Notify may run once).
+  absl::Notification shutdown;
+  std::atomic<bool> exiting{false};
+  std::thread signal_thread([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    if (!exiting.load()) CRAFT_LOG(INFO) << "signal " << signal_number << ": shutting down";
+    shutdown.Notify();
+  });
+
+  const int code = craft::agent::Run(&shutdown);
+  if (!shutdown.HasBeenNotified()) {
+    exiting.store(true);
+    pthread_kill(signal_thread.native_handle(), SIGTERM);  // an error exit: wake the sigwait
+  }
+  signal_thread.join();
+  return code;
+}

@@ -1,0 +1,728 @@
+#include "agent/node_state.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "common/logging.h"
+#include "planner/layout.h"
+
+namespace craft::agent {
+namespace {
+
+using craft::v1::AckPhase;
+using craft::v1::ErrorCode;
+using craft::v1::GpuError;
+
+constexpr size_t kMaxVersionLength = 128;
+constexpr size_t kRecentVersions = 32;
+constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
+
+// Versions are opaque but end up in logs, acks and the state file.
+bool IsSaneVersion(const std::string& version) {
+  if (version.empty() || version.size() > kMaxVersionLength) return false;
+  return std::all_of(version.begin(), version.end(),
+                     [](char c) { return absl::ascii_isgraph(static_cast<unsigned char>(c)); });
+}
+
+GpuError MakeGpuError(int gpu, std::string message) {
+  GpuError error;
+  error.set_gpu(gpu);
+  error.set_message(std::move(message));
+  return error;
+}
+
+const std::string& MessageVersion(const craft::v1::PlannerMessage& message) {
+  switch (message.body_case()) {
+    case craft::v1::PlannerMessage::kPrepare:
+      return message.prepare().layout().version();
+    case craft::v1::PlannerMessage::kCommit:
+      return message.commit().version();
+    case craft::v1::PlannerMessage::kAbort:
+      return message.abort().version();
+    default: {
+      static const std::string* const kNone = new std::string();
+      return *kNone;
+    }
+  }
+}
+
+absl::Status ValidateTransfers(const craft::v1::Prepare& prepare, const planner::Layout& layout) {
+  for (int i = 0; i < prepare.transfers_size(); ++i) {
+    const craft::v1::Transfer& t = prepare.transfers(i);
+    const std::string where = absl::StrCat("transfer ", i, ": ");
+    if (t.layer() < 0 || t.layer() >= layout.num_layers()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "layer ", t.layer(), " out of range"));
+    }
+    if (t.expert() < 0 || t.expert() >= layout.num_experts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "expert ", t.expert(), " out of range"));
+    }
+    const int num_gpus = layout.cluster.num_gpus;
+    if (t.dst_gpu() < 0 || t.dst_gpu() >= num_gpus || t.src_gpu() < 0 || t.src_gpu() >= num_gpus) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "gpu out of range"));
+    }
+    const planner::LayerPlacement& layer = layout.layers[t.layer()];
+    const int begin = layer.SlotOffset(t.dst_gpu());
+    const int end = begin + layer.slots_per_gpu[t.dst_gpu()];
+    if (t.dst_slot() < begin || t.dst_slot() >= end) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "dst_slot ", t.dst_slot(), " is not on gpu ", t.dst_gpu()));
+    }
+    if (layer.phy2log[t.dst_slot()] != t.expert()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "dst_slot ", t.dst_slot(),
+                                                     " holds expert ", layer.phy2log[t.dst_slot()],
+                                                     ", not ", t.expert()));
+    }
+    if (t.src_slot() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "negative src_slot"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status NodeState::Options::Validate() const {
+  if (node.empty()) return absl::InvalidArgumentError("the node name is empty");
+  if (gpus.empty()) return absl::InvalidArgumentError("the node has no GPUs");
+  std::vector<int> sorted = gpus;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted.front() < 0) return absl::InvalidArgumentError("GPU ranks must be non-negative");
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+    return absl::InvalidArgumentError("GPU ranks must be unique");
+  }
+  if (model_check.num_layers < 0 || model_check.num_experts < 0 || model_check.top_k < 0) {
+    return absl::InvalidArgumentError("model checks must be non-negative (0 = unchecked)");
+  }
+  if (window_flush_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the window flush delay must be non-negative");
+  }
+  if (default_apply_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the default apply timeout must be positive");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<NodeState>> NodeState::Create(Options options, Clock* clock,
+                                                             StateStore* store,
+                                                             PlannerChannel* planner) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::sort(options.gpus.begin(), options.gpus.end());
+  absl::StatusOr<AgentState> persisted = store->Load();
+  if (!persisted.ok()) return persisted.status();
+  return std::unique_ptr<NodeState>(
+      new NodeState(std::move(options), clock, store, planner, *std::move(persisted)));
+}
+
+NodeState::NodeState(Options options, Clock* clock, StateStore* store, PlannerChannel* planner,
+                     AgentState persisted)
+    : options_(std::move(options)),
+      clock_(clock),
+      store_(store),
+      planner_(planner),
+      registry_(options_.gpus, options_.model_check),
+      batcher_(options_.window_flush_delay),
+      highest_epoch_(persisted.highest_epoch),
+      committed_version_(std::move(persisted.committed_version)) {}
+
+// ---------------------------------------------------------------- workers
+
+absl::Status NodeState::AttachWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = registry_.Attach(hello, channel); !s.ok()) {
+    CRAFT_LOG(WARNING) << "refused worker: " << s;
+    return s;
+  }
+  const std::string serving = NormalizeVersion(hello.committed_version());
+  CRAFT_LOG(INFO) << "worker attached: gpu " << hello.gpu() << " serving " << serving
+                  << " endpoint '" << hello.transfer_endpoint() << "'";
+  if (!committed_version_.empty() && serving != committed_version_) {
+    CRAFT_LOG(WARNING) << "gpu " << hello.gpu() << " serves " << serving
+                       << " but this node committed " << committed_version_;
+  }
+  return absl::OkStatus();
+}
+
+void NodeState::DetachWorker(int gpu, WorkerChannel* channel) {
+  absl::MutexLock lock(&mu_);
+  if (!registry_.Detach(gpu, channel)) return;
+  CRAFT_LOG(INFO) << "worker detached: gpu " << gpu;
+  if (!apply_.has_value() || apply_->waiting.count(gpu) == 0) return;
+  switch (apply_->phase) {
+    case Phase::kPreparing:
+      FailApply(craft::v1::WORKER_MISSING,
+                absl::StrCat("gpu ", gpu, " detached while preparing ", apply_->version),
+                {MakeGpuError(gpu, "detached during prepare")});
+      return;
+    case Phase::kCommitting:
+      apply_->waiting.erase(gpu);
+      apply_->missing.insert(gpu);
+      MaybeFinishCommit(/*timed_out=*/false);
+      return;
+    case Phase::kAborting:
+      apply_->waiting.erase(gpu);  // a worker that is gone holds no staging
+      MaybeFinishAbort();
+      return;
+    case Phase::kPrepared:
+      return;  // nothing is awaited; Commit finds the worker missing
+  }
+}
+
+absl::Status NodeState::OnWorkerWindow(int gpu, const craft::v1::GpuWindow& window) {
+  absl::MutexLock lock(&mu_);
+  ++stats_.windows_received;
+  if (window.gpu() != gpu) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("window for gpu ", window.gpu(), " on the stream of gpu ", gpu));
+  }
+  if (registry_.channel(gpu) == nullptr) return absl::OkStatus();  // detached meanwhile
+  const std::optional<craft::v1::ModelShape> model = registry_.model();
+  absl::Status status = ValidateWindowContent(window, model ? model->num_layers() : 0);
+  if (status.ok()) status = registry_.CheckWindowId(gpu, window);
+  if (!status.ok()) {
+    ++stats_.windows_rejected;
+    CRAFT_LOG(WARNING) << "dropped window: " << status;
+    return absl::OkStatus();
+  }
+  craft::v1::GpuWindow copy = window;
+  copy.set_layout_version(NormalizeVersion(window.layout_version()));
+  EmitLoads(batcher_.Add(std::move(copy), clock_->Now(), registry_.AttachedGpus()));
+  return absl::OkStatus();
+}
+
+void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (!apply_.has_value() || status.version() != apply_->version) {
+    // Expected after a local abort (DROPPED of a closed version); anything
+    // else is a worker out of step.
+    if (!RecentOutcome(status.version()).has_value()) {
+      CRAFT_LOG(WARNING) << "gpu " << gpu << ": ignored status " << status.ShortDebugString()
+                         << " (no apply of that version)";
+    }
+    return;
+  }
+  Apply& apply = *apply_;
+  if (apply.waiting.count(gpu) == 0) {
+    CRAFT_LOG(WARNING) << "gpu " << gpu << ": ignored status " << status.ShortDebugString()
+                       << " (not awaited)";
+    return;
+  }
+  const craft::v1::WorkerState state = status.state();
+  switch (apply.phase) {
+    case Phase::kPreparing:
+      if (state == craft::v1::READY) {
+        apply.waiting.erase(gpu);
+        if (apply.waiting.empty()) {
+          apply.phase = Phase::kPrepared;
+          SendAck(apply.nonce, apply.version, craft::v1::PREPARED);
+        }
+        return;
+      }
+      if (state == craft::v1::FAILED) {
+        FailApply(
+            craft::v1::WORKER_FAILED,
+            absl::StrCat("gpu ", gpu, " failed to stage ", apply.version, ": ", status.error()),
+            {MakeGpuError(gpu, status.error())});
+        return;
+      }
+      break;
+    case Phase::kCommitting:
+      if (state == craft::v1::FLIPPED || state == craft::v1::FAILED) {
+        apply.waiting.erase(gpu);
+        if (state == craft::v1::FLIPPED) {
+          ++apply.flipped;
+        } else {
+          apply.errors.push_back(MakeGpuError(gpu, status.error()));
+        }
+        MaybeFinishCommit(/*timed_out=*/false);
+        return;
+      }
+      break;
+    case Phase::kAborting:
+      if (state == craft::v1::DROPPED || state == craft::v1::FAILED) {
+        apply.waiting.erase(gpu);
+        MaybeFinishAbort();
+        return;
+      }
+      break;
+    case Phase::kPrepared:
+      break;
+  }
+  CRAFT_LOG(WARNING) << "gpu " << gpu << ": ignored status " << status.ShortDebugString()
+                     << " (out of turn)";
+}
+
+bool NodeState::AllWorkersAttached() const {
+  absl::MutexLock lock(&mu_);
+  return registry_.AllAttached();
+}
+
+// ---------------------------------------------------------------- planner
+
+craft::v1::AgentHello NodeState::MakeHello() const {
+  absl::MutexLock lock(&mu_);
+  craft::v1::AgentHello hello;
+  hello.set_node(options_.node);
+  for (craft::v1::GpuInfo& info : registry_.GpuInfos()) *hello.add_gpus() = std::move(info);
+  if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
+    *hello.mutable_model() = *model;
+  }
+  hello.set_committed_version(CommittedVersionLocked());
+  hello.set_highest_epoch(highest_epoch_);
+  return hello;
+}
+
+void NodeState::OnPlannerConnected() {
+  absl::MutexLock lock(&mu_);
+  planner_connected_ = true;
+  std::deque<craft::v1::NodeLoad> buffered = std::move(buffered_loads_);
+  buffered_loads_.clear();
+  EmitLoads({std::make_move_iterator(buffered.begin()), std::make_move_iterator(buffered.end())});
+}
+
+void NodeState::OnPlannerDisconnected() {
+  absl::MutexLock lock(&mu_);
+  planner_connected_ = false;
+  deferred_prepare_.reset();
+  if (!apply_.has_value()) return;
+  switch (apply_->phase) {
+    case Phase::kPreparing:
+    case Phase::kPrepared:
+      // The planner aborts an apply whose agent left before the commit
+      // point; drop the staging now instead of holding its memory.
+      AbortLocally("planner stream lost");
+      return;
+    case Phase::kAborting:
+      CloseApply(/*aborted=*/true);
+      return;
+    case Phase::kCommitting:
+      return;  // past the commit point: let the workers finish flipping
+  }
+}
+
+void NodeState::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
+  absl::MutexLock lock(&mu_);
+  if (message.epoch() < highest_epoch_) {
+    SendNack(
+        message.nonce(), MessageVersion(message), craft::v1::STALE_EPOCH,
+        absl::StrCat("epoch ", message.epoch(), " is below ", highest_epoch_, ", already seen"));
+    return;
+  }
+  if (message.epoch() > highest_epoch_) {
+    CRAFT_LOG(INFO) << "planner epoch " << highest_epoch_ << " -> " << message.epoch();
+    highest_epoch_ = message.epoch();
+    Persist();
+  }
+  switch (message.body_case()) {
+    case craft::v1::PlannerMessage::kPrepare:
+      HandlePrepare(message.nonce(), message.prepare());
+      return;
+    case craft::v1::PlannerMessage::kCommit:
+      HandleCommit(message.nonce(), message.commit().version());
+      return;
+    case craft::v1::PlannerMessage::kAbort:
+      HandleAbort(message.nonce(), message.abort().version());
+      return;
+    default:
+      SendNack(message.nonce(), "", craft::v1::ERROR_CODE_UNSPECIFIED,
+               "planner message without prepare, commit or abort");
+      return;
+  }
+}
+
+absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const {
+  const std::string& version = prepare.layout().version();
+  if (!IsSaneVersion(version)) {
+    return absl::InvalidArgumentError(absl::StrCat("layout version '", version,
+                                                   "' is empty, longer than ", kMaxVersionLength,
+                                                   " bytes or has blanks"));
+  }
+  if (version == CommittedVersionLocked() || RecentOutcome(version).has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("version ", version, " was already used here; versions are never reused"));
+  }
+  absl::StatusOr<planner::Layout> layout = LayoutFromProto(prepare.layout());
+  if (!layout.ok()) return layout.status();
+  const planner::ClusterShape& cluster = layout->cluster;
+  if (cluster.num_gpus <= options_.gpus.back()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout has ", cluster.num_gpus, " GPUs; this node has gpu ", options_.gpus.back()));
+  }
+  const int node = cluster.NodeOf(options_.gpus.front());
+  for (int gpu : options_.gpus) {
+    if (cluster.NodeOf(gpu) != node) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout puts this node's GPUs on different nodes (", cluster.num_gpus,
+                       " GPUs on ", cluster.num_nodes, " nodes)"));
+    }
+  }
+  if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
+    if (model->num_layers() > 0 && layout->num_layers() != model->num_layers()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layout has ", layout->num_layers(), " layers; the model has ", model->num_layers()));
+    }
+    if (model->num_experts() > 0 && layout->num_experts != model->num_experts()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layout has ", layout->num_experts, " experts; the model has ", model->num_experts()));
+    }
+    if (model->bytes_per_expert() > 0 && prepare.bytes_per_expert() > 0 &&
+        prepare.bytes_per_expert() != model->bytes_per_expert()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bytes_per_expert ", prepare.bytes_per_expert(),
+                       " differs from the model's ", model->bytes_per_expert()));
+    }
+  }
+  return ValidateTransfers(prepare, *layout);
+}
+
+void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare) {
+  const std::string& version = prepare.layout().version();
+  if (apply_.has_value() && apply_->version == version) {
+    switch (apply_->phase) {
+      case Phase::kPreparing:  // a repeat: answer it when the workers are done
+        apply_->nonce = nonce;
+        return;
+      case Phase::kPrepared:
+        apply_->nonce = nonce;
+        SendAck(nonce, version, craft::v1::PREPARED);
+        return;
+      case Phase::kCommitting:
+      case Phase::kAborting:
+        SendNack(nonce, version, craft::v1::BAD_LAYOUT,
+                 absl::StrCat("version ", version, " is past prepare; versions are never reused"));
+        return;
+    }
+  }
+  if (apply_.has_value() && apply_->phase == Phase::kCommitting) {
+    CRAFT_LOG(INFO) << "prepare of " << version << " waits for the commit of " << apply_->version;
+    deferred_prepare_.emplace(nonce, prepare);
+    return;
+  }
+  if (absl::Status s = ValidatePrepare(prepare); !s.ok()) {
+    SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(s.message()));
+    // The planner answers a Nack with Abort{V}: let that be acknowledged.
+    if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+      Remember(version, /*aborted=*/true);
+    }
+    return;
+  }
+  if (apply_.has_value()) AbortLocally(absl::StrCat("superseded by ", version));
+  const std::vector<int> missing = registry_.MissingGpus();
+  if (!missing.empty()) {
+    std::vector<GpuError> errors;
+    for (int gpu : missing) errors.push_back(MakeGpuError(gpu, "no worker attached"));
+    SendNack(nonce, version, craft::v1::WORKER_MISSING,
+             absl::StrCat("no worker attached for gpu ", absl::StrJoin(missing, ",")),
+             std::move(errors));
+    Remember(version, /*aborted=*/true);
+    return;
+  }
+  Apply apply;
+  apply.version = version;
+  apply.nonce = nonce;
+  apply.phase = Phase::kPreparing;
+  apply.timeout = prepare.timeout_ms() > 0
+                      ? std::min(absl::Milliseconds(prepare.timeout_ms()), kMaxApplyTimeout)
+                      : options_.default_apply_timeout;
+  apply.deadline = clock_->Now() + apply.timeout;
+  apply.gpus = options_.gpus;
+  apply.waiting.insert(apply.gpus.begin(), apply.gpus.end());
+  apply_ = std::move(apply);
+  CRAFT_LOG(INFO) << "preparing " << version << " on gpus " << absl::StrJoin(options_.gpus, ",");
+  craft::v1::WorkerCommand command;
+  *command.mutable_prepare() = prepare;
+  SendToWorkers(apply_->gpus, command);
+}
+
+void NodeState::HandleCommit(const std::string& nonce, const std::string& version) {
+  if (apply_.has_value() && apply_->version == version) {
+    Apply& apply = *apply_;
+    switch (apply.phase) {
+      case Phase::kPrepared: {
+        apply.phase = Phase::kCommitting;
+        apply.nonce = nonce;
+        apply.deadline = clock_->Now() + apply.timeout;
+        const std::vector<int> attached = AttachedOf(apply.gpus);
+        apply.waiting.insert(attached.begin(), attached.end());
+        for (int gpu : apply.gpus) {
+          if (apply.waiting.count(gpu) == 0) apply.missing.insert(gpu);
+        }
+        CRAFT_LOG(INFO) << "committing " << version;
+        craft::v1::WorkerCommand command;
+        command.mutable_commit()->set_version(version);
+        SendToWorkers(attached, command);
+        MaybeFinishCommit(/*timed_out=*/false);
+        return;
+      }
+      case Phase::kCommitting:
+        apply.nonce = nonce;  // a repeat: answered when the workers flipped
+        return;
+      case Phase::kPreparing:
+        SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+                 absl::StrCat("version ", version, " is not prepared yet"));
+        return;
+      case Phase::kAborting:
+        SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+                 absl::StrCat("version ", version, " is being aborted"));
+        return;
+    }
+  }
+  if (!version.empty() && version == committed_version_) {
+    SendAck(nonce, version, craft::v1::COMMITTED);  // a repeat after completion
+    return;
+  }
+  const std::optional<bool> recent = RecentOutcome(version);
+  SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+           !recent.has_value() ? absl::StrCat("version ", version, " was never prepared here")
+           : *recent           ? absl::StrCat("version ", version, " was aborted")
+                               : absl::StrCat("the commit of ", version, " failed"));
+}
+
+void NodeState::HandleAbort(const std::string& nonce, const std::string& version) {
+  if (apply_.has_value() && apply_->version == version) {
+    Apply& apply = *apply_;
+    switch (apply.phase) {
+      case Phase::kPreparing:
+      case Phase::kPrepared: {
+        apply.phase = Phase::kAborting;
+        apply.nonce = nonce;
+        apply.deadline = clock_->Now() + apply.timeout;
+        const std::vector<int> attached = AttachedOf(apply.gpus);
+        apply.waiting = std::set<int>(attached.begin(), attached.end());
+        CRAFT_LOG(INFO) << "aborting " << version;
+        craft::v1::WorkerCommand command;
+        command.mutable_abort()->set_version(version);
+        command.mutable_abort()->set_reason("planner abort");
+        SendToWorkers(attached, command);
+        MaybeFinishAbort();
+        return;
+      }
+      case Phase::kAborting:
+        apply.nonce = nonce;
+        return;
+      case Phase::kCommitting:
+        SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+                 absl::StrCat("version ", version, " is being committed; it cannot be aborted"));
+        return;
+    }
+  }
+  const std::optional<bool> recent = RecentOutcome(version);
+  if (recent.has_value() && *recent) {
+    SendAck(nonce, version, craft::v1::ABORTED);  // already dropped here
+    return;
+  }
+  SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+           version == committed_version_ && !version.empty()
+               ? absl::StrCat("version ", version, " is committed; it cannot be aborted")
+               : absl::StrCat("version ", version, " is not pending here"));
+}
+
+void NodeState::FailApply(ErrorCode code, const std::string& message,
+                          std::vector<GpuError> errors) {
+  SendNack(apply_->nonce, apply_->version, code, message, std::move(errors));
+  AbortLocally(message);
+}
+
+void NodeState::AbortLocally(const std::string& reason) {
+  CRAFT_LOG(INFO) << "dropping staged " << apply_->version << ": " << reason;
+  craft::v1::WorkerCommand command;
+  command.mutable_abort()->set_version(apply_->version);
+  command.mutable_abort()->set_reason(reason);
+  SendToWorkers(AttachedOf(apply_->gpus), command);
+  CloseApply(/*aborted=*/true);
+}
+
+void NodeState::MaybeFinishCommit(bool timed_out) {
+  Apply& apply = *apply_;
+  if (!timed_out && !apply.waiting.empty()) return;
+  if (apply.flipped > 0) {
+    // Past the commit point: the workers that flipped serve V now.
+    committed_version_ = apply.version;
+    Persist();
+  }
+  std::vector<GpuError> errors = apply.errors;
+  for (int gpu : apply.missing) errors.push_back(MakeGpuError(gpu, "not attached to flip"));
+  if (timed_out) {
+    for (int gpu : apply.waiting) {
+      errors.push_back(MakeGpuError(
+          gpu, absl::StrCat("did not flip within ", absl::FormatDuration(apply.timeout))));
+    }
+    SendNack(apply.nonce, apply.version, craft::v1::TIMEOUT,
+             absl::StrCat("commit of ", apply.version, " timed out"), std::move(errors));
+  } else if (!apply.errors.empty()) {
+    SendNack(apply.nonce, apply.version, craft::v1::WORKER_FAILED,
+             absl::StrCat("workers failed to flip to ", apply.version), std::move(errors));
+  } else if (!apply.missing.empty()) {
+    SendNack(apply.nonce, apply.version, craft::v1::WORKER_MISSING,
+             absl::StrCat("workers missing at the commit of ", apply.version), std::move(errors));
+  } else {
+    CRAFT_LOG(INFO) << "committed " << apply.version;
+    SendAck(apply.nonce, apply.version, craft::v1::COMMITTED);
+  }
+  CloseApply(/*aborted=*/false);
+}
+
+void NodeState::MaybeFinishAbort() {
+  if (!apply_->waiting.empty()) return;
+  SendAck(apply_->nonce, apply_->version, craft::v1::ABORTED);
+  CloseApply(/*aborted=*/true);
+}
+
+void NodeState::CloseApply(bool aborted) {
+  Remember(apply_->version, aborted);
+  apply_.reset();
+  StartDeferredPrepare();
+}
+
+void NodeState::Remember(const std::string& version, bool aborted) {
+  recent_.emplace_back(version, aborted);
+  while (recent_.size() > kRecentVersions) recent_.pop_front();
+}
+
+void NodeState::StartDeferredPrepare() {
+  if (!deferred_prepare_.has_value()) return;
+  std::pair<std::string, craft::v1::Prepare> deferred = std::move(*deferred_prepare_);
+  deferred_prepare_.reset();
+  HandlePrepare(deferred.first, deferred.second);
+}
+
+std::optional<bool> NodeState::RecentOutcome(const std::string& version) const {
+  for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) {
+    if (it->first == version) return it->second;
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------- time
+
+void NodeState::Poll() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  if (apply_.has_value() && apply_->phase != Phase::kPrepared && now >= apply_->deadline) {
+    Apply& apply = *apply_;
+    const std::string within = absl::FormatDuration(apply.timeout);
+    std::vector<GpuError> errors;
+    for (int gpu : apply.waiting) {
+      errors.push_back(MakeGpuError(gpu, absl::StrCat("no answer within ", within)));
+    }
+    switch (apply.phase) {
+      case Phase::kPreparing:
+        FailApply(craft::v1::TIMEOUT,
+                  absl::StrCat("workers did not stage ", apply.version, " within ", within),
+                  std::move(errors));
+        break;
+      case Phase::kCommitting:
+        MaybeFinishCommit(/*timed_out=*/true);
+        break;
+      case Phase::kAborting:
+        SendNack(apply.nonce, apply.version, craft::v1::TIMEOUT,
+                 absl::StrCat("workers did not drop ", apply.version, " within ", within),
+                 std::move(errors));
+        CloseApply(/*aborted=*/true);
+        break;
+      case Phase::kPrepared:
+        break;
+    }
+  }
+  EmitLoads(batcher_.TakeDue(now));
+}
+
+// ---------------------------------------------------------------- output
+
+void NodeState::SendToWorkers(const std::vector<int>& gpus,
+                              const craft::v1::WorkerCommand& command) {
+  for (int gpu : gpus) {
+    if (WorkerChannel* channel = registry_.channel(gpu)) channel->Send(command);
+  }
+}
+
+void NodeState::SendAck(const std::string& nonce, const std::string& version, AckPhase phase) {
+  craft::v1::AgentMessage message;
+  craft::v1::Ack* ack = message.mutable_ack();
+  ack->set_nonce(nonce);
+  ack->set_version(version);
+  ack->set_phase(phase);
+  ++stats_.acks_sent;
+  planner_->Send(message);
+}
+
+void NodeState::SendNack(const std::string& nonce, const std::string& version, ErrorCode code,
+                         const std::string& text, std::vector<GpuError> errors) {
+  CRAFT_LOG(WARNING) << "nack " << craft::v1::ErrorCode_Name(code) << " for version '" << version
+                     << "': " << text;
+  craft::v1::AgentMessage message;
+  craft::v1::Nack* nack = message.mutable_nack();
+  nack->set_nonce(nonce);
+  nack->set_version(version);
+  nack->set_last_good_version(CommittedVersionLocked());
+  nack->mutable_error()->set_code(code);
+  nack->mutable_error()->set_message(text);
+  for (GpuError& error : errors) *nack->mutable_error()->add_gpus() = std::move(error);
+  ++stats_.nacks_sent;
+  planner_->Send(message);
+}
+
+void NodeState::EmitLoads(std::vector<craft::v1::NodeLoad> loads) {
+  for (craft::v1::NodeLoad& load : loads) {
+    if (planner_connected_) {
+      craft::v1::AgentMessage message;
+      *message.mutable_load() = std::move(load);
+      ++stats_.loads_sent;
+      planner_->Send(message);
+      continue;
+    }
+    buffered_loads_.push_back(std::move(load));
+    while (buffered_loads_.size() > options_.max_buffered_loads) {
+      buffered_loads_.pop_front();
+      ++stats_.loads_dropped;
+    }
+  }
+}
+
+void NodeState::Persist() {
+  const AgentState state{highest_epoch_, committed_version_};
+  if (absl::Status s = store_->Save(state); !s.ok()) {
+    // Keep going in memory: refusing to serve would not make the disk work.
+    CRAFT_LOG(ERROR) << "cannot persist agent state: " << s;
+  }
+}
+
+std::string NodeState::CommittedVersionLocked() const {
+  return committed_version_.empty() ? registry_.CommonWorkerVersion() : committed_version_;
+}
+
+std::vector<int> NodeState::AttachedOf(const std::vector<int>& gpus) const {
+  std::vector<int> attached;
+  for (int gpu : gpus) {
+    if (registry_.channel(gpu) != nullptr) attached.push_back(gpu);
+  }
+  return attached;
+}
+
+// ---------------------------------------------------------------- observers
+
+std::string NodeState::committed_version() const {
+  absl::MutexLock lock(&mu_);
+  return CommittedVersionLocked();
+}
+
+int64_t NodeState::highest_epoch() const {
+  absl::MutexLock lock(&mu_);
+  return highest_epoch_;
+}
+
+bool NodeState::apply_pending() const {
+  absl::MutexLock lock(&mu_);
+  return apply_.has_value();
+}
+
+NodeState::Stats NodeState::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace craft::agent

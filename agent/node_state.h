@@ -1,0 +1,206 @@
+// The node agent's protocol state machine (proto/README.md), free of gRPC:
+// epoch fencing, the two-phase apply relay between the planner and the node's
+// workers, load forwarding, and what survives a restart. The gRPC adapters
+// (WorkerService, PlannerLink) turn stream events into calls here; everything
+// this class says goes out through PlannerChannel and WorkerChannel, and time
+// comes from an injected Clock, so tests drive it with fakes and a FakeClock.
+//
+//   MemoryStateStore store;
+//   auto node = NodeState::Create(options, Clock::Real(), &store, &planner_link);
+//   (*node)->AttachWorker(hello, &worker_stream);    // worker stream adapter
+//   (*node)->OnPlannerMessage(message);              // planner stream adapter
+//   (*node)->Poll();                                 // every few ms: timeouts, load flushes
+//
+// Apply lifecycle of one version V (at most one at a time):
+//   Prepare{V}  -> validate (else Nack BAD_LAYOUT), every configured worker
+//                  attached (else Nack WORKER_MISSING), forward to each
+//   Preparing   -> all READY: Ack PREPARED | one FAILED: Nack WORKER_FAILED |
+//                  a worker detaches: Nack WORKER_MISSING | deadline: Nack TIMEOUT
+//                  (a Nack also forwards Abort{V} so workers drop staging)
+//   Prepared    -> Commit{V}: forward to attached workers -> Committing
+//   Committing  -> all FLIPPED: committed_version = V (persisted), Ack COMMITTED;
+//                  failed/missing/deadline: Nack, V still recorded when any flipped
+//   Abort{V}    -> forward, Ack ABORTED once every worker DROPPED (at once if none)
+// A new Prepare supersedes a pending, uncommitted apply (aborted locally, not
+// answered); one arriving while a commit runs waits for it (latest wins).
+// A Nacked prepare is remembered as aborted, so the planner's Abort{V} that
+// follows gets Ack ABORTED; versions are never accepted twice.
+// Losing the planner aborts an uncommitted apply locally; a running commit
+// completes. Nothing else changes while the planner is away (static stability).
+//
+// Loads: GpuWindows are checked (stream's GPU, increasing ids, layer count,
+// non-negative counts), batched per window id (WindowBatcher) and sent as
+// NodeLoads; while the planner is away the last `max_buffered_loads` wait and
+// older ones are dropped and counted.
+//
+// Thread-safety: thread-safe; every public method takes the one internal lock.
+// Channels are called with that lock held (see channels.h). State-file writes
+// (rare: a new epoch, a commit) happen under the lock too.
+#ifndef CRAFT_AGENT_NODE_STATE_H_
+#define CRAFT_AGENT_NODE_STATE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/channels.h"
+#include "agent/state_file.h"
+#include "agent/window_batcher.h"
+#include "agent/worker_registry.h"
+#include "common/clock.h"
+#include "craft/v1/agent.pb.h"
+#include "craft/v1/worker.pb.h"
+
+namespace craft::agent {
+
+class NodeState {
+ public:
+  struct Options {
+    std::string node;
+    std::vector<int> gpus;  // this node's global ranks
+    ModelCheck model_check;
+    absl::Duration window_flush_delay = absl::Milliseconds(200);
+    size_t max_buffered_loads = 16;  // NodeLoads kept while the planner is away
+    // Used when Prepare.timeout_ms is not positive.
+    absl::Duration default_apply_timeout = absl::Seconds(60);
+
+    absl::Status Validate() const;
+  };
+
+  struct Stats {
+    int64_t windows_received = 0;
+    int64_t windows_rejected = 0;  // malformed or repeated: dropped
+    int64_t loads_sent = 0;
+    int64_t loads_dropped = 0;  // oldest buffered loads dropped while disconnected
+    int64_t acks_sent = 0;
+    int64_t nacks_sent = 0;
+  };
+
+  // Loads what `store` saved. INVALID_ARGUMENT on bad options; the store's
+  // error when it cannot be read. The pointers must outlive the NodeState.
+  static absl::StatusOr<std::unique_ptr<NodeState>> Create(Options options, Clock* clock,
+                                                           StateStore* store,
+                                                           PlannerChannel* planner);
+
+  // ---- Workers (the UDS stream adapters).
+  // Errors: see WorkerRegistry::Attach; the caller ends the stream with it.
+  absl::Status AttachWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
+  // Idempotent; a no-op unless `gpu` is attached with `channel`.
+  void DetachWorker(int gpu, WorkerChannel* channel);
+  // Non-OK only when the stream must end (a window for another GPU); windows
+  // with bad content are dropped and counted, the stream stays.
+  absl::Status OnWorkerWindow(int gpu, const craft::v1::GpuWindow& window);
+  // Statuses for another version or out of turn are logged and ignored.
+  void OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status);
+  bool AllWorkersAttached() const;
+
+  // ---- Planner (the planner stream adapter).
+  // The first message of every stream.
+  craft::v1::AgentHello MakeHello() const;
+  // The hello went out: buffered loads follow it.
+  void OnPlannerConnected();
+  void OnPlannerDisconnected();
+  void OnPlannerMessage(const craft::v1::PlannerMessage& message);
+
+  // ---- Time: apply deadlines and load flushes. Call every few milliseconds.
+  void Poll();
+
+  // ---- Observers.
+  // What the node serves: the last version committed through this agent,
+  // else the version every attached worker reports ("" when unknown).
+  std::string committed_version() const;
+  int64_t highest_epoch() const;
+  bool apply_pending() const;
+  Stats stats() const;
+
+ private:
+  enum class Phase { kPreparing, kPrepared, kCommitting, kAborting };
+
+  struct Apply {
+    std::string version;
+    std::string nonce;  // of the planner message the next answer is for
+    Phase phase = Phase::kPreparing;
+    absl::Duration timeout;
+    absl::Time deadline;
+    std::vector<int> gpus;                    // workers the prepare went to
+    std::set<int> waiting;                    // still to answer in this phase
+    std::set<int> missing;                    // commit: detached before flipping
+    std::vector<craft::v1::GpuError> errors;  // commit: workers that failed
+    int flipped = 0;
+  };
+
+  NodeState(Options options, Clock* clock, StateStore* store, PlannerChannel* planner,
+            AgentState persisted);
+
+  void HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleCommit(const std::string& nonce, const std::string& version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleAbort(const std::string& nonce, const std::string& version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidatePrepare(const craft::v1::Prepare& prepare) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Nacks the pending apply, tells its workers to drop the staging, closes it.
+  void FailApply(craft::v1::ErrorCode code, const std::string& message,
+                 std::vector<craft::v1::GpuError> errors) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forwards Abort to the pending apply's attached workers and closes it
+  // without answering the planner.
+  void AbortLocally(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinishCommit(bool timed_out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeFinishAbort() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseApply(bool aborted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartDeferredPrepare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records how `version` ended, for repeated or late Commit/Abort messages.
+  void Remember(const std::string& version, bool aborted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Outcome of a recent version: nullopt when unknown, true when aborted.
+  std::optional<bool> RecentOutcome(const std::string& version) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void SendToWorkers(const std::vector<int>& gpus, const craft::v1::WorkerCommand& command)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendAck(const std::string& nonce, const std::string& version, craft::v1::AckPhase phase)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendNack(const std::string& nonce, const std::string& version, craft::v1::ErrorCode code,
+                const std::string& message, std::vector<craft::v1::GpuError> errors = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLoads(std::vector<craft::v1::NodeLoad> loads) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Persist() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string CommittedVersionLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<int> AttachedOf(const std::vector<int>& gpus) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  Clock* const clock_;
+  StateStore* const store_;
+  PlannerChannel* const planner_;
+
+  mutable absl::Mutex mu_;
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  WindowBatcher batcher_ ABSL_GUARDED_BY(mu_);
+  int64_t highest_epoch_ ABSL_GUARDED_BY(mu_);
+  std::string committed_version_ ABSL_GUARDED_BY(mu_);  // "" = none through this agent
+  std::optional<Apply> apply_ ABSL_GUARDED_BY(mu_);
+  // A Prepare that arrived while a commit ran (latest wins): nonce + body.
+  std::optional<std::pair<std::string, craft::v1::Prepare>> deferred_prepare_ ABSL_GUARDED_BY(mu_);
+  // Recently closed versions and whether they were aborted, newest last.
+  std::deque<std::pair<std::string, bool>> recent_ ABSL_GUARDED_BY(mu_);
+  bool planner_connected_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<craft::v1::NodeLoad> buffered_loads_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace craft::agent
+
+#endif  // CRAFT_AGENT_NODE_STATE_H_

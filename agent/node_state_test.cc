@@ -1,0 +1,469 @@
+// The protocol state machine against fake channels and a FakeClock.
+#include "agent/node_state.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/layout_proto.h"
+#include "gtest/gtest.h"
+#include "planner/initial_layout.h"
+
+namespace craft::agent {
+namespace {
+
+using craft::v1::AgentMessage;
+using craft::v1::WorkerCommand;
+
+class FakePlanner : public PlannerChannel {
+ public:
+  void Send(const AgentMessage& message) override { sent.push_back(message); }
+  std::vector<AgentMessage> sent;
+};
+
+class FakeWorker : public WorkerChannel {
+ public:
+  void Send(const WorkerCommand& command) override { received.push_back(command); }
+  std::vector<WorkerCommand> received;
+};
+
+constexpr int kLayers = 2;
+constexpr int kExperts = 4;
+
+craft::v1::WorkerHello Hello(int gpu, const std::string& version = "") {
+  craft::v1::WorkerHello hello;
+  hello.set_gpu(gpu);
+  hello.set_memory_bytes(1000 + gpu);
+  hello.set_transfer_endpoint("127.0.0.1:" + std::to_string(9000 + gpu));
+  hello.mutable_model()->set_num_layers(kLayers);
+  hello.mutable_model()->set_num_experts(kExperts);
+  hello.mutable_model()->set_top_k(2);
+  hello.set_committed_version(version);
+  return hello;
+}
+
+craft::v1::PlannerMessage PrepareMessage(int64_t epoch, const std::string& nonce,
+                                         const std::string& version, int64_t timeout_ms = 0,
+                                         int num_gpus = 2, int num_experts = kExperts) {
+  absl::StatusOr<planner::Layout> layout =
+      planner::ContiguousLayout(kLayers, num_experts, {num_gpus, 1});
+  EXPECT_TRUE(layout.ok()) << layout.status();
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch);
+  message.set_nonce(nonce);
+  *message.mutable_prepare()->mutable_layout() = LayoutToProto(*layout, version);
+  message.mutable_prepare()->set_timeout_ms(timeout_ms);
+  return message;
+}
+
+craft::v1::PlannerMessage CommitMessage(int64_t epoch, const std::string& nonce,
+                                        const std::string& version) {
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch);
+  message.set_nonce(nonce);
+  message.mutable_commit()->set_version(version);
+  return message;
+}
+
+craft::v1::PlannerMessage AbortMessage(int64_t epoch, const std::string& nonce,
+                                       const std::string& version) {
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch);
+  message.set_nonce(nonce);
+  message.mutable_abort()->set_version(version);
+  return message;
+}
+
+craft::v1::WorkerStatus Status(const std::string& version, craft::v1::WorkerState state,
+                               const std::string& error = "") {
+  craft::v1::WorkerStatus status;
+  status.set_version(version);
+  status.set_state(state);
+  status.set_error(error);
+  return status;
+}
+
+craft::v1::GpuWindow Window(int gpu, int64_t id, int layers = kLayers) {
+  craft::v1::GpuWindow window;
+  window.set_gpu(gpu);
+  window.set_window_id(id);
+  window.set_layout_version("0.0");
+  for (int l = 0; l < layers; ++l) window.add_layers()->add_counts(10 + l);
+  return window;
+}
+
+class NodeStateTest : public ::testing::Test {
+ protected:
+  void SetUp() override { node_ = Make(&store_); }
+
+  std::unique_ptr<NodeState> Make(StateStore* store) {
+    NodeState::Options options;
+    options.node = "node-a";
+    options.gpus = {1, 0};  // unsorted on purpose
+    options.model_check = {kLayers, kExperts, 2};
+    options.window_flush_delay = absl::Milliseconds(100);
+    options.max_buffered_loads = 2;
+    absl::StatusOr<std::unique_ptr<NodeState>> node =
+        NodeState::Create(options, &clock_, store, &planner_);
+    EXPECT_TRUE(node.ok()) << node.status();
+    return *std::move(node);
+  }
+
+  void AttachBoth() {
+    ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());
+    ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  }
+
+  const AgentMessage& LastSent() {
+    EXPECT_FALSE(planner_.sent.empty());
+    return planner_.sent.back();
+  }
+
+  void ExpectAck(const std::string& nonce, const std::string& version, craft::v1::AckPhase phase) {
+    const AgentMessage& message = LastSent();
+    ASSERT_TRUE(message.has_ack()) << message.ShortDebugString();
+    EXPECT_EQ(message.ack().nonce(), nonce);
+    EXPECT_EQ(message.ack().version(), version);
+    EXPECT_EQ(message.ack().phase(), phase);
+  }
+
+  void ExpectNack(const std::string& nonce, craft::v1::ErrorCode code, const std::string& last_good,
+                  std::vector<int> gpus = {}) {
+    const AgentMessage& message = LastSent();
+    ASSERT_TRUE(message.has_nack()) << message.ShortDebugString();
+    EXPECT_EQ(message.nack().nonce(), nonce);
+    EXPECT_EQ(message.nack().error().code(), code) << message.ShortDebugString();
+    EXPECT_EQ(message.nack().last_good_version(), last_good);
+    EXPECT_FALSE(message.nack().error().message().empty());
+    std::vector<int> got;
+    for (const auto& error : message.nack().error().gpus()) got.push_back(error.gpu());
+    EXPECT_EQ(got, gpus) << message.ShortDebugString();
+  }
+
+  // Prepares and commits `version` under `epoch` with both workers.
+  void Apply(int64_t epoch, const std::string& version) {
+    node_->OnPlannerMessage(PrepareMessage(epoch, "p" + version, version));
+    node_->OnWorkerStatus(0, Status(version, craft::v1::READY));
+    node_->OnWorkerStatus(1, Status(version, craft::v1::READY));
+    ExpectAck("p" + version, version, craft::v1::PREPARED);
+    node_->OnPlannerMessage(CommitMessage(epoch, "c" + version, version));
+    node_->OnWorkerStatus(0, Status(version, craft::v1::FLIPPED));
+    node_->OnWorkerStatus(1, Status(version, craft::v1::FLIPPED));
+    ExpectAck("c" + version, version, craft::v1::COMMITTED);
+  }
+
+  FakeClock clock_;
+  MemoryStateStore store_;
+  FakePlanner planner_;
+  FakeWorker worker0_, worker1_;
+  std::unique_ptr<NodeState> node_;
+};
+
+TEST_F(NodeStateTest, HappyPrepareAndCommit) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  ASSERT_EQ(worker0_.received.size(), 1u);
+  ASSERT_EQ(worker1_.received.size(), 1u);
+  EXPECT_EQ(worker0_.received[0].prepare().layout().version(), "1.1");
+
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  EXPECT_TRUE(planner_.sent.empty()) << "no ack before every worker is ready";
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  ExpectAck("n1", "1.1", craft::v1::PREPARED);
+
+  node_->OnPlannerMessage(CommitMessage(1, "n2", "1.1"));
+  ASSERT_EQ(worker0_.received.size(), 2u);
+  EXPECT_EQ(worker0_.received[1].commit().version(), "1.1");
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::FLIPPED));
+  EXPECT_EQ(planner_.sent.size(), 1u);
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FLIPPED));
+  ExpectAck("n2", "1.1", craft::v1::COMMITTED);
+
+  EXPECT_EQ(node_->committed_version(), "1.1");
+  EXPECT_FALSE(node_->apply_pending());
+  EXPECT_EQ(*store_.Load(), (AgentState{1, "1.1"}));
+
+  // A repeated commit of the committed version is acknowledged again.
+  node_->OnPlannerMessage(CommitMessage(1, "n3", "1.1"));
+  ExpectAck("n3", "1.1", craft::v1::COMMITTED);
+}
+
+TEST_F(NodeStateTest, WorkerFailureNacksAndDropsStaging) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FAILED, "checksum mismatch"));
+  ExpectNack("n1", craft::v1::WORKER_FAILED, "0.0", {1});
+  EXPECT_EQ(LastSent().nack().error().gpus(0).message(), "checksum mismatch");
+  EXPECT_EQ(LastSent().nack().version(), "1.1");
+  ASSERT_EQ(worker0_.received.size(), 2u);
+  EXPECT_EQ(worker0_.received[1].abort().version(), "1.1");
+
+  // The planner's Abort that follows is acknowledged at once.
+  node_->OnPlannerMessage(AbortMessage(1, "n2", "1.1"));
+  ExpectAck("n2", "1.1", craft::v1::ABORTED);
+  // Late statuses of the dropped version are ignored.
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::DROPPED));
+  EXPECT_EQ(planner_.sent.size(), 2u);
+  EXPECT_EQ(node_->committed_version(), "0.0");
+}
+
+TEST_F(NodeStateTest, MissingWorkerNacksWithoutForwarding) {
+  ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  ExpectNack("n1", craft::v1::WORKER_MISSING, "0.0", {1});
+  EXPECT_TRUE(worker0_.received.empty());
+  node_->OnPlannerMessage(AbortMessage(1, "n2", "1.1"));
+  ExpectAck("n2", "1.1", craft::v1::ABORTED);
+}
+
+TEST_F(NodeStateTest, WorkerDetachingDuringPrepareNacks) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->DetachWorker(1, &worker1_);
+  ExpectNack("n1", craft::v1::WORKER_MISSING, "0.0", {1});
+  EXPECT_EQ(worker0_.received.back().abort().version(), "1.1");
+  EXPECT_EQ(worker1_.received.size(), 1u) << "a detached worker is not written to";
+}
+
+TEST_F(NodeStateTest, StaleEpochIsRefusedWithoutAction) {
+  AttachBoth();
+  Apply(5, "5.1");
+  const size_t commands = worker0_.received.size();
+  node_->OnPlannerMessage(PrepareMessage(4, "old", "4.9"));
+  ExpectNack("old", craft::v1::STALE_EPOCH, "5.1");
+  EXPECT_EQ(LastSent().nack().version(), "4.9");
+  node_->OnPlannerMessage(CommitMessage(4, "old2", "4.9"));
+  ExpectNack("old2", craft::v1::STALE_EPOCH, "5.1");
+  EXPECT_EQ(worker0_.received.size(), commands);
+  EXPECT_EQ(node_->highest_epoch(), 5);
+  // A higher epoch is accepted and remembered.
+  Apply(6, "6.1");
+  EXPECT_EQ(node_->highest_epoch(), 6);
+  EXPECT_EQ(store_.Load()->highest_epoch, 6);
+}
+
+TEST_F(NodeStateTest, CommitOrAbortOfUnknownVersion) {
+  AttachBoth();
+  node_->OnPlannerMessage(CommitMessage(1, "n1", "1.7"));
+  ExpectNack("n1", craft::v1::UNKNOWN_VERSION, "0.0");
+  node_->OnPlannerMessage(AbortMessage(1, "n2", "1.7"));
+  ExpectNack("n2", craft::v1::UNKNOWN_VERSION, "0.0");
+  // Committing a version that is still being prepared is refused too.
+  node_->OnPlannerMessage(PrepareMessage(1, "n3", "1.8"));
+  node_->OnPlannerMessage(CommitMessage(1, "n4", "1.8"));
+  ExpectNack("n4", craft::v1::UNKNOWN_VERSION, "0.0");
+  EXPECT_TRUE(worker0_.received.back().has_prepare());
+}
+
+TEST_F(NodeStateTest, AbortWaitsForDropped) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  node_->OnPlannerMessage(AbortMessage(1, "n2", "1.1"));
+  EXPECT_EQ(worker1_.received.back().abort().version(), "1.1");
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::DROPPED));
+  ExpectAck("n1", "1.1", craft::v1::PREPARED);
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::DROPPED));
+  ExpectAck("n2", "1.1", craft::v1::ABORTED);
+  EXPECT_EQ(node_->committed_version(), "0.0");
+  // Committing the aborted version is refused.
+  node_->OnPlannerMessage(CommitMessage(1, "n3", "1.1"));
+  ExpectNack("n3", craft::v1::UNKNOWN_VERSION, "0.0");
+}
+
+TEST_F(NodeStateTest, StuckWorkerTimesOut) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1", /*timeout_ms=*/1000));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  clock_.Advance(absl::Milliseconds(999));
+  node_->Poll();
+  EXPECT_TRUE(planner_.sent.empty());
+  clock_.Advance(absl::Milliseconds(1));
+  node_->Poll();
+  ExpectNack("n1", craft::v1::TIMEOUT, "0.0", {1});
+  EXPECT_EQ(worker1_.received.back().abort().version(), "1.1");
+  EXPECT_FALSE(node_->apply_pending());
+}
+
+TEST_F(NodeStateTest, CommitTimesOutToo) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1", /*timeout_ms=*/500));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  clock_.Advance(absl::Seconds(10));  // no deadline while prepared: the planner decides
+  node_->Poll();
+  ExpectAck("n1", "1.1", craft::v1::PREPARED);
+  node_->OnPlannerMessage(CommitMessage(1, "n2", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::FLIPPED));
+  clock_.Advance(absl::Milliseconds(500));
+  node_->Poll();
+  ExpectNack("n2", craft::v1::TIMEOUT, "1.1", {1});
+  EXPECT_EQ(node_->committed_version(), "1.1") << "gpu 0 flipped: the node serves 1.1";
+}
+
+TEST_F(NodeStateTest, EpochAndVersionSurviveRestart) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/node_state_restart";
+  std::remove(path.c_str());
+  {
+    FileStateStore store(path);
+    node_ = Make(&store);
+    AttachBoth();
+    Apply(3, "3.1");
+    node_.reset();
+  }
+  FileStateStore store(path);
+  node_ = Make(&store);
+  EXPECT_EQ(node_->highest_epoch(), 3);
+  EXPECT_EQ(node_->committed_version(), "3.1");
+  const craft::v1::AgentHello hello = node_->MakeHello();
+  EXPECT_EQ(hello.highest_epoch(), 3);
+  EXPECT_EQ(hello.committed_version(), "3.1");
+  node_->OnPlannerMessage(CommitMessage(2, "n", "2.5"));
+  ExpectNack("n", craft::v1::STALE_EPOCH, "3.1");
+}
+
+TEST_F(NodeStateTest, BadLayoutsAreNacked) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "e", "1.1", 0, 2, /*num_experts=*/8));
+  ExpectNack("e", craft::v1::BAD_LAYOUT, "0.0");
+  node_->OnPlannerMessage(PrepareMessage(1, "g", "1.2", 0, /*num_gpus=*/1, kExperts));
+  ExpectNack("g", craft::v1::BAD_LAYOUT, "0.0");
+  craft::v1::PlannerMessage broken = PrepareMessage(1, "b", "1.3");
+  broken.mutable_prepare()->mutable_layout()->mutable_layers(0)->set_phy2log(0, 99);
+  node_->OnPlannerMessage(broken);
+  ExpectNack("b", craft::v1::BAD_LAYOUT, "0.0");
+  node_->OnPlannerMessage(PrepareMessage(1, "v", "bad version"));
+  ExpectNack("v", craft::v1::BAD_LAYOUT, "0.0");
+  craft::v1::PlannerMessage transfer = PrepareMessage(1, "t", "1.4");
+  craft::v1::Transfer* t = transfer.mutable_prepare()->add_transfers();
+  t->set_layer(0);
+  t->set_expert(3);
+  t->set_dst_gpu(0);
+  t->set_dst_slot(3);  // slot 3 is on gpu 1
+  node_->OnPlannerMessage(transfer);
+  ExpectNack("t", craft::v1::BAD_LAYOUT, "0.0");
+  craft::v1::PlannerMessage empty;
+  empty.set_epoch(1);
+  empty.set_nonce("x");
+  node_->OnPlannerMessage(empty);
+  ExpectNack("x", craft::v1::ERROR_CODE_UNSPECIFIED, "0.0");
+  EXPECT_TRUE(worker0_.received.empty());
+  // A version is never reused, even one that was refused.
+  node_->OnPlannerMessage(PrepareMessage(1, "again", "1.1"));
+  ExpectNack("again", craft::v1::BAD_LAYOUT, "0.0");
+}
+
+TEST_F(NodeStateTest, NewPrepareSupersedesAndOneDuringCommitWaits) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "a", "1.1"));
+  node_->OnPlannerMessage(PrepareMessage(1, "b", "1.2"));
+  ASSERT_EQ(worker0_.received.size(), 3u);
+  EXPECT_EQ(worker0_.received[1].abort().version(), "1.1");
+  EXPECT_EQ(worker0_.received[2].prepare().layout().version(), "1.2");
+  node_->OnWorkerStatus(0, Status("1.2", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.2", craft::v1::READY));
+  ExpectAck("b", "1.2", craft::v1::PREPARED);
+  node_->OnPlannerMessage(CommitMessage(1, "c", "1.2"));
+  node_->OnPlannerMessage(PrepareMessage(1, "d", "1.3"));
+  EXPECT_TRUE(worker0_.received.back().has_commit()) << "the prepare waits for the commit";
+  node_->OnWorkerStatus(0, Status("1.2", craft::v1::FLIPPED));
+  node_->OnWorkerStatus(1, Status("1.2", craft::v1::FLIPPED));
+  ExpectAck("c", "1.2", craft::v1::COMMITTED);
+  EXPECT_EQ(worker0_.received.back().prepare().layout().version(), "1.3");
+}
+
+TEST_F(NodeStateTest, LosingThePlannerDropsAnUncommittedApplyOnly) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  node_->OnPlannerMessage(PrepareMessage(1, "a", "1.1"));
+  node_->OnPlannerDisconnected();
+  EXPECT_EQ(worker0_.received.back().abort().version(), "1.1");
+  EXPECT_FALSE(node_->apply_pending());
+  EXPECT_EQ(node_->committed_version(), "0.0");
+}
+
+TEST_F(NodeStateTest, WindowsOfOneIdAreBatched) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  ASSERT_TRUE(node_->OnWorkerWindow(0, Window(0, 1)).ok());
+  EXPECT_TRUE(planner_.sent.empty());
+  ASSERT_TRUE(node_->OnWorkerWindow(1, Window(1, 1)).ok());
+  ASSERT_TRUE(LastSent().has_load());
+  EXPECT_EQ(LastSent().load().gpus_size(), 2);
+  EXPECT_EQ(LastSent().load().gpus(0).layout_version(), "0.0");
+
+  // A lone window goes out after the flush delay.
+  ASSERT_TRUE(node_->OnWorkerWindow(0, Window(0, 2)).ok());
+  clock_.Advance(absl::Milliseconds(99));
+  node_->Poll();
+  EXPECT_EQ(planner_.sent.size(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  node_->Poll();
+  ASSERT_EQ(planner_.sent.size(), 2u);
+  EXPECT_EQ(LastSent().load().gpus_size(), 1);
+  EXPECT_EQ(node_->stats().loads_sent, 2);
+}
+
+TEST_F(NodeStateTest, LoadsAreBufferedWhileDisconnectedAndOldestDropped) {
+  ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());
+  for (int id = 1; id <= 3; ++id) ASSERT_TRUE(node_->OnWorkerWindow(0, Window(0, id)).ok());
+  EXPECT_TRUE(planner_.sent.empty());
+  EXPECT_EQ(node_->stats().loads_dropped, 1);
+  node_->OnPlannerConnected();
+  ASSERT_EQ(planner_.sent.size(), 2u);
+  EXPECT_EQ(planner_.sent[0].load().gpus(0).window_id(), 2);
+  EXPECT_EQ(planner_.sent[1].load().gpus(0).window_id(), 3);
+}
+
+TEST_F(NodeStateTest, BadWindowsAreDroppedOrEndTheStream) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  EXPECT_EQ(node_->OnWorkerWindow(0, Window(1, 1)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(node_->OnWorkerWindow(0, Window(0, 1, /*layers=*/3)).ok());
+  craft::v1::GpuWindow negative = Window(0, 2);
+  negative.mutable_layers(0)->set_counts(0, -5);
+  EXPECT_TRUE(node_->OnWorkerWindow(0, negative).ok());
+  EXPECT_TRUE(node_->OnWorkerWindow(0, Window(0, 3)).ok());
+  EXPECT_TRUE(node_->OnWorkerWindow(0, Window(0, 3)).ok());  // repeated id
+  EXPECT_EQ(node_->stats().windows_rejected, 3);
+}
+
+TEST_F(NodeStateTest, AttachValidatesTheWorker) {
+  EXPECT_EQ(node_->AttachWorker(Hello(7), &worker0_).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());
+  EXPECT_EQ(node_->AttachWorker(Hello(0), &worker1_).code(), absl::StatusCode::kAlreadyExists);
+  craft::v1::WorkerHello wrong = Hello(1);
+  wrong.mutable_model()->set_num_layers(3);
+  EXPECT_EQ(node_->AttachWorker(wrong, &worker1_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(node_->AllWorkersAttached());
+  ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  EXPECT_TRUE(node_->AllWorkersAttached());
+  // Detaching with another stream's channel does nothing.
+  node_->DetachWorker(1, &worker0_);
+  EXPECT_TRUE(node_->AllWorkersAttached());
+}
+
+TEST_F(NodeStateTest, HelloDescribesTheNode) {
+  ASSERT_TRUE(node_->AttachWorker(Hello(1, "2.4"), &worker1_).ok());
+  craft::v1::AgentHello hello = node_->MakeHello();
+  EXPECT_EQ(hello.node(), "node-a");
+  ASSERT_EQ(hello.gpus_size(), 2);
+  EXPECT_EQ(hello.gpus(0).rank(), 0);
+  EXPECT_EQ(hello.gpus(0).transfer_endpoint(), "");
+  EXPECT_EQ(hello.gpus(1).rank(), 1);
+  EXPECT_EQ(hello.gpus(1).memory_bytes(), 1001);
+  EXPECT_EQ(hello.gpus(1).transfer_endpoint(), "127.0.0.1:9001");
+  EXPECT_EQ(hello.model().num_layers(), kLayers);
+  EXPECT_EQ(hello.committed_version(), "2.4") << "learned from the workers";
+  EXPECT_EQ(hello.highest_epoch(), 0);
+}
+
+}  // namespace
+}  // namespace craft::agent

@@ -1,0 +1,86 @@
+#include "agent/state_file.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "agent/atomic_file.h"
+
+namespace craft::agent {
+
+std::string SerializeAgentState(const AgentState& state) {
+  return absl::StrCat("highest_epoch=", state.highest_epoch, "\n",
+                      "committed_version=", state.committed_version, "\n");
+}
+
+absl::StatusOr<AgentState> ParseAgentState(absl::string_view text) {
+  AgentState state;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    ++line_number;
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state line ", line_number, ": expected key=value, got '", line, "'"));
+    }
+    const absl::string_view key = line.substr(0, eq);
+    const absl::string_view value = line.substr(eq + 1);
+    if (key == "highest_epoch") {
+      if (!absl::SimpleAtoi(value, &state.highest_epoch) || state.highest_epoch < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("state line ", line_number, ": bad highest_epoch '", value, "'"));
+      }
+    } else if (key == "committed_version") {
+      state.committed_version = std::string(value);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state line ", line_number, ": unknown key '", key, "'"));
+    }
+  }
+  return state;
+}
+
+absl::StatusOr<AgentState> FileStateStore::Load() {
+  absl::MutexLock lock(&mu_);
+  struct stat info;
+  if (::stat(path_.c_str(), &info) != 0) {
+    if (errno == ENOENT) return AgentState{};  // first start
+    return absl::InternalError(absl::StrCat("stat ", path_, ": ", std::strerror(errno)));
+  }
+  std::ifstream in(path_);
+  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path_));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  absl::StatusOr<AgentState> state = ParseAgentState(buffer.str());
+  if (!state.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": ", state.status().message()));
+  }
+  return state;
+}
+
+absl::Status FileStateStore::Save(const AgentState& state) {
+  if (state.committed_version.find('\n') != std::string::npos) {
+    return absl::InvalidArgumentError("committed_version must not contain a newline");
+  }
+  absl::MutexLock lock(&mu_);
+  return WriteFileAtomically(path_, SerializeAgentState(state));
+}
+
+absl::StatusOr<AgentState> MemoryStateStore::Load() {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+absl::Status MemoryStateStore::Save(const AgentState& state) {
+  absl::MutexLock lock(&mu_);
+  state_ = state;
+  return absl::OkStatus();
+}
+
+}  // namespace craft::agent

@@ -1,0 +1,89 @@
+// Which of the node's GPUs have a worker attached, what each worker told the
+// agent in its WorkerHello, and the node's model shape. It validates what
+// workers send about themselves (untrusted input: clear errors, no crash).
+//
+// Not thread-safe: NodeState owns it and guards it with its lock.
+#ifndef CRAFT_AGENT_WORKER_REGISTRY_H_
+#define CRAFT_AGENT_WORKER_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "agent/channels.h"
+#include "craft/v1/agent.pb.h"
+#include "craft/v1/layout.pb.h"
+#include "craft/v1/worker.pb.h"
+
+namespace craft::agent {
+
+// The model checks configured on the command line; 0 = not checked.
+struct ModelCheck {
+  int num_layers = 0;
+  int num_experts = 0;
+  int top_k = 0;
+};
+
+// "" (a worker's "initial layout") as the version the wire uses for it.
+std::string NormalizeVersion(const std::string& version);
+
+class WorkerRegistry {
+ public:
+  // `gpus`: the node's global ranks, sorted, unique, non-negative.
+  WorkerRegistry(std::vector<int> gpus, ModelCheck check);
+
+  // Registers the worker of `hello.gpu()` with `channel`:
+  //   INVALID_ARGUMENT  the GPU is not one of the node's, or the model shape
+  //                     is invalid or differs from the flags or from the
+  //                     model the node's first worker reported
+  //   ALREADY_EXISTS    a worker is attached for that GPU
+  absl::Status Attach(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
+  // Unregisters `gpu` if it is attached with `channel`; false otherwise (a
+  // refused or already detached stream).
+  bool Detach(int gpu, WorkerChannel* channel);
+
+  // Windows must carry the stream's GPU and strictly increasing ids (a repeat
+  // would count the same tokens twice). INVALID_ARGUMENT otherwise.
+  absl::Status CheckWindowId(int gpu, const craft::v1::GpuWindow& window);
+
+  const std::vector<int>& gpus() const { return gpus_; }
+  bool IsConfigured(int gpu) const;
+  // nullptr when no worker is attached for `gpu`.
+  WorkerChannel* channel(int gpu) const;
+  std::vector<int> AttachedGpus() const;
+  std::vector<int> MissingGpus() const;
+  bool AllAttached() const { return attached_.size() == gpus_.size(); }
+
+  // Every configured GPU, with memory and endpoint from its latest hello
+  // (kept after a detach; empty for a GPU never seen).
+  std::vector<craft::v1::GpuInfo> GpuInfos() const;
+  // The shape the first worker reported, else the configured checks (as far
+  // as they go), else nullopt.
+  std::optional<craft::v1::ModelShape> model() const;
+  // The version every attached worker serves (normalised), when they agree
+  // and at least one is attached; "" otherwise.
+  std::string CommonWorkerVersion() const;
+
+ private:
+  struct Attached {
+    WorkerChannel* channel = nullptr;
+    std::string committed_version;  // normalised
+    int64_t last_window_id = -1;
+    bool seen_window = false;
+  };
+
+  absl::Status CheckModel(const craft::v1::ModelShape& model) const;
+
+  const std::vector<int> gpus_;
+  const ModelCheck check_;
+  std::optional<craft::v1::ModelShape> model_;  // from the first worker
+  std::map<int, Attached> attached_;
+  std::map<int, craft::v1::GpuInfo> infos_;  // latest hello per GPU
+};
+
+}  // namespace craft::agent
+
+#endif  // CRAFT_AGENT_WORKER_REGISTRY_H_
