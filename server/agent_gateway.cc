@@ -1,0 +1,178 @@
+#include "server/agent_gateway.h"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/logging.h"
+#include "server/internal/latest_wins_writer.h"
+
+namespace craft::server {
+
+using craft::v1::AgentMessage;
+using craft::v1::PlannerMessage;
+using internal::ToGrpcStatus;
+
+namespace {
+
+// Log the first few rejected windows of a stream, then every Nth, so a
+// misbehaving agent cannot flood the log.
+constexpr int64_t kRejectionsLoggedInFull = 5;
+constexpr int64_t kRejectionLogPeriod = 100;
+
+}  // namespace
+
+// One agent stream. Lives from Connect until OnDone deletes it.
+class AgentStream final
+    : public internal::LatestWinsWriter<grpc::ServerBidiReactor<AgentMessage, PlannerMessage>,
+                                        PlannerMessage> {
+ public:
+  explicit AgentStream(AgentGatewayService* gateway) : gateway_(gateway) {
+    if (!gateway_->Register(this)) {
+      Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+      return;
+    }
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the agent closed its side or the stream broke
+      Close(grpc::Status::OK);
+      return;
+    }
+    if (grpc::Status status = Handle(incoming_); !status.ok()) {
+      CRAFT_LOG(WARNING) << "ending agent stream" << (node_.empty() ? "" : " of " + node_) << ": "
+                         << status.error_message();
+      Close(status);
+      return;
+    }
+    if (!closing()) StartRead(&incoming_);
+  }
+
+  void OnCancel() override { Close(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    if (link_ != nullptr) {
+      link_->Detach();
+      gateway_->coordinator_->Disconnect(node_, link_.get());
+    }
+    gateway_->Unregister(this);
+    delete this;
+  }
+
+ private:
+  // The coordinator's handle on this stream; outlives it (the coordinator may
+  // hold it after OnDone), so it forwards only while attached.
+  class Link final : public AgentConnection {
+   public:
+    explicit Link(AgentStream* stream) : stream_(stream) {}
+    void Send(const PlannerMessage& message) override {
+      absl::MutexLock lock(&mu_);
+      if (stream_ != nullptr) stream_->Push(message);
+    }
+    void Close(const absl::Status& status) override {
+      absl::MutexLock lock(&mu_);
+      if (stream_ != nullptr) stream_->Close(ToGrpcStatus(status));
+    }
+    void Detach() {
+      absl::MutexLock lock(&mu_);
+      stream_ = nullptr;
+    }
+
+   private:
+    absl::Mutex mu_;
+    AgentStream* stream_ ABSL_GUARDED_BY(mu_);
+  };
+
+  // Reads are sequential, so the members below are only touched by one
+  // reaction at a time (and by OnDone, after every reaction).
+  grpc::Status Handle(const AgentMessage& message) {
+    ApplyCoordinator* coordinator = gateway_->coordinator_;
+    if (node_.empty()) {
+      if (message.body_case() != AgentMessage::kHello) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "the first message on a stream must be AgentHello");
+      }
+      auto link = std::make_shared<Link>(this);
+      if (absl::Status connected = coordinator->Connect(message.hello(), link); !connected.ok()) {
+        return ToGrpcStatus(connected);
+      }
+      link_ = std::move(link);
+      node_ = message.hello().node();
+      for (const craft::v1::GpuInfo& gpu : message.hello().gpus()) gpus_.push_back(gpu.rank());
+      return grpc::Status::OK;
+    }
+    switch (message.body_case()) {
+      case AgentMessage::kHello:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "AgentHello sent twice");
+      case AgentMessage::kAck:
+        coordinator->HandleAck(node_, link_.get(), message.ack());
+        break;
+      case AgentMessage::kNack:
+        coordinator->HandleNack(node_, link_.get(), message.nack());
+        break;
+      case AgentMessage::kLoad:
+        coordinator->Touch(node_, link_.get());
+        for (const craft::v1::GpuWindow& window : message.load().gpus()) {
+          if (absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
+              !ingested.ok() && ShouldLogRejection()) {
+            CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " ("
+                               << rejections_ << " rejected on this stream)";
+          }
+        }
+        break;
+      case AgentMessage::BODY_NOT_SET:
+        CRAFT_LOG(WARNING) << "agent " << node_ << " sent an empty message; ignored";
+        break;
+    }
+    return grpc::Status::OK;
+  }
+
+  bool ShouldLogRejection() {
+    ++rejections_;
+    return rejections_ <= kRejectionsLoggedInFull || rejections_ % kRejectionLogPeriod == 0;
+  }
+
+  AgentGatewayService* const gateway_;
+  AgentMessage incoming_;
+  std::string node_;  // set by a successful hello
+  std::vector<int> gpus_;
+  std::shared_ptr<Link> link_;
+  int64_t rejections_ = 0;
+};
+
+AgentGatewayService::AgentGatewayService(ApplyCoordinator* coordinator, LoadStore* load_store)
+    : coordinator_(coordinator), load_store_(load_store) {}
+
+grpc::ServerBidiReactor<AgentMessage, PlannerMessage>* AgentGatewayService::Connect(
+    grpc::CallbackServerContext* context) {
+  return new AgentStream(this);
+}
+
+bool AgentGatewayService::Register(AgentStream* stream) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  streams_.insert(stream);
+  return true;
+}
+
+void AgentGatewayService::Unregister(AgentStream* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+void AgentGatewayService::Drain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  for (AgentStream* stream : streams_) {
+    stream->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+  }
+}
+
+int AgentGatewayService::open_streams() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(streams_.size());
+}
+
+}  // namespace craft::server

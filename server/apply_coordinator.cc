@@ -1,0 +1,505 @@
+#include "server/apply_coordinator.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/layout_proto.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "planner/initial_layout.h"
+#include "server/transfer_sources.h"
+
+namespace craft::server {
+namespace {
+
+absl::Status CheckLayoutFits(const planner::Layout& layout, const ModelShape& model,
+                             const planner::ClusterShape& cluster) {
+  CRAFT_RETURN_IF_ERROR(layout.Validate());
+  if (layout.num_layers() != model.num_layers || layout.num_experts != model.num_experts ||
+      layout.cluster.num_gpus != cluster.num_gpus ||
+      layout.cluster.num_nodes != cluster.num_nodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layout shape ", layout.num_layers(), " layers x ", layout.num_experts,
+                     " experts on ", layout.cluster.num_gpus, " GPUs / ", layout.cluster.num_nodes,
+                     " nodes does not match the configured ", model.num_layers, " x ",
+                     model.num_experts, " on ", cluster.num_gpus, " / ", cluster.num_nodes));
+  }
+  return absl::OkStatus();
+}
+
+// A stored layout, if it parses and fits the configuration.
+std::optional<CommittedLayout> RestoreLayout(const craft::v1::Layout& stored,
+                                             const CoordinatorOptions& options) {
+  absl::StatusOr<planner::Layout> layout = LayoutFromProto(stored);
+  absl::Status fits =
+      layout.ok() ? CheckLayoutFits(*layout, options.model, options.cluster) : layout.status();
+  if (!fits.ok()) {
+    CRAFT_LOG(WARNING) << "stored layout " << stored.version()
+                       << " does not fit the configuration: " << fits.message();
+    return std::nullopt;
+  }
+  return CommittedLayout{stored.version(),
+                         std::make_shared<const planner::Layout>(*std::move(layout))};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ApplyCoordinator>> ApplyCoordinator::Create(
+    const CoordinatorOptions& options, StateStore* state_store, LayoutHistory* history,
+    Clock* clock) {
+  CRAFT_ASSIGN_OR_RETURN(std::optional<PlannerState> state, state_store->Load());
+  CRAFT_ASSIGN_OR_RETURN(planner::Layout initial_layout,
+                         planner::ContiguousLayout(options.model.num_layers,
+                                                   options.model.num_experts, options.cluster));
+  const CommittedLayout initial{planner::kInitialLayoutVersion,
+                                std::make_shared<const planner::Layout>(std::move(initial_layout))};
+  std::optional<CommittedLayout> committed, previous;
+  if (state.has_value()) {
+    committed = RestoreLayout(state->committed, options);
+    if (state->previous.has_value()) previous = RestoreLayout(*state->previous, options);
+    if (!committed.has_value()) CRAFT_LOG(WARNING) << "starting from the initial layout";
+  }
+  if (!committed.has_value()) committed = initial;
+
+  PlannerState next;
+  next.epoch = state.has_value() ? state->epoch + 1 : 1;
+  next.seq = state.has_value() ? state->seq : 0;
+  next.committed = LayoutToProto(*committed->layout, committed->version);
+  if (previous.has_value()) next.previous = LayoutToProto(*previous->layout, previous->version);
+  // Persist the new epoch before minting anything under it.
+  CRAFT_RETURN_IF_ERROR(state_store->Save(next));
+
+  history->Add(initial.version, initial.layout);
+  if (previous.has_value()) history->Add(previous->version, previous->layout);
+  history->AddCommitted(committed->version, committed->layout);
+  CRAFT_LOG(INFO) << "planner epoch " << next.epoch << ", committed layout " << committed->version;
+  return std::unique_ptr<ApplyCoordinator>(new ApplyCoordinator(
+      options, state_store, history, clock, next.epoch, next.seq, *std::move(committed)));
+}
+
+ApplyCoordinator::ApplyCoordinator(const CoordinatorOptions& options, StateStore* state_store,
+                                   LayoutHistory* history, Clock* clock, int64_t epoch, int64_t seq,
+                                   CommittedLayout committed)
+    : options_(options),
+      state_store_(state_store),
+      history_(history),
+      clock_(clock),
+      epoch_(epoch),
+      seq_(seq),
+      committed_(std::move(committed)) {}
+
+void ApplyCoordinator::SetHooks(Hooks hooks) {
+  absl::MutexLock lock(&mu_);
+  hooks_ = std::move(hooks);
+}
+
+absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) const {
+  if (hello.node().empty()) return absl::InvalidArgumentError("AgentHello.node is empty");
+  const craft::v1::ModelShape& model = hello.model();
+  const ModelShape& want = options_.model;
+  if (model.num_layers() != want.num_layers || model.num_experts() != want.num_experts ||
+      model.top_k() != want.top_k || model.bytes_per_expert() != want.bytes_per_expert) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model shape mismatch: agent ", hello.node(), " runs num_layers=", model.num_layers(),
+        " num_experts=", model.num_experts(), " top_k=", model.top_k(),
+        " bytes_per_expert=", model.bytes_per_expert(), ", the planner is configured for ",
+        want.num_layers, "/", want.num_experts, "/", want.top_k, "/", want.bytes_per_expert));
+  }
+  if (hello.gpus().empty()) return absl::InvalidArgumentError("AgentHello lists no GPUs");
+  const planner::ClusterShape& cluster = options_.cluster;
+  std::set<int> ranks;
+  for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
+    if (gpu.rank() < 0 || gpu.rank() >= cluster.num_gpus) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GPU rank ", gpu.rank(), " outside [0, ", cluster.num_gpus, ")"));
+    }
+    if (!ranks.insert(gpu.rank()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("GPU rank ", gpu.rank(), " listed twice"));
+    }
+    if (cluster.NodeOf(gpu.rank()) != cluster.NodeOf(hello.gpus(0).rank())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GPU ranks ", hello.gpus(0).rank(), " and ", gpu.rank(),
+                       " are on different nodes of the cluster (ranks are node-major, ",
+                       cluster.gpus_per_node(), " per node)"));
+    }
+  }
+  for (const auto& [name, node] : nodes_) {
+    if (name == hello.node() || node.connection == nullptr) continue;
+    for (int gpu : node.gpus) {
+      if (ranks.count(gpu) > 0) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("GPU rank ", gpu, " is already claimed by connected node ", name));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
+                                       std::shared_ptr<AgentConnection> connection) {
+  bool out_of_sync = false;
+  std::function<void()> on_out_of_sync;
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_) return absl::UnavailableError("planner draining");
+    CRAFT_RETURN_IF_ERROR(CheckHello(hello));
+    if (hello.highest_epoch() > epoch_ && !fenced_) {
+      fenced_ = true;
+      CRAFT_LOG(ERROR) << "agent " << hello.node() << " has seen epoch " << hello.highest_epoch()
+                       << " > ours (" << epoch_ << "): another planner leads; not pushing";
+    }
+    Node& node = nodes_[hello.node()];
+    if (node.connection != nullptr) {
+      CRAFT_LOG(INFO) << "agent " << hello.node() << " reconnected; closing its older stream";
+      ParticipantLeftLocked(hello.node(), "reconnected");  // may still send it an Abort
+      node.connection->Close(absl::AbortedError("replaced by a newer stream from the same node"));
+    }
+    node.gpus.clear();
+    node.endpoints.clear();
+    for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
+      node.gpus.push_back(gpu.rank());
+      node.endpoints[gpu.rank()] = gpu.transfer_endpoint();
+    }
+    std::sort(node.gpus.begin(), node.gpus.end());
+    node.serving_version = CanonicalVersion(hello.committed_version());
+    node.connection = std::move(connection);
+    node.last_seen = clock_->Now();
+    out_of_sync = node.serving_version != committed_.version;
+    on_out_of_sync = hooks_.on_out_of_sync;
+    CRAFT_LOG(INFO) << "agent " << hello.node() << " connected: GPUs ["
+                    << absl::StrJoin(node.gpus, ",") << "], serving " << node.serving_version
+                    << (out_of_sync ? " (out of sync with " + committed_.version + ")" : "");
+  }
+  if (out_of_sync && on_out_of_sync) on_out_of_sync();
+  return absl::OkStatus();
+}
+
+ApplyCoordinator::Node* ApplyCoordinator::CurrentNode(const std::string& node,
+                                                      const AgentConnection* connection) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || it->second.connection.get() != connection) return nullptr;
+  return &it->second;
+}
+
+void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection* connection) {
+  absl::MutexLock lock(&mu_);
+  Node* state = CurrentNode(node, connection);
+  if (state == nullptr) return;  // an older, replaced stream
+  state->connection = nullptr;
+  CRAFT_LOG(INFO) << "agent " << node << " disconnected";
+  ParticipantLeftLocked(node, "disconnected");
+}
+
+void ApplyCoordinator::Touch(const std::string& node, const AgentConnection* connection) {
+  absl::MutexLock lock(&mu_);
+  if (Node* state = CurrentNode(node, connection)) state->last_seen = clock_->Now();
+}
+
+void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std::string& why) {
+  auto it = participants_.find(node);
+  if (it == participants_.end()) return;
+  if (phase_ == Phase::kPreparing) {
+    AbortLocked(absl::StrCat("node ", node, " ", why, " during prepare"));
+  } else if (phase_ == Phase::kCommitting) {
+    // Past the commit point nothing is undone; the node reports what it
+    // serves when it comes back and is resynchronised if needed.
+    participants_.erase(it);
+    FinishCommittingIfDoneLocked();
+  }
+}
+
+ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::string& node,
+                                                                    const std::string& nonce) {
+  auto it = participants_.find(node);
+  if (it == participants_.end() || it->second.answered || it->second.nonce != nonce) {
+    ++stats_.stale_answers_ignored;
+    return nullptr;
+  }
+  return &it->second;
+}
+
+void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection* connection,
+                                 const craft::v1::Ack& ack) {
+  absl::MutexLock lock(&mu_);
+  Node* state = CurrentNode(node, connection);
+  if (state == nullptr) return;
+  state->last_seen = clock_->Now();
+  if (ack.phase() == craft::v1::ABORTED) return;  // aborts are fire-and-forget
+  const bool expected = (phase_ == Phase::kPreparing && ack.phase() == craft::v1::PREPARED) ||
+                        (phase_ == Phase::kCommitting && ack.phase() == craft::v1::COMMITTED);
+  if (!expected || ack.version() != apply_version_) {
+    ++stats_.stale_answers_ignored;
+    return;
+  }
+  Participant* participant = AwaitedParticipant(node, ack.nonce());
+  if (participant == nullptr) return;
+  participant->answered = true;
+  if (phase_ == Phase::kCommitting) {
+    state->serving_version = apply_version_;
+    FinishCommittingIfDoneLocked();
+    return;
+  }
+  for (const auto& [name, other] : participants_) {
+    if (!other.answered) return;
+  }
+  CommitLocked();
+}
+
+void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection* connection,
+                                  const craft::v1::Nack& nack) {
+  absl::MutexLock lock(&mu_);
+  Node* state = CurrentNode(node, connection);
+  if (state == nullptr) return;
+  state->last_seen = clock_->Now();
+  const std::string error =
+      absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ", nack.error().message());
+  if (nack.error().code() == craft::v1::STALE_EPOCH && !fenced_) {
+    fenced_ = true;
+    CRAFT_LOG(ERROR) << "agent " << node << " refused epoch " << epoch_
+                     << " as stale: another planner leads; not pushing";
+  }
+  if (phase_ == Phase::kIdle || nack.version() != apply_version_) {
+    ++stats_.stale_answers_ignored;
+    return;
+  }
+  Participant* participant = AwaitedParticipant(node, nack.nonce());
+  if (participant == nullptr) return;
+  if (!nack.last_good_version().empty()) {
+    state->serving_version = CanonicalVersion(nack.last_good_version());
+  }
+  if (phase_ == Phase::kPreparing) {
+    AbortLocked(absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
+    return;
+  }
+  // A refused commit: the node keeps its last good version and is out of
+  // sync; the next replan resynchronises it.
+  CRAFT_LOG(WARNING) << "agent " << node << " refused commit of " << apply_version_ << " (" << error
+                     << "); serving " << state->serving_version;
+  participant->answered = true;
+  FinishCommittingIfDoneLocked();
+}
+
+craft::v1::PlannerMessage ApplyCoordinator::NewMessage() {
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch_);
+  message.set_nonce(absl::StrCat(epoch_, "-", ++nonce_counter_));
+  return message;
+}
+
+std::vector<int> ApplyCoordinator::GpusWithoutAgentLocked() const {
+  std::vector<bool> claimed(options_.cluster.num_gpus, false);
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection == nullptr) continue;
+    for (int gpu : node.gpus) claimed[gpu] = true;
+  }
+  std::vector<int> missing;
+  for (int g = 0; g < options_.cluster.num_gpus; ++g) {
+    if (!claimed[g]) missing.push_back(g);
+  }
+  return missing;
+}
+
+absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& target) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return absl::UnavailableError("planner draining");
+  if (fenced_) return absl::FailedPreconditionError("fenced: a newer planner epoch was seen");
+  if (phase_ != Phase::kIdle) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the apply of ", apply_version_, " is still in progress"));
+  }
+  CRAFT_RETURN_IF_ERROR(CheckLayoutFits(target, options_.model, options_.cluster));
+  if (std::vector<int> missing = GpusWithoutAgentLocked(); !missing.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
+  }
+  // Every GPU's weights come from the version its node serves.
+  std::vector<ServingGpu> serving(options_.cluster.num_gpus);
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection == nullptr) continue;
+    for (int gpu : node.gpus) {
+      serving[gpu] = {node.serving_version, history_->Find(node.serving_version)};
+    }
+  }
+  CRAFT_ASSIGN_OR_RETURN(SourcedTransfers plan,
+                         PlanSourcedTransfers(target, serving, options_.model.bytes_per_expert));
+
+  const std::string version = absl::StrCat(epoch_, ".", ++seq_);
+  const craft::v1::Layout layout_proto = LayoutToProto(target, version);
+  std::map<int, std::string> endpoints;
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection != nullptr) endpoints.insert(node.endpoints.begin(), node.endpoints.end());
+  }
+  participants_.clear();
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection == nullptr) continue;
+    craft::v1::PlannerMessage message = NewMessage();
+    craft::v1::Prepare* prepare = message.mutable_prepare();
+    *prepare->mutable_layout() = layout_proto;
+    for (const craft::v1::Transfer& transfer : plan.transfers) {
+      if (std::binary_search(node.gpus.begin(), node.gpus.end(), transfer.src_gpu()) ||
+          std::binary_search(node.gpus.begin(), node.gpus.end(), transfer.dst_gpu())) {
+        *prepare->add_transfers() = transfer;
+      }
+    }
+    prepare->mutable_gpu_endpoints()->insert(endpoints.begin(), endpoints.end());
+    prepare->set_bytes_per_expert(options_.model.bytes_per_expert);
+    prepare->set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
+    participants_[name] = Participant{node.connection.get(), message.nonce(), false};
+    node.connection->Send(message);
+  }
+  phase_ = Phase::kPreparing;
+  apply_version_ = version;
+  apply_layout_ = std::make_shared<const planner::Layout>(target);
+  apply_deadline_ = clock_->Now() + options_.apply_timeout;
+  ++stats_.applies_started;
+  CRAFT_LOG(INFO) << "preparing " << version << " on " << participants_.size() << " agents, "
+                  << plan.transfers.size() << " transfers";
+  return version;
+}
+
+void ApplyCoordinator::CommitLocked() {
+  PlannerState state;
+  state.epoch = epoch_;
+  state.seq = seq_;
+  state.committed = LayoutToProto(*apply_layout_, apply_version_);
+  state.previous = LayoutToProto(*committed_.layout, committed_.version);
+  if (absl::Status saved = state_store_->Save(state); !saved.ok()) {
+    AbortLocked(absl::StrCat("cannot persist the commit: ", saved.message()));
+    return;
+  }
+  // The commit point: apply_version_ is now the committed layout.
+  committed_ = {apply_version_, apply_layout_};
+  history_->AddCommitted(apply_version_, apply_layout_);
+  ++stats_.applies_committed;
+  phase_ = Phase::kCommitting;
+  apply_deadline_ = clock_->Now() + options_.apply_timeout;
+  for (auto& [name, participant] : participants_) {
+    craft::v1::PlannerMessage message = NewMessage();
+    message.mutable_commit()->set_version(apply_version_);
+    participant.nonce = message.nonce();
+    participant.answered = false;
+    nodes_[name].connection->Send(message);
+  }
+  CRAFT_LOG(INFO) << "committed " << apply_version_;
+  if (hooks_.on_commit) hooks_.on_commit(committed_, epoch_);
+}
+
+void ApplyCoordinator::AbortLocked(const std::string& reason) {
+  CRAFT_LOG(WARNING) << "aborting " << apply_version_ << ": " << reason;
+  for (auto& [name, node] : nodes_) {
+    if (node.connection == nullptr) continue;
+    craft::v1::PlannerMessage message = NewMessage();
+    message.mutable_abort()->set_version(apply_version_);
+    message.mutable_abort()->set_reason(reason);
+    node.connection->Send(message);
+  }
+  ++stats_.applies_aborted;
+  last_abort_reason_ = reason;
+  phase_ = Phase::kIdle;
+  participants_.clear();
+  apply_layout_.reset();
+}
+
+void ApplyCoordinator::FinishCommittingIfDoneLocked() {
+  if (phase_ != Phase::kCommitting) return;
+  for (const auto& [name, participant] : participants_) {
+    if (!participant.answered) return;
+  }
+  CRAFT_LOG(INFO) << "every agent answered the commit of " << apply_version_;
+  phase_ = Phase::kIdle;
+  participants_.clear();
+  apply_layout_.reset();
+}
+
+void ApplyCoordinator::CheckTimeouts() {
+  absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kIdle || clock_->Now() < apply_deadline_) return;
+  std::vector<std::string> waiting;
+  for (const auto& [name, participant] : participants_) {
+    if (!participant.answered) waiting.push_back(name);
+  }
+  if (phase_ == Phase::kPreparing) {
+    AbortLocked(absl::StrCat("prepare timed out after ",
+                             absl::FormatDuration(options_.apply_timeout), " waiting for [",
+                             absl::StrJoin(waiting, ","), "]"));
+    return;
+  }
+  CRAFT_LOG(WARNING) << "no commit answer for " << apply_version_ << " from ["
+                     << absl::StrJoin(waiting, ",") << "]; they count as out of sync";
+  phase_ = Phase::kIdle;
+  participants_.clear();
+  apply_layout_.reset();
+}
+
+std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
+  absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kIdle) return std::nullopt;
+  return apply_deadline_;
+}
+
+void ApplyCoordinator::BeginDrain() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  if (phase_ == Phase::kPreparing) AbortLocked("planner draining");
+}
+
+CommittedLayout ApplyCoordinator::committed() const {
+  absl::MutexLock lock(&mu_);
+  return committed_;
+}
+
+std::string ApplyCoordinator::pending_version() const {
+  absl::MutexLock lock(&mu_);
+  return phase_ == Phase::kPreparing ? apply_version_ : "";
+}
+
+bool ApplyCoordinator::apply_in_progress() const {
+  absl::MutexLock lock(&mu_);
+  return phase_ != Phase::kIdle;
+}
+
+std::string ApplyCoordinator::last_abort_reason() const {
+  absl::MutexLock lock(&mu_);
+  return last_abort_reason_;
+}
+
+bool ApplyCoordinator::fenced() const {
+  absl::MutexLock lock(&mu_);
+  return fenced_;
+}
+
+std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<AgentSnapshot> agents;
+  for (const auto& [name, node] : nodes_) {
+    agents.push_back(
+        {name, node.gpus, node.serving_version, node.connection != nullptr, node.last_seen});
+  }
+  return agents;
+}
+
+std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> nodes;
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection != nullptr && node.serving_version != committed_.version) {
+      nodes.push_back(name);
+    }
+  }
+  return nodes;
+}
+
+std::vector<int> ApplyCoordinator::GpusWithoutAgent() const {
+  absl::MutexLock lock(&mu_);
+  return GpusWithoutAgentLocked();
+}
+
+CoordinatorStats ApplyCoordinator::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace craft::server

@@ -1,0 +1,230 @@
+// The planner's view of its agents and the two-phase apply (proto/README.md,
+// "Two-phase apply"), free of gRPC: agents are reached through the
+// AgentConnection seam, time through a Clock, persistence through a
+// StateStore, so every path (happy, NACK, timeout, disconnect, stale nonce,
+// restart, resync) is unit-tested with fakes.
+//
+// States of one apply:
+//
+//   idle --StartApply--> preparing --every agent Ack{PREPARED}--> (persist: commit point)
+//     ^                      |                                          |
+//     |   Nack / timeout / participant disconnects / drain             v
+//     +---- Abort to all <---+                                     committing
+//     +------------- every agent Ack{COMMITTED} (or timeout) ----------+
+//
+//   CRAFT_ASSIGN_OR_RETURN(auto coordinator,
+//                          ApplyCoordinator::Create(options, &state_store, &history, clock));
+//   coordinator->Connect(hello, connection);         // gateway, per stream
+//   CRAFT_ASSIGN_OR_RETURN(std::string version, coordinator->StartApply(layout));
+//   coordinator->HandleAck(node, connection, ack);   // gateway
+//   coordinator->CheckTimeouts();                    // replan loop, periodically
+//
+// Versions are "<epoch>.<seq>"; the epoch is bumped and persisted by Create,
+// so no version is ever minted twice, even across restarts. A Nack or an Ack
+// whose nonce is not the one awaited from that node is ignored (counted).
+//
+// Thread-safety: all methods are thread-safe (one internal mutex). The
+// coordinator calls AgentConnection methods and the commit hook with that
+// mutex held, so they must not block or call back into the coordinator. The
+// out-of-sync hook is called without it. Lock order: coordinator, then
+// LayoutHistory / connection / hook internals.
+#ifndef CRAFT_SERVER_APPLY_COORDINATOR_H_
+#define CRAFT_SERVER_APPLY_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "craft/v1/agent.pb.h"
+#include "planner/cluster.h"
+#include "planner/layout.h"
+#include "server/config.h"
+#include "server/layout_history.h"
+#include "server/state_store.h"
+
+namespace craft::server {
+
+// One agent's stream as the coordinator sees it: the transport seam. The gRPC
+// gateway implements it over a ServerBidiReactor; tests use a fake.
+// Implementations must not block and must not call into the coordinator.
+class AgentConnection {
+ public:
+  virtual ~AgentConnection() = default;
+  // Queues `message` for the agent. At most one message waits: a newer one
+  // replaces a message not yet written (latest wins).
+  virtual void Send(const craft::v1::PlannerMessage& message) = 0;
+  // Ends the stream with `status` once any write in flight completes.
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+struct CoordinatorOptions {
+  ModelShape model;
+  planner::ClusterShape cluster;
+  absl::Duration apply_timeout = absl::Seconds(60);
+};
+
+struct CommittedLayout {
+  std::string version;
+  std::shared_ptr<const planner::Layout> layout;
+};
+
+struct AgentSnapshot {
+  std::string node;
+  std::vector<int> gpus;
+  std::string serving_version;  // what the agent last reported it serves
+  bool connected = false;
+  absl::Time last_seen;
+};
+
+struct CoordinatorStats {
+  int64_t applies_started = 0;
+  int64_t applies_committed = 0;
+  int64_t applies_aborted = 0;
+  int64_t stale_answers_ignored = 0;  // Ack/Nack with a nonce not awaited
+};
+
+class ApplyCoordinator {
+ public:
+  struct Hooks {
+    // After the commit point, with the coordinator's mutex held.
+    std::function<void(const CommittedLayout&, int64_t epoch)> on_commit;
+    // When an agent connects serving another version than the committed one
+    // (it needs a resync); called without the mutex.
+    std::function<void()> on_out_of_sync;
+  };
+
+  // Loads the persisted state (none: the initial layout "0.0"), bumps the
+  // epoch and persists it before anything is minted. `state_store`, `history`
+  // and `clock` must outlive the coordinator.
+  static absl::StatusOr<std::unique_ptr<ApplyCoordinator>> Create(const CoordinatorOptions& options,
+                                                                  StateStore* state_store,
+                                                                  LayoutHistory* history,
+                                                                  Clock* clock);
+
+  // Set once, before agents connect.
+  void SetHooks(Hooks hooks);
+
+  // ---- Agent streams (the gateway) ----
+
+  // Registers the stream's AgentHello. INVALID_ARGUMENT for a hello that does
+  // not fit the configured model and cluster, ALREADY_EXISTS when another
+  // connected node claims one of its GPUs, UNAVAILABLE while draining. A
+  // node already connected is replaced: its old stream is closed (and an
+  // apply it takes part in is aborted).
+  absl::Status Connect(const craft::v1::AgentHello& hello,
+                       std::shared_ptr<AgentConnection> connection);
+  // The stream ended. Ignored unless `connection` is the node's current one.
+  void Disconnect(const std::string& node, const AgentConnection* connection);
+  void HandleAck(const std::string& node, const AgentConnection* connection,
+                 const craft::v1::Ack& ack);
+  void HandleNack(const std::string& node, const AgentConnection* connection,
+                  const craft::v1::Nack& nack);
+  // Any other message from the node (loads): refreshes last_seen.
+  void Touch(const std::string& node, const AgentConnection* connection);
+
+  // ---- Applies (the replan loop) ----
+
+  // Mints a version for `target`, plans every GPU's transfers from the
+  // version it serves and sends Prepare to every connected agent. Returns the
+  // version. FAILED_PRECONDITION when an apply is in progress, a GPU has no
+  // connected agent, some expert has no source, or the planner is fenced;
+  // INVALID_ARGUMENT when `target` does not fit the model and cluster.
+  absl::StatusOr<std::string> StartApply(const planner::Layout& target);
+  // Aborts a prepare (or stops waiting for commit acks) past its deadline.
+  void CheckTimeouts();
+  // When CheckTimeouts next has something to do; nullopt when idle.
+  std::optional<absl::Time> NextDeadline() const;
+  // Stops accepting agents and aborts a prepare in progress.
+  void BeginDrain();
+
+  // ---- Views ----
+  CommittedLayout committed() const;
+  int64_t epoch() const { return epoch_; }
+  // The version being prepared; "" otherwise.
+  std::string pending_version() const;
+  // Preparing, or committed but still waiting for Ack{COMMITTED}s.
+  bool apply_in_progress() const;
+  // Why the last apply was aborted ("" if none was).
+  std::string last_abort_reason() const;
+  // A higher epoch was seen: another planner leads; nothing is pushed.
+  bool fenced() const;
+  std::vector<AgentSnapshot> Agents() const;
+  // Connected nodes serving another version than the committed one.
+  std::vector<std::string> OutOfSyncNodes() const;
+  // GPUs no connected agent claims.
+  std::vector<int> GpusWithoutAgent() const;
+  CoordinatorStats stats() const;
+
+ private:
+  struct Node {
+    std::vector<int> gpus;
+    std::map<int, std::string> endpoints;  // by GPU
+    std::string serving_version;
+    std::shared_ptr<AgentConnection> connection;  // null: disconnected
+    absl::Time last_seen;
+  };
+  struct Participant {
+    const AgentConnection* connection = nullptr;
+    std::string nonce;      // of the last message sent to it in this apply
+    bool answered = false;  // PREPARED while preparing, COMMITTED (or NACKed) while committing
+  };
+  enum class Phase { kIdle, kPreparing, kCommitting };
+
+  ApplyCoordinator(const CoordinatorOptions& options, StateStore* state_store,
+                   LayoutHistory* history, Clock* clock, int64_t epoch, int64_t seq,
+                   CommittedLayout committed);
+
+  absl::Status CheckHello(const craft::v1::AgentHello& hello) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The node if `connection` is its current stream, else nullptr.
+  Node* CurrentNode(const std::string& node, const AgentConnection* connection)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Participant* AwaitedParticipant(const std::string& node, const std::string& nonce)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  craft::v1::PlannerMessage NewMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<int> GpusWithoutAgentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishCommittingIfDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A participant left (disconnect or replacement): aborts a prepare.
+  void ParticipantLeftLocked(const std::string& node, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  StateStore* const state_store_;
+  LayoutHistory* const history_;
+  Clock* const clock_;
+  const int64_t epoch_;
+
+  mutable absl::Mutex mu_;
+  Hooks hooks_ ABSL_GUARDED_BY(mu_);
+  int64_t seq_ ABSL_GUARDED_BY(mu_);
+  int64_t nonce_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  CommittedLayout committed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool fenced_ ABSL_GUARDED_BY(mu_) = false;
+  CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
+  std::string last_abort_reason_ ABSL_GUARDED_BY(mu_);
+
+  // The apply in progress.
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
+  std::string apply_version_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const planner::Layout> apply_layout_ ABSL_GUARDED_BY(mu_);
+  absl::Time apply_deadline_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Participant> participants_ ABSL_GUARDED_BY(mu_);  // by node
+};
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_APPLY_COORDINATOR_H_

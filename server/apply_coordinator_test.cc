@@ -1,0 +1,385 @@
+#include "server/apply_coordinator.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/layout_proto.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "planner/initial_layout.h"
+#include "server/internal/test_support.h"
+
+namespace craft::server {
+namespace {
+
+using testing::AckOf;
+using testing::FakeConnection;
+using ::testing::HasSubstr;
+using testing::Hello;
+using testing::NackOf;
+using testing::ReplicatedLayout;
+using testing::SmallConfig;
+using ::testing::UnorderedElementsAre;
+
+class ApplyCoordinatorTest : public ::testing::Test {
+ protected:
+  ApplyCoordinatorTest() { Restart(); }
+
+  // A new coordinator (a planner restart) on the same state store.
+  void Restart() {
+    const PlannerConfig config = SmallConfig();
+    history_ = std::make_unique<LayoutHistory>(8);
+    coordinator_.reset();
+    absl::StatusOr<std::unique_ptr<ApplyCoordinator>> created = ApplyCoordinator::Create(
+        {config.model, config.cluster, config.apply_timeout}, &store_, history_.get(), &clock_);
+    ASSERT_TRUE(created.ok()) << created.status();
+    coordinator_ = *std::move(created);
+    coordinator_->SetHooks({[this](const CommittedLayout& committed, int64_t) {
+                              commits_.push_back(committed.version);
+                            },
+                            [this] { ++out_of_sync_hooks_; }});
+    a_ = std::make_shared<FakeConnection>();
+    b_ = std::make_shared<FakeConnection>();
+  }
+
+  // Nodes "a" (GPUs 0, 1) and "b" (GPUs 2, 3) connect serving `version`.
+  void ConnectBoth(const std::string& version = "") {
+    ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}, version), a_).ok());
+    ASSERT_TRUE(coordinator_->Connect(Hello("b", {2, 3}, version), b_).ok());
+  }
+
+  std::string StartReplicated() {
+    absl::StatusOr<std::string> version = coordinator_->StartApply(ReplicatedLayout());
+    EXPECT_TRUE(version.ok()) << version.status();
+    return version.ok() ? *version : "";
+  }
+
+  void Ack(const std::string& node, const std::shared_ptr<FakeConnection>& connection,
+           craft::v1::AckPhase phase) {
+    coordinator_->HandleAck(node, connection.get(), AckOf(connection->last(), phase));
+  }
+
+  // Runs a whole apply of ReplicatedLayout() to the end.
+  std::string ApplyReplicated() {
+    const std::string version = StartReplicated();
+    Ack("a", a_, craft::v1::PREPARED);
+    Ack("b", b_, craft::v1::PREPARED);
+    Ack("a", a_, craft::v1::COMMITTED);
+    Ack("b", b_, craft::v1::COMMITTED);
+    return version;
+  }
+
+  FakeClock clock_;
+  InMemoryStateStore store_;
+  std::unique_ptr<LayoutHistory> history_;
+  std::unique_ptr<ApplyCoordinator> coordinator_;
+  std::shared_ptr<FakeConnection> a_;
+  std::shared_ptr<FakeConnection> b_;
+  std::vector<std::string> commits_;
+  int out_of_sync_hooks_ = 0;
+};
+
+TEST_F(ApplyCoordinatorTest, FreshPlannerStartsAtEpochOneWithTheInitialLayout) {
+  EXPECT_EQ(coordinator_->epoch(), 1);
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_EQ((*store_.Load())->epoch, 1);  // persisted before anything is minted
+  EXPECT_NE(history_->Find("0.0"), nullptr);
+}
+
+TEST_F(ApplyCoordinatorTest, HappyPathPreparesCommitsAndPersists) {
+  ConnectBoth();
+  const std::string version = StartReplicated();
+  EXPECT_EQ(version, "1.1");
+  EXPECT_EQ(coordinator_->pending_version(), "1.1");
+
+  const craft::v1::PlannerMessage prepare_a = a_->last();
+  ASSERT_TRUE(prepare_a.has_prepare());
+  EXPECT_EQ(prepare_a.epoch(), 1);
+  EXPECT_EQ(prepare_a.prepare().layout().version(), "1.1");
+  EXPECT_EQ(prepare_a.prepare().gpu_endpoints().size(), 4u);
+  EXPECT_EQ(prepare_a.prepare().bytes_per_expert(), 1000);
+  EXPECT_EQ(prepare_a.prepare().timeout_ms(), 5000);
+  for (const craft::v1::Transfer& transfer : prepare_a.prepare().transfers()) {
+    EXPECT_TRUE(transfer.src_gpu() <= 1 || transfer.dst_gpu() <= 1) << transfer.DebugString();
+    EXPECT_EQ(transfer.src_version(), "0.0");
+  }
+  EXPECT_NE(a_->last().nonce(), b_->last().nonce());
+
+  Ack("a", a_, craft::v1::PREPARED);
+  EXPECT_TRUE(a_->last().has_prepare()) << "no commit before every agent is prepared";
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  Ack("b", b_, craft::v1::PREPARED);
+
+  // The commit point: persisted, then Commit to every agent.
+  EXPECT_EQ(coordinator_->committed().version, "1.1");
+  EXPECT_EQ((*store_.Load())->committed.version(), "1.1");
+  EXPECT_EQ(commits_, std::vector<std::string>{"1.1"});
+  ASSERT_TRUE(a_->last().has_commit());
+  EXPECT_EQ(a_->last().commit().version(), "1.1");
+  EXPECT_NE(history_->Find("1.1"), nullptr);
+  EXPECT_TRUE(coordinator_->apply_in_progress());
+
+  Ack("a", a_, craft::v1::COMMITTED);
+  Ack("b", b_, craft::v1::COMMITTED);
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  for (const AgentSnapshot& agent : coordinator_->Agents()) {
+    EXPECT_EQ(agent.serving_version, "1.1");
+  }
+  EXPECT_EQ(coordinator_->stats().applies_committed, 1);
+}
+
+TEST_F(ApplyCoordinatorTest, NackAbortsAndKeepsTheOldLayout) {
+  ConnectBoth();
+  const std::string version = StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  coordinator_->HandleNack("b", b_.get(), NackOf(b_->last(), craft::v1::WORKER_FAILED, "0.0"));
+  for (const auto& connection : {a_, b_}) {
+    ASSERT_TRUE(connection->last().has_abort());
+    EXPECT_EQ(connection->last().abort().version(), version);
+  }
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("node b refused"));
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("WORKER_FAILED"));
+  EXPECT_TRUE(commits_.empty());
+}
+
+TEST_F(ApplyCoordinatorTest, PrepareTimeoutAborts) {
+  ConnectBoth();
+  StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  clock_.Advance(absl::Seconds(4));
+  coordinator_->CheckTimeouts();
+  EXPECT_TRUE(b_->last().has_prepare()) << "aborted before the deadline";
+  EXPECT_EQ(coordinator_->NextDeadline(), clock_.Now() + absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  coordinator_->CheckTimeouts();
+  EXPECT_TRUE(a_->last().has_abort());
+  EXPECT_TRUE(b_->last().has_abort());
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("timed out"));
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("[b]"));
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_FALSE(coordinator_->NextDeadline().has_value());
+}
+
+TEST_F(ApplyCoordinatorTest, DisconnectDuringPrepareAborts) {
+  ConnectBoth();
+  StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  coordinator_->Disconnect("b", b_.get());
+  EXPECT_TRUE(a_->last().has_abort());
+  EXPECT_TRUE(b_->last().has_prepare()) << "nothing is sent to a disconnected agent";
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("node b disconnected"));
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+}
+
+TEST_F(ApplyCoordinatorTest, DisconnectAfterTheCommitPointDoesNotUndoIt) {
+  ConnectBoth();
+  StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  Ack("b", b_, craft::v1::PREPARED);
+  coordinator_->Disconnect("b", b_.get());
+  Ack("a", a_, craft::v1::COMMITTED);
+  EXPECT_EQ(coordinator_->committed().version, "1.1");
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+}
+
+TEST_F(ApplyCoordinatorTest, StaleNoncesAndOldStreamsAreIgnored) {
+  ConnectBoth();
+  const std::string version = StartReplicated();
+  craft::v1::Ack stale = AckOf(a_->last(), craft::v1::PREPARED);
+  stale.set_nonce("1-999");
+  coordinator_->HandleAck("a", a_.get(), stale);
+  craft::v1::Ack wrong_version = AckOf(b_->last(), craft::v1::PREPARED);
+  wrong_version.set_version("0.7");
+  coordinator_->HandleAck("b", b_.get(), wrong_version);
+  // A Nack with an old nonce must not abort.
+  craft::v1::Nack stale_nack = NackOf(b_->last(), craft::v1::WORKER_FAILED, "0.0");
+  stale_nack.set_nonce("1-998");
+  coordinator_->HandleNack("b", b_.get(), stale_nack);
+  // An answer from a connection that is not the node's current one.
+  FakeConnection impostor;
+  coordinator_->HandleAck("a", &impostor, AckOf(a_->last(), craft::v1::PREPARED));
+
+  EXPECT_EQ(coordinator_->pending_version(), version);
+  EXPECT_EQ(coordinator_->stats().stale_answers_ignored, 3);
+  Ack("a", a_, craft::v1::PREPARED);
+  Ack("b", b_, craft::v1::PREPARED);
+  EXPECT_EQ(coordinator_->committed().version, version);
+}
+
+TEST_F(ApplyCoordinatorTest, VersionsAreNeverReusedAcrossAbortsAndRestarts) {
+  ConnectBoth();
+  std::vector<std::string> versions;
+  versions.push_back(StartReplicated());
+  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::TIMEOUT, "0.0"));
+  versions.push_back(StartReplicated());
+  Restart();  // the second apply was never finished
+  ConnectBoth();
+  EXPECT_EQ(coordinator_->epoch(), 2);
+  versions.push_back(StartReplicated());
+  EXPECT_THAT(versions, UnorderedElementsAre("1.1", "1.2", "2.1"));
+}
+
+TEST_F(ApplyCoordinatorTest, RestartKeepsTheCommittedVersion) {
+  ConnectBoth();
+  const std::string version = ApplyReplicated();
+  Restart();
+  EXPECT_EQ(coordinator_->epoch(), 2);
+  EXPECT_EQ(coordinator_->committed().version, version);
+  EXPECT_EQ(*coordinator_->committed().layout, ReplicatedLayout());
+  // Agents coming back with the committed version are in sync: nothing moves.
+  ConnectBoth(version);
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  EXPECT_EQ(out_of_sync_hooks_, 0);
+  EXPECT_TRUE(a_->sent().empty());
+  EXPECT_EQ(StartReplicated(), "2.2");  // seq continues after the stored one
+}
+
+TEST_F(ApplyCoordinatorTest, RestartAtTheCommitPointCanStillSourceFromThePreviousLayout) {
+  ConnectBoth();
+  const std::string first = ApplyReplicated();
+  // The next apply reaches the commit point, then the planner stops before
+  // any agent flipped: every GPU still serves `first`.
+  absl::StatusOr<planner::Layout> initial = planner::ContiguousLayout(2, 4, {4, 2});
+  ASSERT_TRUE(coordinator_->StartApply(*initial).ok());
+  Ack("a", a_, craft::v1::PREPARED);
+  Ack("b", b_, craft::v1::PREPARED);
+  Restart();
+  EXPECT_EQ(coordinator_->committed().version, "1.2");
+  ASSERT_NE(history_->Find(first), nullptr) << "the previous layout survives the restart";
+  ConnectBoth(first);
+  EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("a", "b"));
+  absl::StatusOr<std::string> resync = coordinator_->StartApply(*coordinator_->committed().layout);
+  ASSERT_TRUE(resync.ok()) << resync.status();
+  for (const craft::v1::Transfer& transfer : b_->last().prepare().transfers()) {
+    EXPECT_EQ(transfer.src_version(), first);
+  }
+}
+
+TEST_F(ApplyCoordinatorTest, ResyncSourcesEachGpuFromTheVersionItServes) {
+  ConnectBoth();
+  const std::string committed = ApplyReplicated();
+  // Node b restarts its workers and comes back on the initial layout.
+  auto b_again = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(Hello("b", {2, 3}, "0.0"), b_again).ok());
+  EXPECT_EQ(out_of_sync_hooks_, 1);
+  EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("b"));
+
+  absl::StatusOr<std::string> resync = coordinator_->StartApply(*coordinator_->committed().layout);
+  ASSERT_TRUE(resync.ok()) << resync.status();
+  const craft::v1::Prepare prepare = b_again->last().prepare();
+  ASSERT_GT(prepare.transfers_size(), 0);
+  for (const craft::v1::Transfer& transfer : prepare.transfers()) {
+    EXPECT_GE(transfer.dst_gpu(), 2) << "GPUs of node a already hold the layout";
+    EXPECT_EQ(transfer.src_version(), transfer.src_gpu() >= 2 ? "0.0" : committed);
+  }
+  EXPECT_EQ(a_->last().prepare().layout().version(), *resync);
+}
+
+TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {
+  auto connection = std::make_shared<FakeConnection>();
+  craft::v1::AgentHello wrong_model = Hello("a", {0, 1});
+  wrong_model.mutable_model()->set_top_k(3);
+  absl::Status status = coordinator_->Connect(wrong_model, connection);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
+
+  EXPECT_EQ(coordinator_->Connect(Hello("", {0}), connection).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->Connect(Hello("a", {}), connection).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(coordinator_->Connect(Hello("a", {4}), connection).message(),
+              HasSubstr("outside [0, 4)"));
+  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 1}), connection).message(),
+              HasSubstr("listed twice"));
+  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 2}), connection).message(),
+              HasSubstr("different nodes"));
+  EXPECT_TRUE(coordinator_->Agents().empty());
+}
+
+TEST_F(ApplyCoordinatorTest, GpusClaimedByAnotherNodeAreRefused) {
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
+  absl::Status status = coordinator_->Connect(Hello("imposter", {1}), b_);
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
+  // Once "a" is gone its GPUs are free.
+  coordinator_->Disconnect("a", a_.get());
+  EXPECT_TRUE(coordinator_->Connect(Hello("replacement", {0, 1}), b_).ok());
+}
+
+TEST_F(ApplyCoordinatorTest, ASecondStreamOfANodeReplacesTheFirst) {
+  ConnectBoth();
+  StartReplicated();
+  auto a_again = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_again).ok());
+  ASSERT_TRUE(a_->closed().has_value());
+  EXPECT_EQ(a_->closed()->code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(a_->last().has_abort()) << "the prepare it took part in is aborted";
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+  // The old stream's end does not disconnect the new one.
+  coordinator_->Disconnect("a", a_.get());
+  EXPECT_TRUE(coordinator_->GpusWithoutAgent().empty());
+}
+
+TEST_F(ApplyCoordinatorTest, ApplyNeedsAnAgentForEveryGpu) {
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
+  absl::StatusOr<std::string> version = coordinator_->StartApply(ReplicatedLayout());
+  EXPECT_EQ(version.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(version.status().message(), HasSubstr("GPUs [2,3] have no connected agent"));
+}
+
+TEST_F(ApplyCoordinatorTest, OneApplyAtATime) {
+  ConnectBoth();
+  StartReplicated();
+  EXPECT_EQ(coordinator_->StartApply(ReplicatedLayout()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ApplyCoordinatorTest, LayoutOfAnotherShapeIsRejected) {
+  ConnectBoth();
+  absl::StatusOr<planner::Layout> other = planner::ContiguousLayout(3, 4, {4, 2});
+  EXPECT_EQ(coordinator_->StartApply(*other).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApplyCoordinatorTest, FailingToPersistTheCommitAborts) {
+  ConnectBoth();
+  StartReplicated();
+  store_.set_fail_saves(true);
+  Ack("a", a_, craft::v1::PREPARED);
+  Ack("b", b_, craft::v1::PREPARED);
+  EXPECT_TRUE(a_->last().has_abort());
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("cannot persist"));
+}
+
+TEST_F(ApplyCoordinatorTest, StaleEpochFencesThePlanner) {
+  ConnectBoth();
+  StartReplicated();
+  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::STALE_EPOCH, "0.0"));
+  EXPECT_TRUE(coordinator_->fenced());
+  EXPECT_TRUE(b_->last().has_abort());
+  EXPECT_EQ(coordinator_->StartApply(ReplicatedLayout()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ApplyCoordinatorTest, HelloWithAHigherEpochFencesThePlanner) {
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.set_highest_epoch(5);
+  ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
+  EXPECT_TRUE(coordinator_->fenced());
+}
+
+TEST_F(ApplyCoordinatorTest, DrainAbortsAPrepareAndRefusesAgents) {
+  ConnectBoth();
+  StartReplicated();
+  coordinator_->BeginDrain();
+  EXPECT_TRUE(a_->last().has_abort());
+  EXPECT_EQ(coordinator_->Connect(Hello("c", {0}), std::make_shared<FakeConnection>()).code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace craft::server

@@ -1,0 +1,420 @@
+#include "server/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+
+namespace craft::server {
+namespace {
+
+// A value in the document together with where it is and what it is called,
+// so that every error can say file:line:column and the dotted key.
+struct Value {
+  YAML::Node node;
+  YAML::Mark mark;   // the value's position, or its key's when it has none
+  std::string path;  // e.g. "replan.budget"; "" for the document root
+};
+
+const char* KindName(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a sequence";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    default:
+      return "nothing";
+  }
+}
+
+// Parses one document into a PlannerConfig. Each key is described once by a
+// Field: its name, whether it is required and how its value is read; the
+// generic ParseMapping does the key checks (unknown, duplicate, missing).
+class Parser {
+ public:
+  using FieldParser = std::function<absl::Status(const Value&)>;
+  struct Field {
+    absl::string_view name;
+    FieldParser parse;
+    bool required = false;
+  };
+
+  explicit Parser(absl::string_view file_name) : file_name_(file_name) {}
+
+  absl::Status ErrorAt(const YAML::Mark& mark, absl::string_view reason) const {
+    const int line = mark.line >= 0 ? mark.line + 1 : 1;
+    const int column = mark.column >= 0 ? mark.column + 1 : 1;
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_name_, ":", line, ":", column, ": ", reason));
+  }
+  absl::Status ErrorAt(const Value& value, absl::string_view reason) const {
+    return ErrorAt(value.mark, absl::StrCat(value.path, ": ", reason));
+  }
+  // An error about a key that was parsed earlier (for cross-field checks).
+  absl::Status ErrorAtKey(absl::string_view path, absl::string_view reason) const {
+    auto it = key_marks_.find(std::string(path));
+    return ErrorAt(it == key_marks_.end() ? YAML::Mark() : it->second,
+                   absl::StrCat(path, ": ", reason));
+  }
+  bool Has(absl::string_view path) const { return key_marks_.count(std::string(path)) > 0; }
+
+  // Checks `map` is a mapping whose keys are all in `fields`, none twice and
+  // every required one present, and parses each value with its field.
+  absl::Status ParseMapping(const Value& map, const std::vector<Field>& fields) {
+    if (!map.node.IsMap()) {
+      return ErrorAt(map.mark, absl::StrCat(map.path.empty() ? "the document" : map.path,
+                                            " must be a mapping, got ", KindName(map.node)));
+    }
+    std::set<std::string> seen;
+    for (auto it = map.node.begin(); it != map.node.end(); ++it) {
+      const YAML::Node key = it->first;
+      if (!key.IsScalar()) return ErrorAt(key.Mark(), "keys must be plain names");
+      const std::string name = key.Scalar();
+      const std::string path = map.path.empty() ? name : absl::StrCat(map.path, ".", name);
+      const Field* field = Find(fields, name);
+      if (field == nullptr) {
+        return ErrorAt(key.Mark(), absl::StrCat("unknown key '", path,
+                                                "' (expected one of: ", Names(fields), ")"));
+      }
+      if (!seen.insert(name).second) {
+        return ErrorAt(key.Mark(), absl::StrCat("duplicate key '", path, "'"));
+      }
+      key_marks_[path] = key.Mark();
+      const YAML::Node value = it->second;
+      const YAML::Mark mark = value.Mark().line >= 0 ? value.Mark() : key.Mark();
+      CRAFT_RETURN_IF_ERROR(field->parse(Value{value, mark, path}));
+    }
+    for (const Field& field : fields) {
+      if (field.required && seen.count(std::string(field.name)) == 0) {
+        return ErrorAt(map.mark, absl::StrCat("missing required key '",
+                                              map.path.empty() ? "" : absl::StrCat(map.path, "."),
+                                              field.name, "'"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  FieldParser Section(std::vector<Field> fields) {
+    return [this, fields = std::move(fields)](const Value& value) {
+      return ParseMapping(value, fields);
+    };
+  }
+
+  absl::StatusOr<std::string> Scalar(const Value& value, absl::string_view expected) const {
+    if (!value.node.IsScalar()) {
+      return ErrorAt(value, absl::StrCat("expected ", expected, ", got ", KindName(value.node)));
+    }
+    return value.node.Scalar();
+  }
+
+  absl::StatusOr<int64_t> Int(const Value& value, int64_t min, int64_t max) const {
+    CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "an integer"));
+    int64_t parsed = 0;
+    if (!absl::SimpleAtoi(text, &parsed)) {
+      return ErrorAt(value, absl::StrCat("expected an integer, got '", text, "'"));
+    }
+    if (parsed < min || parsed > max) {
+      return ErrorAt(value, absl::StrCat(parsed, " is outside [", min, ", ", max, "]"));
+    }
+    return parsed;
+  }
+
+  // A finite number in [min, max], or in (min, max] when `min_exclusive`.
+  absl::StatusOr<double> Double(const Value& value, double min, double max,
+                                bool min_exclusive = false) const {
+    CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "a number"));
+    double parsed = 0;
+    if (!absl::SimpleAtod(text, &parsed) || !std::isfinite(parsed)) {
+      return ErrorAt(value, absl::StrCat("expected a finite number, got '", text, "'"));
+    }
+    if (parsed < min || parsed > max || (min_exclusive && parsed == min)) {
+      return ErrorAt(value, absl::StrCat(text, " is outside ", min_exclusive ? "(" : "[", min, ", ",
+                                         max, "]"));
+    }
+    return parsed;
+  }
+
+  template <typename T>
+  FieldParser IntField(T* out, int64_t min, int64_t max) {
+    return [this, out, min, max](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(int64_t parsed, Int(value, min, max));
+      *out = static_cast<T>(parsed);
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser DoubleField(double* out, double min, double max, bool min_exclusive = false) {
+    return [this, out, min, max, min_exclusive](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(*out, Double(value, min, max, min_exclusive));
+      return absl::OkStatus();
+    };
+  }
+
+  // A number scaled by `unit` (e.g. GB -> bytes).
+  FieldParser ScaledField(double* out, double unit) {
+    return [this, out, unit](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(double parsed, Double(value, 0, 1e15, /*min_exclusive=*/true));
+      *out = parsed * unit;
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser StringField(std::string* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(*out, Scalar(value, "a string"));
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser BoolField(bool* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "true or false"));
+      if (text != "true" && text != "false") {
+        return ErrorAt(value, absl::StrCat("expected true or false, got '", text, "'"));
+      }
+      *out = text == "true";
+      return absl::OkStatus();
+    };
+  }
+
+  // A duration given as a number of `unit`s (seconds, milliseconds).
+  FieldParser DurationField(absl::Duration* out, absl::Duration unit, double max) {
+    return [this, out, unit, max](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(double parsed, Double(value, 0, max, /*min_exclusive=*/true));
+      *out = parsed * unit;
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser ListenAddressField(std::string* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "host:port"));
+      const size_t colon = text.rfind(':');
+      int port = -1;
+      if (colon == std::string::npos || colon == 0 ||
+          !absl::SimpleAtoi(text.substr(colon + 1), &port) || port < 0 || port > 65535) {
+        return ErrorAt(
+            value, absl::StrCat("expected host:port with a port in [0, 65535], got '", text, "'"));
+      }
+      *out = text;
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser AlgorithmField(planner::Algorithm* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "an algorithm name"));
+      absl::StatusOr<planner::Algorithm> parsed = planner::ParseAlgorithm(text);
+      if (!parsed.ok()) return ErrorAt(value, parsed.status().message());
+      *out = *parsed;
+      return absl::OkStatus();
+    };
+  }
+
+  // An integer R >= 0, or "auto" (unset).
+  FieldParser BudgetField(std::optional<int>* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "an integer or 'auto'"));
+      if (text == "auto") {
+        out->reset();
+        return absl::OkStatus();
+      }
+      int parsed = -1;
+      if (!absl::SimpleAtoi(text, &parsed) || parsed < 0 || parsed > 1'000'000) {
+        return ErrorAt(
+            value, absl::StrCat("expected an integer in [0, 1000000] or 'auto', got '", text, "'"));
+      }
+      *out = parsed;
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser IntListField(std::vector<int>* out) {
+    return [this, out](const Value& value) -> absl::Status {
+      if (!value.node.IsSequence() || value.node.size() == 0) {
+        return ErrorAt(value, absl::StrCat("expected a non-empty sequence of integers, got ",
+                                           KindName(value.node)));
+      }
+      out->clear();
+      for (size_t i = 0; i < value.node.size(); ++i) {
+        const YAML::Node item = value.node[i];
+        CRAFT_ASSIGN_OR_RETURN(
+            int64_t parsed,
+            Int(Value{item, item.Mark(), absl::StrCat(value.path, "[", i, "]")}, 0, 1 << 30));
+        out->push_back(static_cast<int>(parsed));
+      }
+      return absl::OkStatus();
+    };
+  }
+
+  FieldParser OptionalDoubleField(std::optional<double>* out, double min, double max,
+                                  bool min_exclusive) {
+    return [this, out, min, max, min_exclusive](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(double parsed, Double(value, min, max, min_exclusive));
+      *out = parsed;
+      return absl::OkStatus();
+    };
+  }
+
+ private:
+  static const Field* Find(const std::vector<Field>& fields, absl::string_view name) {
+    for (const Field& field : fields) {
+      if (field.name == name) return &field;
+    }
+    return nullptr;
+  }
+  static std::string Names(const std::vector<Field>& fields) {
+    return absl::StrJoin(fields, ", ",
+                         [](std::string* out, const Field& f) { absl::StrAppend(out, f.name); });
+  }
+
+  const std::string file_name_;
+  std::map<std::string, YAML::Mark> key_marks_;  // every key seen, by dotted path
+};
+
+// Checks that need several keys at once, reported at the key that decides.
+absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config) {
+  if (config.cluster.num_gpus % config.cluster.num_nodes != 0) {
+    return parser.ErrorAtKey(
+        parser.Has("cluster.num_nodes") ? "cluster.num_nodes" : "cluster.num_gpus",
+        absl::StrCat(config.cluster.num_gpus, " GPUs do not divide evenly over ",
+                     config.cluster.num_nodes, " nodes"));
+  }
+  if (config.model.top_k > config.model.num_experts) {
+    return parser.ErrorAtKey("model.top_k",
+                             absl::StrCat("top_k ", config.model.top_k, " exceeds num_experts ",
+                                          config.model.num_experts));
+  }
+  const int64_t max_candidate =
+      static_cast<int64_t>(config.model.num_experts) * (config.cluster.num_gpus - 1);
+  for (int candidate : config.plan.candidates) {
+    if (candidate > max_candidate) {
+      return parser.ErrorAtKey(
+          "replan.candidates",
+          absl::StrCat("candidate ", candidate, " exceeds num_experts x (num_gpus - 1) = ",
+                       max_candidate, " (at most one replica per expert per GPU)"));
+    }
+  }
+  if (config.plan.forbid_duplicates && config.plan.algorithm == planner::Algorithm::kEplb) {
+    return parser.ErrorAtKey("replan.no_duplicates",
+                             "eplb reproduces DeepSeek's algorithm exactly, which may put two "
+                             "replicas of an expert on one GPU; no_duplicates needs none, craft "
+                             "or craft-paper");
+  }
+  if (config.plan.memory.non_expert_bytes >= config.plan.memory.hbm_bytes) {
+    return parser.ErrorAtKey(
+        parser.Has("replan.memory.non_expert_gb") ? "replan.memory.non_expert_gb"
+                                                  : "replan.memory.hbm_gb",
+        "non_expert_gb must be below hbm_gb (no memory would be left for experts and KV cache)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
+                                          absl::string_view file_name) {
+  Parser parser(file_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return parser.ErrorAt(e.mark, absl::StrCat("invalid YAML: ", e.msg));
+  }
+  if (!root.IsDefined() || root.IsNull()) {
+    return parser.ErrorAt(YAML::Mark(), "the config is empty; 'model' and 'cluster' are required");
+  }
+
+  PlannerConfig config;
+  bool memory_expert_mb_given = false;
+  std::vector<Parser::Field> memory_fields = {
+      {"hbm_gb", parser.ScaledField(&config.plan.memory.hbm_bytes, 1e9)},
+      {"non_expert_gb", parser.ScaledField(&config.plan.memory.non_expert_bytes, 1e9)},
+      {"expert_mb",
+       [&](const Value& value) {
+         memory_expert_mb_given = true;
+         return parser.ScaledField(&config.plan.memory.bytes_per_expert, 1e6)(value);
+       }},
+      {"kv_bytes_per_token", parser.ScaledField(&config.plan.memory.kv_bytes_per_token, 1)},
+  };
+  std::vector<Parser::Field> fields = {
+      {"listen_address", parser.ListenAddressField(&config.listen_address)},
+      {"state_path", parser.StringField(&config.state_path)},
+      {"admin_token", parser.StringField(&config.admin_token)},
+      {"model",
+       parser.Section({
+           {"num_layers", parser.IntField(&config.model.num_layers, 1, 100'000), true},
+           {"num_experts", parser.IntField(&config.model.num_experts, 1, 100'000), true},
+           {"top_k", parser.IntField(&config.model.top_k, 1, 100'000), true},
+           {"bytes_per_expert",
+            parser.IntField(&config.model.bytes_per_expert, 1, int64_t{1} << 40), true},
+       }),
+       true},
+      {"cluster",
+       parser.Section({
+           {"num_gpus", parser.IntField(&config.cluster.num_gpus, 1, kMaxGpus), true},
+           {"num_nodes", parser.IntField(&config.cluster.num_nodes, 1, kMaxGpus)},
+       }),
+       true},
+      {"loads",
+       parser.Section({
+           {"window_horizon", parser.IntField(&config.window_horizon, 1, kMaxWindowHorizon)},
+           {"decay", parser.OptionalDoubleField(&config.decay, 0, 1,
+                                                /*min_exclusive=*/true)},
+       })},
+      {"replan",
+       parser.Section({
+           {"interval_s", parser.DurationField(&config.replan_interval, absl::Seconds(1), 86400)},
+           {"algorithm", parser.AlgorithmField(&config.plan.algorithm)},
+           {"budget", parser.BudgetField(&config.plan.budget)},
+           {"memory", parser.Section(memory_fields)},
+           {"candidates", parser.IntListField(&config.plan.candidates)},
+           {"no_duplicates", parser.BoolField(&config.plan.forbid_duplicates)},
+           {"gain_threshold", parser.DoubleField(&config.gain_threshold, 0, 1)},
+           {"horizon_s", parser.DoubleField(&config.horizon_s, 0, 1e9)},
+           {"transfer_gbps", parser.DoubleField(&config.transfer_gbps, 0, 1e6,
+                                                /*min_exclusive=*/true)},
+       })},
+      {"apply", parser.Section({
+                    {"timeout_ms",
+                     parser.DurationField(&config.apply_timeout, absl::Milliseconds(1), 3.6e6)},
+                })},
+  };
+  config.plan.budget = 8;  // the default R when replan.budget is absent
+  try {
+    CRAFT_RETURN_IF_ERROR(parser.ParseMapping(Value{root, root.Mark(), ""}, fields));
+  } catch (const YAML::Exception& e) {
+    return parser.ErrorAt(e.mark, e.msg);
+  }
+  if (!memory_expert_mb_given) {
+    config.plan.memory.bytes_per_expert = static_cast<double>(config.model.bytes_per_expert);
+  }
+  config.plan.cluster = config.cluster;
+  CRAFT_RETURN_IF_ERROR(CheckCombinations(parser, config));
+  return config;
+}
+
+absl::StatusOr<PlannerConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open config file '", path, "'"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read config file '", path, "'"));
+  return ParseConfig(text.str(), path);
+}
+
+}  // namespace craft::server

@@ -1,0 +1,80 @@
+// The planner service's configuration: one YAML file (deploy/planner.yaml is
+// the annotated example), parsed by a pure function so that every error case
+// is unit-testable without files.
+//
+//   absl::StatusOr<PlannerConfig> config = ParseConfig(yaml_text, "planner.yaml");
+//   // errors read "planner.yaml:12:3: replan.budget: expected a non-negative
+//   // integer or 'auto', got 'lots'"
+//
+// Unknown keys, duplicate keys, values of the wrong type or out of range and
+// inconsistent combinations are all rejected with file, line, column and
+// reason (INVALID_ARGUMENT); nothing is silently defaulted except keys that
+// are absent.
+#ifndef CRAFT_SERVER_CONFIG_H_
+#define CRAFT_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "planner/cluster.h"
+#include "planner/plan.h"
+
+namespace craft::server {
+
+// The MoE shape every agent must report in its AgentHello.
+struct ModelShape {
+  int num_layers = 0;
+  int num_experts = 0;
+  int top_k = 0;
+  int64_t bytes_per_expert = 0;
+};
+
+struct PlannerConfig {
+  // host:port for every gRPC service; port 0 picks a free port.
+  std::string listen_address = "0.0.0.0:50051";
+  // Where committed layout, version counter and epoch persist. Empty here
+  // means "not configured"; the binary then requires --state_path.
+  std::string state_path;
+  // Bearer token the Replan RPC requires; empty disables the check.
+  std::string admin_token;
+
+  ModelShape model;
+  planner::ClusterShape cluster;
+
+  // Load store: the most recent `window_horizon` windows are kept; the
+  // planning aggregate weighs a window `age` windows old by decay^age.
+  int window_horizon = 64;
+  std::optional<double> decay;
+
+  // Replan loop.
+  absl::Duration replan_interval = absl::Seconds(30);
+  // Algorithm, budget (unset = auto), candidates, no_duplicates and the memory
+  // model; `plan.cluster` equals `cluster`.
+  planner::PlanOptions plan;
+  double gain_threshold = 0.05;  // minimum relative modelled step-time gain
+  double horizon_s = 600;        // how long a gain is assumed to last
+  double transfer_gbps = 100;    // per-GPU receive bandwidth for the transfer cost
+
+  // Two-phase apply: the planner aborts a phase that takes longer.
+  absl::Duration apply_timeout = absl::Seconds(60);
+};
+
+// Bounds that keep int64 load sums exact: a count is at most 2^40, a window
+// sums at most kMaxGpus replicas of an expert, the aggregate at most
+// kMaxWindowHorizon windows (2^40 * 2^12 * 2^10 = 2^62).
+inline constexpr int kMaxGpus = 4096;
+inline constexpr int kMaxWindowHorizon = 1024;
+
+// Parses `yaml_text`; `file_name` only labels error messages.
+absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text, absl::string_view file_name);
+
+// Reads and parses the file at `path`.
+absl::StatusOr<PlannerConfig> LoadConfigFile(const std::string& path);
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_CONFIG_H_

@@ -1,0 +1,234 @@
+#include "server/config.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace craft::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(model:
+  num_layers: 58
+  num_experts: 256
+  top_k: 8
+  bytes_per_expert: 88080384
+cluster:
+  num_gpus: 64
+  num_nodes: 8
+)";
+
+constexpr char kFull[] = R"(listen_address: "127.0.0.1:0"
+state_path: /var/lib/craft/planner.state
+admin_token: s3cret
+model:
+  num_layers: 2
+  num_experts: 4
+  top_k: 2
+  bytes_per_expert: 1000
+cluster:
+  num_gpus: 4
+  num_nodes: 2
+loads:
+  window_horizon: 16
+  decay: 0.9
+replan:
+  interval_s: 0.5
+  algorithm: craft-paper
+  budget: auto
+  memory:
+    hbm_gb: 80
+    non_expert_gb: 20
+    expert_mb: 2
+    kv_bytes_per_token: 1024
+  candidates: [0, 1, 2]
+  no_duplicates: true
+  gain_threshold: 0.1
+  horizon_s: 300
+  transfer_gbps: 25
+apply:
+  timeout_ms: 1500
+)";
+
+// The error of parsing `text`, which must fail.
+std::string ErrorOf(const std::string& text) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(text, "planner.yaml");
+  EXPECT_FALSE(config.ok()) << "parsed:\n" << text;
+  if (config.ok()) return "";
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(config.status().message());
+}
+
+TEST(ConfigTest, MinimalConfigTakesDefaults) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(kMinimal, "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->model.num_layers, 58);
+  EXPECT_EQ(config->model.bytes_per_expert, 88080384);
+  EXPECT_EQ(config->cluster.num_gpus, 64);
+  EXPECT_EQ(config->plan.cluster.num_nodes, 8);
+  EXPECT_EQ(config->listen_address, "0.0.0.0:50051");
+  EXPECT_EQ(config->plan.algorithm, planner::Algorithm::kCraft);
+  EXPECT_EQ(config->plan.budget, 8);
+  EXPECT_FALSE(config->decay.has_value());
+  EXPECT_DOUBLE_EQ(config->plan.memory.bytes_per_expert, 88080384.0);
+  EXPECT_TRUE(config->admin_token.empty());
+}
+
+TEST(ConfigTest, FullConfigReadsEveryKey) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(kFull, "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listen_address, "127.0.0.1:0");
+  EXPECT_EQ(config->state_path, "/var/lib/craft/planner.state");
+  EXPECT_EQ(config->admin_token, "s3cret");
+  EXPECT_EQ(config->window_horizon, 16);
+  EXPECT_DOUBLE_EQ(*config->decay, 0.9);
+  EXPECT_EQ(config->replan_interval, absl::Milliseconds(500));
+  EXPECT_EQ(config->plan.algorithm, planner::Algorithm::kCraftPaper);
+  EXPECT_FALSE(config->plan.budget.has_value());
+  EXPECT_DOUBLE_EQ(config->plan.memory.hbm_bytes, 80e9);
+  EXPECT_DOUBLE_EQ(config->plan.memory.non_expert_bytes, 20e9);
+  EXPECT_DOUBLE_EQ(config->plan.memory.bytes_per_expert, 2e6);
+  EXPECT_DOUBLE_EQ(config->plan.memory.kv_bytes_per_token, 1024);
+  EXPECT_EQ(config->plan.candidates, (std::vector<int>{0, 1, 2}));
+  EXPECT_TRUE(config->plan.forbid_duplicates);
+  EXPECT_DOUBLE_EQ(config->gain_threshold, 0.1);
+  EXPECT_DOUBLE_EQ(config->horizon_s, 300);
+  EXPECT_DOUBLE_EQ(config->transfer_gbps, 25);
+  EXPECT_EQ(config->apply_timeout, absl::Milliseconds(1500));
+}
+
+TEST(ConfigTest, InvalidYamlSaysWhere) {
+  EXPECT_THAT(ErrorOf("model: [1, 2\n"), HasSubstr("planner.yaml:2:1: invalid YAML"));
+}
+
+TEST(ConfigTest, EmptyDocumentIsRejected) {
+  EXPECT_THAT(ErrorOf(""), HasSubstr("planner.yaml:1:1: the config is empty"));
+}
+
+TEST(ConfigTest, NonMappingRootIsRejected) {
+  EXPECT_THAT(ErrorOf("- 1\n- 2\n"), HasSubstr("the document must be a mapping, got a sequence"));
+}
+
+TEST(ConfigTest, UnknownTopLevelKeyIsRejectedWithLine) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan_interval: 3\n")),
+              HasSubstr("planner.yaml:9:1: unknown key 'replan_interval' (expected one of: "));
+}
+
+TEST(ConfigTest, UnknownNestedKeyIsRejectedWithLine) {
+  const std::string text = absl::StrCat(kMinimal, "replan:\n  algoritm: craft\n");
+  EXPECT_THAT(ErrorOf(text), HasSubstr("planner.yaml:10:3: unknown key 'replan.algoritm'"));
+}
+
+TEST(ConfigTest, DuplicateKeyIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "cluster:\n  num_gpus: 8\n")),
+              HasSubstr("planner.yaml:9:1: duplicate key 'cluster'"));
+}
+
+TEST(ConfigTest, MissingRequiredKeyIsRejected) {
+  EXPECT_THAT(ErrorOf("model:\n  num_layers: 2\n  num_experts: 4\n  top_k: 2\n"
+                      "cluster:\n  num_gpus: 4\n"),
+              HasSubstr("planner.yaml:2:3: missing required key 'model.bytes_per_expert'"));
+  EXPECT_THAT(ErrorOf("cluster:\n  num_gpus: 4\n"), HasSubstr("missing required key 'model'"));
+}
+
+TEST(ConfigTest, NonIntegerIsRejected) {
+  std::string text = kMinimal;
+  text.replace(text.find("58"), 2, "5.8");
+  EXPECT_THAT(ErrorOf(text),
+              HasSubstr("planner.yaml:2:15: model.num_layers: expected an integer, got '5.8'"));
+}
+
+TEST(ConfigTest, OutOfRangeIsRejected) {
+  std::string text = kMinimal;
+  text.replace(text.find("top_k: 8"), 8, "top_k: 0");
+  EXPECT_THAT(ErrorOf(text), HasSubstr("planner.yaml:4:10: model.top_k: 0 is outside [1, "));
+}
+
+TEST(ConfigTest, WrongKindIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "loads: 5\n")),
+              HasSubstr("planner.yaml:9:8: loads must be a mapping, got a scalar"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "listen_address: [a]\n")),
+              HasSubstr("listen_address: expected host:port, got a sequence"));
+}
+
+TEST(ConfigTest, BadListenAddressIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "listen_address: localhost\n")),
+              HasSubstr("planner.yaml:9:17: listen_address: expected host:port"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "listen_address: \"h:70000\"\n")),
+              HasSubstr("port in [0, 65535]"));
+}
+
+TEST(ConfigTest, BadAlgorithmIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  algorithm: magic\n")),
+              HasSubstr("planner.yaml:10:14: replan.algorithm: unknown algorithm 'magic'"));
+}
+
+TEST(ConfigTest, BadBudgetIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  budget: lots\n")),
+              HasSubstr("replan.budget: expected an integer in [0, 1000000] or 'auto'"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  budget: -1\n")),
+              HasSubstr("replan.budget"));
+}
+
+TEST(ConfigTest, BadBoolIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  no_duplicates: yes\n")),
+              HasSubstr("replan.no_duplicates: expected true or false, got 'yes'"));
+}
+
+TEST(ConfigTest, BadNumberIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "loads:\n  decay: 0\n")),
+              HasSubstr("loads.decay: 0 is outside (0, 1]"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  transfer_gbps: nan\n")),
+              HasSubstr("replan.transfer_gbps: expected a finite number, got 'nan'"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "apply:\n  timeout_ms: -5\n")),
+              HasSubstr("apply.timeout_ms: -5 is outside (0, "));
+}
+
+TEST(ConfigTest, BadCandidatesAreRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  candidates: []\n")),
+              HasSubstr("replan.candidates: expected a non-empty sequence of integers"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  candidates: [0, x]\n")),
+              HasSubstr("replan.candidates[1]: expected an integer, got 'x'"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  candidates: [0, 999999]\n")),
+              HasSubstr("planner.yaml:10:3: replan.candidates: candidate 999999 exceeds"));
+}
+
+TEST(ConfigTest, InconsistentClusterIsRejected) {
+  std::string text = kMinimal;
+  text.replace(text.find("num_nodes: 8"), 12, "num_nodes: 7");
+  EXPECT_THAT(ErrorOf(text),
+              HasSubstr("planner.yaml:8:3: cluster.num_nodes: 64 GPUs do not divide evenly"));
+}
+
+TEST(ConfigTest, TopKAboveExpertsIsRejected) {
+  std::string text = kMinimal;
+  text.replace(text.find("top_k: 8"), 8, "top_k: 300");
+  EXPECT_THAT(ErrorOf(text), HasSubstr("model.top_k: top_k 300 exceeds num_experts 256"));
+}
+
+TEST(ConfigTest, EplbWithNoDuplicatesIsRejected) {
+  EXPECT_THAT(
+      ErrorOf(absl::StrCat(kMinimal, "replan:\n  algorithm: eplb\n  no_duplicates: true\n")),
+      HasSubstr("planner.yaml:11:3: replan.no_duplicates: eplb reproduces"));
+}
+
+TEST(ConfigTest, MemoryWithoutRoomIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  memory:\n    hbm_gb: 40\n")),
+              HasSubstr("replan.memory.hbm_gb: non_expert_gb must be below hbm_gb"));
+}
+
+TEST(ConfigTest, NonScalarKeyIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "? [a, b]\n: 1\n")),
+              HasSubstr("keys must be plain names"));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  absl::StatusOr<PlannerConfig> config = LoadConfigFile("/nonexistent/planner.yaml");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace craft::server

@@ -1,0 +1,112 @@
+// craft-planner: the central planner service.
+//
+//   craft-planner --config deploy/planner.yaml [--state_path PATH] [--ready_file PATH]
+//
+// Exits 0 after a graceful drain on SIGTERM or SIGINT; non-zero when the
+// configuration or the state cannot be read or the port cannot be bound.
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "server/config.h"
+#include "server/planner_server.h"
+
+ABSL_FLAG(std::string, config, "", "planner YAML config (see deploy/planner.yaml)");
+ABSL_FLAG(std::string, state_path, "", "overrides the config's state_path");
+ABSL_FLAG(std::string, ready_file, "",
+          "once listening, atomically write \"grpc_port=<port>\\n\" to this file");
+
+namespace craft::server {
+namespace {
+
+// Writes `text` to a temporary file and renames it over `path`, so a reader
+// sees the whole file or none.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return absl::InternalError(
+        absl::StrCat("cannot create ", temporary, ": ", std::strerror(errno)));
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    ::unlink(temporary.c_str());
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Blocks the shutdown signals; called before any thread exists, so that
+// every thread (gRPC's included) inherits the mask and only sigwait sees them.
+sigset_t BlockShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int Run(const sigset_t& signals) {
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    CRAFT_LOG(ERROR) << "--config is required";
+    return 2;
+  }
+  absl::StatusOr<PlannerConfig> config = LoadConfigFile(config_path);
+  if (!config.ok()) {
+    CRAFT_LOG(ERROR) << config.status().message();
+    return 2;
+  }
+  if (!absl::GetFlag(FLAGS_state_path).empty())
+    config->state_path = absl::GetFlag(FLAGS_state_path);
+  if (config->state_path.empty()) {
+    CRAFT_LOG(ERROR) << "no state_path: set it in " << config_path << " or pass --state_path";
+    return 2;
+  }
+
+  absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(*config, {});
+  if (!server.ok()) {
+    CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
+    return 1;
+  }
+  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
+    if (absl::Status s =
+            WriteFileAtomically(ready, absl::StrCat("grpc_port=", (*server)->port(), "\n"));
+        !s.ok()) {
+      CRAFT_LOG(ERROR) << s.message();
+      (*server)->Shutdown();
+      return 1;
+    }
+  }
+
+  int signal_number = 0;
+  while (sigwait(&signals, &signal_number) != 0) {
+  }
+  CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace craft::server
+
+int main(int argc, char** argv) {
+  const sigset_t signals = craft::server::BlockShutdownSignals();
+  absl::SetProgramUsageMessage(
+      "craft-planner --config PATH [--state_path PATH] [--ready_file PATH]");
+  absl::ParseCommandLine(argc, argv);
+  return craft::server::Run(signals);
+}

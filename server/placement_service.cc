@@ -1,0 +1,206 @@
+#include "server/placement_service.h"
+
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "common/clock.h"
+#include "common/layout_proto.h"
+#include "server/dry_run.h"
+#include "server/internal/latest_wins_writer.h"
+
+namespace craft::server {
+
+using craft::v1::LayoutStatus;
+using internal::ToGrpcStatus;
+
+// One WatchLayout stream. Lives from WatchLayout until OnDone deletes it.
+class LayoutWatcher final
+    : public internal::LatestWinsWriter<grpc::ServerWriteReactor<LayoutStatus>, LayoutStatus> {
+ public:
+  LayoutWatcher(PlacementServiceImpl* service, const std::string& known_version)
+      : service_(service) {
+    if (!service_->AddWatcher(this, known_version)) {
+      Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+    }
+  }
+  void OnCancel() override { Close(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    service_->RemoveWatcher(this);
+    delete this;
+  }
+
+ private:
+  PlacementServiceImpl* const service_;
+};
+
+namespace {
+
+// Finishes a unary call at once.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+// Runs `work` on the replan loop's thread and finishes the call with its
+// status; UNAVAILABLE when the loop is busy or stopping.
+grpc::ServerUnaryReactor* OnLoop(ReplanLoop* loop, grpc::CallbackServerContext* context,
+                                 std::function<grpc::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool posted = loop->Post([reactor, work = std::move(work)](bool run) {
+    reactor->Finish(run ? work()
+                        : grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner shutting down"));
+  });
+  if (!posted) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "planner busy (too many queued requests) or shutting down"));
+  }
+  return reactor;
+}
+
+// Compares without an early exit, so timing does not reveal the token.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+grpc::Status CheckBearerToken(const grpc::CallbackServerContext& context,
+                              const std::string& token) {
+  if (token.empty()) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "Replan needs 'authorization: Bearer <token>'");
+  }
+  const absl::string_view value(it->second.data(), it->second.size());
+  constexpr absl::string_view kScheme = "Bearer ";
+  if (!absl::StartsWith(value, kScheme) ||
+      !ConstantTimeEquals(value.substr(kScheme.size()), token)) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "wrong bearer token");
+  }
+  return grpc::Status::OK;
+}
+
+PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
+                                           ApplyCoordinator* coordinator, LoadStore* load_store,
+                                           ReplanLoop* loop)
+    : config_(config), coordinator_(coordinator), load_store_(load_store), loop_(loop) {
+  // Built before taking watchers_mu_: the lock order is coordinator, then
+  // watchers (PublishCommit runs under the coordinator's lock).
+  LayoutStatus status = BuildStatus(coordinator_->committed(), "", coordinator_->epoch());
+  absl::MutexLock lock(&watchers_mu_);
+  current_ = std::move(status);
+}
+
+LayoutStatus PlacementServiceImpl::BuildStatus(const CommittedLayout& committed,
+                                               const std::string& pending_version,
+                                               int64_t epoch) const {
+  LayoutStatus status;
+  *status.mutable_committed() = LayoutToProto(*committed.layout, committed.version);
+  status.set_pending_version(pending_version);
+  status.set_epoch(epoch);
+  // 0 until a complete window was recorded under the committed layout.
+  if (std::optional<MeasuredBalance> measured = load_store_->Measured(committed.version)) {
+    status.set_measured_balancedness(measured->mean);
+  }
+  status.set_windows_ingested(load_store_->windows_ingested());
+  return status;
+}
+
+grpc::ServerUnaryReactor* PlacementServiceImpl::GetLayout(
+    grpc::CallbackServerContext* context, const craft::v1::GetLayoutRequest* request,
+    LayoutStatus* response) {
+  *response = BuildStatus(coordinator_->committed(), coordinator_->pending_version(),
+                          coordinator_->epoch());
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerWriteReactor<LayoutStatus>* PlacementServiceImpl::WatchLayout(
+    grpc::CallbackServerContext* context, const craft::v1::WatchLayoutRequest* request) {
+  return new LayoutWatcher(this, request->known_version());
+}
+
+bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string& known_version) {
+  absl::MutexLock lock(&watchers_mu_);
+  if (draining_) return false;
+  watchers_.insert(watcher);
+  if (current_.committed().version() != known_version) watcher->Push(current_);
+  return true;
+}
+
+void PlacementServiceImpl::RemoveWatcher(LayoutWatcher* watcher) {
+  absl::MutexLock lock(&watchers_mu_);
+  watchers_.erase(watcher);
+}
+
+void PlacementServiceImpl::PublishCommit(const CommittedLayout& committed, int64_t epoch) {
+  LayoutStatus status = BuildStatus(committed, "", epoch);
+  absl::MutexLock lock(&watchers_mu_);
+  current_ = std::move(status);
+  for (LayoutWatcher* watcher : watchers_) watcher->Push(current_);
+}
+
+void PlacementServiceImpl::Drain() {
+  absl::MutexLock lock(&watchers_mu_);
+  draining_ = true;
+  for (LayoutWatcher* watcher : watchers_) {
+    watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+  }
+}
+
+grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
+    grpc::CallbackServerContext* context, const craft::v1::ListAgentsRequest* request,
+    craft::v1::ListAgentsResponse* response) {
+  for (const AgentSnapshot& agent : coordinator_->Agents()) {
+    craft::v1::AgentInfo* info = response->add_agents();
+    info->set_node(agent.node);
+    info->mutable_gpus()->Add(agent.gpus.begin(), agent.gpus.end());
+    info->set_committed_version(agent.serving_version);
+    info->set_connected(agent.connected);
+    info->set_last_seen_unix_ms(UnixMillis(agent.last_seen));
+  }
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerContext* context,
+                                                        const craft::v1::ExplainRequest* request,
+                                                        craft::v1::ExplainResponse* response) {
+  *response = loop_->LastExplain();
+  return Done(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext* context,
+                                                     const craft::v1::PlanRequest* request,
+                                                     craft::v1::PlanResponse* response) {
+  // `request` and `response` stay valid until the call is finished.
+  return OnLoop(loop_, context, [this, request, response] {
+    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(*request, config_);
+    if (!plan.ok()) return ToGrpcStatus(plan.status());
+    *response = *std::move(plan);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerContext* context,
+                                                       const craft::v1::ReplanRequest* request,
+                                                       craft::v1::ReplanResponse* response) {
+  if (grpc::Status auth = CheckBearerToken(*context, config_.admin_token); !auth.ok()) {
+    return Done(context, auth);
+  }
+  const bool force = request->force();
+  return OnLoop(loop_, context, [this, force, response] {
+    ReplanOutcome outcome = loop_->RunOnce(force);
+    response->set_decision(outcome.decision);
+    response->set_version(outcome.version);
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace craft::server

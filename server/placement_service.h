@@ -1,0 +1,85 @@
+// PlacementService (proto/craft/v1/placement.proto) for operators and tools:
+// GetLayout, WatchLayout (server stream: the current layout, then every
+// commit; latest wins per watcher), ListAgents, Explain, Plan (dry run) and
+// Replan (admin: "authorization: Bearer <token>" when a token is configured).
+// Plan and Replan run on the replan loop's thread, never on a gRPC thread.
+//
+// Thread-safety: gRPC calls the handlers on its threads; PublishCommit and
+// Drain are thread-safe. PublishCommit is the coordinator's commit hook and
+// runs with the coordinator's mutex held: it takes only the watchers' mutex
+// and the watchers' writers.
+#ifndef CRAFT_SERVER_PLACEMENT_SERVICE_H_
+#define CRAFT_SERVER_PLACEMENT_SERVICE_H_
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "craft/v1/placement.grpc.pb.h"
+#include "server/apply_coordinator.h"
+#include "server/config.h"
+#include "server/load_store.h"
+#include "server/replan_loop.h"
+
+namespace craft::server {
+
+class LayoutWatcher;
+
+class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackService {
+ public:
+  // The pointers must outlive the grpc::Server.
+  PlacementServiceImpl(const PlannerConfig& config, ApplyCoordinator* coordinator,
+                       LoadStore* load_store, ReplanLoop* loop);
+
+  grpc::ServerUnaryReactor* GetLayout(grpc::CallbackServerContext* context,
+                                      const craft::v1::GetLayoutRequest* request,
+                                      craft::v1::LayoutStatus* response) override;
+  grpc::ServerWriteReactor<craft::v1::LayoutStatus>* WatchLayout(
+      grpc::CallbackServerContext* context, const craft::v1::WatchLayoutRequest* request) override;
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
+                                       const craft::v1::ListAgentsRequest* request,
+                                       craft::v1::ListAgentsResponse* response) override;
+  grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* context,
+                                    const craft::v1::ExplainRequest* request,
+                                    craft::v1::ExplainResponse* response) override;
+  grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
+                                 const craft::v1::PlanRequest* request,
+                                 craft::v1::PlanResponse* response) override;
+  grpc::ServerUnaryReactor* Replan(grpc::CallbackServerContext* context,
+                                   const craft::v1::ReplanRequest* request,
+                                   craft::v1::ReplanResponse* response) override;
+
+  // Sends the new committed layout to every watcher (the commit hook).
+  void PublishCommit(const CommittedLayout& committed, int64_t epoch);
+  // Ends every watch with UNAVAILABLE "planner draining" and refuses new ones.
+  void Drain();
+
+ private:
+  friend class LayoutWatcher;
+  craft::v1::LayoutStatus BuildStatus(const CommittedLayout& committed,
+                                      const std::string& pending_version, int64_t epoch) const;
+  // False while draining.
+  bool AddWatcher(LayoutWatcher* watcher, const std::string& known_version);
+  void RemoveWatcher(LayoutWatcher* watcher);
+
+  const PlannerConfig config_;
+  ApplyCoordinator* const coordinator_;
+  LoadStore* const load_store_;
+  ReplanLoop* const loop_;
+
+  absl::Mutex watchers_mu_;
+  std::set<LayoutWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  // What a new watcher gets first: the last published commit.
+  craft::v1::LayoutStatus current_ ABSL_GUARDED_BY(watchers_mu_);
+  bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
+};
+
+// "Bearer <token>" check of a call's metadata; OK when `token` is empty.
+// UNAUTHENTICATED without the header, PERMISSION_DENIED with a wrong token.
+grpc::Status CheckBearerToken(const grpc::CallbackServerContext& context, const std::string& token);
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_PLACEMENT_SERVICE_H_

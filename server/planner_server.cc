@@ -1,0 +1,98 @@
+#include "server/planner_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "server/agent_gateway.h"
+#include "server/placement_service.h"
+
+namespace craft::server {
+
+absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const PlannerConfig& config,
+                                                                    const ServerOptions& options) {
+  std::unique_ptr<PlannerServer> server(new PlannerServer());
+  server->options_ = options;
+  StateStore* state_store = options.state_store;
+  if (state_store == nullptr) {
+    if (config.state_path.empty()) {
+      return absl::InvalidArgumentError("no state_path configured");
+    }
+    server->owned_state_store_ = std::make_unique<FileStateStore>(config.state_path);
+    state_store = server->owned_state_store_.get();
+  }
+  server->history_ = std::make_unique<LayoutHistory>(options.layout_history);
+  server->load_store_ = std::make_unique<LoadStore>(
+      LoadStoreOptions{config.model.num_layers, config.model.num_experts, config.cluster,
+                       config.window_horizon, config.decay},
+      server->history_.get());
+  absl::StatusOr<std::unique_ptr<ApplyCoordinator>> coordinator = ApplyCoordinator::Create(
+      CoordinatorOptions{config.model, config.cluster, config.apply_timeout}, state_store,
+      server->history_.get(), options.clock);
+  if (!coordinator.ok()) return coordinator.status();
+  server->coordinator_ = *std::move(coordinator);
+  server->loop_ = std::make_unique<ReplanLoop>(config, server->load_store_.get(),
+                                               server->coordinator_.get(), options.clock);
+  server->gateway_ =
+      std::make_unique<AgentGatewayService>(server->coordinator_.get(), server->load_store_.get());
+  server->placement_ = std::make_unique<PlacementServiceImpl>(
+      config, server->coordinator_.get(), server->load_store_.get(), server->loop_.get());
+
+  PlacementServiceImpl* placement = server->placement_.get();
+  ReplanLoop* loop = server->loop_.get();
+  server->coordinator_->SetHooks({[placement](const CommittedLayout& committed, int64_t epoch) {
+                                    placement->PublishCommit(committed, epoch);
+                                  },
+                                  [loop] { loop->Trigger(); }});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen_address, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->gateway_.get());
+  builder.RegisterService(server->placement_.get());
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // Detect dead agents and half-open connections within ~40 s.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address));
+  }
+  server->loop_->Start();
+  CRAFT_LOG(INFO) << "craft-planner listening on port " << server->port_ << " (epoch "
+                  << server->coordinator_->epoch() << ")";
+  return server;
+}
+
+PlannerServer::~PlannerServer() { Shutdown(); }
+
+void PlannerServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ == nullptr) {  // Start failed half-way: nothing is serving
+    if (loop_ != nullptr) loop_->Stop();
+    return;
+  }
+  CRAFT_LOG(INFO) << "draining";
+  server_->GetHealthCheckService()->Shutdown();  // NOT_SERVING from now on
+  coordinator_->BeginDrain();
+  loop_->Stop();
+  gateway_->Drain();
+  placement_->Drain();
+  // A real deadline: gRPC's clock, not the injected one.
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    absl::ToChronoMilliseconds(options_.shutdown_grace));
+  server_->Wait();
+  CRAFT_LOG(INFO) << "stopped";
+}
+
+}  // namespace craft::server

@@ -1,0 +1,87 @@
+// The planner service assembled: state store, layout history, load store,
+// apply coordinator, replan loop and the gRPC server (AgentGateway,
+// PlacementService, health, reflection) listening on the configured address.
+// main.cc is flags and signals around this; tests start it on 127.0.0.1:0.
+//
+//   CRAFT_ASSIGN_OR_RETURN(std::unique_ptr<PlannerServer> server,
+//                          PlannerServer::Start(config, ServerOptions{}));
+//   int port = server->port();
+//   ...
+//   server->Shutdown();  // graceful: drain streams, stop the loop
+//
+// Thread-safety: Start and Shutdown from one thread; accessors are
+// thread-safe (they return thread-safe components).
+#ifndef CRAFT_SERVER_PLANNER_SERVER_H_
+#define CRAFT_SERVER_PLANNER_SERVER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "server/apply_coordinator.h"
+#include "server/config.h"
+#include "server/layout_history.h"
+#include "server/load_store.h"
+#include "server/replan_loop.h"
+#include "server/state_store.h"
+
+namespace grpc {
+class Server;
+}  // namespace grpc
+
+namespace craft::server {
+
+class AgentGatewayService;
+class PlacementServiceImpl;
+
+struct ServerOptions {
+  Clock* clock = Clock::Real();
+  // Null: a FileStateStore at config.state_path. Must outlive the server.
+  StateStore* state_store = nullptr;
+  // Larger messages are refused by gRPC with RESOURCE_EXHAUSTED.
+  int max_receive_message_bytes = 64 << 20;
+  // How long Shutdown lets calls finish before cancelling them.
+  absl::Duration shutdown_grace = absl::Seconds(5);
+  // Recent layout versions kept for mapping loads and sourcing transfers.
+  int layout_history = 8;
+};
+
+class PlannerServer {
+ public:
+  // Builds every component and starts serving (and the replan loop).
+  static absl::StatusOr<std::unique_ptr<PlannerServer>> Start(const PlannerConfig& config,
+                                                              const ServerOptions& options);
+  ~PlannerServer();  // Shutdown()s
+
+  // The port bound (the configured one, or the one picked for port 0).
+  int port() const { return port_; }
+
+  // Health NOT_SERVING, drain (abort a prepare, end every stream with
+  // UNAVAILABLE "planner draining"), stop the replan loop, then shut the
+  // server down with `shutdown_grace`. Idempotent.
+  void Shutdown();
+
+  ApplyCoordinator* coordinator() { return coordinator_.get(); }
+  LoadStore* load_store() { return load_store_.get(); }
+  ReplanLoop* replan_loop() { return loop_.get(); }
+
+ private:
+  PlannerServer() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<StateStore> owned_state_store_;
+  std::unique_ptr<LayoutHistory> history_;
+  std::unique_ptr<LoadStore> load_store_;
+  std::unique_ptr<ApplyCoordinator> coordinator_;
+  std::unique_ptr<ReplanLoop> loop_;
+  std::unique_ptr<AgentGatewayService> gateway_;
+  std::unique_ptr<PlacementServiceImpl> placement_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_PLANNER_SERVER_H_

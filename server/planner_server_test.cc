@@ -1,0 +1,415 @@
+// The planner as a real in-process gRPC server on 127.0.0.1:0, driven by test
+// clients over the wire: a whole prepare/commit, bad input that ends one
+// stream (or one window) while the server keeps serving, admin auth, health
+// and the drain on shutdown.
+#include "server/planner_server.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "craft/v1/agent.grpc.pb.h"
+#include "craft/v1/placement.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "planner/initial_layout.h"
+#include "server/internal/test_support.h"
+#include "server/state_store.h"
+
+namespace craft::server {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Hello;
+using testing::SkewedLoads;
+using testing::SmallConfig;
+using ::testing::StartsWith;
+
+void SetDeadline(grpc::ClientContext* context, int seconds = 10) {
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+// One agent's side of AgentGateway.Connect, with blocking reads.
+class AgentClient {
+ public:
+  explicit AgentClient(const std::shared_ptr<grpc::Channel>& channel)
+      : stub_(craft::v1::AgentGateway::NewStub(channel)) {
+    SetDeadline(&context_, 30);
+    stream_ = stub_->Connect(&context_);
+  }
+
+  bool Send(const craft::v1::AgentMessage& message) { return stream_->Write(message); }
+  bool SendHello(const craft::v1::AgentHello& hello) {
+    craft::v1::AgentMessage message;
+    *message.mutable_hello() = hello;
+    return Send(message);
+  }
+  bool SendLoad(const craft::v1::NodeLoad& load) {
+    craft::v1::AgentMessage message;
+    *message.mutable_load() = load;
+    return Send(message);
+  }
+  bool SendAck(const craft::v1::PlannerMessage& answered, craft::v1::AckPhase phase) {
+    craft::v1::AgentMessage message;
+    *message.mutable_ack() = testing::AckOf(answered, phase);
+    return Send(message);
+  }
+  std::optional<craft::v1::PlannerMessage> Read() {
+    craft::v1::PlannerMessage message;
+    if (!stream_->Read(&message)) return std::nullopt;
+    return message;
+  }
+  // Reads until the server ends the stream and returns its status.
+  grpc::Status Finish() {
+    craft::v1::PlannerMessage ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    return stream_->Finish();
+  }
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  std::unique_ptr<craft::v1::AgentGateway::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<craft::v1::AgentMessage, craft::v1::PlannerMessage>>
+      stream_;
+};
+
+class PlannerServerTest : public ::testing::Test {
+ protected:
+  void StartServer(const PlannerConfig& config = SmallConfig(),
+                   int max_receive_message_bytes = 64 << 20) {
+    ServerOptions options;
+    options.clock = &clock_;  // the loop only re-plans when told to
+    options.state_store = &store_;
+    options.max_receive_message_bytes = max_receive_message_bytes;
+    options.shutdown_grace = absl::Seconds(2);
+    absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(config, options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    placement_ = craft::v1::PlacementService::NewStub(channel_);
+  }
+
+  // GPUs `gpus` report window `id` of SkewedLoads() under the initial layout.
+  static craft::v1::NodeLoad Load(const std::vector<int>& gpus, int64_t id) {
+    static const planner::Layout initial = *planner::ContiguousLayout(2, 4, {4, 2});
+    craft::v1::NodeLoad load;
+    for (int gpu : gpus) *load.add_gpus() = testing::Window(initial, "0.0", gpu, id, SkewedLoads());
+    return load;
+  }
+
+  // Connects nodes a (GPUs 0, 1) and b (GPUs 2, 3) and streams 4 windows each.
+  void ConnectAndReport(AgentClient& a, AgentClient& b) {
+    ASSERT_TRUE(a.SendHello(Hello("a", {0, 1})));
+    ASSERT_TRUE(b.SendHello(Hello("b", {2, 3})));
+    for (int id = 0; id < 4; ++id) {
+      ASSERT_TRUE(a.SendLoad(Load({0, 1}, id)));
+      ASSERT_TRUE(b.SendLoad(Load({2, 3}, id)));
+    }
+    ASSERT_TRUE(Eventually([&] { return server_->load_store()->windows_ingested() == 16; }));
+  }
+
+  template <typename Predicate>
+  static bool Eventually(Predicate done) {
+    for (int i = 0; i < 5000 && !done(); ++i) absl::SleepFor(absl::Milliseconds(1));
+    return done();
+  }
+
+  craft::v1::LayoutStatus GetLayout() {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    craft::v1::LayoutStatus status;
+    EXPECT_TRUE(placement_->GetLayout(&context, {}, &status).ok());
+    return status;
+  }
+
+  grpc::Status Replan(bool force, craft::v1::ReplanResponse* response,
+                      const std::string& authorization = "") {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+    craft::v1::ReplanRequest request;
+    request.set_force(force);
+    return placement_->Replan(&context, request, response);
+  }
+
+  FakeClock clock_;
+  InMemoryStateStore store_;
+  std::unique_ptr<PlannerServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<craft::v1::PlacementService::Stub> placement_;
+};
+
+TEST_F(PlannerServerTest, WholePrepareAndCommitOverTheWire) {
+  StartServer();
+  // An operator watches the layout from the start.
+  grpc::ClientContext watch_context;
+  SetDeadline(&watch_context, 30);
+  auto watch = placement_->WatchLayout(&watch_context, {});
+  craft::v1::LayoutStatus watched;
+  ASSERT_TRUE(watch->Read(&watched));
+  EXPECT_EQ(watched.committed().version(), "0.0");
+
+  AgentClient a(channel_), b(channel_);
+  ConnectAndReport(a, b);
+
+  craft::v1::ReplanResponse replan;
+  ASSERT_TRUE(Replan(/*force=*/false, &replan).ok());
+  EXPECT_THAT(replan.decision(), StartsWith("pushing"));
+  EXPECT_EQ(replan.version(), "1.1");
+  EXPECT_EQ(GetLayout().pending_version(), "1.1");
+
+  std::optional<craft::v1::PlannerMessage> prepare_a = a.Read();
+  std::optional<craft::v1::PlannerMessage> prepare_b = b.Read();
+  ASSERT_TRUE(prepare_a.has_value() && prepare_a->has_prepare());
+  ASSERT_TRUE(prepare_b.has_value() && prepare_b->has_prepare());
+  EXPECT_EQ(prepare_a->epoch(), 1);
+  EXPECT_EQ(prepare_a->prepare().layout().version(), "1.1");
+  EXPECT_EQ(prepare_b->prepare().gpu_endpoints().at(0), "127.0.0.1:20000");
+
+  ASSERT_TRUE(a.SendAck(*prepare_a, craft::v1::PREPARED));
+  ASSERT_TRUE(b.SendAck(*prepare_b, craft::v1::PREPARED));
+  std::optional<craft::v1::PlannerMessage> commit_a = a.Read();
+  std::optional<craft::v1::PlannerMessage> commit_b = b.Read();
+  ASSERT_TRUE(commit_a.has_value() && commit_a->has_commit());
+  ASSERT_TRUE(commit_b.has_value() && commit_b->has_commit());
+  EXPECT_EQ(commit_a->commit().version(), "1.1");
+  EXPECT_NE(commit_a->nonce(), prepare_a->nonce());
+  ASSERT_TRUE(a.SendAck(*commit_a, craft::v1::COMMITTED));
+  ASSERT_TRUE(b.SendAck(*commit_b, craft::v1::COMMITTED));
+  ASSERT_TRUE(Eventually([&] { return !server_->coordinator()->apply_in_progress(); }));
+
+  const craft::v1::LayoutStatus status = GetLayout();
+  EXPECT_EQ(status.committed().version(), "1.1");
+  EXPECT_EQ(status.pending_version(), "");
+  EXPECT_EQ(status.epoch(), 1);
+  EXPECT_EQ(status.windows_ingested(), 16);
+  EXPECT_NEAR(status.measured_balancedness(), 0.0, 1e-12) << "no window under 1.1 yet";
+  EXPECT_EQ((*store_.Load())->committed.version(), "1.1");
+
+  ASSERT_TRUE(watch->Read(&watched));
+  EXPECT_EQ(watched.committed().version(), "1.1");
+
+  grpc::ClientContext list_context;
+  SetDeadline(&list_context);
+  craft::v1::ListAgentsResponse agents;
+  ASSERT_TRUE(placement_->ListAgents(&list_context, {}, &agents).ok());
+  ASSERT_EQ(agents.agents_size(), 2);
+  for (const craft::v1::AgentInfo& agent : agents.agents()) {
+    EXPECT_TRUE(agent.connected());
+    EXPECT_EQ(agent.committed_version(), "1.1");
+  }
+
+  grpc::ClientContext explain_context;
+  SetDeadline(&explain_context);
+  craft::v1::ExplainResponse explain;
+  ASSERT_TRUE(placement_->Explain(&explain_context, {}, &explain).ok());
+  EXPECT_EQ(explain.version(), "1.1");
+  EXPECT_EQ(explain.layers_size(), 2);
+  EXPECT_THAT(explain.decision(), StartsWith("pushing"));
+  watch_context.TryCancel();
+}
+
+TEST_F(PlannerServerTest, AgentDisconnectingDuringPrepareAbortsForEveryone) {
+  StartServer();
+  AgentClient a(channel_), b(channel_);
+  ConnectAndReport(a, b);
+  craft::v1::ReplanResponse replan;
+  ASSERT_TRUE(Replan(/*force=*/true, &replan).ok());
+  ASSERT_TRUE(a.Read().has_value());
+  ASSERT_TRUE(b.Read().has_value());
+  b.Cancel();
+  std::optional<craft::v1::PlannerMessage> abort = a.Read();
+  ASSERT_TRUE(abort.has_value() && abort->has_abort());
+  EXPECT_EQ(abort->abort().version(), "1.1");
+  EXPECT_THAT(abort->abort().reason(), HasSubstr("node b disconnected"));
+  EXPECT_EQ(GetLayout().committed().version(), "0.0");
+}
+
+TEST_F(PlannerServerTest, FirstMessageMustBeHello) {
+  StartServer();
+  AgentClient agent(channel_);
+  ASSERT_TRUE(agent.SendLoad(Load({0}, 1)));
+  const grpc::Status status = agent.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("first message"));
+  EXPECT_EQ(GetLayout().committed().version(), "0.0");  // still serving
+}
+
+TEST_F(PlannerServerTest, WrongModelShapeEndsTheStream) {
+  StartServer();
+  AgentClient agent(channel_);
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.mutable_model()->set_num_experts(5);
+  ASSERT_TRUE(agent.SendHello(hello));
+  const grpc::Status status = agent.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("model shape mismatch"));
+  // The next agent is welcome.
+  AgentClient good(channel_);
+  ASSERT_TRUE(good.SendHello(Hello("a", {0, 1})));
+  ASSERT_TRUE(Eventually([&] { return server_->coordinator()->Agents().size() == 1; }));
+}
+
+TEST_F(PlannerServerTest, MalformedWindowsAreDroppedAndTheStreamContinues) {
+  StartServer();
+  AgentClient agent(channel_);
+  ASSERT_TRUE(agent.SendHello(Hello("a", {0, 1})));
+  craft::v1::NodeLoad bad = Load({0, 1}, 1);
+  bad.mutable_gpus(0)->mutable_layers(0)->set_counts(0, -5);  // negative
+  bad.mutable_gpus(1)->mutable_layers(1)->add_counts(1);      // wrong slot count
+  ASSERT_TRUE(agent.SendLoad(bad));
+  craft::v1::NodeLoad foreign = Load({2}, 1);  // not this node's GPU
+  foreign.mutable_gpus(0)->set_layout_version("5.5");
+  ASSERT_TRUE(agent.SendLoad(foreign));
+  ASSERT_TRUE(agent.SendLoad(Load({0, 1}, 2)));
+  LoadStore* store = server_->load_store();
+  ASSERT_TRUE(Eventually([&] { return store->windows_ingested() == 2; }));
+  EXPECT_EQ(store->rejected(RejectReason::kNegativeCount), 1);
+  EXPECT_EQ(store->rejected(RejectReason::kWrongSlotCount), 1);
+  EXPECT_EQ(store->rejected(RejectReason::kGpuNotOnNode), 1);
+  EXPECT_EQ(server_->coordinator()->Agents().at(0).connected, true);
+}
+
+TEST_F(PlannerServerTest, OversizedMessageIsRefusedAndTheServerKeepsServing) {
+  StartServer(SmallConfig(), /*max_receive_message_bytes=*/1 << 20);
+  AgentClient agent(channel_);
+  ASSERT_TRUE(agent.SendHello(Hello("a", {0, 1})));
+  craft::v1::NodeLoad huge = Load({0}, 1);
+  for (int i = 0; i < 300'000; ++i) {
+    huge.mutable_gpus(0)->mutable_layers(0)->add_counts(int64_t{1} << 39);
+  }
+  agent.SendLoad(huge);  // may or may not report the failure itself
+  EXPECT_EQ(agent.Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(GetLayout().committed().version(), "0.0");
+  AgentClient next(channel_);
+  ASSERT_TRUE(next.SendHello(Hello("a", {0, 1})));
+  ASSERT_TRUE(next.SendLoad(Load({0, 1}, 1)));
+  ASSERT_TRUE(Eventually([&] { return server_->load_store()->windows_ingested() == 2; }));
+}
+
+TEST_F(PlannerServerTest, ANewStreamOfANodeReplacesTheOldOne) {
+  StartServer();
+  AgentClient first(channel_);
+  ASSERT_TRUE(first.SendHello(Hello("a", {0, 1})));
+  ASSERT_TRUE(Eventually([&] { return server_->coordinator()->Agents().size() == 1; }));
+  AgentClient second(channel_);
+  ASSERT_TRUE(second.SendHello(Hello("a", {0, 1})));
+  EXPECT_EQ(first.Finish().error_code(), grpc::StatusCode::ABORTED);
+  ASSERT_TRUE(second.SendLoad(Load({0, 1}, 1)));
+  ASSERT_TRUE(Eventually([&] { return server_->load_store()->windows_ingested() == 2; }));
+  EXPECT_TRUE(server_->coordinator()->Agents().at(0).connected);
+}
+
+TEST_F(PlannerServerTest, ReplanChecksTheBearerToken) {
+  PlannerConfig config = SmallConfig();
+  config.admin_token = "t0ken";
+  StartServer(config);
+  craft::v1::ReplanResponse response;
+  EXPECT_EQ(Replan(false, &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Replan(false, &response, "Bearer nope").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Replan(false, &response, "t0ken").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(Replan(false, &response, "Bearer t0ken").ok());
+  EXPECT_THAT(response.decision(), HasSubstr("have no connected agent"));
+}
+
+TEST_F(PlannerServerTest, DryRunPlanAnswersOverTheWire) {
+  StartServer();
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  craft::v1::PlanRequest request;
+  for (const std::vector<int64_t>& layer : SkewedLoads()) {
+    request.add_layers()->mutable_counts()->Add(layer.begin(), layer.end());
+  }
+  request.set_budget(-1);
+  craft::v1::PlanResponse response;
+  ASSERT_TRUE(placement_->Plan(&context, request, &response).ok());
+  EXPECT_EQ(response.layout().layers_size(), 2);
+  grpc::ClientContext bad_context;
+  SetDeadline(&bad_context);
+  EXPECT_EQ(placement_->Plan(&bad_context, {}, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(PlannerServerTest, HealthIsServing) {
+  StartServer();
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::ByteBuffer request;  // an empty HealthCheckRequest: the whole server
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+}
+
+TEST_F(PlannerServerTest, ShutdownDrainsEveryStream) {
+  StartServer();
+  AgentClient agent(channel_);
+  ASSERT_TRUE(agent.SendHello(Hello("a", {0, 1})));
+  ASSERT_TRUE(Eventually([&] { return server_->coordinator()->Agents().size() == 1; }));
+  grpc::ClientContext watch_context;
+  SetDeadline(&watch_context, 30);
+  auto watch = placement_->WatchLayout(&watch_context, {});
+  craft::v1::LayoutStatus watched;
+  ASSERT_TRUE(watch->Read(&watched));
+
+  const absl::Time start = absl::Now();
+  server_->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "streams should end before the grace";
+  const grpc::Status status = agent.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "planner draining");
+  while (watch->Read(&watched)) {
+  }
+  EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(PlannerServerTest, RestartedPlannerKeepsTheCommittedVersion) {
+  StartServer();
+  {
+    AgentClient a(channel_), b(channel_);
+    ConnectAndReport(a, b);
+    craft::v1::ReplanResponse replan;
+    ASSERT_TRUE(Replan(/*force=*/true, &replan).ok());
+    std::optional<craft::v1::PlannerMessage> prepare_a = a.Read(), prepare_b = b.Read();
+    ASSERT_TRUE(prepare_a.has_value() && prepare_b.has_value());
+    ASSERT_TRUE(a.SendAck(*prepare_a, craft::v1::PREPARED));
+    ASSERT_TRUE(b.SendAck(*prepare_b, craft::v1::PREPARED));
+    ASSERT_TRUE(Eventually([&] { return GetLayout().committed().version() == "1.1"; }));
+    server_->Shutdown();
+  }
+  server_.reset();
+  StartServer();
+  const craft::v1::LayoutStatus status = GetLayout();
+  EXPECT_EQ(status.committed().version(), "1.1");
+  EXPECT_EQ(status.epoch(), 2);
+}
+
+}  // namespace
+}  // namespace craft::server

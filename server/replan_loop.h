@@ -1,0 +1,104 @@
+// The planner's background thread: every `replan_interval` (or when
+// triggered) it re-plans on the load store's trace, stabilises the plan
+// against the committed layout, gates it on modelled gain versus transfer
+// cost, and hands what passes to the ApplyCoordinator. The same thread checks
+// apply timeouts and runs posted jobs (RPCs whose work must not block a gRPC
+// thread: Replan, Plan dry runs), so planning never runs on a gRPC thread.
+//
+// The gate (DESIGN.md §3 step 10), on the same recent windows:
+//   gain       = 1 - step_time(new) / step_time(committed)     (EvaluateLayout)
+//   transfer_s = max bytes one GPU receives / (transfer_gbps * 1e9 / 8)
+//   push when gain > gain_threshold and horizon_s * gain > transfer_s,
+//   or when forced. Nodes serving another version than the committed one
+//   force an apply even without gain: the committed layout is re-pushed under
+//   a fresh version (a resync) unless a new plan passes anyway.
+//
+//   ReplanLoop loop(config, &load_store, coordinator.get(), clock);
+//   loop.Start();
+//   loop.Trigger();                      // re-plan now
+//   ReplanOutcome o = loop.RunOnce(true);  // only on the loop thread or in tests
+//   loop.Stop();
+//
+// Thread-safety: Start, Stop, Trigger, Post and LastExplain are thread-safe.
+// RunOnce runs planning inline and must only be called by one thread at a
+// time (the loop thread, or a test that has not started the loop).
+#ifndef CRAFT_SERVER_REPLAN_LOOP_H_
+#define CRAFT_SERVER_REPLAN_LOOP_H_
+
+#include <deque>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "craft/v1/placement.pb.h"
+#include "server/apply_coordinator.h"
+#include "server/config.h"
+#include "server/load_store.h"
+
+namespace craft::server {
+
+struct ReplanOutcome {
+  std::string decision;  // one line: what was decided and why
+  std::string version;   // the version being applied; "" when nothing was pushed
+};
+
+class ReplanLoop {
+ public:
+  // A unit of work for the loop thread. `run` is false when the loop stops
+  // before running it: the job must then only release what it holds (e.g.
+  // finish its RPC with UNAVAILABLE).
+  using Job = std::function<void(bool run)>;
+  static constexpr int kMaxQueuedJobs = 16;
+
+  // The pointers must outlive the loop.
+  ReplanLoop(const PlannerConfig& config, LoadStore* load_store, ApplyCoordinator* coordinator,
+             Clock* clock);
+  ~ReplanLoop();  // Stop()s
+
+  void Start();
+  // Stops the thread after the current step; queued jobs get run = false.
+  // Idempotent.
+  void Stop();
+  // Re-plan at the next opportunity, without waiting for the interval.
+  void Trigger();
+  // Queues `job` for the loop thread. False (and the job is not kept) when
+  // the queue is full or the loop is stopped.
+  bool Post(Job job);
+
+  // Plans, gates and maybe starts an apply; records the decision for Explain.
+  ReplanOutcome RunOnce(bool force);
+
+  // The last replan's per-layer plan and decision (empty before the first).
+  craft::v1::ExplainResponse LastExplain() const;
+
+ private:
+  // RunOnce without the bookkeeping: fills `explain` and decides.
+  ReplanOutcome Decide(bool force, craft::v1::ExplainResponse* explain);
+  // Starts the apply of `layout`, describing it as `what`.
+  ReplanOutcome Apply(const planner::Layout& layout, const std::string& what);
+  void Run();
+
+  const PlannerConfig config_;
+  LoadStore* const load_store_;
+  ApplyCoordinator* const coordinator_;
+  Clock* const clock_;
+
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;       // interrupts the sleep
+  bool triggered_ ABSL_GUARDED_BY(mu_) = false;  // replan now
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // written by Start, joined by Stop (both on the owner's thread)
+
+  mutable absl::Mutex explain_mu_;
+  craft::v1::ExplainResponse last_explain_ ABSL_GUARDED_BY(explain_mu_);
+};
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_REPLAN_LOOP_H_

@@ -1,0 +1,229 @@
+#include "server/replan_loop.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/internal/test_support.h"
+
+namespace craft::server {
+namespace {
+
+using testing::FakeConnection;
+using ::testing::HasSubstr;
+using testing::Hello;
+using ::testing::IsEmpty;
+using testing::SkewedLoads;
+using testing::SmallConfig;
+using ::testing::StartsWith;
+
+class ReplanLoopTest : public ::testing::Test {
+ protected:
+  ReplanLoopTest() : history_(8) { Build(SmallConfig()); }
+
+  void Build(const PlannerConfig& config) {
+    config_ = config;
+    loop_.reset();
+    coordinator_.reset();
+    store_ = std::make_unique<InMemoryStateStore>();  // a fresh planner: epoch 1
+    load_store_ = std::make_unique<LoadStore>(
+        LoadStoreOptions{config.model.num_layers, config.model.num_experts, config.cluster,
+                         config.window_horizon, config.decay},
+        &history_);
+    coordinator_ = *ApplyCoordinator::Create({config.model, config.cluster, config.apply_timeout},
+                                             store_.get(), &history_, &clock_);
+    loop_ = std::make_unique<ReplanLoop>(config, load_store_.get(), coordinator_.get(), &clock_);
+  }
+
+  void ConnectBoth(const std::string& b_version = "") {
+    ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
+    ASSERT_TRUE(coordinator_->Connect(Hello("b", {2, 3}, b_version), b_).ok());
+  }
+
+  // Every GPU reports `count` windows of `loads` under the committed layout.
+  void Report(const std::vector<std::vector<int64_t>>& loads, int count = 4) {
+    const CommittedLayout committed = coordinator_->committed();
+    for (int id = 0; id < count; ++id) {
+      for (int gpu = 0; gpu < 4; ++gpu) {
+        ASSERT_TRUE(load_store_
+                        ->Ingest(testing::Window(*committed.layout, committed.version, gpu,
+                                                 next_window_, loads))
+                        .ok());
+      }
+      ++next_window_;
+    }
+  }
+
+  // Waits (real time, bounded) for `done`.
+  template <typename Predicate>
+  bool Eventually(Predicate done) {
+    for (int i = 0; i < 2000 && !done(); ++i) absl::SleepFor(absl::Milliseconds(1));
+    return done();
+  }
+
+  PlannerConfig config_;
+  FakeClock clock_;
+  std::unique_ptr<InMemoryStateStore> store_;
+  LayoutHistory history_;
+  std::unique_ptr<LoadStore> load_store_;
+  std::unique_ptr<ApplyCoordinator> coordinator_;
+  std::unique_ptr<ReplanLoop> loop_;
+  std::shared_ptr<FakeConnection> a_ = std::make_shared<FakeConnection>();
+  std::shared_ptr<FakeConnection> b_ = std::make_shared<FakeConnection>();
+  int64_t next_window_ = 0;
+};
+
+TEST_F(ReplanLoopTest, NothingToPlanWithoutCompleteWindows) {
+  ConnectBoth();
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, HasSubstr("no complete load window"));
+  EXPECT_THAT(outcome.version, IsEmpty());
+  EXPECT_EQ(loop_->LastExplain().decision(), outcome.decision);
+}
+
+TEST_F(ReplanLoopTest, SkippedWhileAGpuHasNoAgent) {
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
+  EXPECT_THAT(loop_->RunOnce(true).decision, HasSubstr("GPUs [2,3] have no connected agent"));
+}
+
+TEST_F(ReplanLoopTest, SkewedLoadsPassTheGateAndStartAnApply) {
+  ConnectBoth();
+  Report(SkewedLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, StartsWith("pushing: modelled gain"));
+  EXPECT_EQ(outcome.version, "1.1");
+  EXPECT_EQ(coordinator_->pending_version(), "1.1");
+  ASSERT_TRUE(a_->last().has_prepare());
+
+  const craft::v1::ExplainResponse explain = loop_->LastExplain();
+  EXPECT_EQ(explain.algorithm(), "craft");
+  EXPECT_EQ(explain.budget(), 1);
+  EXPECT_EQ(explain.version(), "1.1");
+  ASSERT_EQ(explain.layers_size(), 2);
+  EXPECT_GT(explain.layers(0).candidate_replicas_size(), 1);
+  EXPECT_EQ(explain.layers(0).candidate_replicas_size(),
+            explain.layers(0).predicted_balancedness_size());
+  EXPECT_GT(explain.layers(0).chosen_replicas() + explain.layers(1).chosen_replicas(), 0);
+  EXPECT_NEAR(explain.layers(0).measured_balancedness(), 1075.0 / 4000, 1e-9);
+  EXPECT_GT(explain.predicted_balancedness(), explain.layers(0).measured_balancedness());
+
+  // The next replan waits for this apply.
+  EXPECT_THAT(loop_->RunOnce(true).decision, HasSubstr("an apply is in progress"));
+}
+
+TEST_F(ReplanLoopTest, BalancedLoadsAreNotPushed) {
+  ConnectBoth();
+  Report({{1000, 1000, 1000, 1000}, {1000, 1000, 1000, 1000}});
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, StartsWith("not pushing, gain below threshold"));
+  EXPECT_THAT(outcome.version, IsEmpty());
+  EXPECT_TRUE(a_->sent().empty());
+}
+
+TEST_F(ReplanLoopTest, GainBelowThresholdIsNotPushedUnlessForced) {
+  PlannerConfig config = SmallConfig();
+  config.gain_threshold = 0.99;
+  Build(config);
+  ConnectBoth();
+  Report(SkewedLoads());
+  EXPECT_THAT(loop_->RunOnce(false).decision, HasSubstr("gain below threshold"));
+  const ReplanOutcome forced = loop_->RunOnce(true);
+  EXPECT_THAT(forced.decision, StartsWith("forced push (gate bypassed)"));
+  EXPECT_EQ(forced.version, "1.1");
+}
+
+TEST_F(ReplanLoopTest, TransferCostAboveTheBenefitIsNotPushed) {
+  PlannerConfig config = SmallConfig();
+  config.horizon_s = 1e-9;  // the gain lasts a nanosecond: never worth a transfer
+  Build(config);
+  ConnectBoth();
+  Report(SkewedLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, HasSubstr("benefit below transfer cost"));
+  EXPECT_THAT(outcome.version, IsEmpty());
+}
+
+TEST_F(ReplanLoopTest, OutOfSyncNodesForceAResyncOfTheCommittedLayout) {
+  ConnectBoth();
+  Report(SkewedLoads());
+  const std::string committed = loop_->RunOnce(false).version;
+  for (const auto& [node, connection] : {std::pair{"a", a_}, std::pair{"b", b_}}) {
+    coordinator_->HandleAck(node, connection.get(),
+                            testing::AckOf(connection->last(), craft::v1::PREPARED));
+  }
+  for (const auto& [node, connection] : {std::pair{"a", a_}, std::pair{"b", b_}}) {
+    coordinator_->HandleAck(node, connection.get(),
+                            testing::AckOf(connection->last(), craft::v1::COMMITTED));
+  }
+  ASSERT_EQ(coordinator_->committed().version, committed);
+  // Node b's workers restart on the initial layout.
+  auto b_again = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(Hello("b", {2, 3}, "0.0"), b_again).ok());
+
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, StartsWith("resync of nodes [b]"));
+  EXPECT_THAT(outcome.decision, HasSubstr("not pushing, gain below threshold"));
+  EXPECT_EQ(outcome.version, "1.2");
+  const craft::v1::Prepare prepare = b_again->last().prepare();
+  EXPECT_THAT(prepare.layout().layers(0).phy2log(),
+              ::testing::ElementsAreArray(coordinator_->committed().layout->layers[0].phy2log));
+  ASSERT_GT(prepare.transfers_size(), 0);
+  for (const craft::v1::Transfer& transfer : prepare.transfers()) {
+    EXPECT_GE(transfer.dst_gpu(), 2) << "node a already serves the committed layout";
+  }
+}
+
+TEST_F(ReplanLoopTest, AResyncNeedsAHolderOfEveryExpert) {
+  // Node b reports a version this planner never knew; under "0.0" experts 2
+  // and 3 live only on b, so nothing can restore them.
+  ConnectBoth(/*b_version=*/"7.3");
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_THAT(outcome.decision, StartsWith("resync of nodes [b]"));
+  EXPECT_THAT(outcome.decision, HasSubstr("could not start: cannot source every expert"));
+  EXPECT_THAT(outcome.version, IsEmpty());
+}
+
+TEST_F(ReplanLoopTest, TheThreadReplansOnTriggerAndEveryInterval) {
+  ConnectBoth();
+  loop_->Start();
+  loop_->Trigger();
+  EXPECT_TRUE(Eventually([&] { return !loop_->LastExplain().decision().empty(); }));
+  Report(SkewedLoads());
+  clock_.Advance(config_.replan_interval);
+  EXPECT_TRUE(Eventually([&] { return coordinator_->apply_in_progress(); }));
+  // The loop also enforces the apply timeout (and, the interval having
+  // passed too, re-plans right after).
+  clock_.Advance(config_.apply_timeout);
+  EXPECT_TRUE(Eventually([&] { return coordinator_->stats().applies_aborted == 1; }));
+  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("timed out"));
+  loop_->Stop();
+}
+
+TEST_F(ReplanLoopTest, JobsRunOnTheLoopAndAreCancelledOnStop) {
+  loop_->Start();
+  absl::Notification ran;
+  ASSERT_TRUE(loop_->Post([&](bool run) {
+    EXPECT_TRUE(run);
+    ran.Notify();
+  }));
+  EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(2)));
+  loop_->Stop();
+  EXPECT_FALSE(loop_->Post([](bool) {}));
+}
+
+TEST_F(ReplanLoopTest, QueuedJobsOfAStoppedLoopAreToldNotToRun) {
+  int cancelled = 0;
+  for (int i = 0; i < ReplanLoop::kMaxQueuedJobs; ++i) {
+    ASSERT_TRUE(loop_->Post([&](bool run) { cancelled += run ? 0 : 1; }));
+  }
+  EXPECT_FALSE(loop_->Post([](bool) {})) << "the queue is bounded";
+  loop_->Stop();  // never started
+  EXPECT_EQ(cancelled, ReplanLoop::kMaxQueuedJobs);
+}
+
+}  // namespace
+}  // namespace craft::server

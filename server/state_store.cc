@@ -1,0 +1,174 @@
+#include "server/state_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace craft::server {
+namespace {
+
+constexpr absl::string_view kMagic = "craft-planner-state 1";
+
+uint64_t Fnv1a64(absl::string_view bytes) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
+}
+
+absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) {
+  while (!bytes.empty()) {
+    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("cannot write", path);
+    }
+    bytes.remove_prefix(static_cast<size_t>(written));
+  }
+  return absl::OkStatus();
+}
+
+std::string DirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Parses the header line "name value".
+bool IntField(absl::string_view line, absl::string_view name, int64_t* value) {
+  std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+  return parts.size() == 2 && parts[0] == name && absl::SimpleAtoi(parts[1], value);
+}
+
+// Parses the header line "name <length> <fnv1a>" describing one blob.
+bool BlobField(absl::string_view line, absl::string_view name, uint64_t* length,
+               uint64_t* checksum) {
+  std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+  return parts.size() == 3 && parts[0] == name && absl::SimpleAtoi(parts[1], length) &&
+         absl::SimpleAtoi(parts[2], checksum);
+}
+
+std::string BlobLine(absl::string_view name, absl::string_view blob) {
+  return absl::StrCat(name, " ", blob.size(), " ", Fnv1a64(blob), "\n");
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) {
+    if (::access(path_.c_str(), F_OK) != 0 && errno == ENOENT) return std::nullopt;
+    return ErrnoError("cannot open state file", path_);
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  auto corrupt = [&](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat("state file '", path_, "' is corrupt (", why,
+                                            "); refusing to start from scratch, which could "
+                                            "reuse layout versions"));
+  };
+  // Five header lines, then the committed and the previous layout's bytes.
+  std::vector<absl::string_view> lines = absl::StrSplit(text, absl::MaxSplits('\n', 5));
+  if (lines.size() != 6 || lines[0] != kMagic) return corrupt("bad header");
+  PlannerState state;
+  uint64_t committed_length = 0, committed_checksum = 0, previous_length = 0, previous_checksum = 0;
+  if (!IntField(lines[1], "epoch", &state.epoch) || !IntField(lines[2], "seq", &state.seq) ||
+      !BlobField(lines[3], "committed", &committed_length, &committed_checksum) ||
+      !BlobField(lines[4], "previous", &previous_length, &previous_checksum)) {
+    return corrupt("bad header fields");
+  }
+  absl::string_view blobs = lines[5];
+  if (blobs.size() != committed_length + previous_length) return corrupt("truncated layouts");
+  const absl::string_view committed = blobs.substr(0, committed_length);
+  const absl::string_view previous = blobs.substr(committed_length);
+  if (Fnv1a64(committed) != committed_checksum || Fnv1a64(previous) != previous_checksum) {
+    return corrupt("checksum mismatch");
+  }
+  if (!state.committed.ParseFromArray(committed.data(), static_cast<int>(committed.size()))) {
+    return corrupt("unparsable committed layout");
+  }
+  if (!previous.empty()) {
+    state.previous.emplace();
+    if (!state.previous->ParseFromArray(previous.data(), static_cast<int>(previous.size()))) {
+      return corrupt("unparsable previous layout");
+    }
+  }
+  return state;
+}
+
+absl::Status FileStateStore::Save(const PlannerState& state) {
+  std::string committed, previous;
+  if (!state.committed.SerializeToString(&committed) ||
+      (state.previous.has_value() && !state.previous->SerializeToString(&previous))) {
+    return absl::InternalError("cannot serialize the layouts");
+  }
+  const std::string contents = absl::StrCat(kMagic, "\nepoch ", state.epoch, "\nseq ", state.seq,
+                                            "\n", BlobLine("committed", committed),
+                                            BlobLine("previous", previous), committed, previous);
+
+  absl::MutexLock lock(&mu_);
+  const std::string temporary = path_ + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("cannot create", temporary);
+  absl::Status written = WriteAll(fd, contents, temporary);
+  if (written.ok() && ::fsync(fd) != 0) written = ErrnoError("cannot fsync", temporary);
+  if (::close(fd) != 0 && written.ok()) written = ErrnoError("cannot close", temporary);
+  if (!written.ok()) {
+    ::unlink(temporary.c_str());
+    return written;
+  }
+  if (::rename(temporary.c_str(), path_.c_str()) != 0) {
+    absl::Status renamed = ErrnoError("cannot rename onto", path_);
+    ::unlink(temporary.c_str());
+    return renamed;
+  }
+  // Make the rename itself durable.
+  const std::string directory = DirectoryOf(path_);
+  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return ErrnoError("cannot open directory", directory);
+  const int synced = ::fsync(dir_fd);
+  ::close(dir_fd);
+  if (synced != 0) return ErrnoError("cannot fsync directory", directory);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<PlannerState>> InMemoryStateStore::Load() {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+absl::Status InMemoryStateStore::Save(const PlannerState& state) {
+  absl::MutexLock lock(&mu_);
+  if (fail_saves_) return absl::UnavailableError("injected state store failure");
+  state_ = state;
+  ++saves_;
+  return absl::OkStatus();
+}
+
+void InMemoryStateStore::set_fail_saves(bool fail) {
+  absl::MutexLock lock(&mu_);
+  fail_saves_ = fail;
+}
+
+int InMemoryStateStore::saves() const {
+  absl::MutexLock lock(&mu_);
+  return saves_;
+}
+
+}  // namespace craft::server

@@ -1,0 +1,114 @@
+#include "server/state_store.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace craft::server {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
+PlannerState SampleState(int64_t epoch, int64_t seq) {
+  PlannerState state;
+  state.epoch = epoch;
+  state.seq = seq;
+  state.committed.set_version(std::to_string(epoch) + "." + std::to_string(seq));
+  state.committed.set_num_experts(4);
+  state.committed.set_num_gpus(2);
+  state.committed.set_num_nodes(1);
+  craft::v1::LayerLayout* layer = state.committed.add_layers();
+  layer->add_slots_per_gpu(2);
+  layer->add_slots_per_gpu(2);
+  for (int e : {0, 1, 2, 3}) layer->add_phy2log(e);
+  return state;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void WriteAll(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+TEST(FileStateStoreTest, MissingFileLoadsAsNothing) {
+  FileStateStore store(TempPath("missing.state"));
+  absl::StatusOr<std::optional<PlannerState>> state = store.Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_FALSE(state->has_value());
+}
+
+TEST(FileStateStoreTest, SaveThenLoadRoundTrips) {
+  const std::string path = TempPath("roundtrip.state");
+  FileStateStore store(path);
+  ASSERT_TRUE(store.Save(SampleState(3, 17)).ok());
+  PlannerState latest = SampleState(4, 18);
+  latest.previous = SampleState(3, 17).committed;
+  ASSERT_TRUE(store.Save(latest).ok());  // replaces atomically
+  absl::StatusOr<std::optional<PlannerState>> state = FileStateStore(path).Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  ASSERT_TRUE(state->has_value());
+  EXPECT_EQ((*state)->epoch, 4);
+  EXPECT_EQ((*state)->seq, 18);
+  EXPECT_EQ((*state)->committed.SerializeAsString(), latest.committed.SerializeAsString());
+  ASSERT_TRUE((*state)->previous.has_value());
+  EXPECT_EQ((*state)->previous->version(), "3.17");
+  EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "temporary file left behind";
+}
+
+TEST(FileStateStoreTest, PreviousLayoutIsOptional) {
+  const std::string path = TempPath("no_previous.state");
+  ASSERT_TRUE(FileStateStore(path).Save(SampleState(1, 0)).ok());
+  absl::StatusOr<std::optional<PlannerState>> state = FileStateStore(path).Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_FALSE((*state)->previous.has_value());
+}
+
+TEST(FileStateStoreTest, CorruptionIsDataLossNotAFreshStart) {
+  const std::string path = TempPath("corrupt.state");
+  FileStateStore store(path);
+  ASSERT_TRUE(store.Save(SampleState(2, 5)).ok());
+  const std::string good = ReadAll(path);
+
+  std::string flipped = good;
+  flipped.back() ^= 0x55;  // a layout byte: checksum mismatch
+  WriteAll(path, flipped);
+  EXPECT_EQ(store.Load().status().code(), absl::StatusCode::kDataLoss);
+
+  WriteAll(path, good.substr(0, good.size() - 3));  // truncated
+  EXPECT_EQ(store.Load().status().code(), absl::StatusCode::kDataLoss);
+
+  WriteAll(path, "not a state file\n");
+  EXPECT_EQ(store.Load().status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(FileStateStoreTest, UnwritableDirectoryFailsCleanly) {
+  FileStateStore store("/nonexistent-dir/planner.state");
+  EXPECT_FALSE(store.Save(SampleState(1, 0)).ok());
+}
+
+TEST(InMemoryStateStoreTest, KeepsTheLastSaveAndCanFail) {
+  InMemoryStateStore store;
+  EXPECT_FALSE(store.Load()->has_value());
+  ASSERT_TRUE(store.Save(SampleState(1, 2)).ok());
+  store.set_fail_saves(true);
+  EXPECT_FALSE(store.Save(SampleState(1, 3)).ok());
+  EXPECT_EQ((*store.Load())->seq, 2);
+  EXPECT_EQ(store.saves(), 1);
+}
+
+}  // namespace
+}  // namespace craft::server

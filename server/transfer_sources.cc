@@ -1,0 +1,91 @@
+#include "server/transfer_sources.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "planner/transfer/transfer_plan.h"
+
+namespace craft::server {
+namespace {
+
+absl::Status CheckSameShape(const planner::Layout& target, const planner::Layout& layout,
+                            const std::string& version) {
+  if (layout.num_layers() != target.num_layers() || layout.num_experts != target.num_experts ||
+      layout.cluster.num_gpus != target.cluster.num_gpus ||
+      layout.cluster.num_nodes != target.cluster.num_nodes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layout ", version, " has another shape than the target layout"));
+  }
+  return absl::OkStatus();
+}
+
+// The weights present on the GPUs now, as one layout: GPU g's slots are those
+// of g in the layout it serves (none when that is unknown).
+planner::Layout PresentWeights(const planner::Layout& target,
+                               const std::vector<ServingGpu>& serving) {
+  planner::Layout present;
+  present.num_experts = target.num_experts;
+  present.cluster = target.cluster;
+  present.layers.resize(target.num_layers());
+  for (int l = 0; l < target.num_layers(); ++l) {
+    planner::LayerPlacement& layer = present.layers[l];
+    for (const ServingGpu& gpu : serving) {
+      const int g = static_cast<int>(layer.slots_per_gpu.size());
+      if (gpu.layout == nullptr) {
+        layer.slots_per_gpu.push_back(0);
+        continue;
+      }
+      const planner::LayerPlacement& source = gpu.layout->layers[l];
+      const int offset = source.SlotOffset(g);
+      layer.slots_per_gpu.push_back(source.slots_per_gpu[g]);
+      layer.phy2log.insert(layer.phy2log.end(), source.phy2log.begin() + offset,
+                           source.phy2log.begin() + offset + source.slots_per_gpu[g]);
+    }
+  }
+  return present;
+}
+
+}  // namespace
+
+absl::StatusOr<SourcedTransfers> PlanSourcedTransfers(const planner::Layout& target,
+                                                      const std::vector<ServingGpu>& serving,
+                                                      int64_t bytes_per_expert) {
+  if (static_cast<int>(serving.size()) != target.cluster.num_gpus) {
+    return absl::InvalidArgumentError(absl::StrCat("serving versions for ", serving.size(),
+                                                   " GPUs, expected ", target.cluster.num_gpus));
+  }
+  for (const ServingGpu& gpu : serving) {
+    if (gpu.layout != nullptr)
+      CRAFT_RETURN_IF_ERROR(CheckSameShape(target, *gpu.layout, gpu.version));
+  }
+  const planner::Layout present = PresentWeights(target, serving);
+  if (absl::Status holders = present.Validate(); !holders.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot source every expert from GPUs with a known layout: ", holders.message()));
+  }
+  CRAFT_ASSIGN_OR_RETURN(planner::TransferPlan plan,
+                         planner::BuildTransferPlan(present, target, bytes_per_expert));
+  SourcedTransfers result;
+  result.max_bytes_received_by_a_gpu = plan.max_bytes_received_by_a_gpu;
+  result.transfers.reserve(plan.transfers.size());
+  for (const planner::Transfer& transfer : plan.transfers) {
+    const ServingGpu& source = serving[transfer.src_gpu];
+    // Re-index the source slot from the present-weights layout into the
+    // layout of the version the source GPU serves.
+    const int index_on_gpu =
+        transfer.src_slot - present.layers[transfer.layer].SlotOffset(transfer.src_gpu);
+    craft::v1::Transfer& out = result.transfers.emplace_back();
+    out.set_layer(transfer.layer);
+    out.set_expert(transfer.expert);
+    out.set_dst_gpu(transfer.dst_gpu);
+    out.set_dst_slot(transfer.dst_slot);
+    out.set_src_gpu(transfer.src_gpu);
+    out.set_src_slot(source.layout->layers[transfer.layer].SlotOffset(transfer.src_gpu) +
+                     index_on_gpu);
+    out.set_src_version(source.version);
+  }
+  return result;
+}
+
+}  // namespace craft::server
