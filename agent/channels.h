@@ -20,6 +20,10 @@ class PlannerChannel {
   // Queues `message` on the current stream; dropped when there is none (an
   // answer to a message of a dead stream means nothing to the next one).
   virtual void Send(const craft::v1::AgentMessage& message) = 0;
+  // Ends the current stream so that the next one opens with a fresh hello:
+  // the hello is the only place the node states its GPUs' endpoints and
+  // serving versions, and a restarted worker changes both.
+  virtual void Reconnect() = 0;
 };
 
 // One attached worker's stream.

@@ -144,6 +144,16 @@ absl::Status NodeState::AttachWorker(const craft::v1::WorkerHello& hello, Worker
     CRAFT_LOG(WARNING) << "gpu " << hello.gpu() << " serves " << serving
                        << " but this node committed " << committed_version_;
   }
+  // A worker that came back (new endpoint, maybe the initial layout) makes
+  // what the planner was told stale: tell it again with a fresh hello.
+  auto advertised = advertised_.find(hello.gpu());
+  if (planner_connected_ && advertised != advertised_.end() &&
+      advertised->second != std::make_pair(hello.transfer_endpoint(), serving)) {
+    CRAFT_LOG(INFO) << "gpu " << hello.gpu() << " re-attached with endpoint '"
+                    << hello.transfer_endpoint() << "' serving " << serving
+                    << "; re-announcing the node to the planner";
+    planner_->Reconnect();
+  }
   return absl::OkStatus();
 }
 
@@ -235,6 +245,7 @@ void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
         apply.waiting.erase(gpu);
         if (state == craft::v1::FLIPPED) {
           ++apply.flipped;
+          registry_.SetServing(gpu, apply.version);
         } else {
           apply.errors.push_back(MakeGpuError(gpu, status.error()));
         }
@@ -267,7 +278,13 @@ craft::v1::AgentHello NodeState::MakeHello() const {
   absl::MutexLock lock(&mu_);
   craft::v1::AgentHello hello;
   hello.set_node(options_.node);
-  for (craft::v1::GpuInfo& info : registry_.GpuInfos()) *hello.add_gpus() = std::move(info);
+  advertised_.clear();
+  for (craft::v1::GpuInfo& info : registry_.GpuInfos()) {
+    if (!info.transfer_endpoint().empty()) {
+      advertised_[info.rank()] = {info.transfer_endpoint(), info.serving_version()};
+    }
+    *hello.add_gpus() = std::move(info);
+  }
   if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
     *hello.mutable_model() = *model;
   }
@@ -327,6 +344,8 @@ void NodeState::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
     case craft::v1::PlannerMessage::kAbort:
       HandleAbort(message.nonce(), message.abort().version());
       return;
+    case craft::v1::PlannerMessage::kWelcome:
+      return;  // the epoch was all it carried
     default:
       SendNack(message.nonce(), "", craft::v1::ERROR_CODE_UNSPECIFIED,
                "planner message without prepare, commit or abort");

@@ -42,6 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -188,6 +189,9 @@ class NodeState {
 
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  // Per GPU, the (endpoint, serving version) the last hello announced; set by
+  // MakeHello, which is logically const.
+  mutable std::map<int, std::pair<std::string, std::string>> advertised_ ABSL_GUARDED_BY(mu_);
   WindowBatcher batcher_ ABSL_GUARDED_BY(mu_);
   int64_t highest_epoch_ ABSL_GUARDED_BY(mu_);
   std::string committed_version_ ABSL_GUARDED_BY(mu_);  // "" = none through this agent

@@ -21,7 +21,9 @@ using craft::v1::WorkerCommand;
 class FakePlanner : public PlannerChannel {
  public:
   void Send(const AgentMessage& message) override { sent.push_back(message); }
+  void Reconnect() override { ++reconnects; }
   std::vector<AgentMessage> sent;
+  int reconnects = 0;
 };
 
 class FakeWorker : public WorkerChannel {
@@ -462,7 +464,25 @@ TEST_F(NodeStateTest, HelloDescribesTheNode) {
   EXPECT_EQ(hello.gpus(1).transfer_endpoint(), "127.0.0.1:9001");
   EXPECT_EQ(hello.model().num_layers(), kLayers);
   EXPECT_EQ(hello.committed_version(), "2.4") << "learned from the workers";
+  EXPECT_EQ(hello.gpus(1).serving_version(), "2.4");
   EXPECT_EQ(hello.highest_epoch(), 0);
+}
+
+TEST_F(NodeStateTest, AWorkerComingBackIsReannounced) {
+  AttachBoth();
+  (void)node_->MakeHello();
+  node_->OnPlannerConnected();
+  // The same worker re-attaching as before changes nothing.
+  node_->DetachWorker(1, &worker1_);
+  ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  EXPECT_EQ(planner_.reconnects, 0);
+  // A restarted worker (new endpoint) makes the planner's view stale.
+  node_->DetachWorker(1, &worker1_);
+  craft::v1::WorkerHello restarted = Hello(1);
+  restarted.set_transfer_endpoint("127.0.0.1:9999");
+  ASSERT_TRUE(node_->AttachWorker(restarted, &worker1_).ok());
+  EXPECT_EQ(planner_.reconnects, 1);
+  EXPECT_EQ(node_->MakeHello().gpus(1).transfer_endpoint(), "127.0.0.1:9999");
 }
 
 }  // namespace

@@ -173,6 +173,11 @@ void PlannerLink::Send(const AgentMessage& message) {
   stream_->EnqueueLocked(message);
 }
 
+void PlannerLink::Reconnect() {
+  absl::MutexLock lock(&mu_);
+  if (stream_ != nullptr) stream_->CancelLocked();  // the loop reconnects
+}
+
 void PlannerLink::OnStreamDone(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   done_status_ = status;

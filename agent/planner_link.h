@@ -65,6 +65,7 @@ class PlannerLink final : public PlannerChannel {
 
   // PlannerChannel.
   void Send(const craft::v1::AgentMessage& message) override;
+  void Reconnect() override;
 
  private:
   class Stream;

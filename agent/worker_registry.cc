@@ -95,7 +95,15 @@ absl::Status WorkerRegistry::Attach(const craft::v1::WorkerHello& hello, WorkerC
   info.set_rank(gpu);
   info.set_memory_bytes(hello.memory_bytes());
   info.set_transfer_endpoint(hello.transfer_endpoint());
+  info.set_serving_version(entry.committed_version);
   return absl::OkStatus();
+}
+
+void WorkerRegistry::SetServing(int gpu, const std::string& version) {
+  auto attached = attached_.find(gpu);
+  if (attached != attached_.end()) attached->second.committed_version = version;
+  auto info = infos_.find(gpu);
+  if (info != infos_.end()) info->second.set_serving_version(version);
 }
 
 bool WorkerRegistry::Detach(int gpu, WorkerChannel* channel) {

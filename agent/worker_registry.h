@@ -41,6 +41,8 @@ class WorkerRegistry {
   //                     model the node's first worker reported
   //   ALREADY_EXISTS    a worker is attached for that GPU
   absl::Status Attach(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
+  // Records that `gpu`'s worker now serves `version` (after it flipped).
+  void SetServing(int gpu, const std::string& version);
   // Unregisters `gpu` if it is attached with `channel`; false otherwise (a
   // refused or already detached stream).
   bool Detach(int gpu, WorkerChannel* channel);

@@ -159,15 +159,22 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     }
     node.gpus.clear();
     node.endpoints.clear();
+    node.serving_version = CanonicalVersion(hello.committed_version());
+    node.gpu_serving.clear();
     for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
       node.gpus.push_back(gpu.rank());
       node.endpoints[gpu.rank()] = gpu.transfer_endpoint();
+      node.gpu_serving[gpu.rank()] = gpu.serving_version().empty()
+                                         ? node.serving_version
+                                         : CanonicalVersion(gpu.serving_version());
     }
     std::sort(node.gpus.begin(), node.gpus.end());
-    node.serving_version = CanonicalVersion(hello.committed_version());
     node.connection = std::move(connection);
     node.last_seen = clock_->Now();
-    out_of_sync = node.serving_version != committed_.version;
+    craft::v1::PlannerMessage welcome = NewMessage();
+    welcome.mutable_welcome();
+    node.connection->Send(welcome);
+    out_of_sync = !InSync(node, committed_.version);
     on_out_of_sync = hooks_.on_out_of_sync;
     CRAFT_LOG(INFO) << "agent " << hello.node() << " connected: GPUs ["
                     << absl::StrJoin(node.gpus, ",") << "], serving " << node.serving_version
@@ -175,6 +182,19 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
   }
   if (out_of_sync && on_out_of_sync) on_out_of_sync();
   return absl::OkStatus();
+}
+
+bool ApplyCoordinator::InSync(const Node& node, const std::string& version) {
+  if (node.serving_version != version) return false;
+  for (const auto& [gpu, serving] : node.gpu_serving) {
+    if (serving != version) return false;
+  }
+  return true;
+}
+
+void ApplyCoordinator::SetServing(Node& node, const std::string& version) {
+  node.serving_version = version;
+  for (auto& [gpu, serving] : node.gpu_serving) serving = version;
 }
 
 ApplyCoordinator::Node* ApplyCoordinator::CurrentNode(const std::string& node,
@@ -238,7 +258,7 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
   if (participant == nullptr) return;
   participant->answered = true;
   if (phase_ == Phase::kCommitting) {
-    state->serving_version = apply_version_;
+    SetServing(*state, apply_version_);
     FinishCommittingIfDoneLocked();
     return;
   }
@@ -268,7 +288,7 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
   Participant* participant = AwaitedParticipant(node, nack.nonce());
   if (participant == nullptr) return;
   if (!nack.last_good_version().empty()) {
-    state->serving_version = CanonicalVersion(nack.last_good_version());
+    SetServing(*state, CanonicalVersion(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
     AbortLocked(absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
@@ -315,12 +335,12 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
     return absl::FailedPreconditionError(
         absl::StrCat("GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
   }
-  // Every GPU's weights come from the version its node serves.
+  // Every GPU's weights come from the version it serves.
   std::vector<ServingGpu> serving(options_.cluster.num_gpus);
   for (const auto& [name, node] : nodes_) {
     if (node.connection == nullptr) continue;
-    for (int gpu : node.gpus) {
-      serving[gpu] = {node.serving_version, history_->Find(node.serving_version)};
+    for (const auto& [gpu, version] : node.gpu_serving) {
+      serving[gpu] = {version, history_->Find(version)};
     }
   }
   CRAFT_ASSIGN_OR_RETURN(SourcedTransfers plan,
@@ -485,9 +505,7 @@ std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> nodes;
   for (const auto& [name, node] : nodes_) {
-    if (node.connection != nullptr && node.serving_version != committed_.version) {
-      nodes.push_back(name);
-    }
+    if (node.connection != nullptr && !InSync(node, committed_.version)) nodes.push_back(name);
   }
   return nodes;
 }

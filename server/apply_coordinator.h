@@ -168,11 +168,17 @@ class ApplyCoordinator {
  private:
   struct Node {
     std::vector<int> gpus;
-    std::map<int, std::string> endpoints;  // by GPU
-    std::string serving_version;
+    std::map<int, std::string> endpoints;         // by GPU
+    std::string serving_version;                  // the node's committed version
+    std::map<int, std::string> gpu_serving;       // by GPU: a restarted worker may differ
     std::shared_ptr<AgentConnection> connection;  // null: disconnected
     absl::Time last_seen;
   };
+  // True when the node and every one of its GPUs serve `version`.
+  static bool InSync(const Node& node, const std::string& version);
+  // After an ACK or NACK that names what the whole node serves.
+  static void SetServing(Node& node, const std::string& version);
+
   struct Participant {
     const AgentConnection* connection = nullptr;
     std::string nonce;      // of the last message sent to it in this apply

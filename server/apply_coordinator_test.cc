@@ -90,6 +90,9 @@ TEST_F(ApplyCoordinatorTest, FreshPlannerStartsAtEpochOneWithTheInitialLayout) {
 
 TEST_F(ApplyCoordinatorTest, HappyPathPreparesCommitsAndPersists) {
   ConnectBoth();
+  // Each agent learns the epoch as soon as its hello is accepted.
+  EXPECT_EQ(a_->welcomes(), 1);
+  EXPECT_EQ(b_->welcomes(), 1);
   const std::string version = StartReplicated();
   EXPECT_EQ(version, "1.1");
   EXPECT_EQ(coordinator_->pending_version(), "1.1");

@@ -61,9 +61,12 @@ class AgentClient {
     *message.mutable_ack() = testing::AckOf(answered, phase);
     return Send(message);
   }
+  // The next message other than a Welcome (which only carries the epoch).
   std::optional<craft::v1::PlannerMessage> Read() {
     craft::v1::PlannerMessage message;
-    if (!stream_->Read(&message)) return std::nullopt;
+    do {
+      if (!stream_->Read(&message)) return std::nullopt;
+    } while (message.has_welcome());
     return message;
   }
   // Reads until the server ends the stream and returns its status.

@@ -78,7 +78,17 @@ std::vector<std::vector<int64_t>> SkewedLoads() {
 
 void FakeConnection::Send(const craft::v1::PlannerMessage& message) {
   absl::MutexLock lock(&mu_);
+  // Welcomes only carry the epoch; tests look at the apply's messages.
+  if (message.has_welcome()) {
+    ++welcomes_;
+    return;
+  }
   sent_.push_back(message);
+}
+
+int FakeConnection::welcomes() const {
+  absl::MutexLock lock(&mu_);
+  return welcomes_;
 }
 
 void FakeConnection::Close(const absl::Status& status) {

@@ -47,7 +47,8 @@ class FakeConnection : public AgentConnection {
   void Send(const craft::v1::PlannerMessage& message) override;
   void Close(const absl::Status& status) override;
 
-  std::vector<craft::v1::PlannerMessage> sent() const;
+  std::vector<craft::v1::PlannerMessage> sent() const;  // without welcomes
+  int welcomes() const;
   // The last message sent; fails the test when none was.
   craft::v1::PlannerMessage last() const;
   std::optional<absl::Status> closed() const;
@@ -56,6 +57,7 @@ class FakeConnection : public AgentConnection {
  private:
   mutable absl::Mutex mu_;
   std::vector<craft::v1::PlannerMessage> sent_ ABSL_GUARDED_BY(mu_);
+  int welcomes_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<absl::Status> closed_ ABSL_GUARDED_BY(mu_);
 };
 

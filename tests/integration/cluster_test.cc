@@ -1,0 +1,197 @@
+// End-to-end tests of a real local cluster: one planner, two agents and
+// eight CPU workers as processes, skewed traffic, the two-phase apply, and
+// faults (a worker dying mid-prepare, planner restarts, a stale planner,
+// garbage on the sockets).
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/integration/local_cluster.h"
+
+namespace craft::testing {
+namespace {
+
+constexpr absl::Duration kApplyWait = absl::Seconds(40);
+
+// Starts a cluster and waits until the planner sees every agent and some
+// complete windows of the initial layout.
+std::unique_ptr<LocalCluster> StartedCluster(ClusterOptions options = {}) {
+  auto cluster = std::make_unique<LocalCluster>(options);
+  absl::Status started = cluster->Start();
+  EXPECT_TRUE(started.ok()) << started;
+  EXPECT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  EXPECT_TRUE(cluster->WaitForMeasuredBalance(absl::Seconds(30)).ok());
+  return cluster;
+}
+
+// Replans until a new version commits (the first replan may find too few
+// windows) and returns it.
+std::string ReplanAndCommit(LocalCluster& cluster, const std::string& old_version) {
+  std::string version;
+  const bool committed = WaitFor(
+      [&] {
+        auto replan = cluster.Replan(/*force=*/false);
+        if (!replan.ok()) return false;
+        auto next = cluster.WaitForNewVersion(old_version, absl::Seconds(8));
+        if (!next.ok()) return false;
+        version = *next;
+        return true;
+      },
+      kApplyWait);
+  EXPECT_TRUE(committed) << "no commit; planner log:\n" << cluster.planner().Log();
+  return version;
+}
+
+TEST(ClusterTest, ReplanAppliesEverywhereAndBalanceRises) {
+  auto cluster = StartedCluster();
+  auto measured = cluster->WaitForMeasuredBalance(absl::Seconds(30));
+  ASSERT_TRUE(measured.ok()) << measured.status();
+  const double balance_before = *measured;
+  EXPECT_EQ(cluster->GetLayout()->committed().version(), "0.0");
+
+  const std::string version = ReplanAndCommit(*cluster, "0.0");
+  ASSERT_FALSE(version.empty());
+  // Every worker staged, verified and flipped: its slots' checksums match
+  // their experts under the new version.
+  EXPECT_TRUE(WaitFor([&] { return cluster->AllWorkersVerified(version); }, absl::Seconds(15)));
+
+  // Windows recorded under the new layout: balance measured by the workers'
+  // own counts rises.
+  auto after = cluster->WaitForMeasuredBalance(absl::Seconds(30));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(cluster->GetLayout()->committed().version(), version);
+  EXPECT_GT(*after, balance_before + 0.05) << "before " << balance_before << " after " << *after;
+}
+
+TEST(ClusterTest, WorkerDyingDuringPrepareAbortsAndTheNextReplanSucceeds) {
+  auto cluster = std::make_unique<LocalCluster>(ClusterOptions{});
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  for (int node = 0; node < 2; ++node) ASSERT_TRUE(cluster->StartAgent(node).ok());
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    ASSERT_TRUE(cluster
+                    ->StartWorker(gpu, gpu == 5 ? std::vector<std::string>{"--exit_on_prepare"}
+                                                : std::vector<std::string>{})
+                    .ok());
+  }
+  ASSERT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  ASSERT_TRUE(cluster->WaitForMeasuredBalance(absl::Seconds(30)).ok());
+
+  // The apply reaches worker 5, which dies: the planner aborts, 0.0 serves on.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)cluster->Replan(/*force=*/true);
+        return !cluster->worker(5).Running();
+      },
+      absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = cluster->GetLayout();
+        return status.ok() && status->pending_version().empty();
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(cluster->GetLayout()->committed().version(), "0.0");
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    if (gpu == 5) continue;
+    EXPECT_EQ(cluster->worker(gpu).Log().find("FLIPPED"), std::string::npos) << "gpu " << gpu;
+  }
+
+  // The worker comes back; the next replan commits everywhere.
+  ASSERT_TRUE(cluster->StartWorker(5).ok());
+  const std::string version = ReplanAndCommit(*cluster, "0.0");
+  ASSERT_FALSE(version.empty());
+  EXPECT_TRUE(WaitFor([&] { return cluster->AllWorkersVerified(version); }, absl::Seconds(15)));
+}
+
+TEST(ClusterTest, PlannerRestartKeepsTheVersionAndMovesNothing) {
+  auto cluster = StartedCluster();
+  const std::string version = ReplanAndCommit(*cluster, "0.0");
+  ASSERT_FALSE(version.empty());
+  const int64_t epoch = cluster->GetLayout()->epoch();
+
+  cluster->StopPlanner();  // SIGKILL: no drain, agents lose the stream
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  ASSERT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  auto status = cluster->GetLayout();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->committed().version(), version);
+  EXPECT_GT(status->epoch(), epoch);
+
+  // Agents reconnected with the committed version: no prepare reaches anyone.
+  ASSERT_TRUE(cluster->WaitForWindows(4, absl::Seconds(30)));
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(cluster->GetLayout()->committed().version(), version);
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    const std::string log = cluster->worker(gpu).Log();
+    EXPECT_EQ(log.find("status READY", log.rfind("FLIPPED")), std::string::npos) << "gpu " << gpu;
+  }
+}
+
+TEST(ClusterTest, AStalePlannerIsFencedOff) {
+  auto cluster = StartedCluster();
+  const std::string version = ReplanAndCommit(*cluster, "0.0");
+  ASSERT_FALSE(version.empty());
+  // The agents see epoch 2 from a restarted planner...
+  cluster->StopPlanner();
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  ASSERT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  // ...then a planner that lost its state starts at epoch 1: whatever it
+  // pushes is refused and nothing moves.
+  cluster->StopPlanner();
+  std::remove(cluster->state_path().c_str());
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  // The agents' hellos carry epoch 2 > 1: the stale planner fences itself
+  // before pushing (an agent would refuse its pushes with STALE_EPOCH too).
+  (void)cluster->Replan(/*force=*/true);
+  EXPECT_TRUE(WaitFor(
+      [&] { return cluster->planner().Log().find("another planner leads") != std::string::npos; },
+      absl::Seconds(20)))
+      << cluster->planner().Log();
+  (void)cluster->Replan(/*force=*/true);
+  absl::SleepFor(absl::Seconds(1));
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    const std::string log = cluster->worker(gpu).Log();
+    EXPECT_EQ(log.find("status READY", log.rfind("FLIPPED")), std::string::npos) << "gpu " << gpu;
+  }
+}
+
+TEST(ClusterTest, GarbageOnTheSocketsHurtsNobody) {
+  auto cluster = StartedCluster();
+  // Raw bytes into the agent's Unix socket and the planner's TCP port.
+  const std::string junk = "\x16\x03\x01 this is not http2 \xff\xfe\x00\x01";
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string path = cluster->dir() + "/agent0.sock";
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
+    ::close(fd);
+  }
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const std::string port = cluster->planner_address().substr(10);
+    address.sin_port = htons(static_cast<uint16_t>(std::stoi(port)));
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
+    ::close(fd);
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_TRUE(cluster->planner().Running());
+  EXPECT_TRUE(cluster->agent(0).Running());
+  // Everything still works end to end.
+  const std::string version = ReplanAndCommit(*cluster, "0.0");
+  EXPECT_FALSE(version.empty());
+}
+
+}  // namespace
+}  // namespace craft::testing

@@ -1,0 +1,226 @@
+#include "tests/integration/local_cluster.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "grpcpp/grpcpp.h"
+
+namespace craft::testing {
+namespace {
+
+// A TCP port that was free a moment ago. The planner gets a fixed port so a
+// restarted planner is found again by agents that keep their --planner.
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return status.ok() ? absl::OkStatus()
+                     : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                                    status.error_message());
+}
+
+}  // namespace
+
+LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
+  char pattern[] = "/tmp/craft-it-XXXXXX";
+  dir_ = ::mkdtemp(pattern);
+  planner_port_ = FreePort();
+  agents_.resize(options_.num_nodes);
+  workers_.resize(num_gpus());
+  placement_ = craft::v1::PlacementService::NewStub(
+      grpc::CreateChannel(planner_address(), grpc::InsecureChannelCredentials()));
+}
+
+LocalCluster::~LocalCluster() {
+  // Workers first, then agents, then the planner: the order a node drains.
+  workers_.clear();
+  agents_.clear();
+  planner_.reset();
+  if (std::getenv("CRAFT_KEEP_CLUSTER_DIR") == nullptr) {
+    (void)std::system(absl::StrCat("rm -rf ", dir_).c_str());
+  }
+}
+
+std::string LocalCluster::planner_address() const {
+  return absl::StrCat("127.0.0.1:", planner_port_);
+}
+
+absl::Status LocalCluster::Start() {
+  if (absl::Status s = StartPlanner(); !s.ok()) return s;
+  for (int node = 0; node < options_.num_nodes; ++node) {
+    if (absl::Status s = StartAgent(node); !s.ok()) return s;
+  }
+  for (int gpu = 0; gpu < num_gpus(); ++gpu) {
+    if (absl::Status s = StartWorker(gpu); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::StartPlanner() {
+  const std::string config = dir_ + "/planner.yaml";
+  std::ofstream(config) << "listen_address: \"" << planner_address() << "\"\n"
+                        << "state_path: " << state_path() << "\n"
+                        << "model:\n  num_layers: " << options_.num_layers
+                        << "\n  num_experts: " << options_.num_experts
+                        << "\n  top_k: " << options_.top_k << "\n  bytes_per_expert: 4096\n"
+                        << "cluster:\n  num_gpus: " << num_gpus()
+                        << "\n  num_nodes: " << options_.num_nodes << "\n"
+                        << "loads:\n  window_horizon: 16\n"
+                        << "replan:\n  interval_s: " << options_.replan_interval_s
+                        << "\n  algorithm: craft\n  budget: " << options_.budget
+                        << "\n  gain_threshold: 0.01\n"
+                        << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
+  const std::string ready = dir_ + "/planner.ready";
+  std::remove(ready.c_str());
+  auto process =
+      Process::Start(Runfile("server/craft-planner"),
+                     {"--config=" + config, "--ready_file=" + ready}, dir_ + "/planner.log");
+  if (!process.ok()) return process.status();
+  planner_ = std::make_unique<Process>(std::move(*process));
+  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+}
+
+absl::Status LocalCluster::StartAgent(int node) {
+  std::vector<int> gpus;
+  for (int i = 0; i < options_.gpus_per_node; ++i)
+    gpus.push_back(node * options_.gpus_per_node + i);
+  const std::string ready = absl::StrCat(dir_, "/agent", node, ".ready");
+  auto process = Process::Start(
+      Runfile("agent/craft-agent"),
+      {absl::StrCat("--node=node", node), "--gpus=" + absl::StrJoin(gpus, ","),
+       absl::StrCat("--socket=", dir_, "/agent", node, ".sock"), "--planner=" + planner_address(),
+       absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
+       absl::StrCat("--num_layers=", options_.num_layers),
+       absl::StrCat("--num_experts=", options_.num_experts),
+       absl::StrCat("--top_k=", options_.top_k), "--ready_file=" + ready},
+      absl::StrCat(dir_, "/agent", node, ".log"));
+  if (!process.ok()) return process.status();
+  agents_[node] = std::make_unique<Process>(std::move(*process));
+  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+}
+
+absl::Status LocalCluster::StartWorker(int gpu, const std::vector<std::string>& extra_flags) {
+  const int node = gpu / options_.gpus_per_node;
+  const std::string ready = absl::StrCat(dir_, "/worker", gpu, ".ready");
+  std::remove(ready.c_str());
+  std::vector<std::string> flags = {
+      "--backend=cpu",
+      absl::StrCat("--gpu=", gpu),
+      absl::StrCat("--num_gpus=", num_gpus()),
+      absl::StrCat("--num_nodes=", options_.num_nodes),
+      absl::StrCat("--num_layers=", options_.num_layers),
+      absl::StrCat("--num_experts=", options_.num_experts),
+      absl::StrCat("--top_k=", options_.top_k),
+      absl::StrCat("--agent=unix:", dir_, "/agent", node, ".sock"),
+      absl::StrCat("--window_ms=", options_.window_ms),
+      absl::StrCat("--tokens_per_window=", options_.tokens_per_window),
+      absl::StrCat("--skew=", options_.skew),
+      "--seed=7",
+      "--verify_interval_ms=300",
+      "--ready_file=" + ready};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  auto process = Process::Start(Runfile("gpu_worker/craft-worker"), flags,
+                                absl::StrCat(dir_, "/worker", gpu, ".log"));
+  if (!process.ok()) return process.status();
+  workers_[gpu] = std::make_unique<Process>(std::move(*process));
+  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+}
+
+absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  craft::v1::LayoutStatus status;
+  if (absl::Status s = FromGrpc(placement_->GetLayout(&context, {}, &status)); !s.ok()) return s;
+  return status;
+}
+
+absl::StatusOr<craft::v1::ReplanResponse> LocalCluster::Replan(bool force) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  craft::v1::ReplanRequest request;
+  request.set_force(force);
+  craft::v1::ReplanResponse response;
+  if (absl::Status s = FromGrpc(placement_->Replan(&context, request, &response)); !s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+bool LocalCluster::WaitForAgentsConnected(absl::Duration timeout) {
+  return WaitFor(
+      [&] {
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+        craft::v1::ListAgentsResponse response;
+        if (!placement_->ListAgents(&context, {}, &response).ok()) return false;
+        int connected = 0;
+        for (const auto& agent : response.agents()) connected += agent.connected() ? 1 : 0;
+        return connected == options_.num_nodes;
+      },
+      timeout);
+}
+
+bool LocalCluster::WaitForWindows(int64_t windows, absl::Duration timeout) {
+  return WaitFor(
+      [&] {
+        auto status = GetLayout();
+        return status.ok() && status->windows_ingested() >= windows * num_gpus();
+      },
+      timeout);
+}
+
+absl::StatusOr<double> LocalCluster::WaitForMeasuredBalance(absl::Duration timeout) {
+  double balance = 0;
+  const bool measured = WaitFor(
+      [&] {
+        auto status = GetLayout();
+        balance = status.ok() ? status->measured_balancedness() : 0;
+        return balance > 0;
+      },
+      timeout);
+  if (!measured) return absl::DeadlineExceededError("no complete window measured");
+  return balance;
+}
+
+absl::StatusOr<std::string> LocalCluster::WaitForNewVersion(const std::string& old_version,
+                                                            absl::Duration timeout) {
+  std::string version;
+  const bool changed = WaitFor(
+      [&] {
+        auto status = GetLayout();
+        if (!status.ok() || !status->pending_version().empty()) return false;
+        version = status->committed().version();
+        return version != old_version;
+      },
+      timeout);
+  if (!changed) return absl::DeadlineExceededError("no new committed version");
+  return version;
+}
+
+bool LocalCluster::AllWorkersVerified(const std::string& version) {
+  for (const auto& worker : workers_) {
+    if (worker == nullptr) return false;
+    if (worker->Log().find("verify ok version=" + version + " ") == std::string::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace craft::testing
