@@ -1,0 +1,332 @@
+#include "gpu_worker/cuda/nccl_transfer.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <cstring>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "gpu_worker/cuda/cuda_check.h"
+
+namespace craft::gpu {
+namespace {
+
+static_assert(sizeof(ncclUniqueId) == sizeof(NcclId::bytes), "ncclUniqueId is 128 bytes");
+
+absl::Status NcclStatus(ncclResult_t result, absl::string_view what, ncclComm_t comm = nullptr) {
+  if (result == ncclSuccess) return absl::OkStatus();
+  std::string message = absl::StrCat(what, ": ", ncclGetErrorString(result));
+  if (const char* last = ncclGetLastError(comm); last != nullptr && *last != '\0') {
+    absl::StrAppend(&message, " (", last, ")");
+  }
+  switch (result) {
+    case ncclInvalidArgument:
+    case ncclInvalidUsage:
+      return absl::InvalidArgumentError(message);
+    case ncclRemoteError:
+    case ncclSystemError:
+      return absl::UnavailableError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+#define CRAFT_NCCL_RETURN_IF_ERROR(expr) CRAFT_RETURN_IF_ERROR(NcclStatus((expr), #expr))
+
+}  // namespace
+
+absl::StatusOr<NcclId> NewNcclId() {
+  ncclUniqueId unique;
+  CRAFT_NCCL_RETURN_IF_ERROR(ncclGetUniqueId(&unique));
+  NcclId id;
+  std::memcpy(id.bytes.data(), &unique, sizeof(unique));
+  return id;
+}
+
+absl::StatusOr<int> NcclVersion() {
+  int version = 0;
+  CRAFT_NCCL_RETURN_IF_ERROR(ncclGetVersion(&version));
+  return version;
+}
+
+NcclTransferExecutor::NcclTransferExecutor(DeviceSlots* slots, int nranks, int rank,
+                                           const TransferOptions& options)
+    : slots_(slots), nranks_(nranks), rank_(rank), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::Create(
+    DeviceSlots* slots, const NcclId& id, int nranks, int rank, const TransferOptions& options) {
+  if (slots == nullptr || nranks <= 0 || rank < 0 || rank >= nranks) {
+    return absl::InvalidArgumentError(absl::StrCat("bad rank ", rank, " of ", nranks));
+  }
+  std::unique_ptr<NcclTransferExecutor> executor(
+      new NcclTransferExecutor(slots, nranks, rank, options));
+  CRAFT_CUDA_SCOPED_DEVICE(slots->device());
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&executor->stream_, cudaStreamNonBlocking));
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&executor->start_));
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&executor->done_));
+
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  config.commName = "craft-transfer";
+  if (options.max_ctas > 0) config.maxCTAs = options.max_ctas;
+  ncclUniqueId unique;
+  std::memcpy(&unique, id.bytes.data(), sizeof(unique));
+  const absl::Time deadline = absl::Now() + options.timeout;
+  const ncclResult_t result =
+      ncclCommInitRankConfig(&executor->comm_, nranks, unique, rank, &config);
+  if (result != ncclSuccess && result != ncclInProgress) {
+    // Initialisation failed before a communicator existed, or one that must go.
+    absl::Status status = NcclStatus(result, "ncclCommInitRankConfig");
+    if (executor->comm_ != nullptr) return executor->AbortWith(std::move(status));
+    executor->broken_ = true;
+    return status;
+  }
+  CRAFT_RETURN_IF_ERROR(executor->AwaitComm(deadline, "ncclCommInitRankConfig"));
+  return executor;
+}
+
+NcclTransferExecutor::~NcclTransferExecutor() {
+  Close().IgnoreError();
+  internal::ScopedDevice device(slots_->device());
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (start_ != nullptr) cudaEventDestroy(start_);
+  if (done_ != nullptr) cudaEventDestroy(done_);
+}
+
+absl::Status NcclTransferExecutor::AbortWith(absl::Status cause) {
+  if (comm_ != nullptr) {
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+  broken_ = true;
+  return cause;
+}
+
+absl::Status NcclTransferExecutor::AwaitComm(absl::Time deadline, const char* what) {
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t result = ncclCommGetAsyncError(comm_, &state);
+    if (result != ncclSuccess) return AbortWith(NcclStatus(result, "ncclCommGetAsyncError", comm_));
+    if (state == ncclSuccess) return absl::OkStatus();
+    if (state != ncclInProgress) {
+      return AbortWith(NcclStatus(state, absl::StrCat(what, " on rank ", rank_), comm_));
+    }
+    if (absl::Now() > deadline) {
+      return AbortWith(absl::DeadlineExceededError(
+          absl::StrCat(what, " on rank ", rank_, " did not finish within ",
+                       absl::FormatDuration(options_.timeout), "; communicator aborted")));
+    }
+    absl::SleepFor(options_.poll_interval);
+  }
+}
+
+absl::Status NcclTransferExecutor::CheckUsable() const {
+  if (broken_ || comm_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("transfer communicator of rank ", rank_,
+                     " was aborted or closed; create a new one with a fresh id"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> copies,
+                                                 absl::Span<const P2pOp> ops) {
+  CRAFT_RETURN_IF_ERROR(CheckUsable());
+  CRAFT_CUDA_SCOPED_DEVICE(slots_->device());
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventRecord(start_, stream_));
+  for (const LocalCopy& copy : copies) {
+    CRAFT_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(copy.dst, copy.src, copy.bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  if (!ops.empty()) {
+    // Calls inside a group only queue work; errors surface at ncclGroupEnd or
+    // through the asynchronous error.
+    ncclResult_t result = ncclGroupStart();
+    for (const P2pOp& op : ops) {
+      if (result != ncclSuccess && result != ncclInProgress) break;
+      result = op.send ? ncclSend(op.buffer, op.bytes, ncclUint8, op.peer, comm_, stream_)
+                       : ncclRecv(op.buffer, op.bytes, ncclUint8, op.peer, comm_, stream_);
+    }
+    const ncclResult_t end = ncclGroupEnd();
+    if (result == ncclSuccess || result == ncclInProgress) result = end;
+    if (result != ncclSuccess && result != ncclInProgress) {
+      return AbortWith(NcclStatus(result, "ncclGroupEnd", comm_));
+    }
+    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "launch of the transfer group"));
+  }
+  // From here on the group may be in flight: every failure aborts it.
+  if (absl::Status s = internal::CudaStatus(cudaEventRecord(done_, stream_), "cudaEventRecord");
+      !s.ok()) {
+    return AbortWith(std::move(s));
+  }
+  // Completion: the event, with NCCL's asynchronous errors and the deadline
+  // checked in between. Never cudaStreamSynchronize: it could wait forever.
+  while (true) {
+    const cudaError_t state = cudaEventQuery(done_);
+    if (state == cudaSuccess) break;
+    if (state != cudaErrorNotReady) return AbortWith(internal::CudaStatus(state, "transfer"));
+    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "transfer"));
+    if (absl::Now() > deadline) {
+      return AbortWith(absl::DeadlineExceededError(
+          absl::StrCat("transfer on rank ", rank_, " did not complete within ",
+                       absl::FormatDuration(options_.timeout),
+                       " (a peer gone or not posting its side); "
+                       "communicator aborted")));
+    }
+    absl::SleepFor(options_.poll_interval);
+  }
+  float ms = 0;
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start_, done_));
+  return ms / 1e3;
+}
+
+absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops) {
+  for (const P2pOp& op : ops) {
+    if (op.peer < 0 || op.peer >= nranks_ || op.peer == rank_ || op.bytes < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad op: peer ", op.peer, ", ", op.bytes, " bytes on rank ", rank_));
+    }
+  }
+  return Run({}, ops);
+}
+
+absl::Status NcclTransferExecutor::ValidatePlan(absl::Span<const TransferItem> plan) const {
+  std::set<std::pair<int, int>> destinations;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const TransferItem& item = plan[i];
+    const auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("plan item ", i, " (layer ", item.layer,
+                                                     ", expert ", item.expert, "): ", why));
+    };
+    if (item.src_rank < 0 || item.src_rank >= nranks_ || item.dst_rank < 0 ||
+        item.dst_rank >= nranks_) {
+      return bad(absl::StrCat("rank ", item.src_rank, " -> ", item.dst_rank, " not in [0, ",
+                              nranks_, ")"));
+    }
+    if (item.layer < 0 || item.layer >= slots_->num_layers()) return bad("no such layer");
+    const int slots = slots_->num_slots(item.layer);
+    if (item.src_rank == rank_ && (item.src_slot < 0 || item.src_slot >= slots)) {
+      return bad(absl::StrCat("source slot ", item.src_slot, " not in [0, ", slots, ")"));
+    }
+    if (item.dst_rank == rank_) {
+      if (item.dst_slot < 0 || item.dst_slot >= slots) {
+        return bad(absl::StrCat("destination slot ", item.dst_slot, " not in [0, ", slots, ")"));
+      }
+      if (!destinations.insert({item.layer, item.dst_slot}).second) {
+        return bad("destination slot written twice");
+      }
+    }
+  }
+  if (static_cast<int>(destinations.size()) > slots_->free_staging()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("rank ", rank_, " receives ", destinations.size(), " experts but has ",
+                     slots_->free_staging(), " free staging buffers"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const TransferItem> plan) {
+  CRAFT_RETURN_IF_ERROR(CheckUsable());
+  CRAFT_RETURN_IF_ERROR(ValidatePlan(plan));
+  // Sources are read on this executor's stream: finish the slots' own fills.
+  CRAFT_RETURN_IF_ERROR(slots_->Synchronize());
+  const int64_t bytes = slots_->shape().bytes();
+  StagedTransfer staged;
+  std::vector<LocalCopy> copies;
+  std::vector<P2pOp> ops;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const TransferItem& item = plan[i];
+    if (item.src_rank == rank_ && item.dst_rank != rank_) {
+      ops.push_back({item.dst_rank, true, slots_->slot_data(item.layer, item.src_slot), bytes});
+      staged.bytes_sent += bytes;
+    }
+    if (item.dst_rank != rank_) continue;
+    absl::StatusOr<int> staging = slots_->AcquireStaging();  // cannot fail: validated
+    if (!staging.ok()) {
+      Discard(staged).IgnoreError();
+      return staging.status();
+    }
+    staged.received.push_back({static_cast<int>(i), *staging});
+    void* dst = slots_->staging_data(*staging);
+    if (item.src_rank == rank_) {
+      copies.push_back({dst, slots_->slot_data(item.layer, item.src_slot), bytes});
+      staged.bytes_copied += bytes;
+    } else {
+      ops.push_back({item.src_rank, false, dst, bytes});
+      staged.bytes_received += bytes;
+    }
+  }
+  absl::StatusOr<double> seconds = Run(copies, ops);
+  if (!seconds.ok()) {
+    // After an abort NCCL's kernels have stopped (or the stream reports an
+    // error), so the staging buffers are no longer written.
+    Discard(staged).IgnoreError();
+    return seconds.status();
+  }
+  staged.transfer_seconds = *seconds;
+
+  const absl::Time verify_start = absl::Now();
+  std::vector<void*> buffers;
+  for (const StagedTransfer::Received& received : staged.received) {
+    buffers.push_back(slots_->staging_data(received.staging));
+  }
+  absl::StatusOr<std::vector<uint64_t>> sums = slots_->Checksums(buffers);
+  if (!sums.ok()) {
+    Discard(staged).IgnoreError();
+    return sums.status();
+  }
+  std::string mismatches;
+  for (size_t r = 0; r < staged.received.size(); ++r) {
+    const TransferItem& item = plan[staged.received[r].item];
+    if ((*sums)[r] != item.checksum) {
+      absl::StrAppend(&mismatches, mismatches.empty() ? "" : "; ", "layer ", item.layer, " expert ",
+                      item.expert, " from rank ", item.src_rank, " slot ", item.src_slot);
+    }
+  }
+  staged.verify_seconds = absl::ToDoubleSeconds(absl::Now() - verify_start);
+  if (!mismatches.empty()) {
+    Discard(staged).IgnoreError();
+    return absl::DataLossError(
+        absl::StrCat("checksum mismatch on rank ", rank_, " for ", mismatches));
+  }
+  return staged;
+}
+
+absl::Status NcclTransferExecutor::Commit(absl::Span<const TransferItem> plan,
+                                          const StagedTransfer& staged) {
+  for (const StagedTransfer::Received& received : staged.received) {
+    if (received.item < 0 || received.item >= static_cast<int>(plan.size())) {
+      return absl::InvalidArgumentError("staged transfer does not belong to this plan");
+    }
+    const TransferItem& item = plan[received.item];
+    CRAFT_RETURN_IF_ERROR(slots_->CommitStaging(received.staging, item.layer, item.dst_slot));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NcclTransferExecutor::Discard(const StagedTransfer& staged) {
+  absl::Status status;
+  for (const StagedTransfer::Received& received : staged.received) {
+    status.Update(slots_->ReleaseStaging(received.staging));
+  }
+  return status;
+}
+
+absl::Status NcclTransferExecutor::Close() {
+  if (comm_ == nullptr) return absl::OkStatus();
+  CRAFT_CUDA_SCOPED_DEVICE(slots_->device());
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  const ncclResult_t result = ncclCommFinalize(comm_);
+  if (result != ncclSuccess && result != ncclInProgress) {
+    return AbortWith(NcclStatus(result, "ncclCommFinalize", comm_));
+  }
+  CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "ncclCommFinalize"));
+  const ncclResult_t destroyed = ncclCommDestroy(comm_);
+  comm_ = nullptr;
+  return NcclStatus(destroyed, "ncclCommDestroy");
+}
+
+}  // namespace craft::gpu

@@ -1,0 +1,43 @@
+#include "gpu_worker/cuda/routing.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace craft::gpu {
+namespace {
+
+TEST(RoutingTableTest, FromPhy2LogListsReplicasInSlotOrder) {
+  // Two GPUs: slots 0-2 on GPU 0, 3-5 on GPU 1; expert 0 has three replicas.
+  const absl::StatusOr<RoutingTable> table = RoutingTable::FromPhy2Log({0, 1, 0, 2, 3, 0}, 4);
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->replica_begin, (std::vector<int32_t>{0, 3, 4, 5, 6}));
+  EXPECT_EQ(table->replica_slots, (std::vector<int32_t>{0, 2, 5, 1, 3, 4}));
+  EXPECT_EQ(table->num_experts(), 4);
+  EXPECT_EQ(table->num_slots(), 6);
+}
+
+TEST(RoutingTableTest, RejectsBadIdsAndMissingExperts) {
+  EXPECT_FALSE(RoutingTable::FromPhy2Log({0, 4}, 4).ok());
+  EXPECT_FALSE(RoutingTable::FromPhy2Log({0, -1}, 4).ok());
+  EXPECT_FALSE(RoutingTable::FromPhy2Log({0, 1, 2}, 4).ok());  // expert 3 missing
+  EXPECT_FALSE(RoutingTable::FromPhy2Log({}, 0).ok());
+}
+
+TEST(CountReferenceTest, SplitsTokensOverReplicasAndDropsInvalidIds) {
+  const RoutingTable table = *RoutingTable::FromPhy2Log({0, 1, 0, 2}, 3);
+  // top-2; every token picks expert 0 first.
+  const std::vector<int32_t> ids = {0, 1, 0, 2, 0, -1, 0, 7, 0, 1};
+  std::vector<uint64_t> counts(4, 0);
+  uint64_t dropped = 0;
+  std::vector<int32_t> phy(ids.size());
+  CountReference(ids, 2, table, absl::MakeSpan(counts), &dropped, absl::MakeSpan(phy));
+  // Expert 0's five tokens alternate between slots 0 and 2 by token index,
+  // although each picked it as its first choice.
+  EXPECT_EQ(counts, (std::vector<uint64_t>{3, 2, 2, 1}));
+  EXPECT_EQ(dropped, 2u);
+  EXPECT_EQ(phy, (std::vector<int32_t>{0, 1, 2, 3, 0, -1, 2, -1, 0, 1}));
+}
+
+}  // namespace
+}  // namespace craft::gpu

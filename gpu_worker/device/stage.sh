@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend's GPU tests and benchmarks here (bazel -c opt) and
+# stages them for a GPU machine under .device/ (ignored by git): the binaries
+# in .device/bin, the shared libraries they need that a stock Ubuntu 24.04
+# with CUDA 13 and NCCL lacks (Abseil, from Debian) in .device/lib, and the
+# step benchmark's inputs (layouts planned by craftctl, traces) in
+# .device/inputs. Then, on the GPU machine, from the repository root:
+#   gpu_worker/device/run.sh
+#
+# Usage: gpu_worker/device/stage.sh   (CRAFT_TRACES_DIR: where counts235b.json
+# lives; default ../shared/traces beside the checkout; skipped when absent)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+STAGE="$ROOT/.device"
+TRACES="${CRAFT_TRACES_DIR:-$ROOT/../shared/traces}"
+
+TESTS=(device_slots_test load_counter_test nccl_transfer_test moe_emulator_test
+       expert_hash_test routing_test)
+BENCHES=(transfer_bench step_bench)
+targets=(//tools/craftctl)
+for t in "${TESTS[@]}"; do targets+=("//gpu_worker/cuda:$t"); done
+for b in "${BENCHES[@]}"; do targets+=("//gpu_worker/cuda/bench:$b"); done
+bazel build -c opt "${targets[@]}"
+BIN="$(bazel info -c opt bazel-bin)"
+
+grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
+rm -rf "$STAGE"
+mkdir -p "$STAGE/bin" "$STAGE/lib" "$STAGE/inputs"
+for t in "${TESTS[@]}"; do install -m 755 "$BIN/gpu_worker/cuda/$t" "$STAGE/bin/"; done
+for b in "${BENCHES[@]}"; do install -m 755 "$BIN/gpu_worker/cuda/bench/$b" "$STAGE/bin/"; done
+
+# Shared libraries to carry: everything the binaries load except glibc and
+# the GCC runtime (newer on Ubuntu 24.04) and CUDA, NCCL and cuBLAS (the GPU
+# machine's own, matching its driver).
+skip='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcudart|libnccl|libcublas|libcublasLt)\.so'
+for f in "$STAGE"/bin/*; do
+  ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
+done | sort -u | while read -r name path; do
+  if ! [[ "$name" =~ $skip ]]; then cp -L "$path" "$STAGE/lib/$name"; fi
+done
+
+# Step benchmark inputs.
+CRAFTCTL="$BIN/tools/craftctl/craftctl"
+IN="$STAGE/inputs"
+plan() {  # plan TRACE GPUS NODES BUDGET PREFIX
+  for algorithm in none eplb craft; do
+    "$CRAFTCTL" plan --loads "$1" --gpus "$2" --nodes "$3" --algorithm "$algorithm" \
+      --budget "$4" --format craft --out "$IN/$5_$algorithm.json"
+  done
+}
+# A DeepSeek-shaped synthetic trace (58 x 256, top-8, 100 windows): plan on
+# the first 50 windows, measure on the other 50 (the same generator and seed,
+# so the 50-window trace is the first half of the 100-window one).
+"$CRAFTCTL" synth --out "$IN/synth100.json" --layers 58 --experts 256 --windows 100
+"$CRAFTCTL" synth --out "$STAGE/synth50.json" --layers 58 --experts 256 --windows 50
+plan "$STAGE/synth50.json" 64 8 8 synth_d64
+rm "$STAGE/synth50.json"
+if [[ -f "$TRACES/counts235b.json" ]]; then
+  cp "$TRACES/counts235b.json" "$IN/"
+  plan "$IN/counts235b.json" 4 1 16 q235_d4
+  plan "$IN/counts235b.json" 2 1 16 q235_d2
+  plan "$IN/counts235b.json" 16 2 16 q235_d16
+else
+  echo "stage: no $TRACES/counts235b.json; the real-trace step benchmarks will be skipped" >&2
+fi
+du -sh "$STAGE"
+echo "staged in $STAGE; on the GPU machine run gpu_worker/device/run.sh (carry .device)"
