@@ -1,36 +1,118 @@
 #!/usr/bin/env bash
-# The main demo: plan and evaluate a synthetic DeepSeek-shaped workload
-# (58 MoE layers x 256 experts, top-8, 64 GPUs on 8 nodes) with every
-# algorithm craft has, and print the comparison table.
+# The main demo, on this machine:
+#   1. offline: plan a DeepSeek-shaped workload (58 MoE layers x 256 experts,
+#      top-8, 64 GPUs on 8 nodes) with every algorithm and compare them;
+#   2. live: start a local craft cluster (one planner, two node agents, eight
+#      CPU workers with skewed traffic), let the planner re-plan and apply a
+#      new layout with the two-phase protocol, and query it with craftctl.
 #
-# Plans are made on the first half of the windows and replayed on the
-# second half, as a deployment plans on the past and serves the future.
+#   ./scripts/demo.sh           # both parts, then stop the cluster
+#   ./scripts/demo.sh --keep    # leave the cluster running to query it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+KEEP=0
+[[ "${1:-}" == "--keep" ]] && KEEP=1
+
 ./scripts/install_deps.sh
-bazel build -c opt //tools/craftctl >/dev/null 2>&1 || bazel build -c opt //tools/craftctl
-WORK="${CRAFT_DEMO_DIR:-$(mktemp -d)}"
+echo "== building (bazel -c opt)"
+bazel build -c opt //tools/craftctl //server:craft-planner //agent:craft-agent \
+  //gpu_worker:craft-worker >/dev/null 2>&1 ||
+  bazel build -c opt //tools/craftctl //server:craft-planner //agent:craft-agent //gpu_worker:craft-worker
+BIN="$(bazel info -c opt bazel-bin 2>/dev/null)"
+WORK="${CRAFT_DEMO_DIR:-$(mktemp -d /tmp/craft-demo-XXXXXX)}"
 mkdir -p "$WORK"
-install -m 755 "$(bazel info -c opt bazel-bin 2>/dev/null)/tools/craftctl/craftctl" "$WORK/craftctl"
+for b in tools/craftctl/craftctl server/craft-planner agent/craft-agent gpu_worker/craft-worker; do
+  install -m 755 "$BIN/$b" "$WORK/"
+done
 CRAFTCTL="$WORK/craftctl"
 
-echo "== synthesising a DeepSeek-shaped trace (200 windows of 4096 tokens) into $WORK"
+echo
+echo "== part 1: offline planning, DeepSeek shape on 64 GPUs (8 nodes)"
 "$CRAFTCTL" synth --out "$WORK/deepseek.json" --layers 58 --experts 256 --top-k 8 \
   --windows 200 --tokens-per-window 4096 --seed 1
-
-echo
-echo "== 64 GPUs (8 nodes): placement only, EPLB (64 redundant/layer), CRAFT R=8, paper heuristic"
+echo "   planned on the first 100 windows, replayed on the last 100:"
 "$CRAFTCTL" eval --loads "$WORK/deepseek.json" --gpus 64 --nodes 8 --groups 8 \
   --budget 8 --holdout 0.5
+echo "   (eplb: one redundant slot per GPU per layer; craft R=8: 8 redundant slots per GPU in all)"
 
 echo
-echo "== CRAFT with auto-R (H200: 141 GB HBM, 40 GB non-expert, bf16 experts)"
-"$CRAFTCTL" plan --loads "$WORK/deepseek.json" --gpus 64 --nodes 8 --algorithm craft \
-  --budget auto --out "$WORK/craft-auto.json"
+echo "== part 2: a live local cluster: 1 planner, 2 agents, 8 CPU workers"
+PORT="${CRAFT_DEMO_PORT:-7070}"
+LAYERS=12 EXPERTS=64 TOPK=4 GPUS=8 NODES=2
+cat >"$WORK/planner.yaml" <<YAML
+listen_address: "127.0.0.1:$PORT"
+state_path: $WORK/planner.state
+model: {num_layers: $LAYERS, num_experts: $EXPERTS, top_k: $TOPK, bytes_per_expert: 65536}
+cluster: {num_gpus: $GPUS, num_nodes: $NODES}
+loads: {window_horizon: 20}
+replan: {interval_s: 3600, algorithm: craft, budget: 4, gain_threshold: 0.02}
+apply: {timeout_ms: 20000}
+YAML
+PIDS=()
+cleanup() {
+  if ((KEEP == 0)); then
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+wait_file() { for _ in $(seq 100); do [[ -s "$1" ]] && return 0; sleep 0.1; done; echo "timed out: $1"; exit 1; }
 
+"$WORK/craft-planner" --config "$WORK/planner.yaml" --ready_file "$WORK/planner.ready" \
+  >"$WORK/planner.log" 2>&1 &
+PIDS+=($!)
+wait_file "$WORK/planner.ready"
+for node in 0 1; do
+  gpus=$(seq -s, $((node * 4)) $((node * 4 + 3)))
+  "$WORK/craft-agent" --node "node$node" --gpus "$gpus" --socket "$WORK/agent$node.sock" \
+    --planner "127.0.0.1:$PORT" --state_file "$WORK/agent$node.state" \
+    --ready_file "$WORK/agent$node.ready" >"$WORK/agent$node.log" 2>&1 &
+  PIDS+=($!)
+  wait_file "$WORK/agent$node.ready"
+done
+for gpu in $(seq 0 $((GPUS - 1))); do
+  "$WORK/craft-worker" --backend cpu --gpu "$gpu" --num_gpus $GPUS --num_nodes $NODES \
+    --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK --expert_bytes 65536 \
+    --agent "unix:$WORK/agent$((gpu / 4)).sock" --window_ms 500 --tokens_per_window 8192 \
+    --skew 12 --seed 7 --verify_interval_ms 1000 --ready_file "$WORK/worker$gpu.ready" \
+    >"$WORK/worker$gpu.log" 2>&1 &
+  PIDS+=($!)
+  wait_file "$WORK/worker$gpu.ready"
+done
+Q=(--planner "127.0.0.1:$PORT")
+echo "   started; workers send a load window every 500 ms"
+sleep 4
+"$CRAFTCTL" agents "${Q[@]}"
 echo
-echo "Layouts and traces are in $WORK. Next steps:"
-echo "  $CRAFTCTL plan --loads $WORK/deepseek.json --gpus 64 --nodes 8 --algorithm craft --budget 8 --out layout.json"
-echo "  $CRAFTCTL eval --loads $WORK/deepseek.json --gpus 64 --nodes 8 --previous layout.json --holdout 0.5"
+echo "-- the initial layout (version 0.0: one replica per expert, no load awareness):"
+"$CRAFTCTL" layout "${Q[@]}"
+echo
+echo "-- asking the planner to re-plan (CRAFT, R = 4; stabilised; gated by modelled gain):"
+"$CRAFTCTL" replan "${Q[@]}"
+for _ in $(seq 60); do
+  v=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
+  [[ "$v" != "0.0" ]] && break
+  sleep 0.5
+done
+echo "-- prepared on every worker (experts fetched from peers, checksums verified), committed:"
+grep -h "verify ok version=$v " "$WORK"/worker*.log | head -n 3 | sed 's/^/   /'
+sleep 4
+"$CRAFTCTL" layout "${Q[@]}"
+echo
+echo "-- why (per layer: chosen replicas, predicted balancedness):"
+"$CRAFTCTL" explain "${Q[@]}" | head -n 8
+echo
+echo "Logs and state are in $WORK."
+if ((KEEP == 1)); then
+  echo "The cluster keeps running (planner on 127.0.0.1:$PORT). Try:"
+  echo "  $CRAFTCTL layout --planner 127.0.0.1:$PORT"
+  echo "  $CRAFTCTL agents --planner 127.0.0.1:$PORT"
+  echo "  $CRAFTCTL explain --planner 127.0.0.1:$PORT"
+  echo "  $CRAFTCTL watch --planner 127.0.0.1:$PORT"
+  echo "  $CRAFTCTL replan --planner 127.0.0.1:$PORT --force"
+  echo "Stop it with: kill ${PIDS[*]}"
+else
+  echo "Stopping the cluster (run with --keep to leave it up and query it with craftctl)."
+fi

@@ -53,7 +53,7 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
   }
   std::cout << absl::StrFormat(
       "version %s (epoch %d)%s: %d layers, %d GPUs, %d redundant slots; measured balancedness "
-      "%.4f over %d windows\n",
+      "%.4f (%d GPU windows ingested)\n",
       status.committed().version(), status.epoch(),
       status.pending_version().empty() ? "" : ", applying " + status.pending_version(),
       status.committed().layers_size(), status.committed().num_gpus(), redundant,
@@ -139,8 +139,7 @@ absl::Status RunReplan(const std::vector<std::string>& argv) {
   connection.Prepare(&context);
   craft::v1::ReplanResponse response;
   CRAFT_RETURN_IF_ERROR(FromGrpc(connection.stub->Replan(&context, request, &response), "Replan"));
-  std::cout << response.decision()
-            << (response.version().empty() ? "" : " (applying " + response.version() + ")") << "\n";
+  std::cout << response.decision() << "\n";
   return absl::OkStatus();
 }
 
