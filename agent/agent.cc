@@ -32,6 +32,22 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
   agent->node_ = *std::move(node);
   agent->service_ = std::make_unique<WorkerService>(agent->node_.get());
 
+  // The standard health service on every server built from here on; only
+  // the health server listens on TCP.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (!o.health_listen.empty()) {
+    grpc::ServerBuilder health;
+    health.AddListeningPort(o.health_listen, grpc::InsecureServerCredentials(),
+                            &agent->health_port_);
+    // A server needs a service of its own besides health: this one answers
+    // every other method UNIMPLEMENTED.
+    agent->unimplemented_ = std::make_unique<grpc::CallbackGenericService>();
+    health.RegisterCallbackGenericService(agent->unimplemented_.get());
+    agent->health_server_ = health.BuildAndStart();
+    if (agent->health_server_ == nullptr || agent->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot serve health on ", o.health_listen));
+    }
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + o.socket_path, grpc::InsecureServerCredentials());
   builder.RegisterService(agent->service_.get());
@@ -43,7 +59,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
                   << agent->node_->highest_epoch() << ", committed '"
                   << agent->node_->committed_version() << "'";
   if (!o.ready_file.empty()) {
-    if (absl::Status s = WriteFileAtomically(o.ready_file, "socket=" + o.socket_path + "\n");
+    const std::string health =
+        agent->health_port_ > 0 ? absl::StrCat("health_port=", agent->health_port_, "\n") : "";
+    if (absl::Status s = WriteFileAtomically(
+            o.ready_file, "socket=" + o.socket_path + "\n" + health + o.ready_extra);
         !s.ok()) {
       return s;  // ~Agent shuts the server down again
     }
@@ -67,6 +86,9 @@ void Agent::ConnectPlanner() { link_->Start(node_.get()); }
 void Agent::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (health_server_ != nullptr) {
+    health_server_->GetHealthCheckService()->Shutdown();  // NOT_SERVING
+  }
   if (link_ != nullptr) link_->Stop();
   if (server_ != nullptr) {
     service_->Drain();
@@ -77,6 +99,10 @@ void Agent::Shutdown() {
     }
     RemoveSocketFile(options_.socket_path);
     CRAFT_LOG(INFO) << "agent stopped";
+  }
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now() +
+                             absl::ToChronoMilliseconds(options_.shutdown_deadline));
   }
 }
 

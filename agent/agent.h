@@ -36,6 +36,12 @@ struct AgentOptions {
   std::string planner_target;  // host:port of AgentGateway
   std::string state_file;      // "" = keep epoch and version in memory only
   std::string ready_file;      // "" = none; else "socket=<path>\n" once listening
+  std::string ready_extra;     // more "key=value\n" lines for the ready file
+  // "" = none; else host:port of a plaintext gRPC server with only the
+  // standard health service (grpc.health.v1), for Kubernetes gRPC probes:
+  // SERVING once started, NOT_SERVING from Shutdown on. Port 0 picks one
+  // (the ready file gets "health_port=<port>").
+  std::string health_listen;
   Backoff::Options backoff;
   uint64_t seed = 0;  // reconnect jitter
   absl::Duration shutdown_deadline = absl::Seconds(2);
@@ -60,6 +66,7 @@ class Agent {
 
   NodeState* node() { return node_.get(); }
   const std::string& socket_path() const { return options_.socket_path; }
+  int health_port() const { return health_port_; }
 
  private:
   Agent(AgentOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
@@ -71,6 +78,9 @@ class Agent {
   std::unique_ptr<NodeState> node_;
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::CallbackGenericService> unimplemented_;  // of health_server_
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
   bool shut_down_ = false;
 };
 

@@ -55,6 +55,27 @@ wait "$pid"; rc=$?
 [[ ! -e "$DIR/agent.sock" ]] || fail "socket left behind after SIGTERM"
 grep -q "agent stopped" "$DIR/first.log" || fail "no clean stop logged"
 
+# --metrics_listen and --health_listen: both ports in the ready file; the
+# metrics port serves the agent's metrics, the health port accepts gRPC.
+"$AGENT" --node node-a --gpus 0,1 --socket "$DIR/agent.sock" --planner "$PLANNER" \
+  --worker_wait_ms 0 --ready_file "$DIR/ports.ready" --metrics_listen 127.0.0.1:0 \
+  --health_listen 127.0.0.1:0 >/dev/null 2>"$DIR/ports.log" &
+pid=$!
+pids+=("$pid")
+wait_for 10 test -f "$DIR/ports.ready" || fail "ports: no ready file: $(cat "$DIR/ports.log")"
+metrics_port=$(sed -n 's/^metrics_port=//p' "$DIR/ports.ready")
+health_port=$(sed -n 's/^health_port=//p' "$DIR/ports.ready")
+[[ -n "$metrics_port" && -n "$health_port" ]] || fail "ports: $(cat "$DIR/ports.ready")"
+exec 3<> "/dev/tcp/127.0.0.1/$metrics_port"
+printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+scrape=$(cat <&3)
+exec 3<&-
+grep -q '^craft_agent_configured_gpus 2$' <<< "$scrape" || fail "scrape: $scrape"
+grep -q '^craft_agent_planner_connected 0$' <<< "$scrape" || fail "scrape: $scrape"
+(exec 3<> "/dev/tcp/127.0.0.1/$health_port") || fail "health port does not accept connections"
+kill -TERM "$pid"
+wait "$pid" || fail "exit code $? after SIGTERM with metrics and health"
+
 # A crashed agent leaves a stale socket; the next one replaces it.
 start_agent crashed
 wait_for 10 test -f "$DIR/crashed.ready" || fail "crashed: no ready file"

@@ -3,6 +3,7 @@
 //
 //   craft-agent --node node-0 --gpus 0,1,2,3 --socket /run/craft/agent.sock
 //               --planner planner:7070 --state_file /var/lib/craft/agent.state
+//               [--metrics_listen 0.0.0.0:9465] [--health_listen 0.0.0.0:9466]
 //
 // SIGTERM/SIGINT: close the planner stream, end worker streams UNAVAILABLE,
 // shut the server down, remove the socket file, exit 0.
@@ -26,8 +27,10 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 
 ABSL_FLAG(std::string, node, "", "this node's name (required)");
 ABSL_FLAG(std::string, gpus, "", "this node's global GPU ranks, e.g. 0,1,2,3 (required)");
@@ -47,6 +50,12 @@ ABSL_FLAG(int64_t, window_flush_ms, 200,
 ABSL_FLAG(int64_t, apply_timeout_ms, 60'000,
           "agent-side apply phase timeout when a Prepare carries no timeout_ms");
 ABSL_FLAG(int32_t, max_buffered_loads, 16, "NodeLoads kept while the planner is away");
+ABSL_FLAG(std::string, health_listen, "",
+          "serve the gRPC health service (plaintext) on this host:port for Kubernetes probes, "
+          "e.g. 0.0.0.0:9466; empty: none");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9465 "
+          "(port 0 picks one; the ready file gets \"metrics_port=<port>\"); empty: no metrics");
 
 namespace craft::agent {
 namespace {
@@ -89,6 +98,7 @@ absl::StatusOr<AgentOptions> OptionsFromFlags() {
   }
   options.state_file = absl::GetFlag(FLAGS_state_file);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) ^
                  (static_cast<uint64_t>(::getpid()) << 32);
   return options;
@@ -102,11 +112,26 @@ int Run(absl::Notification* shutdown) {
   }
   const int64_t wait_ms = absl::GetFlag(FLAGS_worker_wait_ms);
   const size_t expected = options->node.gpus.size();
+  // Metrics first: a port that cannot be bound fails the start.
+  auto metrics = std::make_shared<AgentMetrics>(options->node.gpus);
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> started =
+        metrics::MetricsServer::Start(listen);
+    if (!started.ok()) {
+      CRAFT_LOG(ERROR) << started.status();
+      return 1;
+    }
+    metrics_server = *std::move(started);
+    metrics_server->Register(metrics);
+    options->ready_extra = metrics::ReadyFileLine(metrics_server.get());
+  }
   absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(*std::move(options), Clock::Real());
   if (!agent.ok()) {
     CRAFT_LOG(ERROR) << "cannot start the agent: " << agent.status();
     return 1;
   }
+  metrics->Watch((*agent)->node());
   if (!(*agent)->WaitForWorkers(absl::Now() + absl::Milliseconds(wait_ms), shutdown) &&
       !shutdown->HasBeenNotified()) {
     CRAFT_LOG(WARNING) << "not every one of the " << expected << " workers attached within "
@@ -115,6 +140,7 @@ int Run(absl::Notification* shutdown) {
   if (!shutdown->HasBeenNotified()) (*agent)->ConnectPlanner();
   while (!shutdown->WaitForNotificationWithTimeout(absl::Milliseconds(20))) (*agent)->Poll();
   (*agent)->Shutdown();
+  metrics->Watch(nullptr);  // before the agent goes away
   return 0;
 }
 

@@ -192,11 +192,19 @@ absl::Status NodeState::OnWorkerWindow(int gpu, const craft::v1::GpuWindow& wind
   if (registry_.channel(gpu) == nullptr) return absl::OkStatus();  // detached meanwhile
   const std::optional<craft::v1::ModelShape> model = registry_.model();
   absl::Status status = ValidateWindowContent(window, model ? model->num_layers() : 0);
-  if (status.ok()) status = registry_.CheckWindowId(gpu, window);
+  if (!status.ok()) {
+    ++stats_.windows_malformed;
+  } else if (status = registry_.CheckWindowId(gpu, window); !status.ok()) {
+    ++stats_.windows_out_of_order;
+  }
   if (!status.ok()) {
     ++stats_.windows_rejected;
     CRAFT_LOG(WARNING) << "dropped window: " << status;
     return absl::OkStatus();
+  }
+  int64_t& assignments = stats_.gpu_assignments[gpu];
+  for (const craft::v1::SlotCounts& layer : window.layers()) {
+    for (int64_t count : layer.counts()) assignments += count;
   }
   craft::v1::GpuWindow copy = window;
   copy.set_layout_version(NormalizeVersion(window.layout_version()));
@@ -296,6 +304,7 @@ craft::v1::AgentHello NodeState::MakeHello() const {
 void NodeState::OnPlannerConnected() {
   absl::MutexLock lock(&mu_);
   planner_connected_ = true;
+  ++stats_.planner_connects;
   std::deque<craft::v1::NodeLoad> buffered = std::move(buffered_loads_);
   buffered_loads_.clear();
   EmitLoads({std::make_move_iterator(buffered.begin()), std::make_move_iterator(buffered.end())});
@@ -304,6 +313,7 @@ void NodeState::OnPlannerConnected() {
 void NodeState::OnPlannerDisconnected() {
   absl::MutexLock lock(&mu_);
   planner_connected_ = false;
+  ++stats_.planner_disconnects;
   deferred_prepare_.reset();
   if (!apply_.has_value()) return;
   switch (apply_->phase) {
@@ -666,6 +676,7 @@ void NodeState::SendAck(const std::string& nonce, const std::string& version, Ac
   ack->set_version(version);
   ack->set_phase(phase);
   ++stats_.acks_sent;
+  ++stats_.acks_by_phase[phase];
   planner_->Send(message);
 }
 
@@ -682,6 +693,7 @@ void NodeState::SendNack(const std::string& nonce, const std::string& version, E
   nack->mutable_error()->set_message(text);
   for (GpuError& error : errors) *nack->mutable_error()->add_gpus() = std::move(error);
   ++stats_.nacks_sent;
+  ++stats_.nacks_by_code[code];
   planner_->Send(message);
 }
 
@@ -741,7 +753,10 @@ bool NodeState::apply_pending() const {
 
 NodeState::Stats NodeState::stats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  Stats stats = stats_;
+  stats.planner_connected = planner_connected_;
+  stats.attached_gpus = registry_.AttachedGpus();
+  return stats;
 }
 
 }  // namespace craft::agent

@@ -79,13 +79,25 @@ class NodeState {
     absl::Status Validate() const;
   };
 
+  // Cumulative counts since Create, plus a few current values (metrics).
   struct Stats {
     int64_t windows_received = 0;
-    int64_t windows_rejected = 0;  // malformed or repeated: dropped
+    int64_t windows_rejected = 0;      // malformed or repeated: dropped
+    int64_t windows_malformed = 0;     // of which: bad content
+    int64_t windows_out_of_order = 0;  // of which: a window id not above the last
+    // Per GPU of the node: token-to-expert assignments in accepted windows.
+    std::map<int, int64_t> gpu_assignments;
     int64_t loads_sent = 0;
     int64_t loads_dropped = 0;  // oldest buffered loads dropped while disconnected
     int64_t acks_sent = 0;
+    std::map<craft::v1::AckPhase, int64_t> acks_by_phase;
     int64_t nacks_sent = 0;
+    std::map<craft::v1::ErrorCode, int64_t> nacks_by_code;
+    int64_t planner_connects = 0;     // planner streams whose hello went out
+    int64_t planner_disconnects = 0;  // planner streams that ended
+    // Current values.
+    bool planner_connected = false;
+    std::vector<int> attached_gpus;
   };
 
   // Loads what `store` saved. INVALID_ARGUMENT on bad options; the store's

@@ -114,6 +114,12 @@ void AgentLink::EnqueueLocked(craft::v1::WorkerMessage message) {
                    [](const craft::v1::WorkerMessage& m) { return m.has_window(); });
   queue_.erase(oldest);
   ++dropped_windows_;  // logged once the next stream opens
+  ++stats_.windows_dropped;
+}
+
+AgentLink::Stats AgentLink::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
 }
 
 bool AgentLink::CallDoneOrStopping() const { return call_done_ || stopping_; }
@@ -159,6 +165,8 @@ void AgentLink::OnWriteDone(bool ok) {
     if (!ok) {
       write_failed_ = true;
     } else if (in_flight_.has_hello()) {
+      stats_.attached = true;
+      ++stats_.attaches;
       CRAFT_LOG(INFO) << "attached to agent at " << options_.target << " (serving "
                       << in_flight_.hello().committed_version() << ")";
       if (dropped_windows_ > 0) {
@@ -178,6 +186,7 @@ void AgentLink::OnWriteDone(bool ok) {
 void AgentLink::OnCallDone(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
   call_done_ = true;
+  stats_.attached = false;
   call_status_ = status;
 }
 

@@ -67,6 +67,13 @@ class AgentLink {
   // while no stream is open). Never blocks on the network.
   void Send(craft::v1::WorkerMessage message);
 
+  struct Stats {
+    bool attached = false;        // a stream is open and its hello went out
+    int64_t attaches = 0;         // streams whose hello went out
+    int64_t windows_dropped = 0;  // oldest windows dropped while no stream was open
+  };
+  Stats stats() const;
+
  private:
   class Call;
 
@@ -100,6 +107,7 @@ class AgentLink {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<craft::v1::WorkerMessage> queue_ ABSL_GUARDED_BY(mu_);
   int64_t dropped_windows_ ABSL_GUARDED_BY(mu_) = 0;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
   // State of the current stream (reset for each).
   Call* call_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool reads_ended_ ABSL_GUARDED_BY(mu_) = false;

@@ -4,6 +4,7 @@
 //
 //   craft-worker --backend=cpu --gpu=0 --num_gpus=4 --num_nodes=2 --num_layers=8
 //                --num_experts=32 --top_k=4 --agent=unix:/tmp/agent0.sock
+//                [--metrics_listen=0.0.0.0:9470]
 //
 // Exits 0 on SIGTERM or SIGINT after a graceful shutdown, 2 on bad flags, 1 on
 // other errors.
@@ -25,10 +26,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "common/status_macros.h"
 #include "gpu_worker/backend_factory.h"
 #include "gpu_worker/traffic.h"
 #include "gpu_worker/worker.h"
+#include "gpu_worker/worker_metrics.h"
 #include "planner/io/trace_json.h"
 
 ABSL_FLAG(std::string, backend, "cpu", "device backend; only 'cpu' is built");
@@ -59,6 +62,9 @@ ABSL_FLAG(int64_t, verify_interval_ms, 0,
 ABSL_FLAG(bool, log_windows, false, "log every window's per-layer token totals");
 ABSL_FLAG(std::string, ready_file, "",
           "write 'transfer_port=<port>' here (atomically) once the transfer server listens");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9470 "
+          "(port 0 picks one; the ready file gets 'metrics_port=<port>'); empty: no metrics");
 ABSL_FLAG(bool, exit_on_prepare, false, "fault: exit with status 3 when a prepare arrives");
 ABSL_FLAG(double, fail_prepare_probability, 0, "fault: fail a prepare with this probability");
 ABSL_FLAG(int64_t, stage_delay_ms, 0, "fault: wait this long before staging a prepare");
@@ -127,9 +133,10 @@ absl::StatusOr<WorkerOptions> OptionsFromFlags() {
 }
 
 // Everything that can fail before the worker runs: INVALID_ARGUMENT is a flag
-// problem.
-absl::StatusOr<std::unique_ptr<Worker>> BuildWorker() {
+// problem. `ready_extra` goes into the ready file.
+absl::StatusOr<std::unique_ptr<Worker>> BuildWorker(const std::string& ready_extra) {
   CRAFT_ASSIGN_OR_RETURN(WorkerOptions options, OptionsFromFlags());
+  options.ready_extra = ready_extra;
   CRAFT_ASSIGN_OR_RETURN(
       std::unique_ptr<Backend> backend,
       MakeBackend(absl::GetFlag(FLAGS_backend),
@@ -145,19 +152,37 @@ absl::StatusOr<std::unique_ptr<Worker>> BuildWorker() {
 }
 
 int Run(const sigset_t& signals) {
-  absl::StatusOr<std::unique_ptr<Worker>> worker = BuildWorker();
+  // Metrics first: a port that cannot be bound fails the start.
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> started =
+        metrics::MetricsServer::Start(listen);
+    if (!started.ok()) {
+      std::cerr << "craft-worker: error: " << started.status().message() << "\n";
+      return 1;
+    }
+    metrics_server = *std::move(started);
+  }
+  absl::StatusOr<std::unique_ptr<Worker>> worker =
+      BuildWorker(metrics::ReadyFileLine(metrics_server.get()));
   if (!worker.ok()) {
     std::cerr << "craft-worker: error: " << worker.status().message() << "\n";
     return worker.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
+  auto metrics =
+      std::make_shared<WorkerMetrics>(absl::GetFlag(FLAGS_gpu), absl::GetFlag(FLAGS_expert_bytes),
+                                      absl::GetFlag(FLAGS_memory_bytes));
+  if (metrics_server != nullptr) metrics_server->Register(metrics);
   if (absl::Status started = (*worker)->Start(); !started.ok()) {
     std::cerr << "craft-worker: error: " << started.message() << "\n";
     return 1;
   }
+  metrics->Watch(worker->get());  // after Start: scrapes then see a complete worker
   int signal = 0;
   sigwait(&signals, &signal);
   CRAFT_LOG(INFO) << "received signal " << signal << ": shutting down";
   (*worker)->Shutdown();
+  metrics->Watch(nullptr);  // before the worker goes away
   CRAFT_LOG(INFO) << "shut down";
   return 0;
 }

@@ -141,11 +141,37 @@ std::string Worker::serving_version() const {
   return serving_.version;
 }
 
+namespace {
+
+int64_t SlotsOf(const LocalLayout& layout) {
+  int64_t slots = 0;
+  for (int l = 0; l < layout.num_layers(); ++l) slots += layout.layers[l].num_slots();
+  return slots;
+}
+
+}  // namespace
+
+Worker::Stats Worker::stats() const {
+  Stats stats;
+  {
+    absl::MutexLock lock(&mu_);
+    stats = stats_;
+    stats.serving_version = serving_.version;
+    stats.serving_slots = SlotsOf(*serving_.local);
+    stats.staged_slots = staged_ ? SlotsOf(*staged_->state.local) : 0;
+  }
+  // After mu_: the link never calls into the worker with its lock held, but
+  // keep the two locks apart anyway.
+  if (link_ != nullptr) stats.link = link_->stats();
+  return stats;
+}
+
 absl::Status Worker::Start() {
   CRAFT_RETURN_IF_ERROR(StartTransferServer());
   if (!options_.ready_file.empty()) {
     CRAFT_RETURN_IF_ERROR(WriteFileAtomically(
-        options_.ready_file, absl::StrCat("transfer_port=", transfer_port_, "\n")));
+        options_.ready_file,
+        absl::StrCat("transfer_port=", transfer_port_, "\n", options_.ready_extra)));
   }
   // The link exists before the threads that send through it.
   if (!options_.agent.empty()) {
@@ -287,6 +313,10 @@ void Worker::Prepare(const craft::v1::Prepare& prepare) {
     serving = serving_;
   }
   if (!claimed.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.prepares_failed;
+    }
     Report(version, craft::v1::FAILED, std::string(claimed.status().message()));
   } else if (claimed->has_value()) {
     Report(version, craft::v1::READY, "", &**claimed);
@@ -329,6 +359,12 @@ void Worker::FinishStaging(const std::string& version, absl::StatusOr<Staged> st
       backend_->store()->DropStaging(version).IgnoreError();
     } else if (staged.ok()) {
       staged_ = *staged;
+      ++stats_.prepares_ready;
+      stats_.fetched_bytes += staged->result.bytes_received;
+      stats_.fetched_experts += staged->result.fetched;
+      stats_.staging_seconds += absl::ToDoubleSeconds(staged->result.elapsed);
+    } else if (!cancelled) {
+      ++stats_.prepares_failed;
     }
   }
   if (cancelled) {  // an Abort answers DROPPED; a newer Prepare supersedes
@@ -403,6 +439,7 @@ void Worker::Abort(const std::string& version) {
     } else if (staged_ && staged_->state.version == version) {
       backend_->store()->DropStaging(version).IgnoreError();
       staged_.reset();
+      ++stats_.drops;
     } else if (version == serving_.version) {
       error = absl::StrCat("cannot abort version ", version, ": it is serving");
     } else if (!KnownLocked(version)) {
@@ -458,7 +495,10 @@ Worker::LayoutState Worker::FlipIfCommitted() {
         std::abort();
       }
       flipped = backend_->store()->Flip(version);
-      if (flipped.ok()) serving_ = staged_->state;
+      if (flipped.ok()) {
+        serving_ = staged_->state;
+        ++stats_.flips;
+      }
       staged_.reset();
     }
     state = serving_;
@@ -490,11 +530,18 @@ void Worker::ReportWindow(int64_t window_id, const LayoutState& state) {
   window->set_start_unix_ms(window_id * window_ms);
   window->set_duration_ms(window_ms);
   std::vector<int64_t> totals;
+  int64_t assignments = 0;
   for (const std::vector<int64_t>& layer : *counts) {
     window->add_layers()->mutable_counts()->Add(layer.begin(), layer.end());
     int64_t total = 0;
     for (int64_t c : layer) total += c;
     totals.push_back(total);
+    assignments += total;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.windows_reported;
+    stats_.assignments += assignments;
   }
   if (options_.log_windows) {
     CRAFT_LOG(INFO) << "window " << window_id << " gpu " << options_.shape.gpu << " version "

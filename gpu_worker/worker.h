@@ -92,6 +92,7 @@ struct WorkerOptions {
   absl::Duration verify_interval = absl::ZeroDuration();
   bool log_windows = false;  // log every window's per-layer totals
   std::string ready_file;    // written once the transfer server listens
+  std::string ready_extra;   // more "key=value\n" lines for the ready file
   uint64_t seed = 1;
   FaultOptions faults;
   AgentLink::Options link;  // `target` is taken from `agent`
@@ -124,6 +125,24 @@ class Worker {
 
   // Queues a command from the agent; never blocks (called on gRPC threads).
   void HandleCommand(const craft::v1::WorkerCommand& command);
+
+  // Cumulative counts since Create, plus current values (metrics).
+  struct Stats {
+    std::string serving_version;
+    int64_t serving_slots = 0;  // this GPU's slots of the serving layout, over layers
+    int64_t staged_slots = 0;   // of a staged version waiting for commit (0: none)
+    int64_t windows_reported = 0;
+    int64_t assignments = 0;      // token-to-expert assignments counted on this GPU's slots
+    int64_t prepares_ready = 0;   // stagings that finished (READY)
+    int64_t prepares_failed = 0;  // prepares answered FAILED
+    int64_t fetched_bytes = 0;    // expert bytes received from peers while staging
+    int64_t fetched_experts = 0;
+    double staging_seconds = 0;  // time spent in finished stagings
+    int64_t flips = 0;
+    int64_t drops = 0;  // staged versions dropped by an Abort
+    AgentLink::Stats link;
+  };
+  Stats stats() const;
 
  private:
   // A layout version this worker can route with, shared between threads.
@@ -205,6 +224,7 @@ class Worker {
   std::string pending_flip_ ABSL_GUARDED_BY(mu_);          // committed, flips at the next boundary
   std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
   std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);  // the cumulative counts
 };
 
 }  // namespace craft::gpu_worker

@@ -12,6 +12,7 @@ PACKAGES=(
   prometheus-cpp-dev libyaml-cpp-dev        # metrics and configuration
   nlohmann-json3-dev                        # JSON for traces and layouts
   libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus                                # promtool (metric/rule tests) and the e2e server
 )
 
 missing=()

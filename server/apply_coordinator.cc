@@ -45,7 +45,14 @@ std::optional<CommittedLayout> RestoreLayout(const craft::v1::Layout& stored,
                          std::make_shared<const planner::Layout>(*std::move(layout))};
 }
 
+constexpr absl::string_view kAbortReasonNames[kNumAbortReasons] = {
+    "agent_nack", "timeout", "agent_left", "draining", "persist_failed"};
+
 }  // namespace
+
+absl::string_view AbortReasonName(AbortReason reason) {
+  return kAbortReasonNames[static_cast<int>(reason)];
+}
 
 absl::StatusOr<std::unique_ptr<ApplyCoordinator>> ApplyCoordinator::Create(
     const CoordinatorOptions& options, StateStore* state_store, LayoutHistory* history,
@@ -171,6 +178,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     std::sort(node.gpus.begin(), node.gpus.end());
     node.connection = std::move(connection);
     node.last_seen = clock_->Now();
+    ++stats_.agent_connects;
     craft::v1::PlannerMessage welcome = NewMessage();
     welcome.mutable_welcome();
     node.connection->Send(welcome);
@@ -209,6 +217,7 @@ void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection
   Node* state = CurrentNode(node, connection);
   if (state == nullptr) return;  // an older, replaced stream
   state->connection = nullptr;
+  ++stats_.agent_disconnects;
   CRAFT_LOG(INFO) << "agent " << node << " disconnected";
   ParticipantLeftLocked(node, "disconnected");
 }
@@ -222,7 +231,7 @@ void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std:
   auto it = participants_.find(node);
   if (it == participants_.end()) return;
   if (phase_ == Phase::kPreparing) {
-    AbortLocked(absl::StrCat("node ", node, " ", why, " during prepare"));
+    AbortLocked(AbortReason::kAgentLeft, absl::StrCat("node ", node, " ", why, " during prepare"));
   } else if (phase_ == Phase::kCommitting) {
     // Past the commit point nothing is undone; the node reports what it
     // serves when it comes back and is resynchronised if needed.
@@ -276,6 +285,9 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
   state->last_seen = clock_->Now();
   const std::string error =
       absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ", nack.error().message());
+  if (craft::v1::ErrorCode_IsValid(nack.error().code())) {
+    ++stats_.nacks_by_code[nack.error().code()];
+  }
   if (nack.error().code() == craft::v1::STALE_EPOCH && !fenced_) {
     fenced_ = true;
     CRAFT_LOG(ERROR) << "agent " << node << " refused epoch " << epoch_
@@ -291,7 +303,8 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
     SetServing(*state, CanonicalVersion(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
-    AbortLocked(absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
+    AbortLocked(AbortReason::kAgentNack,
+                absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
     return;
   }
   // A refused commit: the node keeps its last good version and is out of
@@ -373,7 +386,13 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   phase_ = Phase::kPreparing;
   apply_version_ = version;
   apply_layout_ = std::make_shared<const planner::Layout>(target);
-  apply_deadline_ = clock_->Now() + options_.apply_timeout;
+  apply_started_ = clock_->Now();
+  apply_deadline_ = apply_started_ + options_.apply_timeout;
+  apply_transfers_ = 0;  // copies between GPUs; same-GPU copies move nothing
+  for (const craft::v1::Transfer& transfer : plan.transfers) {
+    if (transfer.src_gpu() != transfer.dst_gpu()) ++apply_transfers_;
+  }
+  apply_transfer_bytes_ = int64_t{apply_transfers_} * options_.model.bytes_per_expert;
   ++stats_.applies_started;
   CRAFT_LOG(INFO) << "preparing " << version << " on " << participants_.size() << " agents, "
                   << plan.transfers.size() << " transfers";
@@ -387,13 +406,16 @@ void ApplyCoordinator::CommitLocked() {
   state.committed = LayoutToProto(*apply_layout_, apply_version_);
   state.previous = LayoutToProto(*committed_.layout, committed_.version);
   if (absl::Status saved = state_store_->Save(state); !saved.ok()) {
-    AbortLocked(absl::StrCat("cannot persist the commit: ", saved.message()));
+    AbortLocked(AbortReason::kPersistFailed,
+                absl::StrCat("cannot persist the commit: ", saved.message()));
     return;
   }
   // The commit point: apply_version_ is now the committed layout.
   committed_ = {apply_version_, apply_layout_};
   history_->AddCommitted(apply_version_, apply_layout_);
   ++stats_.applies_committed;
+  stats_.transfer_bytes_committed += apply_transfer_bytes_;
+  RecordFinishedLocked(/*committed=*/true, AbortReason::kAgentNack);
   phase_ = Phase::kCommitting;
   apply_deadline_ = clock_->Now() + options_.apply_timeout;
   for (auto& [name, participant] : participants_) {
@@ -407,7 +429,19 @@ void ApplyCoordinator::CommitLocked() {
   if (hooks_.on_commit) hooks_.on_commit(committed_, epoch_);
 }
 
-void ApplyCoordinator::AbortLocked(const std::string& reason) {
+void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
+  if (!hooks_.on_apply_finished) return;
+  ApplyRecord record;
+  record.version = apply_version_;
+  record.committed = committed;
+  record.abort_reason = why;
+  record.prepare_duration = clock_->Now() - apply_started_;
+  record.transfer_bytes = apply_transfer_bytes_;
+  record.transfers = apply_transfers_;
+  hooks_.on_apply_finished(record);
+}
+
+void ApplyCoordinator::AbortLocked(AbortReason why, const std::string& reason) {
   CRAFT_LOG(WARNING) << "aborting " << apply_version_ << ": " << reason;
   for (auto& [name, node] : nodes_) {
     if (node.connection == nullptr) continue;
@@ -417,6 +451,8 @@ void ApplyCoordinator::AbortLocked(const std::string& reason) {
     node.connection->Send(message);
   }
   ++stats_.applies_aborted;
+  ++stats_.aborts_by_reason[static_cast<int>(why)];
+  RecordFinishedLocked(/*committed=*/false, why);
   last_abort_reason_ = reason;
   phase_ = Phase::kIdle;
   participants_.clear();
@@ -442,9 +478,10 @@ void ApplyCoordinator::CheckTimeouts() {
     if (!participant.answered) waiting.push_back(name);
   }
   if (phase_ == Phase::kPreparing) {
-    AbortLocked(absl::StrCat("prepare timed out after ",
-                             absl::FormatDuration(options_.apply_timeout), " waiting for [",
-                             absl::StrJoin(waiting, ","), "]"));
+    AbortLocked(
+        AbortReason::kTimeout,
+        absl::StrCat("prepare timed out after ", absl::FormatDuration(options_.apply_timeout),
+                     " waiting for [", absl::StrJoin(waiting, ","), "]"));
     return;
   }
   CRAFT_LOG(WARNING) << "no commit answer for " << apply_version_ << " from ["
@@ -463,7 +500,7 @@ std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
 void ApplyCoordinator::BeginDrain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
-  if (phase_ == Phase::kPreparing) AbortLocked("planner draining");
+  if (phase_ == Phase::kPreparing) AbortLocked(AbortReason::kDraining, "planner draining");
 }
 
 CommittedLayout ApplyCoordinator::committed() const {

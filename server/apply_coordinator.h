@@ -31,6 +31,7 @@
 #ifndef CRAFT_SERVER_APPLY_COORDINATOR_H_
 #define CRAFT_SERVER_APPLY_COORDINATOR_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -42,6 +43,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -86,11 +88,40 @@ struct AgentSnapshot {
   absl::Time last_seen;
 };
 
+// Why an apply was aborted (the `reason` label of
+// craft_planner_apply_aborts_total).
+enum class AbortReason {
+  kAgentNack,      // an agent refused the prepare
+  kTimeout,        // not every agent was PREPARED in time
+  kAgentLeft,      // a participant disconnected or reconnected during prepare
+  kDraining,       // the planner is shutting down
+  kPersistFailed,  // the commit could not be persisted
+};
+inline constexpr int kNumAbortReasons = 5;
+absl::string_view AbortReasonName(AbortReason reason);
+
+// How an apply ended, for metrics: at the commit point or at the abort.
+struct ApplyRecord {
+  std::string version;
+  bool committed = false;
+  AbortReason abort_reason = AbortReason::kAgentNack;  // when !committed
+  absl::Duration prepare_duration;  // from Prepare sent to the commit point (or abort)
+  int64_t transfer_bytes = 0;       // expert bytes copied between GPUs
+  int transfers = 0;                // experts copied between GPUs
+};
+
+// Cumulative counts since the coordinator was created.
 struct CoordinatorStats {
   int64_t applies_started = 0;
   int64_t applies_committed = 0;
   int64_t applies_aborted = 0;
+  std::array<int64_t, kNumAbortReasons> aborts_by_reason = {};
   int64_t stale_answers_ignored = 0;  // Ack/Nack with a nonce not awaited
+  int64_t agent_connects = 0;         // hellos accepted
+  int64_t agent_disconnects = 0;      // streams of connected nodes that ended
+  // Nacks received, by craft.v1.ErrorCode value.
+  std::array<int64_t, craft::v1::ErrorCode_ARRAYSIZE> nacks_by_code = {};
+  int64_t transfer_bytes_committed = 0;  // bytes moved by committed applies
 };
 
 class ApplyCoordinator {
@@ -101,6 +132,9 @@ class ApplyCoordinator {
     // When an agent connects serving another version than the committed one
     // (it needs a resync); called without the mutex.
     std::function<void()> on_out_of_sync;
+    // When an apply reaches the commit point or is aborted, with the
+    // coordinator's mutex held.
+    std::function<void(const ApplyRecord&)> on_apply_finished;
   };
 
   // Loads the persisted state (none: the initial layout "0.0"), bumps the
@@ -200,7 +234,9 @@ class ApplyCoordinator {
   craft::v1::PlannerMessage NewMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<int> GpusWithoutAgentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AbortLocked(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortLocked(AbortReason why, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reports the apply in progress to the on_apply_finished hook.
+  void RecordFinishedLocked(bool committed, AbortReason why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishCommittingIfDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A participant left (disconnect or replacement): aborts a prepare.
   void ParticipantLeftLocked(const std::string& node, const std::string& why)
@@ -228,6 +264,9 @@ class ApplyCoordinator {
   std::string apply_version_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const planner::Layout> apply_layout_ ABSL_GUARDED_BY(mu_);
   absl::Time apply_deadline_ ABSL_GUARDED_BY(mu_);
+  absl::Time apply_started_ ABSL_GUARDED_BY(mu_);
+  int64_t apply_transfer_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int apply_transfers_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Participant> participants_ ABSL_GUARDED_BY(mu_);  // by node
 };
 

@@ -42,6 +42,30 @@ grep -q "planner epoch 1," "$DIR/first.log" || fail "first start is not epoch 1"
 run_once "$DIR/second.log"
 grep -q "planner epoch 2," "$DIR/second.log" || fail "restart did not bump the epoch"
 
+# --metrics_listen: the ready file names the metrics port, which serves the
+# planner's metrics in Prometheus's text format.
+rm -f "$DIR/ready"
+"$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" --ready_file "$DIR/ready" \
+  --metrics_listen 127.0.0.1:0 2> "$DIR/metrics.log" &
+pid=$!
+for _ in $(seq 100); do [[ -f "$DIR/ready" ]] && break; sleep 0.05; done
+port=$(sed -n 's/^metrics_port=//p' "$DIR/ready" 2> /dev/null || true)
+[[ -n "$port" ]] || { kill -9 "$pid"; cat "$DIR/metrics.log" >&2; fail "no metrics_port"; }
+exec 3<> "/dev/tcp/127.0.0.1/$port"
+printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+scrape=$(cat <&3)
+exec 3<&-
+kill -TERM "$pid"
+wait "$pid" || fail "exit status $? after SIGTERM with metrics"
+grep -q '^craft_planner_epoch 3$' <<< "$scrape" || fail "scrape: $scrape"
+grep -q '^craft_planner_configured_gpus 4$' <<< "$scrape" || fail "scrape: $scrape"
+# A metrics address that cannot be used fails the start.
+rc=0
+"$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" --metrics_listen 256.0.0.1:1 \
+  2> "$DIR/badmetrics.log" || rc=$?
+[[ "$rc" == 1 ]] || fail "bad --metrics_listen exit status $rc"
+grep -q "cannot serve metrics" "$DIR/badmetrics.log" || fail "bad --metrics_listen message"
+
 # A bad key fails the start with file:line:column and the reason.
 printf 'model: {num_layers: 2, num_experts: 4, top_k: 2, bytes_per_expert: 1}\ncluster: {num_gpus: 4}\nreplan: {intervals: 3}\n' \
   > "$DIR/bad.yaml"

@@ -110,6 +110,7 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
       gpu_total += counts[s];
     }
     sum.gpu_loads[static_cast<size_t>(l) * num_gpus_ + gpu] += gpu_total;
+    assignments_ingested_ += gpu_total;
   }
   sum.reported[gpu] = true;
   ++sum.num_reported;
@@ -181,6 +182,11 @@ std::optional<MeasuredBalance> LoadStore::Measured(absl::string_view version) co
 int64_t LoadStore::windows_ingested() const {
   absl::MutexLock lock(&mu_);
   return windows_ingested_;
+}
+
+int64_t LoadStore::assignments_ingested() const {
+  absl::MutexLock lock(&mu_);
+  return assignments_ingested_;
 }
 
 int64_t LoadStore::rejected(RejectReason reason) const {

@@ -94,6 +94,9 @@ class LoadStore {
   std::optional<MeasuredBalance> Measured(absl::string_view version) const;
 
   int64_t windows_ingested() const;
+  // Token-to-expert assignments in the ingested windows (sum of all counts;
+  // a token counts top_k times per layer).
+  int64_t assignments_ingested() const;
   int64_t rejected(RejectReason reason) const;
   int64_t rejected_total() const;
 
@@ -121,6 +124,7 @@ class LoadStore {
   mutable absl::Mutex mu_;
   std::map<int64_t, Window> windows_ ABSL_GUARDED_BY(mu_);  // by window id
   int64_t windows_ingested_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t assignments_ingested_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<int64_t, kNumRejectReasons> rejected_ ABSL_GUARDED_BY(mu_) = {};
 };
 

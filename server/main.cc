@@ -1,6 +1,7 @@
 // craft-planner: the central planner service.
 //
 //   craft-planner --config deploy/planner.yaml [--state_path PATH] [--ready_file PATH]
+//                 [--metrics_listen 0.0.0.0:9464]
 //
 // Exits 0 after a graceful drain on SIGTERM or SIGINT; non-zero when the
 // configuration or the state cannot be read or the port cannot be bound.
@@ -20,13 +21,20 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 #include "server/config.h"
+#include "server/planner_metrics.h"
 #include "server/planner_server.h"
 
 ABSL_FLAG(std::string, config, "", "planner YAML config (see deploy/planner.yaml)");
 ABSL_FLAG(std::string, state_path, "", "overrides the config's state_path");
-ABSL_FLAG(std::string, ready_file, "",
-          "once listening, atomically write \"grpc_port=<port>\\n\" to this file");
+ABSL_FLAG(
+    std::string, ready_file, "",
+    "once listening, atomically write \"grpc_port=<port>\\n\" (and \"metrics_port=<port>\\n\" "
+    "when metrics are served) to this file");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9464 "
+          "(port 0 picks one); empty: no metrics");
 
 namespace craft::server {
 namespace {
@@ -77,27 +85,49 @@ int Run(const sigset_t& signals) {
     return 2;
   }
 
-  absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(*config, {});
+  // Metrics first: a port that cannot be bound fails the start, not a scrape.
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  auto metrics = std::make_shared<PlannerMetrics>(*config);
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> started =
+        metrics::MetricsServer::Start(listen);
+    if (!started.ok()) {
+      CRAFT_LOG(ERROR) << started.status().message();
+      return 1;
+    }
+    metrics_server = *std::move(started);
+    metrics_server->Register(metrics);
+    CRAFT_LOG(INFO) << "metrics on port " << metrics_server->port();
+  }
+
+  ServerOptions options;
+  options.observer = metrics.get();
+  absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(*config, options);
   if (!server.ok()) {
     CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
     return 1;
   }
+  metrics->Watch((*server)->coordinator(), (*server)->load_store());
+  int code = 0;
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
     if (absl::Status s =
-            WriteFileAtomically(ready, absl::StrCat("grpc_port=", (*server)->port(), "\n"));
+            WriteFileAtomically(ready, absl::StrCat("grpc_port=", (*server)->port(), "\n",
+                                                    metrics::ReadyFileLine(metrics_server.get())));
         !s.ok()) {
       CRAFT_LOG(ERROR) << s.message();
-      (*server)->Shutdown();
-      return 1;
+      code = 1;
     }
   }
 
-  int signal_number = 0;
-  while (sigwait(&signals, &signal_number) != 0) {
+  if (code == 0) {
+    int signal_number = 0;
+    while (sigwait(&signals, &signal_number) != 0) {
+    }
+    CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   }
-  CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
-  return 0;
+  metrics->Watch(nullptr, nullptr);  // before the components go away
+  return code;
 }
 
 }  // namespace
@@ -106,7 +136,8 @@ int Run(const sigset_t& signals) {
 int main(int argc, char** argv) {
   const sigset_t signals = craft::server::BlockShutdownSignals();
   absl::SetProgramUsageMessage(
-      "craft-planner --config PATH [--state_path PATH] [--ready_file PATH]");
+      "craft-planner --config PATH [--state_path PATH] [--ready_file PATH] "
+      "[--metrics_listen HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
   return craft::server::Run(signals);
 }

@@ -36,8 +36,14 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
       server->history_.get(), options.clock);
   if (!coordinator.ok()) return coordinator.status();
   server->coordinator_ = *std::move(coordinator);
-  server->loop_ = std::make_unique<ReplanLoop>(config, server->load_store_.get(),
-                                               server->coordinator_.get(), options.clock);
+  PlannerObserver* observer = options.observer;
+  ReplanLoop::Observer on_replan;
+  if (observer != nullptr) {
+    on_replan = [observer](const ReplanOutcome& outcome) { observer->OnReplan(outcome); };
+  }
+  server->loop_ =
+      std::make_unique<ReplanLoop>(config, server->load_store_.get(), server->coordinator_.get(),
+                                   options.clock, std::move(on_replan));
   server->gateway_ =
       std::make_unique<AgentGatewayService>(server->coordinator_.get(), server->load_store_.get());
   server->placement_ = std::make_unique<PlacementServiceImpl>(
@@ -45,10 +51,17 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
 
   PlacementServiceImpl* placement = server->placement_.get();
   ReplanLoop* loop = server->loop_.get();
-  server->coordinator_->SetHooks({[placement](const CommittedLayout& committed, int64_t epoch) {
-                                    placement->PublishCommit(committed, epoch);
-                                  },
-                                  [loop] { loop->Trigger(); }});
+  ApplyCoordinator::Hooks hooks;
+  hooks.on_commit = [placement](const CommittedLayout& committed, int64_t epoch) {
+    placement->PublishCommit(committed, epoch);
+  };
+  hooks.on_out_of_sync = [loop] { loop->Trigger(); };
+  if (observer != nullptr) {
+    hooks.on_apply_finished = [observer](const ApplyRecord& record) {
+      observer->OnApplyFinished(record);
+    };
+  }
+  server->coordinator_->SetHooks(std::move(hooks));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

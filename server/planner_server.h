@@ -23,6 +23,7 @@
 #include "server/config.h"
 #include "server/layout_history.h"
 #include "server/load_store.h"
+#include "server/planner_observer.h"
 #include "server/replan_loop.h"
 #include "server/state_store.h"
 
@@ -45,6 +46,9 @@ struct ServerOptions {
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Recent layout versions kept for mapping loads and sourcing transfers.
   int layout_history = 8;
+  // Told about replans and finished applies (metrics); null: nobody. Must
+  // outlive the server.
+  PlannerObserver* observer = nullptr;
 };
 
 class PlannerServer {
@@ -63,7 +67,9 @@ class PlannerServer {
   void Shutdown();
 
   ApplyCoordinator* coordinator() { return coordinator_.get(); }
+  const ApplyCoordinator* coordinator() const { return coordinator_.get(); }
   LoadStore* load_store() { return load_store_.get(); }
+  const LoadStore* load_store() const { return load_store_.get(); }
   ReplanLoop* replan_loop() { return loop_.get(); }
 
  private:

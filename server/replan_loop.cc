@@ -37,11 +37,28 @@ void DescribePlan(const planner::PlanResult& plan, const planner::LayoutStats& c
 
 std::string Percent(double fraction) { return absl::StrFormat("%.2f%%", 100 * fraction); }
 
+std::vector<double> PerLayerBalancedness(const planner::LayoutStats& stats) {
+  std::vector<double> balancedness;
+  for (const auto& layer : stats.layers) balancedness.push_back(layer.balancedness);
+  return balancedness;
+}
+
+constexpr absl::string_view kReplanResultNames[kNumReplanResults] = {
+    "pushed", "resync", "gated", "no_loads", "skipped", "failed"};
+
 }  // namespace
 
+absl::string_view ReplanResultName(ReplanResult result) {
+  return kReplanResultNames[static_cast<int>(result)];
+}
+
 ReplanLoop::ReplanLoop(const PlannerConfig& config, LoadStore* load_store,
-                       ApplyCoordinator* coordinator, Clock* clock)
-    : config_(config), load_store_(load_store), coordinator_(coordinator), clock_(clock) {}
+                       ApplyCoordinator* coordinator, Clock* clock, Observer observer)
+    : config_(config),
+      load_store_(load_store),
+      coordinator_(coordinator),
+      clock_(clock),
+      observer_(std::move(observer)) {}
 
 ReplanLoop::~ReplanLoop() { Stop(); }
 
@@ -116,8 +133,11 @@ ReplanOutcome ReplanLoop::RunOnce(bool force) {
   explain.set_decision(outcome.decision);
   explain.set_version(outcome.version);
   CRAFT_LOG(INFO) << "replan: " << outcome.decision;
-  absl::MutexLock lock(&explain_mu_);
-  last_explain_ = std::move(explain);
+  {
+    absl::MutexLock lock(&explain_mu_);
+    last_explain_ = std::move(explain);
+  }
+  if (observer_) observer_(outcome);
   return outcome;
 }
 
@@ -126,21 +146,34 @@ craft::v1::ExplainResponse ReplanLoop::LastExplain() const {
   return last_explain_;
 }
 
-ReplanOutcome ReplanLoop::Apply(const planner::Layout& layout, const std::string& what) {
+ReplanOutcome ReplanLoop::Apply(const planner::Layout& layout, const std::string& what,
+                                ReplanResult result) {
+  ReplanOutcome outcome;
   absl::StatusOr<std::string> version = coordinator_->StartApply(layout);
   if (!version.ok()) {
-    return {absl::StrCat(what, "; the apply could not start: ", version.status().message()), ""};
+    outcome.decision =
+        absl::StrCat(what, "; the apply could not start: ", version.status().message());
+    outcome.result = ReplanResult::kFailed;
+    return outcome;
   }
-  return {absl::StrCat(what, "; applying ", *version), *version};
+  outcome.decision = absl::StrCat(what, "; applying ", *version);
+  outcome.version = *version;
+  outcome.result = result;
+  return outcome;
 }
 
 ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain) {
-  if (coordinator_->fenced()) return {"not pushing: a newer planner epoch was seen", ""};
-  if (coordinator_->apply_in_progress()) return {"skipped: an apply is in progress", ""};
+  auto skipped = [](std::string why) {
+    ReplanOutcome outcome;
+    outcome.decision = std::move(why);
+    outcome.result = ReplanResult::kSkipped;
+    return outcome;
+  };
+  if (coordinator_->fenced()) return skipped("not pushing: a newer planner epoch was seen");
+  if (coordinator_->apply_in_progress()) return skipped("skipped: an apply is in progress");
   if (std::vector<int> missing = coordinator_->GpusWithoutAgent(); !missing.empty()) {
-    return {
-        absl::StrCat("skipped: GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"),
-        ""};
+    return skipped(
+        absl::StrCat("skipped: GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
   }
   const CommittedLayout committed = coordinator_->committed();
   const std::vector<std::string> out_of_sync = coordinator_->OutOfSyncNodes();
@@ -150,16 +183,39 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
       out_of_sync.empty() ? ""
                           : absl::StrCat("resync of nodes [", absl::StrJoin(out_of_sync, ","),
                                          "] serving another version than ", committed.version);
-  auto resync_or = [&](const std::string& why) -> ReplanOutcome {
-    if (out_of_sync.empty()) return {why, ""};
-    return Apply(*committed.layout, absl::StrCat(resync, " (", why, ")"));
+  // Without a new layout to push: a resync if nodes need one, else `result`.
+  // `measured` carries what was computed so far into the outcome.
+  ReplanOutcome measured;
+  auto resync_or = [&](const std::string& why, ReplanResult result) -> ReplanOutcome {
+    ReplanOutcome outcome =
+        out_of_sync.empty()
+            ? ReplanOutcome{why, "", result}
+            : Apply(*committed.layout, absl::StrCat(resync, " (", why, ")"), ReplanResult::kResync);
+    outcome.plan_duration = measured.plan_duration;
+    outcome.balancedness_before = measured.balancedness_before;
+    outcome.balancedness_after = measured.balancedness_after;
+    return outcome;
+  };
+  auto push = [&](const planner::Layout& layout, const std::string& what) {
+    ReplanOutcome outcome = Apply(layout, what, ReplanResult::kPushed);
+    outcome.plan_duration = measured.plan_duration;
+    outcome.balancedness_before = measured.balancedness_before;
+    outcome.balancedness_after = measured.balancedness_after;
+    return outcome;
   };
 
   const planner::LoadTrace trace = load_store_->Trace();
-  if (trace.num_windows() == 0) return resync_or("no complete load window yet");
+  if (trace.num_windows() == 0) {
+    return resync_or("no complete load window yet", ReplanResult::kNoLoads);
+  }
 
+  const absl::Time plan_start = clock_->Now();
   absl::StatusOr<planner::PlanResult> plan = planner::Plan(trace, config_.plan);
-  if (!plan.ok()) return resync_or(absl::StrCat("planning failed: ", plan.status().message()));
+  measured.plan_duration = clock_->Now() - plan_start;
+  if (!plan.ok()) {
+    return resync_or(absl::StrCat("planning failed: ", plan.status().message()),
+                     ReplanResult::kFailed);
+  }
   explain->set_budget(plan->budget);
   absl::StatusOr<planner::Layout> stable = planner::Stabilize(*committed.layout, plan->layout);
   absl::StatusOr<planner::LayoutStats> now = planner::EvaluateLayout(*committed.layout, trace);
@@ -171,9 +227,14 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
           : stable.status();
   for (const absl::Status& status :
        {stable.status(), now.status(), next.status(), transfers.status()}) {
-    if (!status.ok()) return resync_or(absl::StrCat("evaluation failed: ", status.message()));
+    if (!status.ok()) {
+      return resync_or(absl::StrCat("evaluation failed: ", status.message()),
+                       ReplanResult::kFailed);
+    }
   }
   DescribePlan(*plan, *now, explain);
+  measured.balancedness_before = PerLayerBalancedness(*now);
+  measured.balancedness_after = PerLayerBalancedness(*next);
   explain->set_predicted_balancedness(next->mean_balancedness);
 
   const double gain = now->step_time > 0 ? 1.0 - next->step_time / now->step_time : 0.0;
@@ -185,14 +246,14 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
       "%.3f s, balancedness %.4f -> %.4f, %d windows",
       Percent(gain), Percent(config_.gain_threshold), benefit_s, config_.horizon_s, transfer_s,
       now->mean_balancedness, next->mean_balancedness, trace.num_windows());
-  if (force) return Apply(*stable, absl::StrCat("forced push (gate bypassed): ", numbers));
+  if (force) return push(*stable, absl::StrCat("forced push (gate bypassed): ", numbers));
   if (gain > config_.gain_threshold && benefit_s > transfer_s) {
-    return Apply(*stable, absl::StrCat("pushing: ", numbers,
-                                       resync.empty() ? "" : absl::StrCat("; also a ", resync)));
+    return push(*stable, absl::StrCat("pushing: ", numbers,
+                                      resync.empty() ? "" : absl::StrCat("; also a ", resync)));
   }
   const std::string why =
       gain <= config_.gain_threshold ? "gain below threshold" : "benefit below transfer cost";
-  return resync_or(absl::StrCat("not pushing, ", why, ": ", numbers));
+  return resync_or(absl::StrCat("not pushing, ", why, ": ", numbers), ReplanResult::kGated);
 }
 
 }  // namespace craft::server

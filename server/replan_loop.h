@@ -27,10 +27,13 @@
 
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -41,9 +44,28 @@
 
 namespace craft::server {
 
+// What a replan did (the `result` label of craft_planner_replans_total).
+enum class ReplanResult {
+  kPushed,   // a new layout passed the gate (or was forced); its apply started
+  kResync,   // the committed layout was re-pushed to out-of-sync nodes
+  kGated,    // the new layout did not pass the gate: nothing to push
+  kNoLoads,  // no complete load window yet
+  kSkipped,  // an apply in progress, GPUs without an agent, or fenced
+  kFailed,   // planning or evaluation failed, or the apply could not start
+};
+inline constexpr int kNumReplanResults = 6;
+absl::string_view ReplanResultName(ReplanResult result);
+
 struct ReplanOutcome {
   std::string decision;  // one line: what was decided and why
   std::string version;   // the version being applied; "" when nothing was pushed
+  ReplanResult result = ReplanResult::kSkipped;
+  // Set when a plan was computed: how long planner::Plan took (on the
+  // loop's clock), and per layer the balancedness of the committed layout
+  // and of the stabilised new one, both replayed on the planning windows.
+  std::optional<absl::Duration> plan_duration;
+  std::vector<double> balancedness_before;
+  std::vector<double> balancedness_after;
 };
 
 class ReplanLoop {
@@ -54,9 +76,12 @@ class ReplanLoop {
   using Job = std::function<void(bool run)>;
   static constexpr int kMaxQueuedJobs = 16;
 
+  // Called on the loop thread after every RunOnce; must not block.
+  using Observer = std::function<void(const ReplanOutcome&)>;
+
   // The pointers must outlive the loop.
   ReplanLoop(const PlannerConfig& config, LoadStore* load_store, ApplyCoordinator* coordinator,
-             Clock* clock);
+             Clock* clock, Observer observer = nullptr);
   ~ReplanLoop();  // Stop()s
 
   void Start();
@@ -78,14 +103,16 @@ class ReplanLoop {
  private:
   // RunOnce without the bookkeeping: fills `explain` and decides.
   ReplanOutcome Decide(bool force, craft::v1::ExplainResponse* explain);
-  // Starts the apply of `layout`, describing it as `what`.
-  ReplanOutcome Apply(const planner::Layout& layout, const std::string& what);
+  // Starts the apply of `layout`, describing it as `what`; `result` when it
+  // starts, kFailed when it cannot.
+  ReplanOutcome Apply(const planner::Layout& layout, const std::string& what, ReplanResult result);
   void Run();
 
   const PlannerConfig config_;
   LoadStore* const load_store_;
   ApplyCoordinator* const coordinator_;
   Clock* const clock_;
+  const Observer observer_;
 
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every craft test: installs the prerequisites if needed, builds and
-# tests all Bazel targets, and ends with one line "N passed, N failed, N skipped"
+# tests all Bazel targets, validates the Kubernetes manifests
+# (deploy/k8s/validate.sh), and ends with one line "N passed, N failed, N skipped"
 # counting individual test cases (GoogleTest cases and shell test scripts).
 #
 # Tests that read the real traces find them through CRAFT_TRACES_DIR (default:
@@ -41,5 +42,22 @@ failed=$((failed + missing))
 
 # A target that failed to build or crashed leaves no cases behind: count it.
 if ((bazel_rc != 0 && failed == 0)); then failed=1; fi
+
+# Kubernetes manifests: kubectl kustomize + offline schema checks (npm), outside
+# Bazel because they need the npm registry once. One case.
+k8s_log="$(mktemp)"
+"$ROOT/deploy/k8s/validate.sh" > "$k8s_log" 2>&1
+k8s_rc=$?
+k8s_last="$(tail -n 1 "$k8s_log")"
+echo "deploy/k8s/validate.sh: $k8s_last"
+if ((k8s_rc != 0)); then
+  cat "$k8s_log"
+  failed=$((failed + 1))
+elif [[ "$k8s_last" == SKIPPED* ]]; then
+  skipped=$((skipped + 1))
+else
+  passed=$((passed + 1))
+fi
+rm -f "$k8s_log"
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 ((failed == 0))

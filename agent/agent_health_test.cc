@@ -1,0 +1,79 @@
+// The agent's plaintext health port (--health_listen): the standard
+// grpc.health.v1 service answers SERVING, other methods UNIMPLEMENTED.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "agent/agent.h"
+#include "common/clock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+
+namespace craft::agent {
+namespace {
+
+// Calls `method` with an empty request; returns the status and the
+// response's bytes.
+std::pair<grpc::Status, std::string> Call(int port, const std::string& method) {
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1), response;
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  std::string bytes;
+  std::vector<grpc::Slice> slices;
+  if (status.ok() && response.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  return {status, bytes};
+}
+
+TEST(AgentHealthTest, HealthPortAnswersServing) {
+  char pattern[] = "/tmp/craft-health-XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  AgentOptions options;
+  options.node.node = "node-a";
+  options.node.gpus = {0};
+  options.socket_path = dir + "/agent.sock";
+  options.planner_target = "127.0.0.1:1";  // nothing listens: the planner is away
+  options.health_listen = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(options, Clock::Real());
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ASSERT_GT((*agent)->health_port(), 0);
+
+  auto [status, bytes] = Call((*agent)->health_port(), "/grpc.health.v1.Health/Check");
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
+  EXPECT_EQ(Call((*agent)->health_port(), "/craft.v1.NodeAgent/Attach").first.error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+  (*agent)->Shutdown();
+  ::rmdir(dir.c_str());
+}
+
+TEST(AgentHealthTest, UnusableHealthAddressFailsTheStart) {
+  AgentOptions options;
+  options.node.node = "node-a";
+  options.node.gpus = {0};
+  options.socket_path = "/tmp/craft-health-bad.sock";
+  options.planner_target = "127.0.0.1:1";
+  options.health_listen = "256.0.0.1:1";
+  EXPECT_FALSE(Agent::Start(options, Clock::Real()).ok());
+}
+
+}  // namespace
+}  // namespace craft::agent

@@ -1,0 +1,328 @@
+#include "server/planner_metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
+#include "planner/initial_layout.h"
+
+namespace craft::server {
+namespace {
+
+using metrics::AdvanceTo;
+using metrics::CounterFamily;
+using metrics::GaugeFamily;
+using metrics::IndexedGauges;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void SetAll(const std::vector<prometheus::Gauge*>& gauges, const std::vector<double>& values) {
+  for (size_t i = 0; i < gauges.size(); ++i) {
+    gauges[i]->Set(i < values.size() ? values[i] : kNaN);
+  }
+}
+
+// Histogram buckets for bytes: 1 MiB .. 1 TiB, x4 apart.
+prometheus::Histogram::BucketBoundaries ByteBuckets() {
+  prometheus::Histogram::BucketBoundaries buckets;
+  for (double b = 1 << 20; b <= 1099511627776.0; b *= 4) buckets.push_back(b);
+  return buckets;
+}
+
+}  // namespace
+
+void PlannerMetrics::LayerSummary::Set(const std::vector<double>& per_layer) const {
+  if (per_layer.empty()) {
+    min->Set(kNaN);
+    p10->Set(kNaN);
+    mean->Set(kNaN);
+    return;
+  }
+  std::vector<double> sorted = per_layer;
+  std::sort(sorted.begin(), sorted.end());
+  // Nearest rank: the smallest value with at least 10% of the layers at or below it.
+  const size_t rank = static_cast<size_t>(std::ceil(0.1 * sorted.size()));
+  min->Set(sorted.front());
+  p10->Set(sorted[rank == 0 ? 0 : rank - 1]);
+  mean->Set(std::accumulate(sorted.begin(), sorted.end(), 0.0) / sorted.size());
+}
+
+PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
+  const int layers = config.model.num_layers;
+  const int gpus = config.cluster.num_gpus;
+  absl::StatusOr<planner::Layout> initial =
+      planner::ContiguousLayout(layers, config.model.num_experts, config.cluster);
+  if (initial.ok()) initial_layout_ = std::make_shared<const planner::Layout>(*std::move(initial));
+  prometheus::Registry& r = registry();
+
+  connected_agents_ =
+      &GaugeFamily(r, "craft_planner_connected_agents", "Agents with an open stream.").Add({});
+  agents_out_of_sync_ = &GaugeFamily(r, "craft_planner_agents_out_of_sync",
+                                     "Connected agents serving another layout version than the "
+                                     "committed one (resynchronised by the next apply).")
+                             .Add({});
+  agents_on_committed_ = &GaugeFamily(r, "craft_planner_agents_on_committed_layout",
+                                      "Connected agents whose every GPU serves the committed "
+                                      "layout version.")
+                              .Add({});
+  gpus_on_committed_ = &GaugeFamily(r, "craft_planner_gpus_on_committed_layout",
+                                    "GPUs (workers) of connected, in-sync agents: they serve the "
+                                    "committed layout version.")
+                            .Add({});
+  gpus_without_agent_ = &GaugeFamily(r, "craft_planner_gpus_without_agent",
+                                     "Configured GPUs that no connected agent claims; no apply "
+                                     "starts while this is above 0.")
+                             .Add({});
+  GaugeFamily(r, "craft_planner_configured_gpus", "GPUs in the configured cluster.")
+      .Add({})
+      .Set(gpus);
+  GaugeFamily(r, "craft_planner_configured_nodes", "Nodes (agents) in the configured cluster.")
+      .Add({})
+      .Set(config.cluster.num_nodes);
+  GaugeFamily(r, "craft_planner_configured_layers", "MoE layers of the configured model.")
+      .Add({})
+      .Set(layers);
+  epoch_ = &GaugeFamily(r, "craft_planner_epoch", "This planner's leadership term.").Add({});
+  committed_epoch_ = &GaugeFamily(r, "craft_planner_committed_layout_epoch",
+                                  "Epoch part of the committed layout version <epoch>.<seq> "
+                                  "(0 for the initial layout).")
+                          .Add({});
+  committed_seq_ = &GaugeFamily(r, "craft_planner_committed_layout_seq",
+                                "Sequence part of the committed layout version <epoch>.<seq>.")
+                        .Add({});
+  apply_in_progress_ = &GaugeFamily(r, "craft_planner_apply_in_progress",
+                                    "1 while an apply is preparing or waiting for commit acks.")
+                            .Add({});
+  fenced_ = &GaugeFamily(r, "craft_planner_fenced",
+                         "1 when a newer planner epoch was seen: this planner pushes nothing.")
+                 .Add({});
+  last_commit_timestamp_ = &GaugeFamily(r, "craft_planner_last_commit_timestamp_seconds",
+                                        "Unix time of the last commit point (0: none since start).")
+                                .Add({});
+  layer_replicas_ = IndexedGauges(
+      GaugeFamily(r, "craft_planner_layer_replicas",
+                  "Redundant expert replicas of a layer in the committed layout (slots beyond "
+                  "one per expert)."),
+      "layer", layers);
+  gpu_replica_memory_ = IndexedGauges(
+      GaugeFamily(r, "craft_planner_gpu_replica_memory_bytes",
+                  "Expert memory a GPU holds in the committed layout beyond the initial "
+                  "(replica-free) layout."),
+      "gpu", gpus);
+
+  layer_balancedness_ = IndexedGauges(
+      GaugeFamily(r, "craft_planner_layer_balancedness",
+                  "Measured balancedness (mean / max GPU tokens, 1 = perfect) of a layer under "
+                  "the committed layout, averaged over the recent complete load windows; NaN "
+                  "until a window was measured."),
+      "layer", layers);
+  prometheus::Family<prometheus::Gauge>& summary =
+      GaugeFamily(r, "craft_planner_balancedness",
+                  "Measured balancedness of the committed layout over layers: min, 10th "
+                  "percentile (p10) and mean of craft_planner_layer_balancedness.");
+  balancedness_ = {&summary.Add({{"stat", "min"}}), &summary.Add({{"stat", "p10"}}),
+                   &summary.Add({{"stat", "mean"}})};
+  measured_windows_ = &GaugeFamily(r, "craft_planner_measured_windows",
+                                   "Complete load windows behind the measured balancedness.")
+                           .Add({});
+
+  prometheus::Family<prometheus::Gauge>& apply_layers =
+      GaugeFamily(r, "craft_planner_apply_layer_balancedness",
+                  "Balancedness of a layer at the last pushed plan, replayed on its planning "
+                  "windows: when=before (the committed layout) and when=after (the new one).");
+  apply_layer_before_ = IndexedGauges(apply_layers, "layer", layers, {{"when", "before"}});
+  apply_layer_after_ = IndexedGauges(apply_layers, "layer", layers, {{"when", "after"}});
+  prometheus::Family<prometheus::Gauge>& apply_summary =
+      GaugeFamily(r, "craft_planner_apply_balancedness",
+                  "min / p10 / mean over layers of craft_planner_apply_layer_balancedness.");
+  auto summary_when = [&apply_summary](const std::string& when) {
+    LayerSummary summary_of = {&apply_summary.Add({{"stat", "min"}, {"when", when}}),
+                               &apply_summary.Add({{"stat", "p10"}, {"when", when}}),
+                               &apply_summary.Add({{"stat", "mean"}, {"when", when}})};
+    summary_of.Set({});
+    return summary_of;
+  };
+  apply_before_ = summary_when("before");
+  apply_after_ = summary_when("after");
+  SetAll(apply_layer_before_, {});
+  SetAll(apply_layer_after_, {});
+
+  applies_started_ =
+      &CounterFamily(r, "craft_planner_applies_started_total", "Two-phase applies started.")
+           .Add({});
+  prometheus::Family<prometheus::Counter>& applies = CounterFamily(
+      r, "craft_planner_applies_total", "Applies finished, by result (committed or aborted).");
+  applies_committed_ = &applies.Add({{"result", "committed"}});
+  applies_aborted_ = &applies.Add({{"result", "aborted"}});
+  prometheus::Family<prometheus::Counter>& aborts =
+      CounterFamily(r, "craft_planner_apply_aborts_total", "Applies aborted, by reason.");
+  for (int i = 0; i < kNumAbortReasons; ++i) {
+    aborts_[i] = &aborts.Add({{"reason", std::string(AbortReasonName(AbortReason(i)))}});
+  }
+  prometheus::Family<prometheus::Counter>& nacks = CounterFamily(
+      r, "craft_planner_agent_nacks_total", "Nacks received from agents, by error code.");
+  for (int code = craft::v1::ErrorCode_MIN + 1; code <= craft::v1::ErrorCode_MAX; ++code) {
+    if (!craft::v1::ErrorCode_IsValid(code)) continue;
+    nacks_[code] = &nacks.Add(
+        {{"code", absl::AsciiStrToLower(craft::v1::ErrorCode_Name(craft::v1::ErrorCode(code)))}});
+  }
+  stale_answers_ = &CounterFamily(r, "craft_planner_stale_answers_total",
+                                  "Acks and Nacks ignored because they answer no awaited message.")
+                        .Add({});
+  agent_connects_ = &CounterFamily(r, "craft_planner_agent_connects_total",
+                                   "Agent streams accepted (first connects and reconnects).")
+                         .Add({});
+  agent_disconnects_ =
+      &CounterFamily(r, "craft_planner_agent_disconnects_total", "Agent streams that ended.")
+           .Add({});
+  transfer_bytes_ = &CounterFamily(r, "craft_planner_transfer_bytes_total",
+                                   "Expert bytes copied between GPUs by committed applies.")
+                         .Add({});
+  windows_ingested_ = &CounterFamily(r, "craft_planner_load_windows_ingested_total",
+                                     "Per-GPU load windows accepted into the load store.")
+                           .Add({});
+  prometheus::Family<prometheus::Counter>& rejected =
+      CounterFamily(r, "craft_planner_load_windows_rejected_total",
+                    "Per-GPU load windows rejected, by reason (the stream continues).");
+  for (int i = 0; i < kNumRejectReasons; ++i) {
+    windows_rejected_[i] =
+        &rejected.Add({{"reason", std::string(RejectReasonName(RejectReason(i)))}});
+  }
+  tokens_ = &CounterFamily(r, "craft_planner_tokens_total",
+                           "Tokens in the ingested load windows: token-to-expert assignments / "
+                           "(layers x top_k).")
+                 .Add({});
+  prometheus::Family<prometheus::Counter>& replans =
+      CounterFamily(r, "craft_planner_replans_total", "Replans, by result.");
+  for (int i = 0; i < kNumReplanResults; ++i) {
+    replans_[i] = &replans.Add({{"result", std::string(ReplanResultName(ReplanResult(i)))}});
+  }
+  plan_duration_ = &metrics::HistogramFamily(r, "craft_planner_plan_duration_seconds",
+                                             "Time to compute one plan (benefit curves, "
+                                             "allocation, placement).")
+                        .Add({}, metrics::DurationBuckets());
+  prepare_to_commit_ =
+      &metrics::HistogramFamily(r, "craft_planner_apply_prepare_to_commit_seconds",
+                                "From Prepare sent to the commit point (every agent PREPARED).")
+           .Add({}, metrics::DurationBuckets());
+  apply_transfer_bytes_ =
+      &metrics::HistogramFamily(r, "craft_planner_apply_transfer_bytes",
+                                "Expert bytes one committed apply copies between GPUs.")
+           .Add({}, ByteBuckets());
+}
+
+void PlannerMetrics::Watch(const ApplyCoordinator* coordinator, const LoadStore* load_store) {
+  absl::MutexLock lock(&refresh_mutex());
+  coordinator_ = coordinator;
+  load_store_ = load_store;
+  layout_version_.clear();
+}
+
+void PlannerMetrics::OnReplan(const ReplanOutcome& outcome) {
+  replans_[static_cast<int>(outcome.result)]->Increment();
+  if (outcome.plan_duration.has_value()) {
+    plan_duration_->Observe(absl::ToDoubleSeconds(*outcome.plan_duration));
+  }
+  if (outcome.result == ReplanResult::kPushed && !outcome.balancedness_before.empty()) {
+    SetAll(apply_layer_before_, outcome.balancedness_before);
+    SetAll(apply_layer_after_, outcome.balancedness_after);
+    apply_before_.Set(outcome.balancedness_before);
+    apply_after_.Set(outcome.balancedness_after);
+  }
+}
+
+void PlannerMetrics::OnApplyFinished(const ApplyRecord& record) {
+  if (!record.committed) return;  // aborts are counted from CoordinatorStats
+  prepare_to_commit_->Observe(absl::ToDoubleSeconds(record.prepare_duration));
+  apply_transfer_bytes_->Observe(static_cast<double>(record.transfer_bytes));
+  last_commit_timestamp_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+}
+
+void PlannerMetrics::Refresh() const {
+  if (coordinator_ == nullptr || load_store_ == nullptr) return;
+  RefreshAgents(*coordinator_);
+  const CommittedLayout committed = coordinator_->committed();
+  RefreshLayout(committed);
+  RefreshMeasured(*load_store_, committed.version);
+  RefreshCounters(*coordinator_, *load_store_);
+}
+
+void PlannerMetrics::RefreshAgents(const ApplyCoordinator& coordinator) const {
+  const std::vector<AgentSnapshot> agents = coordinator.Agents();
+  const std::vector<std::string> out_of_sync = coordinator.OutOfSyncNodes();
+  const std::set<std::string> behind(out_of_sync.begin(), out_of_sync.end());
+  int connected = 0, in_sync = 0, in_sync_gpus = 0;
+  for (const AgentSnapshot& agent : agents) {
+    if (!agent.connected) continue;
+    ++connected;
+    if (behind.count(agent.node) == 0) {
+      ++in_sync;
+      in_sync_gpus += static_cast<int>(agent.gpus.size());
+    }
+  }
+  connected_agents_->Set(connected);
+  agents_out_of_sync_->Set(static_cast<double>(out_of_sync.size()));
+  agents_on_committed_->Set(in_sync);
+  gpus_on_committed_->Set(in_sync_gpus);
+  gpus_without_agent_->Set(static_cast<double>(coordinator.GpusWithoutAgent().size()));
+  epoch_->Set(static_cast<double>(coordinator.epoch()));
+  apply_in_progress_->Set(coordinator.apply_in_progress() ? 1 : 0);
+  fenced_->Set(coordinator.fenced() ? 1 : 0);
+}
+
+void PlannerMetrics::RefreshLayout(const CommittedLayout& committed) const {
+  if (committed.version == layout_version_ || committed.layout == nullptr) return;
+  layout_version_ = committed.version;
+  const metrics::VersionNumbers numbers = metrics::ParseVersion(committed.version);
+  committed_epoch_->Set(static_cast<double>(numbers.epoch));
+  committed_seq_->Set(static_cast<double>(numbers.seq));
+  const planner::Layout& layout = *committed.layout;
+  for (int l = 0; l < layout.num_layers() && l < static_cast<int>(layer_replicas_.size()); ++l) {
+    layer_replicas_[l]->Set(layout.layers[l].num_slots() - layout.num_experts);
+  }
+  for (int g = 0; g < static_cast<int>(gpu_replica_memory_.size()); ++g) {
+    const int baseline = initial_layout_ != nullptr ? initial_layout_->SlotsOnGpu(g) : 0;
+    gpu_replica_memory_[g]->Set(static_cast<double>(layout.SlotsOnGpu(g) - baseline) *
+                                static_cast<double>(config_.model.bytes_per_expert));
+  }
+}
+
+void PlannerMetrics::RefreshMeasured(const LoadStore& load_store,
+                                     const std::string& version) const {
+  const std::optional<MeasuredBalance> measured = load_store.Measured(version);
+  const std::vector<double> per_layer = measured ? measured->per_layer : std::vector<double>{};
+  SetAll(layer_balancedness_, per_layer);
+  balancedness_.Set(per_layer);
+  measured_windows_->Set(measured ? measured->windows : 0);
+}
+
+void PlannerMetrics::RefreshCounters(const ApplyCoordinator& coordinator,
+                                     const LoadStore& load_store) const {
+  const CoordinatorStats stats = coordinator.stats();
+  AdvanceTo(*applies_started_, static_cast<double>(stats.applies_started));
+  AdvanceTo(*applies_committed_, static_cast<double>(stats.applies_committed));
+  AdvanceTo(*applies_aborted_, static_cast<double>(stats.applies_aborted));
+  for (int i = 0; i < kNumAbortReasons; ++i) {
+    AdvanceTo(*aborts_[i], static_cast<double>(stats.aborts_by_reason[i]));
+  }
+  for (const auto& [code, counter] : nacks_) {
+    AdvanceTo(*counter, static_cast<double>(stats.nacks_by_code[code]));
+  }
+  AdvanceTo(*stale_answers_, static_cast<double>(stats.stale_answers_ignored));
+  AdvanceTo(*agent_connects_, static_cast<double>(stats.agent_connects));
+  AdvanceTo(*agent_disconnects_, static_cast<double>(stats.agent_disconnects));
+  AdvanceTo(*transfer_bytes_, static_cast<double>(stats.transfer_bytes_committed));
+  AdvanceTo(*windows_ingested_, static_cast<double>(load_store.windows_ingested()));
+  for (int i = 0; i < kNumRejectReasons; ++i) {
+    AdvanceTo(*windows_rejected_[i], static_cast<double>(load_store.rejected(RejectReason(i))));
+  }
+  const double per_token =
+      static_cast<double>(config_.model.num_layers) * std::max(config_.model.top_k, 1);
+  AdvanceTo(*tokens_, static_cast<double>(load_store.assignments_ingested()) / per_token);
+}
+
+}  // namespace craft::server

@@ -1,0 +1,26 @@
+// Events of the planner service for whoever watches it (the metrics), free of
+// gRPC and Prometheus. PlannerServer calls an observer given in its options.
+//
+// Thread-safety: implementations must be thread-safe and must not block or
+// call into the planner: OnApplyFinished runs with the ApplyCoordinator's
+// mutex held, OnReplan on the replan loop thread.
+#ifndef CRAFT_SERVER_PLANNER_OBSERVER_H_
+#define CRAFT_SERVER_PLANNER_OBSERVER_H_
+
+#include "server/apply_coordinator.h"
+#include "server/replan_loop.h"
+
+namespace craft::server {
+
+class PlannerObserver {
+ public:
+  virtual ~PlannerObserver() = default;
+  // After every replan (periodic, triggered or an RPC's).
+  virtual void OnReplan(const ReplanOutcome& outcome) = 0;
+  // When an apply reaches the commit point or is aborted.
+  virtual void OnApplyFinished(const ApplyRecord& record) = 0;
+};
+
+}  // namespace craft::server
+
+#endif  // CRAFT_SERVER_PLANNER_OBSERVER_H_
