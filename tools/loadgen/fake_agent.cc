@@ -1,0 +1,264 @@
+#include "tools/loadgen/fake_agent.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "planner/initial_layout.h"
+
+namespace craft::loadgen {
+
+using craft::v1::AgentMessage;
+using craft::v1::PlannerMessage;
+
+FakeAgent::FakeAgent(FakeAgentOptions options, FakeAgentEnv env)
+    : options_(std::move(options)),
+      env_(std::move(env)),
+      rng_(options_.seed),
+      serving_version_(planner::kInitialLayoutVersion),
+      serving_(env_.initial) {}
+
+void FakeAgent::Start(craft::v1::AgentGateway::Stub* stub) {
+  stub->async()->Connect(&context_, this);
+  {
+    absl::MutexLock lock(&mu_);
+    craft::v1::AgentHello* hello = writing_.mutable_hello();
+    hello->set_node(options_.node);
+    for (int rank : options_.gpus) {
+      craft::v1::GpuInfo* gpu = hello->add_gpus();
+      gpu->set_rank(rank);
+      gpu->set_transfer_endpoint("loadgen.invalid:1");  // never dialled: nothing is fetched
+    }
+    *hello->mutable_model() = options_.model;
+    hello->set_committed_version(planner::kInitialLayoutVersion);
+    write_in_flight_ = true;
+  }
+  StartWrite(&writing_);
+  StartRead(&incoming_);
+  AddHold();  // writes also start outside reactions; released when reads end
+  StartCall();
+}
+
+void FakeAgent::SendWindow(int64_t window_id) {
+  std::shared_ptr<const SlotLoads> slots;
+  std::string version;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_ || !welcomed_) return;
+    slots = serving_;
+    version = serving_version_;
+  }
+  AgentMessage message;
+  craft::v1::NodeLoad* load = message.mutable_load();
+  const int num_layers = options_.model.num_layers();
+  for (int gpu : options_.gpus) {
+    craft::v1::GpuWindow* window = load->add_gpus();
+    window->set_gpu(gpu);
+    window->set_layout_version(version);
+    window->set_window_id(window_id);
+    window->set_start_unix_ms(window_id * options_.window_ms);
+    window->set_duration_ms(options_.window_ms);
+    window->mutable_layers()->Reserve(num_layers);
+    for (int l = 0; l < num_layers; ++l) {
+      AppendJittered(slots->Counts(gpu, l), options_.jitter, &rng_,
+                     window->add_layers()->mutable_counts());
+    }
+  }
+  Enqueue(std::move(message));
+}
+
+void FakeAgent::Cancel() { context_.TryCancel(); }
+
+grpc::Status FakeAgent::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+bool FakeAgent::welcomed() const {
+  absl::MutexLock lock(&mu_);
+  return welcomed_;
+}
+
+bool FakeAgent::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closing_;
+}
+
+bool FakeAgent::idle() const {
+  absl::MutexLock lock(&mu_);
+  return !write_in_flight_ && queue_.empty();
+}
+
+FakeAgentCounters FakeAgent::counters() const {
+  absl::MutexLock lock(&mu_);
+  return counters_;
+}
+
+void FakeAgent::OnReadDone(bool ok) {
+  if (!ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+      queue_.clear();
+    }
+    RemoveHold();  // OnDone may follow on another thread
+    return;
+  }
+  Handle(incoming_);
+  StartRead(&incoming_);
+}
+
+void FakeAgent::OnWriteDone(bool ok) {
+  bool write_next = false;
+  {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (!ok) {  // the call is over; the pending read fails next
+      closing_ = true;
+      queue_.clear();
+      return;
+    }
+    if (writing_.has_load()) counters_.gpu_windows_sent += writing_.load().gpus_size();
+    write_next = TakeNextWriteLocked();
+  }
+  if (write_next) StartWrite(&writing_);  // inside a reaction: no hold needed
+}
+
+void FakeAgent::OnDone(const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+  }
+  env_.streams_done->DecrementCount();  // last touch: the owner may delete us now
+}
+
+void FakeAgent::Handle(const PlannerMessage& message) {
+  switch (message.body_case()) {
+    case PlannerMessage::kWelcome: {
+      absl::MutexLock lock(&mu_);
+      welcomed_ = true;
+      break;
+    }
+    case PlannerMessage::kPrepare:
+      HandlePrepare(message);
+      break;
+    case PlannerMessage::kCommit: {
+      const std::string& version = message.commit().version();
+      env_.recorder->Committed(version);
+      bool known = false;
+      {
+        absl::MutexLock lock(&mu_);
+        if (version == prepared_version_) {
+          known = true;
+          serving_version_ = version;
+          serving_ = std::move(prepared_);
+          prepared_version_.clear();
+        }
+      }
+      if (known) {
+        Answer(message.nonce(), version, craft::v1::COMMITTED);
+      } else {
+        AgentMessage nack;
+        nack.mutable_nack()->set_nonce(message.nonce());
+        nack.mutable_nack()->set_version(version);
+        nack.mutable_nack()->mutable_error()->set_code(craft::v1::UNKNOWN_VERSION);
+        Enqueue(std::move(nack));
+      }
+      break;
+    }
+    case PlannerMessage::kAbort: {
+      const std::string& version = message.abort().version();
+      env_.recorder->Aborted(version);
+      {
+        absl::MutexLock lock(&mu_);
+        if (version == prepared_version_) {
+          prepared_version_.clear();
+          prepared_.reset();
+        }
+      }
+      Answer(message.nonce(), version, craft::v1::ABORTED);
+      break;
+    }
+    case PlannerMessage::BODY_NOT_SET:
+      break;
+  }
+}
+
+void FakeAgent::HandlePrepare(const PlannerMessage& message) {
+  const craft::v1::Layout& layout = message.prepare().layout();
+  env_.recorder->Prepared(layout.version());
+  const int64_t bytes = static_cast<int64_t>(message.ByteSizeLong());
+  absl::StatusOr<std::shared_ptr<const SlotLoads>> slots = env_.slot_loads->Get(layout);
+  if (!slots.ok()) {
+    AgentMessage nack;
+    nack.mutable_nack()->set_nonce(message.nonce());
+    nack.mutable_nack()->set_version(layout.version());
+    nack.mutable_nack()->mutable_error()->set_code(craft::v1::BAD_LAYOUT);
+    nack.mutable_nack()->mutable_error()->set_message(std::string(slots.status().message()));
+    {
+      absl::MutexLock lock(&mu_);
+      nack.mutable_nack()->set_last_good_version(serving_version_);
+      ++counters_.bad_layouts;
+    }
+    Enqueue(std::move(nack));
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    prepared_version_ = layout.version();
+    prepared_ = *std::move(slots);
+    counters_.max_prepare_bytes = std::max(counters_.max_prepare_bytes, bytes);
+  }
+  auto ack = [this, nonce = message.nonce(), version = layout.version()] {
+    Answer(nonce, version, craft::v1::PREPARED);
+  };
+  if (options_.stage_delay > absl::ZeroDuration()) {
+    env_.timers->RunAfter(options_.stage_delay, std::move(ack));
+  } else {
+    ack();
+  }
+}
+
+void FakeAgent::Answer(const std::string& nonce, const std::string& version,
+                       craft::v1::AckPhase phase) {
+  AgentMessage answer;
+  answer.mutable_ack()->set_nonce(nonce);
+  answer.mutable_ack()->set_version(version);
+  answer.mutable_ack()->set_phase(phase);
+  Enqueue(std::move(answer));
+}
+
+void FakeAgent::Enqueue(AgentMessage message) {
+  bool write_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closing_) return;
+    if (message.has_load()) {
+      const auto loads = std::count_if(queue_.begin(), queue_.end(),
+                                       [](const AgentMessage& m) { return m.has_load(); });
+      if (loads >= options_.max_queued_loads) {
+        queue_.erase(std::find_if(queue_.begin(), queue_.end(),
+                                  [](const AgentMessage& m) { return m.has_load(); }));
+        ++counters_.loads_dropped;
+      }
+    }
+    queue_.push_back(std::move(message));
+    write_now = TakeNextWriteLocked();
+    // Outside a reaction a write needs a hold of its own until it is started:
+    // the stream's hold may be released as soon as mu_ is.
+    if (write_now) AddHold();
+  }
+  if (write_now) {
+    StartWrite(&writing_);
+    RemoveHold();
+  }
+}
+
+bool FakeAgent::TakeNextWriteLocked() {
+  if (write_in_flight_ || closing_ || queue_.empty()) return false;
+  writing_ = std::move(queue_.front());
+  queue_.pop_front();
+  write_in_flight_ = true;
+  return true;
+}
+
+}  // namespace craft::loadgen

@@ -1,0 +1,71 @@
+#include "tools/loadgen/replanner.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace craft::loadgen {
+namespace {
+
+// Planning a 4096-GPU cluster can take minutes on a small machine.
+constexpr absl::Duration kReplanDeadline = absl::Minutes(10);
+
+}  // namespace
+
+Replanner::~Replanner() { Stop(); }
+
+void Replanner::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Replanner::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (in_flight_ != nullptr) in_flight_->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+ReplanStats Replanner::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void Replanner::Run() {
+  absl::Time next = absl::Now() + options_.period;
+  while (true) {
+    grpc::ClientContext context;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithDeadline(absl::Condition(&stopping_), next);
+      if (stopping_) return;
+      in_flight_ = &context;
+    }
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kReplanDeadline));
+    if (!options_.admin_token.empty()) {
+      context.AddMetadata("authorization", "Bearer " + options_.admin_token);
+    }
+    craft::v1::ReplanRequest request;
+    request.set_force(options_.force);
+    craft::v1::ReplanResponse response;
+    const absl::Time start = absl::Now();
+    const grpc::Status status = stub_->Replan(&context, request, &response);
+    const absl::Time end = absl::Now();
+
+    absl::MutexLock lock(&mu_);
+    in_flight_ = nullptr;
+    ++stats_.calls;
+    if (!status.ok()) {
+      ++stats_.failed;
+      stats_.last_error = status.error_message();
+    } else {
+      stats_.ms.push_back(absl::ToDoubleMilliseconds(end - start));
+      if (!response.version().empty()) ++stats_.applies;
+      stats_.last_decision = response.decision();
+    }
+    next = end + options_.period;  // a slow plan does not make calls pile up
+  }
+}
+
+}  // namespace craft::loadgen
