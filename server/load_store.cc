@@ -99,9 +99,10 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
     return RejectLocked(RejectReason::kDuplicateWindow, absl::StrCat(where, ": already reported"));
   }
   Window& sum = it->second;
+  const std::vector<std::vector<int>>& offsets = SlotOffsetsLocked(version, *layout);
   for (int l = 0; l < options_.num_layers; ++l) {
     const planner::LayerPlacement& placement = layout->layers[l];
-    const int offset = placement.SlotOffset(gpu);
+    const int offset = offsets[l][gpu];
     int64_t gpu_total = 0;
     const auto& counts = window.layers(l).counts();
     for (int s = 0; s < counts.size(); ++s) {
@@ -118,6 +119,22 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
   ++windows_ingested_;
   while (static_cast<int>(windows_.size()) > options_.horizon) windows_.erase(windows_.begin());
   return absl::OkStatus();
+}
+
+const std::vector<std::vector<int>>& LoadStore::SlotOffsetsLocked(const std::string& version,
+                                                                  const planner::Layout& layout) {
+  auto it = slot_offsets_.find(version);
+  if (it != slot_offsets_.end()) return it->second;
+  constexpr size_t kVersionsKept = 4;  // windows straddle at most a commit or two
+  if (slot_offsets_.size() >= kVersionsKept) slot_offsets_.erase(slot_offsets_.begin());
+  std::vector<std::vector<int>> offsets;
+  for (const planner::LayerPlacement& layer : layout.layers) {
+    std::vector<int>& row = offsets.emplace_back(layer.slots_per_gpu.size() + 1, 0);
+    for (size_t g = 0; g < layer.slots_per_gpu.size(); ++g) {
+      row[g + 1] = row[g] + layer.slots_per_gpu[g];
+    }
+  }
+  return slot_offsets_.emplace(version, std::move(offsets)).first->second;
 }
 
 planner::LoadTrace LoadStore::Trace() const {

@@ -116,6 +116,12 @@ class LoadStore {
   absl::Status RejectLocked(RejectReason reason, absl::string_view message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Complete(const Window& window) const { return window.num_reported == num_gpus_; }
+  // Index of `gpu`'s first slot in each layer of `layout`, computed once per
+  // version: summing slots_per_gpu per window made ingest O(layers x GPUs)
+  // per GPU window, quadratic in the cluster size.
+  const std::vector<std::vector<int>>& SlotOffsetsLocked(const std::string& version,
+                                                         const planner::Layout& layout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const LoadStoreOptions options_;
   const int num_gpus_;
@@ -123,6 +129,8 @@ class LoadStore {
 
   mutable absl::Mutex mu_;
   std::map<int64_t, Window> windows_ ABSL_GUARDED_BY(mu_);  // by window id
+  // [layer][gpu] slot offsets of the few most recent versions.
+  std::map<std::string, std::vector<std::vector<int>>> slot_offsets_ ABSL_GUARDED_BY(mu_);
   int64_t windows_ingested_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t assignments_ingested_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<int64_t, kNumRejectReasons> rejected_ ABSL_GUARDED_BY(mu_) = {};

@@ -248,6 +248,10 @@ absl::StatusOr<LayerPlacement> StabilizeLayer(const LayerPlacement& previous,
   const PreviousLayer previous_layer(previous);
   std::vector<std::vector<int>> experts_of_gpu(next.slots_per_gpu.size());
   for (const GpuGroup& group : GroupBySlotCount(next)) {
+    // GPUs without a slot in this layer hold nothing to relabel; with more
+    // GPUs than experts they are most of the cluster, and an n x n
+    // assignment over them would dominate a re-plan.
+    if (group.slot_count == 0) continue;
     CRAFT_RETURN_IF_ERROR(GroupStabilizer(previous_layer, next, group).Apply(experts_of_gpu));
   }
   LayerPlacement stable;
