@@ -189,7 +189,7 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
   auto resync_or = [&](const std::string& why, ReplanResult result) -> ReplanOutcome {
     ReplanOutcome outcome =
         out_of_sync.empty()
-            ? ReplanOutcome{why, "", result}
+            ? ReplanOutcome{why, "", result, {}, {}, {}}
             : Apply(*committed.layout, absl::StrCat(resync, " (", why, ")"), ReplanResult::kResync);
     outcome.plan_duration = measured.plan_duration;
     outcome.balancedness_before = measured.balancedness_before;
