@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "agent/atomic_file.h"
 #include "agent/socket_file.h"
+#include "common/atomic_file.h"
 #include "common/logging.h"
 
 namespace craft::agent {
@@ -61,7 +61,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
   if (!o.ready_file.empty()) {
     const std::string health =
         agent->health_port_ > 0 ? absl::StrCat("health_port=", agent->health_port_, "\n") : "";
-    if (absl::Status s = WriteFileAtomically(
+    if (absl::Status s = ::craft::WriteFileAtomically(
             o.ready_file, "socket=" + o.socket_path + "\n" + health + o.ready_extra);
         !s.ok()) {
       return s;  // ~Agent shuts the server down again

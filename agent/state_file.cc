@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "agent/atomic_file.h"
+#include "common/atomic_file.h"
 
 namespace craft::agent {
 
@@ -69,7 +69,7 @@ absl::Status FileStateStore::Save(const AgentState& state) {
     return absl::InvalidArgumentError("committed_version must not contain a newline");
   }
   absl::MutexLock lock(&mu_);
-  return WriteFileAtomically(path_, SerializeAgentState(state));
+  return ::craft::WriteFileAtomically(path_, SerializeAgentState(state));
 }
 
 absl::StatusOr<AgentState> MemoryStateStore::Load() {

@@ -37,14 +37,6 @@ class WeightStream {
 
 }  // namespace
 
-uint64_t Fnv1a64(absl::string_view data, uint64_t hash) {
-  for (char c : data) {
-    hash ^= static_cast<uint8_t>(c);
-    hash *= kFnv1a64Prime;
-  }
-  return hash;
-}
-
 void FillExpertWeights(int layer, int expert, absl::Span<char> out) {
   WeightStream(layer, expert).Read(out);
 }

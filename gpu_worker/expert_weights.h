@@ -21,15 +21,12 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/fnv1a.h"
 
 namespace craft::gpu_worker {
 
-inline constexpr uint64_t kFnv1a64OffsetBasis = 0xcbf29ce484222325ULL;
-inline constexpr uint64_t kFnv1a64Prime = 0x100000001b3ULL;
-
-// FNV-1a over `data`, continuing from `hash` (pass a previous result to hash
-// data that arrives in pieces).
-uint64_t Fnv1a64(absl::string_view data, uint64_t hash = kFnv1a64OffsetBasis);
+using ::craft::Fnv1a64;
+using ::craft::kFnv1a64OffsetBasis;
 
 // Writes the first `out.size()` bytes of expert (layer, expert)'s weights.
 void FillExpertWeights(int layer, int expert, absl::Span<char> out);

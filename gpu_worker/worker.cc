@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -50,26 +51,6 @@ std::string AdvertisedHost(const std::string& listen, const std::string& adverti
     return "localhost";
   }
   return host;
-}
-
-// Writes `contents` to `path` atomically: a temporary file, fsync, rename.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
-  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create ", temp, ": ", strerror(errno)));
-  }
-  const bool written =
-      write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()) &&
-      fsync(fd) == 0;
-  const int saved_errno = errno;
-  close(fd);
-  if (!written || rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = written ? errno : saved_errno;
-    unlink(temp.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot write ", path, ": ", strerror(err)));
-  }
-  return absl::OkStatus();
 }
 
 std::string StateName(WorkerState state) { return craft::v1::WorkerState_Name(state); }
@@ -169,7 +150,7 @@ Worker::Stats Worker::stats() const {
 absl::Status Worker::Start() {
   CRAFT_RETURN_IF_ERROR(StartTransferServer());
   if (!options_.ready_file.empty()) {
-    CRAFT_RETURN_IF_ERROR(WriteFileAtomically(
+    CRAFT_RETURN_IF_ERROR(::craft::WriteFileAtomically(
         options_.ready_file,
         absl::StrCat("transfer_port=", transfer_port_, "\n", options_.ready_extra)));
   }

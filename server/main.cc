@@ -20,6 +20,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "server/config.h"
@@ -38,23 +39,6 @@ ABSL_FLAG(std::string, metrics_listen, "",
 
 namespace craft::server {
 namespace {
-
-// Writes `text` to a temporary file and renames it over `path`, so a reader
-// sees the whole file or none.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return absl::InternalError(
-        absl::StrCat("cannot create ", temporary, ": ", std::strerror(errno)));
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed || ::rename(temporary.c_str(), path.c_str()) != 0) {
-    ::unlink(temporary.c_str());
-    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 // Blocks the shutdown signals; called before any thread exists, so that
 // every thread (gRPC's included) inherits the mask and only sigwait sees them.
@@ -110,9 +94,9 @@ int Run(const sigset_t& signals) {
   metrics->Watch((*server)->coordinator(), (*server)->load_store());
   int code = 0;
   if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    if (absl::Status s =
-            WriteFileAtomically(ready, absl::StrCat("grpc_port=", (*server)->port(), "\n",
-                                                    metrics::ReadyFileLine(metrics_server.get())));
+    if (absl::Status s = ::craft::WriteFileAtomically(
+            ready, absl::StrCat("grpc_port=", (*server)->port(), "\n",
+                                metrics::ReadyFileLine(metrics_server.get())));
         !s.ok()) {
       CRAFT_LOG(ERROR) << s.message();
       code = 1;

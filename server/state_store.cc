@@ -12,41 +12,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/atomic_file.h"
+#include "common/fnv1a.h"
 
 namespace craft::server {
 namespace {
 
 constexpr absl::string_view kMagic = "craft-planner-state 1";
 
-uint64_t Fnv1a64(absl::string_view bytes) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  for (unsigned char c : bytes) {
-    hash ^= c;
-    hash *= 0x100000001b3ULL;
-  }
-  return hash;
-}
-
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
-}
-
-absl::Status WriteAll(int fd, absl::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("cannot write", path);
-    }
-    bytes.remove_prefix(static_cast<size_t>(written));
-  }
-  return absl::OkStatus();
-}
-
-std::string DirectoryOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 // Parses the header line "name value".
@@ -123,29 +98,7 @@ absl::Status FileStateStore::Save(const PlannerState& state) {
                                             BlobLine("previous", previous), committed, previous);
 
   absl::MutexLock lock(&mu_);
-  const std::string temporary = path_ + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", temporary);
-  absl::Status written = WriteAll(fd, contents, temporary);
-  if (written.ok() && ::fsync(fd) != 0) written = ErrnoError("cannot fsync", temporary);
-  if (::close(fd) != 0 && written.ok()) written = ErrnoError("cannot close", temporary);
-  if (!written.ok()) {
-    ::unlink(temporary.c_str());
-    return written;
-  }
-  if (::rename(temporary.c_str(), path_.c_str()) != 0) {
-    absl::Status renamed = ErrnoError("cannot rename onto", path_);
-    ::unlink(temporary.c_str());
-    return renamed;
-  }
-  // Make the rename itself durable.
-  const std::string directory = DirectoryOf(path_);
-  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return ErrnoError("cannot open directory", directory);
-  const int synced = ::fsync(dir_fd);
-  ::close(dir_fd);
-  if (synced != 0) return ErrnoError("cannot fsync directory", directory);
-  return absl::OkStatus();
+  return WriteFileAtomically(path_, contents);
 }
 
 absl::StatusOr<std::optional<PlannerState>> InMemoryStateStore::Load() {

@@ -1,11 +1,11 @@
 #include "tools/craftctl/common.h"
 
-#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "planner/io/layout_json.h"
 #include "planner/io/trace_json.h"
@@ -26,17 +26,7 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
     std::cout << text;
     return std::cout ? absl::OkStatus() : absl::DataLossError("error writing stdout");
   }
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", temp));
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot rename ", temp, " to ", path));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, text);
 }
 
 absl::StatusOr<planner::LoadTrace> LoadTraceFile(const std::string& path) {

@@ -13,7 +13,7 @@
 namespace craft::ctl {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
-// Writes `text` to `path` ("-" = stdout) through a temporary file and a rename,
+// Writes `text` to `path` ("-" = stdout) with WriteFileAtomically,
 // so a reader never sees half a layout.
 absl::Status WriteFile(const std::string& path, const std::string& text);
 

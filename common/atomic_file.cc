@@ -1,4 +1,4 @@
-#include "agent/atomic_file.h"
+#include "common/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace craft::agent {
+namespace craft {
 namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
@@ -29,13 +29,14 @@ absl::Status WriteAll(int fd, absl::string_view content, const std::string& path
 
 // Makes the rename durable; failing to open the directory is not an error
 // worth refusing the write for (some filesystems refuse O_RDONLY on dirs).
-void SyncDirectoryOf(const std::string& path) {
+absl::Status SyncDirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
+  if (fd < 0) return absl::OkStatus();
+  const int synced = ::fsync(fd);
   ::close(fd);
+  return synced == 0 ? absl::OkStatus() : ErrnoError("fsync directory", dir);
 }
 
 }  // namespace
@@ -54,8 +55,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     ::unlink(temp.c_str());
     return status;
   }
-  SyncDirectoryOf(path);
-  return absl::OkStatus();
+  return SyncDirectoryOf(path);
 }
 
-}  // namespace craft::agent
+}  // namespace craft
