@@ -9,10 +9,15 @@
 //    prepared version. Flip() makes staging serve and frees the old bank;
 //    DropStaging() discards staging.
 //  - LoadCounter: tokens received per local slot per layer in one window,
-//    from the routed token -> slot assignments (on a GPU: a histogram kernel
-//    over the top-k physical ids).
+//    from the router's top-k expert ids: it routes every choice to a replica
+//    (replica_choice.h, the same rule on every backend) and counts those that
+//    land on this GPU (on a GPU: a histogram kernel over log2phy).
 //  - ExpertFetcher: copies one expert's bytes from a peer GPU into a staging
 //    slot.
+//  - StagingEngine (optional, stager.h): a backend that moves a prepared
+//    version's weights in one batch, with both ends of every transfer taking
+//    part (NCCL), provides its own; the others are staged expert by expert
+//    with their fetcher.
 //
 // Slot indices: stores and counters index a GPU's own slots locally (0 .. n-1
 // per layer); the wire and planner::Layout use global slot indices.
@@ -31,6 +36,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "gpu_worker/local_layout.h"
+#include "gpu_worker/routing.h"
 
 namespace craft::gpu_worker {
 
@@ -95,14 +101,22 @@ class LoadCounter {
  public:
   virtual ~LoadCounter() = default;
 
-  // Starts a window counting for `mine`'s slots (counts start at zero).
-  virtual void BeginWindow(const LocalLayout& mine) = 0;
-  // Counts routed assignments of `layer`: every entry is the global slot one
-  // (token, k) choice was routed to. Entries for other GPUs' slots are not
-  // counted (those GPUs compute them). OUT_OF_RANGE for a bad layer.
-  virtual absl::Status Count(int layer, absl::Span<const int> global_slots) = 0;
-  // Ends the window: [layer][local slot] token counts.
-  virtual std::vector<std::vector<int64_t>> EndWindow() = 0;
+  // Starts window `window_id` counting for `mine`'s slots (counts start at
+  // zero). Choices are routed with `routing`, the whole layout of
+  // mine.version; both must stay alive until EndWindow. INVALID_ARGUMENT
+  // when their layer counts differ.
+  virtual absl::Status BeginWindow(int64_t window_id, const LocalLayout& mine,
+                                   const RoutingTable& routing) = 0;
+  // Routes and counts the router choices of `layer`: entry t * top_k + k is
+  // the expert token t ranked k-th. Choices routed to other GPUs' slots are
+  // not counted (those GPUs count them); ids outside [0, num_experts) are
+  // padding and skipped. OUT_OF_RANGE for a bad layer, INVALID_ARGUMENT when
+  // the entries are not a multiple of top_k, FAILED_PRECONDITION outside a
+  // window.
+  virtual absl::Status Count(int layer, absl::Span<const int32_t> topk_ids, int top_k) = 0;
+  // Ends the window: [layer][local slot] token counts. A device error is
+  // returned (the window's counts are lost).
+  virtual absl::StatusOr<std::vector<std::vector<int64_t>>> EndWindow() = 0;
 };
 
 // One expert to copy from a peer into staging.
@@ -134,6 +148,8 @@ class ExpertFetcher {
                                         const std::atomic<bool>* cancelled) = 0;
 };
 
+class StagingEngine;  // stager.h
+
 // A device backend: owns its store, counter and fetcher.
 class Backend {
  public:
@@ -143,6 +159,9 @@ class Backend {
   virtual ExpertStore* store() = 0;
   virtual LoadCounter* counter() = 0;
   virtual ExpertFetcher* fetcher() = 0;
+  // The backend's own staging, or nullptr: the worker then stages expert by
+  // expert through fetcher() (stager.h's Stager).
+  virtual StagingEngine* staging_engine() { return nullptr; }
 };
 
 }  // namespace craft::gpu_worker

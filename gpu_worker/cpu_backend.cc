@@ -173,30 +173,51 @@ uint64_t CpuExpertStore::ExpectedChecksum(int layer, int expert) const {
   return gpu_worker::ExpectedChecksum(layer, expert, bytes_per_expert_);
 }
 
-void CpuLoadCounter::BeginWindow(const LocalLayout& mine) {
+absl::Status CpuLoadCounter::BeginWindow(int64_t window_id, const LocalLayout& mine,
+                                         const RoutingTable& routing) {
+  if (routing.num_layers() != mine.num_layers()) {
+    return absl::InvalidArgumentError(absl::StrCat("routing table has ", routing.num_layers(),
+                                                   " layers, version ", mine.version, " has ",
+                                                   mine.num_layers()));
+  }
+  window_id_ = window_id;
+  routing_ = &routing;
   first_slot_.clear();
   counts_.clear();
   for (const LocalLayer& layer : mine.layers) {
     first_slot_.push_back(layer.first_slot);
     counts_.emplace_back(layer.num_slots(), 0);
   }
+  return absl::OkStatus();
 }
 
-absl::Status CpuLoadCounter::Count(int layer, absl::Span<const int> global_slots) {
+absl::Status CpuLoadCounter::Count(int layer, absl::Span<const int32_t> topk_ids, int top_k) {
+  if (routing_ == nullptr) return absl::FailedPreconditionError("no window is open");
   if (layer < 0 || layer >= static_cast<int>(counts_.size())) {
     return absl::OutOfRangeError(
         absl::StrCat("layer ", layer, " is outside the window's ", counts_.size(), " layers"));
   }
+  if (top_k <= 0 || topk_ids.size() % top_k != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(topk_ids.size(), " router choices are not a multiple of top_k ", top_k));
+  }
   std::vector<int64_t>& counts = counts_[layer];
   const int first = first_slot_[layer];
-  for (int slot : global_slots) {
+  const int num_experts = routing_->num_experts();
+  for (size_t i = 0; i < topk_ids.size(); ++i) {
+    const int32_t expert = topk_ids[i];
+    if (expert < 0 || expert >= num_experts) continue;
+    const int slot = routing_->Route(layer, expert, window_id_, static_cast<int>(i / top_k),
+                                     static_cast<int>(i % top_k));
     const int local = slot - first;
     if (local >= 0 && local < static_cast<int>(counts.size())) ++counts[local];
   }
   return absl::OkStatus();
 }
 
-std::vector<std::vector<int64_t>> CpuLoadCounter::EndWindow() {
+absl::StatusOr<std::vector<std::vector<int64_t>>> CpuLoadCounter::EndWindow() {
+  if (routing_ == nullptr) return absl::FailedPreconditionError("no window is open");
+  routing_ = nullptr;
   first_slot_.clear();
   return std::exchange(counts_, {});
 }

@@ -72,14 +72,18 @@ class CpuExpertStore : public ExpertStore {
   std::optional<Bank> staging_ ABSL_GUARDED_BY(mu_);
 };
 
-// Counts with a loop over the routed slots. Thread-compatible.
+// Routes and counts with a loop (the reference for device counters).
+// Thread-compatible.
 class CpuLoadCounter : public LoadCounter {
  public:
-  void BeginWindow(const LocalLayout& mine) override;
-  absl::Status Count(int layer, absl::Span<const int> global_slots) override;
-  std::vector<std::vector<int64_t>> EndWindow() override;
+  absl::Status BeginWindow(int64_t window_id, const LocalLayout& mine,
+                           const RoutingTable& routing) override;
+  absl::Status Count(int layer, absl::Span<const int32_t> topk_ids, int top_k) override;
+  absl::StatusOr<std::vector<std::vector<int64_t>>> EndWindow() override;
 
  private:
+  int64_t window_id_ = 0;
+  const RoutingTable* routing_ = nullptr;     // null outside a window
   std::vector<int> first_slot_;               // per layer
   std::vector<std::vector<int64_t>> counts_;  // [layer][local slot]
 };

@@ -4,6 +4,8 @@
 
 #include "gpu_worker/expert_weights.h"
 #include "gpu_worker/local_layout.h"
+#include "gpu_worker/replica_choice.h"
+#include "gpu_worker/routing.h"
 #include "gtest/gtest.h"
 
 namespace craft::gpu_worker {
@@ -106,14 +108,33 @@ TEST(CpuExpertStoreCapacityTest, RefusesWhatDoesNotFit) {
   EXPECT_EQ(tiny.LoadServing(Serving()).code(), absl::StatusCode::kResourceExhausted);
 }
 
-TEST(CpuLoadCounterTest, CountsOnlyThisGpusSlots) {
+TEST(CpuLoadCounterTest, RoutesTheChoicesAndCountsOnlyThisGpusSlots) {
+  // 2 GPUs, 3 experts. Layer 0: GPU 0 {0, 1}, GPU 1 {2, 0}; layer 1: GPU 0
+  // {2}, GPU 1 {0, 1}. Counting for GPU 1.
+  planner::Layout layout;
+  layout.num_experts = 3;
+  layout.cluster = {2, 1};
+  layout.layers.push_back({{2, 2}, {0, 1, 2, 0}});
+  layout.layers.push_back({{1, 2}, {2, 0, 1}});
+  ASSERT_TRUE(layout.Validate().ok());
+  const RoutingTable routing(layout);
+  const LocalLayout mine = LocalLayout::Of(layout, "1.1", 1);
+  const int64_t window = 42;
+
   CpuLoadCounter counter;
-  counter.BeginWindow(Serving());
-  ASSERT_TRUE(counter.Count(0, {0, 2, 2, 3, 1, 5}).ok());
-  ASSERT_TRUE(counter.Count(1, {3, 3, 2}).ok());
-  EXPECT_EQ(counter.Count(2, {0}).code(), absl::StatusCode::kOutOfRange);
-  const std::vector<std::vector<int64_t>> counts = counter.EndWindow();
-  EXPECT_EQ(counts, (std::vector<std::vector<int64_t>>{{2, 1}, {2}}));
+  EXPECT_EQ(counter.Count(0, {0}, 1).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(counter.BeginWindow(window, mine, routing).ok());
+  // top-2; -1 and 5 are padding. Token 2's first choice, expert 0, has a
+  // replica on each GPU.
+  ASSERT_TRUE(counter.Count(0, {1, 2, 2, -1, 0, 2, 5, 1}, 2).ok());
+  ASSERT_TRUE(counter.Count(1, {0, 0, 1, 2}, 1).ok());
+  EXPECT_EQ(counter.Count(2, {0}, 1).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(counter.Count(0, {0, 1, 2}, 2).code(), absl::StatusCode::kInvalidArgument);
+  const absl::StatusOr<std::vector<std::vector<int64_t>>> counts = counter.EndWindow();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  const int64_t token2_here = ChooseReplica(window, 0, /*token=*/2, /*k=*/0, 2) == 1 ? 1 : 0;
+  EXPECT_EQ(*counts, (std::vector<std::vector<int64_t>>{{3, token2_here}, {2, 1}}));
+  EXPECT_EQ(counter.EndWindow().status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -15,12 +15,15 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "gpu_worker/cuda/host_device.h"
+
 namespace craft::gpu_worker {
 
 inline constexpr uint64_t kGoldenGamma = 0x9e3779b97f4a7c15ULL;
 
-// SplitMix64's finaliser: a bijective mix of all 64 bits.
-inline uint64_t Mix64(uint64_t z) {
+// SplitMix64's finaliser: a bijective mix of all 64 bits. Host and device
+// (the CUDA kernels derive expert contents and replica choices from it too).
+CRAFT_HOST_DEVICE inline uint64_t Mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
@@ -29,9 +32,16 @@ inline uint64_t Mix64(uint64_t z) {
 // A hash of a short sequence of integers (seeds, ids, indices): each word is
 // folded in through Mix64, so sequences differing in any word or in order
 // give unrelated values.
+// HashWords one word at a time, for device code (no initializer_list there):
+// HashWords({a, b}) == HashStep(HashStep(kHashWordsSeed, a), b).
+inline constexpr uint64_t kHashWordsSeed = 0x6a09e667f3bcc909ULL;
+CRAFT_HOST_DEVICE inline uint64_t HashStep(uint64_t h, uint64_t word) {
+  return Mix64(h + kGoldenGamma + word);
+}
+
 inline uint64_t HashWords(std::initializer_list<uint64_t> words) {
-  uint64_t h = 0x6a09e667f3bcc909ULL;
-  for (uint64_t w : words) h = Mix64(h + kGoldenGamma + w);
+  uint64_t h = kHashWordsSeed;
+  for (uint64_t w : words) h = HashStep(h, w);
   return h;
 }
 

@@ -1,13 +1,8 @@
 #include "gpu_worker/routing.h"
 
-#include "gpu_worker/random.h"
+#include "gpu_worker/replica_choice.h"
 
 namespace craft::gpu_worker {
-namespace {
-
-constexpr uint64_t kRoutingDomain = 0x726f757465ULL;  // "route"
-
-}  // namespace
 
 RoutingTable::RoutingTable(const planner::Layout& layout) {
   log2phy_.reserve(layout.layers.size());
@@ -18,11 +13,7 @@ RoutingTable::RoutingTable(const planner::Layout& layout) {
 
 int RoutingTable::Route(int layer, int expert, int64_t window_id, int token, int k) const {
   const std::vector<int>& replicas = log2phy_[layer][expert];
-  if (replicas.size() == 1) return replicas[0];
-  const uint64_t hash =
-      HashWords({kRoutingDomain, static_cast<uint64_t>(window_id), static_cast<uint64_t>(layer),
-                 static_cast<uint64_t>(token), static_cast<uint64_t>(k)});
-  return replicas[hash % replicas.size()];
+  return replicas[ChooseReplica(window_id, layer, token, k, static_cast<int>(replicas.size()))];
 }
 
 }  // namespace craft::gpu_worker

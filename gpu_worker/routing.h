@@ -2,12 +2,8 @@
 //
 // Built from the whole serving layout (this worker routes its tokens to
 // replicas on every GPU): log2phy lists every logical expert's replicas in
-// slot order. When an expert has several replicas, the choice is a pure hash
-// of (window, layer, token, k) modulo the replica count, as vLLM picks a
-// replica from the position of the top-k entry. Every worker routing the same
-// tokens with the same layout therefore picks the same replica (SGLang's
-// "rank-invariant dispatch": a worker that chose differently would double- or
-// under-count), and tokens of a hot expert spread evenly over its replicas.
+// slot order, and the replica of a choice is replica_choice.h's, the rule the
+// CUDA counting kernel applies too.
 //
 //   RoutingTable table(layout);
 //   int slot = table.Route(layer, expert, window_id, token, k);
@@ -30,6 +26,7 @@ class RoutingTable {
   explicit RoutingTable(const planner::Layout& layout);
 
   int num_layers() const { return static_cast<int>(log2phy_.size()); }
+  int num_experts() const { return log2phy_.empty() ? 0 : static_cast<int>(log2phy_[0].size()); }
   // The global slots holding `expert` in `layer`, ascending.
   absl::Span<const int> Replicas(int layer, int expert) const { return log2phy_[layer][expert]; }
 

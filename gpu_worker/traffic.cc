@@ -104,7 +104,7 @@ absl::StatusOr<TrafficGenerator> TrafficGenerator::Create(TrafficOptions options
   return TrafficGenerator(options, std::move(popularity));
 }
 
-std::vector<int> TrafficGenerator::SampleExperts(int64_t window_id, int layer) const {
+std::vector<int32_t> TrafficGenerator::SampleExperts(int64_t window_id, int layer) const {
   const int top_k = options_.top_k;
   const absl::Span<const int64_t> weights = popularity_.Weights(window_id, layer);
   int64_t layer_total = 0;
@@ -112,13 +112,13 @@ std::vector<int> TrafficGenerator::SampleExperts(int64_t window_id, int layer) c
 
   SplitMix64 rng(HashWords({kTrafficDomain, options_.seed, static_cast<uint64_t>(window_id),
                             static_cast<uint64_t>(layer)}));
-  std::vector<int> experts;
+  std::vector<int32_t> experts;
   experts.reserve(static_cast<size_t>(options_.tokens_per_window) * top_k);
   for (int t = 0; t < options_.tokens_per_window; ++t) {
     const size_t token_begin = experts.size();
     uint64_t remaining = static_cast<uint64_t>(layer_total);
     for (int k = 0; k < top_k; ++k) {
-      const absl::Span<const int> chosen(experts.data() + token_begin, k);
+      const absl::Span<const int32_t> chosen(experts.data() + token_begin, k);
       int expert;
       if (remaining > 0) {
         expert = PickWeighted(weights, chosen, rng.Below(remaining));
@@ -134,7 +134,8 @@ std::vector<int> TrafficGenerator::SampleExperts(int64_t window_id, int layer) c
 
 std::vector<int> TrafficGenerator::RouteLayer(int64_t window_id, int layer,
                                               const RoutingTable& routing) const {
-  std::vector<int> slots = SampleExperts(window_id, layer);
+  const std::vector<int32_t> experts = SampleExperts(window_id, layer);
+  std::vector<int> slots(experts.begin(), experts.end());
   const int top_k = options_.top_k;
   for (size_t i = 0; i < slots.size(); ++i) {
     slots[i] = routing.Route(layer, slots[i], window_id, static_cast<int>(i / top_k),
@@ -151,9 +152,13 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> TrafficGenerator::CountWindow(
                                                    mine.num_layers(), " layers, traffic has ",
                                                    num_layers()));
   }
-  counter->BeginWindow(mine);
+  CRAFT_RETURN_IF_ERROR(counter->BeginWindow(window_id, mine, routing));
   for (int l = 0; l < num_layers(); ++l) {
-    CRAFT_RETURN_IF_ERROR(counter->Count(l, RouteLayer(window_id, l, routing)));
+    absl::Status counted = counter->Count(l, SampleExperts(window_id, l), options_.top_k);
+    if (!counted.ok()) {
+      counter->EndWindow().IgnoreError();  // closes the window; its counts are moot
+      return counted;
+    }
   }
   return counter->EndWindow();
 }

@@ -76,14 +76,15 @@ class TrafficGenerator {
   // distinct experts per token, token-major (entry t * top_k + k). Sequential
   // weighted sampling without replacement from the window's popularity; when
   // only zero-weight experts remain, uniformly among them.
-  std::vector<int> SampleExperts(int64_t window_id, int layer) const;
+  std::vector<int32_t> SampleExperts(int64_t window_id, int layer) const;
 
   // The global slot of every entry of SampleExperts, routed with `routing`.
   std::vector<int> RouteLayer(int64_t window_id, int layer, const RoutingTable& routing) const;
 
-  // Routes the window's tokens in every layer and counts, with `counter`,
-  // those that land on `mine`'s slots: [layer][local slot]. `routing` and
-  // `mine` must come from the same layout, of this generator's shape.
+  // Hands the window's router choices of every layer to `counter`, which
+  // routes them and counts those that land on `mine`'s slots: [layer][local
+  // slot]. `routing` and `mine` must come from the same layout, of this
+  // generator's shape.
   absl::StatusOr<std::vector<std::vector<int64_t>>> CountWindow(int64_t window_id,
                                                                 const RoutingTable& routing,
                                                                 const LocalLayout& mine,

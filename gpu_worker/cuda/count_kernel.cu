@@ -20,7 +20,9 @@ __global__ void CountKernel(const CountArgs args) {
   unsigned int dropped = 0;
   for (int64_t p = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; p < entries;
        p += int64_t{gridDim.x} * blockDim.x) {
-    const int32_t slot = RouteToSlot(__ldg(args.topk_ids + p), p / args.top_k, args.num_experts,
+    const RouteKey key{args.window_id, args.layer, p / args.top_k,
+                       static_cast<int>(p % args.top_k)};
+    const int32_t slot = RouteToSlot(__ldg(args.topk_ids + p), key, args.num_experts,
                                      args.replica_begin, args.replica_slots);
     if (slot < 0) {
       ++dropped;

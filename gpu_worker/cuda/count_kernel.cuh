@@ -12,6 +12,8 @@ struct CountArgs {
   const int32_t* topk_ids = nullptr;  // tokens x top_k, row-major
   int64_t tokens = 0;
   int top_k = 0;
+  int64_t window_id = 0;  // with layer: the replica choice's key
+  int layer = 0;
   int num_experts = 0;
   const int32_t* replica_begin = nullptr;  // RoutingTable arrays on the device
   const int32_t* replica_slots = nullptr;

@@ -22,17 +22,12 @@
 #include <cstdint>
 
 #include "gpu_worker/cuda/host_device.h"
+#include "gpu_worker/random.h"
 
 namespace craft::gpu {
 
-inline constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-// SplitMix64's finaliser: a bijection on 64 bits with full avalanche.
-CRAFT_HOST_DEVICE inline uint64_t Mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+inline constexpr uint64_t kGolden = gpu_worker::kGoldenGamma;
+using gpu_worker::Mix64;
 
 // The fill key of logical expert `expert` of `layer`.
 CRAFT_HOST_DEVICE inline uint64_t ExpertKey(int layer, int expert) {

@@ -109,8 +109,8 @@ absl::Status LoadCounter::SetRoutingTable(int layer, const RoutingTable& table, 
   return absl::OkStatus();
 }
 
-absl::Status LoadCounter::Count(int layer, const int32_t* topk_ids, int64_t tokens, int top_k,
-                                int32_t* phy_ids, CudaStream stream) {
+absl::Status LoadCounter::Count(int layer, int64_t window_id, const int32_t* topk_ids,
+                                int64_t tokens, int top_k, int32_t* phy_ids, CudaStream stream) {
   if (layer < 0 || layer >= static_cast<int>(num_slots_.size()) || tokens < 0 || top_k <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("Count(layer ", layer, ", tokens ", tokens, ", top_k ", top_k, ")"));
@@ -119,6 +119,8 @@ absl::Status LoadCounter::Count(int layer, const int32_t* topk_ids, int64_t toke
   args.topk_ids = topk_ids;
   args.tokens = tokens;
   args.top_k = top_k;
+  args.window_id = window_id;
+  args.layer = layer;
   args.num_experts = options_.num_experts;
   args.replica_begin = tables_ + table_offset_[layer];
   args.replica_slots = args.replica_begin + options_.num_experts + 1;

@@ -10,7 +10,7 @@
 //   options.slot_capacity = std::vector<int>(58, 320);  // max slots per layer, all GPUs
 //   CRAFT_ASSIGN_OR_RETURN(auto counter, LoadCounter::Create(options, tables));
 //   // Serving loop, on the serving stream:
-//   CRAFT_RETURN_IF_ERROR(counter->Count(layer, topk_ids, tokens, 8, phy_ids, stream));
+//   CRAFT_RETURN_IF_ERROR(counter->Count(layer, window_id, topk_ids, tokens, 8, phy_ids, stream));
 //   ...
 //   if (window_elapsed) counter->CloseWindow(stream).IgnoreError();  // Unavailable: keeps counting
 //   CRAFT_ASSIGN_OR_RETURN(std::optional<WindowCounts> w, counter->Poll());
@@ -82,9 +82,10 @@ class LoadCounter {
   // Enqueues the count of `tokens` x `top_k` router ids at `topk_ids`
   // (device memory, row-major int32) of `layer` on `stream`, and writes each
   // entry's physical slot (-1 for an invalid id) to `phy_ids` when not null.
-  // Never blocks.
-  absl::Status Count(int layer, const int32_t* topk_ids, int64_t tokens, int top_k,
-                     int32_t* phy_ids, CudaStream stream);
+  // `window_id` keys the replica choice (the serving window's id, not the
+  // counter's own window number). Never blocks.
+  absl::Status Count(int layer, int64_t window_id, const int32_t* topk_ids, int64_t tokens,
+                     int top_k, int32_t* phy_ids, CudaStream stream);
 
   // Closes the current window after the work enqueued so far on `stream` and
   // returns its number. Never blocks. UNAVAILABLE when `pending_windows`

@@ -75,14 +75,16 @@ TEST_F(LoadCounterTest, CountsMatchTheCpuReference) {
   for (int64_t tokens : {1, 37, 4096, 20000}) {
     for (int layer = 0; layer < 3; ++layer) {
       CRAFT_ASSERT_OK_AND_ASSIGN(Batch batch, MakeBatch(tokens));
-      CRAFT_ASSERT_OK(counter->Count(layer, static_cast<const int32_t*>(batch.device_ids.data()),
-                                     tokens, kTopK, static_cast<int32_t*>(batch.device_phy.data()),
-                                     nullptr));
+      const int64_t window_id = 1000 + tokens;
+      CRAFT_ASSERT_OK(
+          counter->Count(layer, window_id, static_cast<const int32_t*>(batch.device_ids.data()),
+                         tokens, kTopK, static_cast<int32_t*>(batch.device_phy.data()), nullptr));
       std::vector<int32_t> phy(batch.ids.size());
       CRAFT_ASSERT_OK(batch.device_phy.CopyToHost(phy.data(), phy.size() * sizeof(int32_t)));
       std::vector<int32_t> expected_phy(batch.ids.size());
-      CountReference(batch.ids, kTopK, tables[layer], absl::MakeSpan(expected[layer]),
-                     &expected_dropped, absl::MakeSpan(expected_phy));
+      CountReference(batch.ids, kTopK, window_id, layer, tables[layer],
+                     absl::MakeSpan(expected[layer]), &expected_dropped,
+                     absl::MakeSpan(expected_phy));
       ASSERT_EQ(phy, expected_phy) << "layer " << layer << ", " << tokens << " tokens";
     }
   }
@@ -113,11 +115,13 @@ TEST_F(LoadCounterTest, WindowsAreSeparateAndFollowTableChanges) {
       CRAFT_ASSERT_OK(counter->SetRoutingTable(0, tables[0], nullptr));
     }
     CRAFT_ASSERT_OK_AND_ASSIGN(Batch batch, MakeBatch(5000));
-    CRAFT_ASSERT_OK(counter->Count(0, static_cast<const int32_t*>(batch.device_ids.data()), 5000,
+    CRAFT_ASSERT_OK(counter->Count(0, /*window_id=*/w,
+                                   static_cast<const int32_t*>(batch.device_ids.data()), 5000,
                                    kTopK, nullptr, nullptr));
     std::vector<uint64_t> counts(tables[0].num_slots(), 0);
     uint64_t dropped = 0;
-    CountReference(batch.ids, kTopK, tables[0], absl::MakeSpan(counts), &dropped);
+    CountReference(batch.ids, kTopK, /*window_id=*/w, /*layer=*/0, tables[0],
+                   absl::MakeSpan(counts), &dropped);
     expected.push_back(counts);
     CRAFT_ASSERT_OK(counter->CloseWindow(nullptr).status());
   }

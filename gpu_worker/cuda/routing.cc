@@ -34,13 +34,14 @@ absl::StatusOr<RoutingTable> RoutingTable::FromPhy2Log(absl::Span<const int> phy
   return table;
 }
 
-void CountReference(absl::Span<const int32_t> topk_ids, int top_k, const RoutingTable& table,
-                    absl::Span<uint64_t> slot_counts, uint64_t* dropped,
+void CountReference(absl::Span<const int32_t> topk_ids, int top_k, int64_t window_id, int layer,
+                    const RoutingTable& table, absl::Span<uint64_t> slot_counts, uint64_t* dropped,
                     absl::Span<int32_t> phy_ids) {
   for (size_t p = 0; p < topk_ids.size(); ++p) {
-    const int32_t slot =
-        RouteToSlot(topk_ids[p], static_cast<int64_t>(p / top_k), table.num_experts(),
-                    table.replica_begin.data(), table.replica_slots.data());
+    const RouteKey key{window_id, layer, static_cast<int64_t>(p / top_k),
+                       static_cast<int>(p % top_k)};
+    const int32_t slot = RouteToSlot(topk_ids[p], key, table.num_experts(),
+                                     table.replica_begin.data(), table.replica_slots.data());
     if (slot >= 0) {
       ++slot_counts[slot];
     } else {

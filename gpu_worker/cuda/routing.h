@@ -1,11 +1,13 @@
 // The routing table of one MoE layer (log2phy: the physical slots of every
-// logical expert), the deterministic replica choice, and the CPU reference of
-// the load-counting kernel.
+// logical expert) in the compressed form the device reads, the routing of one
+// router choice with craft's replica choice (gpu_worker/replica_choice.h),
+// and the CPU reference of the load-counting kernel.
 //
 //   absl::StatusOr<RoutingTable> table = RoutingTable::FromPhy2Log(layout.layers[l].phy2log, E);
 //   std::vector<uint64_t> counts(table->num_slots());
 //   uint64_t dropped = 0;
-//   CountReference(topk_ids, /*top_k=*/8, *table, absl::MakeSpan(counts), &dropped);
+//   CountReference(topk_ids, /*top_k=*/8, window_id, layer, *table, absl::MakeSpan(counts),
+//                  &dropped);
 //
 // Thread-compatible: a const RoutingTable may be read from many threads.
 #ifndef CRAFT_GPU_WORKER_CUDA_ROUTING_H_
@@ -17,19 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "gpu_worker/cuda/host_device.h"
+#include "gpu_worker/replica_choice.h"
 
 namespace craft::gpu {
-
-// Which replica of an expert with `replica_count` replicas serves the token
-// at `token` (its index in the batch): round robin over tokens. Deterministic
-// (no random state, the same on every rank and in the CPU reference), and an
-// expert's tokens spread over its replicas in equal shares up to one. Keyed
-// by token rather than by top-k position: with top-8 and two replicas, the
-// position (token * 8 + j) % 2 would depend on j alone and send every token
-// that ranked the expert first to the same replica.
-CRAFT_HOST_DEVICE inline int ChooseReplica(int64_t token, int replica_count) {
-  return static_cast<int>(token % replica_count);
-}
 
 // log2phy of one layer in compressed form: expert e's replicas are the slots
 // replica_slots[replica_begin[e] .. replica_begin[e + 1]), in slot order.
@@ -47,26 +39,35 @@ struct RoutingTable {
   static absl::StatusOr<RoutingTable> FromPhy2Log(absl::Span<const int> phy2log, int num_experts);
 };
 
-// The slot that assignment j of token `token` goes to, or -1 when `expert` is
-// not a valid id (padding such as -1, or out of range). Shared by the kernel
-// and the reference; `begin` and `slots` are RoutingTable's arrays.
-CRAFT_HOST_DEVICE inline int32_t RouteToSlot(int32_t expert, int64_t token, int num_experts,
+// Where a router choice goes: the token, its rank k, and the window and
+// layer it was routed in (gpu_worker/replica_choice.h keys on all four).
+struct RouteKey {
+  int64_t window_id = 0;
+  int layer = 0;
+  int64_t token = 0;
+  int k = 0;
+};
+
+// The slot that choice `key` of `expert` goes to, or -1 when `expert` is not
+// a valid id (padding such as -1, or out of range). Shared by the kernel and
+// the reference; `begin` and `slots` are RoutingTable's arrays.
+CRAFT_HOST_DEVICE inline int32_t RouteToSlot(int32_t expert, const RouteKey& key, int num_experts,
                                              const int32_t* begin, const int32_t* slots) {
   if (expert < 0 || expert >= num_experts) return -1;
   const int32_t first = begin[expert];
   const int32_t count = begin[expert + 1] - first;
   if (count <= 0) return -1;
-  return slots[first + ChooseReplica(token, count)];
+  return slots[first +
+               gpu_worker::ChooseReplica(key.window_id, key.layer, key.token, key.k, count)];
 }
 
 // CPU reference of the counting kernel: adds, for every entry of `topk_ids`
-// (tokens x top_k, row-major), one to the count of the slot it routes to, or
-// to `*dropped` for invalid ids. Writes each entry's slot (or -1) to
-// `phy_ids` when it is not empty (same size as topk_ids).
-// Preconditions: slot_counts.size() >= table.num_slots(); topk_ids.size() is
-// a multiple of top_k.
-void CountReference(absl::Span<const int32_t> topk_ids, int top_k, const RoutingTable& table,
-                    absl::Span<uint64_t> slot_counts, uint64_t* dropped,
+// (tokens x top_k, row-major, routed in `layer` of window `window_id`), one
+// to the count of the slot it routes to, or to `*dropped` for invalid ids. Writes each entry's slot
+// (or -1) to `phy_ids` when it is not empty (same size as topk_ids). Preconditions:
+// slot_counts.size() >= table.num_slots(); topk_ids.size() is a multiple of top_k.
+void CountReference(absl::Span<const int32_t> topk_ids, int top_k, int64_t window_id, int layer,
+                    const RoutingTable& table, absl::Span<uint64_t> slot_counts, uint64_t* dropped,
                     absl::Span<int32_t> phy_ids = {});
 
 }  // namespace craft::gpu

@@ -24,19 +24,31 @@ TEST(RoutingTableTest, RejectsBadIdsAndMissingExperts) {
   EXPECT_FALSE(RoutingTable::FromPhy2Log({}, 0).ok());
 }
 
-TEST(CountReferenceTest, SplitsTokensOverReplicasAndDropsInvalidIds) {
+TEST(CountReferenceTest, RoutesWithTheWorkersReplicaChoiceAndDropsInvalidIds) {
   const RoutingTable table = *RoutingTable::FromPhy2Log({0, 1, 0, 2}, 3);
   // top-2; every token picks expert 0 first.
   const std::vector<int32_t> ids = {0, 1, 0, 2, 0, -1, 0, 7, 0, 1};
   std::vector<uint64_t> counts(4, 0);
   uint64_t dropped = 0;
   std::vector<int32_t> phy(ids.size());
-  CountReference(ids, 2, table, absl::MakeSpan(counts), &dropped, absl::MakeSpan(phy));
-  // Expert 0's five tokens alternate between slots 0 and 2 by token index,
-  // although each picked it as its first choice.
-  EXPECT_EQ(counts, (std::vector<uint64_t>{3, 2, 2, 1}));
+  const int64_t window_id = 77;
+  const int layer = 3;
+  CountReference(ids, 2, window_id, layer, table, absl::MakeSpan(counts), &dropped,
+                 absl::MakeSpan(phy));
+  // Expert 0's replicas are slots 0 and 2; each token's first choice goes
+  // where the shared rule sends it.
+  const int32_t replicas[] = {0, 2};
+  for (int token = 0; token < 5; ++token) {
+    EXPECT_EQ(phy[2 * token],
+              replicas[gpu_worker::ChooseReplica(window_id, layer, token, /*k=*/0, 2)]);
+  }
+  EXPECT_EQ(counts[0] + counts[2], 5u);
+  EXPECT_EQ(counts[1], 2u);
+  EXPECT_EQ(counts[3], 1u);
   EXPECT_EQ(dropped, 2u);
-  EXPECT_EQ(phy, (std::vector<int32_t>{0, 1, 2, 3, 0, -1, 2, -1, 0, 1}));
+  EXPECT_EQ(phy[3], 3);
+  EXPECT_EQ(phy[5], -1);
+  EXPECT_EQ(phy[7], -1);
 }
 
 }  // namespace
