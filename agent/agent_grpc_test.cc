@@ -290,8 +290,9 @@ class AgentGrpcTest : public ::testing::Test {
   }
 
   // Two attached workers and a connected planner that has read the hello.
-  void AttachAndConnect(FakeWorker& w0, FakeWorker& w1) {
-    ASSERT_TRUE(w0.Attach(Hello(0)));
+  void AttachAndConnect(FakeWorker& w0, FakeWorker& w1,
+                        const craft::v1::WorkerHello& hello0 = Hello(0)) {
+    ASSERT_TRUE(w0.Attach(hello0));
     ASSERT_TRUE(w1.Attach(Hello(1)));
     absl::Notification never;
     ASSERT_TRUE(agent_->WaitForWorkers(absl::Now() + kWait, &never));
@@ -303,6 +304,7 @@ class AgentGrpcTest : public ::testing::Test {
     ASSERT_EQ(hello->hello().gpus_size(), 2);
     EXPECT_EQ(hello->hello().gpus(1).transfer_endpoint(), "127.0.0.1:9101");
     EXPECT_EQ(hello->hello().committed_version(), "0.0");
+    EXPECT_EQ(hello->hello().gpus(0).transfer_group_id(), hello0.transfer_group_id());
   }
 
   FakePlanner planner_;
@@ -433,6 +435,77 @@ TEST_F(AgentGrpcTest, BadWorkerInputEndsOnlyThatStream) {
   ASSERT_TRUE(load.has_value());
   ASSERT_TRUE(load->has_load()) << load->ShortDebugString();
   EXPECT_EQ(load->load().gpus(0).window_id(), 7);
+}
+
+WorkerMessage HelloMessage(const craft::v1::WorkerHello& hello) {
+  WorkerMessage message;
+  *message.mutable_hello() = hello;
+  return message;
+}
+
+craft::v1::WorkerHello HelloWithGroup(int gpu, const std::string& id) {
+  craft::v1::WorkerHello hello = Hello(gpu);
+  hello.set_transfer_group_id(id);
+  return hello;
+}
+
+TEST_F(AgentGrpcTest, ASecondHelloReannouncesANewTransferGroupId) {
+  FakeWorker w0(channel_), w1(channel_);
+  const std::string first(kTransferGroupIdBytes, 'x'), second(kTransferGroupIdBytes, 'y');
+  AttachAndConnect(w0, w1, HelloWithGroup(0, first));
+
+  // Rank 0 made a new id (its communicator was aborted) and says so on its
+  // open stream: the agent re-announces the node on a new planner stream.
+  ASSERT_TRUE(w0.Send(HelloMessage(HelloWithGroup(0, second))));
+  ASSERT_TRUE(planner_.WaitForStreams(2));
+  std::optional<AgentMessage> hello = planner_.NextAnswer();
+  ASSERT_TRUE(hello.has_value());
+  ASSERT_TRUE(hello->has_hello()) << hello->ShortDebugString();
+  EXPECT_EQ(hello->hello().gpus(0).transfer_group_id(), second);
+  EXPECT_EQ(hello->hello().gpus(1).transfer_group_id(), "");
+
+  // The worker stayed attached: its windows still flow.
+  w0.Window(0, 3);
+  w1.Window(1, 3);
+  std::optional<AgentMessage> load = planner_.Next();
+  ASSERT_TRUE(load.has_value());
+  ASSERT_TRUE(load->has_load()) << load->ShortDebugString();
+  EXPECT_EQ(load->load().gpus_size(), 2);
+  EXPECT_TRUE(agent_->node()->AllWorkersAttached());
+
+  // A hello for another GPU on the stream ends it.
+  ASSERT_TRUE(w1.Send(HelloMessage(Hello(0))));
+  grpc::Status status = w1.Ended();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("on the stream of gpu 1"), std::string::npos)
+      << status.error_message();
+}
+
+TEST_F(AgentGrpcTest, AMalformedTransferGroupIdEndsOnlyThatStream) {
+  {  // In the first hello: refused.
+    FakeWorker bad(channel_);
+    EXPECT_FALSE(bad.Attach(HelloWithGroup(0, "12345")));
+    grpc::Status status = bad.Ended();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("transfer_group_id has 5 bytes"), std::string::npos)
+        << status.error_message();
+  }
+  FakeWorker w0(channel_), w1(channel_);
+  AttachAndConnect(w0, w1);
+  // In an update: that stream ends; nothing is re-announced.
+  ASSERT_TRUE(w0.Send(HelloMessage(HelloWithGroup(0, "12345"))));
+  grpc::Status status = w0.Ended();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("transfer_group_id has 5 bytes"), std::string::npos)
+      << status.error_message();
+  // The agent keeps serving: the other worker's windows reach the planner on
+  // the same planner stream, and GPU 0 can attach again.
+  w1.Window(1, 4);
+  std::optional<AgentMessage> load = planner_.Next();
+  ASSERT_TRUE(load.has_value());
+  ASSERT_TRUE(load->has_load()) << load->ShortDebugString();
+  FakeWorker again(channel_);
+  EXPECT_TRUE(again.Attach(HelloWithGroup(0, std::string(kTransferGroupIdBytes, 'x'))));
 }
 
 TEST_F(AgentGrpcTest, WorkerVanishingMidPrepareIsNackedAndCanReattach) {

@@ -139,22 +139,57 @@ absl::Status NodeState::AttachWorker(const craft::v1::WorkerHello& hello, Worker
   }
   const std::string serving = NormalizeVersion(hello.committed_version());
   CRAFT_LOG(INFO) << "worker attached: gpu " << hello.gpu() << " serving " << serving
-                  << " endpoint '" << hello.transfer_endpoint() << "'";
+                  << " endpoint '" << hello.transfer_endpoint() << "'"
+                  << (hello.transfer_group_id().empty() ? "" : " with a transfer group id");
   if (!committed_version_.empty() && serving != committed_version_) {
     CRAFT_LOG(WARNING) << "gpu " << hello.gpu() << " serves " << serving
                        << " but this node committed " << committed_version_;
   }
   // A worker that came back (new endpoint, maybe the initial layout) makes
   // what the planner was told stale: tell it again with a fresh hello.
-  auto advertised = advertised_.find(hello.gpu());
-  if (planner_connected_ && advertised != advertised_.end() &&
-      advertised->second != std::make_pair(hello.transfer_endpoint(), serving)) {
-    CRAFT_LOG(INFO) << "gpu " << hello.gpu() << " re-attached with endpoint '"
-                    << hello.transfer_endpoint() << "' serving " << serving
-                    << "; re-announcing the node to the planner";
-    planner_->Reconnect();
-  }
+  MaybeReannounce(hello.gpu(), absl::StrCat("re-attached with endpoint '",
+                                            hello.transfer_endpoint(), "' serving ", serving));
   return absl::OkStatus();
+}
+
+absl::Status NodeState::UpdateWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = registry_.Update(hello, channel); !s.ok()) {
+    CRAFT_LOG(WARNING) << "refused hello update: " << s;
+    return s;
+  }
+  // Never the id's bytes: it admits a process to the cluster's communicator.
+  CRAFT_LOG(INFO) << "worker of gpu " << hello.gpu() << " updated its hello: serving "
+                  << NormalizeVersion(hello.committed_version()) << ", endpoint '"
+                  << hello.transfer_endpoint() << "', "
+                  << (hello.transfer_group_id().empty() ? "without" : "with")
+                  << " a transfer group id";
+  // Typically rank 0 with a fresh transfer group id after its communicator
+  // was aborted: the next Prepare must carry it, and the planner learns it
+  // only from a hello.
+  MaybeReannounce(hello.gpu(), "updated its hello");
+  return absl::OkStatus();
+}
+
+void NodeState::MaybeReannounce(int gpu, const std::string& why) {
+  auto advertised = advertised_.find(gpu);
+  // A GPU the last hello did not describe was never promised to the planner.
+  if (!planner_connected_ || advertised == advertised_.end()) return;
+  std::optional<craft::v1::GpuInfo> now;
+  for (craft::v1::GpuInfo& info : registry_.GpuInfos()) {
+    if (info.rank() == gpu) now = std::move(info);
+  }
+  // Every field the planner reads: transfers dial the endpoint and read the
+  // serving version, Prepares carry rank 0's transfer group id.
+  const craft::v1::GpuInfo& was = advertised->second;
+  if (now.has_value() && now->memory_bytes() == was.memory_bytes() &&
+      now->transfer_endpoint() == was.transfer_endpoint() &&
+      now->serving_version() == was.serving_version() &&
+      now->transfer_group_id() == was.transfer_group_id()) {
+    return;
+  }
+  CRAFT_LOG(INFO) << "gpu " << gpu << " " << why << "; re-announcing the node to the planner";
+  planner_->Reconnect();
 }
 
 void NodeState::DetachWorker(int gpu, WorkerChannel* channel) {
@@ -288,9 +323,7 @@ craft::v1::AgentHello NodeState::MakeHello() const {
   hello.set_node(options_.node);
   advertised_.clear();
   for (craft::v1::GpuInfo& info : registry_.GpuInfos()) {
-    if (!info.transfer_endpoint().empty()) {
-      advertised_[info.rank()] = {info.transfer_endpoint(), info.serving_version()};
-    }
+    if (registry_.HasInfo(info.rank())) advertised_[info.rank()] = info;
     *hello.add_gpus() = std::move(info);
   }
   if (std::optional<craft::v1::ModelShape> model = registry_.model()) {

@@ -109,6 +109,11 @@ class NodeState {
   // ---- Workers (the UDS stream adapters).
   // Errors: see WorkerRegistry::Attach; the caller ends the stream with it.
   absl::Status AttachWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
+  // A further WorkerHello on the attached stream `channel` (a worker with a
+  // new weight-transfer group id, say): updates what the node announces, and
+  // re-announces the node to the planner when that changed. Errors: see
+  // WorkerRegistry::Update; the caller ends the stream with it.
+  absl::Status UpdateWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
   // Idempotent; a no-op unless `gpu` is attached with `channel`.
   void DetachWorker(int gpu, WorkerChannel* channel);
   // Non-OK only when the stream must end (a window for another GPU); windows
@@ -181,6 +186,9 @@ class NodeState {
   std::optional<bool> RecentOutcome(const std::string& version) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Re-announces the node (a fresh hello on a new planner stream) when what
+  // the planner was last told about `gpu` no longer holds. `why` is logged.
+  void MaybeReannounce(int gpu, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendToWorkers(const std::vector<int>& gpus, const craft::v1::WorkerCommand& command)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendAck(const std::string& nonce, const std::string& version, craft::v1::AckPhase phase)
@@ -201,9 +209,9 @@ class NodeState {
 
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
-  // Per GPU, the (endpoint, serving version) the last hello announced; set by
-  // MakeHello, which is logically const.
-  mutable std::map<int, std::pair<std::string, std::string>> advertised_ ABSL_GUARDED_BY(mu_);
+  // Per GPU whose worker had sent a hello by then, what the last AgentHello
+  // announced; set by MakeHello, which is logically const.
+  mutable std::map<int, craft::v1::GpuInfo> advertised_ ABSL_GUARDED_BY(mu_);
   WindowBatcher batcher_ ABSL_GUARDED_BY(mu_);
   int64_t highest_epoch_ ABSL_GUARDED_BY(mu_);
   std::string committed_version_ ABSL_GUARDED_BY(mu_);  // "" = none through this agent

@@ -485,5 +485,80 @@ TEST_F(NodeStateTest, AWorkerComingBackIsReannounced) {
   EXPECT_EQ(node_->MakeHello().gpus(1).transfer_endpoint(), "127.0.0.1:9999");
 }
 
+// A transfer group id of the right size (an ncclUniqueId), distinct per `fill`.
+std::string GroupId(char fill) { return std::string(kTransferGroupIdBytes, fill); }
+
+craft::v1::WorkerHello HelloWithGroup(int gpu, const std::string& id) {
+  craft::v1::WorkerHello hello = Hello(gpu);
+  hello.set_transfer_group_id(id);
+  return hello;
+}
+
+TEST_F(NodeStateTest, TheTransferGroupIdOfAWorkerReachesItsGpuInfo) {
+  ASSERT_TRUE(node_->AttachWorker(HelloWithGroup(0, GroupId('x')), &worker0_).ok());
+  ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  craft::v1::AgentHello hello = node_->MakeHello();
+  ASSERT_EQ(hello.gpus_size(), 2);
+  EXPECT_EQ(hello.gpus(0).transfer_group_id(), GroupId('x'));
+  EXPECT_EQ(hello.gpus(1).transfer_group_id(), "");
+}
+
+TEST_F(NodeStateTest, PreparesRelayTheTransferGroupIdToEveryWorker) {
+  AttachBoth();
+  craft::v1::PlannerMessage prepare = PrepareMessage(1, "n1", "1.1");
+  prepare.mutable_prepare()->set_transfer_group_id(GroupId('x'));
+  node_->OnPlannerMessage(prepare);
+  for (FakeWorker* worker : {&worker0_, &worker1_}) {
+    ASSERT_EQ(worker->received.size(), 1u);
+    EXPECT_EQ(worker->received[0].prepare().transfer_group_id(), GroupId('x'));
+  }
+}
+
+TEST_F(NodeStateTest, ASecondHelloUpdatesTheGpuAndReannouncesWhatChanged) {
+  ASSERT_TRUE(node_->AttachWorker(HelloWithGroup(0, GroupId('x')), &worker0_).ok());
+  ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  (void)node_->MakeHello();
+  node_->OnPlannerConnected();
+  // The same hello again changes nothing the planner knows.
+  ASSERT_TRUE(node_->UpdateWorker(HelloWithGroup(0, GroupId('x')), &worker0_).ok());
+  EXPECT_EQ(planner_.reconnects, 0);
+  // Rank 0's communicator was aborted: a new id, re-announced with a fresh
+  // hello on a new stream.
+  ASSERT_TRUE(node_->UpdateWorker(HelloWithGroup(0, GroupId('y')), &worker0_).ok());
+  EXPECT_EQ(planner_.reconnects, 1);
+  craft::v1::AgentHello hello = node_->MakeHello();
+  EXPECT_EQ(hello.gpus(0).transfer_group_id(), GroupId('y'));
+  EXPECT_EQ(hello.gpus(0).transfer_endpoint(), "127.0.0.1:9000");
+  // Memory is announced too.
+  craft::v1::WorkerHello less_memory = HelloWithGroup(0, GroupId('y'));
+  less_memory.set_memory_bytes(10);
+  ASSERT_TRUE(node_->UpdateWorker(less_memory, &worker0_).ok());
+  EXPECT_EQ(planner_.reconnects, 2);
+  EXPECT_EQ(node_->MakeHello().gpus(0).memory_bytes(), 10);
+  // Only the GPU's own stream may update it; the worker stays attached.
+  EXPECT_EQ(node_->UpdateWorker(HelloWithGroup(0, GroupId('z')), &worker1_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node_->MakeHello().gpus(0).transfer_group_id(), GroupId('y'));
+  EXPECT_TRUE(node_->AllWorkersAttached());
+}
+
+TEST_F(NodeStateTest, AMalformedTransferGroupIdIsRefused) {
+  absl::Status refused = node_->AttachWorker(HelloWithGroup(0, "12345"), &worker0_);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("transfer_group_id has 5 bytes"), std::string::npos) << refused;
+  AttachBoth();
+  (void)node_->MakeHello();
+  node_->OnPlannerConnected();
+  // As an update: refused, nothing changes, nothing is re-announced.
+  absl::Status update = node_->UpdateWorker(HelloWithGroup(0, "12345"), &worker0_);
+  EXPECT_EQ(update.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(planner_.reconnects, 0);
+  EXPECT_EQ(node_->MakeHello().gpus(0).transfer_group_id(), "");
+  // The agent keeps serving: a prepare still goes to both workers.
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  EXPECT_EQ(worker0_.received.size(), 1u);
+  EXPECT_EQ(worker1_.received.size(), 1u);
+}
+
 }  // namespace
 }  // namespace craft::agent

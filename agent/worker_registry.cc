@@ -65,15 +65,8 @@ absl::Status WorkerRegistry::CheckModel(const craft::v1::ModelShape& model) cons
   return absl::OkStatus();
 }
 
-absl::Status WorkerRegistry::Attach(const craft::v1::WorkerHello& hello, WorkerChannel* channel) {
+absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) const {
   const int gpu = hello.gpu();
-  if (!IsConfigured(gpu)) {
-    return absl::InvalidArgumentError(absl::StrCat("gpu ", gpu, " is not one of this node's GPUs (",
-                                                   absl::StrJoin(gpus_, ","), ")"));
-  }
-  if (attached_.count(gpu) > 0) {
-    return absl::AlreadyExistsError(absl::StrCat("a worker for gpu ", gpu, " is already attached"));
-  }
   if (hello.memory_bytes() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu ", gpu, ": negative memory_bytes ", hello.memory_bytes()));
@@ -84,19 +77,57 @@ absl::Status WorkerRegistry::Attach(const craft::v1::WorkerHello& hello, WorkerC
         absl::StrCat("gpu ", gpu, ": transfer_endpoint or committed_version longer than ",
                      kMaxStringField, " bytes"));
   }
+  // Every rank hands the id to ncclCommInitRank as an ncclUniqueId: any other
+  // size would fail there, on every GPU of the cluster, far from its cause.
+  if (!hello.transfer_group_id().empty() &&
+      hello.transfer_group_id().size() != kTransferGroupIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gpu ", gpu, ": transfer_group_id has ", hello.transfer_group_id().size(),
+        " bytes; it must be empty or an ncclUniqueId of exactly ", kTransferGroupIdBytes));
+  }
   if (absl::Status s = CheckModel(hello.model()); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("gpu ", gpu, ": ", s.message()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status WorkerRegistry::Attach(const craft::v1::WorkerHello& hello, WorkerChannel* channel) {
+  const int gpu = hello.gpu();
+  if (!IsConfigured(gpu)) {
+    return absl::InvalidArgumentError(absl::StrCat("gpu ", gpu, " is not one of this node's GPUs (",
+                                                   absl::StrJoin(gpus_, ","), ")"));
+  }
+  if (attached_.count(gpu) > 0) {
+    return absl::AlreadyExistsError(absl::StrCat("a worker for gpu ", gpu, " is already attached"));
+  }
+  if (absl::Status s = CheckHello(hello); !s.ok()) return s;
   if (!model_.has_value()) model_ = hello.model();
   Attached& entry = attached_[gpu];
   entry.channel = channel;
+  Record(hello, entry);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerRegistry::Update(const craft::v1::WorkerHello& hello, WorkerChannel* channel) {
+  const int gpu = hello.gpu();
+  auto it = attached_.find(gpu);
+  if (it == attached_.end() || it->second.channel != channel) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("gpu ", gpu, " is not attached on this stream"));
+  }
+  if (absl::Status s = CheckHello(hello); !s.ok()) return s;
+  Record(hello, it->second);
+  return absl::OkStatus();
+}
+
+void WorkerRegistry::Record(const craft::v1::WorkerHello& hello, Attached& entry) {
   entry.committed_version = NormalizeVersion(hello.committed_version());
-  craft::v1::GpuInfo& info = infos_[gpu];
-  info.set_rank(gpu);
+  craft::v1::GpuInfo& info = infos_[hello.gpu()];
+  info.set_rank(hello.gpu());
   info.set_memory_bytes(hello.memory_bytes());
   info.set_transfer_endpoint(hello.transfer_endpoint());
   info.set_serving_version(entry.committed_version);
-  return absl::OkStatus();
+  info.set_transfer_group_id(hello.transfer_group_id());
 }
 
 void WorkerRegistry::SetServing(int gpu, const std::string& version) {

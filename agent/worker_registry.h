@@ -6,6 +6,7 @@
 #ifndef CRAFT_AGENT_WORKER_REGISTRY_H_
 #define CRAFT_AGENT_WORKER_REGISTRY_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -27,6 +28,10 @@ struct ModelCheck {
   int top_k = 0;
 };
 
+// The size of WorkerHello.transfer_group_id when set: an ncclUniqueId
+// (NCCL_UNIQUE_ID_BYTES). The agent relays it without looking inside.
+inline constexpr size_t kTransferGroupIdBytes = 128;
+
 // "" (a worker's "initial layout") as the version the wire uses for it.
 std::string NormalizeVersion(const std::string& version);
 
@@ -40,7 +45,16 @@ class WorkerRegistry {
   //                     is invalid or differs from the flags or from the
   //                     model the node's first worker reported
   //   ALREADY_EXISTS    a worker is attached for that GPU
+  //   INVALID_ARGUMENT  also for bad content: negative memory, oversize
+  //                     strings, a transfer_group_id neither empty nor
+  //                     kTransferGroupIdBytes long
   absl::Status Attach(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
+  // A further hello on the attached stream `channel` of `hello.gpu()`: its
+  // memory, endpoint, serving version and transfer_group_id replace the
+  // recorded ones (a worker announces a new weight-transfer group this way).
+  //   FAILED_PRECONDITION  `hello.gpu()` is not attached with `channel`
+  //   INVALID_ARGUMENT     bad content, as for Attach; nothing changes
+  absl::Status Update(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
   // Records that `gpu`'s worker now serves `version` (after it flipped).
   void SetServing(int gpu, const std::string& version);
   // Unregisters `gpu` if it is attached with `channel`; false otherwise (a
@@ -59,9 +73,11 @@ class WorkerRegistry {
   std::vector<int> MissingGpus() const;
   bool AllAttached() const { return attached_.size() == gpus_.size(); }
 
-  // Every configured GPU, with memory and endpoint from its latest hello
-  // (kept after a detach; empty for a GPU never seen).
+  // Every configured GPU, with memory, endpoint and transfer group id from
+  // its latest hello (kept after a detach; empty for a GPU never seen).
   std::vector<craft::v1::GpuInfo> GpuInfos() const;
+  // Whether a worker of `gpu` ever sent a hello (GpuInfos has its info).
+  bool HasInfo(int gpu) const { return infos_.count(gpu) > 0; }
   // The shape the first worker reported, else the configured checks (as far
   // as they go), else nullopt.
   std::optional<craft::v1::ModelShape> model() const;
@@ -77,7 +93,11 @@ class WorkerRegistry {
     bool seen_window = false;
   };
 
+  // The hello's own content (not whether its GPU may attach).
+  absl::Status CheckHello(const craft::v1::WorkerHello& hello) const;
   absl::Status CheckModel(const craft::v1::ModelShape& model) const;
+  // Records a checked hello of an attached GPU.
+  void Record(const craft::v1::WorkerHello& hello, Attached& entry);
 
   const std::vector<int> gpus_;
   const ModelCheck check_;

@@ -118,8 +118,13 @@ class WorkerService::AttachReactor final
     const int gpu = gpu_.load();
     if (message.has_hello()) {
       if (gpu >= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("second WorkerHello on the stream of gpu ", gpu));
+        // A worker re-states itself on its open stream (a new transfer group
+        // id after its communicator was aborted); a stream stays one GPU's.
+        if (message.hello().gpu() != gpu) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "WorkerHello for gpu ", message.hello().gpu(), " on the stream of gpu ", gpu));
+        }
+        return node_->UpdateWorker(message.hello(), this);
       }
       {
         // Before registering: NodeState may write to us as soon as it has.

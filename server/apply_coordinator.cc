@@ -126,6 +126,12 @@ absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) co
     if (!ranks.insert(gpu.rank()).second) {
       return absl::InvalidArgumentError(absl::StrCat("GPU rank ", gpu.rank(), " listed twice"));
     }
+    if (!gpu.transfer_group_id().empty() &&
+        gpu.transfer_group_id().size() != kTransferGroupIdBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GPU rank ", gpu.rank(), ": transfer_group_id has ",
+                       gpu.transfer_group_id().size(), " bytes, not 0 or ", kTransferGroupIdBytes));
+    }
     if (cluster.NodeOf(gpu.rank()) != cluster.NodeOf(hello.gpus(0).rank())) {
       return absl::InvalidArgumentError(
           absl::StrCat("GPU ranks ", hello.gpus(0).rank(), " and ", gpu.rank(),
@@ -176,6 +182,25 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                                          : CanonicalVersion(gpu.serving_version());
     }
     std::sort(node.gpus.begin(), node.gpus.end());
+    for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
+      if (gpu.transfer_group_id().empty()) continue;
+      if (gpu.rank() != 0) {
+        // Only rank 0 creates the communicator's id; another rank's is a
+        // worker bug, and relaying it would split the cluster in two groups.
+        CRAFT_LOG(WARNING) << "agent " << hello.node() << ": GPU rank " << gpu.rank()
+                           << " reports a transfer group id; only rank 0's is used";
+        continue;
+      }
+      // Latest wins: rank 0 makes a new id whenever its communicator was
+      // aborted, and its agent re-announces the node with it. Never log the
+      // bytes: they admit a process to the cluster's communicator.
+      if (gpu.transfer_group_id() != transfer_group_id_) {
+        CRAFT_LOG(INFO) << "agent " << hello.node()
+                        << " announced a new weight-transfer group id for GPU rank 0";
+      }
+      transfer_group_id_ = gpu.transfer_group_id();
+      transfer_group_node_ = hello.node();
+    }
     node.connection = std::move(connection);
     node.last_seen = clock_->Now();
     ++stats_.agent_connects;
@@ -380,6 +405,9 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
     prepare->mutable_gpu_endpoints()->insert(endpoints.begin(), endpoints.end());
     prepare->set_bytes_per_expert(options_.model.bytes_per_expert);
     prepare->set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
+    // Every worker needs it, not just those with transfers: joining the
+    // communicator is collective over all ranks.
+    prepare->set_transfer_group_id(transfer_group_id_);
     participants_[name] = Participant{node.connection.get(), message.nonce(), false};
     node.connection->Send(message);
   }
@@ -532,8 +560,8 @@ std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
   absl::MutexLock lock(&mu_);
   std::vector<AgentSnapshot> agents;
   for (const auto& [name, node] : nodes_) {
-    agents.push_back(
-        {name, node.gpus, node.serving_version, node.connection != nullptr, node.last_seen});
+    agents.push_back({name, node.gpus, node.serving_version, node.connection != nullptr,
+                      node.last_seen, !transfer_group_id_.empty() && name == transfer_group_node_});
   }
   return agents;
 }

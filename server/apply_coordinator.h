@@ -32,6 +32,7 @@
 #define CRAFT_SERVER_APPLY_COORDINATOR_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -69,6 +70,10 @@ class AgentConnection {
   virtual void Close(const absl::Status& status) = 0;
 };
 
+// The size of a non-empty GpuInfo.transfer_group_id: an ncclUniqueId
+// (NCCL_UNIQUE_ID_BYTES), relayed to every worker in each Prepare.
+inline constexpr size_t kTransferGroupIdBytes = 128;
+
 struct CoordinatorOptions {
   ModelShape model;
   planner::ClusterShape cluster;
@@ -86,6 +91,9 @@ struct AgentSnapshot {
   std::string serving_version;  // what the agent last reported it serves
   bool connected = false;
   absl::Time last_seen;
+  // The weight-transfer group id Prepares carry (global rank 0's) came from
+  // this node's hello.
+  bool has_transfer_group = false;
 };
 
 // Why an apply was aborted (the `reason` label of
@@ -151,7 +159,8 @@ class ApplyCoordinator {
   // ---- Agent streams (the gateway) ----
 
   // Registers the stream's AgentHello. INVALID_ARGUMENT for a hello that does
-  // not fit the configured model and cluster, ALREADY_EXISTS when another
+  // not fit the configured model and cluster (or whose transfer_group_id is
+  // neither empty nor kTransferGroupIdBytes long), ALREADY_EXISTS when another
   // connected node claims one of its GPUs, UNAVAILABLE while draining. A
   // node already connected is replaced: its old stream is closed (and an
   // apply it takes part in is aborted).
@@ -169,7 +178,8 @@ class ApplyCoordinator {
   // ---- Applies (the replan loop) ----
 
   // Mints a version for `target`, plans every GPU's transfers from the
-  // version it serves and sends Prepare to every connected agent. Returns the
+  // version it serves and sends Prepare to every connected agent, each
+  // carrying the latest transfer group id rank 0 announced. Returns the
   // version. FAILED_PRECONDITION when an apply is in progress, a GPU has no
   // connected agent, some expert has no source, or the planner is fenced;
   // INVALID_ARGUMENT when `target` does not fit the model and cluster.
@@ -258,6 +268,12 @@ class ApplyCoordinator {
   bool fenced_ ABSL_GUARDED_BY(mu_) = false;
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   std::string last_abort_reason_ ABSL_GUARDED_BY(mu_);
+  // The latest non-empty GpuInfo.transfer_group_id a hello reported for
+  // global rank 0 (an ncclUniqueId), and the node that reported it; "" until
+  // one does (CPU backends never do). Not persisted: after a restart the
+  // agents' hellos bring it back.
+  std::string transfer_group_id_ ABSL_GUARDED_BY(mu_);
+  std::string transfer_group_node_ ABSL_GUARDED_BY(mu_);
 
   // The apply in progress.
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;

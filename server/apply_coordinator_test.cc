@@ -384,5 +384,67 @@ TEST_F(ApplyCoordinatorTest, DrainAbortsAPrepareAndRefusesAgents) {
             absl::StatusCode::kUnavailable);
 }
 
+// A transfer group id of the right size, distinct per `fill`.
+std::string GroupId(char fill) { return std::string(kTransferGroupIdBytes, fill); }
+
+// Node "a"'s hello (GPUs 0, 1) with `id` as GPU `id_rank`'s transfer group id.
+craft::v1::AgentHello HelloWithGroup(const std::string& id, int id_rank = 0) {
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.mutable_gpus(id_rank)->set_transfer_group_id(id);
+  return hello;
+}
+
+TEST_F(ApplyCoordinatorTest, PreparesCarryRankZerosLatestTransferGroupId) {
+  // None known (CPU backends): Prepares carry none.
+  ConnectBoth();
+  StartReplicated();
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), "");
+  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
+  // Node "a" comes back on a new stream with `hello`.
+  auto reconnect_a = [this](const craft::v1::AgentHello& hello) {
+    a_ = std::make_shared<FakeConnection>();
+    ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
+  };
+
+  // Rank 0's id reaches every agent's Prepare, also node b's, which has no
+  // transfer with rank 0 but joins the same communicator.
+  reconnect_a(HelloWithGroup(GroupId('x')));
+  StartReplicated();
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('x'));
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('x'));
+  for (const AgentSnapshot& agent : coordinator_->Agents()) {
+    EXPECT_EQ(agent.has_transfer_group, agent.node == "a") << agent.node;
+  }
+
+  // Rank 0's communicator was aborted: its agent re-announces the node with
+  // a new id (a new stream, which aborts the prepare); the next Prepare
+  // carries the new id.
+  reconnect_a(HelloWithGroup(GroupId('y')));
+  EXPECT_TRUE(b_->last().has_abort());
+  StartReplicated();
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
+  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
+
+  // A hello without one for rank 0 (its worker not attached yet), or with one
+  // for another rank, keeps the latest.
+  reconnect_a(HelloWithGroup(GroupId('z'), /*id_rank=*/1));
+  StartReplicated();
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
+}
+
+TEST_F(ApplyCoordinatorTest, HelloWithAMalformedTransferGroupIdIsRefused) {
+  absl::Status status = coordinator_->Connect(HelloWithGroup("12345"), a_);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("transfer_group_id has 5 bytes"));
+  EXPECT_TRUE(coordinator_->Agents().empty());
+  // The planner keeps serving: the same node connects with a good hello.
+  ConnectBoth();
+  StartReplicated();
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
+}
+
 }  // namespace
 }  // namespace craft::server

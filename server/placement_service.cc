@@ -165,6 +165,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
     info->set_committed_version(agent.serving_version);
     info->set_connected(agent.connected);
     info->set_last_seen_unix_ms(UnixMillis(agent.last_seen));
+    info->set_has_transfer_group(agent.has_transfer_group);
   }
   return Done(context, grpc::Status::OK);
 }
