@@ -5,8 +5,22 @@
 #ifndef CRAFT_COMMON_STATUS_MACROS_H_
 #define CRAFT_COMMON_STATUS_MACROS_H_
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace craft {
+
+// `status` with `prefix` in front of its message (the code is kept): context
+// for an error passed up, e.g. Prefixed(s, "stage 3.1 layer 2: ").
+inline absl::Status Prefixed(const absl::Status& status, absl::string_view prefix) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), std::string(prefix) + std::string(status.message()));
+}
+
+}  // namespace craft
 
 #define CRAFT_RETURN_IF_ERROR(expr)                \
   do {                                             \

@@ -162,6 +162,11 @@ class Backend {
   // The backend's own staging, or nullptr: the worker then stages expert by
   // expert through fetcher() (stager.h's Stager).
   virtual StagingEngine* staging_engine() { return nullptr; }
+  // WorkerHello.transfer_group_id: the id of the weight-transfer group this
+  // worker creates, non-empty only on global rank 0 of a backend that moves
+  // weights with NCCL. A new one once the group was aborted (an id serves one
+  // communicator). Thread-safe.
+  virtual std::string transfer_group_id() { return ""; }
 };
 
 }  // namespace craft::gpu_worker

@@ -1,10 +1,14 @@
 // craft-worker: one GPU's worker (see worker.h). With --backend=cpu it keeps
 // expert weights in host memory and moves them over gRPC, so a whole cluster
-// can run as processes on one machine.
+// can run as processes on one machine. craft-worker-cuda is the same program
+// with --backend=cuda linked in: weights in GPU memory, counting on the
+// device, layout changes over NCCL.
 //
 //   craft-worker --backend=cpu --gpu=0 --num_gpus=4 --num_nodes=2 --num_layers=8
 //                --num_experts=32 --top_k=4 --agent=unix:/tmp/agent0.sock
 //                [--metrics_listen=0.0.0.0:9470]
+//   craft-worker-cuda --backend=cuda --expert_hidden=7168 --expert_inter=2048
+//                --expert_bytes=88080384 --memory_bytes=42949672960 ...
 //
 // Exits 0 on SIGTERM or SIGINT after a graceful shutdown, 2 on bad flags, 1 on
 // other errors.
@@ -34,7 +38,7 @@
 #include "gpu_worker/worker_metrics.h"
 #include "planner/io/trace_json.h"
 
-ABSL_FLAG(std::string, backend, "cpu", "device backend; only 'cpu' is built");
+ABSL_FLAG(std::string, backend, "cpu", "device backend: cpu, or cuda in craft-worker-cuda");
 ABSL_FLAG(int, gpu, 0, "this worker's global GPU rank");
 ABSL_FLAG(int, num_gpus, 1, "GPUs in the cluster (ranks are node-major)");
 ABSL_FLAG(int, num_nodes, 1, "nodes in the cluster");
@@ -44,6 +48,11 @@ ABSL_FLAG(int, top_k, 2, "experts per token");
 ABSL_FLAG(int64_t, expert_bytes, 4096, "bytes of one expert's weights");
 ABSL_FLAG(int64_t, memory_bytes, int64_t{1} << 30,
           "expert memory of this GPU (serving plus staging; reported to the agent)");
+ABSL_FLAG(int64_t, expert_hidden, 0, "cuda: hidden size of an expert's matrices");
+ABSL_FLAG(int64_t, expert_inter, 0, "cuda: intermediate size of an expert's matrices");
+ABSL_FLAG(int, cuda_device, -1, "cuda: device index on this host; -1: --gpu modulo the devices");
+ABSL_FLAG(int64_t, transfer_timeout_ms, 60000,
+          "cuda: deadline of joining the NCCL transfer group and of one transfer");
 ABSL_FLAG(std::string, agent, "", "the node agent's socket, unix:PATH; empty: standalone");
 ABSL_FLAG(std::string, transfer_listen, "127.0.0.1:0", "ExpertTransfer server address");
 ABSL_FLAG(std::string, transfer_advertise_host, "",
@@ -137,10 +146,17 @@ absl::StatusOr<WorkerOptions> OptionsFromFlags() {
 absl::StatusOr<std::unique_ptr<Worker>> BuildWorker(const std::string& ready_extra) {
   CRAFT_ASSIGN_OR_RETURN(WorkerOptions options, OptionsFromFlags());
   options.ready_extra = ready_extra;
-  CRAFT_ASSIGN_OR_RETURN(
-      std::unique_ptr<Backend> backend,
-      MakeBackend(absl::GetFlag(FLAGS_backend),
-                  {options.shape.bytes_per_expert, absl::GetFlag(FLAGS_memory_bytes)}));
+  BackendOptions backend_options;
+  backend_options.bytes_per_expert = options.shape.bytes_per_expert;
+  backend_options.capacity_bytes = absl::GetFlag(FLAGS_memory_bytes);
+  backend_options.gpu = options.shape.gpu;
+  backend_options.num_gpus = options.shape.cluster.num_gpus;
+  backend_options.device = absl::GetFlag(FLAGS_cuda_device);
+  backend_options.expert_hidden = absl::GetFlag(FLAGS_expert_hidden);
+  backend_options.expert_inter = absl::GetFlag(FLAGS_expert_inter);
+  backend_options.transfer_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_transfer_timeout_ms));
+  CRAFT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                         MakeBackend(absl::GetFlag(FLAGS_backend), backend_options));
   CRAFT_ASSIGN_OR_RETURN(Popularity popularity, PopularityFromFlags(options.shape));
   TrafficOptions traffic_options;
   traffic_options.tokens_per_window = absl::GetFlag(FLAGS_tokens_per_window);

@@ -11,10 +11,6 @@
 namespace craft::gpu_worker {
 namespace {
 
-absl::Status Prefixed(const absl::Status& status, absl::string_view prefix) {
-  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
-}
-
 absl::Status CheckIndex(const char* what, int value, int limit) {
   if (value < 0 || value >= limit) {
     return absl::InvalidArgumentError(
@@ -79,11 +75,14 @@ absl::StatusOr<SlotSource> SourceOfTransfer(const PlanContext& ctx, const craft:
 }
 
 // Validates the transfers that involve this GPU; returns the sources of the
-// slots they fill, keyed by (layer, local slot).
-absl::StatusOr<std::map<std::pair<int, int>, SlotSource>> TransferSources(const PlanContext& ctx) {
+// slots they fill, keyed by (layer, local slot), and appends the transfers
+// this GPU sends to `sends`.
+absl::StatusOr<std::map<std::pair<int, int>, SlotSource>> TransferSources(
+    const PlanContext& ctx, std::vector<OutgoingTransfer>* sends) {
   std::map<std::pair<int, int>, SlotSource> sources;
   const int me = ctx.shape.gpu;
-  for (const craft::v1::Transfer& t : ctx.prepare.transfers()) {
+  for (int index = 0; index < ctx.prepare.transfers_size(); ++index) {
+    const craft::v1::Transfer& t = ctx.prepare.transfers(index);
     if (t.dst_gpu() != me && t.src_gpu() != me) continue;  // a node-mate's
     const std::string what = Describe(t);
     absl::Status valid = CheckIndex("layer", t.layer(), ctx.shape.num_layers);
@@ -92,15 +91,16 @@ absl::StatusOr<std::map<std::pair<int, int>, SlotSource>> TransferSources(const 
     if (valid.ok()) valid = CheckIndex("dst_gpu", t.dst_gpu(), ctx.shape.cluster.num_gpus);
     if (!valid.ok()) return Prefixed(valid, what);
     if (t.dst_gpu() != me) {  // a peer reads from this GPU
-      if (absl::StatusOr<int> src = ResolveLocalSource(ctx, t); !src.ok()) {
-        return Prefixed(src.status(), what);
-      }
+      absl::StatusOr<int> src = ResolveLocalSource(ctx, t);
+      if (!src.ok()) return Prefixed(src.status(), what);
+      sends->push_back({index, t.layer(), t.expert(), t.dst_gpu(), *src});
       continue;
     }
     absl::StatusOr<int> dst = ctx.next.Resolve(t.layer(), t.dst_slot(), t.expert());
     if (!dst.ok()) return absl::InvalidArgumentError(absl::StrCat(what, dst.status().message()));
     absl::StatusOr<SlotSource> source = SourceOfTransfer(ctx, t, *dst);
     if (!source.ok()) return Prefixed(source.status(), what);
+    source->transfer_index = index;
     if (!sources.emplace(std::make_pair(t.layer(), *dst), *std::move(source)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, "another transfer already fills this slot"));
@@ -152,7 +152,8 @@ absl::StatusOr<StagePlan> PlanStagingUnprefixed(const craft::v1::Prepare& prepar
   const LocalLayout serving_local = LocalLayout::Of(serving, serving_version, shape.gpu);
   const PlanContext ctx{prepare, shape, serving_version, serving_local, plan.local};
 
-  CRAFT_ASSIGN_OR_RETURN(auto transferred, TransferSources(ctx));
+  plan.transfer_group_id = prepare.transfer_group_id();
+  CRAFT_ASSIGN_OR_RETURN(auto transferred, TransferSources(ctx, &plan.sends));
   for (int l = 0; l < plan.local.num_layers(); ++l) {
     for (int s = 0; s < plan.local.layers[l].num_slots(); ++s) {
       const auto it = transferred.find({l, s});

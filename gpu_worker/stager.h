@@ -1,7 +1,9 @@
 // Staging a prepared layout version on this GPU, without any gRPC: where every
-// slot's weights come from (PlanStaging, a pure function) and the copying and
-// verification (Stager, with an injected ExpertStore and ExpertFetcher so that
-// tests need no network).
+// slot's weights come from (PlanStaging, a pure function), the StagingEngine
+// seam that executes such a plan, and the expert-by-expert engine (Stager,
+// with an injected ExpertStore and ExpertFetcher so that tests need no
+// network). A backend whose transfers need both ends to take part at once
+// (NCCL) brings its own engine (Backend::staging_engine()).
 //
 //   CRAFT_ASSIGN_OR_RETURN(StagePlan plan,
 //                          PlanStaging(prepare, shape, serving_version, serving_layout));
@@ -51,6 +53,18 @@ struct SlotSource {
   int expert = 0;
   int serving_slot = -1;  // kKeep, kLocalCopy: local slot in the serving bank
   FetchRequest fetch;     // kFetch (its deadline is set when it runs)
+  // kFetch: the index of its Transfer in Prepare.transfers.
+  int transfer_index = -1;
+};
+
+// A transfer this GPU is the source of: a peer stages `expert` from serving
+// slot `serving_slot` (local) of this GPU.
+struct OutgoingTransfer {
+  int transfer_index = 0;  // in Prepare.transfers
+  int layer = 0;
+  int expert = 0;
+  int dst_gpu = 0;
+  int serving_slot = 0;
 };
 
 struct StagePlan {
@@ -58,6 +72,13 @@ struct StagePlan {
   planner::Layout layout;           // the whole new layout: routing needs all of it
   LocalLayout local;                // this GPU's part
   std::vector<SlotSource> sources;  // one per local slot, in (layer, slot) order
+  // To peers, in Prepare.transfers order: every Prepare lists a pair's
+  // transfers in the planner's one order, so both ends of a pair see them in
+  // the same order (what NCCL's in-order matching of sends to receives needs).
+  std::vector<OutgoingTransfer> sends;
+  // Prepare.transfer_group_id: the NCCL id of the cluster's transfer
+  // communicator ("" when the planner knows none).
+  std::string transfer_group_id;
 
   int CountOf(SlotSource::Kind kind) const;
 };
@@ -82,9 +103,27 @@ struct StageResult {
   absl::Duration elapsed;
 };
 
-// Executes plans. Thread-compatible: one Execute at a time per instance; the
-// store and fetcher are shared and thread-safe.
-class Stager {
+// Executes a StagePlan on a backend: allocates staging for plan.local, fills
+// every slot from its source, checks each slot's checksum against the store's
+// ExpectedChecksum(layer, expert), and sends what peers stage from this GPU
+// when the transport needs the sender's part. On success the version stays
+// staged (the caller flips or drops it); on any error it is dropped. Errors:
+// the store's (RESOURCE_EXHAUSTED when it does not fit), the transport's,
+// DATA_LOSS for a checksum mismatch, DEADLINE_EXCEEDED past `deadline`,
+// CANCELLED once `cancelled` is set; messages name what failed.
+// Thread-compatible: one Execute at a time.
+class StagingEngine {
+ public:
+  virtual ~StagingEngine() = default;
+  virtual absl::StatusOr<StageResult> Execute(const StagePlan& plan, absl::Time deadline,
+                                              const std::atomic<bool>& cancelled) = 0;
+};
+
+// The expert-by-expert engine: each fetched slot is pulled from its source's
+// endpoint by the ExpertFetcher (the sender serves it on its own, so
+// plan.sends needs nothing here). Thread-compatible: one Execute at a time
+// per instance; the store and fetcher are shared and thread-safe.
+class Stager : public StagingEngine {
  public:
   struct Options {
     // Deadline of one fetch (the whole prepare has its own).
@@ -94,15 +133,10 @@ class Stager {
   // Does not take ownership; all must outlive the Stager.
   Stager(ExpertStore* store, ExpertFetcher* fetcher, Clock* clock, Options options);
 
-  // Allocates staging for `plan`, fills every slot from its source and checks
-  // each slot's checksum against the store's ExpectedChecksum(layer, expert).
-  // On success the version stays staged (the caller flips or drops it); on
-  // any error it is dropped. Errors: the store's (RESOURCE_EXHAUSTED when it does not fit),
-  // the fetcher's, DATA_LOSS for a checksum mismatch, DEADLINE_EXCEEDED past
-  // `deadline`, CANCELLED once `cancelled` is set (checked between slots and
-  // by the fetcher); each message names the slot, expert and source.
+  // StagingEngine. Cancellation is checked between slots and by the
+  // fetcher; each error message names the slot, expert and source.
   absl::StatusOr<StageResult> Execute(const StagePlan& plan, absl::Time deadline,
-                                      const std::atomic<bool>& cancelled);
+                                      const std::atomic<bool>& cancelled) override;
 
  private:
   absl::Status FillSlot(const StagePlan& plan, const SlotSource& source, absl::Time deadline,

@@ -101,7 +101,8 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficG
       backend_(std::move(backend)),
       traffic_(std::move(traffic)),
       clock_(clock),
-      stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
+      fetch_stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
+      stager_(backend_->staging_engine() != nullptr ? backend_->staging_engine() : &fetch_stager_),
       transfer_service_(backend_->store(),
                         {options_.transfer_chunk_bytes, options_.faults.corrupt_served}),
       serving_(std::move(initial)) {}
@@ -213,6 +214,7 @@ craft::v1::WorkerHello Worker::Hello() const {
   hello.set_transfer_endpoint(transfer_endpoint_);
   *hello.mutable_model() = options_.shape.ModelProto();
   hello.set_committed_version(serving_version());
+  hello.set_transfer_group_id(backend_->transfer_group_id());
   return hello;
 }
 
@@ -302,7 +304,17 @@ void Worker::Prepare(const craft::v1::Prepare& prepare) {
   } else if (claimed->has_value()) {
     Report(version, craft::v1::READY, "", &**claimed);
   } else {
+    const std::string group_before = backend_->transfer_group_id();
     FinishStaging(version, Stage(prepare, serving));
+    // A staging that aborted the weight-transfer group spends its id; rank 0
+    // announces the next one on the open stream, for the planner's next
+    // Prepare.
+    if (backend_->transfer_group_id() != group_before) {
+      CRAFT_LOG(INFO) << "gpu " << options_.shape.gpu << " announces a new weight-transfer group";
+      WorkerMessage message;
+      *message.mutable_hello() = Hello();
+      SendToAgent(std::move(message));
+    }
   }
 }
 
@@ -369,7 +381,7 @@ absl::StatusOr<Worker::Staged> Worker::Stage(const craft::v1::Prepare& prepare,
                                   : absl::InfiniteFuture();
   CRAFT_LOG(INFO) << "staging " << version << ": " << plan.CountOf(SlotSource::Kind::kFetch)
                   << " fetches, " << plan.sources.size() << " slots";
-  CRAFT_ASSIGN_OR_RETURN(StageResult result, stager_.Execute(plan, deadline, cancel_staging_));
+  CRAFT_ASSIGN_OR_RETURN(StageResult result, stager_->Execute(plan, deadline, cancel_staging_));
   result.elapsed = clock_->Now() - start;
   return Staged{MakeLayoutState(std::move(plan.layout), version, options_.shape.gpu), result};
 }

@@ -205,7 +205,8 @@ class Worker {
   const std::unique_ptr<Backend> backend_;
   const TrafficGenerator traffic_;
   Clock* const clock_;
-  Stager stager_;
+  Stager fetch_stager_;  // unless the backend has its own engine
+  StagingEngine* const stager_;
   ExpertTransferService transfer_service_;
   std::unique_ptr<grpc::Server> transfer_server_;
   std::string transfer_endpoint_;

@@ -105,9 +105,13 @@ absl::Status DeviceSlots::CheckSlot(int layer, int slot) const {
 
 absl::Status DeviceSlots::FillSlot(int layer, int slot, int expert) {
   CRAFT_RETURN_IF_ERROR(CheckSlot(layer, slot));
+  return FillBuffer(slot_data(layer, slot), {layer, expert});
+}
+
+absl::Status DeviceSlots::FillBuffer(void* buffer, ExpertId expert) {
   CRAFT_CUDA_SCOPED_DEVICE(config_.device);
   CRAFT_CUDA_RETURN_IF_ERROR(internal::LaunchFillExpert(
-      slot_data(layer, slot), ExpertKey(layer, expert), config_.shape.elements(), stream_));
+      buffer, ExpertKey(expert.layer, expert.expert), config_.shape.elements(), stream_));
   return absl::OkStatus();
 }
 

@@ -72,6 +72,9 @@ class DeviceSlots {
   // Fills (layer, slot) with the deterministic contents of `expert` of the
   // same layer (expert_hash.h). Enqueued on this object's stream.
   absl::Status FillSlot(int layer, int slot, int expert);
+  // The same for any buffer of this object (a slot or an acquired staging
+  // buffer, by its device address).
+  absl::Status FillBuffer(void* buffer, ExpertId expert);
 
   // The checksums of device buffers of shape().bytes() each on this device
   // (slots, staging buffers). Waits for this object's stream, so it sees

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -51,45 +52,65 @@ absl::StatusOr<int> NcclVersion() {
   return version;
 }
 
-NcclTransferExecutor::NcclTransferExecutor(DeviceSlots* slots, int nranks, int rank,
+NcclTransferExecutor::NcclTransferExecutor(DeviceSlots* slots, int device, int nranks, int rank,
                                            const TransferOptions& options)
-    : slots_(slots), nranks_(nranks), rank_(rank), options_(options) {}
+    : slots_(slots), device_(device), nranks_(nranks), rank_(rank), options_(options) {}
 
 absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::Create(
     DeviceSlots* slots, const NcclId& id, int nranks, int rank, const TransferOptions& options) {
-  if (slots == nullptr || nranks <= 0 || rank < 0 || rank >= nranks) {
-    return absl::InvalidArgumentError(absl::StrCat("bad rank ", rank, " of ", nranks));
-  }
+  if (slots == nullptr) return absl::InvalidArgumentError("no slots");
   std::unique_ptr<NcclTransferExecutor> executor(
-      new NcclTransferExecutor(slots, nranks, rank, options));
-  CRAFT_CUDA_SCOPED_DEVICE(slots->device());
-  CRAFT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&executor->stream_, cudaStreamNonBlocking));
-  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&executor->start_));
-  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&executor->done_));
+      new NcclTransferExecutor(slots, slots->device(), nranks, rank, options));
+  CRAFT_RETURN_IF_ERROR(executor->Init(id, absl::InfiniteFuture()));
+  return executor;
+}
+
+absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::CreateOnDevice(
+    int device, const NcclId& id, int nranks, int rank, const TransferOptions& options,
+    absl::Time deadline) {
+  std::unique_ptr<NcclTransferExecutor> executor(
+      new NcclTransferExecutor(nullptr, device, nranks, rank, options));
+  CRAFT_RETURN_IF_ERROR(executor->Init(id, deadline));
+  return executor;
+}
+
+absl::Status NcclTransferExecutor::Init(const NcclId& id, absl::Time deadline) {
+  if (nranks_ <= 0 || rank_ < 0 || rank_ >= nranks_) {
+    return absl::InvalidArgumentError(absl::StrCat("bad rank ", rank_, " of ", nranks_));
+  }
+  CRAFT_CUDA_SCOPED_DEVICE(device_);
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start_));
+  CRAFT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&done_));
 
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   config.commName = "craft-transfer";
-  if (options.max_ctas > 0) config.maxCTAs = options.max_ctas;
+  if (options_.max_ctas > 0) config.maxCTAs = options_.max_ctas;
   ncclUniqueId unique;
   std::memcpy(&unique, id.bytes.data(), sizeof(unique));
-  const absl::Time deadline = absl::Now() + options.timeout;
-  const ncclResult_t result =
-      ncclCommInitRankConfig(&executor->comm_, nranks, unique, rank, &config);
+  deadline = std::min(deadline, absl::Now() + options_.timeout);
+  const ncclResult_t result = ncclCommInitRankConfig(&comm_, nranks_, unique, rank_, &config);
   if (result != ncclSuccess && result != ncclInProgress) {
     // Initialisation failed before a communicator existed, or one that must go.
     absl::Status status = NcclStatus(result, "ncclCommInitRankConfig");
-    if (executor->comm_ != nullptr) return executor->AbortWith(std::move(status));
-    executor->broken_ = true;
+    if (comm_ != nullptr) return AbortWith(std::move(status));
+    broken_ = true;
     return status;
   }
-  CRAFT_RETURN_IF_ERROR(executor->AwaitComm(deadline, "ncclCommInitRankConfig"));
-  return executor;
+  return AwaitComm(deadline, "ncclCommInitRankConfig");
+}
+
+absl::Status NcclTransferExecutor::CheckSlots() const {
+  if (slots_ == nullptr) {
+    return absl::FailedPreconditionError("this executor was created without slots");
+  }
+  return absl::OkStatus();
 }
 
 NcclTransferExecutor::~NcclTransferExecutor() {
   Close().IgnoreError();
-  internal::ScopedDevice device(slots_->device());
+  internal::ScopedDevice device(device_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
   if (start_ != nullptr) cudaEventDestroy(start_);
   if (done_ != nullptr) cudaEventDestroy(done_);
@@ -132,10 +153,10 @@ absl::Status NcclTransferExecutor::CheckUsable() const {
 }
 
 absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> copies,
-                                                 absl::Span<const P2pOp> ops) {
+                                                 absl::Span<const P2pOp> ops, absl::Time deadline) {
   CRAFT_RETURN_IF_ERROR(CheckUsable());
-  CRAFT_CUDA_SCOPED_DEVICE(slots_->device());
-  const absl::Time deadline = absl::Now() + options_.timeout;
+  CRAFT_CUDA_SCOPED_DEVICE(device_);
+  deadline = std::min(deadline, absl::Now() + options_.timeout);
   CRAFT_CUDA_RETURN_IF_ERROR(cudaEventRecord(start_, stream_));
   for (const LocalCopy& copy : copies) {
     CRAFT_CUDA_RETURN_IF_ERROR(
@@ -183,14 +204,15 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
   return ms / 1e3;
 }
 
-absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops) {
+absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops,
+                                                      absl::Time deadline) {
   for (const P2pOp& op : ops) {
     if (op.peer < 0 || op.peer >= nranks_ || op.peer == rank_ || op.bytes < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad op: peer ", op.peer, ", ", op.bytes, " bytes on rank ", rank_));
     }
   }
-  return Run({}, ops);
+  return Run({}, ops, deadline);
 }
 
 absl::Status NcclTransferExecutor::ValidatePlan(absl::Span<const TransferItem> plan) const {
@@ -229,6 +251,7 @@ absl::Status NcclTransferExecutor::ValidatePlan(absl::Span<const TransferItem> p
 }
 
 absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const TransferItem> plan) {
+  CRAFT_RETURN_IF_ERROR(CheckSlots());
   CRAFT_RETURN_IF_ERROR(CheckUsable());
   CRAFT_RETURN_IF_ERROR(ValidatePlan(plan));
   // Sources are read on this executor's stream: finish the slots' own fills.
@@ -259,7 +282,7 @@ absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const Tran
       staged.bytes_received += bytes;
     }
   }
-  absl::StatusOr<double> seconds = Run(copies, ops);
+  absl::StatusOr<double> seconds = Run(copies, ops, absl::InfiniteFuture());
   if (!seconds.ok()) {
     // After an abort NCCL's kernels have stopped (or the stream reports an
     // error), so the staging buffers are no longer written.
@@ -297,6 +320,7 @@ absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const Tran
 
 absl::Status NcclTransferExecutor::Commit(absl::Span<const TransferItem> plan,
                                           const StagedTransfer& staged) {
+  CRAFT_RETURN_IF_ERROR(CheckSlots());
   for (const StagedTransfer::Received& received : staged.received) {
     if (received.item < 0 || received.item >= static_cast<int>(plan.size())) {
       return absl::InvalidArgumentError("staged transfer does not belong to this plan");
@@ -308,6 +332,7 @@ absl::Status NcclTransferExecutor::Commit(absl::Span<const TransferItem> plan,
 }
 
 absl::Status NcclTransferExecutor::Discard(const StagedTransfer& staged) {
+  CRAFT_RETURN_IF_ERROR(CheckSlots());
   absl::Status status;
   for (const StagedTransfer::Received& received : staged.received) {
     status.Update(slots_->ReleaseStaging(received.staging));
@@ -317,7 +342,7 @@ absl::Status NcclTransferExecutor::Discard(const StagedTransfer& staged) {
 
 absl::Status NcclTransferExecutor::Close() {
   if (comm_ == nullptr) return absl::OkStatus();
-  CRAFT_CUDA_SCOPED_DEVICE(slots_->device());
+  CRAFT_CUDA_SCOPED_DEVICE(device_);
   const absl::Time deadline = absl::Now() + options_.timeout;
   const ncclResult_t result = ncclCommFinalize(comm_);
   if (result != ncclSuccess && result != ncclInProgress) {

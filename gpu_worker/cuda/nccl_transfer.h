@@ -115,6 +115,13 @@ class NcclTransferExecutor {
   // rank must call this (in its own thread or process) within the timeout.
   static absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> Create(
       DeviceSlots* slots, const NcclId& id, int nranks, int rank, const TransferOptions& options);
+  // The same without slots, for callers that bring their own buffers: only
+  // Exchange and Close work (Stage, Commit and Discard are
+  // FAILED_PRECONDITION). Gives up at `deadline` if that comes before the
+  // timeout.
+  static absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> CreateOnDevice(
+      int device, const NcclId& id, int nranks, int rank, const TransferOptions& options,
+      absl::Time deadline = absl::InfiniteFuture());
   // Close(), ignoring its status.
   ~NcclTransferExecutor();
   NcclTransferExecutor(const NcclTransferExecutor&) = delete;
@@ -122,6 +129,8 @@ class NcclTransferExecutor {
 
   int rank() const { return rank_; }
   int nranks() const { return nranks_; }
+  // False once the communicator was aborted or closed.
+  bool usable() const { return !broken_ && comm_ != nullptr; }
 
   // Runs this rank's part of `plan` and verifies what it received (see the
   // file comment for the errors). INVALID_ARGUMENT for a malformed plan,
@@ -138,8 +147,10 @@ class NcclTransferExecutor {
   absl::Status Discard(const StagedTransfer& staged);
 
   // Runs `ops` as one NCCL group and returns its device time in seconds, with
-  // the same deadline and abort handling as Stage.
-  absl::StatusOr<double> Exchange(absl::Span<const P2pOp> ops);
+  // the same deadline and abort handling as Stage (and `deadline` if that is
+  // sooner than the timeout).
+  absl::StatusOr<double> Exchange(absl::Span<const P2pOp> ops,
+                                  absl::Time deadline = absl::InfiniteFuture());
 
   // Finalizes and destroys the communicator (every rank closes), or aborts it
   // when that does not finish within the timeout. Idempotent.
@@ -152,17 +163,22 @@ class NcclTransferExecutor {
     int64_t bytes;
   };
 
-  NcclTransferExecutor(DeviceSlots* slots, int nranks, int rank, const TransferOptions& options);
+  NcclTransferExecutor(DeviceSlots* slots, int device, int nranks, int rank,
+                       const TransferOptions& options);
+  absl::Status Init(const NcclId& id, absl::Time deadline);
   // Polls ncclCommGetAsyncError until it leaves ncclInProgress; aborts on an
   // error or at the deadline.
   absl::Status AwaitComm(absl::Time deadline, const char* what);
   // Enqueues `copies` and `ops` (one group), then waits for them.
-  absl::StatusOr<double> Run(absl::Span<const LocalCopy> copies, absl::Span<const P2pOp> ops);
+  absl::StatusOr<double> Run(absl::Span<const LocalCopy> copies, absl::Span<const P2pOp> ops,
+                             absl::Time deadline);
+  absl::Status CheckSlots() const;
   absl::Status AbortWith(absl::Status cause);
   absl::Status CheckUsable() const;
   absl::Status ValidatePlan(absl::Span<const TransferItem> plan) const;
 
-  DeviceSlots* const slots_;
+  DeviceSlots* const slots_;  // null: Exchange only
+  const int device_;
   const int nranks_;
   const int rank_;
   const TransferOptions options_;

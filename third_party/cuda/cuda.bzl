@@ -46,7 +46,9 @@ def _nvcc_objects_impl(ctx):
     for c in compilation_contexts:
         include_flags += ["-I" + p for p in c.includes.to_list()]
         include_flags += ["-I" + p for p in c.quote_includes.to_list()]
-        include_flags += ["-isystem" + p for p in c.system_includes.to_list()]
+        # nvcc wants "-isystem DIR" as two words.
+        for p in c.system_includes.to_list():
+            include_flags += ["-isystem", p]
         include_flags += ["-D" + d for d in c.defines.to_list()]
 
     objects = []
