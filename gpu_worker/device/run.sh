@@ -13,7 +13,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 STAGE="$ROOT/.device"
 OUT="${OUT:-$STAGE/out}"
 mkdir -p "$OUT"
@@ -22,17 +22,10 @@ BIN="$STAGE/bin"
 IN="$STAGE/inputs"
 [[ -x "$BIN/transfer_bench" ]] || { echo "run.sh: no binaries in $BIN; run stage.sh first"; exit 1; }
 
-# NVLink multicast stays off on shared machines.
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-
-# Where the CUDA runtime, cuBLAS and NCCL live on this machine.
-libdirs="$STAGE/lib"
-for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
-  found="$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l {print $NF; exit}')"
-  [[ -n "$found" ]] || found="$(find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null | head -1)"
-  if [[ -n "$found" ]]; then libdirs+=":$(dirname "$found")"; else echo "run.sh: $lib not found"; fi
-done
-export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# NCCL settings and LD_LIBRARY_PATH (the staged libraries, the machine's CUDA).
+# shellcheck source=gpu_worker/device/env.sh
+source "$ROOT/gpu_worker/device/env.sh"
+for lib in $CRAFT_MISSING_LIBS; do echo "run.sh: $lib not found"; done
 
 GPUS="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')"
 {
@@ -53,8 +46,10 @@ if [[ "$WHAT" == all || "$WHAT" == tests ]]; then
   for t in expert_hash_test routing_test device_slots_test load_counter_test moe_emulator_test; do
     runs+=("$GPUS $t")
   done
-  ((GPUS > 2)) && runs+=("2 nccl_transfer_test")
-  runs+=("$GPUS nccl_transfer_test")
+  for t in nccl_transfer_test cuda_backend_test; do
+    ((GPUS > 2)) && runs+=("2 $t")
+    runs+=("$GPUS $t")
+  done
   for run in "${runs[@]}"; do
     read -r n t <<<"$run"
     CUDA_VISIBLE_DEVICES="$(devices "$n")" timeout 300 "$BIN/$t" >"$OUT/one_test.log" 2>&1

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds the CUDA backend's GPU tests and benchmarks here (bazel -c opt) and
-# stages them for a GPU machine under .device/ (ignored by git): the binaries
-# in .device/bin, the shared libraries they need that a stock Ubuntu 24.04
-# with CUDA 13 and NCCL lacks (Abseil, from Debian) in .device/lib, and the
-# step benchmark's inputs (layouts planned by craftctl, traces) in
-# .device/inputs. Then, on the GPU machine, from the repository root:
-#   gpu_worker/device/run.sh
+# Builds the CUDA backend's GPU tests and benchmarks and the control plane
+# (craft-planner, craft-agent, craft-worker-cuda, craftctl) here (bazel -c opt)
+# and stages them for a GPU machine under .device/ (ignored by git): the
+# binaries in .device/bin, the shared libraries they need that a stock Ubuntu
+# 24.04 with CUDA 13 and NCCL lacks (Abseil, gRPC, protobuf, yaml-cpp,
+# prometheus-cpp, OpenSSL, ... from Debian) in .device/lib, and inputs
+# (layouts planned by craftctl, traces) in .device/inputs. Then, on the GPU
+# machine, from the repository root:
+#   gpu_worker/device/run.sh          # GPU tests and benchmarks
+#   gpu_worker/device/cluster.sh [N]  # a live planner + agent + N CUDA workers
 #
 # Usage: gpu_worker/device/stage.sh   (CRAFT_TRACES_DIR: where counts235b.json
 # lives; default ../shared/traces beside the checkout; skipped when absent)
@@ -16,10 +19,14 @@ cd "$ROOT"
 STAGE="$ROOT/.device"
 TRACES="${CRAFT_TRACES_DIR:-$ROOT/../shared/traces}"
 
-TESTS=(device_slots_test load_counter_test nccl_transfer_test moe_emulator_test
+TESTS=(device_slots_test load_counter_test nccl_transfer_test moe_emulator_test cuda_backend_test
        expert_hash_test routing_test)
 BENCHES=(transfer_bench step_bench)
-targets=(//tools/craftctl)
+# The control plane for cluster.sh: bazel target -> path under bazel-bin.
+CLUSTER=(server/craft-planner agent/craft-agent gpu_worker/cuda/craft-worker-cuda
+         tools/craftctl/craftctl)
+targets=(//server:craft-planner //agent:craft-agent //gpu_worker/cuda:craft-worker-cuda
+         //tools/craftctl)
 for t in "${TESTS[@]}"; do targets+=("//gpu_worker/cuda:$t"); done
 for b in "${BENCHES[@]}"; do targets+=("//gpu_worker/cuda/bench:$b"); done
 bazel build -c opt "${targets[@]}"
@@ -30,16 +37,21 @@ rm -rf "$STAGE"
 mkdir -p "$STAGE/bin" "$STAGE/lib" "$STAGE/inputs"
 for t in "${TESTS[@]}"; do install -m 755 "$BIN/gpu_worker/cuda/$t" "$STAGE/bin/"; done
 for b in "${BENCHES[@]}"; do install -m 755 "$BIN/gpu_worker/cuda/bench/$b" "$STAGE/bin/"; done
+for c in "${CLUSTER[@]}"; do install -m 755 "$BIN/$c" "$STAGE/bin/"; done
 
 # Shared libraries to carry: everything the binaries load except glibc and
 # the GCC runtime (newer on Ubuntu 24.04) and CUDA, NCCL and cuBLAS (the GPU
 # machine's own, matching its driver).
-skip='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcudart|libnccl|libcublas|libcublasLt)\.so'
+skip='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libcuda|libcudart|libnccl|libcublas|libcublasLt)\.so'
 for f in "$STAGE"/bin/*; do
   ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
 done | sort -u | while read -r name path; do
   if ! [[ "$name" =~ $skip ]]; then cp -L "$path" "$STAGE/lib/$name"; fi
 done
+if ldd "$STAGE"/bin/* | grep 'not found'; then
+  echo "stage: unresolved libraries (above)" >&2
+  exit 1
+fi
 
 # Step benchmark inputs.
 CRAFTCTL="$BIN/tools/craftctl/craftctl"
@@ -65,5 +77,19 @@ if [[ -f "$TRACES/counts235b.json" ]]; then
 else
   echo "stage: no $TRACES/counts235b.json; the real-trace step benchmarks will be skipped" >&2
 fi
-du -sh "$STAGE"
-echo "staged in $STAGE; on the GPU machine run gpu_worker/device/run.sh (carry .device)"
+# cluster.sh's traffic: a synthetic trace of its default shape (8 layers x 32
+# experts, top-4), cycled by every worker (cluster.sh falls back to --skew).
+"$CRAFTCTL" synth --out "$IN/cluster_L8_E32_k4.json" --layers 8 --experts 32 --top-k 4 \
+  --windows 32 --tokens-per-window 16384 --skewed-fraction 1 --min-hot 6 --max-hot 8 --seed 3
+
+size_mib() { echo $(($(du -sb "$STAGE" | cut -f1) >> 20)); }
+# The symbol tables (symbolised stack traces) go first when space runs short.
+if (($(size_mib) > 48)); then strip "$STAGE"/bin/*; fi
+du -sh "$STAGE"/*
+size_mib=$(size_mib)
+if ((size_mib > 60)); then
+  echo "stage: $STAGE is $size_mib MiB, over the 60 MiB a device call carries" >&2
+  exit 1
+fi
+echo "staged in $STAGE ($size_mib MiB); on the GPU machine run gpu_worker/device/run.sh or"
+echo "gpu_worker/device/cluster.sh (carry .device)"
