@@ -49,7 +49,7 @@ class DeviceLoadCounter : public gpu_worker::LoadCounter {
   const int device_;
   CudaStream stream_ = nullptr;
   std::unique_ptr<gpu::LoadCounter> counter_;  // not the base class's namesake
-  std::vector<int> capacity_;  // per layer, of counter_
+  std::vector<int> capacity_;                  // per layer, of counter_
   std::string tables_version_;
   int32_t* ids_ = nullptr;  // device
   int64_t ids_capacity_ = 0;

@@ -18,7 +18,8 @@ NcclStagingEngine::NcclStagingEngine(DeviceExpertStore* store, int rank, int nra
                                      TransferOptions options)
     : store_(store), rank_(rank), nranks_(nranks), options_(options) {}
 
-absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl::Time deadline) {
+absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl::Time deadline,
+                                     const std::atomic<bool>& cancelled) {
   if (spent_.contains(transfer_group_id)) {
     return absl::FailedPreconditionError(
         "the weight-transfer group of this Prepare was aborted; waiting for rank 0's new id");
@@ -35,8 +36,8 @@ absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl:
   NcclId id;
   std::copy(transfer_group_id.begin(), transfer_group_id.end(), id.bytes.begin());
   absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> executor =
-      NcclTransferExecutor::CreateOnDevice(store_->device(), id, nranks_, rank_, options_,
-                                           deadline);
+      NcclTransferExecutor::CreateOnDevice(store_->device(), id, nranks_, rank_, options_, deadline,
+                                           &cancelled);
   if (!executor.ok()) {
     spent_.insert(transfer_group_id);
     ++aborts_;
@@ -73,7 +74,7 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
   if (cancelled.load()) return absl::CancelledError("staging cancelled");
   // Join first, whatever this rank moves: joining is collective.
   if (!plan.transfer_group_id.empty() && plan.transfer_group_id != joined_) {
-    CRAFT_RETURN_IF_ERROR(Join(plan.transfer_group_id, deadline));
+    CRAFT_RETURN_IF_ERROR(Join(plan.transfer_group_id, deadline, cancelled));
   }
   StageResult result;
   // (transfer index, op): receives and sends in Prepare order.
@@ -110,7 +111,7 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
     std::vector<P2pOp> group;
     group.reserve(ops.size());
     for (const auto& [index, op] : ops) group.push_back(op);
-    CRAFT_ASSIGN_OR_RETURN(const double seconds, executor_->Exchange(group, deadline));
+    CRAFT_ASSIGN_OR_RETURN(const double seconds, executor_->Exchange(group, deadline, &cancelled));
     const absl::Time transferred = absl::Now();
     CRAFT_RETURN_IF_ERROR(Verify(plan));
     CRAFT_LOG(INFO) << "rank " << rank_ << " staged " << plan.version << ": " << result.fetched

@@ -20,8 +20,9 @@
 //     ranks matches its sends and receives one to one;
 //  4. one checksum pass over the received experts against their expected
 //     checksums; a mismatch is DATA_LOSS naming the slot and its source.
-// An NCCL error or the deadline aborts the communicator (nothing hangs), and
-// the engine reports the error; so does every rank whose peer failed.
+// An NCCL error, the deadline or cancellation (an Abort, a newer Prepare)
+// aborts the communicator (nothing hangs), and the engine reports the error;
+// so does every rank whose peer failed.
 //
 // Thread-compatible (one Execute at a time); the store is thread-safe.
 #ifndef CRAFT_GPU_WORKER_CUDA_NCCL_STAGING_ENGINE_H_
@@ -52,7 +53,8 @@ class NcclStagingEngine : public gpu_worker::StagingEngine {
   int aborts() const { return aborts_.load(); }
 
  private:
-  absl::Status Join(const std::string& transfer_group_id, absl::Time deadline);
+  absl::Status Join(const std::string& transfer_group_id, absl::Time deadline,
+                    const std::atomic<bool>& cancelled);
   absl::StatusOr<gpu_worker::StageResult> StageOnce(const gpu_worker::StagePlan& plan,
                                                     absl::Time deadline,
                                                     const std::atomic<bool>& cancelled);

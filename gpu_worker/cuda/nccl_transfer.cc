@@ -61,20 +61,21 @@ absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::Crea
   if (slots == nullptr) return absl::InvalidArgumentError("no slots");
   std::unique_ptr<NcclTransferExecutor> executor(
       new NcclTransferExecutor(slots, slots->device(), nranks, rank, options));
-  CRAFT_RETURN_IF_ERROR(executor->Init(id, absl::InfiniteFuture()));
+  CRAFT_RETURN_IF_ERROR(executor->Init(id, absl::InfiniteFuture(), nullptr));
   return executor;
 }
 
 absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::CreateOnDevice(
     int device, const NcclId& id, int nranks, int rank, const TransferOptions& options,
-    absl::Time deadline) {
+    absl::Time deadline, const std::atomic<bool>* cancelled) {
   std::unique_ptr<NcclTransferExecutor> executor(
       new NcclTransferExecutor(nullptr, device, nranks, rank, options));
-  CRAFT_RETURN_IF_ERROR(executor->Init(id, deadline));
+  CRAFT_RETURN_IF_ERROR(executor->Init(id, deadline, cancelled));
   return executor;
 }
 
-absl::Status NcclTransferExecutor::Init(const NcclId& id, absl::Time deadline) {
+absl::Status NcclTransferExecutor::Init(const NcclId& id, absl::Time deadline,
+                                        const std::atomic<bool>* cancelled) {
   if (nranks_ <= 0 || rank_ < 0 || rank_ >= nranks_) {
     return absl::InvalidArgumentError(absl::StrCat("bad rank ", rank_, " of ", nranks_));
   }
@@ -98,7 +99,7 @@ absl::Status NcclTransferExecutor::Init(const NcclId& id, absl::Time deadline) {
     broken_ = true;
     return status;
   }
-  return AwaitComm(deadline, "ncclCommInitRankConfig");
+  return AwaitComm(deadline, "ncclCommInitRankConfig", cancelled);
 }
 
 absl::Status NcclTransferExecutor::CheckSlots() const {
@@ -125,7 +126,8 @@ absl::Status NcclTransferExecutor::AbortWith(absl::Status cause) {
   return cause;
 }
 
-absl::Status NcclTransferExecutor::AwaitComm(absl::Time deadline, const char* what) {
+absl::Status NcclTransferExecutor::AwaitComm(absl::Time deadline, const char* what,
+                                             const std::atomic<bool>* cancelled) {
   while (true) {
     ncclResult_t state = ncclSuccess;
     const ncclResult_t result = ncclCommGetAsyncError(comm_, &state);
@@ -138,6 +140,10 @@ absl::Status NcclTransferExecutor::AwaitComm(absl::Time deadline, const char* wh
       return AbortWith(absl::DeadlineExceededError(
           absl::StrCat(what, " on rank ", rank_, " did not finish within ",
                        absl::FormatDuration(options_.timeout), "; communicator aborted")));
+    }
+    if (cancelled != nullptr && cancelled->load()) {
+      return AbortWith(absl::CancelledError(
+          absl::StrCat(what, " on rank ", rank_, " cancelled; communicator aborted")));
     }
     absl::SleepFor(options_.poll_interval);
   }
@@ -153,7 +159,8 @@ absl::Status NcclTransferExecutor::CheckUsable() const {
 }
 
 absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> copies,
-                                                 absl::Span<const P2pOp> ops, absl::Time deadline) {
+                                                 absl::Span<const P2pOp> ops, absl::Time deadline,
+                                                 const std::atomic<bool>* cancelled) {
   CRAFT_RETURN_IF_ERROR(CheckUsable());
   CRAFT_CUDA_SCOPED_DEVICE(device_);
   deadline = std::min(deadline, absl::Now() + options_.timeout);
@@ -176,7 +183,7 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
     if (result != ncclSuccess && result != ncclInProgress) {
       return AbortWith(NcclStatus(result, "ncclGroupEnd", comm_));
     }
-    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "launch of the transfer group"));
+    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "launch of the transfer group", cancelled));
   }
   // From here on the group may be in flight: every failure aborts it.
   if (absl::Status s = internal::CudaStatus(cudaEventRecord(done_, stream_), "cudaEventRecord");
@@ -189,7 +196,7 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
     const cudaError_t state = cudaEventQuery(done_);
     if (state == cudaSuccess) break;
     if (state != cudaErrorNotReady) return AbortWith(internal::CudaStatus(state, "transfer"));
-    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "transfer"));
+    CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "transfer", cancelled));
     if (absl::Now() > deadline) {
       return AbortWith(absl::DeadlineExceededError(
           absl::StrCat("transfer on rank ", rank_, " did not complete within ",
@@ -205,14 +212,15 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
 }
 
 absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops,
-                                                      absl::Time deadline) {
+                                                      absl::Time deadline,
+                                                      const std::atomic<bool>* cancelled) {
   for (const P2pOp& op : ops) {
     if (op.peer < 0 || op.peer >= nranks_ || op.peer == rank_ || op.bytes < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad op: peer ", op.peer, ", ", op.bytes, " bytes on rank ", rank_));
     }
   }
-  return Run({}, ops, deadline);
+  return Run({}, ops, deadline, cancelled);
 }
 
 absl::Status NcclTransferExecutor::ValidatePlan(absl::Span<const TransferItem> plan) const {
@@ -282,7 +290,7 @@ absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const Tran
       staged.bytes_received += bytes;
     }
   }
-  absl::StatusOr<double> seconds = Run(copies, ops, absl::InfiniteFuture());
+  absl::StatusOr<double> seconds = Run(copies, ops, absl::InfiniteFuture(), nullptr);
   if (!seconds.ok()) {
     // After an abort NCCL's kernels have stopped (or the stream reports an
     // error), so the staging buffers are no longer written.

@@ -39,6 +39,7 @@
 #define CRAFT_GPU_WORKER_CUDA_NCCL_TRANSFER_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -119,9 +120,10 @@ class NcclTransferExecutor {
   // Exchange and Close work (Stage, Commit and Discard are
   // FAILED_PRECONDITION). Gives up at `deadline` if that comes before the
   // timeout.
+  // Gives up soon after `*cancelled` turns true (CANCELLED), when given.
   static absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> CreateOnDevice(
       int device, const NcclId& id, int nranks, int rank, const TransferOptions& options,
-      absl::Time deadline = absl::InfiniteFuture());
+      absl::Time deadline = absl::InfiniteFuture(), const std::atomic<bool>* cancelled = nullptr);
   // Close(), ignoring its status.
   ~NcclTransferExecutor();
   NcclTransferExecutor(const NcclTransferExecutor&) = delete;
@@ -148,9 +150,12 @@ class NcclTransferExecutor {
 
   // Runs `ops` as one NCCL group and returns its device time in seconds, with
   // the same deadline and abort handling as Stage (and `deadline` if that is
-  // sooner than the timeout).
+  // sooner than the timeout). When `*cancelled` turns true the communicator
+  // is aborted and the call returns CANCELLED: a transfer the planner gave up
+  // on must not hold the worker until the deadline.
   absl::StatusOr<double> Exchange(absl::Span<const P2pOp> ops,
-                                  absl::Time deadline = absl::InfiniteFuture());
+                                  absl::Time deadline = absl::InfiniteFuture(),
+                                  const std::atomic<bool>* cancelled = nullptr);
 
   // Finalizes and destroys the communicator (every rank closes), or aborts it
   // when that does not finish within the timeout. Idempotent.
@@ -165,13 +170,14 @@ class NcclTransferExecutor {
 
   NcclTransferExecutor(DeviceSlots* slots, int device, int nranks, int rank,
                        const TransferOptions& options);
-  absl::Status Init(const NcclId& id, absl::Time deadline);
+  absl::Status Init(const NcclId& id, absl::Time deadline, const std::atomic<bool>* cancelled);
   // Polls ncclCommGetAsyncError until it leaves ncclInProgress; aborts on an
-  // error or at the deadline.
-  absl::Status AwaitComm(absl::Time deadline, const char* what);
+  // error, at the deadline, or once `*cancelled` (when given) is true.
+  absl::Status AwaitComm(absl::Time deadline, const char* what,
+                         const std::atomic<bool>* cancelled = nullptr);
   // Enqueues `copies` and `ops` (one group), then waits for them.
   absl::StatusOr<double> Run(absl::Span<const LocalCopy> copies, absl::Span<const P2pOp> ops,
-                             absl::Time deadline);
+                             absl::Time deadline, const std::atomic<bool>* cancelled);
   absl::Status CheckSlots() const;
   absl::Status AbortWith(absl::Status cause);
   absl::Status CheckUsable() const;
