@@ -197,6 +197,12 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
     if (state == cudaSuccess) break;
     if (state != cudaErrorNotReady) return AbortWith(internal::CudaStatus(state, "transfer"));
     CRAFT_RETURN_IF_ERROR(AwaitComm(deadline, "transfer", cancelled));
+    // AwaitComm only looks at the flag while NCCL reports work in progress;
+    // a running transfer reports success, so check it here too.
+    if (cancelled != nullptr && cancelled->load()) {
+      return AbortWith(absl::CancelledError(
+          absl::StrCat("transfer on rank ", rank_, " cancelled; communicator aborted")));
+    }
     if (absl::Now() > deadline) {
       return AbortWith(absl::DeadlineExceededError(
           absl::StrCat("transfer on rank ", rank_, " did not complete within ",

@@ -34,6 +34,7 @@
 #   CLUSTER_MEMORY_BYTES --memory_bytes per worker (default: serving + one
 #                        staged bank of the largest layout + slack)
 #   CLUSTER_BUDGET       replan.budget R (default 8 redundant slots per GPU)
+#   CLUSTER_APPLIES      forced replans in part 1 (default 2: cold, then warm NCCL connections)
 #   CLUSTER_WORKER_FLAGS more flags for every worker (split on spaces), e.g.
 #                        --fail_prepare_probability=1 to see part 1 fail
 set -uo pipefail
@@ -296,57 +297,66 @@ ctl agents | tee -a "$D/summary.txt"
 BEFORE="$(layout_line)"
 out "before: $BEFORE"
 
-say "part 1: craftctl replan --force"
-t_replan=$(now_ms)
-DECISION="$(ctl replan --force 2>&1)"
-out "  $DECISION"
-V="$(sed -nE 's/.*; applying ([^ ;]+)$/\1/p' <<<"$DECISION")"
-[[ -n "$V" ]] || fail "the replan did not start an apply" planner
-VX="${V//./\\.}"  # for regular expressions
-apply_state() {  # committed, aborted, or nothing yet
-  if is_committed "$V"; then echo committed
-  elif log_has planner "aborting $VX:"; then echo aborted
+# One forced replan, applied and checked; $1 numbers it. The first apply also
+# sets up NCCL's connections between the ranks that exchange experts; the
+# second shows the steady state on warm connections.
+apply_and_check() {
+  FROM="$(sed -nE 's/^version ([^ ]+).*/\1/p' <<<"$BEFORE")"
+  say "part 1, apply $1: craftctl replan --force"
+  t_replan=$(now_ms)
+  DECISION="$(ctl replan --force 2>&1)"
+  out "  $DECISION"
+  V="$(sed -nE 's/.*; applying ([^ ;]+)$/\1/p' <<<"$DECISION")"
+  [[ -n "$V" ]] || fail "the replan did not start an apply" planner
+  VX="${V//./\\.}"  # for regular expressions
+  apply_state() {  # committed, aborted, or nothing yet
+    if is_committed "$V"; then echo committed
+    elif log_has planner "aborting $VX:"; then echo aborted
+    fi
+  }
+  apply_done() { [[ -n "$(apply_state)" ]]; }
+  wait_until $((APPLY_TIMEOUT_MS / 1000 + 30)) "the apply of $V to commit or abort" apply_done
+  t_commit=$(now_ms)
+  if [[ "$(apply_state)" != committed ]]; then
+    out "  planner: $(grep -hE "aborting $VX:" "$D/planner.log" | strip_prefix)"
+    grep -hE "status FAILED version=$VX|verify FAILED" "$D"/worker*.log | strip_prefix | sed 's/^/  /' | tee -a "$D/summary.txt"
+    fail "the apply of $V aborted" planner agent "${WORKERS[@]}"
   fi
-}
-apply_done() { [[ -n "$(apply_state)" ]]; }
-wait_until $((APPLY_TIMEOUT_MS / 1000 + 30)) "the apply of $V to commit or abort" apply_done
-t_commit=$(now_ms)
-if [[ "$(apply_state)" != committed ]]; then
-  out "  planner: $(grep -hE "aborting $VX:" "$D/planner.log" | strip_prefix)"
-  grep -hE "status FAILED version=$VX|verify FAILED" "$D"/worker*.log | strip_prefix | sed 's/^/  /' | tee -a "$D/summary.txt"
-  fail "the apply of $V aborted" planner agent "${WORKERS[@]}"
-fi
-say "committed $V after $((t_commit - t_replan)) ms"
-wait_until 30 "every worker to flip to $V" every_log "status FLIPPED version=$VX( |\$)" "${WORKERS[@]}"
-wait_until 30 "every worker to verify $V" every_log "verify ok version=$VX " "${WORKERS[@]}"
-wait_until 30 "every agent's commit answer" log_has planner "every agent answered the commit of $VX\$"
-t_flipped=$(now_ms)
-say "every worker flipped to $V and verified it $((t_flipped - t_replan)) ms after the replan"
-if grep -qE "status FAILED|verify FAILED" "$D"/worker*.log; then
-  grep -hE "status FAILED|verify FAILED" "$D"/worker*.log | strip_prefix | sed 's/^/  /'
-  fail "a worker reported FAILED" "${WORKERS[@]}"
-fi
-# The measured balancedness of V needs complete windows under V.
-wait_until 30 "a measured balancedness of $V" measured_nonzero
-sleep $((3 * WINDOW_MS / 1000))
-AFTER="$(layout_line)"
+  say "committed $V after $((t_commit - t_replan)) ms"
+  wait_until 30 "every worker to flip to $V" every_log "status FLIPPED version=$VX( |\$)" "${WORKERS[@]}"
+  wait_until 30 "every worker to verify $V" every_log "verify ok version=$VX " "${WORKERS[@]}"
+  wait_until 30 "every agent's commit answer" log_has planner "every agent answered the commit of $VX\$"
+  t_flipped=$(now_ms)
+  say "every worker flipped to $V and verified it $((t_flipped - t_replan)) ms after the replan"
+  if grep -qE "status FAILED|verify FAILED" "$D"/worker*.log; then
+    grep -hE "status FAILED|verify FAILED" "$D"/worker*.log | strip_prefix | sed 's/^/  /'
+    fail "a worker reported FAILED" "${WORKERS[@]}"
+  fi
+  # The measured balancedness of V needs complete windows under V.
+  wait_until 30 "a measured balancedness of $V" measured_nonzero
+  sleep $((3 * WINDOW_MS / 1000))
+  AFTER="$(layout_line)"
 
-out ""
-out "== part 1 summary: version $V committed"
-out "  $(grep -hE "preparing $VX " "$D/planner.log" | strip_prefix)"
-out "  replan -> committed $((t_commit - t_replan)) ms; -> every worker flipped and verified $((t_flipped - t_replan)) ms"
-out "  modelled:  $(grep -oE 'balancedness [0-9.]+ -> [0-9.]+' <<<"$DECISION")"
-out "  measured:  before $(sed -nE 's/.*measured balancedness ([0-9.]+).*/\1/p' <<<"$BEFORE") (version 0.0), after $(sed -nE 's/.*measured balancedness ([0-9.]+).*/\1/p' <<<"$AFTER") ($V)"
-out "  after:     $AFTER"
-for ((r = 0; r < N; r++)); do
-  log="$D/worker$r.log"
-  out "  rank $r:"
-  grep -hE "joined the weight-transfer group" "$log" | strip_prefix | sed 's/^/    /' | tee -a "$D/summary.txt"
-  grep -hE "(staging $VX:|rank $r staged $VX:|status (READY|FLIPPED) version=$VX( |$)|verify ok version=$VX )" \
-    "$log" | strip_prefix | sed 's/^/    /' | tee -a "$D/summary.txt"
-  grep -hE "window [0-9]+ gpu $r version $VX " "$log" | tail -n 1 | strip_prefix | sed 's/^/    /' |
-    tee -a "$D/summary.txt"
-done
+  out ""
+  out "== part 1, apply $1: version $V committed"
+  out "  $(grep -hE "preparing $VX " "$D/planner.log" | strip_prefix)"
+  out "  replan -> committed $((t_commit - t_replan)) ms; -> every worker flipped and verified $((t_flipped - t_replan)) ms"
+  out "  modelled:  $(grep -oE 'balancedness [0-9.]+ -> [0-9.]+' <<<"$DECISION")"
+  out "  measured:  before $(sed -nE 's/.*measured balancedness ([0-9.]+).*/\1/p' <<<"$BEFORE") ($FROM), after $(sed -nE 's/.*measured balancedness ([0-9.]+).*/\1/p' <<<"$AFTER") ($V)"
+  out "  after:     $AFTER"
+  for ((r = 0; r < N; r++)); do
+    log="$D/worker$r.log"
+    out "  rank $r:"
+    [[ $1 == 1 ]] && grep -hE "joined the weight-transfer group" "$log" | strip_prefix | sed 's/^/    /' | tee -a "$D/summary.txt"
+    grep -hE "(staging $VX:|rank $r staged $VX:|status (READY|FLIPPED) version=$VX( |$)|verify ok version=$VX )" \
+      "$log" | strip_prefix | sed 's/^/    /' | tee -a "$D/summary.txt"
+    grep -hE "window [0-9]+ gpu $r version $VX " "$log" | tail -n 1 | strip_prefix | sed 's/^/    /' |
+      tee -a "$D/summary.txt"
+  done
+  BEFORE="$AFTER"
+}
+APPLIES="${CLUSTER_APPLIES:-2}"
+for ((apply = 1; apply <= APPLIES; apply++)); do apply_and_check "$apply"; done
 say "part 1 passed"
 
 # --- Part 2: a worker dies around an apply ------------------------------------
