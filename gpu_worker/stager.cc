@@ -194,8 +194,12 @@ absl::StatusOr<StageResult> Stager::Execute(const StagePlan& plan, absl::Time de
   CRAFT_RETURN_IF_ERROR(store_->BeginStaging(plan.local));
   StageResult result;
   for (const SlotSource& source : plan.sources) {
+    const absl::Time fill_start = clock_->Now();
     absl::Status status = FillSlot(plan, source, deadline, cancelled, &result);
+    const absl::Time verify_start = clock_->Now();
+    if (source.kind == SlotSource::Kind::kFetch) result.transfer_time += verify_start - fill_start;
     if (status.ok()) status = VerifySlot(plan, source);
+    result.verify_time += clock_->Now() - verify_start;
     if (!status.ok()) {
       store_->DropStaging(plan.version).IgnoreError();  // may already be replaced
       return Prefixed(

@@ -98,9 +98,14 @@ absl::StatusOr<StagePlan> PlanStaging(const craft::v1::Prepare& prepare, const W
 
 struct StageResult {
   int64_t bytes_received = 0;  // from peers
+  int64_t bytes_sent = 0;      // to peers, by this engine (0 where peers pull)
   int fetched = 0;
   int copied = 0;  // local copies, unchanged slots included
   absl::Duration elapsed;
+  // Parts of `elapsed`: moving the fetched bytes (device time for NCCL) and
+  // checking checksums.
+  absl::Duration transfer_time;
+  absl::Duration verify_time;
 };
 
 // Executes a StagePlan on a backend: allocates staging for plan.local, fills

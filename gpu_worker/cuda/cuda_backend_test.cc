@@ -2,14 +2,19 @@
 // the ExpertStore contract, the device counter against the CPU counter on the
 // same router choices, and NCCL staging of a real Prepare between two GPUs,
 // including a peer that never shows up. Skips without enough GPUs.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "gpu_worker/cpu_backend.h"
 #include "gpu_worker/cuda/device_expert_store.h"
 #include "gpu_worker/cuda/device_load_counter.h"
@@ -173,13 +178,14 @@ class NcclStagingEngineTest : public ::testing::Test {
     return shape;
   }
 
-  gpu_worker::StagePlan Plan(int gpu, const std::string& group) const {
+  gpu_worker::StagePlan Plan(int gpu, const std::string& group, const std::string& serving = "0.0",
+                             const std::string& version = "1.1") const {
     craft::v1::Prepare prepare =
-        gpu_worker::testing::MakePrepare(initial_, "0.0", gpu_worker::testing::NextTwoGpuLayout(),
-                                         "1.1", {{0, "gpu0"}, {1, "gpu1"}}, SmallShape().bytes());
+        gpu_worker::testing::MakePrepare(initial_, serving, gpu_worker::testing::NextTwoGpuLayout(),
+                                         version, {{0, "gpu0"}, {1, "gpu1"}}, SmallShape().bytes());
     prepare.set_transfer_group_id(group);
     absl::StatusOr<gpu_worker::StagePlan> plan =
-        gpu_worker::PlanStaging(prepare, Shape(gpu), "0.0", initial_);
+        gpu_worker::PlanStaging(prepare, Shape(gpu), serving, initial_);
     EXPECT_TRUE(plan.ok()) << plan.status();
     return *std::move(plan);
   }
@@ -227,6 +233,47 @@ TEST_F(NcclStagingEngineTest, MovesEveryExpertAndEverySlotHoldsItsExpertAfterThe
   EXPECT_EQ(engines_[0]->aborts(), 0);
 }
 
+TEST_F(NcclStagingEngineTest, ACorruptExpertIsDataLossAndTheGroupSurvives) {
+  // Both GPUs serve "0.1": the initial experts, except that GPU 0's copy of
+  // expert 0 of layer 0 (its slot 0) has one byte flipped. The next layout
+  // moves that expert to GPU 1.
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    LocalLayout corrupt = LocalLayout::Of(initial_, "0.1", gpu);
+    CRAFT_ASSERT_OK(stores_[gpu]->BeginStaging(corrupt));
+    for (int l = 0; l < corrupt.num_layers(); ++l) {
+      for (int s = 0; s < corrupt.layers[l].num_slots(); ++s) {
+        if (gpu == 0 && l == 0 && s == 0) {
+          std::string bytes = FilledExpert(0, corrupt.layers[0].experts[0]);
+          bytes[100] ^= 1;
+          CRAFT_ASSERT_OK(stores_[gpu]->WriteStaging("0.1", 0, 0, 0, bytes));
+        } else {
+          CRAFT_ASSERT_OK(stores_[gpu]->CopyToStaging("0.1", l, s, s));
+        }
+      }
+    }
+    CRAFT_ASSERT_OK(stores_[gpu]->Flip("0.1"));
+  }
+  const std::string group = NewGroup();
+  for (const std::string version : {"1.1", "1.2"}) {
+    absl::StatusOr<gpu_worker::StageResult> results[2];
+    std::thread ranks[2];
+    for (int gpu = 0; gpu < 2; ++gpu) {
+      ranks[gpu] = std::thread([&, gpu] {
+        results[gpu] = engines_[gpu]->Execute(Plan(gpu, group, "0.1", version),
+                                              absl::Now() + absl::Seconds(30), cancelled_);
+      });
+    }
+    for (std::thread& rank : ranks) rank.join();
+    EXPECT_TRUE(results[0].ok()) << results[0].status();
+    EXPECT_EQ(results[1].status().code(), absl::StatusCode::kDataLoss) << results[1].status();
+    EXPECT_EQ(stores_[1]->staging_version(), "");
+    CRAFT_ASSERT_OK(stores_[0]->DropStaging(version));
+  }
+  // The same group moved both versions: a checksum mismatch aborts nothing.
+  EXPECT_EQ(engines_[0]->aborts(), 0);
+  EXPECT_EQ(engines_[1]->aborts(), 0);
+}
+
 TEST_F(NcclStagingEngineTest, APeerThatNeverJoinsFailsWithinTheDeadlineAndSpendsTheId) {
   const std::string group = NewGroup();
   const gpu_worker::StagePlan plan = Plan(0, group);
@@ -249,6 +296,102 @@ TEST_F(NcclStagingEngineTest, MovingExpertsWithoutAGroupIdFails) {
       engines_[0]->Execute(Plan(0, ""), absl::Now() + absl::Seconds(2), cancelled_);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition) << result.status();
   EXPECT_EQ(stores_[0]->staging_version(), "");
+}
+
+// Every visible GPU (up to 8) stages a random layout change planned the way
+// the planner plans transfers: remote moves, local copies, several
+// destinations of one expert, slots that are both source and destination.
+TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsExpert) {
+  CRAFT_REQUIRE_GPUS(2);
+  const int gpus = std::min(ProbeCuda().devices, 8);
+  constexpr int kSlots = 4;
+  planner::Layout before;
+  before.num_experts = gpus * kSlots;
+  before.cluster = {gpus, 1};
+  for (int l = 0; l < 2; ++l) {
+    planner::LayerPlacement layer;
+    layer.slots_per_gpu.assign(gpus, kSlots);
+    for (int e = 0; e < gpus * kSlots; ++e) layer.phy2log.push_back(e);
+    before.layers.push_back(layer);
+  }
+  planner::Layout after = before;
+  std::mt19937 rng(11);
+  for (planner::LayerPlacement& layer : after.layers) {
+    std::vector<int> replicas(before.num_experts, 1);
+    for (int& expert : layer.phy2log) {
+      const int other = static_cast<int>(rng() % before.num_experts);
+      if (rng() % 2 == 0 || replicas[expert] == 1) continue;  // keep every expert
+      --replicas[expert];
+      ++replicas[other];
+      expert = other;
+    }
+    // A second pass may move an expert that was copied elsewhere.
+    for (int& expert : layer.phy2log) {
+      const int other = static_cast<int>(rng() % before.num_experts);
+      if (rng() % 2 == 0 || replicas[expert] == 1) continue;
+      --replicas[expert];
+      ++replicas[other];
+      expert = other;
+    }
+  }
+  ASSERT_TRUE(after.Validate().ok());
+  std::map<int, std::string> endpoints;
+  for (int g = 0; g < gpus; ++g) endpoints[g] = absl::StrCat("gpu", g);
+  craft::v1::Prepare prepare = gpu_worker::testing::MakePrepare(before, "0.0", after, "1.1",
+                                                                endpoints, SmallShape().bytes());
+  ASSERT_GT(prepare.transfers_size(), gpus);
+  absl::StatusOr<NcclId> id = NewNcclId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  prepare.set_transfer_group_id(std::string(id->bytes.begin(), id->bytes.end()));
+
+  std::vector<absl::Status> status(gpus);
+  std::vector<std::thread> ranks;
+  const std::atomic<bool> never{false};
+  for (int g = 0; g < gpus; ++g) {
+    ranks.emplace_back([&, g] {
+      status[g] = [&]() -> absl::Status {
+        gpu_worker::WorkerShape shape;
+        shape.gpu = g;
+        shape.cluster = {gpus, 1};
+        shape.num_layers = 2;
+        shape.num_experts = before.num_experts;
+        shape.top_k = 2;
+        shape.bytes_per_expert = SmallShape().bytes();
+        CRAFT_ASSIGN_OR_RETURN(gpu_worker::StagePlan plan,
+                               gpu_worker::PlanStaging(prepare, shape, "0.0", before));
+        CRAFT_ASSIGN_OR_RETURN(
+            auto store, DeviceExpertStore::Create(g, SmallShape(), 64 * SmallShape().bytes()));
+        CRAFT_RETURN_IF_ERROR(store->LoadServing(LocalLayout::Of(before, "0.0", g)));
+        NcclStagingEngine engine(store.get(), g, gpus, TransferOptions{absl::Seconds(60)});
+        CRAFT_RETURN_IF_ERROR(
+            engine.Execute(plan, absl::Now() + absl::Seconds(60), never).status());
+        // Nothing serving changed before the flip.
+        const LocalLayout serving = LocalLayout::Of(before, "0.0", g);
+        for (int l = 0; l < 2; ++l) {
+          for (int s = 0; s < kSlots; ++s) {
+            CRAFT_ASSIGN_OR_RETURN(uint64_t sum, store->SlotChecksum("0.0", l, s));
+            if (sum != store->ExpectedChecksum(l, serving.layers[l].experts[s])) {
+              return absl::DataLossError(absl::StrCat("serving slot ", s, " changed"));
+            }
+          }
+        }
+        CRAFT_RETURN_IF_ERROR(store->Flip("1.1"));
+        for (int l = 0; l < 2; ++l) {
+          for (int s = 0; s < plan.local.layers[l].num_slots(); ++s) {
+            CRAFT_ASSIGN_OR_RETURN(uint64_t sum, store->SlotChecksum("1.1", l, s));
+            const int expert = plan.local.layers[l].experts[s];
+            if (sum != HostExpectedChecksum(l, expert, SmallShape().elements())) {
+              return absl::DataLossError(absl::StrCat("gpu ", g, " layer ", l, " slot ", s,
+                                                      " does not hold expert ", expert));
+            }
+          }
+        }
+        return absl::OkStatus();
+      }();
+    });
+  }
+  for (std::thread& rank : ranks) rank.join();
+  for (int g = 0; g < gpus; ++g) EXPECT_TRUE(status[g].ok()) << "gpu " << g << ": " << status[g];
 }
 
 }  // namespace

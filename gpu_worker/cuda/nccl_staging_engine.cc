@@ -1,6 +1,7 @@
 #include "gpu_worker/cuda/nccl_staging_engine.h"
 
 #include <algorithm>
+#include <future>
 #include <utility>
 #include <vector>
 
@@ -35,9 +36,8 @@ absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl:
   joined_.clear();
   NcclId id;
   std::copy(transfer_group_id.begin(), transfer_group_id.end(), id.bytes.begin());
-  absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> executor =
-      NcclTransferExecutor::CreateOnDevice(store_->device(), id, nranks_, rank_, options_, deadline,
-                                           &cancelled);
+  absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> executor = NcclTransferExecutor::Create(
+      store_->device(), id, nranks_, rank_, options_, deadline, &cancelled);
   if (!executor.ok()) {
     spent_.insert(transfer_group_id);
     ++aborts_;
@@ -111,33 +111,48 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
     std::vector<P2pOp> group;
     group.reserve(ops.size());
     for (const auto& [index, op] : ops) group.push_back(op);
-    CRAFT_ASSIGN_OR_RETURN(const double seconds, executor_->Exchange(group, deadline, &cancelled));
-    const absl::Time transferred = absl::Now();
-    CRAFT_RETURN_IF_ERROR(Verify(plan));
+    result.bytes_sent = static_cast<int64_t>(plan.sends.size()) * bytes;
+    // What the arrivals must hash to comes from the fill rule: compute it on
+    // the store's stream while NCCL moves the bytes on its own.
+    std::future<absl::StatusOr<std::vector<uint64_t>>> expected =
+        std::async(std::launch::async, [this, &plan] { return ExpectedOfArrivals(plan); });
+    absl::StatusOr<double> seconds = executor_->Exchange(group, deadline, &cancelled);
+    absl::StatusOr<std::vector<uint64_t>> want = expected.get();
+    CRAFT_RETURN_IF_ERROR(seconds.status());
+    CRAFT_RETURN_IF_ERROR(want.status());
+    result.transfer_time = absl::Seconds(*seconds);
+    const absl::Time verify_start = absl::Now();
+    CRAFT_RETURN_IF_ERROR(Verify(plan, *want));
+    result.verify_time = absl::Now() - verify_start;
     CRAFT_LOG(INFO) << "rank " << rank_ << " staged " << plan.version << ": " << result.fetched
-                    << " experts in, " << plan.sends.size() << " out, " << ops.size() * bytes
-                    << " bytes in " << seconds * 1e3 << " ms on the device ("
-                    << (seconds > 0 ? ops.size() * bytes / seconds / 1e9 : 0)
-                    << " GB/s), verified in "
-                    << absl::ToDoubleMilliseconds(absl::Now() - transferred) << " ms";
+                    << " experts in, " << plan.sends.size() << " out; " << result.bytes_received
+                    << " bytes received in " << *seconds * 1e3 << " ms on the device ("
+                    << (*seconds > 0 ? result.bytes_received / *seconds / 1e9 : 0)
+                    << " GB/s received), verified in "
+                    << absl::ToDoubleMilliseconds(result.verify_time) << " ms";
   }
   result.elapsed = absl::Now() - start;
   return result;
 }
 
-absl::Status NcclStagingEngine::Verify(const StagePlan& plan) {
-  std::vector<std::pair<int, int>> slots;
+absl::StatusOr<std::vector<uint64_t>> NcclStagingEngine::ExpectedOfArrivals(const StagePlan& plan) {
   std::vector<ExpertId> experts;
+  for (const SlotSource& source : plan.sources) {
+    if (source.kind == SlotSource::Kind::kFetch) experts.push_back({source.layer, source.expert});
+  }
+  return store_->ExpectedChecksums(experts);
+}
+
+absl::Status NcclStagingEngine::Verify(const StagePlan& plan, absl::Span<const uint64_t> want) {
+  std::vector<std::pair<int, int>> slots;
   std::vector<const SlotSource*> sources;
   for (const SlotSource& source : plan.sources) {
     if (source.kind != SlotSource::Kind::kFetch) continue;  // shares a verified serving buffer
     slots.emplace_back(source.layer, source.slot);
-    experts.push_back({source.layer, source.expert});
     sources.push_back(&source);
   }
   CRAFT_ASSIGN_OR_RETURN(const std::vector<uint64_t> got,
                          store_->StagingChecksums(plan.version, slots));
-  CRAFT_ASSIGN_OR_RETURN(const std::vector<uint64_t> want, store_->ExpectedChecksums(experts));
   for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
       const SlotSource& source = *sources[i];

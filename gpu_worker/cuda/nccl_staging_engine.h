@@ -19,7 +19,8 @@
 //     and sends (from serving buffers), in Prepare order, so each pair of
 //     ranks matches its sends and receives one to one;
 //  4. one checksum pass over the received experts against their expected
-//     checksums; a mismatch is DATA_LOSS naming the slot and its source.
+//     checksums (computed from the fill rule on the store's stream while the
+//     group runs); a mismatch is DATA_LOSS naming the slot and its source.
 // An NCCL error, the deadline or cancellation (an Abort, a newer Prepare)
 // aborts the communicator (nothing hangs), and the engine reports the error;
 // so does every rank whose peer failed.
@@ -31,6 +32,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "gpu_worker/cuda/device_expert_store.h"
@@ -58,7 +60,10 @@ class NcclStagingEngine : public gpu_worker::StagingEngine {
   absl::StatusOr<gpu_worker::StageResult> StageOnce(const gpu_worker::StagePlan& plan,
                                                     absl::Time deadline,
                                                     const std::atomic<bool>& cancelled);
-  absl::Status Verify(const gpu_worker::StagePlan& plan);
+  // The checksums the plan's arrivals must have, in plan.sources order.
+  absl::StatusOr<std::vector<uint64_t>> ExpectedOfArrivals(const gpu_worker::StagePlan& plan);
+  // DATA_LOSS naming the first arrival whose checksum is not `want`'s.
+  absl::Status Verify(const gpu_worker::StagePlan& plan, absl::Span<const uint64_t> want);
 
   DeviceExpertStore* const store_;
   const int rank_;

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,24 +51,15 @@ absl::StatusOr<int> NcclVersion() {
   return version;
 }
 
-NcclTransferExecutor::NcclTransferExecutor(DeviceSlots* slots, int device, int nranks, int rank,
+NcclTransferExecutor::NcclTransferExecutor(int device, int nranks, int rank,
                                            const TransferOptions& options)
-    : slots_(slots), device_(device), nranks_(nranks), rank_(rank), options_(options) {}
+    : device_(device), nranks_(nranks), rank_(rank), options_(options) {}
 
 absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::Create(
-    DeviceSlots* slots, const NcclId& id, int nranks, int rank, const TransferOptions& options) {
-  if (slots == nullptr) return absl::InvalidArgumentError("no slots");
-  std::unique_ptr<NcclTransferExecutor> executor(
-      new NcclTransferExecutor(slots, slots->device(), nranks, rank, options));
-  CRAFT_RETURN_IF_ERROR(executor->Init(id, absl::InfiniteFuture(), nullptr));
-  return executor;
-}
-
-absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> NcclTransferExecutor::CreateOnDevice(
     int device, const NcclId& id, int nranks, int rank, const TransferOptions& options,
     absl::Time deadline, const std::atomic<bool>* cancelled) {
   std::unique_ptr<NcclTransferExecutor> executor(
-      new NcclTransferExecutor(nullptr, device, nranks, rank, options));
+      new NcclTransferExecutor(device, nranks, rank, options));
   CRAFT_RETURN_IF_ERROR(executor->Init(id, deadline, cancelled));
   return executor;
 }
@@ -100,13 +90,6 @@ absl::Status NcclTransferExecutor::Init(const NcclId& id, absl::Time deadline,
     return status;
   }
   return AwaitComm(deadline, "ncclCommInitRankConfig", cancelled);
-}
-
-absl::Status NcclTransferExecutor::CheckSlots() const {
-  if (slots_ == nullptr) {
-    return absl::FailedPreconditionError("this executor was created without slots");
-  }
-  return absl::OkStatus();
 }
 
 NcclTransferExecutor::~NcclTransferExecutor() {
@@ -158,17 +141,19 @@ absl::Status NcclTransferExecutor::CheckUsable() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> copies,
-                                                 absl::Span<const P2pOp> ops, absl::Time deadline,
-                                                 const std::atomic<bool>* cancelled) {
+absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops,
+                                                      absl::Time deadline,
+                                                      const std::atomic<bool>* cancelled) {
+  for (const P2pOp& op : ops) {
+    if (op.peer < 0 || op.peer >= nranks_ || op.peer == rank_ || op.bytes < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad op: peer ", op.peer, ", ", op.bytes, " bytes on rank ", rank_));
+    }
+  }
   CRAFT_RETURN_IF_ERROR(CheckUsable());
   CRAFT_CUDA_SCOPED_DEVICE(device_);
   deadline = std::min(deadline, absl::Now() + options_.timeout);
   CRAFT_CUDA_RETURN_IF_ERROR(cudaEventRecord(start_, stream_));
-  for (const LocalCopy& copy : copies) {
-    CRAFT_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(copy.dst, copy.src, copy.bytes, cudaMemcpyDeviceToDevice, stream_));
-  }
   if (!ops.empty()) {
     // Calls inside a group only queue work; errors surface at ncclGroupEnd or
     // through the asynchronous error.
@@ -215,143 +200,6 @@ absl::StatusOr<double> NcclTransferExecutor::Run(absl::Span<const LocalCopy> cop
   float ms = 0;
   CRAFT_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start_, done_));
   return ms / 1e3;
-}
-
-absl::StatusOr<double> NcclTransferExecutor::Exchange(absl::Span<const P2pOp> ops,
-                                                      absl::Time deadline,
-                                                      const std::atomic<bool>* cancelled) {
-  for (const P2pOp& op : ops) {
-    if (op.peer < 0 || op.peer >= nranks_ || op.peer == rank_ || op.bytes < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad op: peer ", op.peer, ", ", op.bytes, " bytes on rank ", rank_));
-    }
-  }
-  return Run({}, ops, deadline, cancelled);
-}
-
-absl::Status NcclTransferExecutor::ValidatePlan(absl::Span<const TransferItem> plan) const {
-  std::set<std::pair<int, int>> destinations;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const TransferItem& item = plan[i];
-    const auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat("plan item ", i, " (layer ", item.layer,
-                                                     ", expert ", item.expert, "): ", why));
-    };
-    if (item.src_rank < 0 || item.src_rank >= nranks_ || item.dst_rank < 0 ||
-        item.dst_rank >= nranks_) {
-      return bad(absl::StrCat("rank ", item.src_rank, " -> ", item.dst_rank, " not in [0, ",
-                              nranks_, ")"));
-    }
-    if (item.layer < 0 || item.layer >= slots_->num_layers()) return bad("no such layer");
-    const int slots = slots_->num_slots(item.layer);
-    if (item.src_rank == rank_ && (item.src_slot < 0 || item.src_slot >= slots)) {
-      return bad(absl::StrCat("source slot ", item.src_slot, " not in [0, ", slots, ")"));
-    }
-    if (item.dst_rank == rank_) {
-      if (item.dst_slot < 0 || item.dst_slot >= slots) {
-        return bad(absl::StrCat("destination slot ", item.dst_slot, " not in [0, ", slots, ")"));
-      }
-      if (!destinations.insert({item.layer, item.dst_slot}).second) {
-        return bad("destination slot written twice");
-      }
-    }
-  }
-  if (static_cast<int>(destinations.size()) > slots_->free_staging()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("rank ", rank_, " receives ", destinations.size(), " experts but has ",
-                     slots_->free_staging(), " free staging buffers"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<StagedTransfer> NcclTransferExecutor::Stage(absl::Span<const TransferItem> plan) {
-  CRAFT_RETURN_IF_ERROR(CheckSlots());
-  CRAFT_RETURN_IF_ERROR(CheckUsable());
-  CRAFT_RETURN_IF_ERROR(ValidatePlan(plan));
-  // Sources are read on this executor's stream: finish the slots' own fills.
-  CRAFT_RETURN_IF_ERROR(slots_->Synchronize());
-  const int64_t bytes = slots_->shape().bytes();
-  StagedTransfer staged;
-  std::vector<LocalCopy> copies;
-  std::vector<P2pOp> ops;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const TransferItem& item = plan[i];
-    if (item.src_rank == rank_ && item.dst_rank != rank_) {
-      ops.push_back({item.dst_rank, true, slots_->slot_data(item.layer, item.src_slot), bytes});
-      staged.bytes_sent += bytes;
-    }
-    if (item.dst_rank != rank_) continue;
-    absl::StatusOr<int> staging = slots_->AcquireStaging();  // cannot fail: validated
-    if (!staging.ok()) {
-      Discard(staged).IgnoreError();
-      return staging.status();
-    }
-    staged.received.push_back({static_cast<int>(i), *staging});
-    void* dst = slots_->staging_data(*staging);
-    if (item.src_rank == rank_) {
-      copies.push_back({dst, slots_->slot_data(item.layer, item.src_slot), bytes});
-      staged.bytes_copied += bytes;
-    } else {
-      ops.push_back({item.src_rank, false, dst, bytes});
-      staged.bytes_received += bytes;
-    }
-  }
-  absl::StatusOr<double> seconds = Run(copies, ops, absl::InfiniteFuture(), nullptr);
-  if (!seconds.ok()) {
-    // After an abort NCCL's kernels have stopped (or the stream reports an
-    // error), so the staging buffers are no longer written.
-    Discard(staged).IgnoreError();
-    return seconds.status();
-  }
-  staged.transfer_seconds = *seconds;
-
-  const absl::Time verify_start = absl::Now();
-  std::vector<void*> buffers;
-  for (const StagedTransfer::Received& received : staged.received) {
-    buffers.push_back(slots_->staging_data(received.staging));
-  }
-  absl::StatusOr<std::vector<uint64_t>> sums = slots_->Checksums(buffers);
-  if (!sums.ok()) {
-    Discard(staged).IgnoreError();
-    return sums.status();
-  }
-  std::string mismatches;
-  for (size_t r = 0; r < staged.received.size(); ++r) {
-    const TransferItem& item = plan[staged.received[r].item];
-    if ((*sums)[r] != item.checksum) {
-      absl::StrAppend(&mismatches, mismatches.empty() ? "" : "; ", "layer ", item.layer, " expert ",
-                      item.expert, " from rank ", item.src_rank, " slot ", item.src_slot);
-    }
-  }
-  staged.verify_seconds = absl::ToDoubleSeconds(absl::Now() - verify_start);
-  if (!mismatches.empty()) {
-    Discard(staged).IgnoreError();
-    return absl::DataLossError(
-        absl::StrCat("checksum mismatch on rank ", rank_, " for ", mismatches));
-  }
-  return staged;
-}
-
-absl::Status NcclTransferExecutor::Commit(absl::Span<const TransferItem> plan,
-                                          const StagedTransfer& staged) {
-  CRAFT_RETURN_IF_ERROR(CheckSlots());
-  for (const StagedTransfer::Received& received : staged.received) {
-    if (received.item < 0 || received.item >= static_cast<int>(plan.size())) {
-      return absl::InvalidArgumentError("staged transfer does not belong to this plan");
-    }
-    const TransferItem& item = plan[received.item];
-    CRAFT_RETURN_IF_ERROR(slots_->CommitStaging(received.staging, item.layer, item.dst_slot));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status NcclTransferExecutor::Discard(const StagedTransfer& staged) {
-  CRAFT_RETURN_IF_ERROR(CheckSlots());
-  absl::Status status;
-  for (const StagedTransfer::Received& received : staged.received) {
-    status.Update(slots_->ReleaseStaging(received.staging));
-  }
-  return status;
 }
 
 absl::Status NcclTransferExecutor::Close() {

@@ -1,23 +1,27 @@
-// transfer_bench: the NCCL transfer executor's rate on a realistic rebalance,
-// against NCCL's own point-to-point rate measured in the same run.
+// transfer_bench: the worker's NCCL staging (NcclStagingEngine, what
+// craft-worker-cuda runs for a Prepare) on a realistic rebalance, against
+// NCCL's own point-to-point rate measured in the same run.
 //
 //   transfer_bench --moves 12 --resident 16      # every visible GPU, DeepSeek-sized experts
 //
 // Every GPU holds `resident` slots of 3 x hidden x inter bf16 experts and
 // receives `moves` experts from the other GPUs in turn (an all-to-all
 // rebalance, as a re-plan that changes `moves` slots per GPU produces). One
-// process drives all GPUs, one thread and one communicator rank each. Rates
-// are bytes received per GPU over that GPU's device time:
+// process drives all GPUs, one thread per GPU, each with a DeviceExpertStore
+// and an engine (its own communicator) plus a second communicator for the
+// raw measurements. Rates are bytes received per GPU over that GPU's time:
 //   - NCCL raw, one pair: GPU 0 sends `peak_mb` to GPU 1, nothing else moves;
 //   - NCCL raw, same pattern: every pair exchanges the plan's bytes as one
 //     contiguous buffer per pair, in one group (the executor's ceiling);
 //   - NCCL raw, one op per expert: the plan's sends and receives as the
 //     executor posts them, between plain buffers (NCCL's own cost of many ops);
-//   - executor: Stage() of the plan (one send/recv per expert into staging),
-//     with and without the checksum verification of every received expert.
-// Raw and executor repetitions alternate, and medians are reported. After the
-// last repetition the plan is committed and every slot of every GPU is checked
-// against the checksum of the expert it must hold.
+//   - staging: the engine's Execute of the plan as a worker stages a Prepare
+//     (one send/recv per expert into staging buffers): its transfer (device
+//     time), transfer plus the checksum verification of every received
+//     expert, and the whole call on the host clock.
+// Raw and staging repetitions alternate, and medians are reported. After the
+// last repetition the staged version is flipped and every slot of every GPU
+// is checked against the checksum of the expert it must hold.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -34,9 +38,11 @@
 #include "gpu_worker/cuda/barrier.h"
 #include "gpu_worker/cuda/device.h"
 #include "gpu_worker/cuda/device_buffer.h"
-#include "gpu_worker/cuda/device_slots.h"
+#include "gpu_worker/cuda/device_expert_store.h"
 #include "gpu_worker/cuda/median.h"
+#include "gpu_worker/cuda/nccl_staging_engine.h"
 #include "gpu_worker/cuda/nccl_transfer.h"
+#include "gpu_worker/stager.h"
 
 ABSL_FLAG(int, gpus, 0, "GPUs to use (0: every visible one)");
 ABSL_FLAG(int, moves, 12, "experts every GPU receives");
@@ -63,16 +69,60 @@ struct Config {
 // GPU g's slot s holds expert g * resident + s of layer 0.
 int InitialExpert(const Config& c, int gpu, int slot) { return gpu * c.resident + slot; }
 
+// One expert to move, as a Prepare's Transfer.
+struct Move {
+  int expert, src, src_slot, dst, dst_slot;
+};
+
 // Every GPU receives `moves` experts, the i-th from GPU (g + 1 + i mod (D-1))
 // mod D, into its slot i.
-std::vector<TransferItem> MakePlan(const Config& c) {
-  std::vector<TransferItem> plan;
+std::vector<Move> MakeMoves(const Config& c) {
+  std::vector<Move> moves;
   for (int i = 0; i < c.moves; ++i) {
     for (int dst = 0; dst < c.gpus; ++dst) {
       const int src = (dst + 1 + i % (c.gpus - 1)) % c.gpus;
       const int src_slot = (i / (c.gpus - 1) + dst) % c.resident;
-      plan.push_back({0, InitialExpert(c, src, src_slot), src, dst, src_slot, i, 0});
+      moves.push_back({InitialExpert(c, src, src_slot), src, src_slot, dst, i});
     }
+  }
+  return moves;
+}
+
+gpu_worker::LocalLayout InitialLayout(const Config& c, int gpu) {
+  gpu_worker::LocalLayout layout{"0.0", {{gpu * c.resident, {}}}};
+  for (int s = 0; s < c.resident; ++s) layout.layers[0].experts.push_back(InitialExpert(c, gpu, s));
+  return layout;
+}
+
+// What PlanStaging makes of a Prepare with `moves` on GPU `gpu`.
+gpu_worker::StagePlan StagePlanOf(const Config& c, int gpu, const std::vector<Move>& moves,
+                                  const std::string& version, const NcclId& group) {
+  using gpu_worker::SlotSource;
+  gpu_worker::StagePlan plan;
+  plan.version = version;
+  plan.local = InitialLayout(c, gpu);
+  plan.local.version = version;
+  plan.transfer_group_id.assign(group.bytes.begin(), group.bytes.end());
+  for (int s = 0; s < c.resident; ++s) {
+    SlotSource keep;
+    keep.kind = SlotSource::Kind::kKeep;
+    keep.slot = keep.serving_slot = s;
+    keep.expert = InitialExpert(c, gpu, s);
+    plan.sources.push_back(keep);
+  }
+  for (size_t i = 0; i < moves.size(); ++i) {
+    const Move& m = moves[i];
+    if (m.src == gpu) {
+      plan.sends.push_back({static_cast<int>(i), 0, m.expert, m.dst, m.src_slot});
+    }
+    if (m.dst != gpu) continue;
+    SlotSource& fetch = plan.sources[m.dst_slot];
+    fetch.kind = SlotSource::Kind::kFetch;
+    fetch.expert = m.expert;
+    fetch.serving_slot = -1;
+    fetch.fetch.src_gpu = m.src;
+    fetch.transfer_index = static_cast<int>(i);
+    plan.local.layers[0].experts[m.dst_slot] = m.expert;
   }
   return plan;
 }
@@ -81,25 +131,29 @@ std::vector<TransferItem> MakePlan(const Config& c) {
 struct GpuResult {
   absl::Status status;
   std::vector<double> pair_seconds, raw_seconds, per_expert_seconds, stage_seconds,
-      stage_total_seconds, verify_seconds;
+      stage_total_seconds, execute_seconds;
   int64_t received = 0;
   int checked_slots = 0;
 };
 
-absl::Status RunGpu(const Config& c, int rank, const NcclId& id,
-                    const std::vector<TransferItem>& plan, DeviceSlots* slots, Barrier& barrier,
-                    GpuResult& out) {
+absl::Status RunGpu(const Config& c, int rank, const NcclId& raw_id, const NcclId& group,
+                    const std::vector<Move>& moves, Barrier& barrier, GpuResult& out) {
   TransferOptions options;
   options.timeout = c.timeout;
-  CRAFT_ASSIGN_OR_RETURN(auto executor,
-                         NcclTransferExecutor::Create(slots, id, c.gpus, rank, options));
+  CRAFT_ASSIGN_OR_RETURN(
+      std::unique_ptr<DeviceExpertStore> store,
+      DeviceExpertStore::Create(rank, c.shape, (c.resident + c.moves + 1) * c.shape.bytes()));
+  CRAFT_RETURN_IF_ERROR(store->LoadServing(InitialLayout(c, rank)));
+  NcclStagingEngine engine(store.get(), rank, c.gpus, options);
+  CRAFT_ASSIGN_OR_RETURN(auto raw,
+                         NcclTransferExecutor::Create(rank, raw_id, c.gpus, rank, options));
   // Raw buffers: one send buffer (the same bytes go to every peer) and one
   // receive buffer per peer, each as large as the plan moves on that pair.
   const int64_t expert_bytes = c.shape.bytes();
   std::vector<int64_t> send_to(c.gpus, 0), receive_from(c.gpus, 0);
-  for (const TransferItem& item : plan) {
-    if (item.src_rank == rank) send_to[item.dst_rank] += expert_bytes;
-    if (item.dst_rank == rank) receive_from[item.src_rank] += expert_bytes;
+  for (const Move& m : moves) {
+    if (m.src == rank) send_to[m.dst] += expert_bytes;
+    if (m.dst == rank) receive_from[m.src] += expert_bytes;
   }
   CRAFT_ASSIGN_OR_RETURN(
       DeviceBuffer send,
@@ -121,74 +175,71 @@ absl::Status RunGpu(const Config& c, int rank, const NcclId& id,
   // one after another in its buffer; sends reuse the send buffer.
   std::vector<P2pOp> per_expert;
   std::vector<int64_t> received_from(c.gpus, 0);
-  for (const TransferItem& item : plan) {
-    if (item.src_rank == item.dst_rank) continue;
-    if (item.src_rank == rank)
-      per_expert.push_back({item.dst_rank, true, send.data(), expert_bytes});
-    if (item.dst_rank == rank) {
-      char* at = static_cast<char*>(receive[item.src_rank].data()) + received_from[item.src_rank];
-      per_expert.push_back({item.src_rank, false, at, expert_bytes});
-      received_from[item.src_rank] += expert_bytes;
+  for (const Move& m : moves) {
+    if (m.src == rank) per_expert.push_back({m.dst, true, send.data(), expert_bytes});
+    if (m.dst == rank) {
+      char* at = static_cast<char*>(receive[m.src].data()) + received_from[m.src];
+      per_expert.push_back({m.src, false, at, expert_bytes});
+      received_from[m.src] += expert_bytes;
     }
   }
   std::vector<P2pOp> pair;
   if (rank == 0) pair.push_back({1, true, send.data(), c.peak_bytes});
   if (rank == 1) pair.push_back({0, false, receive[0].data(), c.peak_bytes});
 
+  const std::atomic<bool> never{false};
+  const auto stage = [&](int rep) -> absl::StatusOr<gpu_worker::StageResult> {
+    const std::string version = absl::StrCat("1.", rep + 1);
+    return engine.Execute(StagePlanOf(c, rank, moves, version, group), absl::InfiniteFuture(),
+                          never);
+  };
   // Warm-up: connections, then one of each measurement untimed.
   barrier.Wait();
-  CRAFT_ASSIGN_OR_RETURN(StagedTransfer warm, executor->Stage(plan));
-  CRAFT_RETURN_IF_ERROR(executor->Discard(warm));
-  CRAFT_RETURN_IF_ERROR(executor->Exchange(pattern).status());
-  CRAFT_RETURN_IF_ERROR(executor->Exchange(per_expert).status());
-  CRAFT_RETURN_IF_ERROR(executor->Exchange(pair).status());
+  CRAFT_RETURN_IF_ERROR(stage(-1).status());
+  CRAFT_RETURN_IF_ERROR(store->DropStaging("1.0"));
+  CRAFT_RETURN_IF_ERROR(raw->Exchange(pattern).status());
+  CRAFT_RETURN_IF_ERROR(raw->Exchange(per_expert).status());
+  CRAFT_RETURN_IF_ERROR(raw->Exchange(pair).status());
 
   for (int rep = 0; rep < c.reps; ++rep) {
     barrier.Wait();
-    CRAFT_ASSIGN_OR_RETURN(double pair_seconds, executor->Exchange(pair));
+    CRAFT_ASSIGN_OR_RETURN(double pair_seconds, raw->Exchange(pair));
     if (!pair.empty()) out.pair_seconds.push_back(pair_seconds);
     barrier.Wait();
-    CRAFT_ASSIGN_OR_RETURN(double raw_seconds, executor->Exchange(pattern));
+    CRAFT_ASSIGN_OR_RETURN(double raw_seconds, raw->Exchange(pattern));
     out.raw_seconds.push_back(raw_seconds);
     barrier.Wait();
-    CRAFT_ASSIGN_OR_RETURN(double per_expert_seconds, executor->Exchange(per_expert));
+    CRAFT_ASSIGN_OR_RETURN(double per_expert_seconds, raw->Exchange(per_expert));
     out.per_expert_seconds.push_back(per_expert_seconds);
     barrier.Wait();
-    CRAFT_ASSIGN_OR_RETURN(StagedTransfer staged, executor->Stage(plan));
-    out.stage_seconds.push_back(staged.transfer_seconds);
-    out.stage_total_seconds.push_back(staged.transfer_seconds + staged.verify_seconds);
-    out.verify_seconds.push_back(staged.verify_seconds);
+    CRAFT_ASSIGN_OR_RETURN(gpu_worker::StageResult staged, stage(rep));
+    out.stage_seconds.push_back(absl::ToDoubleSeconds(staged.transfer_time));
+    out.stage_total_seconds.push_back(
+        absl::ToDoubleSeconds(staged.transfer_time + staged.verify_time));
+    out.execute_seconds.push_back(absl::ToDoubleSeconds(staged.elapsed));
     out.received = staged.bytes_received;
+    const std::string version = absl::StrCat("1.", rep + 1);
     if (rep + 1 < c.reps) {
-      CRAFT_RETURN_IF_ERROR(executor->Discard(staged));
+      CRAFT_RETURN_IF_ERROR(store->DropStaging(version));
     } else {
-      CRAFT_RETURN_IF_ERROR(executor->Commit(plan, staged));
+      CRAFT_RETURN_IF_ERROR(store->Flip(version));
     }
   }
 
   // Every slot holds the expert of the new layout.
-  std::vector<int> expected(c.resident);
-  for (int s = 0; s < c.resident; ++s) expected[s] = InitialExpert(c, rank, s);
-  for (const TransferItem& item : plan) {
-    if (item.dst_rank == rank) expected[item.dst_slot] = item.expert;
-  }
-  std::vector<void*> buffers;
-  std::vector<ExpertId> ids;
+  const gpu_worker::LocalLayout after =
+      StagePlanOf(c, rank, moves, absl::StrCat("1.", c.reps), group).local;
   for (int s = 0; s < c.resident; ++s) {
-    buffers.push_back(slots->slot_data(0, s));
-    ids.push_back({0, expected[s]});
-  }
-  CRAFT_ASSIGN_OR_RETURN(std::vector<uint64_t> sums, slots->Checksums(buffers));
-  CRAFT_ASSIGN_OR_RETURN(std::vector<uint64_t> want, slots->ExpectedChecksums(ids));
-  for (int s = 0; s < c.resident; ++s) {
-    if (sums[s] != want[s]) {
+    const int expert = after.layers[0].experts[s];
+    CRAFT_ASSIGN_OR_RETURN(uint64_t sum, store->SlotChecksum(after.version, 0, s));
+    if (sum != store->ExpectedChecksum(0, expert)) {
       return absl::DataLossError(
-          absl::StrCat("GPU ", rank, " slot ", s, " does not hold expert ", expected[s]));
+          absl::StrCat("GPU ", rank, " slot ", s, " does not hold expert ", expert));
     }
   }
   out.checked_slots = c.resident;
   barrier.Wait();
-  return executor->Close();
+  return raw->Close();
 }
 
 absl::Status Main() {
@@ -210,35 +261,16 @@ absl::Status Main() {
     return absl::InvalidArgumentError("needs 0 < moves <= resident and reps > 0");
   }
   CRAFT_RETURN_IF_ERROR(c.shape.Validate());
-  const std::vector<TransferItem> base_plan = MakePlan(c);
-
-  std::vector<std::unique_ptr<DeviceSlots>> slots;
-  for (int g = 0; g < c.gpus; ++g) {
-    SlotsConfig config;
-    config.device = g;
-    config.shape = c.shape;
-    config.slots_per_layer = {c.resident};
-    config.staging_buffers = c.moves;
-    CRAFT_ASSIGN_OR_RETURN(slots.emplace_back(), DeviceSlots::Create(config));
-    for (int s = 0; s < c.resident; ++s) {
-      CRAFT_RETURN_IF_ERROR(slots[g]->FillSlot(0, s, InitialExpert(c, g, s)));
-    }
-  }
-  // What every moved expert must hash to, computed on GPU 0 from the fill rule.
-  std::vector<ExpertId> ids;
-  for (const TransferItem& item : base_plan) ids.push_back({item.layer, item.expert});
-  CRAFT_ASSIGN_OR_RETURN(std::vector<uint64_t> checksums, slots[0]->ExpectedChecksums(ids));
-  std::vector<TransferItem> plan = base_plan;
-  for (size_t i = 0; i < plan.size(); ++i) plan[i].checksum = checksums[i];
-
-  CRAFT_ASSIGN_OR_RETURN(NcclId id, NewNcclId());
+  const std::vector<Move> moves = MakeMoves(c);
+  CRAFT_ASSIGN_OR_RETURN(NcclId raw_id, NewNcclId());
+  CRAFT_ASSIGN_OR_RETURN(NcclId group, NewNcclId());
   CRAFT_ASSIGN_OR_RETURN(int nccl_version, NcclVersion());
   Barrier barrier(c.gpus);
   std::vector<GpuResult> results(c.gpus);
   std::vector<std::thread> threads;
   for (int g = 0; g < c.gpus; ++g) {
     threads.emplace_back([&, g] {
-      results[g].status = RunGpu(c, g, id, plan, slots[g].get(), barrier, results[g]);
+      results[g].status = RunGpu(c, g, raw_id, group, moves, barrier, results[g]);
       if (!results[g].status.ok()) {
         std::cerr << "GPU " << g << ": " << results[g].status << std::endl;
         std::_Exit(2);  // the others would wait at the barrier for ever
@@ -266,7 +298,7 @@ absl::Status Main() {
   const Rate per_expert = rate(&GpuResult::per_expert_seconds);
   const Rate stage = rate(&GpuResult::stage_seconds);
   const Rate total = rate(&GpuResult::stage_total_seconds);
-  const Rate verify = rate(&GpuResult::verify_seconds);
+  const Rate execute = rate(&GpuResult::execute_seconds);
   int checked = 0;
   for (int g = 0; g < c.gpus; ++g) checked += results[g].checked_slots;
   std::cout << absl::StrFormat(
@@ -287,17 +319,18 @@ absl::Status Main() {
   };
   row("NCCL raw, same pattern, one buffer per pair", raw, false);
   row("NCCL raw, same pattern, one op per expert", per_expert, true);
-  row("executor Stage, transfer", stage, true);
-  row("executor Stage, transfer + checksum verify", total, true);
-  row("checksum verify alone (received bytes)", verify, false);
-  std::cout << absl::StrFormat("  after commit: %d of %d slots hold their expert (checksums)\n",
+  row("worker staging: transfer", stage, true);
+  row("worker staging: transfer + checksum verify", total, true);
+  row("worker staging: whole Execute (host clock)", execute, true);
+  std::cout << absl::StrFormat("  after the flip: %d of %d slots hold their expert (checksums)\n",
                                checked, c.gpus * c.resident);
   std::cout << absl::StrFormat(
       "CSV transfer_bench,gpus=%d,moves=%d,expert_mb=%.1f,pair_gbps=%.1f,raw_gbps=%.1f,"
-      "raw_per_expert_gbps=%.1f,stage_gbps=%.1f,stage_verify_gbps=%.1f,verify_gbps=%.1f,"
-      "ratio=%.3f,slots_ok=%d/%d\n",
+      "raw_per_expert_gbps=%.1f,stage_gbps=%.1f,stage_verify_gbps=%.1f,execute_gbps=%.1f,"
+      "ratio=%.3f,verify_ratio=%.3f,slots_ok=%d/%d\n",
       c.gpus, c.moves, c.shape.bytes() / 1e6, pair_rate, raw.mean, per_expert.mean, stage.mean,
-      total.mean, verify.mean, stage.mean / raw.mean, checked, c.gpus * c.resident);
+      total.mean, execute.mean, stage.mean / raw.mean, total.mean / raw.mean, checked,
+      c.gpus * c.resident);
   return absl::OkStatus();
 }
 
