@@ -300,7 +300,8 @@ TEST_F(NcclStagingEngineTest, MovingExpertsWithoutAGroupIdFails) {
 
 // Every visible GPU (up to 8) stages a random layout change planned the way
 // the planner plans transfers: remote moves, local copies, several
-// destinations of one expert, slots that are both source and destination.
+// destinations of one expert, slots that are both source and destination;
+// in three pipelined groups.
 TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsExpert) {
   CRAFT_REQUIRE_GPUS(2);
   const int gpus = std::min(ProbeCuda().devices, 8);
@@ -314,25 +315,20 @@ TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsE
     for (int e = 0; e < gpus * kSlots; ++e) layer.phy2log.push_back(e);
     before.layers.push_back(layer);
   }
+  // Every expert lands in a random slot anywhere, and every GPU gets one
+  // more slot holding a random expert (a replica).
   planner::Layout after = before;
   std::mt19937 rng(11);
   for (planner::LayerPlacement& layer : after.layers) {
-    std::vector<int> replicas(before.num_experts, 1);
-    for (int& expert : layer.phy2log) {
-      const int other = static_cast<int>(rng() % before.num_experts);
-      if (rng() % 2 == 0 || replicas[expert] == 1) continue;  // keep every expert
-      --replicas[expert];
-      ++replicas[other];
-      expert = other;
+    std::vector<int> experts = layer.phy2log;
+    std::shuffle(experts.begin(), experts.end(), rng);
+    layer.phy2log.clear();
+    for (int g = 0; g < gpus; ++g) {
+      layer.phy2log.insert(layer.phy2log.end(), experts.begin() + g * kSlots,
+                           experts.begin() + (g + 1) * kSlots);
+      layer.phy2log.push_back(static_cast<int>(rng() % before.num_experts));
     }
-    // A second pass may move an expert that was copied elsewhere.
-    for (int& expert : layer.phy2log) {
-      const int other = static_cast<int>(rng() % before.num_experts);
-      if (rng() % 2 == 0 || replicas[expert] == 1) continue;
-      --replicas[expert];
-      ++replicas[other];
-      expert = other;
-    }
+    layer.slots_per_gpu.assign(gpus, kSlots + 1);
   }
   ASSERT_TRUE(after.Validate().ok());
   std::map<int, std::string> endpoints;
@@ -362,7 +358,9 @@ TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsE
         CRAFT_ASSIGN_OR_RETURN(
             auto store, DeviceExpertStore::Create(g, SmallShape(), 64 * SmallShape().bytes()));
         CRAFT_RETURN_IF_ERROR(store->LoadServing(LocalLayout::Of(before, "0.0", g)));
-        NcclStagingEngine engine(store.get(), g, gpus, TransferOptions{absl::Seconds(60)});
+        TransferOptions options;
+        options.pipeline_groups = 3;  // every peer must split its transfers alike
+        NcclStagingEngine engine(store.get(), g, gpus, options);
         CRAFT_RETURN_IF_ERROR(
             engine.Execute(plan, absl::Now() + absl::Seconds(60), never).status());
         // Nothing serving changed before the flip.
