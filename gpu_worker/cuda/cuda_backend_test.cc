@@ -300,8 +300,7 @@ TEST_F(NcclStagingEngineTest, MovingExpertsWithoutAGroupIdFails) {
 
 // Every visible GPU (up to 8) stages a random layout change planned the way
 // the planner plans transfers: remote moves, local copies, several
-// destinations of one expert, slots that are both source and destination;
-// in three pipelined groups.
+// destinations of one expert, slots that are both source and destination.
 TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsExpert) {
   CRAFT_REQUIRE_GPUS(2);
   const int gpus = std::min(ProbeCuda().devices, 8);
@@ -358,9 +357,7 @@ TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsE
         CRAFT_ASSIGN_OR_RETURN(
             auto store, DeviceExpertStore::Create(g, SmallShape(), 64 * SmallShape().bytes()));
         CRAFT_RETURN_IF_ERROR(store->LoadServing(LocalLayout::Of(before, "0.0", g)));
-        TransferOptions options;
-        options.pipeline_groups = 3;  // every peer must split its transfers alike
-        NcclStagingEngine engine(store.get(), g, gpus, options);
+        NcclStagingEngine engine(store.get(), g, gpus, TransferOptions{});
         CRAFT_RETURN_IF_ERROR(
             engine.Execute(plan, absl::Now() + absl::Seconds(60), never).status());
         // Nothing serving changed before the flip.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <future>
-#include <map>
 #include <utility>
 #include <vector>
 
@@ -78,8 +77,8 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
     CRAFT_RETURN_IF_ERROR(Join(plan.transfer_group_id, deadline, cancelled));
   }
   StageResult result;
-  std::vector<Transfer> transfers;
-  std::vector<std::pair<int, int>> arrival_slots;  // (layer, local slot) per arrival
+  // (transfer index, op): receives and sends in Prepare order.
+  std::vector<std::pair<int, P2pOp>> ops;
   const int64_t bytes = store_->bytes_per_expert();
   for (const SlotSource& source : plan.sources) {
     if (source.kind != SlotSource::Kind::kFetch) {
@@ -90,9 +89,7 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
     }
     CRAFT_ASSIGN_OR_RETURN(void* buffer,
                            store_->StagingBuffer(plan.version, source.layer, source.slot));
-    transfers.push_back({source.transfer_index, static_cast<int>(arrival_slots.size()),
-                         P2pOp{source.fetch.src_gpu, false, buffer, bytes}});
-    arrival_slots.emplace_back(source.layer, source.slot);
+    ops.push_back({source.transfer_index, P2pOp{source.fetch.src_gpu, false, buffer, bytes}});
     ++result.fetched;
     result.bytes_received += bytes;
   }
@@ -100,70 +97,39 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
     CRAFT_ASSIGN_OR_RETURN(const void* buffer,
                            store_->ServingBuffer(send.layer, send.serving_slot));
     // ncclSend reads it; P2pOp is shared with receives, hence the cast.
-    transfers.push_back(
-        {send.transfer_index, -1, P2pOp{send.dst_gpu, true, const_cast<void*>(buffer), bytes}});
+    ops.push_back(
+        {send.transfer_index, P2pOp{send.dst_gpu, true, const_cast<void*>(buffer), bytes}});
   }
-  if (!transfers.empty()) {
+  if (!ops.empty()) {
     if (executor_ == nullptr) {
       return absl::FailedPreconditionError(
           "experts must move but the planner sent no weight-transfer group id (is rank 0's "
           "worker attached with the CUDA backend?)");
     }
+    std::stable_sort(ops.begin(), ops.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<P2pOp> group;
+    group.reserve(ops.size());
+    for (const auto& [index, op] : ops) group.push_back(op);
     result.bytes_sent = static_cast<int64_t>(plan.sends.size()) * bytes;
     // What the arrivals must hash to comes from the fill rule: compute it on
     // the store's stream while NCCL moves the bytes on its own.
     std::future<absl::StatusOr<std::vector<uint64_t>>> expected =
         std::async(std::launch::async, [this, &plan] { return ExpectedOfArrivals(plan); });
-    // Each group's arrivals are hashed (on the store's stream) while the
-    // next group moves (on NCCL's).
-    std::vector<std::future<absl::StatusOr<std::vector<uint64_t>>>> hashed;
-    std::vector<std::vector<int>> hashed_arrivals;
-    absl::Status moved;
-    double seconds = 0;
-    for (const std::vector<Transfer>& group : SplitIntoGroups(std::move(transfers))) {
-      std::vector<P2pOp> ops;
-      std::vector<std::pair<int, int>> slots;
-      std::vector<int>& arrivals = hashed_arrivals.emplace_back();
-      for (const Transfer& t : group) {
-        ops.push_back(t.op);
-        if (t.arrival < 0) continue;
-        arrivals.push_back(t.arrival);
-        slots.push_back(arrival_slots[t.arrival]);
-      }
-      absl::StatusOr<double> group_seconds = executor_->Exchange(ops, deadline, &cancelled);
-      if (!group_seconds.ok()) {
-        moved = group_seconds.status();
-        break;
-      }
-      seconds += *group_seconds;
-      hashed.push_back(std::async(std::launch::async, [this, &plan, slots] {
-        return store_->StagingChecksums(plan.version, slots);
-      }));
-    }
-    const absl::Time moved_at = absl::Now();
+    absl::StatusOr<double> seconds = executor_->Exchange(group, deadline, &cancelled);
     absl::StatusOr<std::vector<uint64_t>> want = expected.get();
-    std::vector<uint64_t> got(arrival_slots.size());
-    absl::Status verified;
-    for (size_t g = 0; g < hashed.size(); ++g) {
-      absl::StatusOr<std::vector<uint64_t>> sums = hashed[g].get();
-      if (!sums.ok()) {
-        verified.Update(sums.status());
-        continue;
-      }
-      for (size_t i = 0; i < sums->size(); ++i) got[hashed_arrivals[g][i]] = (*sums)[i];
-    }
-    CRAFT_RETURN_IF_ERROR(moved);
+    CRAFT_RETURN_IF_ERROR(seconds.status());
     CRAFT_RETURN_IF_ERROR(want.status());
-    CRAFT_RETURN_IF_ERROR(verified);
-    CRAFT_RETURN_IF_ERROR(CompareArrivals(plan, got, *want));
-    result.transfer_time = absl::Seconds(seconds);
-    result.verify_time = absl::Now() - moved_at;
+    result.transfer_time = absl::Seconds(*seconds);
+    const absl::Time verify_start = absl::Now();
+    CRAFT_RETURN_IF_ERROR(Verify(plan, *want));
+    result.verify_time = absl::Now() - verify_start;
     CRAFT_LOG(INFO) << "rank " << rank_ << " staged " << plan.version << ": " << result.fetched
                     << " experts in, " << plan.sends.size() << " out; " << result.bytes_received
-                    << " bytes received in " << seconds * 1e3 << " ms on the device ("
-                    << (seconds > 0 ? result.bytes_received / seconds / 1e9 : 0)
-                    << " GB/s received), verified "
-                    << absl::ToDoubleMilliseconds(result.verify_time) << " ms after the last byte";
+                    << " bytes received in " << *seconds * 1e3 << " ms on the device ("
+                    << (*seconds > 0 ? result.bytes_received / *seconds / 1e9 : 0)
+                    << " GB/s received), verified in "
+                    << absl::ToDoubleMilliseconds(result.verify_time) << " ms";
   }
   result.elapsed = absl::Now() - start;
   return result;
@@ -177,40 +143,25 @@ absl::StatusOr<std::vector<uint64_t>> NcclStagingEngine::ExpectedOfArrivals(cons
   return store_->ExpectedChecksums(experts);
 }
 
-std::vector<std::vector<NcclStagingEngine::Transfer>> NcclStagingEngine::SplitIntoGroups(
-    std::vector<Transfer> transfers) const {
-  std::stable_sort(transfers.begin(), transfers.end(),
-                   [](const Transfer& a, const Transfer& b) { return a.index < b.index; });
-  // Group g of the transfers between this rank and a peer in one direction
-  // is the g-th share of them in Prepare order. The peer counts the same
-  // transfers the other way round, so both ends put each one in the same
-  // group (a rank-wide split by Prepare index would not: another node's
-  // Prepare lists other transfers).
-  const int groups = std::max(1, options_.pipeline_groups);
-  std::map<std::pair<int, bool>, int> count, seen;
-  for (const Transfer& t : transfers) ++count[{t.op.peer, t.op.send}];
-  std::vector<std::vector<Transfer>> split(groups);
-  for (const Transfer& t : transfers) {
-    const std::pair<int, bool> key{t.op.peer, t.op.send};
-    split[static_cast<int64_t>(seen[key]++) * groups / count[key]].push_back(t);
-  }
-  return split;
-}
-
-absl::Status NcclStagingEngine::CompareArrivals(const StagePlan& plan,
-                                                absl::Span<const uint64_t> got,
-                                                absl::Span<const uint64_t> want) const {
-  size_t i = 0;
+absl::Status NcclStagingEngine::Verify(const StagePlan& plan, absl::Span<const uint64_t> want) {
+  std::vector<std::pair<int, int>> slots;
+  std::vector<const SlotSource*> sources;
   for (const SlotSource& source : plan.sources) {
     if (source.kind != SlotSource::Kind::kFetch) continue;  // shares a verified serving buffer
+    slots.emplace_back(source.layer, source.slot);
+    sources.push_back(&source);
+  }
+  CRAFT_ASSIGN_OR_RETURN(const std::vector<uint64_t> got,
+                         store_->StagingChecksums(plan.version, slots));
+  for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
+      const SlotSource& source = *sources[i];
       return absl::DataLossError(
           absl::StrCat("layer ", source.layer, " slot ",
                        plan.local.layers[source.layer].first_slot + source.slot, " expert ",
                        source.expert, " received from gpu ", source.fetch.src_gpu,
                        ": checksum mismatch: got ", got[i], ", expected ", want[i]));
     }
-    ++i;
   }
   return absl::OkStatus();
 }

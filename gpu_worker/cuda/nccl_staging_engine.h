@@ -15,14 +15,12 @@
 //     (FAILED_PRECONDITION): rank 0 announces a fresh one.
 //  2. local sources (kept slots, copies from this GPU's serving slots) share
 //     the serving buffers (DeviceExpertStore::CopyToStaging);
-//  3. NCCL groups with this rank's receives (into fresh staging buffers) and
-//     sends (from serving buffers), in Prepare order, so each pair of ranks
-//     matches its sends and receives one to one: one group, or
-//     TransferOptions::pipeline_groups shares of every pair's transfers;
-//  4. the received experts' checksums, each group's hashed on the store's
-//     stream while the next group moves, against their expected checksums
-//     (computed from the fill rule while the first group moves); a mismatch
-//     is DATA_LOSS naming the slot and its source.
+//  3. one NCCL group with this rank's receives (into fresh staging buffers)
+//     and sends (from serving buffers), in Prepare order, so each pair of
+//     ranks matches its sends and receives one to one;
+//  4. one checksum pass over the received experts against their expected
+//     checksums (computed from the fill rule on the store's stream while the
+//     group runs); a mismatch is DATA_LOSS naming the slot and its source.
 // An NCCL error, the deadline or cancellation (an Abort, a newer Prepare)
 // aborts the communicator (nothing hangs), and the engine reports the error;
 // so does every rank whose peer failed.
@@ -62,22 +60,10 @@ class NcclStagingEngine : public gpu_worker::StagingEngine {
   absl::StatusOr<gpu_worker::StageResult> StageOnce(const gpu_worker::StagePlan& plan,
                                                     absl::Time deadline,
                                                     const std::atomic<bool>& cancelled);
-  // One send or receive of this rank; `arrival` numbers the receives in
-  // plan.sources order (-1 for a send).
-  struct Transfer {
-    int index;  // in Prepare.transfers
-    int arrival;
-    P2pOp op;
-  };
-
   // The checksums the plan's arrivals must have, in plan.sources order.
   absl::StatusOr<std::vector<uint64_t>> ExpectedOfArrivals(const gpu_worker::StagePlan& plan);
-  // options_.pipeline_groups groups, each in Prepare order, that every peer
-  // splits the same way.
-  std::vector<std::vector<Transfer>> SplitIntoGroups(std::vector<Transfer> transfers) const;
-  // DATA_LOSS naming the first arrival whose checksum `got` is not `want`'s.
-  absl::Status CompareArrivals(const gpu_worker::StagePlan& plan, absl::Span<const uint64_t> got,
-                               absl::Span<const uint64_t> want) const;
+  // DATA_LOSS naming the first arrival whose checksum is not `want`'s.
+  absl::Status Verify(const gpu_worker::StagePlan& plan, absl::Span<const uint64_t> want);
 
   DeviceExpertStore* const store_;
   const int rank_;

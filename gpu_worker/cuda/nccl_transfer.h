@@ -61,9 +61,6 @@ struct TransferOptions {
   // from serving kernels that run beside a transfer (cf. vLLM's async-EPLB
   // hang with DeepEP's cooperative kernels).
   int max_ctas = 0;
-  // NcclStagingEngine: groups a plan's transfers are split into, each
-  // verified while the next one moves (1: one group, then verification).
-  int pipeline_groups = 1;
 };
 
 // One point-to-point operation of an Exchange.

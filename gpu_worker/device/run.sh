@@ -69,10 +69,8 @@ if [[ "$WHAT" == all || "$WHAT" == transfer ]]; then
   sizes=(2)
   ((GPUS > 2)) && sizes+=("$GPUS")
   for n in "${sizes[@]}"; do
-    for groups in 1 4; do
-      CUDA_VISIBLE_DEVICES="$(devices "$n")" timeout 400 "$BIN/transfer_bench" --moves 12 \
-        --resident 16 --reps 5 --pipeline_groups "$groups" >>"$OUT/transfer.log" 2>&1 || status=1
-    done
+    CUDA_VISIBLE_DEVICES="$(devices "$n")" timeout 400 "$BIN/transfer_bench" --moves 12 \
+      --resident 16 --reps 5 >>"$OUT/transfer.log" 2>&1 || status=1
   done
   cat "$OUT/transfer.log"
 fi

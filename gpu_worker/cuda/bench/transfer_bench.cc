@@ -52,8 +52,6 @@ ABSL_FLAG(int64_t, inter, 2048, "expert intermediate dim");
 ABSL_FLAG(int, reps, 5, "timed repetitions of each measurement");
 ABSL_FLAG(int64_t, peak_mb, 1024, "buffer of the one-pair raw measurement, MiB");
 ABSL_FLAG(int, timeout_s, 120, "deadline of every NCCL step");
-ABSL_FLAG(int, pipeline_groups, 1,
-          "groups the staging splits the transfers into, each verified while the next moves");
 
 namespace craft::gpu {
 namespace {
@@ -66,7 +64,6 @@ struct Config {
   int reps = 0;
   int64_t peak_bytes = 0;
   absl::Duration timeout;
-  int pipeline_groups = 1;
 };
 
 // GPU g's slot s holds expert g * resident + s of layer 0.
@@ -143,7 +140,6 @@ absl::Status RunGpu(const Config& c, int rank, const NcclId& raw_id, const NcclI
                     const std::vector<Move>& moves, Barrier& barrier, GpuResult& out) {
   TransferOptions options;
   options.timeout = c.timeout;
-  options.pipeline_groups = c.pipeline_groups;
   CRAFT_ASSIGN_OR_RETURN(
       std::unique_ptr<DeviceExpertStore> store,
       DeviceExpertStore::Create(rank, c.shape, (c.resident + c.moves + 1) * c.shape.bytes()));
@@ -257,7 +253,6 @@ absl::Status Main() {
   c.reps = absl::GetFlag(FLAGS_reps);
   c.peak_bytes = absl::GetFlag(FLAGS_peak_mb) << 20;
   c.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
-  c.pipeline_groups = absl::GetFlag(FLAGS_pipeline_groups);
   if (c.gpus < 2 || c.gpus > cuda.devices) {
     return absl::FailedPreconditionError(
         absl::StrCat("needs 2 to ", cuda.devices, " GPUs, asked for ", c.gpus, "; ", cuda.reason));
@@ -308,9 +303,9 @@ absl::Status Main() {
   for (int g = 0; g < c.gpus; ++g) checked += results[g].checked_slots;
   std::cout << absl::StrFormat(
       "transfer_bench: %d GPUs, NCCL %d, %d experts of %.1f MB (3 x %d x %d bf16) into every "
-      "GPU from the others: %.2f GB per GPU; staging in %d group(s); median of %d\n",
+      "GPU from the others: %.2f GB per GPU; median of %d\n",
       c.gpus, nccl_version, c.moves, c.shape.bytes() / 1e6, c.shape.hidden, c.shape.inter,
-      c.moves * c.shape.bytes() / gb, c.pipeline_groups, c.reps);
+      c.moves * c.shape.bytes() / gb, c.reps);
   std::cout << absl::StrFormat("  %-44s %10s %10s\n", "received per GPU", "mean GB/s", "min GB/s");
   std::cout << absl::StrFormat(
       "  %-44s %10.1f %10s\n",
@@ -330,12 +325,12 @@ absl::Status Main() {
   std::cout << absl::StrFormat("  after the flip: %d of %d slots hold their expert (checksums)\n",
                                checked, c.gpus * c.resident);
   std::cout << absl::StrFormat(
-      "CSV transfer_bench,gpus=%d,groups=%d,moves=%d,expert_mb=%.1f,pair_gbps=%.1f,raw_gbps=%.1f,"
+      "CSV transfer_bench,gpus=%d,moves=%d,expert_mb=%.1f,pair_gbps=%.1f,raw_gbps=%.1f,"
       "raw_per_expert_gbps=%.1f,stage_gbps=%.1f,stage_verify_gbps=%.1f,execute_gbps=%.1f,"
       "ratio=%.3f,verify_ratio=%.3f,slots_ok=%d/%d\n",
-      c.gpus, c.pipeline_groups, c.moves, c.shape.bytes() / 1e6, pair_rate, raw.mean,
-      per_expert.mean, stage.mean, total.mean, execute.mean, stage.mean / raw.mean,
-      total.mean / raw.mean, checked, c.gpus * c.resident);
+      c.gpus, c.moves, c.shape.bytes() / 1e6, pair_rate, raw.mean, per_expert.mean, stage.mean,
+      total.mean, execute.mean, stage.mean / raw.mean, total.mean / raw.mean, checked,
+      c.gpus * c.resident);
   return absl::OkStatus();
 }
 
