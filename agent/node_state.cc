@@ -172,12 +172,22 @@ absl::Status NodeState::UpdateWorker(const craft::v1::WorkerHello& hello, Worker
 }
 
 void NodeState::MaybeReannounce(int gpu, const std::string& why) {
-  auto advertised = advertised_.find(gpu);
-  // A GPU the last hello did not describe was never promised to the planner.
-  if (!planner_connected_ || advertised == advertised_.end()) return;
+  if (!planner_connected_) return;  // the next hello describes it anyway
   std::optional<craft::v1::GpuInfo> now;
   for (craft::v1::GpuInfo& info : registry_.GpuInfos()) {
     if (info.rank() == gpu) now = std::move(info);
+  }
+  auto advertised = advertised_.find(gpu);
+  if (advertised == advertised_.end()) {
+    // A worker that attached after the last hello: the planner has neither
+    // its transfer endpoint nor, for rank 0, the transfer group id, so no
+    // apply could move experts to or from it until the node is re-announced.
+    if (now.has_value()) {
+      CRAFT_LOG(INFO) << "gpu " << gpu << " " << why
+                      << " after the node was announced; re-announcing it to the planner";
+      planner_->Reconnect();
+    }
+    return;
   }
   // Every field the planner reads: transfers dial the endpoint and read the
   // serving version, Prepares carry rank 0's transfer group id.

@@ -485,6 +485,17 @@ TEST_F(NodeStateTest, AWorkerComingBackIsReannounced) {
   EXPECT_EQ(node_->MakeHello().gpus(1).transfer_endpoint(), "127.0.0.1:9999");
 }
 
+TEST_F(NodeStateTest, AWorkerAttachingAfterTheNodeWasAnnouncedIsAnnounced) {
+  // The agent stopped waiting for workers and said hello with GPU 0 only.
+  ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());
+  ASSERT_EQ(node_->MakeHello().gpus(1).transfer_endpoint(), "");
+  node_->OnPlannerConnected();
+  // GPU 1's late worker brings an endpoint the planner does not have.
+  ASSERT_TRUE(node_->AttachWorker(Hello(1), &worker1_).ok());
+  EXPECT_EQ(planner_.reconnects, 1);
+  EXPECT_EQ(node_->MakeHello().gpus(1).transfer_endpoint(), "127.0.0.1:9001");
+}
+
 // A transfer group id of the right size (an ncclUniqueId), distinct per `fill`.
 std::string GroupId(char fill) { return std::string(kTransferGroupIdBytes, fill); }
 
