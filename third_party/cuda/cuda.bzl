@@ -21,9 +21,33 @@ Bazel's C++ toolchain never sees the CUDA headers: keep them out of `hdrs`
 that plain cc_library targets include.
 
 Flags: -O2 -std=c++17, device code for sm_90 plus compute_90 PTX, -fPIC host
-code. nvcc is not hermetic: it is /usr/local/cuda on the machine, and a
-machine without it fails to build these targets.
+code. nvcc is not hermetic: it is /usr/local/cuda on the machine. On a
+machine without it (@local_cuda's CUDA_AVAILABLE is False) cuda_library and
+the cuda_cc_* wrappers tag their targets "manual": wildcards such as //...
+skip them, and everything else builds. Use the wrappers for every target
+that links CUDA, NCCL or cuBLAS, directly or through a dependency.
 """
+
+load("@local_cuda//:defs.bzl", "CUDA_AVAILABLE")
+
+def _tags(kwargs):
+    """kwargs' tags, plus "manual" where CUDA cannot be built."""
+    tags = list(kwargs.pop("tags", []))
+    if not CUDA_AVAILABLE:
+        tags.append("manual")
+    return tags
+
+def cuda_cc_library(name, **kwargs):
+    """A cc_library that depends on CUDA targets."""
+    native.cc_library(name = name, tags = _tags(kwargs), **kwargs)
+
+def cuda_cc_binary(name, **kwargs):
+    """A cc_binary that depends on CUDA targets."""
+    native.cc_binary(name = name, tags = _tags(kwargs), **kwargs)
+
+def cuda_cc_test(name, **kwargs):
+    """A cc_test that depends on CUDA targets."""
+    native.cc_test(name = name, tags = _tags(kwargs), **kwargs)
 
 _NVCC = "/usr/local/cuda/bin/nvcc"
 
@@ -100,6 +124,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None
       visibility: of the cc_library.
       **kwargs: passed to the cc_library (e.g. testonly, linkopts).
     """
+    tags = _tags(kwargs)
     # Headers in srcs (such as internal .cuh launchers) are nvcc inputs only.
     private_hdrs = [s for s in srcs if s.endswith(".h") or s.endswith(".cuh")]
     _nvcc_objects(
@@ -110,6 +135,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None
         copts = copts,
         visibility = ["//visibility:private"],
         testonly = kwargs.get("testonly", False),
+        tags = tags,
     )
     native.cc_library(
         name = name,
@@ -117,5 +143,6 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None
         hdrs = hdrs,
         deps = deps,
         visibility = visibility,
+        tags = tags,
         **kwargs
     )
