@@ -166,16 +166,6 @@ absl::Status DeviceSlots::ReleaseStaging(int staging) {
   return absl::OkStatus();
 }
 
-absl::Status DeviceSlots::CommitStaging(int staging, int layer, int slot) {
-  CRAFT_RETURN_IF_ERROR(CheckSlot(layer, slot));
-  CRAFT_RETURN_IF_ERROR(CheckAcquired(staging));
-  const int old = slot_buffer_[layer][slot];
-  slot_buffer_[layer][slot] = staging;
-  acquired_[staging] = false;
-  free_staging_.push_back(old);
-  return absl::OkStatus();
-}
-
 absl::Status DeviceSlots::Synchronize() {
   CRAFT_CUDA_SCOPED_DEVICE(config_.device);
   CRAFT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));

@@ -1,11 +1,9 @@
-// The expert weights one GPU holds: for every MoE layer a number of slots,
+// Expert buffers on one GPU: for every MoE layer a fixed number of slots,
 // each the full weights of one expert (ExpertShape: w1, w3, w2 back to back),
-// plus a pool of staging buffers that incoming transfers land in.
-//
-// A transfer stages an expert into a staging buffer, checks its checksum, and
-// on commit the slot takes the staging buffer (a pointer flip, no copy) while
-// the slot's old buffer returns to the pool. Until the commit the slot keeps
-// serving its old expert, so an aborted transfer leaves nothing half-written.
+// plus a pool of free buffers to acquire and release; with the kernels that
+// fill buffers with an expert's deterministic weights and checksum them.
+// The MoE step emulator uses the slots; DeviceExpertStore (the worker's
+// store, whose layouts change) uses only the pool.
 //
 //   SlotsConfig config;
 //   config.device = 0;
@@ -21,8 +19,8 @@
 //
 // Thread-compatibility: not synchronised. One owner thread (the worker's
 // control thread) calls the mutating methods; slot_data() pointers may be
-// read by kernels on any stream, and stay valid until a commit changes that
-// slot. Every method makes the device current for its duration.
+// read by kernels on any stream. Every method makes the device current for
+// its duration.
 #ifndef CRAFT_GPU_WORKER_CUDA_DEVICE_SLOTS_H_
 #define CRAFT_GPU_WORKER_CUDA_DEVICE_SLOTS_H_
 
@@ -92,11 +90,6 @@ class DeviceSlots {
   void* staging_data(int staging) const;
   // Returns an acquired staging buffer to the pool, its contents discarded.
   absl::Status ReleaseStaging(int staging);
-  // The flip: (layer, slot) takes the acquired staging buffer's contents (by
-  // pointer), and its old buffer becomes a free staging buffer. The caller
-  // orders this against kernels that read the slot (commit at a step
-  // boundary, after the serving stream is done with the old weights).
-  absl::Status CommitStaging(int staging, int layer, int slot);
   int free_staging() const { return static_cast<int>(free_staging_.size()); }
 
   // Waits for every fill and checksum enqueued by this object.
