@@ -96,6 +96,10 @@ class ExpertStore {
   virtual uint64_t ExpectedChecksum(int layer, int expert) const = 0;
 };
 
+// FAILED_PRECONDITION unless `version` is the staged one (`staged`; "" when
+// nothing is staged): what ExpertStore's staging operations answer.
+absl::Status CheckStaged(absl::string_view version, absl::string_view staged);
+
 // Thread-compatible: one window at a time, from one thread (the window loop).
 class LoadCounter {
  public:
@@ -118,6 +122,12 @@ class LoadCounter {
   // returned (the window's counts are lost).
   virtual absl::StatusOr<std::vector<std::vector<int64_t>>> EndWindow() = 0;
 };
+
+// The argument checks every LoadCounter makes: BeginWindow's, and Count's
+// for a window of `num_layers` layers (after FAILED_PRECONDITION outside one).
+absl::Status CheckWindowLayouts(const LocalLayout& mine, const RoutingTable& routing);
+absl::Status CheckRouterChoices(int layer, int num_layers, absl::Span<const int32_t> topk_ids,
+                                int top_k);
 
 // One expert to copy from a peer into staging.
 struct FetchRequest {

@@ -35,15 +35,6 @@ CpuExpertStore::Bank CpuExpertStore::AllocateBank(const LocalLayout& layout) con
   return bank;
 }
 
-absl::Status CpuExpertStore::CheckSlot(const Bank& bank, int layer, int slot) {
-  if (layer < 0 || layer >= bank.layout.num_layers() || slot < 0 ||
-      slot >= bank.layout.layers[layer].num_slots()) {
-    return absl::OutOfRangeError(absl::StrCat("no local slot ", slot, " in layer ", layer,
-                                              " of version ", bank.layout.version));
-  }
-  return absl::OkStatus();
-}
-
 absl::string_view CpuExpertStore::SlotBytes(const Bank& bank, int layer, int slot) const {
   return absl::string_view(bank.layers[layer]).substr(slot * bytes_per_expert_, bytes_per_expert_);
 }
@@ -53,11 +44,7 @@ char* CpuExpertStore::MutableSlotBytes(Bank& bank, int layer, int slot) const {
 }
 
 absl::StatusOr<CpuExpertStore::Bank*> CpuExpertStore::StagingFor(absl::string_view version) {
-  if (!staging_ || staging_->layout.version != version) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "version ", version,
-        " is not staged (staged: ", staging_ ? staging_->layout.version : "none", ")"));
-  }
+  CRAFT_RETURN_IF_ERROR(CheckStaged(version, staging_ ? staging_->layout.version : ""));
   return &*staging_;
 }
 
@@ -105,7 +92,7 @@ absl::Status CpuExpertStore::WriteStaging(absl::string_view version, int layer, 
                                           int64_t offset, absl::string_view data) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
   if (offset < 0 || offset > bytes_per_expert_ ||
       static_cast<int64_t>(data.size()) > bytes_per_expert_ - offset) {
     return absl::OutOfRangeError(absl::StrCat("write of ", data.size(), " bytes at offset ", offset,
@@ -119,8 +106,8 @@ absl::Status CpuExpertStore::CopyToStaging(absl::string_view version, int layer,
                                            int staging_slot) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(serving_, layer, serving_slot));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, staging_slot));
+  CRAFT_RETURN_IF_ERROR(serving_.layout.CheckSlot(layer, serving_slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, staging_slot));
   const absl::string_view from = SlotBytes(serving_, layer, serving_slot);
   std::memcpy(MutableSlotBytes(*bank, layer, staging_slot), from.data(), from.size());
   return absl::OkStatus();
@@ -165,7 +152,7 @@ absl::StatusOr<uint64_t> CpuExpertStore::SlotChecksum(absl::string_view version,
   } else {
     return absl::NotFoundError(absl::StrCat("version ", version, " is neither serving nor staged"));
   }
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
   return Fnv1a64(SlotBytes(*bank, layer, slot));
 }
 
@@ -175,11 +162,7 @@ uint64_t CpuExpertStore::ExpectedChecksum(int layer, int expert) const {
 
 absl::Status CpuLoadCounter::BeginWindow(int64_t window_id, const LocalLayout& mine,
                                          const RoutingTable& routing) {
-  if (routing.num_layers() != mine.num_layers()) {
-    return absl::InvalidArgumentError(absl::StrCat("routing table has ", routing.num_layers(),
-                                                   " layers, version ", mine.version, " has ",
-                                                   mine.num_layers()));
-  }
+  CRAFT_RETURN_IF_ERROR(CheckWindowLayouts(mine, routing));
   window_id_ = window_id;
   routing_ = &routing;
   first_slot_.clear();
@@ -193,14 +176,8 @@ absl::Status CpuLoadCounter::BeginWindow(int64_t window_id, const LocalLayout& m
 
 absl::Status CpuLoadCounter::Count(int layer, absl::Span<const int32_t> topk_ids, int top_k) {
   if (routing_ == nullptr) return absl::FailedPreconditionError("no window is open");
-  if (layer < 0 || layer >= static_cast<int>(counts_.size())) {
-    return absl::OutOfRangeError(
-        absl::StrCat("layer ", layer, " is outside the window's ", counts_.size(), " layers"));
-  }
-  if (top_k <= 0 || topk_ids.size() % top_k != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(topk_ids.size(), " router choices are not a multiple of top_k ", top_k));
-  }
+  CRAFT_RETURN_IF_ERROR(
+      CheckRouterChoices(layer, static_cast<int>(counts_.size()), topk_ids, top_k));
   std::vector<int64_t>& counts = counts_[layer];
   const int first = first_slot_[layer];
   const int num_experts = routing_->num_experts();

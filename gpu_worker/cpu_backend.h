@@ -56,8 +56,6 @@ class CpuExpertStore : public ExpertStore {
 
   Bank AllocateBank(const LocalLayout& layout) const;
   int64_t BankBytes(const LocalLayout& layout) const;
-  // OUT_OF_RANGE unless (layer, slot) is a local slot of `bank`.
-  static absl::Status CheckSlot(const Bank& bank, int layer, int slot);
   // The bytes of a checked slot.
   absl::string_view SlotBytes(const Bank& bank, int layer, int slot) const;
   char* MutableSlotBytes(Bank& bank, int layer, int slot) const;

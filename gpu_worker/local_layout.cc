@@ -25,6 +25,14 @@ int LocalLayout::total_slots() const {
   return total;
 }
 
+absl::Status LocalLayout::CheckSlot(int layer, int slot) const {
+  if (layer < 0 || layer >= num_layers() || slot < 0 || slot >= layers[layer].num_slots()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no local slot ", slot, " in layer ", layer, " of version ", version));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> LocalLayout::Resolve(int layer, int global_slot, int expert) const {
   if (layer < 0 || layer >= num_layers()) {
     return absl::NotFoundError(

@@ -43,6 +43,8 @@ struct LocalLayout {
   // is on this GPU and holds `expert`: NOT_FOUND for a layer or slot that is
   // not here, FAILED_PRECONDITION when the slot holds another expert.
   absl::StatusOr<int> Resolve(int layer, int global_slot, int expert) const;
+  // OUT_OF_RANGE unless (layer, slot) is a local slot of this layout.
+  absl::Status CheckSlot(int layer, int slot) const;
 
   bool operator==(const LocalLayout& other) const {
     return version == other.version && layers == other.layers;

@@ -63,21 +63,8 @@ DeviceExpertStore::Bank DeviceExpertStore::EmptyBank(const LocalLayout& layout) 
   return bank;
 }
 
-absl::Status DeviceExpertStore::CheckSlot(const Bank& bank, int layer, int slot) {
-  if (layer < 0 || layer >= bank.layout.num_layers() || slot < 0 ||
-      slot >= bank.layout.layers[layer].num_slots()) {
-    return absl::OutOfRangeError(absl::StrCat("no local slot ", slot, " in layer ", layer,
-                                              " of version ", bank.layout.version));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<DeviceExpertStore::Bank*> DeviceExpertStore::StagingFor(absl::string_view version) {
-  if (!staging_ || staging_->layout.version != version) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "version ", version,
-        " is not staged (staged: ", staging_ ? staging_->layout.version : "none", ")"));
-  }
+  CRAFT_RETURN_IF_ERROR(gpu_worker::CheckStaged(version, staging_ ? staging_->layout.version : ""));
   return &*staging_;
 }
 
@@ -164,7 +151,7 @@ absl::Status DeviceExpertStore::WriteStaging(absl::string_view version, int laye
                                              int64_t offset, absl::string_view data) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
   if (offset < 0 || offset + static_cast<int64_t>(data.size()) > bytes_per_expert()) {
     return absl::OutOfRangeError(absl::StrCat("bytes [", offset, ", ", offset + data.size(),
                                               ") are outside an expert of ", bytes_per_expert()));
@@ -180,8 +167,8 @@ absl::Status DeviceExpertStore::CopyToStaging(absl::string_view version, int lay
                                               int serving_slot, int staging_slot) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, staging_slot));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(serving_, layer, serving_slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, staging_slot));
+  CRAFT_RETURN_IF_ERROR(serving_.layout.CheckSlot(layer, serving_slot));
   const int source = serving_.buffers[layer][serving_slot];
   int& target = bank->buffers[layer][staging_slot];
   Reference(source);  // before Unreference: the target may already share it
@@ -236,7 +223,7 @@ absl::StatusOr<uint64_t> DeviceExpertStore::SlotChecksum(absl::string_view versi
                                                          int slot) const {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(const Bank* bank, BankFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
   const int buffer = bank->buffers[layer][slot];
   if (buffer == kUnset) {
     return absl::FailedPreconditionError(
@@ -284,14 +271,14 @@ absl::StatusOr<void*> DeviceExpertStore::StagingBuffer(absl::string_view version
                                                        int slot) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
-  CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
   CRAFT_ASSIGN_OR_RETURN(const int buffer, OwnStagingSlot(*bank, layer, slot));
   return pool_->staging_data(buffer);
 }
 
 absl::StatusOr<const void*> DeviceExpertStore::ServingBuffer(int layer, int slot) const {
   absl::MutexLock lock(&mu_);
-  CRAFT_RETURN_IF_ERROR(CheckSlot(serving_, layer, slot));
+  CRAFT_RETURN_IF_ERROR(serving_.layout.CheckSlot(layer, slot));
   return static_cast<const void*>(pool_->staging_data(serving_.buffers[layer][slot]));
 }
 
@@ -302,7 +289,7 @@ absl::StatusOr<std::vector<uint64_t>> DeviceExpertStore::StagingChecksums(
   std::vector<void*> buffers;
   buffers.reserve(slots.size());
   for (const auto& [layer, slot] : slots) {
-    CRAFT_RETURN_IF_ERROR(CheckSlot(*bank, layer, slot));
+    CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
     const int buffer = bank->buffers[layer][slot];
     if (buffer == kUnset) {
       return absl::FailedPreconditionError(

@@ -103,7 +103,6 @@ class DeviceExpertStore : public gpu_worker::ExpertStore {
   DeviceExpertStore(std::unique_ptr<DeviceSlots> pool, int64_t capacity_bytes);
 
   static Bank EmptyBank(const gpu_worker::LocalLayout& layout);
-  static absl::Status CheckSlot(const Bank& bank, int layer, int slot);
   absl::StatusOr<Bank*> StagingFor(absl::string_view version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<const Bank*> BankFor(absl::string_view version) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -67,11 +67,7 @@ absl::Status DeviceLoadCounter::UseTables(const std::string& version,
 
 absl::Status DeviceLoadCounter::BeginWindow(int64_t window_id, const gpu_worker::LocalLayout& mine,
                                             const gpu_worker::RoutingTable& routing) {
-  if (routing.num_layers() != mine.num_layers()) {
-    return absl::InvalidArgumentError(absl::StrCat("routing table has ", routing.num_layers(),
-                                                   " layers, version ", mine.version, " has ",
-                                                   mine.num_layers()));
-  }
+  CRAFT_RETURN_IF_ERROR(gpu_worker::CheckWindowLayouts(mine, routing));
   if (counter_ == nullptr || mine.version != tables_version_) {
     CRAFT_RETURN_IF_ERROR(UseTables(mine.version, routing));
   }
@@ -102,14 +98,8 @@ absl::StatusOr<int32_t*> DeviceLoadCounter::IdBuffer(int64_t entries) {
 
 absl::Status DeviceLoadCounter::Count(int layer, absl::Span<const int32_t> topk_ids, int top_k) {
   if (!open_) return absl::FailedPreconditionError("no window is open");
-  if (layer < 0 || layer >= static_cast<int>(num_slots_.size())) {
-    return absl::OutOfRangeError(
-        absl::StrCat("layer ", layer, " is outside the window's ", num_slots_.size(), " layers"));
-  }
-  if (top_k <= 0 || topk_ids.size() % top_k != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(topk_ids.size(), " router choices are not a multiple of top_k ", top_k));
-  }
+  CRAFT_RETURN_IF_ERROR(
+      gpu_worker::CheckRouterChoices(layer, static_cast<int>(num_slots_.size()), topk_ids, top_k));
   if (topk_ids.empty()) return absl::OkStatus();
   CRAFT_ASSIGN_OR_RETURN(int32_t * ids, IdBuffer(static_cast<int64_t>(topk_ids.size())));
   CRAFT_CUDA_SCOPED_DEVICE(device_);

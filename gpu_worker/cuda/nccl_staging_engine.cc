@@ -19,6 +19,11 @@ NcclStagingEngine::NcclStagingEngine(DeviceExpertStore* store, int rank, int nra
                                      TransferOptions options)
     : store_(store), rank_(rank), nranks_(nranks), options_(options) {}
 
+void NcclStagingEngine::Spend(const std::string& transfer_group_id) {
+  spent_.insert(transfer_group_id);
+  ++aborts_;
+}
+
 absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl::Time deadline,
                                      const std::atomic<bool>& cancelled) {
   if (spent_.contains(transfer_group_id)) {
@@ -39,8 +44,7 @@ absl::Status NcclStagingEngine::Join(const std::string& transfer_group_id, absl:
   absl::StatusOr<std::unique_ptr<NcclTransferExecutor>> executor = NcclTransferExecutor::Create(
       store_->device(), id, nranks_, rank_, options_, deadline, &cancelled);
   if (!executor.ok()) {
-    spent_.insert(transfer_group_id);
-    ++aborts_;
+    Spend(transfer_group_id);
     return Prefixed(executor.status(), "joining the weight-transfer group: ");
   }
   executor_ = *std::move(executor);
@@ -57,10 +61,8 @@ absl::StatusOr<StageResult> NcclStagingEngine::Execute(const StagePlan& plan, ab
   if (!result.ok()) {
     store_->DropStaging(plan.version).IgnoreError();
     if (executor_ != nullptr && !executor_->usable()) {
-      spent_.insert(joined_);
-      ++aborts_;
       executor_.reset();
-      joined_.clear();
+      Spend(std::exchange(joined_, ""));
     }
     return Prefixed(result.status(),
                     absl::StrCat("stage ", plan.version, " on rank ", rank_, ": "));

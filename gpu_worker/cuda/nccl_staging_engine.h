@@ -55,6 +55,9 @@ class NcclStagingEngine : public gpu_worker::StagingEngine {
   int aborts() const { return aborts_.load(); }
 
  private:
+  // Records that the communicator of `transfer_group_id` failed here: it is
+  // never joined again, and aborts() counts it.
+  void Spend(const std::string& transfer_group_id);
   absl::Status Join(const std::string& transfer_group_id, absl::Time deadline,
                     const std::atomic<bool>& cancelled);
   absl::StatusOr<gpu_worker::StageResult> StageOnce(const gpu_worker::StagePlan& plan,
