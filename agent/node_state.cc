@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "planner/layout.h"
@@ -282,6 +283,7 @@ void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
         if (apply.waiting.empty()) {
           apply.phase = Phase::kPrepared;
           SendAck(apply.nonce, apply.version, craft::v1::PREPARED);
+          CRAFT_CRASH_POINT("agent.prepared_acked");
         }
         return;
       }
@@ -508,6 +510,7 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
   craft::v1::WorkerCommand command;
   *command.mutable_prepare() = prepare;
   SendToWorkers(apply_->gpus, command);
+  CRAFT_CRASH_POINT("agent.prepare_forwarded");
 }
 
 void NodeState::HandleCommit(const std::string& nonce, const std::string& version) {
@@ -524,9 +527,11 @@ void NodeState::HandleCommit(const std::string& nonce, const std::string& versio
           if (apply.waiting.count(gpu) == 0) apply.missing.insert(gpu);
         }
         CRAFT_LOG(INFO) << "committing " << version;
+        CRAFT_CRASH_POINT("agent.commit_persisted");
         craft::v1::WorkerCommand command;
         command.mutable_commit()->set_version(version);
         SendToWorkers(attached, command);
+        CRAFT_CRASH_POINT("agent.commit_forwarded");
         MaybeFinishCommit(/*timed_out=*/false);
         return;
       }

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -365,6 +366,7 @@ void Worker::FinishStaging(const std::string& version, absl::StatusOr<Staged> st
   } else if (!staged.ok()) {
     Report(version, craft::v1::FAILED, std::string(staged.status().message()));
   } else {
+    CRAFT_CRASH_POINT("worker.staged");
     Report(version, craft::v1::READY, "", &staged->result);
   }
 }
@@ -413,6 +415,7 @@ void Worker::Commit(const std::string& version) {
     } else if (staged_ && staged_->state.version == version) {
       pending_flip_ = version;
       CRAFT_LOG(INFO) << "commit " << version << ": flipping at the next window boundary";
+      CRAFT_CRASH_POINT("worker.commit_received");
     } else {
       error = absl::StrCat("cannot commit version ", version, ": it is not staged (serving ",
                            serving_.version, ", staged ", staged_ ? staged_->state.version : "none",
@@ -502,6 +505,7 @@ Worker::LayoutState Worker::FlipIfCommitted() {
     Report(version, craft::v1::FAILED, std::string(flipped.message()));
     return state;
   }
+  CRAFT_CRASH_POINT("worker.flipped");
   Report(version, craft::v1::FLIPPED);
   Verify(state).IgnoreError();  // logged
   return state;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -424,6 +425,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   ++stats_.applies_started;
   CRAFT_LOG(INFO) << "preparing " << version << " on " << participants_.size() << " agents, "
                   << plan.transfers.size() << " transfers";
+  CRAFT_CRASH_POINT("planner.prepare_sent");
   return version;
 }
 
@@ -439,6 +441,7 @@ void ApplyCoordinator::CommitLocked() {
     return;
   }
   // The commit point: apply_version_ is now the committed layout.
+  CRAFT_CRASH_POINT("planner.commit_persisted");
   committed_ = {apply_version_, apply_layout_};
   history_->AddCommitted(apply_version_, apply_layout_);
   ++stats_.applies_committed;
@@ -454,6 +457,7 @@ void ApplyCoordinator::CommitLocked() {
     nodes_[name].connection->Send(message);
   }
   CRAFT_LOG(INFO) << "committed " << apply_version_;
+  CRAFT_CRASH_POINT("planner.commit_sent");
   if (hooks_.on_commit) hooks_.on_commit(committed_, epoch_);
 }
 
