@@ -1,0 +1,240 @@
+#include "planner/transfer/incremental.h"
+
+#include <cmath>
+#include <limits>
+
+#include "gtest/gtest.h"
+#include "planner/initial_layout.h"
+#include "planner/plan.h"
+#include "planner/replay.h"
+#include "planner/synth/synth.h"
+#include "planner/transfer/movement.h"
+
+namespace craft::planner {
+namespace {
+
+constexpr int64_t kBytes = 1000;
+
+LoadTrace Synth(int layers, int experts, uint64_t seed) {
+  SynthOptions options;
+  options.num_layers = layers;
+  options.num_experts = experts;
+  options.top_k = 2;
+  options.num_windows = 24;
+  options.tokens_per_window = 256;
+  options.min_hot_ratio = 2;
+  options.max_hot_ratio = experts / 2.0 - 1;
+  options.seed = seed;
+  absl::StatusOr<LoadTrace> trace = SynthesizeTrace(options);
+  EXPECT_TRUE(trace.ok()) << trace.status();
+  return *trace;
+}
+
+// A CRAFT layout planned on one trace, and another trace (a different seed:
+// other hot experts) it is re-planned on: a drift.
+struct Drift {
+  Layout committed;
+  LoadTrace drifted;
+};
+
+Drift MakeDrift(uint64_t seed, int layers, int experts, ClusterShape cluster, int budget) {
+  PlanOptions options;
+  options.cluster = cluster;
+  options.budget = budget;
+  absl::StatusOr<PlanResult> plan = Plan(Synth(layers, experts, seed), options);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  return {plan->layout, Synth(layers, experts, seed + 1000)};
+}
+
+IncrementalOptions Options(int budget, double fraction = 1.0) {
+  IncrementalOptions options;
+  options.budget = budget;
+  options.bytes_per_expert = kBytes;
+  options.limit.max_moved_fraction = fraction;
+  return options;
+}
+
+void ExpectEqualTotals(const Layout& layout, int slots_per_gpu) {
+  for (int g = 0; g < layout.cluster.num_gpus; ++g) {
+    ASSERT_EQ(layout.SlotsOnGpu(g), slots_per_gpu) << "GPU " << g;
+  }
+}
+
+TEST(IncrementalTest, EveryPointIsValidWithEqualTotalsAndMatchesTheReplay) {
+  const Drift drift = MakeDrift(1, 4, 16, {8, 2}, 2);
+  absl::StatusOr<IncrementalPlan> plan =
+      PlanIncremental(drift.committed, drift.drifted, Options(2));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_GT(plan->frontier.size(), 3u);
+  const int slots = drift.committed.SlotsOnGpu(0);
+  EXPECT_EQ(plan->slots_per_gpu, slots);
+  // Every move, not only every point: apply them one by one.
+  Layout layout = drift.committed;
+  for (const IncrementalMove& move : plan->moves) {
+    ASSERT_TRUE(ApplyMove(move, layout).ok());
+    ASSERT_TRUE(layout.Validate().ok());
+    ExpectEqualTotals(layout, slots);
+  }
+  for (int i = 0; i < static_cast<int>(plan->frontier.size()); ++i) {
+    const FrontierPoint& point = plan->frontier[i];
+    absl::StatusOr<Layout> at = LayoutAtPoint(drift.committed, *plan, i);
+    ASSERT_TRUE(at.ok()) << at.status();
+    absl::StatusOr<Movement> moved = CountMovement(drift.committed, *at, kBytes);
+    ASSERT_TRUE(moved.ok());
+    EXPECT_EQ(point.moved_replicas, moved->moved_replicas);
+    EXPECT_EQ(point.new_slots, moved->new_slots);
+    EXPECT_EQ(point.max_bytes_into_gpu, moved->max_bytes_into_gpu);
+    absl::StatusOr<LayoutStats> stats = EvaluateLayout(*at, drift.drifted);
+    ASSERT_TRUE(stats.ok());
+    EXPECT_NEAR(point.predicted_balancedness, stats->mean_balancedness, 1e-9);
+    EXPECT_NEAR(point.predicted_step_time, stats->step_time, 1e-6 * stats->step_time);
+    if (i > 0) {
+      EXPECT_GT(point.predicted_balancedness, plan->frontier[i - 1].predicted_balancedness);
+    }
+  }
+}
+
+TEST(IncrementalTest, LimitsAreNeverExceeded) {
+  const Drift drift = MakeDrift(2, 4, 16, {8, 2}, 2);
+  for (double fraction : {0.02, 0.05, 0.1, 0.3}) {
+    for (int64_t replicas :
+         {int64_t{1}, int64_t{3}, std::numeric_limits<int64_t>::max() / kBytes}) {
+      IncrementalOptions options = Options(2, fraction);
+      options.limit.max_bytes_into_gpu = replicas * kBytes;
+      absl::StatusOr<IncrementalPlan> plan =
+          PlanIncremental(drift.committed, drift.drifted, options);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      for (const FrontierPoint& point : plan->frontier) {
+        EXPECT_TRUE(
+            options.limit.Admits(point.moved_replicas, point.new_slots, point.max_bytes_into_gpu))
+            << fraction << " " << replicas << ": " << point.moved_replicas << " of "
+            << point.new_slots;
+      }
+    }
+  }
+}
+
+TEST(IncrementalTest, ZeroLimitReturnsTheCommittedLayout) {
+  const Drift drift = MakeDrift(3, 4, 16, {8, 2}, 2);
+  for (IncrementalOptions options : {Options(2, 0.0), Options(2, 1.0)}) {
+    if (options.limit.max_moved_fraction == 1.0) options.limit.max_bytes_into_gpu = 0;
+    absl::StatusOr<IncrementalPlan> plan = PlanIncremental(drift.committed, drift.drifted, options);
+    ASSERT_TRUE(plan.ok());
+    ASSERT_EQ(plan->frontier.size(), 1u);
+    EXPECT_EQ(plan->frontier[0].moved_replicas, 0);
+    absl::StatusOr<Layout> at = LayoutAtPoint(drift.committed, *plan, 0);
+    ASSERT_TRUE(at.ok());
+    EXPECT_EQ(*at, drift.committed);
+  }
+}
+
+TEST(IncrementalTest, AnOptimalLayoutStaysUnchanged) {
+  // Every expert gets the same load in every window: one expert per slot on
+  // every GPU is perfectly balanced, and no move can gain.
+  LoadTrace trace(2, 8, 5);
+  for (int w = 0; w < 5; ++w) {
+    for (int l = 0; l < 2; ++l) {
+      for (int64_t& count : trace.mutable_window(w, l)) count = 100;
+    }
+  }
+  trace.SetAggregateFromWindows();
+  absl::StatusOr<Layout> layout = ContiguousLayout(2, 8, {4, 2});
+  ASSERT_TRUE(layout.ok());
+  absl::StatusOr<IncrementalPlan> plan = PlanIncremental(*layout, trace, Options(0));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->frontier.size(), 1u);
+  EXPECT_TRUE(plan->moves.empty());
+  EXPECT_DOUBLE_EQ(plan->frontier[0].predicted_balancedness, 1.0);
+}
+
+TEST(IncrementalTest, GrowsTheInitialLayoutToTheBudget) {
+  const LoadTrace trace = Synth(4, 16, 5);
+  absl::StatusOr<Layout> initial = ContiguousLayout(4, 16, {8, 2});
+  ASSERT_TRUE(initial.ok());
+  absl::StatusOr<IncrementalPlan> plan = PlanIncremental(*initial, trace, Options(3));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->slots_per_gpu, 4 * 16 / 8 + 3);
+  // Points 1..3 are the grow steps: D replicas each, equal totals.
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_EQ(plan->frontier[i].moved_replicas, 8 * i);
+    absl::StatusOr<Layout> at = LayoutAtPoint(*initial, *plan, i);
+    ASSERT_TRUE(at.ok() && at->Validate().ok());
+    ExpectEqualTotals(*at, 8 + i);
+  }
+  // A limit below one grow step keeps the initial layout's slot count.
+  absl::StatusOr<IncrementalPlan> small = PlanIncremental(*initial, trace, Options(3, 7.0 / 88));
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(small->slots_per_gpu, 8);
+}
+
+// Property: over random layouts and drifts, a larger limit never gives a less
+// balanced prediction, whether the caller picks a point of one frontier or
+// plans again under the larger limit.
+TEST(IncrementalTest, LargerLimitsNeverPredictWorseBalance) {
+  const double fractions[] = {0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.5, 1.0};
+  for (uint64_t seed = 10; seed < 22; ++seed) {
+    const int gpus = 4 << (seed % 3);
+    const Drift drift = MakeDrift(seed, 2 + seed % 3, 16, {gpus, gpus / 4}, 1 + seed % 3);
+    absl::StatusOr<IncrementalPlan> full =
+        PlanIncremental(drift.committed, drift.drifted, Options(1 + seed % 3));
+    ASSERT_TRUE(full.ok()) << full.status();
+    double picked_before = -1, planned_before = -1;
+    for (double fraction : fractions) {
+      MoveLimit limit;
+      limit.max_moved_fraction = fraction;
+      const double picked = full->frontier[PickFrontierPoint(*full, limit)].predicted_balancedness;
+      absl::StatusOr<IncrementalPlan> limited =
+          PlanIncremental(drift.committed, drift.drifted, Options(1 + seed % 3, fraction));
+      ASSERT_TRUE(limited.ok());
+      const double planned = limited->frontier.back().predicted_balancedness;
+      EXPECT_GE(picked, picked_before) << "seed " << seed << " fraction " << fraction;
+      EXPECT_GE(planned, planned_before) << "seed " << seed << " fraction " << fraction;
+      EXPECT_DOUBLE_EQ(picked, planned) << "a limited plan is a prefix of the full one";
+      picked_before = picked;
+      planned_before = planned;
+    }
+  }
+}
+
+TEST(IncrementalTest, IsDeterministic) {
+  const Drift drift = MakeDrift(4, 3, 16, {8, 2}, 2);
+  absl::StatusOr<IncrementalPlan> a = PlanIncremental(drift.committed, drift.drifted, Options(2));
+  absl::StatusOr<IncrementalPlan> b = PlanIncremental(drift.committed, drift.drifted, Options(2));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(a->frontier.size(), b->frontier.size());
+  absl::StatusOr<Layout> last_a = LayoutAtPoint(drift.committed, *a, a->frontier.size() - 1);
+  absl::StatusOr<Layout> last_b = LayoutAtPoint(drift.committed, *b, b->frontier.size() - 1);
+  ASSERT_TRUE(last_a.ok() && last_b.ok());
+  EXPECT_EQ(*last_a, *last_b);
+}
+
+TEST(IncrementalTest, RejectsBadInput) {
+  const Drift drift = MakeDrift(5, 2, 16, {4, 1}, 1);
+  auto code = [&](const Layout& layout, const LoadTrace& trace, const IncrementalOptions& o) {
+    return PlanIncremental(layout, trace, o).status().code();
+  };
+  const auto kInvalid = absl::StatusCode::kInvalidArgument;
+  for (double fraction : {-0.1, 1.5, std::nan("")}) {
+    EXPECT_EQ(code(drift.committed, drift.drifted, Options(1, fraction)), kInvalid);
+  }
+  IncrementalOptions options = Options(1);
+  options.limit.max_bytes_into_gpu = -1;
+  EXPECT_EQ(code(drift.committed, drift.drifted, options), kInvalid);
+  EXPECT_EQ(code(drift.committed, drift.drifted, Options(-1)), kInvalid);
+  options = Options(1);
+  options.bytes_per_expert = 0;
+  EXPECT_EQ(code(drift.committed, drift.drifted, options), kInvalid);
+  EXPECT_EQ(code(drift.committed, Synth(3, 16, 1), Options(1)), kInvalid);  // shape
+  Layout unequal = drift.committed;
+  unequal.layers[0].slots_per_gpu[0] += 1;
+  unequal.layers[0].slots_per_gpu[1] -= 1;
+  EXPECT_EQ(code(unequal, drift.drifted, Options(1)), kInvalid);
+  absl::StatusOr<IncrementalPlan> plan =
+      PlanIncremental(drift.committed, drift.drifted, Options(1));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(LayoutAtPoint(drift.committed, *plan, -1).status().code(), kInvalid);
+  EXPECT_EQ(LayoutAtPoint(drift.committed, *plan, plan->frontier.size()).status().code(), kInvalid);
+}
+
+}  // namespace
+}  // namespace craft::planner

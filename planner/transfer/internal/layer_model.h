@@ -1,0 +1,86 @@
+// Implementation detail of the incremental planner: one layer's placement
+// replayed on a fixed set of windows, answering "how would balancedness and
+// the busiest GPU's load change if these slots changed?" without replaying the
+// whole layer again. Not part of the public API.
+#ifndef CRAFT_PLANNER_TRANSFER_INTERNAL_LAYER_MODEL_H_
+#define CRAFT_PLANNER_TRANSFER_INTERNAL_LAYER_MODEL_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "planner/layout.h"
+#include "planner/load_trace.h"
+
+namespace craft::planner::transfer_internal {
+
+// One slot change inside a layer: `delta` (+1 or -1) replicas of `expert` on
+// `gpu`.
+struct ReplicaChange {
+  int gpu = 0;
+  int expert = 0;
+  int delta = 0;
+};
+
+// What a set of changes does to the layer, averaged over the windows.
+struct LayerDelta {
+  bool valid = false;       // false when an expert would lose its last replica
+  double balancedness = 0;  // change in mean-over-windows balancedness
+  double max_gpu_load = 0;  // change in mean-over-windows busiest-GPU load
+};
+
+// Thread-safety: const methods may run concurrently; Reset is not synchronised.
+// The trace must outlive the model.
+class LayerModel {
+ public:
+  // Replays windows `windows` (indices into trace.replay_window) of `layer`.
+  LayerModel(const LoadTrace& trace, int layer, std::vector<int> windows, int num_gpus);
+
+  // Rebuilds every per-window GPU load from `placement`: O(windows x slots).
+  void Reset(const LayerPlacement& placement);
+
+  // Same definitions as replay.h's ReplayLayer, on this model's windows.
+  double balancedness() const { return balancedness_; }
+  double max_gpu_load() const { return max_gpu_load_; }
+
+  // The change `changes` would make. O(windows x affected GPUs).
+  LayerDelta Evaluate(absl::Span<const ReplicaChange> changes) const;
+
+  int num_gpus() const { return num_gpus_; }
+  // Replicas of `expert` in the placement (logcnt).
+  int Replicas(int expert) const { return replicas_[expert]; }
+  // GPU g's experts, in slot order.
+  const std::vector<int>& GpuExperts(int gpu) const { return gpu_experts_[gpu]; }
+  bool Holds(int gpu, int expert) const;
+  // Load of one replica of `expert`, summed over the windows.
+  double ReplicaLoad(int expert) const { return expert_total_[expert] / replicas_[expert]; }
+  // GPU g's load summed over the windows.
+  double GpuLoad(int gpu) const { return gpu_total_[gpu]; }
+  // In how many windows GPU g is the busiest.
+  int TimesBusiest(int gpu) const { return times_busiest_[gpu]; }
+
+ private:
+  static constexpr int kTop = 4;  // busiest GPUs remembered per window
+
+  double Count(int window, int expert) const { return counts_[window][expert]; }
+
+  const LoadTrace& trace_;
+  const int layer_;
+  const int num_gpus_;
+  std::vector<absl::Span<const int64_t>> counts_;  // per window: per-expert counts
+  std::vector<double> expert_total_;               // per expert, over windows
+  std::vector<double> window_mean_;                // per window: total / D
+
+  std::vector<std::vector<int>> gpu_experts_;
+  std::vector<int> replicas_;
+  std::vector<double> load_;  // [window][gpu]
+  std::vector<int> top_;      // [window][kTop]: GPUs, busiest first
+  std::vector<double> gpu_total_;
+  std::vector<int> times_busiest_;
+  double balancedness_ = 1;
+  double max_gpu_load_ = 0;
+};
+
+}  // namespace craft::planner::transfer_internal
+
+#endif  // CRAFT_PLANNER_TRANSFER_INTERNAL_LAYER_MODEL_H_
