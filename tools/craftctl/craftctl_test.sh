@@ -37,6 +37,27 @@ done
   --previous "$TMP/craft.json" --out "$TMP/again.json" 2>"$TMP/err"
 grep -q "with (0 remote loads" "$TMP/err" || fail "re-plan moved weights: $(cat "$TMP/err")"
 
+# Incremental re-plans: a zero limit keeps the previous layout; eval prints the
+# frontier as a table and as CSV.
+"$CRAFTCTL" synth --out "$TMP/drifted.json" --layers 8 --experts 32 --top-k 2 --windows 12 \
+  --max-hot 12 --min-hot 6 --tokens-per-window 512 --seed 4
+"$CRAFTCTL" plan --loads "$TMP/drifted.json" --gpus 8 --nodes 2 --budget 2 \
+  --previous "$TMP/craft.json" --max-moved-fraction 0 --out "$TMP/same.json" 2>"$TMP/err" \
+  || fail "plan --max-moved-fraction 0: $(cat "$TMP/err")"
+grep -q "vs previous: 0 of" "$TMP/err" || fail "zero limit moved weights: $(cat "$TMP/err")"
+"$CRAFTCTL" plan --loads "$TMP/drifted.json" --gpus 8 --nodes 2 --budget 2 \
+  --previous "$TMP/craft.json" --max-moved-fraction 0.1 --max-moved-gb 0.5 \
+  --out "$TMP/incremental.json" 2>"$TMP/err" || fail "plan incremental: $(cat "$TMP/err")"
+grep -q '"phy2log"' "$TMP/incremental.json" || fail "no incremental layout"
+"$CRAFTCTL" eval --loads "$TMP/drifted.json" --gpus 8 --nodes 2 --budget 2 --holdout 0.5 \
+  --algorithms craft --previous "$TMP/craft.json" --max-moved-fraction 0.2 >"$TMP/frontier" \
+  || fail "eval frontier"
+grep -q "^incremental R=2 " "$TMP/frontier" || fail "no incremental row: $(cat "$TMP/frontier")"
+grep -q "^ *point  *moves  *moved" "$TMP/frontier" || fail "no frontier table: $(cat "$TMP/frontier")"
+"$CRAFTCTL" eval --loads "$TMP/drifted.json" --gpus 8 --nodes 2 --budget 2 --algorithms craft \
+  --previous "$TMP/craft.json" --format csv | grep -q "^point,moves,moved_replicas,moved_fraction" \
+  || fail "frontier csv header"
+
 # SGLang export: fine for uniform layouts, refused with a reason otherwise.
 "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm eplb --format sglang \
   --out "$TMP/sglang.json" 2>/dev/null
@@ -59,6 +80,14 @@ expect_error "same number of slots" "$CRAFTCTL" plan --loads "$TMP/trace.json" -
 echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[4,3,2,1]]}' >"$TMP/small.json"
 expect_error "layers" "$CRAFTCTL" eval --loads "$TMP/small.json" --gpus 2 --layouts "$TMP/craft.json"
 expect_error "unknown command" "$CRAFTCTL" frobnicate
+expect_error "must be in \[0, 1\]" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --nodes 2 \
+  --budget 2 --previous "$TMP/craft.json" --max-moved-fraction 1.5
+expect_error "non-negative" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --nodes 2 \
+  --budget 2 --previous "$TMP/craft.json" --max-moved-gb -1
+expect_error "need --previous" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 \
+  --max-moved-fraction 0.1
+expect_error "layers" "$CRAFTCTL" plan --loads "$TMP/small.json" --gpus 8 --nodes 2 \
+  --previous "$TMP/craft.json" --max-moved-fraction 0.1
 
 if ((failures > 0)); then
   echo "$failures check(s) failed"

@@ -1,5 +1,11 @@
 // craftctl eval --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
 //               [--holdout F] [--previous LAYOUT] [--layouts A,B] [--format table|csv|json]
+//               [--max-moved-fraction F] [--max-moved-gb G] [--frontier-step S]
+//
+// With --previous the table gains the replicas each layout moves (Movement,
+// planner/transfer/movement.h), as planned and stabilised, an `incremental`
+// row (the incremental planner's point within the limit) and, below it, the
+// incremental frontier.
 #include <iostream>
 #include <optional>
 
@@ -8,9 +14,13 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "planner/replay.h"
+#include "planner/transfer/incremental.h"
+#include "planner/transfer/movement.h"
 #include "planner/transfer/stabilize.h"
 #include "tools/craftctl/commands.h"
 #include "tools/craftctl/common.h"
+#include "tools/craftctl/frontier.h"
+#include "tools/craftctl/text_table.h"
 
 namespace craft::ctl {
 namespace {
@@ -22,7 +32,7 @@ struct Row {
   double balancedness = 0;
   double worst_layer = 0;
   double step_time = 0;                 // modelled, tokens
-  std::optional<int64_t> moved;         // remote loads vs --previous, unstabilised
+  std::optional<int64_t> moved;         // Movement::moved_replicas vs --previous, as planned
   std::optional<int64_t> moved_stable;  // ... and stabilised
 };
 
@@ -40,11 +50,13 @@ absl::StatusOr<Row> Measure(const std::string& name, const planner::Layout& layo
   row.worst_layer = stats.worst_balancedness;
   row.step_time = stats.step_time;
   if (previous.has_value()) {
-    CRAFT_ASSIGN_OR_RETURN(planner::MoveStats raw, planner::CountMoves(*previous, layout));
+    const auto bytes = static_cast<int64_t>(bytes_per_expert);
+    CRAFT_ASSIGN_OR_RETURN(planner::Movement raw, planner::CountMovement(*previous, layout, bytes));
     CRAFT_ASSIGN_OR_RETURN(planner::Layout stable, planner::Stabilize(*previous, layout));
-    CRAFT_ASSIGN_OR_RETURN(planner::MoveStats moved, planner::CountMoves(*previous, stable));
-    row.moved = raw.remote_loads;
-    row.moved_stable = moved.remote_loads;
+    CRAFT_ASSIGN_OR_RETURN(planner::Movement moved,
+                           planner::CountMovement(*previous, stable, bytes));
+    row.moved = raw.moved_replicas;
+    row.moved_stable = moved.moved_replicas;
   }
   return row;
 }
@@ -53,7 +65,7 @@ std::string MovedCell(const std::optional<int64_t>& value) {
   return value.has_value() ? absl::StrCat(*value) : "-";
 }
 
-// One row's cells, in the column order of kColumns; `speedup` relative to
+// One row's cells, in the column order of Columns(); `speedup` relative to
 // the first row.
 std::vector<std::string> Cells(const Row& row, double first_step_time) {
   return {row.name,
@@ -67,46 +79,24 @@ std::vector<std::string> Cells(const Row& row, double first_step_time) {
           MovedCell(row.moved_stable)};
 }
 
-struct Column {
-  const char* table_name;
-  const char* csv_name;
-  int width;  // negative: left-aligned
-};
-
-constexpr Column kColumns[] = {
-    {"algorithm", "algorithm", -14},      {"repl/GPU", "replicas_per_gpu", 9},
-    {"GB/GPU", "replica_gb_per_gpu", 10}, {"balancedness", "balancedness", 12},
-    {"worst layer", "worst_layer", 11},   {"step (tokens)", "step_time", 13},
-    {"speedup", "speedup_vs_first", 8},   {"moved", "moved", 8},
-    {"stable", "moved_stabilized", 8},
-};
-
-std::string FormatTable(const std::vector<Row>& rows) {
-  auto line = [](const std::vector<std::string>& cells) {
-    std::string out;
-    for (size_t c = 0; c < cells.size(); ++c) {
-      const int width = kColumns[c].width;
-      out += absl::StrFormat(width < 0 ? "%-*s" : "%*s", width < 0 ? -width : width, cells[c]);
-      out += c + 1 < cells.size() ? " " : "\n";
-    }
-    return out;
+const std::vector<Column>& Columns() {
+  static const std::vector<Column> kColumns = {
+      {"algorithm", "algorithm", -14},      {"repl/GPU", "replicas_per_gpu", 9},
+      {"GB/GPU", "replica_gb_per_gpu", 10}, {"balancedness", "balancedness", 12},
+      {"worst layer", "worst_layer", 11},   {"step (tokens)", "step_time", 13},
+      {"speedup", "speedup_vs_first", 8},   {"moved", "moved", 8},
+      {"stable", "moved_stabilized", 8},
   };
-  std::vector<std::string> header;
-  for (const Column& column : kColumns) header.push_back(column.table_name);
-  std::string out = line(header);
-  for (const Row& row : rows) out += line(Cells(row, rows[0].step_time));
-  return out;
+  return kColumns;
 }
 
-std::string FormatCsv(const std::vector<Row>& rows) {
-  std::vector<std::string> header;
-  for (const Column& column : kColumns) header.push_back(column.csv_name);
-  std::string out = absl::StrJoin(header, ",") + "\n";
-  for (const Row& row : rows) out += absl::StrJoin(Cells(row, rows[0].step_time), ",") + "\n";
-  return out;
+std::vector<std::vector<std::string>> AllCells(const std::vector<Row>& rows) {
+  std::vector<std::vector<std::string>> cells;
+  for (const Row& row : rows) cells.push_back(Cells(row, rows[0].step_time));
+  return cells;
 }
 
-std::string FormatJson(const std::vector<Row>& rows) {
+nlohmann::json FormatJson(const std::vector<Row>& rows) {
   nlohmann::json out = nlohmann::json::array();
   for (const Row& row : rows) {
     nlohmann::json item = {{"algorithm", row.name},
@@ -120,7 +110,7 @@ std::string FormatJson(const std::vector<Row>& rows) {
     if (row.moved_stable) item["moved_stabilized"] = *row.moved_stable;
     out.push_back(item);
   }
-  return out.dump(2) + "\n";
+  return out;
 }
 
 // The windows to plan on and the windows to replay: with --holdout F the last
@@ -153,7 +143,12 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
   CRAFT_ASSIGN_OR_RETURN(double holdout, args.DoubleOr("holdout", 0));
   const std::string previous_path = args.StringOr("previous", "");
   const std::string format = args.StringOr("format", "table");
+  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, ReadMoveLimit(args));
+  CRAFT_ASSIGN_OR_RETURN(double frontier_step, args.DoubleOr("frontier-step", 0.01));
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  if (limit.has_value() && previous_path.empty()) {
+    return absl::InvalidArgumentError("--max-moved-fraction and --max-moved-gb need --previous");
+  }
   if (format != "table" && format != "csv" && format != "json") {
     return absl::InvalidArgumentError("--format must be table, csv or json, got '" + format + "'");
   }
@@ -182,10 +177,38 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
     CRAFT_ASSIGN_OR_RETURN(Row row, Measure(path, layout, eval_trace, previous, bytes_per_expert));
     rows.push_back(row);
   }
+  std::optional<FrontierReport> frontier;
+  if (previous.has_value()) {
+    // The incremental planner from --previous on the planning windows; its
+    // point within the limit is a row, its frontier a second table.
+    CRAFT_ASSIGN_OR_RETURN(planner::IncrementalOptions incremental,
+                           IncrementalOptionsFor(options, limit.value_or(planner::MoveLimit{})));
+    CRAFT_ASSIGN_OR_RETURN(planner::IncrementalPlan plan,
+                           planner::PlanIncremental(*previous, plan_trace, incremental));
+    const int point = planner::PickFrontierPoint(plan, incremental.limit);
+    CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, planner::LayoutAtPoint(*previous, plan, point));
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(absl::StrCat("incremental R=", incremental.budget),
+                                            layout, eval_trace, previous, bytes_per_expert));
+    rows.push_back(row);
+    CRAFT_ASSIGN_OR_RETURN(frontier, ReportFrontier(*previous, plan, eval_trace, frontier_step));
+  }
   if (rows.empty()) return absl::InvalidArgumentError("nothing to evaluate");
-  std::cout << (format == "table" ? FormatTable(rows)
-                : format == "csv" ? FormatCsv(rows)
-                                  : FormatJson(rows));
+  if (format == "json") {
+    nlohmann::json out = FormatJson(rows);
+    // With --previous: {"algorithms": [...], "frontier": [...]}.
+    if (frontier.has_value()) out = {{"algorithms", out}, {"frontier", frontier->json}};
+    std::cout << out.dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  const bool table = format == "table";
+  std::cout << (table ? FormatTextTable(Columns(), AllCells(rows))
+                      : FormatCsvTable(Columns(), AllCells(rows)));
+  if (frontier.has_value()) {
+    // A blank line separates the two tables in either format.
+    std::cout << "\n"
+              << (table ? "incremental frontier (moved vs --previous):\n" : "")
+              << (table ? frontier->table : frontier->csv);
+  }
   return absl::OkStatus();
 }
 

@@ -15,9 +15,13 @@ commands:
          [--nodes N] [--groups G] [--redundant-per-layer r] [--budget R|auto]
          [--candidates 0,1,2,4,...] [--objective balancedness|step-time]
          [--no-duplicates] [--previous LAYOUT] [--format craft|sglang] [--out FILE]
+         [--max-moved-fraction F] [--max-moved-gb G]  (with --previous: plan
+         incrementally from LAYOUT, moving at most F of the slots / G GB into a GPU)
   eval   --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
          [--holdout FRACTION] [--layouts A.json,B.json] [--previous LAYOUT]
-         [--format table|csv|json] and the plan flags above
+         [--format table|csv|json] [--max-moved-fraction F] [--max-moved-gb G]
+         [--frontier-step 0.01] and the plan flags above; with --previous it adds
+         an incremental row and prints the incremental frontier
   synth  --out FILE [--layers 58] [--experts 256] [--top-k 8] [--windows 100]
          [--tokens-per-window 4096] [--seed 1] [--skewed-fraction 0.5]
          [--min-hot 10] [--max-hot 30] [--drift 0.02]

@@ -1,17 +1,42 @@
 // craftctl plan --loads FILE --gpus D --algorithm NAME [...] [--out FILE]
+//              [--previous LAYOUT [--max-moved-fraction F] [--max-moved-gb G]]
+//
+// With --previous alone a fresh plan is stabilised against LAYOUT; with a
+// movement limit too, the incremental planner starts from LAYOUT instead and
+// the output is its frontier point within the limit.
 #include <iostream>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "planner/io/layout_json.h"
 #include "planner/replay.h"
+#include "planner/transfer/incremental.h"
+#include "planner/transfer/movement.h"
 #include "planner/transfer/stabilize.h"
 #include "planner/transfer/transfer_plan.h"
 #include "tools/craftctl/commands.h"
 #include "tools/craftctl/common.h"
+#include "tools/craftctl/frontier.h"
 
 namespace craft::ctl {
 namespace {
+
+// Reports, on stderr, what applying `next` over `previous` moves: replicas
+// (Movement) and the bytes of its transfer plan per link kind.
+absl::Status ReportTransfers(const planner::Layout& previous, const planner::Layout& next,
+                             double bytes_per_expert) {
+  const auto bytes = static_cast<int64_t>(bytes_per_expert);
+  CRAFT_ASSIGN_OR_RETURN(planner::Movement moved, planner::CountMovement(previous, next, bytes));
+  CRAFT_ASSIGN_OR_RETURN(planner::TransferPlan transfers,
+                         planner::BuildTransferPlan(previous, next, bytes));
+  std::cerr << absl::StrFormat(
+      "vs previous: %d of %d replicas moved (%.2f%% of slots), max %.2f GB into one GPU; "
+      "%.2f GB cross-node, %.2f GB intra-node\n",
+      moved.moved_replicas, moved.new_slots, 100 * moved.moved_fraction,
+      moved.max_bytes_into_gpu / 1e9, transfers.bytes_inter_node / 1e9,
+      transfers.bytes_intra_node / 1e9);
+  return absl::OkStatus();
+}
 
 // Stabilises `layout` against the previous one and reports what moves.
 absl::StatusOr<planner::Layout> StabilizeAndReport(const planner::Layout& previous,
@@ -20,16 +45,31 @@ absl::StatusOr<planner::Layout> StabilizeAndReport(const planner::Layout& previo
   CRAFT_ASSIGN_OR_RETURN(planner::MoveStats raw, planner::CountMoves(previous, layout));
   CRAFT_ASSIGN_OR_RETURN(planner::Layout stable, planner::Stabilize(previous, layout));
   CRAFT_ASSIGN_OR_RETURN(planner::MoveStats moved, planner::CountMoves(previous, stable));
-  CRAFT_ASSIGN_OR_RETURN(
-      planner::TransferPlan transfers,
-      planner::BuildTransferPlan(previous, stable, static_cast<int64_t>(bytes_per_expert)));
+  CRAFT_RETURN_IF_ERROR(ReportTransfers(previous, stable, bytes_per_expert));
   std::cerr << absl::StrFormat(
-      "vs previous: %d slots change without stabilisation, %d with (%d remote loads, %d local "
-      "copies); %.2f GB cross-node, %.2f GB intra-node, max %.2f GB into one GPU\n",
-      raw.slots_changed, moved.slots_changed, moved.remote_loads, moved.local_copies,
-      transfers.bytes_inter_node / 1e9, transfers.bytes_intra_node / 1e9,
-      transfers.max_bytes_received_by_a_gpu / 1e9);
+      "  %d slots change without stabilisation, %d with (%d remote loads, %d local copies)\n",
+      raw.slots_changed, moved.slots_changed, moved.remote_loads, moved.local_copies);
   return stable;
+}
+
+// The incremental planner's point within `limit`, from `previous`.
+absl::StatusOr<planner::Layout> PlanIncrementally(const planner::Layout& previous,
+                                                  const planner::LoadTrace& trace,
+                                                  const planner::PlanOptions& options,
+                                                  const planner::MoveLimit& limit) {
+  CRAFT_ASSIGN_OR_RETURN(planner::IncrementalOptions incremental,
+                         IncrementalOptionsFor(options, limit));
+  CRAFT_ASSIGN_OR_RETURN(planner::IncrementalPlan plan,
+                         planner::PlanIncremental(previous, trace, incremental));
+  const int point = planner::PickFrontierPoint(plan, limit);
+  std::cerr << absl::StrFormat(
+      "incremental: frontier of %d points, point %d within the limit (%d moves); predicted "
+      "balancedness %.4f -> %.4f\n",
+      plan.frontier.size(), point, plan.frontier[point].num_moves,
+      plan.frontier[0].predicted_balancedness, plan.frontier[point].predicted_balancedness);
+  CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, planner::LayoutAtPoint(previous, plan, point));
+  CRAFT_RETURN_IF_ERROR(ReportTransfers(previous, layout, options.memory.bytes_per_expert));
+  return layout;
 }
 
 }  // namespace
@@ -37,10 +77,21 @@ absl::StatusOr<planner::Layout> StabilizeAndReport(const planner::Layout& previo
 absl::Status RunPlan(const std::vector<std::string>& argv) {
   CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, PlanSwitches()));
   CRAFT_ASSIGN_OR_RETURN(std::string loads_path, args.String("loads"));
-  CRAFT_ASSIGN_OR_RETURN(std::string algorithm_name, args.String("algorithm"));
+  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, ReadMoveLimit(args));
+  // The incremental planner plans CRAFT layouts, so --algorithm may be left out.
+  CRAFT_ASSIGN_OR_RETURN(std::string algorithm_name, limit.has_value()
+                                                         ? args.StringOr("algorithm", "craft")
+                                                         : args.String("algorithm"));
   CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, ReadPlanOptions(args));
   CRAFT_ASSIGN_OR_RETURN(options.algorithm, planner::ParseAlgorithm(algorithm_name));
   const std::string previous_path = args.StringOr("previous", "");
+  if (limit.has_value() && previous_path.empty()) {
+    return absl::InvalidArgumentError("--max-moved-fraction and --max-moved-gb need --previous");
+  }
+  if (limit.has_value() && options.algorithm != planner::Algorithm::kCraft) {
+    return absl::InvalidArgumentError(
+        "a movement limit plans incrementally, which needs --algorithm craft");
+  }
   const std::string format = args.StringOr("format", "craft");
   const std::string out = args.StringOr("out", "-");
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
@@ -49,11 +100,21 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
   }
 
   CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, LoadTraceFile(loads_path));
-  CRAFT_ASSIGN_OR_RETURN(planner::PlanResult plan, planner::Plan(trace, options));
-  if (!previous_path.empty()) {
+  planner::PlanResult plan;
+  if (limit.has_value()) {
     CRAFT_ASSIGN_OR_RETURN(planner::Layout previous, LoadLayoutFile(previous_path));
-    CRAFT_ASSIGN_OR_RETURN(
-        plan.layout, StabilizeAndReport(previous, plan.layout, options.memory.bytes_per_expert));
+    CRAFT_ASSIGN_OR_RETURN(plan.layout, PlanIncrementally(previous, trace, options, *limit));
+    plan.budget = *options.budget;
+    for (const planner::LayerPlacement& layer : plan.layout.layers) {
+      plan.replicas_per_layer.push_back(layer.num_slots() - plan.layout.num_experts);
+    }
+  } else {
+    CRAFT_ASSIGN_OR_RETURN(plan, planner::Plan(trace, options));
+    if (!previous_path.empty()) {
+      CRAFT_ASSIGN_OR_RETURN(planner::Layout previous, LoadLayoutFile(previous_path));
+      CRAFT_ASSIGN_OR_RETURN(
+          plan.layout, StabilizeAndReport(previous, plan.layout, options.memory.bytes_per_expert));
+    }
   }
   CRAFT_ASSIGN_OR_RETURN(planner::LayoutStats stats, planner::EvaluateLayout(plan.layout, trace));
   std::cerr << absl::StrFormat(
