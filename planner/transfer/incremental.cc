@@ -34,6 +34,11 @@ struct Candidate {
   IncrementalMove move;
   double gain = 0;        // predicted mean balancedness (model level)
   double step_delta = 0;  // predicted step time change
+  // Its change in moved replicas, in total and per edited GPU. Cached when
+  // the candidate is made: they depend only on its layers' slots, and a
+  // layer's candidates are remade whenever its slots change.
+  int64_t cost = 0;
+  std::vector<std::pair<int, int>> into;
 };
 
 // One redundant replica a GPU could give up in some layer, for shifts.
@@ -41,6 +46,7 @@ struct Donor {
   int expert = -1;
   double gain = 0;  // usually negative: the layer loses balance
   double step_delta = 0;
+  int cost = 0;  // 0, or -1 when the replica had arrived since the committed layout
 };
 
 std::vector<ReplicaChange> ChangesOf(const std::vector<SlotEdit>& edits, int layer) {
@@ -192,9 +198,8 @@ class Search {
     std::optional<Candidate> best;
     double best_score = 0;
     auto consider = [&](const Candidate& c) {
-      std::vector<std::pair<int, int>> into;
-      const int64_t delta = MovedDelta(c.move, &into);
-      for (const auto& [gpu, change] : into) {
+      const int64_t delta = c.cost;
+      for (const auto& [gpu, change] : c.into) {
         if (change > 0 && !FitsBytes(into_gpu_[gpu] + change)) return;
       }
       if (c.gain <= options_.min_gain_per_replica * std::max<int64_t>(delta, 1)) return;
@@ -217,7 +222,9 @@ class Search {
         const Donor& donor = donors_[other][edit.gpu];
         consider({{MoveKind::kShift, {{other, edit.gpu, donor.expert, -1}, edit}},
                   add.gain + donor.gain,
-                  add.step_delta + donor.step_delta});
+                  add.step_delta + donor.step_delta,
+                  add.cost + donor.cost,
+                  {{edit.gpu, static_cast<int>(add.cost) + donor.cost}}});
       }
     }
     return best;
@@ -227,17 +234,33 @@ class Search {
     std::vector<std::pair<int, int>> into;
     moved_ += MovedDelta(move, &into);
     for (const auto& [gpu, delta] : into) into_gpu_[gpu] += delta;
-    std::vector<int> layers;
+    // Per layer, the GPUs whose loads change: the edited ones and every holder
+    // of an expert whose replica count changes (before the edit; after it
+    // they are the same GPUs plus the edited ones).
+    std::vector<std::pair<int, std::vector<int>>> layers;
+    for (const SlotEdit& edit : move.edits) {
+      auto it = std::find_if(layers.begin(), layers.end(),
+                             [&](const auto& entry) { return entry.first == edit.layer; });
+      if (it == layers.end()) it = layers.insert(layers.end(), {edit.layer, {}});
+      std::vector<int>& gpus = it->second;
+      gpus.push_back(edit.gpu);
+      const LayerModel& model = *models_[edit.layer];
+      for (int expert : {edit.remove_expert, edit.add_expert}) {
+        if (expert < 0) continue;
+        for (int g = 0; g < model.num_gpus(); ++g) {
+          if (model.Holds(g, expert)) gpus.push_back(g);
+        }
+      }
+    }
     for (const SlotEdit& edit : move.edits) {
       // Checked by construction: the search only builds moves that fit.
       ApplyEdit(edit, current_).IgnoreError();
       arrivals_[edit.layer][edit.gpu] = Arrivals(edit.layer, edit.gpu);
-      if (std::find(layers.begin(), layers.end(), edit.layer) == layers.end()) {
-        layers.push_back(edit.layer);
-      }
     }
-    for (int l : layers) {
-      models_[l]->Reset(current_.layers[l]);
+    for (auto& [l, gpus] : layers) {
+      std::sort(gpus.begin(), gpus.end());
+      gpus.erase(std::unique(gpus.begin(), gpus.end()), gpus.end());
+      models_[l]->Update(current_.layers[l], gpus);
       touched_.push_back(l);
     }
   }
@@ -309,20 +332,39 @@ class Search {
 
   Candidate Scored(int l, IncrementalMove move) const {
     const LayerDelta d = models_[l]->Evaluate(ChangesOf(move.edits, l));
-    if (!d.valid) return {std::move(move), -1, 0};
-    return {std::move(move), d.balancedness / models_.size(), d.max_gpu_load};
+    Candidate c{std::move(move), d.valid ? d.balancedness / models_.size() : -1, d.max_gpu_load};
+    if (d.valid) c.cost = MovedDelta(c.move, &c.into);
+    return c;
   }
 
   // The cheap proxy moves are ranked by before replaying them: how much the
   // pair (source, destination) max of total load drops.
+  // Kept as plain numbers: thousands are ranked per refresh, a few become
+  // moves. kSwap: x on g <-> y on h; kReplace: x replaces y on h (y = -1: x
+  // is added on h, for a shift).
   struct Proxy {
     double value;
-    IncrementalMove move;
+    MoveKind kind;
+    int g, x, h, y;
+    int order = 0;  // generation order, for deterministic ties
   };
+  static IncrementalMove MoveOf(int l, const Proxy& p) {
+    if (p.kind == MoveKind::kSwap)
+      return {MoveKind::kSwap, {{l, p.g, p.x, p.y}, {l, p.h, p.y, p.x}}};
+    return {MoveKind::kReplace, {{l, p.h, p.y, p.x}}};
+  }
   static void Shortlist(std::vector<Proxy>& proxies) {
-    std::stable_sort(proxies.begin(), proxies.end(),
-                     [](const Proxy& a, const Proxy& b) { return a.value > b.value; });
-    if (static_cast<int>(proxies.size()) > kShortlist) proxies.resize(kShortlist);
+    for (size_t i = 0; i < proxies.size(); ++i) proxies[i].order = static_cast<int>(i);
+    // Only proxies that promise something; ties keep generation order.
+    proxies.erase(std::remove_if(proxies.begin(), proxies.end(),
+                                 [](const Proxy& p) { return !(p.value > 0); }),
+                  proxies.end());
+    const size_t keep = std::min<size_t>(kShortlist, proxies.size());
+    std::partial_sort(proxies.begin(), proxies.begin() + keep, proxies.end(),
+                      [](const Proxy& a, const Proxy& b) {
+                        return a.value != b.value ? a.value > b.value : a.order < b.order;
+                      });
+    proxies.resize(keep);
   }
 
   void Refresh(int l) {
@@ -367,17 +409,17 @@ class Search {
           const double load_h = m.GpuLoad(h);
           const double pair_max = std::max(load_g, load_h);
           adds.push_back({pair_max - std::max(load_g - relief, load_h + a * k / (k + 1)),
-                          {MoveKind::kReplace, {{l, h, -1, x}}}});
+                          MoveKind::kReplace, g, x, h, -1});
           for (int y : Distinct(m.GpuExperts(h))) {
             const double b = m.ReplicaLoad(y);
             if (!m.Holds(g, y) && a > b) {
-              swaps.push_back({pair_max - std::max(load_g - a + b, load_h + a - b),
-                               {MoveKind::kSwap, {{l, g, x, y}, {l, h, y, x}}}});
+              swaps.push_back({pair_max - std::max(load_g - a + b, load_h + a - b), MoveKind::kSwap,
+                               g, x, h, y});
             }
             if (y != x && m.Replicas(y) >= 2) {
               replaces.push_back(
                   {pair_max - std::max(load_g - relief, load_h + a * k / (k + 1) - b),
-                   {MoveKind::kReplace, {{l, h, y, x}}}});
+                   MoveKind::kReplace, g, x, h, y});
             }
           }
         }
@@ -386,15 +428,15 @@ class Search {
     local_[l].clear();
     for (std::vector<Proxy>* list : {&swaps, &replaces}) {
       Shortlist(*list);
-      for (Proxy& p : *list) {
-        Candidate c = Scored(l, std::move(p.move));
+      for (const Proxy& p : *list) {
+        Candidate c = Scored(l, MoveOf(l, p));
         if (c.gain > 0) local_[l].push_back(std::move(c));
       }
     }
     adds_[l].clear();
     Shortlist(adds);
-    for (Proxy& p : adds) {
-      Candidate c = Scored(l, std::move(p.move));
+    for (const Proxy& p : adds) {
+      Candidate c = Scored(l, MoveOf(l, p));
       if (c.gain > 0) adds_[l].push_back(std::move(c));
     }
     // Donors: every GPU's cheapest redundant replica to give up.
@@ -406,7 +448,9 @@ class Search {
         const LayerDelta d = m.Evaluate(drop);
         const double gain = d.balancedness / models_.size();
         if (d.valid && (donors_[l][h].expert < 0 || gain > donors_[l][h].gain)) {
-          donors_[l][h] = {y, gain, d.max_gpu_load};
+          std::vector<std::pair<int, int>> into;
+          const IncrementalMove move{MoveKind::kShift, {{l, h, y, -1}}};
+          donors_[l][h] = {y, gain, d.max_gpu_load, static_cast<int>(MovedDelta(move, &into))};
         }
       }
     }

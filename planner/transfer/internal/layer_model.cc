@@ -23,8 +23,7 @@ bool LayerModel::Holds(int gpu, int expert) const {
   return std::find(experts.begin(), experts.end(), expert) != experts.end();
 }
 
-void LayerModel::Reset(const LayerPlacement& placement) {
-  const int windows = static_cast<int>(counts_.size());
+void LayerModel::ReadPlacement(const LayerPlacement& placement) {
   gpu_experts_.assign(num_gpus_, {});
   replicas_.assign(trace_.num_experts(), 0);
   int slot = 0;
@@ -34,25 +33,52 @@ void LayerModel::Reset(const LayerPlacement& placement) {
       ++replicas_[placement.phy2log[slot]];
     }
   }
+}
+
+double LayerModel::GpuWindowLoad(int window, int gpu) const {
+  double sum = 0;
+  for (int e : gpu_experts_[gpu]) sum += Count(window, e) / replicas_[e];
+  return sum;
+}
+
+void LayerModel::Reset(const LayerPlacement& placement) {
+  ReadPlacement(placement);
+  const int windows = static_cast<int>(counts_.size());
   load_.assign(static_cast<size_t>(windows) * num_gpus_, 0.0);
+  for (int w = 0; w < windows; ++w) {
+    for (int g = 0; g < num_gpus_; ++g) {
+      load_[static_cast<size_t>(w) * num_gpus_ + g] = GpuWindowLoad(w, g);
+    }
+  }
+  Summarise();
+}
+
+void LayerModel::Update(const LayerPlacement& placement, absl::Span<const int> gpus) {
+  ReadPlacement(placement);
+  const int windows = static_cast<int>(counts_.size());
+  // Recomputed from the counts rather than adjusted, so rounding never drifts.
+  for (int w = 0; w < windows; ++w) {
+    for (int g : gpus) load_[static_cast<size_t>(w) * num_gpus_ + g] = GpuWindowLoad(w, g);
+  }
+  Summarise();
+}
+
+void LayerModel::Summarise() {
+  const int windows = static_cast<int>(counts_.size());
   top_.assign(static_cast<size_t>(windows) * kTop, -1);
   gpu_total_.assign(num_gpus_, 0.0);
   times_busiest_.assign(num_gpus_, 0);
   balancedness_ = 0;
   max_gpu_load_ = 0;
   for (int w = 0; w < windows; ++w) {
-    double* load = &load_[static_cast<size_t>(w) * num_gpus_];
-    for (int g = 0; g < num_gpus_; ++g) {
-      double sum = 0;
-      for (int e : gpu_experts_[g]) sum += Count(w, e) / replicas_[e];
-      load[g] = sum;
-      gpu_total_[g] += sum;
-    }
+    const double* load = &load_[static_cast<size_t>(w) * num_gpus_];
+    for (int g = 0; g < num_gpus_; ++g) gpu_total_[g] += load[g];
     // The kTop busiest, ties to the lowest GPU (a stable order keeps the
     // planner deterministic).
     int* top = &top_[static_cast<size_t>(w) * kTop];
     const int keep = std::min(kTop, num_gpus_);
     for (int g = 0; g < num_gpus_; ++g) {
+      if (top[keep - 1] >= 0 && load[g] <= load[top[keep - 1]]) continue;
       for (int k = 0; k < keep; ++k) {
         if (top[k] < 0 || load[g] > load[top[k]]) {
           for (int j = keep - 1; j > k; --j) top[j] = top[j - 1];

@@ -38,6 +38,10 @@ class LayerModel {
 
   // Rebuilds every per-window GPU load from `placement`: O(windows x slots).
   void Reset(const LayerPlacement& placement);
+  // The same after a change that touched only the loads of `gpus` (the
+  // holders of every expert whose replica count changed, before and after,
+  // and the GPUs edited): O(windows x (D + their slots)).
+  void Update(const LayerPlacement& placement, absl::Span<const int> gpus);
 
   // Same definitions as replay.h's ReplayLayer, on this model's windows.
   double balancedness() const { return balancedness_; }
@@ -63,6 +67,11 @@ class LayerModel {
   static constexpr int kTop = 4;  // busiest GPUs remembered per window
 
   double Count(int window, int expert) const { return counts_[window][expert]; }
+  // Slots per GPU and replica counts from `placement`.
+  void ReadPlacement(const LayerPlacement& placement);
+  double GpuWindowLoad(int window, int gpu) const;
+  // Busiest GPUs and the layer's statistics from load_.
+  void Summarise();
 
   const LoadTrace& trace_;
   const int layer_;
