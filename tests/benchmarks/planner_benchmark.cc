@@ -12,6 +12,7 @@
 #include "planner/eplb/eplb.h"
 #include "planner/plan.h"
 #include "planner/synth/synth.h"
+#include "planner/transfer/incremental.h"
 #include "planner/transfer/stabilize.h"
 
 namespace craft::planner {
@@ -120,6 +121,32 @@ void BM_StabilizeReplan(benchmark::State& state, Shape shape) {
   for (auto _ : state) benchmark::DoNotOptimize(Stabilize(previous, next).value());
 }
 BENCHMARK_CAPTURE(BM_StabilizeReplan, deepseek, kDeepSeek)->Unit(benchmark::kMillisecond);
+
+// The incremental planner on the same trace and shape as BM_CraftFullPlan,
+// from a layout planned on loads with other hot experts (another seed): the
+// hard case, where it moves the most. Limited to 15% of the slots moved (the
+// operating point) and unlimited (the whole frontier). It must take no longer
+// than the fresh plan.
+void BM_IncrementalReplan(benchmark::State& state, Shape shape, double max_moved_fraction) {
+  const LoadTrace& trace = TraceFor(shape);
+  SynthOptions other;
+  other.num_layers = shape.layers;
+  other.num_experts = shape.experts;
+  other.num_windows = 50;
+  other.seed = 2027;
+  const Layout committed = Plan(SynthesizeTrace(other).value(), CraftOptions(shape)).value().layout;
+  IncrementalOptions options;
+  options.budget = 8;
+  options.limit.max_moved_fraction = max_moved_fraction;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(PlanIncremental(committed, trace, options).value());
+  }
+}
+BENCHMARK_CAPTURE(BM_IncrementalReplan, deepseek_15pct, kDeepSeek, 0.15)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_IncrementalReplan, kimi_15pct, kKimi, 0.15)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_IncrementalReplan, deepseek_unlimited, kDeepSeek, 1.0)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace craft::planner
