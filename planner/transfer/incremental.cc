@@ -247,9 +247,7 @@ class Search {
       const LayerModel& model = *models_[edit.layer];
       for (int expert : {edit.remove_expert, edit.add_expert}) {
         if (expert < 0) continue;
-        for (int g = 0; g < model.num_gpus(); ++g) {
-          if (model.Holds(g, expert)) gpus.push_back(g);
-        }
+        gpus.insert(gpus.end(), model.Holders(expert).begin(), model.Holders(expert).end());
       }
     }
     for (const SlotEdit& edit : move.edits) {
@@ -397,10 +395,13 @@ class Search {
       destinations.resize(kDestinations);
     }
 
+    std::vector<std::vector<int>> distinct(gpus);
+    for (int g : sources) distinct[g] = Distinct(m.GpuExperts(g));
+    for (int h : destinations) distinct[h] = Distinct(m.GpuExperts(h));
     std::vector<Proxy> swaps, replaces, adds;
     for (int g : sources) {
       const double load_g = m.GpuLoad(g);
-      for (int x : Distinct(m.GpuExperts(g))) {
+      for (int x : distinct[g]) {
         const double a = m.ReplicaLoad(x);
         const int k = m.Replicas(x);
         const double relief = a - a * k / (k + 1);  // what each holder of x sheds
@@ -410,7 +411,7 @@ class Search {
           const double pair_max = std::max(load_g, load_h);
           adds.push_back({pair_max - std::max(load_g - relief, load_h + a * k / (k + 1)),
                           MoveKind::kReplace, g, x, h, -1});
-          for (int y : Distinct(m.GpuExperts(h))) {
+          for (int y : distinct[h]) {
             const double b = m.ReplicaLoad(y);
             if (!m.Holds(g, y) && a > b) {
               swaps.push_back({pair_max - std::max(load_g - a + b, load_h + a - b), MoveKind::kSwap,

@@ -2,17 +2,24 @@
 
 #include <algorithm>
 
+#include "absl/container/inlined_vector.h"
+
 namespace craft::planner::transfer_internal {
 
 LayerModel::LayerModel(const LoadTrace& trace, int layer, std::vector<int> windows, int num_gpus)
-    : trace_(trace), layer_(layer), num_gpus_(num_gpus) {
-  expert_total_.assign(trace.num_experts(), 0.0);
-  for (int w : windows) {
-    counts_.push_back(trace_.replay_window(w, layer_));
+    : num_gpus_(num_gpus),
+      num_experts_(trace.num_experts()),
+      num_windows_(static_cast<int>(windows.size())) {
+  counts_.assign(static_cast<size_t>(num_experts_) * num_windows_, 0.0);
+  expert_total_.assign(num_experts_, 0.0);
+  for (int i = 0; i < num_windows_; ++i) {
+    const absl::Span<const int64_t> counts = trace.replay_window(windows[i], layer);
     double total = 0;
-    for (int e = 0; e < trace.num_experts(); ++e) {
-      expert_total_[e] += static_cast<double>(counts_.back()[e]);
-      total += static_cast<double>(counts_.back()[e]);
+    for (int e = 0; e < num_experts_; ++e) {
+      const auto count = static_cast<double>(counts[e]);
+      counts_[static_cast<size_t>(e) * num_windows_ + i] = count;
+      expert_total_[e] += count;
+      total += count;
     }
     window_mean_.push_back(total / num_gpus_);
   }
@@ -25,87 +32,102 @@ bool LayerModel::Holds(int gpu, int expert) const {
 
 void LayerModel::ReadPlacement(const LayerPlacement& placement) {
   gpu_experts_.assign(num_gpus_, {});
-  replicas_.assign(trace_.num_experts(), 0);
+  holders_.assign(num_experts_, {});
+  replicas_.assign(num_experts_, 0);
   int slot = 0;
   for (int g = 0; g < num_gpus_; ++g) {
     for (int i = 0; i < placement.slots_per_gpu[g]; ++i, ++slot) {
-      gpu_experts_[g].push_back(placement.phy2log[slot]);
-      ++replicas_[placement.phy2log[slot]];
+      const int e = placement.phy2log[slot];
+      gpu_experts_[g].push_back(e);
+      holders_[e].push_back(g);
+      ++replicas_[e];
     }
   }
 }
 
-double LayerModel::GpuWindowLoad(int window, int gpu) const {
-  double sum = 0;
-  for (int e : gpu_experts_[gpu]) sum += Count(window, e) / replicas_[e];
-  return sum;
+void LayerModel::LoadGpu(int gpu) {
+  double* load = &load_[static_cast<size_t>(gpu) * num_windows_];
+  std::fill(load, load + num_windows_, 0.0);
+  // Summed in slot order per window, recomputed from the counts rather than
+  // adjusted, so rounding never drifts.
+  for (int e : gpu_experts_[gpu]) {
+    const double* count = &counts_[static_cast<size_t>(e) * num_windows_];
+    const double replicas = replicas_[e];
+    for (int w = 0; w < num_windows_; ++w) load[w] += count[w] / replicas;
+  }
 }
 
 void LayerModel::Reset(const LayerPlacement& placement) {
   ReadPlacement(placement);
-  const int windows = static_cast<int>(counts_.size());
-  load_.assign(static_cast<size_t>(windows) * num_gpus_, 0.0);
-  for (int w = 0; w < windows; ++w) {
-    for (int g = 0; g < num_gpus_; ++g) {
-      load_[static_cast<size_t>(w) * num_gpus_ + g] = GpuWindowLoad(w, g);
-    }
-  }
+  load_.assign(static_cast<size_t>(num_windows_) * num_gpus_, 0.0);
+  for (int g = 0; g < num_gpus_; ++g) LoadGpu(g);
   Summarise();
 }
 
 void LayerModel::Update(const LayerPlacement& placement, absl::Span<const int> gpus) {
   ReadPlacement(placement);
-  const int windows = static_cast<int>(counts_.size());
-  // Recomputed from the counts rather than adjusted, so rounding never drifts.
-  for (int w = 0; w < windows; ++w) {
-    for (int g : gpus) load_[static_cast<size_t>(w) * num_gpus_ + g] = GpuWindowLoad(w, g);
-  }
+  for (int g : gpus) LoadGpu(g);
   Summarise();
 }
 
 void LayerModel::Summarise() {
-  const int windows = static_cast<int>(counts_.size());
-  top_.assign(static_cast<size_t>(windows) * kTop, -1);
+  top_.assign(static_cast<size_t>(num_windows_) * kTop, -1);
   gpu_total_.assign(num_gpus_, 0.0);
   times_busiest_.assign(num_gpus_, 0);
+  window_max_.assign(num_windows_, 0.0);
+  window_balance_.assign(num_windows_, 1.0);
+  for (int g = 0; g < num_gpus_; ++g) {
+    const double* load = &load_[static_cast<size_t>(g) * num_windows_];
+    double total = 0;
+    for (int w = 0; w < num_windows_; ++w) total += load[w];
+    gpu_total_[g] = total;
+  }
+  // The kTop busiest per window, ties to the lowest GPU (a stable order
+  // keeps the planner deterministic): GPUs in ascending order, each inserted
+  // before the first that is strictly less busy.
+  const int keep = std::min(kTop, num_gpus_);
+  std::vector<double> top_load(static_cast<size_t>(num_windows_) * kTop, -1.0);
+  for (int g = 0; g < num_gpus_; ++g) {
+    const double* load = &load_[static_cast<size_t>(g) * num_windows_];
+    for (int w = 0; w < num_windows_; ++w) {
+      double* loads = &top_load[static_cast<size_t>(w) * kTop];
+      if (load[w] <= loads[keep - 1]) continue;  // loads are >= 0: empty entries are -1
+      int* top = &top_[static_cast<size_t>(w) * kTop];
+      int k = keep - 1;
+      while (k > 0 && load[w] > loads[k - 1]) {
+        top[k] = top[k - 1];
+        loads[k] = loads[k - 1];
+        --k;
+      }
+      top[k] = g;
+      loads[k] = load[w];
+    }
+  }
   balancedness_ = 0;
   max_gpu_load_ = 0;
-  for (int w = 0; w < windows; ++w) {
-    const double* load = &load_[static_cast<size_t>(w) * num_gpus_];
-    for (int g = 0; g < num_gpus_; ++g) gpu_total_[g] += load[g];
-    // The kTop busiest, ties to the lowest GPU (a stable order keeps the
-    // planner deterministic).
-    int* top = &top_[static_cast<size_t>(w) * kTop];
-    const int keep = std::min(kTop, num_gpus_);
-    for (int g = 0; g < num_gpus_; ++g) {
-      if (top[keep - 1] >= 0 && load[g] <= load[top[keep - 1]]) continue;
-      for (int k = 0; k < keep; ++k) {
-        if (top[k] < 0 || load[g] > load[top[k]]) {
-          for (int j = keep - 1; j > k; --j) top[j] = top[j - 1];
-          top[k] = g;
-          break;
-        }
-      }
-    }
-    const double max = load[top[0]];
-    ++times_busiest_[top[0]];
-    balancedness_ += max > 0 ? window_mean_[w] / max : 1.0;
+  for (int w = 0; w < num_windows_; ++w) {
+    const int busiest = top_[static_cast<size_t>(w) * kTop];
+    const double max = LoadAt(busiest, w);
+    ++times_busiest_[busiest];
+    window_max_[w] = max;
+    window_balance_[w] = max > 0 ? window_mean_[w] / max : 1.0;
+    balancedness_ += window_balance_[w];
     max_gpu_load_ += max;
   }
-  balancedness_ /= windows;
-  max_gpu_load_ /= windows;
+  balancedness_ /= num_windows_;
+  max_gpu_load_ /= num_windows_;
 }
 
 LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
   LayerDelta delta;
-  // The experts whose replica count changes, and their counts before/after.
-  std::vector<int> experts;
+  // The experts whose replica count changes, and their counts after.
+  absl::InlinedVector<int, 4> experts;
   for (const ReplicaChange& c : changes) {
     if (std::find(experts.begin(), experts.end(), c.expert) == experts.end()) {
       experts.push_back(c.expert);
     }
   }
-  std::vector<int> after(experts.size());
+  absl::InlinedVector<int, 4> after(experts.size());
   for (size_t i = 0; i < experts.size(); ++i) {
     after[i] = replicas_[experts[i]];
     for (const ReplicaChange& c : changes) {
@@ -113,21 +135,28 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
     }
     if (after[i] < 1) return delta;
   }
+  // Only the holders of those experts and the GPUs changed can change load.
+  absl::InlinedVector<int, 16> candidates;
+  for (int e : experts) candidates.insert(candidates.end(), holders_[e].begin(), holders_[e].end());
+  for (const ReplicaChange& c : changes) candidates.push_back(c.gpu);
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   // Every GPU whose load changes, with (expert, coefficient) terms: the
-  // expert's count times the coefficient is the GPU's load change.
+  // expert's count times the coefficient is the GPU's load change. In GPU
+  // order, then expert order, so the sums are the same whatever the layout.
   struct Term {
-    int gpu;
+    int gpu_index;  // into `gpus`
     int expert;
     double coef;
   };
-  std::vector<Term> terms;
-  std::vector<int> gpus;
-  for (int g = 0; g < num_gpus_; ++g) {
+  absl::InlinedVector<Term, 16> terms;
+  absl::InlinedVector<int, 16> gpus;
+  for (int g : candidates) {
     bool touched = false;
     for (size_t i = 0; i < experts.size(); ++i) {
       const int e = experts[i];
-      int before_here =
-          static_cast<int>(std::count(gpu_experts_[g].begin(), gpu_experts_[g].end(), e));
+      const int before_here =
+          static_cast<int>(std::count(holders_[e].begin(), holders_[e].end(), g));
       int after_here = before_here;
       for (const ReplicaChange& c : changes) {
         if (c.gpu == g && c.expert == e) after_here += c.delta;
@@ -136,7 +165,7 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
       const double coef = static_cast<double>(after_here) / after[i] -
                           static_cast<double>(before_here) / replicas_[e];
       if (coef != 0) {
-        terms.push_back({g, e, coef});
+        terms.push_back({static_cast<int>(gpus.size()), e, coef});
         touched = true;
       }
     }
@@ -144,40 +173,43 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
   }
   delta.valid = true;
   if (gpus.empty()) return delta;
-  const int windows = static_cast<int>(counts_.size());
-  std::vector<double> changed(gpus.size());
+
+  // The changed GPUs' loads in every window.
+  const int windows = num_windows_;
+  std::vector<double> changed(gpus.size() * windows);
+  for (size_t i = 0; i < gpus.size(); ++i) {
+    std::copy_n(&load_[static_cast<size_t>(gpus[i]) * windows], windows, &changed[i * windows]);
+  }
+  for (const Term& t : terms) {
+    double* load = &changed[static_cast<size_t>(t.gpu_index) * windows];
+    const double* count = &counts_[static_cast<size_t>(t.expert) * windows];
+    for (int w = 0; w < windows; ++w) load[w] += t.coef * count[w];
+  }
+  absl::InlinedVector<bool, 128> is_changed(num_gpus_, false);
+  for (int g : gpus) is_changed[g] = true;
+  // Per window, the busiest GPU that does not change: the first of the
+  // remembered top that does not, or a scan when all of them do.
+  const int keep = std::min(kTop, num_gpus_);
   for (int w = 0; w < windows; ++w) {
-    const double* load = &load_[static_cast<size_t>(w) * num_gpus_];
     double new_max = 0;
-    for (size_t i = 0; i < gpus.size(); ++i) changed[i] = load[gpus[i]];
-    for (const Term& t : terms) {
-      const size_t i = std::find(gpus.begin(), gpus.end(), t.gpu) - gpus.begin();
-      changed[i] += t.coef * Count(w, t.expert);
-    }
-    for (double value : changed) new_max = std::max(new_max, value);
-    // The busiest GPU that does not change: from the remembered top, or a
-    // scan when all of them change.
+    for (size_t i = 0; i < gpus.size(); ++i) new_max = std::max(new_max, changed[i * windows + w]);
     const int* top = &top_[static_cast<size_t>(w) * kTop];
     bool found = false;
-    for (int k = 0; k < std::min(kTop, num_gpus_); ++k) {
-      if (std::find(gpus.begin(), gpus.end(), top[k]) == gpus.end()) {
-        new_max = std::max(new_max, load[top[k]]);
+    for (int k = 0; k < keep; ++k) {
+      if (!is_changed[top[k]]) {
+        new_max = std::max(new_max, LoadAt(top[k], w));
         found = true;
         break;
       }
     }
     if (!found) {
       for (int g = 0; g < num_gpus_; ++g) {
-        if (std::find(gpus.begin(), gpus.end(), g) == gpus.end()) {
-          new_max = std::max(new_max, load[g]);
-        }
+        if (!is_changed[g]) new_max = std::max(new_max, LoadAt(g, w));
       }
     }
-    const double old_max = load[top[0]];
-    const double old_b = old_max > 0 ? window_mean_[w] / old_max : 1.0;
     const double new_b = new_max > 0 ? window_mean_[w] / new_max : 1.0;
-    delta.balancedness += new_b - old_b;
-    delta.max_gpu_load += new_max - old_max;
+    delta.balancedness += new_b - window_balance_[w];
+    delta.max_gpu_load += new_max - window_max_[w];
   }
   delta.balancedness /= windows;
   delta.max_gpu_load /= windows;

@@ -55,6 +55,8 @@ class LayerModel {
   int Replicas(int expert) const { return replicas_[expert]; }
   // GPU g's experts, in slot order.
   const std::vector<int>& GpuExperts(int gpu) const { return gpu_experts_[gpu]; }
+  // The GPUs holding `expert`, ascending, once per replica.
+  const std::vector<int>& Holders(int expert) const { return holders_[expert]; }
   bool Holds(int gpu, int expert) const;
   // Load of one replica of `expert`, summed over the windows.
   double ReplicaLoad(int expert) const { return expert_total_[expert] / replicas_[expert]; }
@@ -66,24 +68,32 @@ class LayerModel {
  private:
   static constexpr int kTop = 4;  // busiest GPUs remembered per window
 
-  double Count(int window, int expert) const { return counts_[window][expert]; }
+  double LoadAt(int gpu, int window) const {
+    return load_[static_cast<size_t>(gpu) * num_windows_ + window];
+  }
   // Slots per GPU and replica counts from `placement`.
   void ReadPlacement(const LayerPlacement& placement);
-  double GpuWindowLoad(int window, int gpu) const;
+  // GPU g's load in every window, into load_.
+  void LoadGpu(int gpu);
   // Busiest GPUs and the layer's statistics from load_.
   void Summarise();
 
-  const LoadTrace& trace_;
-  const int layer_;
+  // Laid out expert- and GPU-major, so Evaluate's inner loops run over
+  // contiguous windows.
   const int num_gpus_;
-  std::vector<absl::Span<const int64_t>> counts_;  // per window: per-expert counts
-  std::vector<double> expert_total_;               // per expert, over windows
-  std::vector<double> window_mean_;                // per window: total / D
+  const int num_experts_;
+  const int num_windows_;
+  std::vector<double> counts_;        // [expert][window]
+  std::vector<double> expert_total_;  // per expert, over windows
+  std::vector<double> window_mean_;   // per window: total / D
 
   std::vector<std::vector<int>> gpu_experts_;
+  std::vector<std::vector<int>> holders_;  // per expert
   std::vector<int> replicas_;
-  std::vector<double> load_;  // [window][gpu]
-  std::vector<int> top_;      // [window][kTop]: GPUs, busiest first
+  std::vector<double> load_;            // [gpu][window]
+  std::vector<int> top_;                // [window][kTop]: GPUs, busiest first
+  std::vector<double> window_max_;      // per window: the busiest GPU's load
+  std::vector<double> window_balance_;  // per window: mean / max
   std::vector<double> gpu_total_;
   std::vector<int> times_busiest_;
   double balancedness_ = 1;
