@@ -73,6 +73,11 @@ class ExpertStore {
   // staging_slot): a device-local copy. Errors as WriteStaging.
   virtual absl::Status CopyToStaging(absl::string_view version, int layer, int serving_slot,
                                      int staging_slot) = 0;
+  // Fills staging slot (layer, slot) with `expert`'s weights from the model's
+  // checkpoint, as LoadServing does: how a worker that lost its weights (a
+  // restart) is resynchronised without a peer. Errors as WriteStaging.
+  virtual absl::Status LoadToStaging(absl::string_view version, int layer, int slot,
+                                     int expert) = 0;
   // Makes staged `version` serve and frees the old serving bank.
   // FAILED_PRECONDITION when `version` is not staged.
   virtual absl::Status Flip(absl::string_view version) = 0;

@@ -113,6 +113,16 @@ absl::Status CpuExpertStore::CopyToStaging(absl::string_view version, int layer,
   return absl::OkStatus();
 }
 
+absl::Status CpuExpertStore::LoadToStaging(absl::string_view version, int layer, int slot,
+                                           int expert) {
+  absl::MutexLock lock(&mu_);
+  CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
+  FillExpertWeights(layer, expert,
+                    absl::MakeSpan(MutableSlotBytes(*bank, layer, slot), bytes_per_expert_));
+  return absl::OkStatus();
+}
+
 absl::Status CpuExpertStore::Flip(absl::string_view version) {
   Bank old;  // freed after the lock is released
   absl::MutexLock lock(&mu_);

@@ -109,7 +109,8 @@ absl::StatusOr<std::map<std::pair<int, int>, SlotSource>> TransferSources(
   return sources;
 }
 
-// The source of a slot no transfer fills: the same or another serving slot.
+// The source of a slot no transfer fills: the same or another serving slot,
+// else the checkpoint when the prepare allows it.
 absl::StatusOr<SlotSource> SourceOfUntouchedSlot(const PlanContext& ctx, int layer, int slot) {
   SlotSource source;
   source.layer = layer;
@@ -122,6 +123,10 @@ absl::StatusOr<SlotSource> SourceOfUntouchedSlot(const PlanContext& ctx, int lay
     return source;
   }
   const auto it = std::find(held.begin(), held.end(), source.expert);
+  if (it == held.end() && ctx.prepare.load_missing_from_checkpoint()) {
+    source.kind = SlotSource::Kind::kCheckpoint;
+    return source;
+  }
   if (it == held.end()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "missing source: no transfer brings expert ", source.expert, " to layer ", layer, " slot ",
@@ -217,6 +222,10 @@ absl::Status Stager::FillSlot(const StagePlan& plan, const SlotSource& source, a
   if (cancelled.load()) return absl::CancelledError("staging cancelled");
   const absl::Time now = clock_->Now();
   if (now >= deadline) return absl::DeadlineExceededError("the prepare's timeout passed");
+  if (source.kind == SlotSource::Kind::kCheckpoint) {
+    ++result->loaded;
+    return store_->LoadToStaging(plan.version, source.layer, source.slot, source.expert);
+  }
   if (source.kind != SlotSource::Kind::kFetch) {
     ++result->copied;
     return store_->CopyToStaging(plan.version, source.layer, source.serving_slot, source.slot);
@@ -240,6 +249,8 @@ absl::Status Stager::VerifySlot(const StagePlan& plan, const SlotSource& source)
   if (got != want) {
     const std::string from = source.kind == SlotSource::Kind::kFetch
                                  ? absl::StrCat("fetched from gpu ", source.fetch.src_gpu)
+                             : source.kind == SlotSource::Kind::kCheckpoint
+                                 ? std::string("loaded from the checkpoint")
                                  : absl::StrCat("copied from local slot ", source.serving_slot);
     return absl::DataLossError(
         absl::StrCat("checksum mismatch (", from, "): got ", got, ", expected ", want));

@@ -18,7 +18,9 @@
 //  2. unchanged: the serving layout has the same expert at the same local
 //     index of this GPU in that layer: copied locally;
 //  3. this GPU serves the expert in another slot of the layer: copied locally;
-//  4. otherwise the expert has no source and the prepare fails.
+//  4. loaded from the model's checkpoint when the Prepare sets
+//     load_missing_from_checkpoint (an agent resynchronising its worker);
+//  5. otherwise the expert has no source and the prepare fails.
 // Staging is a full bank (unchanged slots are copied too), so a flip swaps
 // whole banks; a device backend may alias unchanged slots instead.
 #ifndef CRAFT_GPU_WORKER_STAGER_H_
@@ -43,9 +45,10 @@ namespace craft::gpu_worker {
 // Where one local slot of the staged version gets its weights.
 struct SlotSource {
   enum class Kind {
-    kKeep,       // same expert at the same local index in the serving bank
-    kLocalCopy,  // another serving slot of this GPU holds the expert
-    kFetch,      // a peer sends it
+    kKeep,        // same expert at the same local index in the serving bank
+    kLocalCopy,   // another serving slot of this GPU holds the expert
+    kFetch,       // a peer sends it
+    kCheckpoint,  // loaded from the model's weights (Prepare.load_missing_from_checkpoint)
   };
   Kind kind = Kind::kKeep;
   int layer = 0;
@@ -101,6 +104,7 @@ struct StageResult {
   int64_t bytes_sent = 0;      // to peers, by this engine (0 where peers pull)
   int fetched = 0;
   int copied = 0;  // local copies, unchanged slots included
+  int loaded = 0;  // from the checkpoint
   absl::Duration elapsed;
   // Parts of `elapsed`: moving the fetched bytes (device time for NCCL) and
   // checking checksums.

@@ -148,6 +148,29 @@ TEST_F(StagerTest, MissingSourceFailsThePlan) {
               HasSubstr("no transfer endpoint for gpu 0"));
 }
 
+TEST_F(StagerTest, AResyncLoadsWhatNoPeerSendsFromTheCheckpoint) {
+  // What an agent sends its own worker: the committed layout, no transfers.
+  craft::v1::Prepare prepare = NextPrepare();
+  prepare.clear_transfers();
+  prepare.clear_gpu_endpoints();
+  prepare.set_load_missing_from_checkpoint(true);
+  const absl::StatusOr<StagePlan> plan = Plan(prepare);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->CountOf(SlotSource::Kind::kFetch), 0);
+  EXPECT_GT(plan->CountOf(SlotSource::Kind::kCheckpoint), 0);
+  EXPECT_GT(plan->CountOf(SlotSource::Kind::kKeep) + plan->CountOf(SlotSource::Kind::kLocalCopy), 0)
+      << "what this GPU holds is copied, not reloaded";
+  const absl::StatusOr<StageResult> result = Execute(*plan);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->loaded, plan->CountOf(SlotSource::Kind::kCheckpoint));
+  EXPECT_TRUE(fetcher_.requests.empty());
+  // Every staged slot verified against its expert's true weights.
+  for (const SlotSource& source : plan->sources) {
+    EXPECT_EQ(*store_.SlotChecksum("1.1", source.layer, source.slot),
+              ExpectedChecksum(source.layer, source.expert, kBytes));
+  }
+}
+
 TEST_F(StagerTest, LocalCopiesNeedNoFetch) {
   // Only layer 1 changes (a swap within each GPU): everything is local.
   planner::Layout next = initial_;

@@ -235,6 +235,15 @@ void Worker::HandleCommand(const WorkerCommand& command) {
                                                     : "";
   const bool supersedes = command.has_prepare() && version != staging_;
   const bool aborts = command.has_abort() && version == staging_;
+  if (command.has_prepare() && command.prepare().load_missing_from_checkpoint() &&
+      version != serving_.version && held_for_.empty()) {
+    // The agent's resync: this node committed `version`, so what this worker
+    // serves must not serve any more (ranks would route with different
+    // layouts). Hold the windows until the flip.
+    held_for_ = version;
+    CRAFT_LOG(WARNING) << "serving " << serving_.version << " but the node committed " << version
+                       << ": not serving until it is loaded and flipped";
+  }
   if (!staging_.empty() && (supersedes || aborts)) cancel_staging_ = true;
   if (commands_.size() >= kMaxQueuedCommands) {
     CRAFT_LOG(ERROR) << "command queue full: dropping the oldest command";
@@ -470,7 +479,12 @@ void Worker::WindowLoop() {
       last_verify = clock_->Now();
     }
     if (!SleepUntilUnixMs((window_id + 1) * window_ms)) return;
-    ReportWindow(window_id, state);
+    if (HeldForResync()) {
+      absl::MutexLock lock(&mu_);
+      ++stats_.windows_held;
+    } else {
+      ReportWindow(window_id, state);
+    }
     // Windows missed while this process was not scheduled are skipped.
     window_id = std::max(window_id + 1, UnixMillis(clock_->Now()) / window_ms);
   }
@@ -494,6 +508,10 @@ Worker::LayoutState Worker::FlipIfCommitted() {
       if (flipped.ok()) {
         serving_ = staged_->state;
         ++stats_.flips;
+        if (!held_for_.empty()) {
+          CRAFT_LOG(INFO) << "serving again, on " << version;
+          held_for_.clear();
+        }
       }
       staged_.reset();
     }
@@ -509,6 +527,11 @@ Worker::LayoutState Worker::FlipIfCommitted() {
   Report(version, craft::v1::FLIPPED);
   Verify(state).IgnoreError();  // logged
   return state;
+}
+
+bool Worker::HeldForResync() const {
+  absl::MutexLock lock(&mu_);
+  return !held_for_.empty();
 }
 
 void Worker::ReportWindow(int64_t window_id, const LayoutState& state) {

@@ -29,6 +29,10 @@
 //    V serving, V committed but not yet flipped, or never prepared -> FAILED.
 //  - Staging survives an agent reconnect, so a Commit that arrives on the
 //    next stream still applies.
+//  - A Prepare with load_missing_from_checkpoint is the agent bringing this
+//    worker to the node's committed version (it restarted, or missed a
+//    flip): from its arrival until a flip no window is served, because this
+//    worker's layout is not the one every other rank routes with.
 //
 // Thread-safety: HandleCommand and the accessors are thread-safe. Start and
 // Shutdown must be called from one thread.
@@ -139,7 +143,8 @@ class Worker {
     int64_t fetched_experts = 0;
     double staging_seconds = 0;  // time spent in finished stagings
     int64_t flips = 0;
-    int64_t drops = 0;  // staged versions dropped by an Abort
+    int64_t drops = 0;         // staged versions dropped by an Abort
+    int64_t windows_held = 0;  // not served: on another version than the node's
     AgentLink::Stats link;
   };
   Stats stats() const;
@@ -191,6 +196,8 @@ class Worker {
   // Applies a pending flip, then returns what serves the next window.
   LayoutState FlipIfCommitted();
   void ReportWindow(int64_t window_id, const LayoutState& state);
+  // True while an agent resync runs: windows are neither routed nor reported.
+  bool HeldForResync() const ABSL_LOCKS_EXCLUDED(mu_);
   // Checks every serving slot against its expected checksum and logs
   // "verify ok version=V slots=N" or what failed.
   absl::Status Verify(const LayoutState& state) const;
@@ -221,8 +228,11 @@ class Worker {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   LayoutState serving_ ABSL_GUARDED_BY(mu_);
   std::optional<Staged> staged_ ABSL_GUARDED_BY(mu_);
-  std::string staging_ ABSL_GUARDED_BY(mu_);               // version being staged, "" if none
-  std::string pending_flip_ ABSL_GUARDED_BY(mu_);          // committed, flips at the next boundary
+  std::string staging_ ABSL_GUARDED_BY(mu_);       // version being staged, "" if none
+  std::string pending_flip_ ABSL_GUARDED_BY(mu_);  // committed, flips at the next boundary
+  // The version the agent resyncs this worker to: until a flip, the serving
+  // version is not the node's, so no window is served ("" = serving).
+  std::string held_for_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
   std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);  // the cumulative counts

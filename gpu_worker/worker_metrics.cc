@@ -79,6 +79,10 @@ WorkerMetrics::WorkerMetrics(int gpu, int64_t bytes_per_expert, int64_t capacity
   drops_ =
       &CounterFamily(r, "craft_worker_staging_drops_total", "Staged versions dropped by an abort.")
            .Add({});
+  windows_held_ = &CounterFamily(r, "craft_worker_windows_held_total",
+                                 "Windows not served because this GPU was being brought to its "
+                                 "node's committed layout (after a restart or a missed flip).")
+                       .Add({});
 }
 
 void WorkerMetrics::Watch(const Worker* worker) {
@@ -107,6 +111,7 @@ void WorkerMetrics::Refresh() const {
   AdvanceTo(*staging_seconds_, stats.staging_seconds);
   AdvanceTo(*flips_, Value(stats.flips));
   AdvanceTo(*drops_, Value(stats.drops));
+  AdvanceTo(*windows_held_, Value(stats.windows_held));
 }
 
 }  // namespace craft::gpu_worker

@@ -54,6 +54,7 @@ class WorkerMetrics final : public metrics::ScrapedRegistry {
   prometheus::Counter* staging_seconds_;
   prometheus::Counter* flips_;
   prometheus::Counter* drops_;
+  prometheus::Counter* windows_held_;
 };
 
 }  // namespace craft::gpu_worker

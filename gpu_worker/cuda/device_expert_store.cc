@@ -177,6 +177,16 @@ absl::Status DeviceExpertStore::CopyToStaging(absl::string_view version, int lay
   return absl::OkStatus();
 }
 
+absl::Status DeviceExpertStore::LoadToStaging(absl::string_view version, int layer, int slot,
+                                              int expert) {
+  absl::MutexLock lock(&mu_);
+  CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
+  CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
+  CRAFT_ASSIGN_OR_RETURN(const int buffer, OwnStagingSlot(*bank, layer, slot));
+  CRAFT_RETURN_IF_ERROR(pool_->FillBuffer(pool_->staging_data(buffer), {layer, expert}));
+  return pool_->Synchronize();
+}
+
 absl::Status DeviceExpertStore::Flip(absl::string_view version) {
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));

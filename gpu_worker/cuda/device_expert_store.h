@@ -70,6 +70,7 @@ class DeviceExpertStore : public gpu_worker::ExpertStore {
                             absl::string_view data) override;
   absl::Status CopyToStaging(absl::string_view version, int layer, int serving_slot,
                              int staging_slot) override;
+  absl::Status LoadToStaging(absl::string_view version, int layer, int slot, int expert) override;
   absl::Status Flip(absl::string_view version) override;
   absl::Status DropStaging(absl::string_view version) override;
   absl::StatusOr<std::string> ReadServingExpert(absl::string_view version, int layer,

@@ -83,6 +83,12 @@ absl::StatusOr<StageResult> NcclStagingEngine::StageOnce(const StagePlan& plan, 
   std::vector<std::pair<int, P2pOp>> ops;
   const int64_t bytes = store_->bytes_per_expert();
   for (const SlotSource& source : plan.sources) {
+    if (source.kind == SlotSource::Kind::kCheckpoint) {
+      CRAFT_RETURN_IF_ERROR(
+          store_->LoadToStaging(plan.version, source.layer, source.slot, source.expert));
+      ++result.loaded;
+      continue;
+    }
     if (source.kind != SlotSource::Kind::kFetch) {
       CRAFT_RETURN_IF_ERROR(
           store_->CopyToStaging(plan.version, source.layer, source.serving_slot, source.slot));
