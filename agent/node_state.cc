@@ -9,6 +9,7 @@
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "planner/layout.h"
 
 namespace craft::agent {
@@ -128,7 +129,8 @@ NodeState::NodeState(Options options, Clock* clock, StateStore* store, PlannerCh
       registry_(options_.gpus, options_.model_check),
       batcher_(options_.window_flush_delay),
       highest_epoch_(persisted.highest_epoch),
-      committed_version_(std::move(persisted.committed_version)) {}
+      committed_version_(std::move(persisted.committed_version)),
+      committed_layout_(std::move(persisted.committed_layout)) {}
 
 // ---------------------------------------------------------------- workers
 
@@ -144,12 +146,15 @@ absl::Status NodeState::AttachWorker(const craft::v1::WorkerHello& hello, Worker
                   << (hello.transfer_group_id().empty() ? "" : " with a transfer group id");
   if (!committed_version_.empty() && serving != committed_version_) {
     CRAFT_LOG(WARNING) << "gpu " << hello.gpu() << " serves " << serving
-                       << " but this node committed " << committed_version_;
+                       << " but this node committed " << committed_version_ << "; bringing it to "
+                       << committed_version_;
   }
   // A worker that came back (new endpoint, maybe the initial layout) makes
   // what the planner was told stale: tell it again with a fresh hello.
   MaybeReannounce(hello.gpu(), absl::StrCat("re-attached with endpoint '",
                                             hello.transfer_endpoint(), "' serving ", serving));
+  resync_retry_at_.erase(hello.gpu());
+  Reconcile();
   return absl::OkStatus();
 }
 
@@ -207,6 +212,7 @@ void NodeState::DetachWorker(int gpu, WorkerChannel* channel) {
   absl::MutexLock lock(&mu_);
   if (!registry_.Detach(gpu, channel)) return;
   CRAFT_LOG(INFO) << "worker detached: gpu " << gpu;
+  if (resyncs_.erase(gpu) > 0) Reconcile();  // may answer the planner: gpu missing
   if (!apply_.has_value() || apply_->waiting.count(gpu) == 0) return;
   switch (apply_->phase) {
     case Phase::kPreparing:
@@ -260,6 +266,7 @@ absl::Status NodeState::OnWorkerWindow(int gpu, const craft::v1::GpuWindow& wind
 
 void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
   absl::MutexLock lock(&mu_);
+  if (OnResyncStatus(gpu, status)) return;
   if (!apply_.has_value() || status.version() != apply_->version) {
     // Expected after a local abort (DROPPED of a closed version); anything
     // else is a worker out of step.
@@ -343,6 +350,9 @@ craft::v1::AgentHello NodeState::MakeHello() const {
   }
   hello.set_committed_version(CommittedVersionLocked());
   hello.set_highest_epoch(highest_epoch_);
+  if (apply_.has_value() && apply_->phase == Phase::kPrepared) {
+    hello.set_prepared_version(apply_->version);  // in doubt: the planner decides
+  }
   return hello;
 }
 
@@ -360,13 +370,19 @@ void NodeState::OnPlannerDisconnected() {
   planner_connected_ = false;
   ++stats_.planner_disconnects;
   deferred_prepare_.reset();
+  resync_nonce_.clear();  // the next planner re-drives what it still needs
   if (!apply_.has_value()) return;
   switch (apply_->phase) {
     case Phase::kPreparing:
-    case Phase::kPrepared:
-      // The planner aborts an apply whose agent left before the commit
-      // point; drop the staging now instead of holding its memory.
+      // Not PREPARED yet, so the planner cannot have committed it: drop the
+      // staging now instead of holding its memory.
       AbortLocally("planner stream lost");
+      return;
+    case Phase::kPrepared:
+      // In doubt: the planner may have passed the commit point. Keep the
+      // staging; the next hello names it and the planner decides.
+      CRAFT_LOG(WARNING) << "planner stream lost with " << apply_->version
+                         << " prepared; keeping it staged until the planner decides";
       return;
     case Phase::kAborting:
       CloseApply(/*aborted=*/true);
@@ -394,7 +410,7 @@ void NodeState::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
       HandlePrepare(message.nonce(), message.prepare());
       return;
     case craft::v1::PlannerMessage::kCommit:
-      HandleCommit(message.nonce(), message.commit().version());
+      HandleCommit(message.nonce(), message.commit());
       return;
     case craft::v1::PlannerMessage::kAbort:
       HandleAbort(message.nonce(), message.abort().version());
@@ -419,7 +435,26 @@ absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const
     return absl::InvalidArgumentError(
         absl::StrCat("version ", version, " was already used here; versions are never reused"));
   }
+  if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
+    if (model->bytes_per_expert() > 0 && prepare.bytes_per_expert() > 0 &&
+        prepare.bytes_per_expert() != model->bytes_per_expert()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bytes_per_expert ", prepare.bytes_per_expert(),
+                       " differs from the model's ", model->bytes_per_expert()));
+    }
+  }
+  if (prepare.load_missing_from_checkpoint()) {
+    return absl::InvalidArgumentError(
+        "load_missing_from_checkpoint is the agent's own resync; a planner never sets it");
+  }
+  CRAFT_RETURN_IF_ERROR(ValidateLayout(prepare.layout()));
   absl::StatusOr<planner::Layout> layout = LayoutFromProto(prepare.layout());
+  if (!layout.ok()) return layout.status();
+  return ValidateTransfers(prepare, *layout);
+}
+
+absl::Status NodeState::ValidateLayout(const craft::v1::Layout& proto) const {
+  absl::StatusOr<planner::Layout> layout = LayoutFromProto(proto);
   if (!layout.ok()) return layout.status();
   const planner::ClusterShape& cluster = layout->cluster;
   if (cluster.num_gpus <= options_.gpus.back()) {
@@ -443,14 +478,8 @@ absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const
       return absl::InvalidArgumentError(absl::StrCat(
           "layout has ", layout->num_experts, " experts; the model has ", model->num_experts()));
     }
-    if (model->bytes_per_expert() > 0 && prepare.bytes_per_expert() > 0 &&
-        prepare.bytes_per_expert() != model->bytes_per_expert()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bytes_per_expert ", prepare.bytes_per_expert(),
-                       " differs from the model's ", model->bytes_per_expert()));
-    }
   }
-  return ValidateTransfers(prepare, *layout);
+  return absl::OkStatus();
 }
 
 void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare) {
@@ -485,6 +514,22 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
     return;
   }
   if (apply_.has_value()) AbortLocally(absl::StrCat("superseded by ", version));
+  if (!resyncs_.empty()) {
+    // The planner applies over what every GPU serves; these are on their way
+    // to the committed version and it will hear when they are there.
+    std::vector<GpuError> errors;
+    std::vector<int> gpus;
+    for (const auto& [gpu, resync] : resyncs_) {
+      gpus.push_back(gpu);
+      errors.push_back(MakeGpuError(gpu, absl::StrCat("resynchronising to ", committed_version_)));
+    }
+    SendNack(nonce, version, craft::v1::WORKER_MISSING,
+             absl::StrCat("gpus ", absl::StrJoin(gpus, ","), " are being resynchronised to ",
+                          committed_version_),
+             std::move(errors));
+    Remember(version, /*aborted=*/true);
+    return;
+  }
   const std::vector<int> missing = registry_.MissingGpus();
   if (!missing.empty()) {
     std::vector<GpuError> errors;
@@ -505,6 +550,7 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
   apply.deadline = clock_->Now() + apply.timeout;
   apply.gpus = options_.gpus;
   apply.waiting.insert(apply.gpus.begin(), apply.gpus.end());
+  apply.layout = prepare.layout();
   apply_ = std::move(apply);
   CRAFT_LOG(INFO) << "preparing " << version << " on gpus " << absl::StrJoin(options_.gpus, ",");
   craft::v1::WorkerCommand command;
@@ -513,11 +559,15 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
   CRAFT_CRASH_POINT("agent.prepare_forwarded");
 }
 
-void NodeState::HandleCommit(const std::string& nonce, const std::string& version) {
+void NodeState::HandleCommit(const std::string& nonce, const craft::v1::Commit& commit) {
+  const std::string& version = commit.version();
   if (apply_.has_value() && apply_->version == version) {
     Apply& apply = *apply_;
     switch (apply.phase) {
       case Phase::kPrepared: {
+        // Write-ahead: whatever crashes from here on, this node comes back
+        // knowing V is committed and brings every worker to it.
+        RecordCommitted(version, apply.layout);
         apply.phase = Phase::kCommitting;
         apply.nonce = nonce;
         apply.deadline = clock_->Now() + apply.timeout;
@@ -527,7 +577,6 @@ void NodeState::HandleCommit(const std::string& nonce, const std::string& versio
           if (apply.waiting.count(gpu) == 0) apply.missing.insert(gpu);
         }
         CRAFT_LOG(INFO) << "committing " << version;
-        CRAFT_CRASH_POINT("agent.commit_persisted");
         craft::v1::WorkerCommand command;
         command.mutable_commit()->set_version(version);
         SendToWorkers(attached, command);
@@ -548,8 +597,8 @@ void NodeState::HandleCommit(const std::string& nonce, const std::string& versio
         return;
     }
   }
-  if (!version.empty() && version == committed_version_) {
-    SendAck(nonce, version, craft::v1::COMMITTED);  // a repeat after completion
+  if (commit.has_layout() || (!version.empty() && version == committed_version_)) {
+    HandleResync(nonce, commit);
     return;
   }
   const std::optional<bool> recent = RecentOutcome(version);
@@ -598,6 +647,137 @@ void NodeState::HandleAbort(const std::string& nonce, const std::string& version
                : absl::StrCat("version ", version, " is not pending here"));
 }
 
+void NodeState::HandleResync(const std::string& nonce, const craft::v1::Commit& commit) {
+  const std::string& version = commit.version();
+  if (!IsSaneVersion(version)) {
+    SendNack(nonce, version, craft::v1::BAD_LAYOUT,
+             absl::StrCat("commit version '", version, "' is not a sane version"));
+    return;
+  }
+  if (commit.has_layout()) {
+    absl::Status valid = commit.layout().version() == version
+                             ? ValidateLayout(commit.layout())
+                             : absl::InvalidArgumentError(absl::StrCat("the layout is version ",
+                                                                       commit.layout().version()));
+    if (!valid.ok()) {
+      SendNack(nonce, version, craft::v1::BAD_LAYOUT,
+               absl::StrCat("resync to ", version, ": ", valid.message()));
+      return;
+    }
+  } else if (!committed_layout_.has_value() || committed_layout_->version() != version) {
+    SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+             absl::StrCat("no layout of ", version, " here; a resync must carry it"));
+    return;
+  }
+  if (apply_.has_value()) {
+    if (apply_->phase == Phase::kCommitting) {  // its own Commit came first
+      SendNack(nonce, version, craft::v1::UNKNOWN_VERSION,
+               absl::StrCat("committing ", apply_->version, "; resync to ", version, " refused"));
+      return;
+    }
+    // The planner committed `version`, so whatever is staged here lost.
+    AbortLocally(absl::StrCat("the planner committed ", version));
+  }
+  if (version != committed_version_ || !committed_layout_.has_value()) {
+    CRAFT_LOG(INFO) << "resync: the planner committed " << version << " (this node had "
+                    << (committed_version_.empty() ? "none" : committed_version_) << ")";
+    RecordCommitted(version, commit.layout());
+  }
+  resync_nonce_ = nonce;
+  Reconcile();
+}
+
+void NodeState::RecordCommitted(const std::string& version, const craft::v1::Layout& layout) {
+  committed_version_ = version;
+  committed_layout_ = layout;
+  Persist();
+  CRAFT_CRASH_POINT("agent.commit_persisted");
+}
+
+void NodeState::Reconcile() {
+  if (apply_.has_value() || !committed_layout_.has_value()) return;
+  const absl::Time now = clock_->Now();
+  for (int gpu : registry_.AttachedGpus()) {
+    if (registry_.ServingVersion(gpu) == committed_version_ || resyncs_.count(gpu) > 0) continue;
+    auto retry = resync_retry_at_.find(gpu);
+    if (retry != resync_retry_at_.end() && now < retry->second) continue;
+    resync_retry_at_.erase(gpu);
+    CRAFT_LOG(INFO) << "gpu " << gpu << " serves " << registry_.ServingVersion(gpu)
+                    << "; bringing it to the committed " << committed_version_;
+    craft::v1::WorkerCommand command;
+    craft::v1::Prepare* prepare = command.mutable_prepare();
+    *prepare->mutable_layout() = *committed_layout_;
+    prepare->set_timeout_ms(absl::ToInt64Milliseconds(options_.default_apply_timeout));
+    prepare->set_load_missing_from_checkpoint(true);
+    resyncs_[gpu] = WorkerResync{false, now + options_.default_apply_timeout};
+    ++stats_.worker_resyncs_started;
+    SendToWorkers({gpu}, command);
+  }
+  if (!resyncs_.empty() || resync_nonce_.empty()) return;
+  // Nothing left to bring: answer the planner's resync.
+  const std::string nonce = std::exchange(resync_nonce_, "");
+  std::vector<GpuError> errors;
+  for (int gpu : options_.gpus) {
+    if (registry_.channel(gpu) == nullptr) {
+      errors.push_back(MakeGpuError(gpu, "not attached"));
+    } else if (registry_.ServingVersion(gpu) != committed_version_) {
+      errors.push_back(MakeGpuError(
+          gpu, absl::StrCat("serves ", registry_.ServingVersion(gpu), "; its resync failed")));
+    }
+  }
+  if (errors.empty()) {
+    SendAck(nonce, committed_version_, craft::v1::COMMITTED);
+    return;
+  }
+  SendNack(nonce, committed_version_, craft::v1::WORKER_MISSING,
+           absl::StrCat("not every worker serves ", committed_version_), std::move(errors));
+}
+
+bool NodeState::OnResyncStatus(int gpu, const craft::v1::WorkerStatus& status) {
+  auto it = resyncs_.find(gpu);
+  if (it == resyncs_.end() || status.version() != committed_version_) return false;
+  WorkerResync& resync = it->second;
+  const craft::v1::WorkerState state = status.state();
+  if (state == craft::v1::FAILED) {
+    RetryResyncLater(gpu, status.error());
+    return true;
+  }
+  if (!resync.flipping && state == craft::v1::READY) {
+    resync.flipping = true;
+    craft::v1::WorkerCommand command;
+    command.mutable_commit()->set_version(committed_version_);
+    SendToWorkers({gpu}, command);
+    return true;
+  }
+  if (resync.flipping && state == craft::v1::FLIPPED) {
+    resyncs_.erase(it);
+    registry_.SetServing(gpu, committed_version_);
+    ++stats_.worker_resyncs_done;
+    CRAFT_LOG(INFO) << "gpu " << gpu << " resynchronised to " << committed_version_;
+    // Unasked (the planner was not waiting), tell the planner what changed.
+    if (resync_nonce_.empty()) MaybeReannounce(gpu, "was resynchronised");
+    Reconcile();
+    return true;
+  }
+  CRAFT_LOG(WARNING) << "gpu " << gpu << ": ignored status " << status.ShortDebugString()
+                     << " (out of turn in its resync)";
+  return true;
+}
+
+void NodeState::RetryResyncLater(int gpu, const std::string& why) {
+  constexpr absl::Duration kResyncRetry = absl::Seconds(1);
+  CRAFT_LOG(WARNING) << "gpu " << gpu << ": resync to " << committed_version_ << " failed: " << why
+                     << "; retrying in " << absl::FormatDuration(kResyncRetry);
+  resyncs_.erase(gpu);
+  ++stats_.worker_resyncs_failed;
+  resync_retry_at_[gpu] = clock_->Now() + kResyncRetry;
+  craft::v1::WorkerCommand command;
+  command.mutable_abort()->set_version(committed_version_);
+  command.mutable_abort()->set_reason("resync failed");
+  SendToWorkers({gpu}, command);  // drop whatever it staged of it
+  Reconcile();                    // answers the planner: that GPU is not on it yet
+}
+
 void NodeState::FailApply(ErrorCode code, const std::string& message,
                           std::vector<GpuError> errors) {
   SendNack(apply_->nonce, apply_->version, code, message, std::move(errors));
@@ -616,11 +796,8 @@ void NodeState::AbortLocally(const std::string& reason) {
 void NodeState::MaybeFinishCommit(bool timed_out) {
   Apply& apply = *apply_;
   if (!timed_out && !apply.waiting.empty()) return;
-  if (apply.flipped > 0) {
-    // Past the commit point: the workers that flipped serve V now.
-    committed_version_ = apply.version;
-    Persist();
-  }
+  // V was recorded as committed when the Commit came; workers that did not
+  // flip are brought to it by Reconcile once the apply is closed.
   std::vector<GpuError> errors = apply.errors;
   for (int gpu : apply.missing) errors.push_back(MakeGpuError(gpu, "not attached to flip"));
   if (timed_out) {
@@ -653,6 +830,7 @@ void NodeState::CloseApply(bool aborted) {
   Remember(apply_->version, aborted);
   apply_.reset();
   StartDeferredPrepare();
+  Reconcile();  // no-op while a deferred prepare runs
 }
 
 void NodeState::Remember(const std::string& version, bool aborted) {
@@ -705,6 +883,15 @@ void NodeState::Poll() {
         break;
     }
   }
+  std::vector<int> overdue;
+  for (const auto& [gpu, resync] : resyncs_) {
+    if (now >= resync.deadline) overdue.push_back(gpu);
+  }
+  for (int gpu : overdue) {
+    RetryResyncLater(gpu, absl::StrCat("no answer within ",
+                                       absl::FormatDuration(options_.default_apply_timeout)));
+  }
+  if (!resync_retry_at_.empty()) Reconcile();
   EmitLoads(batcher_.TakeDue(now));
 }
 
@@ -763,7 +950,7 @@ void NodeState::EmitLoads(std::vector<craft::v1::NodeLoad> loads) {
 }
 
 void NodeState::Persist() {
-  const AgentState state{highest_epoch_, committed_version_};
+  const AgentState state{highest_epoch_, committed_version_, committed_layout_};
   if (absl::Status s = store_->Save(state); !s.ok()) {
     // Keep going in memory: refusing to serve would not make the disk work.
     CRAFT_LOG(ERROR) << "cannot persist agent state: " << s;

@@ -25,8 +25,19 @@
 // answered); one arriving while a commit runs waits for it (latest wins).
 // A Nacked prepare is remembered as aborted, so the planner's Abort{V} that
 // follows gets Ack ABORTED; versions are never accepted twice.
-// Losing the planner aborts an uncommitted apply locally; a running commit
-// completes. Nothing else changes while the planner is away (static stability).
+// Losing the planner aborts an apply still preparing locally; one PREPARED is
+// "in doubt": its staging is kept and the next hello names it
+// (prepared_version) until the planner says Commit or Abort. A running commit
+// completes. Nothing else changes while the planner is away (static
+// stability).
+//
+// Recovery (proto/README.md, "Recovery"): a Commit is recorded with its
+// layout (persisted) before any worker flips. Any worker that serves another
+// version than the recorded one (it restarted, it missed the flip, the agent
+// restarted mid-commit) is brought to it by the agent itself: Prepare with
+// load_missing_from_checkpoint, then Commit (Reconcile). A Commit the planner
+// re-drives for a node not on its committed version (carrying the layout)
+// is recorded the same way and answered once every worker is on it.
 //
 // Loads: GpuWindows are checked (stream's GPU, increasing ids, layer count,
 // non-negative counts), batched per window id (WindowBatcher) and sent as
@@ -93,8 +104,11 @@ class NodeState {
     std::map<craft::v1::AckPhase, int64_t> acks_by_phase;
     int64_t nacks_sent = 0;
     std::map<craft::v1::ErrorCode, int64_t> nacks_by_code;
-    int64_t planner_connects = 0;     // planner streams whose hello went out
-    int64_t planner_disconnects = 0;  // planner streams that ended
+    int64_t planner_connects = 0;        // planner streams whose hello went out
+    int64_t planner_disconnects = 0;     // planner streams that ended
+    int64_t worker_resyncs_started = 0;  // workers brought to the committed layout
+    int64_t worker_resyncs_done = 0;     // of which flipped to it
+    int64_t worker_resyncs_failed = 0;   // attempts that failed or timed out
     // Current values.
     bool planner_connected = false;
     std::vector<int> attached_gpus;
@@ -156,6 +170,15 @@ class NodeState {
     std::set<int> missing;                    // commit: detached before flipping
     std::vector<craft::v1::GpuError> errors;  // commit: workers that failed
     int flipped = 0;
+    craft::v1::Layout layout;  // what the Prepare staged: persisted at Commit
+  };
+
+  // One worker being brought to the committed layout by the agent itself
+  // (Reconcile): Prepare{committed, load_missing_from_checkpoint} until READY,
+  // then Commit until FLIPPED.
+  struct WorkerResync {
+    bool flipping = false;  // READY came: the Commit went out
+    absl::Time deadline;
   };
 
   NodeState(Options options, Clock* clock, StateStore* store, PlannerChannel* planner,
@@ -163,12 +186,39 @@ class NodeState {
 
   void HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleCommit(const std::string& nonce, const std::string& version)
+  void HandleCommit(const std::string& nonce, const craft::v1::Commit& commit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A Commit the planner re-drives for its committed version (`commit` names
+  // no apply pending here, or the one committed already): records it
+  // (write-ahead), brings every worker to it and answers once they all are.
+  void HandleResync(const std::string& nonce, const craft::v1::Commit& commit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleAbort(const std::string& nonce, const std::string& version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidatePrepare(const craft::v1::Prepare& prepare) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `layout` fits this node and its model (every Prepare's and every
+  // resync's layout).
+  absl::Status ValidateLayout(const craft::v1::Layout& layout) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records `version` with `layout` as the node's committed layout and
+  // persists it, before any worker flips to it.
+  void RecordCommitted(const std::string& version, const craft::v1::Layout& layout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Brings every attached worker that serves another version than the
+  // committed one to it (WorkerResync), unless a planner apply runs (it
+  // reconciles when it closes) or the committed layout is unknown. Answers a
+  // pending resync once no worker is left to bring. Called whenever that can
+  // change: a worker attaches, flips or fails, an apply closes, a resync
+  // Commit arrives, or Poll finds a retry due.
+  void Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker's status for the committed version while it is resynchronised;
+  // false when `gpu` is not being resynchronised to `status.version()`.
+  bool OnResyncStatus(int gpu, const craft::v1::WorkerStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker resync failed or timed out: try it again after a pause.
+  void RetryResyncLater(int gpu, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Nacks the pending apply, tells its workers to drop the staging, closes it.
   void FailApply(craft::v1::ErrorCode code, const std::string& message,
@@ -215,6 +265,14 @@ class NodeState {
   WindowBatcher batcher_ ABSL_GUARDED_BY(mu_);
   int64_t highest_epoch_ ABSL_GUARDED_BY(mu_);
   std::string committed_version_ ABSL_GUARDED_BY(mu_);  // "" = none through this agent
+  // committed_version_'s layout, when known (persisted with it).
+  std::optional<craft::v1::Layout> committed_layout_ ABSL_GUARDED_BY(mu_);
+  // Workers being brought to the committed layout, by GPU.
+  std::map<int, WorkerResync> resyncs_ ABSL_GUARDED_BY(mu_);
+  // Workers whose resync failed: tried again from this time on.
+  std::map<int, absl::Time> resync_retry_at_ ABSL_GUARDED_BY(mu_);
+  // The nonce of a resync Commit the planner waits to have answered ("" none).
+  std::string resync_nonce_ ABSL_GUARDED_BY(mu_);
   std::optional<Apply> apply_ ABSL_GUARDED_BY(mu_);
   // A Prepare that arrived while a commit ran (latest wins): nonce + body.
   std::optional<std::pair<std::string, craft::v1::Prepare>> deferred_prepare_ ABSL_GUARDED_BY(mu_);

@@ -70,6 +70,15 @@ craft::v1::PlannerMessage CommitMessage(int64_t epoch, const std::string& nonce,
   return message;
 }
 
+// A Commit the planner re-drives for its committed version: with the layout.
+craft::v1::PlannerMessage ResyncMessage(int64_t epoch, const std::string& nonce,
+                                        const std::string& version) {
+  craft::v1::PlannerMessage message = CommitMessage(epoch, nonce, version);
+  *message.mutable_commit()->mutable_layout() =
+      PrepareMessage(epoch, nonce, version).prepare().layout();
+  return message;
+}
+
 craft::v1::PlannerMessage AbortMessage(int64_t epoch, const std::string& nonce,
                                        const std::string& version) {
   craft::v1::PlannerMessage message;
@@ -186,7 +195,11 @@ TEST_F(NodeStateTest, HappyPrepareAndCommit) {
 
   EXPECT_EQ(node_->committed_version(), "1.1");
   EXPECT_FALSE(node_->apply_pending());
-  EXPECT_EQ(*store_.Load(), (AgentState{1, "1.1"}));
+  const AgentState saved = *store_.Load();
+  EXPECT_EQ(saved.highest_epoch, 1);
+  EXPECT_EQ(saved.committed_version, "1.1");
+  ASSERT_TRUE(saved.committed_layout.has_value());
+  EXPECT_EQ(saved.committed_layout->version(), "1.1");
 
   // A repeated commit of the committed version is acknowledged again.
   node_->OnPlannerMessage(CommitMessage(1, "n3", "1.1"));
@@ -379,6 +392,147 @@ TEST_F(NodeStateTest, NewPrepareSupersedesAndOneDuringCommitWaits) {
   node_->OnWorkerStatus(1, Status("1.2", craft::v1::FLIPPED));
   ExpectAck("c", "1.2", craft::v1::COMMITTED);
   EXPECT_EQ(worker0_.received.back().prepare().layout().version(), "1.3");
+}
+
+TEST_F(NodeStateTest, LosingThePlannerKeepsAPreparedVersionInDoubt) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  node_->OnPlannerMessage(PrepareMessage(1, "p", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  ExpectAck("p", "1.1", craft::v1::PREPARED);
+  // The planner may have passed the commit point before its stream ended:
+  // nothing is dropped, and the next hello asks it what became of 1.1.
+  node_->OnPlannerDisconnected();
+  EXPECT_EQ(worker0_.received.size(), 1u) << "no Abort forwarded";
+  EXPECT_TRUE(node_->apply_pending());
+  EXPECT_EQ(node_->MakeHello().prepared_version(), "1.1");
+  EXPECT_EQ(node_->MakeHello().committed_version(), "0.0");
+
+  // A restarted planner (epoch 2) committed it: commit from staging.
+  node_->OnPlannerConnected();
+  node_->OnPlannerMessage(ResyncMessage(2, "r", "1.1"));
+  EXPECT_EQ(store_.Load()->committed_version, "1.1") << "recorded before any worker flips";
+  EXPECT_EQ(worker0_.received.back().commit().version(), "1.1");
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::FLIPPED));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FLIPPED));
+  ExpectAck("r", "1.1", craft::v1::COMMITTED);
+  EXPECT_EQ(node_->MakeHello().prepared_version(), "");
+}
+
+TEST_F(NodeStateTest, AnInDoubtVersionThePlannerAbortedIsDropped) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "p", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  node_->OnPlannerDisconnected();
+  node_->OnPlannerMessage(AbortMessage(2, "a", "1.1"));
+  EXPECT_EQ(worker0_.received.back().abort().version(), "1.1");
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::DROPPED));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::DROPPED));
+  ExpectAck("a", "1.1", craft::v1::ABORTED);
+  EXPECT_FALSE(node_->apply_pending());
+}
+
+TEST_F(NodeStateTest, AResyncBringsEveryWorkerToTheCommittedLayout) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  // This node never saw 3.4 (it restarted after losing the prepare, say).
+  node_->OnPlannerMessage(ResyncMessage(3, "r", "3.4"));
+  const AgentState saved = *store_.Load();
+  EXPECT_EQ(saved.committed_version, "3.4");
+  ASSERT_TRUE(saved.committed_layout.has_value());
+  for (FakeWorker* worker : {&worker0_, &worker1_}) {
+    ASSERT_EQ(worker->received.size(), 1u);
+    const craft::v1::Prepare& prepare = worker->received[0].prepare();
+    EXPECT_EQ(prepare.layout().version(), "3.4");
+    EXPECT_TRUE(prepare.load_missing_from_checkpoint());
+    EXPECT_EQ(prepare.transfers_size(), 0);
+  }
+  node_->OnWorkerStatus(0, Status("3.4", craft::v1::READY));
+  EXPECT_EQ(worker0_.received.back().commit().version(), "3.4");
+  node_->OnWorkerStatus(0, Status("3.4", craft::v1::FLIPPED));
+  EXPECT_TRUE(planner_.sent.empty()) << "answered only once every worker is on it";
+  node_->OnWorkerStatus(1, Status("3.4", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("3.4", craft::v1::FLIPPED));
+  ExpectAck("r", "3.4", craft::v1::COMMITTED);
+  EXPECT_EQ(node_->stats().worker_resyncs_done, 2);
+  // Asked again, in sync: answered at once, nothing sent to workers.
+  node_->OnPlannerMessage(ResyncMessage(3, "r2", "3.4"));
+  ExpectAck("r2", "3.4", craft::v1::COMMITTED);
+  EXPECT_EQ(worker0_.received.size(), 2u);
+}
+
+TEST_F(NodeStateTest, AWorkerThatComesBackIsBroughtToTheCommittedLayout) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  Apply(1, "1.1");
+  node_->DetachWorker(1, &worker1_);
+  FakeWorker restarted;
+  ASSERT_TRUE(node_->AttachWorker(Hello(1, "0.0"), &restarted).ok());
+  ASSERT_EQ(restarted.received.size(), 1u);
+  EXPECT_EQ(restarted.received[0].prepare().layout().version(), "1.1");
+  EXPECT_TRUE(restarted.received[0].prepare().load_missing_from_checkpoint());
+  // A planner Prepare meanwhile is refused: the node is not all on 1.1 yet.
+  node_->OnPlannerMessage(PrepareMessage(1, "p2", "1.2"));
+  ExpectNack("p2", craft::v1::WORKER_MISSING, "1.1", {1});
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FLIPPED));
+  EXPECT_EQ(node_->MakeHello().gpus(1).serving_version(), "1.1");
+  EXPECT_EQ(node_->stats().worker_resyncs_done, 1);
+}
+
+TEST_F(NodeStateTest, AnAgentRestartedMidCommitFinishesItFromItsState) {
+  AttachBoth();
+  node_->OnPlannerMessage(PrepareMessage(1, "p", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  node_->OnPlannerMessage(CommitMessage(1, "c", "1.1"));
+  // Crash: worker 0 flipped, worker 1 still has 1.1 staged.
+  FakeWorker again0, again1;
+  node_ = Make(&store_);
+  ASSERT_TRUE(node_->AttachWorker(Hello(0, "1.1"), &again0).ok());
+  ASSERT_TRUE(node_->AttachWorker(Hello(1, "0.0"), &again1).ok());
+  EXPECT_TRUE(again0.received.empty());
+  ASSERT_EQ(again1.received.size(), 1u);
+  EXPECT_EQ(again1.received[0].prepare().layout().version(), "1.1");
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));  // staged already
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FLIPPED));
+  EXPECT_EQ(node_->MakeHello().committed_version(), "1.1");
+  EXPECT_EQ(node_->MakeHello().gpus(1).serving_version(), "1.1");
+}
+
+TEST_F(NodeStateTest, AFailedResyncIsRetriedAndTheAnswerSaysWhichGpuLags) {
+  AttachBoth();
+  node_->OnPlannerConnected();
+  node_->OnPlannerMessage(ResyncMessage(2, "r", "2.1"));
+  node_->OnWorkerStatus(0, Status("2.1", craft::v1::READY));
+  node_->OnWorkerStatus(0, Status("2.1", craft::v1::FLIPPED));
+  node_->OnWorkerStatus(1, Status("2.1", craft::v1::FAILED, "out of memory"));
+  ExpectNack("r", craft::v1::WORKER_MISSING, "2.1", {1});
+  EXPECT_EQ(worker1_.received.back().abort().version(), "2.1");
+  const size_t sent = worker1_.received.size();
+  clock_.Advance(absl::Milliseconds(500));
+  node_->Poll();
+  EXPECT_EQ(worker1_.received.size(), sent) << "not before the pause";
+  clock_.Advance(absl::Milliseconds(600));
+  node_->Poll();
+  ASSERT_EQ(worker1_.received.size(), sent + 1);
+  EXPECT_EQ(worker1_.received.back().prepare().layout().version(), "2.1");
+  EXPECT_EQ(node_->stats().worker_resyncs_failed, 1);
+}
+
+TEST_F(NodeStateTest, AResyncWithABadLayoutIsRefused) {
+  AttachBoth();
+  craft::v1::PlannerMessage resync = ResyncMessage(2, "r", "2.1");
+  resync.mutable_commit()->mutable_layout()->set_version("2.0");
+  node_->OnPlannerMessage(resync);
+  ExpectNack("r", craft::v1::BAD_LAYOUT, "0.0");
+  // A commit of an unknown version without a layout cannot be resynced.
+  node_->OnPlannerMessage(CommitMessage(2, "c", "2.2"));
+  ExpectNack("c", craft::v1::UNKNOWN_VERSION, "0.0");
+  EXPECT_EQ(store_.Load()->committed_version, "");
+  EXPECT_TRUE(worker0_.received.empty());
 }
 
 TEST_F(NodeStateTest, LosingThePlannerDropsAnUncommittedApplyOnly) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -14,9 +15,23 @@
 
 namespace craft::agent {
 
+bool AgentState::operator==(const AgentState& other) const {
+  const auto bytes = [](const std::optional<craft::v1::Layout>& layout) {
+    return layout.has_value() ? layout->SerializeAsString() : std::string("none");
+  };
+  return highest_epoch == other.highest_epoch && committed_version == other.committed_version &&
+         committed_layout.has_value() == other.committed_layout.has_value() &&
+         bytes(committed_layout) == bytes(other.committed_layout);
+}
+
 std::string SerializeAgentState(const AgentState& state) {
-  return absl::StrCat("highest_epoch=", state.highest_epoch, "\n",
-                      "committed_version=", state.committed_version, "\n");
+  std::string text = absl::StrCat("highest_epoch=", state.highest_epoch, "\n",
+                                  "committed_version=", state.committed_version, "\n");
+  if (state.committed_layout.has_value()) {
+    absl::StrAppend(&text, "committed_layout=",
+                    absl::Base64Escape(state.committed_layout->SerializeAsString()), "\n");
+  }
+  return text;
 }
 
 absl::StatusOr<AgentState> ParseAgentState(absl::string_view text) {
@@ -38,10 +53,24 @@ absl::StatusOr<AgentState> ParseAgentState(absl::string_view text) {
       }
     } else if (key == "committed_version") {
       state.committed_version = std::string(value);
+    } else if (key == "committed_layout") {
+      std::string bytes;
+      craft::v1::Layout layout;
+      if (!absl::Base64Unescape(value, &bytes) || !layout.ParseFromString(bytes)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("state line ", line_number, ": committed_layout does not parse"));
+      }
+      state.committed_layout = std::move(layout);
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("state line ", line_number, ": unknown key '", key, "'"));
     }
+  }
+  if (state.committed_layout.has_value() &&
+      state.committed_layout->version() != state.committed_version) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("committed_layout is version '", state.committed_layout->version(),
+                     "', committed_version is '", state.committed_version, "'"));
   }
   return state;
 }

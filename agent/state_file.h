@@ -1,6 +1,9 @@
 // What the agent must remember across restarts: the highest planner epoch it
 // has seen (fencing must survive a restart, or a deposed planner could push to
-// a freshly restarted agent) and the version its workers committed last.
+// a freshly restarted agent), the version the node committed last and that
+// version's layout (written when the Commit arrives, before any worker flips,
+// so that after a crash anywhere in the flip the agent brings every worker to
+// it: proto/README.md, "Recovery").
 //
 // StateStore is the seam (LevelDB's Env idea): FileStateStore persists to a
 // small text file written atomically; MemoryStateStore keeps it in memory
@@ -9,6 +12,7 @@
 #define CRAFT_AGENT_STATE_FILE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -16,23 +20,28 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "craft/v1/layout.pb.h"
 
 namespace craft::agent {
 
 struct AgentState {
   int64_t highest_epoch = 0;
   std::string committed_version;  // "" = none recorded
+  // The layout of committed_version; unset when not known (a state written
+  // before layouts were kept, or none committed).
+  std::optional<craft::v1::Layout> committed_layout;
 
-  bool operator==(const AgentState& other) const {
-    return highest_epoch == other.highest_epoch && committed_version == other.committed_version;
-  }
+  bool operator==(const AgentState& other) const;
 };
 
 // The file format, one "key=value" per line:
 //   highest_epoch=3
 //   committed_version=3.17
-// Unknown keys, a negative epoch or a malformed line are INVALID_ARGUMENT
-// (the agent refuses to start rather than forget its fencing epoch).
+//   committed_layout=<base64 of the serialized craft.v1.Layout>   (optional)
+// Unknown keys, a negative epoch, a layout that does not parse or names
+// another version than committed_version, or a malformed line are
+// INVALID_ARGUMENT (the agent refuses to start rather than forget its fencing
+// epoch or serve a layout it cannot trust).
 std::string SerializeAgentState(const AgentState& state);
 absl::StatusOr<AgentState> ParseAgentState(absl::string_view text);
 

@@ -22,10 +22,34 @@ std::string TempDir() {
 }
 
 TEST(AgentStateTest, SerializeParseRoundTrip) {
-  const AgentState state{12, "12.7"};
+  const AgentState state{12, "12.7", std::nullopt};
   absl::StatusOr<AgentState> parsed = ParseAgentState(SerializeAgentState(state));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, state);
+}
+
+TEST(AgentStateTest, TheCommittedLayoutRoundTrips) {
+  AgentState state{5, "5.3", std::nullopt};
+  craft::v1::Layout layout;
+  layout.set_version("5.3");
+  layout.set_num_experts(4);
+  layout.set_num_gpus(2);
+  layout.set_num_nodes(1);
+  state.committed_layout = layout;
+  absl::StatusOr<AgentState> parsed = ParseAgentState(SerializeAgentState(state));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, state);
+  ASSERT_TRUE(parsed->committed_layout.has_value());
+  EXPECT_EQ(parsed->committed_layout->num_gpus(), 2);
+}
+
+TEST(AgentStateTest, ALayoutOfAnotherVersionOrGarbageIsRefused) {
+  AgentState state{5, "5.3", craft::v1::Layout()};
+  state.committed_layout->set_version("5.2");
+  absl::StatusOr<AgentState> parsed = ParseAgentState(SerializeAgentState(state));
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(parsed.status().message().find("5.2"), std::string::npos) << parsed.status();
+  EXPECT_FALSE(ParseAgentState("committed_version=1.1\ncommitted_layout=@@@not base64\n").ok());
 }
 
 TEST(AgentStateTest, ParseRejectsGarbage) {
@@ -47,13 +71,13 @@ TEST(FileStateStoreTest, SaveThenLoadInANewStore) {
   const std::string path = TempDir() + "/agent_state";
   {
     FileStateStore store(path);
-    ASSERT_TRUE(store.Save({3, "3.1"}).ok());
-    ASSERT_TRUE(store.Save({4, "4.2"}).ok());
+    ASSERT_TRUE(store.Save({3, "3.1", std::nullopt}).ok());
+    ASSERT_TRUE(store.Save({4, "4.2", std::nullopt}).ok());
   }
   FileStateStore reopened(path);
   absl::StatusOr<AgentState> state = reopened.Load();
   ASSERT_TRUE(state.ok()) << state.status();
-  EXPECT_EQ(*state, (AgentState{4, "4.2"}));
+  EXPECT_EQ(*state, (AgentState{4, "4.2", std::nullopt}));
   // No temporary file is left behind.
   EXPECT_NE(::access((path + ".tmp." + std::to_string(::getpid())).c_str(), F_OK), 0);
 }

@@ -169,6 +169,11 @@ WorkerChannel* WorkerRegistry::channel(int gpu) const {
   return it == attached_.end() ? nullptr : it->second.channel;
 }
 
+std::string WorkerRegistry::ServingVersion(int gpu) const {
+  auto it = attached_.find(gpu);
+  return it == attached_.end() ? "" : it->second.committed_version;
+}
+
 std::vector<int> WorkerRegistry::AttachedGpus() const {
   std::vector<int> gpus;
   for (const auto& [gpu, entry] : attached_) gpus.push_back(gpu);

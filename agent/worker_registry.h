@@ -69,6 +69,8 @@ class WorkerRegistry {
   bool IsConfigured(int gpu) const;
   // nullptr when no worker is attached for `gpu`.
   WorkerChannel* channel(int gpu) const;
+  // The version the worker of `gpu` serves (normalised); "" when not attached.
+  std::string ServingVersion(int gpu) const;
   std::vector<int> AttachedGpus() const;
   std::vector<int> MissingGpus() const;
   bool AllAttached() const { return attached_.size() == gpus_.size(); }
