@@ -154,8 +154,7 @@ absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) co
 
 absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                                        std::shared_ptr<AgentConnection> connection) {
-  bool out_of_sync = false;
-  std::function<void()> on_out_of_sync;
+  std::function<void()> on_deadline_changed;
   {
     absl::MutexLock lock(&mu_);
     if (draining_) return absl::UnavailableError("planner draining");
@@ -205,16 +204,35 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     node.connection = std::move(connection);
     node.last_seen = clock_->Now();
     ++stats_.agent_connects;
+    node.resync_nonce.clear();
+    node.resync_retry_at = absl::InfinitePast();  // a new hello is worth a resync at once
     craft::v1::PlannerMessage welcome = NewMessage();
     welcome.mutable_welcome();
     node.connection->Send(welcome);
-    out_of_sync = !InSync(node, committed_.version);
-    on_out_of_sync = hooks_.on_out_of_sync;
+    const bool in_sync = InSync(node, committed_.version);
     CRAFT_LOG(INFO) << "agent " << hello.node() << " connected: GPUs ["
                     << absl::StrJoin(node.gpus, ",") << "], serving " << node.serving_version
-                    << (out_of_sync ? " (out of sync with " + committed_.version + ")" : "");
+                    << (in_sync ? "" : " (out of sync with " + committed_.version + ")")
+                    << (hello.prepared_version().empty()
+                            ? ""
+                            : ", in doubt about " + hello.prepared_version());
+    const std::string in_doubt = CanonicalVersion(hello.prepared_version());
+    if (!hello.prepared_version().empty() && in_doubt != committed_.version && in_sync &&
+        !fenced_) {
+      // Prepared but never committed (a commit would be the committed
+      // version): the node may drop it. An out-of-sync node's resync below
+      // supersedes it instead (one message in flight per stream).
+      craft::v1::PlannerMessage abort = NewMessage();
+      abort.mutable_abort()->set_version(hello.prepared_version());
+      abort.mutable_abort()->set_reason(
+          absl::StrCat("not committed; the committed version is ", committed_.version));
+      node.connection->Send(abort);
+      ++stats_.in_doubt_aborted;
+    }
+    DriveResyncsLocked();
+    on_deadline_changed = hooks_.on_deadline_changed;
   }
-  if (out_of_sync && on_out_of_sync) on_out_of_sync();
+  if (on_deadline_changed) on_deadline_changed();
   return absl::OkStatus();
 }
 
@@ -231,6 +249,13 @@ void ApplyCoordinator::SetServing(Node& node, const std::string& version) {
   for (auto& [gpu, serving] : node.gpu_serving) serving = version;
 }
 
+void ApplyCoordinator::MarkLagging(Node& node, const craft::v1::Nack& nack) {
+  for (const craft::v1::GpuError& error : nack.error().gpus()) {
+    auto it = node.gpu_serving.find(error.gpu());
+    if (it != node.gpu_serving.end()) it->second.clear();  // matches no version
+  }
+}
+
 ApplyCoordinator::Node* ApplyCoordinator::CurrentNode(const std::string& node,
                                                       const AgentConnection* connection) {
   auto it = nodes_.find(node);
@@ -243,6 +268,7 @@ void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection
   Node* state = CurrentNode(node, connection);
   if (state == nullptr) return;  // an older, replaced stream
   state->connection = nullptr;
+  state->resync_nonce.clear();
   ++stats_.agent_disconnects;
   CRAFT_LOG(INFO) << "agent " << node << " disconnected";
   ParticipantLeftLocked(node, "disconnected");
@@ -282,6 +308,14 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
   Node* state = CurrentNode(node, connection);
   if (state == nullptr) return;
   state->last_seen = clock_->Now();
+  if (AnswersResyncLocked(*state, ack.nonce())) {
+    if (ack.phase() == craft::v1::COMMITTED && ack.version() == committed_.version) {
+      SetServing(*state, committed_.version);
+      ++stats_.resyncs_completed;
+      CRAFT_LOG(INFO) << "agent " << node << " is on " << committed_.version << " again";
+    }
+    return;
+  }
   if (ack.phase() == craft::v1::ABORTED) return;  // aborts are fire-and-forget
   const bool expected = (phase_ == Phase::kPreparing && ack.phase() == craft::v1::PREPARED) ||
                         (phase_ == Phase::kCommitting && ack.phase() == craft::v1::COMMITTED);
@@ -305,9 +339,18 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
 
 void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection* connection,
                                   const craft::v1::Nack& nack) {
-  absl::MutexLock lock(&mu_);
+  std::function<void()> on_deadline_changed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (HandleNackLocked(node, connection, nack)) on_deadline_changed = hooks_.on_deadline_changed;
+  }
+  if (on_deadline_changed) on_deadline_changed();
+}
+
+bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConnection* connection,
+                                        const craft::v1::Nack& nack) {
   Node* state = CurrentNode(node, connection);
-  if (state == nullptr) return;
+  if (state == nullptr) return false;
   state->last_seen = clock_->Now();
   const std::string error =
       absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ", nack.error().message());
@@ -319,26 +362,39 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
     CRAFT_LOG(ERROR) << "agent " << node << " refused epoch " << epoch_
                      << " as stale: another planner leads; not pushing";
   }
+  if (AnswersResyncLocked(*state, nack.nonce())) {
+    if (!nack.last_good_version().empty()) {
+      SetServing(*state, CanonicalVersion(nack.last_good_version()));
+    }
+    MarkLagging(*state, nack);
+    state->resync_retry_at = clock_->Now() + options_.resync_retry;
+    ++stats_.resyncs_failed;
+    CRAFT_LOG(WARNING) << "agent " << node << " could not resync to " << committed_.version << " ("
+                       << error << "); again in " << absl::FormatDuration(options_.resync_retry);
+    return true;  // a retry time to wake up for
+  }
   if (phase_ == Phase::kIdle || nack.version() != apply_version_) {
     ++stats_.stale_answers_ignored;
-    return;
+    return false;
   }
   Participant* participant = AwaitedParticipant(node, nack.nonce());
-  if (participant == nullptr) return;
+  if (participant == nullptr) return false;
   if (!nack.last_good_version().empty()) {
     SetServing(*state, CanonicalVersion(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
     AbortLocked(AbortReason::kAgentNack,
                 absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
-    return;
+    return false;
   }
-  // A refused commit: the node keeps its last good version and is out of
-  // sync; the next replan resynchronises it.
+  // A refused commit: the GPUs that did not flip are out of sync; a resync
+  // brings them to the committed version once the apply is over.
+  MarkLagging(*state, nack);
   CRAFT_LOG(WARNING) << "agent " << node << " refused commit of " << apply_version_ << " (" << error
                      << "); serving " << state->serving_version;
   participant->answered = true;
   FinishCommittingIfDoneLocked();
+  return true;  // resyncs of the nodes that did not flip may have gone out
 }
 
 craft::v1::PlannerMessage ApplyCoordinator::NewMessage() {
@@ -373,6 +429,11 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   if (std::vector<int> missing = GpusWithoutAgentLocked(); !missing.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
+  }
+  if (std::vector<std::string> behind = OutOfSyncNodesLocked(); !behind.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("nodes [", absl::StrJoin(behind, ","),
+                                                      "] are being resynchronised to ",
+                                                      committed_.version));
   }
   // Every GPU's weights come from the version it serves.
   std::vector<ServingGpu> serving(options_.cluster.num_gpus);
@@ -500,11 +561,48 @@ void ApplyCoordinator::FinishCommittingIfDoneLocked() {
   phase_ = Phase::kIdle;
   participants_.clear();
   apply_layout_.reset();
+  DriveResyncsLocked();  // nodes that refused the commit
+}
+
+bool ApplyCoordinator::AnswersResyncLocked(Node& node, const std::string& nonce) {
+  if (node.resync_nonce.empty() || node.resync_nonce != nonce) return false;
+  node.resync_nonce.clear();
+  return true;
+}
+
+void ApplyCoordinator::DriveResyncsLocked() {
+  if (fenced_ || draining_) return;
+  const absl::Time now = clock_->Now();
+  std::optional<craft::v1::Layout> layout;  // built once, for the first node that needs it
+  for (auto& [name, node] : nodes_) {
+    if (node.connection == nullptr || InSync(node, committed_.version)) continue;
+    if (!node.resync_nonce.empty() || now < node.resync_retry_at) continue;
+    if (phase_ != Phase::kIdle && participants_.count(name) > 0) continue;  // after the apply
+    if (!layout.has_value()) layout = LayoutToProto(*committed_.layout, committed_.version);
+    craft::v1::PlannerMessage message = NewMessage();
+    message.mutable_commit()->set_version(committed_.version);
+    *message.mutable_commit()->mutable_layout() = *layout;
+    node.resync_nonce = message.nonce();
+    node.resync_deadline = now + options_.apply_timeout;
+    ++stats_.resyncs_started;
+    CRAFT_LOG(INFO) << "resync: re-driving the commit of " << committed_.version << " to agent "
+                    << name << " (serving " << node.serving_version << ")";
+    node.connection->Send(message);
+  }
 }
 
 void ApplyCoordinator::CheckTimeouts() {
   absl::MutexLock lock(&mu_);
-  if (phase_ == Phase::kIdle || clock_->Now() < apply_deadline_) return;
+  const absl::Time now = clock_->Now();
+  for (auto& [name, node] : nodes_) {
+    if (node.resync_nonce.empty() || now < node.resync_deadline) continue;
+    CRAFT_LOG(WARNING) << "agent " << name << " did not answer its resync to " << committed_.version
+                       << " in time; re-driving it";
+    node.resync_nonce.clear();
+    ++stats_.resyncs_failed;
+  }
+  DriveResyncsLocked();
+  if (phase_ == Phase::kIdle || now < apply_deadline_) return;
   std::vector<std::string> waiting;
   for (const auto& [name, participant] : participants_) {
     if (!participant.answered) waiting.push_back(name);
@@ -517,16 +615,24 @@ void ApplyCoordinator::CheckTimeouts() {
     return;
   }
   CRAFT_LOG(WARNING) << "no commit answer for " << apply_version_ << " from ["
-                     << absl::StrJoin(waiting, ",") << "]; they count as out of sync";
+                     << absl::StrJoin(waiting, ",") << "]; resyncing them";
+  for (const std::string& name : waiting) nodes_[name].serving_version.clear();
   phase_ = Phase::kIdle;
   participants_.clear();
   apply_layout_.reset();
+  DriveResyncsLocked();
 }
 
 std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
-  if (phase_ == Phase::kIdle) return std::nullopt;
-  return apply_deadline_;
+  std::optional<absl::Time> next;
+  const auto consider = [&next](absl::Time t) { next = next.has_value() ? std::min(*next, t) : t; };
+  if (phase_ != Phase::kIdle) consider(apply_deadline_);
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection == nullptr || InSync(node, committed_.version)) continue;
+    consider(node.resync_nonce.empty() ? node.resync_retry_at : node.resync_deadline);
+  }
+  return next;
 }
 
 void ApplyCoordinator::BeginDrain() {
@@ -572,9 +678,14 @@ std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
 
 std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {
   absl::MutexLock lock(&mu_);
+  return OutOfSyncNodesLocked();
+}
+
+std::vector<std::string> ApplyCoordinator::OutOfSyncNodesLocked() const {
   std::vector<std::string> nodes;
   for (const auto& [name, node] : nodes_) {
-    if (node.connection != nullptr && !InSync(node, committed_.version)) nodes.push_back(name);
+    if (node.connection == nullptr) continue;
+    if (!InSync(node, committed_.version) || !node.resync_nonce.empty()) nodes.push_back(name);
   }
   return nodes;
 }

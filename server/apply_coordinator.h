@@ -19,6 +19,15 @@
 //   coordinator->HandleAck(node, connection, ack);   // gateway
 //   coordinator->CheckTimeouts();                    // replan loop, periodically
 //
+// Recovery (proto/README.md, "Recovery"): the persisted committed version is
+// the decision of record. Every connected node that is not on it (it
+// restarted, missed a Commit, lost a worker) gets a Commit of it carrying
+// the layout, at once on its hello and again after resync_retry while it
+// refuses; such resyncs are never gated by modelled gain, and no new apply
+// starts until every node is on the committed version. A node whose hello
+// names an in-doubt prepared version that is not the committed one gets an
+// Abort of it.
+//
 // Versions are "<epoch>.<seq>"; the epoch is bumped and persisted by Create,
 // so no version is ever minted twice, even across restarts. A Nack or an Ack
 // whose nonce is not the one awaited from that node is ignored (counted).
@@ -78,6 +87,9 @@ struct CoordinatorOptions {
   ModelShape model;
   planner::ClusterShape cluster;
   absl::Duration apply_timeout = absl::Seconds(60);
+  // After a node refused a resync (a worker missing, say) or let it time
+  // out, wait this long before re-driving it; a new hello re-drives at once.
+  absl::Duration resync_retry = absl::Seconds(2);
 };
 
 struct CommittedLayout {
@@ -130,6 +142,14 @@ struct CoordinatorStats {
   // Nacks received, by craft.v1.ErrorCode value.
   std::array<int64_t, craft::v1::ErrorCode_ARRAYSIZE> nacks_by_code = {};
   int64_t transfer_bytes_committed = 0;  // bytes moved by committed applies
+  // Commits of the committed layout re-driven to nodes not on it, and how
+  // many of them every worker of the node answered (the node is in sync).
+  int64_t resyncs_started = 0;
+  int64_t resyncs_completed = 0;
+  int64_t resyncs_failed = 0;  // refused or timed out: re-driven later
+  // In-doubt versions (prepared, never committed) a node named in its hello,
+  // aborted.
+  int64_t in_doubt_aborted = 0;
 };
 
 class ApplyCoordinator {
@@ -137,12 +157,13 @@ class ApplyCoordinator {
   struct Hooks {
     // After the commit point, with the coordinator's mutex held.
     std::function<void(const CommittedLayout&, int64_t epoch)> on_commit;
-    // When an agent connects serving another version than the committed one
-    // (it needs a resync); called without the mutex.
-    std::function<void()> on_out_of_sync;
     // When an apply reaches the commit point or is aborted, with the
     // coordinator's mutex held.
     std::function<void(const ApplyRecord&)> on_apply_finished;
+    // When NextDeadline may have moved earlier (a resync went out or must be
+    // retried): whoever calls CheckTimeouts should look again. Called
+    // without the mutex.
+    std::function<void()> on_deadline_changed;
   };
 
   // Loads the persisted state (none: the initial layout "0.0"), bumps the
@@ -181,10 +202,12 @@ class ApplyCoordinator {
   // version it serves and sends Prepare to every connected agent, each
   // carrying the latest transfer group id rank 0 announced. Returns the
   // version. FAILED_PRECONDITION when an apply is in progress, a GPU has no
-  // connected agent, some expert has no source, or the planner is fenced;
+  // connected agent, a node is not on the committed version yet (its resync
+  // runs), some expert has no source, or the planner is fenced;
   // INVALID_ARGUMENT when `target` does not fit the model and cluster.
   absl::StatusOr<std::string> StartApply(const planner::Layout& target);
-  // Aborts a prepare (or stops waiting for commit acks) past its deadline.
+  // Aborts a prepare (or stops waiting for commit acks) past its deadline,
+  // and re-drives resyncs that are due.
   void CheckTimeouts();
   // When CheckTimeouts next has something to do; nullopt when idle.
   std::optional<absl::Time> NextDeadline() const;
@@ -217,11 +240,17 @@ class ApplyCoordinator {
     std::map<int, std::string> gpu_serving;       // by GPU: a restarted worker may differ
     std::shared_ptr<AgentConnection> connection;  // null: disconnected
     absl::Time last_seen;
+    // A resync Commit awaiting its answer: its nonce and deadline.
+    std::string resync_nonce;
+    absl::Time resync_deadline;
+    absl::Time resync_retry_at;  // after a refused or timed-out one
   };
   // True when the node and every one of its GPUs serve `version`.
   static bool InSync(const Node& node, const std::string& version);
-  // After an ACK or NACK that names what the whole node serves.
+  // After an ACK or NACK that names what the whole node serves; the GPUs a
+  // NACK lists did not get there (unknown until the node says).
   static void SetServing(Node& node, const std::string& version);
+  static void MarkLagging(Node& node, const craft::v1::Nack& nack);
 
   struct Participant {
     const AgentConnection* connection = nullptr;
@@ -248,6 +277,16 @@ class ApplyCoordinator {
   // Reports the apply in progress to the on_apply_finished hook.
   void RecordFinishedLocked(bool committed, AbortReason why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishCommittingIfDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends a Commit of the committed layout to every connected node not on it
+  // that has no resync in flight and no retry pending, outside applies.
+  void DriveResyncsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when `nonce` answers the node's resync in flight (then consumed).
+  bool AnswersResyncLocked(Node& node, const std::string& nonce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Connected nodes not on the committed version, or still answering a resync.
+  std::vector<std::string> OutOfSyncNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HandleNack under the mutex; true when NextDeadline may have moved.
+  bool HandleNackLocked(const std::string& node, const AgentConnection* connection,
+                        const craft::v1::Nack& nack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A participant left (disconnect or replacement): aborts a prepare.
   void ParticipantLeftLocked(const std::string& node, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -36,10 +36,12 @@ class ApplyCoordinatorTest : public ::testing::Test {
         {config.model, config.cluster, config.apply_timeout}, &store_, history_.get(), &clock_);
     ASSERT_TRUE(created.ok()) << created.status();
     coordinator_ = *std::move(created);
-    coordinator_->SetHooks({[this](const CommittedLayout& committed, int64_t) {
-                              commits_.push_back(committed.version);
-                            },
-                            [this] { ++out_of_sync_hooks_; }});
+    ApplyCoordinator::Hooks hooks;
+    hooks.on_commit = [this](const CommittedLayout& committed, int64_t) {
+      commits_.push_back(committed.version);
+    };
+    hooks.on_deadline_changed = [this] { ++deadline_hooks_; };
+    coordinator_->SetHooks(std::move(hooks));
     a_ = std::make_shared<FakeConnection>();
     b_ = std::make_shared<FakeConnection>();
   }
@@ -78,8 +80,17 @@ class ApplyCoordinatorTest : public ::testing::Test {
   std::shared_ptr<FakeConnection> a_;
   std::shared_ptr<FakeConnection> b_;
   std::vector<std::string> commits_;
-  int out_of_sync_hooks_ = 0;
+  int deadline_hooks_ = 0;
 };
+
+// The resync a node gets: a Commit of `version` that carries its layout.
+void ExpectResync(const FakeConnection& connection, const std::string& version) {
+  const craft::v1::PlannerMessage message = connection.last();
+  ASSERT_TRUE(message.has_commit()) << message.ShortDebugString();
+  EXPECT_EQ(message.commit().version(), version);
+  EXPECT_EQ(message.commit().layout().version(), version);
+  EXPECT_GT(message.commit().layout().layers_size(), 0);
+}
 
 TEST_F(ApplyCoordinatorTest, FreshPlannerStartsAtEpochOneWithTheInitialLayout) {
   EXPECT_EQ(coordinator_->epoch(), 1);
@@ -237,50 +248,100 @@ TEST_F(ApplyCoordinatorTest, RestartKeepsTheCommittedVersion) {
   // Agents coming back with the committed version are in sync: nothing moves.
   ConnectBoth(version);
   EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
-  EXPECT_EQ(out_of_sync_hooks_, 0);
   EXPECT_TRUE(a_->sent().empty());
   EXPECT_EQ(StartReplicated(), "2.2");  // seq continues after the stored one
 }
 
-TEST_F(ApplyCoordinatorTest, RestartAtTheCommitPointCanStillSourceFromThePreviousLayout) {
+TEST_F(ApplyCoordinatorTest, RestartAtTheCommitPointReDrivesTheCommit) {
   ConnectBoth();
   const std::string first = ApplyReplicated();
-  // The next apply reaches the commit point, then the planner stops before
-  // any agent flipped: every GPU still serves `first`.
+  // The next apply reaches the commit point, then the planner dies before
+  // any Commit left: both agents are in doubt about 1.2, serving `first`.
   absl::StatusOr<planner::Layout> initial = planner::ContiguousLayout(2, 4, {4, 2});
   ASSERT_TRUE(coordinator_->StartApply(*initial).ok());
   Ack("a", a_, craft::v1::PREPARED);
   Ack("b", b_, craft::v1::PREPARED);
   Restart();
   EXPECT_EQ(coordinator_->committed().version, "1.2");
-  ASSERT_NE(history_->Find(first), nullptr) << "the previous layout survives the restart";
-  ConnectBoth(first);
+  for (auto [name, gpus, connection] : {std::make_tuple("a", std::vector<int>{0, 1}, a_),
+                                        std::make_tuple("b", std::vector<int>{2, 3}, b_)}) {
+    craft::v1::AgentHello hello = Hello(name, gpus, first);
+    hello.set_prepared_version("1.2");
+    ASSERT_TRUE(coordinator_->Connect(hello, connection).ok());
+    ExpectResync(*connection, "1.2");  // not gated by any modelled gain
+  }
+  EXPECT_GE(deadline_hooks_, 2);
   EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("a", "b"));
-  absl::StatusOr<std::string> resync = coordinator_->StartApply(*coordinator_->committed().layout);
-  ASSERT_TRUE(resync.ok()) << resync.status();
-  for (const craft::v1::Transfer& transfer : b_->last().prepare().transfers()) {
-    EXPECT_EQ(transfer.src_version(), first);
+  // No new apply until every node is on the committed version.
+  EXPECT_EQ(coordinator_->StartApply(ReplicatedLayout()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  coordinator_->HandleAck("a", a_.get(), AckOf(a_->last(), craft::v1::COMMITTED));
+  EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("b"));
+  coordinator_->HandleAck("b", b_.get(), AckOf(b_->last(), craft::v1::COMMITTED));
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  EXPECT_EQ(coordinator_->stats().resyncs_completed, 2);
+  absl::StatusOr<std::string> next = coordinator_->StartApply(ReplicatedLayout());
+  ASSERT_TRUE(next.ok()) << next.status();
+  const craft::v1::PlannerMessage prepare = b_->last();
+  for (const craft::v1::Transfer& transfer : prepare.prepare().transfers()) {
+    EXPECT_EQ(transfer.src_version(), "1.2");
   }
 }
 
-TEST_F(ApplyCoordinatorTest, ResyncSourcesEachGpuFromTheVersionItServes) {
+TEST_F(ApplyCoordinatorTest, AnInDoubtVersionThatWasNeverCommittedIsAborted) {
+  ConnectBoth();
+  StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  Restart();  // before the commit point: 1.1 is dead
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.set_prepared_version("1.1");
+  ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
+  ASSERT_TRUE(a_->last().has_abort());
+  EXPECT_EQ(a_->last().abort().version(), "1.1");
+  EXPECT_EQ(coordinator_->stats().in_doubt_aborted, 1);
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+}
+
+TEST_F(ApplyCoordinatorTest, ANodeBackOnAnOldLayoutIsResyncedUntilItAnswers) {
   ConnectBoth();
   const std::string committed = ApplyReplicated();
-  // Node b restarts its workers and comes back on the initial layout.
+  // Node b restarted with its workers and comes back on the initial layout.
   auto b_again = std::make_shared<FakeConnection>();
   ASSERT_TRUE(coordinator_->Connect(Hello("b", {2, 3}, "0.0"), b_again).ok());
-  EXPECT_EQ(out_of_sync_hooks_, 1);
-  EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("b"));
+  ExpectResync(*b_again, committed);
+  EXPECT_TRUE(a_->sent().back().has_commit()) << "node a got nothing new";
+  EXPECT_EQ(a_->sent().size(), 2u);
+  // A worker is still missing: refused. Re-driven after resync_retry, not before.
+  craft::v1::Nack missing = NackOf(b_again->last(), craft::v1::WORKER_MISSING, committed);
+  missing.mutable_error()->add_gpus()->set_gpu(3);
+  coordinator_->HandleNack("b", b_again.get(), missing);
+  EXPECT_EQ(coordinator_->stats().resyncs_failed, 1);
+  const size_t sent = b_again->sent().size();
+  clock_.Advance(absl::Seconds(1));
+  coordinator_->CheckTimeouts();
+  EXPECT_EQ(b_again->sent().size(), sent);
+  ASSERT_TRUE(coordinator_->NextDeadline().has_value());
+  clock_.Advance(absl::Seconds(1));
+  coordinator_->CheckTimeouts();
+  ASSERT_EQ(b_again->sent().size(), sent + 1);
+  ExpectResync(*b_again, committed);
+  coordinator_->HandleAck("b", b_again.get(), AckOf(b_again->last(), craft::v1::COMMITTED));
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  EXPECT_FALSE(coordinator_->NextDeadline().has_value());
+}
 
-  absl::StatusOr<std::string> resync = coordinator_->StartApply(*coordinator_->committed().layout);
-  ASSERT_TRUE(resync.ok()) << resync.status();
-  const craft::v1::Prepare prepare = b_again->last().prepare();
-  ASSERT_GT(prepare.transfers_size(), 0);
-  for (const craft::v1::Transfer& transfer : prepare.transfers()) {
-    EXPECT_GE(transfer.dst_gpu(), 2) << "GPUs of node a already hold the layout";
-    EXPECT_EQ(transfer.src_version(), transfer.src_gpu() >= 2 ? "0.0" : committed);
-  }
-  EXPECT_EQ(a_->last().prepare().layout().version(), *resync);
+TEST_F(ApplyCoordinatorTest, GpusThatDidNotFlipAreResyncedAfterTheApply) {
+  ConnectBoth();
+  const std::string version = StartReplicated();
+  Ack("a", a_, craft::v1::PREPARED);
+  Ack("b", b_, craft::v1::PREPARED);
+  Ack("a", a_, craft::v1::COMMITTED);
+  craft::v1::Nack nack = NackOf(b_->last(), craft::v1::WORKER_MISSING, version);
+  nack.mutable_error()->add_gpus()->set_gpu(3);
+  coordinator_->HandleNack("b", b_.get(), nack);
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+  ExpectResync(*b_, version);
+  EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("b"));
 }
 
 TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {

@@ -63,7 +63,7 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
       &GaugeFamily(r, "craft_planner_connected_agents", "Agents with an open stream.").Add({});
   agents_out_of_sync_ = &GaugeFamily(r, "craft_planner_agents_out_of_sync",
                                      "Connected agents serving another layout version than the "
-                                     "committed one (resynchronised by the next apply).")
+                                     "committed one (the planner re-drives its commit).")
                              .Add({});
   agents_on_committed_ = &GaugeFamily(r, "craft_planner_agents_on_committed_layout",
                                       "Connected agents whose every GPU serves the committed "
@@ -170,6 +170,17 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
     nacks_[code] = &nacks.Add(
         {{"code", absl::AsciiStrToLower(craft::v1::ErrorCode_Name(craft::v1::ErrorCode(code)))}});
   }
+  prometheus::Family<prometheus::Counter>& resyncs =
+      CounterFamily(r, "craft_planner_resyncs_total",
+                    "Commits of the committed layout re-driven to nodes not on it, by what "
+                    "became of them (started, completed, failed: retried).");
+  resyncs_started_ = &resyncs.Add({{"result", "started"}});
+  resyncs_completed_ = &resyncs.Add({{"result", "completed"}});
+  resyncs_failed_ = &resyncs.Add({{"result", "failed"}});
+  in_doubt_aborted_ = &CounterFamily(r, "craft_planner_in_doubt_aborted_total",
+                                     "Prepared versions a reconnecting agent was in doubt about "
+                                     "and that were never committed: aborted.")
+                           .Add({});
   stale_answers_ = &CounterFamily(r, "craft_planner_stale_answers_total",
                                   "Acks and Nacks ignored because they answer no awaited message.")
                         .Add({});
@@ -313,6 +324,10 @@ void PlannerMetrics::RefreshCounters(const ApplyCoordinator& coordinator,
     AdvanceTo(*counter, static_cast<double>(stats.nacks_by_code[code]));
   }
   AdvanceTo(*stale_answers_, static_cast<double>(stats.stale_answers_ignored));
+  AdvanceTo(*resyncs_started_, static_cast<double>(stats.resyncs_started));
+  AdvanceTo(*resyncs_completed_, static_cast<double>(stats.resyncs_completed));
+  AdvanceTo(*resyncs_failed_, static_cast<double>(stats.resyncs_failed));
+  AdvanceTo(*in_doubt_aborted_, static_cast<double>(stats.in_doubt_aborted));
   AdvanceTo(*agent_connects_, static_cast<double>(stats.agent_connects));
   AdvanceTo(*agent_disconnects_, static_cast<double>(stats.agent_disconnects));
   AdvanceTo(*transfer_bytes_, static_cast<double>(stats.transfer_bytes_committed));

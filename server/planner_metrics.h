@@ -101,6 +101,10 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   std::array<prometheus::Counter*, kNumAbortReasons> aborts_;
   std::map<int, prometheus::Counter*> nacks_;  // by craft.v1.ErrorCode
   prometheus::Counter* stale_answers_;
+  prometheus::Counter* resyncs_started_;
+  prometheus::Counter* resyncs_completed_;
+  prometheus::Counter* resyncs_failed_;
+  prometheus::Counter* in_doubt_aborted_;
   prometheus::Counter* agent_connects_;
   prometheus::Counter* agent_disconnects_;
   prometheus::Counter* transfer_bytes_;

@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   hooks.on_commit = [placement](const CommittedLayout& committed, int64_t epoch) {
     placement->PublishCommit(committed, epoch);
   };
-  hooks.on_out_of_sync = [loop] { loop->Trigger(); };
+  hooks.on_deadline_changed = [loop] { loop->Wake(); };
   if (observer != nullptr) {
     hooks.on_apply_finished = [observer](const ApplyRecord& record) {
       observer->OnApplyFinished(record);

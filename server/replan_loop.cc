@@ -43,8 +43,8 @@ std::vector<double> PerLayerBalancedness(const planner::LayoutStats& stats) {
   return balancedness;
 }
 
-constexpr absl::string_view kReplanResultNames[kNumReplanResults] = {
-    "pushed", "resync", "gated", "no_loads", "skipped", "failed"};
+constexpr absl::string_view kReplanResultNames[kNumReplanResults] = {"pushed", "gated", "no_loads",
+                                                                     "skipped", "failed"};
 
 }  // namespace
 
@@ -80,6 +80,11 @@ void ReplanLoop::Stop() {
   if (thread_.joinable()) thread_.join();
   // Post refuses jobs once stopping_ is set, so nothing was queued since.
   for (Job& job : abandoned) job(false);
+}
+
+void ReplanLoop::Wake() {
+  absl::MutexLock lock(&mu_);
+  wake_ = true;
 }
 
 void ReplanLoop::Trigger() {
@@ -175,46 +180,37 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
     return skipped(
         absl::StrCat("skipped: GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
   }
+  if (std::vector<std::string> behind = coordinator_->OutOfSyncNodes(); !behind.empty()) {
+    return skipped(absl::StrCat("skipped: nodes [", absl::StrJoin(behind, ","),
+                                "] are being resynchronised to the committed version"));
+  }
   const CommittedLayout committed = coordinator_->committed();
-  const std::vector<std::string> out_of_sync = coordinator_->OutOfSyncNodes();
-  // A resync re-pushes the committed layout under a new version: in-sync
-  // nodes move nothing, the others catch up.
-  const std::string resync =
-      out_of_sync.empty() ? ""
-                          : absl::StrCat("resync of nodes [", absl::StrJoin(out_of_sync, ","),
-                                         "] serving another version than ", committed.version);
-  // Without a new layout to push: a resync if nodes need one, else `result`.
-  // `measured` carries what was computed so far into the outcome.
+  // `measured` carries what was computed so far into every outcome.
   ReplanOutcome measured;
-  auto resync_or = [&](const std::string& why, ReplanResult result) -> ReplanOutcome {
-    ReplanOutcome outcome =
-        out_of_sync.empty()
-            ? ReplanOutcome{why, "", result, {}, {}, {}}
-            : Apply(*committed.layout, absl::StrCat(resync, " (", why, ")"), ReplanResult::kResync);
+  auto with_measurements = [&measured](ReplanOutcome outcome) {
     outcome.plan_duration = measured.plan_duration;
     outcome.balancedness_before = measured.balancedness_before;
     outcome.balancedness_after = measured.balancedness_after;
     return outcome;
   };
+  auto nothing = [&](std::string why, ReplanResult result) {
+    return with_measurements(ReplanOutcome{std::move(why), "", result, {}, {}, {}});
+  };
   auto push = [&](const planner::Layout& layout, const std::string& what) {
-    ReplanOutcome outcome = Apply(layout, what, ReplanResult::kPushed);
-    outcome.plan_duration = measured.plan_duration;
-    outcome.balancedness_before = measured.balancedness_before;
-    outcome.balancedness_after = measured.balancedness_after;
-    return outcome;
+    return with_measurements(Apply(layout, what, ReplanResult::kPushed));
   };
 
   const planner::LoadTrace trace = load_store_->Trace();
   if (trace.num_windows() == 0) {
-    return resync_or("no complete load window yet", ReplanResult::kNoLoads);
+    return nothing("no complete load window yet", ReplanResult::kNoLoads);
   }
 
   const absl::Time plan_start = clock_->Now();
   absl::StatusOr<planner::PlanResult> plan = planner::Plan(trace, config_.plan);
   measured.plan_duration = clock_->Now() - plan_start;
   if (!plan.ok()) {
-    return resync_or(absl::StrCat("planning failed: ", plan.status().message()),
-                     ReplanResult::kFailed);
+    return nothing(absl::StrCat("planning failed: ", plan.status().message()),
+                   ReplanResult::kFailed);
   }
   explain->set_budget(plan->budget);
   absl::StatusOr<planner::Layout> stable = planner::Stabilize(*committed.layout, plan->layout);
@@ -228,8 +224,7 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
   for (const absl::Status& status :
        {stable.status(), now.status(), next.status(), transfers.status()}) {
     if (!status.ok()) {
-      return resync_or(absl::StrCat("evaluation failed: ", status.message()),
-                       ReplanResult::kFailed);
+      return nothing(absl::StrCat("evaluation failed: ", status.message()), ReplanResult::kFailed);
     }
   }
   DescribePlan(*plan, *now, explain);
@@ -248,12 +243,11 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
       now->mean_balancedness, next->mean_balancedness, trace.num_windows());
   if (force) return push(*stable, absl::StrCat("forced push (gate bypassed): ", numbers));
   if (gain > config_.gain_threshold && benefit_s > transfer_s) {
-    return push(*stable, absl::StrCat("pushing: ", numbers,
-                                      resync.empty() ? "" : absl::StrCat("; also a ", resync)));
+    return push(*stable, absl::StrCat("pushing: ", numbers));
   }
   const std::string why =
       gain <= config_.gain_threshold ? "gain below threshold" : "benefit below transfer cost";
-  return resync_or(absl::StrCat("not pushing, ", why, ": ", numbers), ReplanResult::kGated);
+  return nothing(absl::StrCat("not pushing, ", why, ": ", numbers), ReplanResult::kGated);
 }
 
 }  // namespace craft::server

@@ -9,9 +9,9 @@
 //   gain       = 1 - step_time(new) / step_time(committed)     (EvaluateLayout)
 //   transfer_s = max bytes one GPU receives / (transfer_gbps * 1e9 / 8)
 //   push when gain > gain_threshold and horizon_s * gain > transfer_s,
-//   or when forced. Nodes serving another version than the committed one
-//   force an apply even without gain: the committed layout is re-pushed under
-//   a fresh version (a resync) unless a new plan passes anyway.
+//   or when forced. Nodes not on the committed version are the
+//   coordinator's to resynchronise (never gated); the loop plans nothing
+//   until they are back.
 //
 //   ReplanLoop loop(config, &load_store, coordinator.get(), clock);
 //   loop.Start();
@@ -47,13 +47,12 @@ namespace craft::server {
 // What a replan did (the `result` label of craft_planner_replans_total).
 enum class ReplanResult {
   kPushed,   // a new layout passed the gate (or was forced); its apply started
-  kResync,   // the committed layout was re-pushed to out-of-sync nodes
   kGated,    // the new layout did not pass the gate: nothing to push
   kNoLoads,  // no complete load window yet
-  kSkipped,  // an apply in progress, GPUs without an agent, or fenced
+  kSkipped,  // an apply or a resync in progress, GPUs without an agent, or fenced
   kFailed,   // planning or evaluation failed, or the apply could not start
 };
-inline constexpr int kNumReplanResults = 6;
+inline constexpr int kNumReplanResults = 5;
 absl::string_view ReplanResultName(ReplanResult result);
 
 struct ReplanOutcome {
@@ -90,6 +89,9 @@ class ReplanLoop {
   void Stop();
   // Re-plan at the next opportunity, without waiting for the interval.
   void Trigger();
+  // Looks at the coordinator's deadlines again (they moved earlier) without
+  // re-planning.
+  void Wake();
   // Queues `job` for the loop thread. False (and the job is not kept) when
   // the queue is full or the loop is stopped.
   bool Post(Job job);
