@@ -2,10 +2,13 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -29,6 +32,21 @@ int FreePort() {
   return ntohs(address.sin_port);
 }
 
+// The size of `path`, 0 when it does not exist.
+int64_t FileSize(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 ? info.st_size : 0;
+}
+
+// The bytes of `path` from `offset` on.
+std::string ReadFrom(const std::string& path, int64_t offset) {
+  std::ifstream in(path);
+  in.seekg(offset);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 absl::Status FromGrpc(const grpc::Status& status) {
   return status.ok() ? absl::OkStatus()
                      : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
@@ -37,12 +55,26 @@ absl::Status FromGrpc(const grpc::Status& status) {
 
 }  // namespace
 
+std::string ProcessName(Role role, int index) {
+  switch (role) {
+    case Role::kPlanner:
+      return "planner";
+    case Role::kAgent:
+      return absl::StrCat("agent", index);
+    case Role::kWorker:
+      return absl::StrCat("worker", index);
+  }
+  return "?";
+}
+
 LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
   char pattern[] = "/tmp/craft-it-XXXXXX";
   dir_ = ::mkdtemp(pattern);
   planner_port_ = FreePort();
   agents_.resize(options_.num_nodes);
   workers_.resize(num_gpus());
+  worker_extra_flags_.resize(num_gpus());
+  worker_log_offsets_.resize(num_gpus());
   placement_ = craft::v1::PlacementService::NewStub(
       grpc::CreateChannel(planner_address(), grpc::InsecureChannelCredentials()));
 }
@@ -88,9 +120,9 @@ absl::Status LocalCluster::StartPlanner() {
                         << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
   const std::string ready = dir_ + "/planner.ready";
   std::remove(ready.c_str());
-  auto process =
-      Process::Start(Runfile("server/craft-planner"),
-                     {"--config=" + config, "--ready_file=" + ready}, dir_ + "/planner.log");
+  auto process = Process::Start(Runfile("server/craft-planner"),
+                                {"--config=" + config, "--ready_file=" + ready},
+                                dir_ + "/planner.log", CrashEnv(Role::kPlanner, 0));
   if (!process.ok()) return process.status();
   planner_ = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();
@@ -101,6 +133,7 @@ absl::Status LocalCluster::StartAgent(int node) {
   for (int i = 0; i < options_.gpus_per_node; ++i)
     gpus.push_back(node * options_.gpus_per_node + i);
   const std::string ready = absl::StrCat(dir_, "/agent", node, ".ready");
+  std::remove(ready.c_str());  // a restart must not find its predecessor's
   auto process = Process::Start(
       Runfile("agent/craft-agent"),
       {absl::StrCat("--node=node", node), "--gpus=" + absl::StrJoin(gpus, ","),
@@ -109,7 +142,7 @@ absl::Status LocalCluster::StartAgent(int node) {
        absl::StrCat("--num_layers=", options_.num_layers),
        absl::StrCat("--num_experts=", options_.num_experts),
        absl::StrCat("--top_k=", options_.top_k), "--ready_file=" + ready},
-      absl::StrCat(dir_, "/agent", node, ".log"));
+      absl::StrCat(dir_, "/agent", node, ".log"), CrashEnv(Role::kAgent, node));
   if (!process.ok()) return process.status();
   agents_[node] = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();
@@ -135,11 +168,109 @@ absl::Status LocalCluster::StartWorker(int gpu, const std::vector<std::string>& 
       "--verify_interval_ms=300",
       "--ready_file=" + ready};
   flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
-  auto process = Process::Start(Runfile("gpu_worker/craft-worker"), flags,
-                                absl::StrCat(dir_, "/worker", gpu, ".log"));
+  worker_extra_flags_[gpu] = extra_flags;
+  const std::string log = absl::StrCat(dir_, "/worker", gpu, ".log");
+  worker_log_offsets_[gpu] = FileSize(log);
+  auto process =
+      Process::Start(Runfile("gpu_worker/craft-worker"), flags, log, CrashEnv(Role::kWorker, gpu));
   if (!process.ok()) return process.status();
   workers_[gpu] = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();
+}
+
+std::vector<std::string> LocalCluster::CrashEnv(Role role, int index) const {
+  return {"CRAFT_CRASH_POINTS_FILE=" + crash_file(role, index)};
+}
+
+std::string LocalCluster::crash_file(Role role, int index) const {
+  return absl::StrCat(dir_, "/", ProcessName(role, index), ".crash");
+}
+
+Process* LocalCluster::process(Role role, int index) {
+  switch (role) {
+    case Role::kPlanner:
+      return planner_.get();
+    case Role::kAgent:
+      return agents_[index].get();
+    case Role::kWorker:
+      return workers_[index].get();
+  }
+  return nullptr;
+}
+
+bool LocalCluster::Running(Role role, int index) {
+  Process* p = process(role, index);
+  return p != nullptr && p->Running();
+}
+
+absl::Status LocalCluster::ArmCrashPoint(Role role, int index, const std::string& point, int hit,
+                                         int delay_ms) {
+  // Written whole, then renamed: the process may read the file at any time
+  // and must never see half a line.
+  const std::string path = crash_file(role, index);
+  const std::string temp = path + ".tmp";
+  std::ofstream(temp) << point << " hit=" << hit << " delay_ms=" << delay_ms << "\n";
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::DisarmCrashPoint(Role role, int index) {
+  const std::string path = crash_file(role, index);
+  if (!std::ofstream(path, std::ios::trunc)) {
+    return absl::InternalError(absl::StrCat("cannot empty ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::Restart(Role role, int index) {
+  switch (role) {
+    case Role::kPlanner:
+      planner_.reset();  // SIGKILLs a survivor; a dead one is not signalled
+      return StartPlanner();
+    case Role::kAgent:
+      agents_[index].reset();
+      return StartAgent(index);
+    case Role::kWorker:
+      workers_[index].reset();
+      return StartWorker(index, worker_extra_flags_[index]);
+  }
+  return absl::InvalidArgumentError("unknown role");
+}
+
+std::string LocalCluster::WorkerServingVersion(int gpu) const {
+  static constexpr char kVerified[] = "verify ok version=";
+  const std::string path = absl::StrCat(dir_, "/worker", gpu, ".log");
+  // The tail first: verify lines come every 300 ms and logs grow with every
+  // trial of a long test.
+  constexpr int64_t kTail = 64 << 10;
+  const int64_t start = worker_log_offsets_[gpu];
+  std::string text = ReadFrom(path, std::max(start, FileSize(path) - kTail));
+  size_t at = text.rfind(kVerified);
+  if (at == std::string::npos) {
+    text = ReadFrom(path, start);
+    at = text.rfind(kVerified);
+    if (at == std::string::npos) return "";
+  }
+  const size_t begin = at + sizeof(kVerified) - 1;
+  return text.substr(begin, text.find_first_of(" \n", begin) - begin);
+}
+
+std::vector<std::string> LocalCluster::WorkerServingVersions() const {
+  std::vector<std::string> versions;
+  for (int gpu = 0; gpu < num_gpus(); ++gpu) versions.push_back(WorkerServingVersion(gpu));
+  return versions;
+}
+
+absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents() {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  craft::v1::ListAgentsResponse response;
+  if (absl::Status s = FromGrpc(placement_->ListAgents(&context, {}, &response)); !s.ok()) {
+    return s;
+  }
+  return response;
 }
 
 absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {

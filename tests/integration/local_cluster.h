@@ -4,6 +4,7 @@
 #ifndef CRAFT_TESTS_INTEGRATION_LOCAL_CLUSTER_H_
 #define CRAFT_TESTS_INTEGRATION_LOCAL_CLUSTER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,12 @@
 #include "tests/integration/process.h"
 
 namespace craft::testing {
+
+// The kinds of process in a cluster; with an index (node, GPU) they name one.
+enum class Role { kPlanner, kAgent, kWorker };
+
+// "planner", "agent1", "worker3": also the stem of its files in dir().
+std::string ProcessName(Role role, int index);
 
 struct ClusterOptions {
   int num_nodes = 2;
@@ -30,6 +37,10 @@ struct ClusterOptions {
 };
 
 // Not thread-safe. Stops every process on destruction.
+//
+// Every process starts with its own crash-control file (common/crash_point.h),
+// dir()/<name>.crash, empty until ArmCrashPoint writes it, so any process can
+// be made to SIGKILL itself at a named protocol step.
 class LocalCluster {
  public:
   explicit LocalCluster(ClusterOptions options);
@@ -43,6 +54,10 @@ class LocalCluster {
   Process& planner() { return *planner_; }
   Process& agent(int node) { return *agents_[node]; }
   Process& worker(int gpu) { return *workers_[gpu]; }
+  // The process of `role` (index: node or GPU; ignored for the planner), or
+  // null when it was never started or was stopped.
+  Process* process(Role role, int index);
+  bool Running(Role role, int index);
   void StopWorker(int gpu) { workers_[gpu].reset(); }
   void StopPlanner() { planner_.reset(); }
 
@@ -51,10 +66,31 @@ class LocalCluster {
   std::string planner_address() const;
   const std::string& dir() const { return dir_; }
   std::string state_path() const { return dir_ + "/planner.state"; }
+  std::string crash_file(Role role, int index) const;
+
+  // Makes the process SIGKILL itself the `hit`-th time it reaches `point`,
+  // after `delay_ms` (see common/crash_point.h). Takes effect at once: the
+  // process reads the file at every point it reaches.
+  absl::Status ArmCrashPoint(Role role, int index, const std::string& point, int hit = 1,
+                             int delay_ms = 0);
+  // Empties the control file (a point that was armed but never reached must
+  // not fire in a later test step).
+  absl::Status DisarmCrashPoint(Role role, int index);
+  // Starts the process again as it was started last (planner: same config
+  // and state file; agent: same state file; worker: same flags), killing
+  // what is left of it first. Waits for its ready file.
+  absl::Status Restart(Role role, int index);
+
+  // The version worker `gpu` serves now: the last "verify ok version=V"
+  // line its current incarnation logged (the worker logs one at start, after
+  // every flip and every 300 ms). Empty when it logged none yet.
+  std::string WorkerServingVersion(int gpu) const;
+  std::vector<std::string> WorkerServingVersions() const;
 
   craft::v1::PlacementService::Stub& placement() { return *placement_; }
   absl::StatusOr<craft::v1::LayoutStatus> GetLayout();
   absl::StatusOr<craft::v1::ReplanResponse> Replan(bool force);
+  absl::StatusOr<craft::v1::ListAgentsResponse> ListAgents();
   // Waits until the planner measured the committed layout's balance on at
   // least one window every GPU reported; returns it.
   absl::StatusOr<double> WaitForMeasuredBalance(absl::Duration timeout);
@@ -69,12 +105,18 @@ class LocalCluster {
   bool AllWorkersVerified(const std::string& version);
 
  private:
+  // The environment that points a process at its crash-control file.
+  std::vector<std::string> CrashEnv(Role role, int index) const;
+
   ClusterOptions options_;
   std::string dir_;  // short path: Unix socket names are limited to 108 bytes
   int planner_port_ = 0;
   std::unique_ptr<Process> planner_;
   std::vector<std::unique_ptr<Process>> agents_;
   std::vector<std::unique_ptr<Process>> workers_;
+  std::vector<std::vector<std::string>> worker_extra_flags_;  // for Restart
+  // Where each worker's current incarnation starts in its (appended) log.
+  std::vector<int64_t> worker_log_offsets_;
   std::unique_ptr<craft::v1::PlacementService::Stub> placement_;
 };
 

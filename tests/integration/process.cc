@@ -6,24 +6,55 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 
 namespace craft::testing {
+namespace {
+
+// The parent's environment with `extra` ("NAME=VALUE") added or overriding.
+// Built before fork: the child of a threaded parent should only exec.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** var = environ; *var != nullptr; ++var) {
+    const absl::string_view entry(*var);
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    const bool overridden = std::any_of(extra.begin(), extra.end(), [&](const std::string& e) {
+      return absl::StartsWith(e, absl::StrCat(name, "="));
+    });
+    if (!overridden) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+std::vector<char*> NullTerminated(const std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  for (const std::string& s : strings) pointers.push_back(const_cast<char*>(s.c_str()));
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
+}  // namespace
 
 absl::StatusOr<Process> Process::Start(const std::string& binary,
                                        const std::vector<std::string>& args,
-                                       const std::string& log_path) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
+                                       const std::string& log_path,
+                                       const std::vector<std::string>& env) {
+  std::vector<std::string> argv_strings = {binary};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  const std::vector<char*> argv = NullTerminated(argv_strings);
+  const std::vector<std::string> env_strings = ChildEnvironment(env);
+  const std::vector<char*> envp = NullTerminated(env_strings);
   const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (log < 0) return absl::InternalError(absl::StrCat("cannot open ", log_path));
   const pid_t pid = ::fork();
@@ -32,7 +63,7 @@ absl::StatusOr<Process> Process::Start(const std::string& binary,
     ::dup2(log, STDOUT_FILENO);
     ::dup2(log, STDERR_FILENO);
     ::setpgid(0, 0);
-    ::execv(binary.c_str(), argv.data());
+    ::execve(binary.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(log);
@@ -61,7 +92,9 @@ Process::~Process() {
 bool Process::Running() {
   if (pid_ <= 0) return false;
   int status = 0;
-  return ::waitpid(pid_, &status, WNOHANG) == 0;
+  if (::waitpid(pid_, &status, WNOHANG) == 0) return true;
+  pid_ = -1;  // reaped
+  return false;
 }
 
 absl::StatusOr<int> Process::Stop(int signal, absl::Duration timeout) {

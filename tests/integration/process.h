@@ -18,16 +18,22 @@ namespace craft::testing {
 // One child process. Not thread-safe; the destructor kills the child.
 class Process {
  public:
-  // Starts `binary` with `args`; stdout and stderr go to `log_path`.
+  // Starts `binary` with `args`; stdout and stderr go to `log_path`, which
+  // is appended to (a restarted process keeps its predecessor's lines). `env`
+  // holds extra "NAME=VALUE" pairs for the child; they override inherited
+  // variables of the same name.
   static absl::StatusOr<Process> Start(const std::string& binary,
                                        const std::vector<std::string>& args,
-                                       const std::string& log_path);
+                                       const std::string& log_path,
+                                       const std::vector<std::string>& env = {});
   Process(Process&& other) noexcept;
   Process& operator=(Process&& other) noexcept;
   Process(const Process&) = delete;
   ~Process();
 
   pid_t pid() const { return pid_; }
+  // False once the child exited (it is reaped then, and never signalled
+  // again: its pid may belong to another process by now).
   bool Running();
   // Sends `signal` and waits up to `timeout` for the exit; returns the exit
   // status (as from waitpid) or DEADLINE_EXCEEDED (then SIGKILLs).
