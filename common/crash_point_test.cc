@@ -24,8 +24,8 @@ TEST(CrashSpecTest, AnEmptyLineArmsNothing) {
 }
 
 TEST(CrashSpecTest, RefusesMalformedOptions) {
-  for (const char* line : {"p hit=0", "p hit=-1", "p delay_ms=x", "p when=now", "p hit=",
-                           "p delay_ms=-5", "p hit=99999999999999"}) {
+  for (const char* line : {"p hit=0", "p hit=-1", "p delay_ms=x", "p when=now",
+                           "p hit=", "p delay_ms=-5", "p hit=99999999999999"}) {
     EXPECT_EQ(ParseCrashSpec(line).status().code(), absl::StatusCode::kInvalidArgument) << line;
   }
 }
