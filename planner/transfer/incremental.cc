@@ -96,18 +96,24 @@ absl::Status ApplyEdit(const SlotEdit& edit, Layout& layout) {
   return absl::OkStatus();
 }
 
+// The replay windows predictions use: at most `max_windows`, evenly spaced.
+std::vector<int> ReplaySample(const LoadTrace& trace, int max_windows) {
+  const int windows = trace.num_replay_windows();
+  const int keep = std::min(windows, std::max(1, max_windows));
+  std::vector<int> sample;
+  for (int i = 0; i < keep; ++i) {
+    sample.push_back(static_cast<int>(static_cast<int64_t>(i) * windows / keep));
+  }
+  return sample;
+}
+
 // The greedy search: the working layout, a model per layer, what has arrived
 // on every GPU so far, and every layer's shortlisted candidates.
 class Search {
  public:
   Search(const Layout& committed, const LoadTrace& trace, const IncrementalOptions& options)
       : committed_(committed), current_(committed), options_(options) {
-    const int windows = trace.num_replay_windows();
-    const int keep = std::min(windows, std::max(1, options.max_replay_windows));
-    std::vector<int> sample;
-    for (int i = 0; i < keep; ++i) {
-      sample.push_back(static_cast<int>(static_cast<int64_t>(i) * windows / keep));
-    }
+    const std::vector<int> sample = ReplaySample(trace, options.max_replay_windows);
     const int gpus = committed.cluster.num_gpus;
     for (int l = 0; l < committed.num_layers(); ++l) {
       models_.push_back(std::make_unique<LayerModel>(trace, l, sample, gpus));
@@ -500,7 +506,19 @@ absl::Status CheckInputs(const Layout& committed, const LoadTrace& trace,
         "committed layout is ", committed.num_layers(), " layers x ", committed.num_experts,
         " experts but the loads are ", trace.num_layers(), " x ", trace.num_experts()));
   }
-  CRAFT_RETURN_IF_ERROR(trace.Validate());
+  // Only what the planner reads: the aggregate and the replayed windows
+  // (scanning every window of a long trace would cost a large part of a plan).
+  CRAFT_RETURN_IF_ERROR(trace.ValidateAggregate());
+  for (int w : ReplaySample(trace, options.max_replay_windows)) {
+    for (int l = 0; l < trace.num_layers(); ++l) {
+      for (int64_t count : trace.replay_window(w, l)) {
+        if (count < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("negative count ", count, " in window ", w, " layer ", l));
+        }
+      }
+    }
+  }
   for (int g = 1; g < committed.cluster.num_gpus; ++g) {
     if (committed.SlotsOnGpu(g) != committed.SlotsOnGpu(0)) {
       return absl::InvalidArgumentError(absl::StrCat(

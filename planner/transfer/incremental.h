@@ -115,8 +115,8 @@ struct IncrementalPlan {
 
 // Plans the frontier from `committed` under options.limit. Fails with
 // INVALID_ARGUMENT when the layout is invalid or has unequal per-GPU totals,
-// when the trace's shape differs or its counts are negative, or when an
-// option is out of range.
+// when the trace's shape differs or a count it reads (the aggregate and the
+// replayed windows) is negative, or when an option is out of range.
 absl::StatusOr<IncrementalPlan> PlanIncremental(const Layout& committed, const LoadTrace& trace,
                                                 const IncrementalOptions& options);
 

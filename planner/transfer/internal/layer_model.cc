@@ -45,6 +45,46 @@ void LayerModel::ReadPlacement(const LayerPlacement& placement) {
   }
 }
 
+void LayerModel::Reset(const LayerPlacement& placement) {
+  ReadPlacement(placement);
+  load_.assign(static_cast<size_t>(num_windows_) * num_gpus_, 0.0);
+  gpu_total_.assign(num_gpus_, 0.0);
+  for (int g = 0; g < num_gpus_; ++g) LoadGpu(g);
+  top_.assign(static_cast<size_t>(num_windows_) * kTop, -1);
+  top_load_.assign(static_cast<size_t>(num_windows_) * kTop, -1.0);
+  for (int g = 0; g < num_gpus_; ++g) {
+    for (int w = 0; w < num_windows_; ++w) Rank(w, g);
+  }
+  Summarise();
+}
+
+void LayerModel::Update(const LayerPlacement& placement, absl::Span<const int> gpus) {
+  ReadPlacement(placement);
+  absl::InlinedVector<bool, 128> changed(num_gpus_, false);
+  for (int g : gpus) {
+    LoadGpu(g);
+    changed[g] = true;
+  }
+  const int keep = std::min(kTop, num_gpus_);
+  for (int w = 0; w < num_windows_; ++w) {
+    int* top = &top_[static_cast<size_t>(w) * kTop];
+    double* loads = &top_load_[static_cast<size_t>(w) * kTop];
+    bool rescan = false;
+    for (int k = 0; k < keep; ++k) rescan = rescan || changed[top[k]];
+    if (rescan) {
+      // A remembered GPU changed: the next one is not remembered.
+      std::fill(top, top + kTop, -1);
+      std::fill(loads, loads + kTop, -1.0);
+      for (int g = 0; g < num_gpus_; ++g) Rank(w, g);
+    } else {
+      // The top of the unchanged GPUs is the remembered one: merge the
+      // changed GPUs into it, in the same order a full scan ranks them.
+      for (int g : gpus) Rank(w, g);
+    }
+  }
+  Summarise();
+}
+
 void LayerModel::LoadGpu(int gpu) {
   double* load = &load_[static_cast<size_t>(gpu) * num_windows_];
   std::fill(load, load + num_windows_, 0.0);
@@ -55,54 +95,36 @@ void LayerModel::LoadGpu(int gpu) {
     const double replicas = replicas_[e];
     for (int w = 0; w < num_windows_; ++w) load[w] += count[w] / replicas;
   }
+  double total = 0;
+  for (int w = 0; w < num_windows_; ++w) total += load[w];
+  gpu_total_[gpu] = total;
 }
 
-void LayerModel::Reset(const LayerPlacement& placement) {
-  ReadPlacement(placement);
-  load_.assign(static_cast<size_t>(num_windows_) * num_gpus_, 0.0);
-  for (int g = 0; g < num_gpus_; ++g) LoadGpu(g);
-  Summarise();
-}
-
-void LayerModel::Update(const LayerPlacement& placement, absl::Span<const int> gpus) {
-  ReadPlacement(placement);
-  for (int g : gpus) LoadGpu(g);
-  Summarise();
+void LayerModel::Rank(int window, int gpu) {
+  // Busiest first, ties to the lowest GPU (a stable order keeps the planner
+  // deterministic); the same as scanning GPUs in ascending order and
+  // inserting each before the first strictly less busy one. Loads are >= 0,
+  // so empty entries (-1) rank last.
+  const int keep = std::min(kTop, num_gpus_);
+  int* top = &top_[static_cast<size_t>(window) * kTop];
+  double* loads = &top_load_[static_cast<size_t>(window) * kTop];
+  const double load = LoadAt(gpu, window);
+  auto above = [&](int k) { return load > loads[k] || (load == loads[k] && gpu < top[k]); };
+  if (!above(keep - 1)) return;
+  int k = keep - 1;
+  while (k > 0 && above(k - 1)) {
+    top[k] = top[k - 1];
+    loads[k] = loads[k - 1];
+    --k;
+  }
+  top[k] = gpu;
+  loads[k] = load;
 }
 
 void LayerModel::Summarise() {
-  top_.assign(static_cast<size_t>(num_windows_) * kTop, -1);
-  gpu_total_.assign(num_gpus_, 0.0);
   times_busiest_.assign(num_gpus_, 0);
   window_max_.assign(num_windows_, 0.0);
   window_balance_.assign(num_windows_, 1.0);
-  for (int g = 0; g < num_gpus_; ++g) {
-    const double* load = &load_[static_cast<size_t>(g) * num_windows_];
-    double total = 0;
-    for (int w = 0; w < num_windows_; ++w) total += load[w];
-    gpu_total_[g] = total;
-  }
-  // The kTop busiest per window, ties to the lowest GPU (a stable order
-  // keeps the planner deterministic): GPUs in ascending order, each inserted
-  // before the first that is strictly less busy.
-  const int keep = std::min(kTop, num_gpus_);
-  std::vector<double> top_load(static_cast<size_t>(num_windows_) * kTop, -1.0);
-  for (int g = 0; g < num_gpus_; ++g) {
-    const double* load = &load_[static_cast<size_t>(g) * num_windows_];
-    for (int w = 0; w < num_windows_; ++w) {
-      double* loads = &top_load[static_cast<size_t>(w) * kTop];
-      if (load[w] <= loads[keep - 1]) continue;  // loads are >= 0: empty entries are -1
-      int* top = &top_[static_cast<size_t>(w) * kTop];
-      int k = keep - 1;
-      while (k > 0 && load[w] > loads[k - 1]) {
-        top[k] = top[k - 1];
-        loads[k] = loads[k - 1];
-        --k;
-      }
-      top[k] = g;
-      loads[k] = load[w];
-    }
-  }
   balancedness_ = 0;
   max_gpu_load_ = 0;
   for (int w = 0; w < num_windows_; ++w) {

@@ -73,9 +73,11 @@ class LayerModel {
   }
   // Slots per GPU and replica counts from `placement`.
   void ReadPlacement(const LayerPlacement& placement);
-  // GPU g's load in every window, into load_.
+  // GPU g's load in every window, into load_, and its total.
   void LoadGpu(int gpu);
-  // Busiest GPUs and the layer's statistics from load_.
+  // Ranks GPU g's load among the window's remembered busiest.
+  void Rank(int window, int gpu);
+  // The layer's statistics from the remembered busiest.
   void Summarise();
 
   // Laid out expert- and GPU-major, so Evaluate's inner loops run over
@@ -92,6 +94,7 @@ class LayerModel {
   std::vector<int> replicas_;
   std::vector<double> load_;            // [gpu][window]
   std::vector<int> top_;                // [window][kTop]: GPUs, busiest first
+  std::vector<double> top_load_;        // [window][kTop]: their loads (-1: none)
   std::vector<double> window_max_;      // per window: the busiest GPU's load
   std::vector<double> window_balance_;  // per window: mean / max
   std::vector<double> gpu_total_;
