@@ -405,6 +405,9 @@ class Search {
     for (int g : sources) distinct[g] = Distinct(m.GpuExperts(g));
     for (int h : destinations) distinct[h] = Distinct(m.GpuExperts(h));
     std::vector<Proxy> swaps, replaces, adds;
+    swaps.reserve(1024);
+    replaces.reserve(1024);
+    adds.reserve(256);
     for (int g : sources) {
       const double load_g = m.GpuLoad(g);
       for (int x : distinct[g]) {

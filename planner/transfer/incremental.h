@@ -76,7 +76,7 @@ struct IncrementalOptions {
   // replica it moves (at least one), so noise-sized gains do not move weights.
   double min_gain_per_replica = 1e-6;
   // Windows replayed for predictions (evenly spaced when the trace has more).
-  int max_replay_windows = 128;
+  int max_replay_windows = 64;
 };
 
 // One change to one GPU's slots in one layer: a replica of `remove_expert`

@@ -31,8 +31,12 @@ bool LayerModel::Holds(int gpu, int expert) const {
 }
 
 void LayerModel::ReadPlacement(const LayerPlacement& placement) {
-  gpu_experts_.assign(num_gpus_, {});
-  holders_.assign(num_experts_, {});
+  // Cleared rather than reassigned: the inner vectors keep their capacity
+  // across the thousands of updates of a search.
+  gpu_experts_.resize(num_gpus_);
+  for (std::vector<int>& experts : gpu_experts_) experts.clear();
+  holders_.resize(num_experts_);
+  for (std::vector<int>& gpus : holders_) gpus.clear();
   replicas_.assign(num_experts_, 0);
   int slot = 0;
   for (int g = 0; g < num_gpus_; ++g) {
@@ -52,8 +56,12 @@ void LayerModel::Reset(const LayerPlacement& placement) {
   for (int g = 0; g < num_gpus_; ++g) LoadGpu(g);
   top_.assign(static_cast<size_t>(num_windows_) * kTop, -1);
   top_load_.assign(static_cast<size_t>(num_windows_) * kTop, -1.0);
+  const int keep = std::min(kTop, num_gpus_);
   for (int g = 0; g < num_gpus_; ++g) {
-    for (int w = 0; w < num_windows_; ++w) Rank(w, g);
+    for (int w = 0; w < num_windows_; ++w) {
+      // In ascending order a tie never ranks above: skip what cannot enter.
+      if (LoadAt(g, w) > top_load_[static_cast<size_t>(w) * kTop + keep - 1]) Rank(w, g);
+    }
   }
   Summarise();
 }
@@ -75,7 +83,10 @@ void LayerModel::Update(const LayerPlacement& placement, absl::Span<const int> g
       // A remembered GPU changed: the next one is not remembered.
       std::fill(top, top + kTop, -1);
       std::fill(loads, loads + kTop, -1.0);
-      for (int g = 0; g < num_gpus_; ++g) Rank(w, g);
+      for (int g = 0; g < num_gpus_; ++g) {
+        // In ascending order a tie never ranks above: skip what cannot enter.
+        if (LoadAt(g, w) > loads[keep - 1]) Rank(w, g);
+      }
     } else {
       // The top of the unchanged GPUs is the remembered one: merge the
       // changed GPUs into it, in the same order a full scan ranks them.
