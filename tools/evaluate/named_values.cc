@@ -77,14 +77,15 @@ void AddThroughputValues(const ThroughputResult& result, NamedValueList& values)
 
 void AddReplanValues(const std::vector<ReplanRow>& rows, NamedValueList& values) {
   for (const ReplanMeans& m : SummariseReplans(rows)) {
-    const std::string key = absl::StrCat("replan.", m.workload, ".", m.algorithm);
-    values.push_back({key + ".slots_raw", Fixed(m.slots_raw, 0)});
-    values.push_back({key + ".slots_stable", Fixed(m.slots_stable, 0)});
-    values.push_back({key + ".gb_raw", Fixed(m.gb_raw, 1)});
-    values.push_back({key + ".gb_stable", Fixed(m.gb_stable, 1)});
-    values.push_back({key + ".gb_cross", Fixed(m.gb_stable_cross_node, 1)});
-    values.push_back({key + ".bal_next", Fixed(m.next_balancedness, 4)});
-    values.push_back({key + ".bal_static", Fixed(m.static_balancedness, 4)});
+    const std::string key =
+        absl::StrCat("replan.", m.workload, ".", m.algorithm, ".", MethodKey(m.method, m.limit));
+    values.push_back({key + ".moved_pct", Fixed(100 * m.moved_fraction, 1)});
+    values.push_back({key + ".max_gb", Fixed(m.max_gb_into_gpu, 2)});
+    values.push_back({key + ".bal_planned", Fixed(m.planned, 4)});
+    values.push_back({key + ".bal_next", Fixed(m.next, 4)});
+    values.push_back({key + ".kept_planned", absl::StrCat(Fixed(100 * m.kept_planned, 0), "%")});
+    values.push_back({key + ".kept_next", absl::StrCat(Fixed(100 * m.kept_next, 0), "%")});
+    values.push_back({key + ".bal_static", Fixed(m.static_next, 4)});
   }
 }
 
