@@ -307,7 +307,7 @@ void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
         apply.waiting.erase(gpu);
         if (state == craft::v1::FLIPPED) {
           ++apply.flipped;
-          registry_.SetServing(gpu, apply.version);
+          RecordFlip(gpu, apply.version, /*planner_hears=*/true);
         } else {
           apply.errors.push_back(MakeGpuError(gpu, status.error()));
         }
@@ -751,7 +751,7 @@ bool NodeState::OnResyncStatus(int gpu, const craft::v1::WorkerStatus& status) {
   }
   if (resync.flipping && state == craft::v1::FLIPPED) {
     resyncs_.erase(it);
-    registry_.SetServing(gpu, committed_version_);
+    RecordFlip(gpu, committed_version_, /*planner_hears=*/!resync_nonce_.empty());
     ++stats_.worker_resyncs_done;
     CRAFT_LOG(INFO) << "gpu " << gpu << " resynchronised to " << committed_version_;
     // Unasked (the planner was not waiting), tell the planner what changed.
@@ -762,6 +762,16 @@ bool NodeState::OnResyncStatus(int gpu, const craft::v1::WorkerStatus& status) {
   CRAFT_LOG(WARNING) << "gpu " << gpu << ": ignored status " << status.ShortDebugString()
                      << " (out of turn in its resync)";
   return true;
+}
+
+void NodeState::RecordFlip(int gpu, const std::string& version, bool planner_hears) {
+  registry_.SetServing(gpu, version);
+  // The planner learns this flip from the Ack that answers its Commit, so a
+  // hello update of the worker saying the same is no news to re-announce.
+  auto advertised = advertised_.find(gpu);
+  if (planner_hears && advertised != advertised_.end()) {
+    advertised->second.set_serving_version(version);
+  }
 }
 
 void NodeState::RetryResyncLater(int gpu, const std::string& why) {
@@ -934,6 +944,14 @@ void NodeState::SendNack(const std::string& nonce, const std::string& version, E
 
 void NodeState::EmitLoads(std::vector<craft::v1::NodeLoad> loads) {
   for (craft::v1::NodeLoad& load : loads) {
+    // The planner sizes applies by it and learns changes (after flips) here,
+    // without a re-announce.
+    for (const craft::v1::GpuInfo& info : registry_.GpuInfos()) {
+      if (!info.has_staging_headroom_bytes() || registry_.channel(info.rank()) == nullptr) continue;
+      craft::v1::StagingHeadroom* headroom = load.add_headroom();
+      headroom->set_gpu(info.rank());
+      headroom->set_bytes(info.staging_headroom_bytes());
+    }
     if (planner_connected_) {
       craft::v1::AgentMessage message;
       *message.mutable_load() = std::move(load);

@@ -217,6 +217,10 @@ class NodeState {
   // false when `gpu` is not being resynchronised to `status.version()`.
   bool OnResyncStatus(int gpu, const craft::v1::WorkerStatus& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `gpu` flipped to `version`; `planner_hears` when the answer to a planner
+  // Commit will tell it (then no re-announce is needed for it).
+  void RecordFlip(int gpu, const std::string& version, bool planner_hears)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A worker resync failed or timed out: try it again after a pause.
   void RetryResyncLater(int gpu, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -71,6 +71,10 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
     return absl::InvalidArgumentError(
         absl::StrCat("gpu ", gpu, ": negative memory_bytes ", hello.memory_bytes()));
   }
+  if (hello.has_staging_headroom_bytes() && hello.staging_headroom_bytes() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gpu ", gpu, ": negative staging_headroom_bytes ", hello.staging_headroom_bytes()));
+  }
   if (hello.transfer_endpoint().size() > kMaxStringField ||
       hello.committed_version().size() > kMaxStringField) {
     return absl::InvalidArgumentError(
@@ -128,6 +132,11 @@ void WorkerRegistry::Record(const craft::v1::WorkerHello& hello, Attached& entry
   info.set_transfer_endpoint(hello.transfer_endpoint());
   info.set_serving_version(entry.committed_version);
   info.set_transfer_group_id(hello.transfer_group_id());
+  if (hello.has_staging_headroom_bytes()) {
+    info.set_staging_headroom_bytes(hello.staging_headroom_bytes());
+  } else {
+    info.clear_staging_headroom_bytes();
+  }
 }
 
 void WorkerRegistry::SetServing(int gpu, const std::string& version) {

@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,11 @@ class ExpertStore {
   virtual int64_t bytes_per_expert() const = 0;
   // Memory this store may use for serving plus staging (0 = unlimited).
   virtual int64_t capacity_bytes() const = 0;
+  // Bytes of arriving experts (fetched or loaded) a staging can take now:
+  // capacity minus the serving layout; kept and locally copied slots share
+  // the serving buffers and need none. nullopt when unlimited. What the
+  // planner sizes an apply by (WorkerHello.staging_headroom_bytes).
+  virtual std::optional<int64_t> staging_headroom_bytes() const = 0;
   virtual std::string serving_version() const = 0;
   // "" when nothing is staged.
   virtual std::string staging_version() const = 0;
@@ -61,8 +67,8 @@ class ExpertStore {
 
   // Allocates a staging bank (contents unspecified) for `layout`, replacing
   // any staged version. INVALID_ARGUMENT when `layout` has the serving
-  // version or another layer count; RESOURCE_EXHAUSTED when serving plus
-  // staging would exceed capacity_bytes().
+  // version or another layer count. Arrivals that do not fit the headroom
+  // are RESOURCE_EXHAUSTED when they are written.
   virtual absl::Status BeginStaging(const LocalLayout& layout) = 0;
   // Writes `data` at byte `offset` of staging slot (layer, slot).
   // FAILED_PRECONDITION when `version` is not the staged one; OUT_OF_RANGE

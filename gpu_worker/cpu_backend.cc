@@ -1,5 +1,6 @@
 #include "gpu_worker/cpu_backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -27,7 +28,7 @@ int64_t CpuExpertStore::BankBytes(const LocalLayout& layout) const {
 }
 
 CpuExpertStore::Bank CpuExpertStore::AllocateBank(const LocalLayout& layout) const {
-  Bank bank{layout, {}};
+  Bank bank{layout, {}, {}};
   bank.layers.reserve(layout.layers.size());
   for (const LocalLayer& layer : layout.layers) {
     bank.layers.emplace_back(static_cast<size_t>(layer.num_slots() * bytes_per_expert_), '\0');
@@ -46,6 +47,26 @@ char* CpuExpertStore::MutableSlotBytes(Bank& bank, int layer, int slot) const {
 absl::StatusOr<CpuExpertStore::Bank*> CpuExpertStore::StagingFor(absl::string_view version) {
   CRAFT_RETURN_IF_ERROR(CheckStaged(version, staging_ ? staging_->layout.version : ""));
   return &*staging_;
+}
+
+std::optional<int64_t> CpuExpertStore::staging_headroom_bytes() const {
+  if (capacity_bytes_ == 0) return std::nullopt;
+  absl::MutexLock lock(&mu_);
+  return std::max<int64_t>(0, capacity_bytes_ - BankBytes(serving_.layout));
+}
+
+absl::Status CpuExpertStore::AdmitArrival(int layer, int slot) {
+  if (capacity_bytes_ == 0 || staging_->arrivals.count({layer, slot}) > 0) return absl::OkStatus();
+  const int64_t need =
+      BankBytes(serving_.layout) + int64_t(staging_->arrivals.size() + 1) * bytes_per_expert_;
+  if (need > capacity_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "staging ", staging_->layout.version, ": expert ", staging_->arrivals.size() + 1,
+        " to arrive does not fit: serving plus arrivals need ", need, " bytes, capacity is ",
+        capacity_bytes_));
+  }
+  staging_->arrivals.insert({layer, slot});
+  return absl::OkStatus();
 }
 
 absl::Status CpuExpertStore::LoadServing(const LocalLayout& layout) {
@@ -78,12 +99,6 @@ absl::Status CpuExpertStore::BeginStaging(const LocalLayout& layout) {
                                                    layout.num_layers(), " layers, serving has ",
                                                    serving_.layout.num_layers()));
   }
-  const int64_t need = BankBytes(serving_.layout) + BankBytes(layout);
-  if (capacity_bytes_ > 0 && need > capacity_bytes_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("staging version ", layout.version, " needs ", need,
-                     " bytes with the serving bank, capacity is ", capacity_bytes_));
-  }
   staging_ = AllocateBank(layout);
   return absl::OkStatus();
 }
@@ -98,6 +113,7 @@ absl::Status CpuExpertStore::WriteStaging(absl::string_view version, int layer, 
     return absl::OutOfRangeError(absl::StrCat("write of ", data.size(), " bytes at offset ", offset,
                                               " overruns a ", bytes_per_expert_, "-byte expert"));
   }
+  CRAFT_RETURN_IF_ERROR(AdmitArrival(layer, slot));
   std::memcpy(MutableSlotBytes(*bank, layer, slot) + offset, data.data(), data.size());
   return absl::OkStatus();
 }
@@ -118,6 +134,7 @@ absl::Status CpuExpertStore::LoadToStaging(absl::string_view version, int layer,
   absl::MutexLock lock(&mu_);
   CRAFT_ASSIGN_OR_RETURN(Bank * bank, StagingFor(version));
   CRAFT_RETURN_IF_ERROR(bank->layout.CheckSlot(layer, slot));
+  CRAFT_RETURN_IF_ERROR(AdmitArrival(layer, slot));
   FillExpertWeights(layer, expert,
                     absl::MakeSpan(MutableSlotBytes(*bank, layer, slot), bytes_per_expert_));
   return absl::OkStatus();

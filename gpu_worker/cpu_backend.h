@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -30,6 +32,7 @@ class CpuExpertStore : public ExpertStore {
 
   int64_t bytes_per_expert() const override { return bytes_per_expert_; }
   int64_t capacity_bytes() const override { return capacity_bytes_; }
+  std::optional<int64_t> staging_headroom_bytes() const override;
   std::string serving_version() const override;
   std::string staging_version() const override;
 
@@ -53,6 +56,7 @@ class CpuExpertStore : public ExpertStore {
   struct Bank {
     LocalLayout layout;
     std::vector<std::string> layers;
+    std::set<std::pair<int, int>> arrivals;  // staging: (layer, slot) admitted
   };
 
   Bank AllocateBank(const LocalLayout& layout) const;
@@ -62,6 +66,10 @@ class CpuExpertStore : public ExpertStore {
   char* MutableSlotBytes(Bank& bank, int layer, int slot) const;
   // The staging bank when it holds `version`, else FAILED_PRECONDITION.
   absl::StatusOr<Bank*> StagingFor(absl::string_view version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an expert arriving in staging slot (layer, slot) against the
+  // headroom, as a device store allocates a buffer only for arrivals:
+  // RESOURCE_EXHAUSTED when it does not fit. A slot counts once.
+  absl::Status AdmitArrival(int layer, int slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int64_t bytes_per_expert_;
   const int64_t capacity_bytes_;

@@ -100,10 +100,19 @@ TEST_F(CpuExpertStoreTest, ReadServingExpertRefusesWhatIsNotHere) {
 }
 
 TEST(CpuExpertStoreCapacityTest, RefusesWhatDoesNotFit) {
-  // Serving needs 3 slots; staging Next() 5 more.
-  CpuExpertStore store(kBytes, /*capacity_bytes=*/7 * kBytes);
+  // Serving needs 3 slots, so 1 expert may arrive: only arrivals take
+  // memory, as on a device where kept and copied slots share buffers.
+  CpuExpertStore store(kBytes, /*capacity_bytes=*/4 * kBytes);
   ASSERT_TRUE(store.LoadServing(Serving()).ok());
-  EXPECT_EQ(store.BeginStaging(Next()).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store.staging_headroom_bytes(), kBytes);
+  ASSERT_TRUE(store.BeginStaging(Next()).ok());
+  ASSERT_TRUE(store.CopyToStaging(Next().version, 0, 0, 0).ok());
+  ASSERT_TRUE(store.CopyToStaging(Next().version, 0, 0, 1).ok());
+  ASSERT_TRUE(store.LoadToStaging(Next().version, 0, 2, 1).ok());
+  ASSERT_TRUE(store.LoadToStaging(Next().version, 0, 2, 1).ok()) << "a slot counts once";
+  EXPECT_EQ(store.WriteStaging(Next().version, 1, 0, 0, std::string(kBytes, 'x')).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(CpuExpertStore(kBytes, 0).staging_headroom_bytes(), std::nullopt);
   CpuExpertStore tiny(kBytes, /*capacity_bytes=*/2 * kBytes);
   EXPECT_EQ(tiny.LoadServing(Serving()).code(), absl::StatusCode::kResourceExhausted);
 }

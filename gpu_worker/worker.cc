@@ -156,6 +156,10 @@ absl::Status Worker::Start() {
         options_.ready_file,
         absl::StrCat("transfer_port=", transfer_port_, "\n", options_.ready_extra)));
   }
+  {
+    absl::MutexLock lock(&mu_);
+    announced_headroom_ = backend_->store()->staging_headroom_bytes();  // every hello has it
+  }
   // The link exists before the threads that send through it.
   if (!options_.agent.empty()) {
     AgentLink::Options link_options = options_.link;
@@ -216,7 +220,22 @@ craft::v1::WorkerHello Worker::Hello() const {
   *hello.mutable_model() = options_.shape.ModelProto();
   hello.set_committed_version(serving_version());
   hello.set_transfer_group_id(backend_->transfer_group_id());
+  if (std::optional<int64_t> headroom = backend_->store()->staging_headroom_bytes()) {
+    hello.set_staging_headroom_bytes(*headroom);
+  }
   return hello;
+}
+
+void Worker::MaybeAnnounceHeadroom() {
+  const std::optional<int64_t> headroom = backend_->store()->staging_headroom_bytes();
+  {
+    absl::MutexLock lock(&mu_);
+    if (headroom == announced_headroom_) return;
+    announced_headroom_ = headroom;
+  }
+  WorkerMessage message;
+  *message.mutable_hello() = Hello();
+  SendToAgent(std::move(message));
 }
 
 // --- Commands ---------------------------------------------------------------
@@ -525,6 +544,7 @@ Worker::LayoutState Worker::FlipIfCommitted() {
   }
   CRAFT_CRASH_POINT("worker.flipped");
   Report(version, craft::v1::FLIPPED);
+  MaybeAnnounceHeadroom();      // the new layout may hold more or fewer slots
   Verify(state).IgnoreError();  // logged
   return state;
 }

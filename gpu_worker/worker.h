@@ -169,6 +169,8 @@ class Worker {
 
   absl::Status StartTransferServer();
   craft::v1::WorkerHello Hello() const;
+  // Sends a fresh hello when the staging headroom changed since the last.
+  void MaybeAnnounceHeadroom() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Control thread.
   void ControlLoop();
@@ -233,6 +235,9 @@ class Worker {
   // The version the agent resyncs this worker to: until a flip, the serving
   // version is not the node's, so no window is served ("" = serving).
   std::string held_for_ ABSL_GUARDED_BY(mu_);
+  // The staging headroom the agent was last told in a hello update (the
+  // first hello of every stream carries the current one anyway).
+  std::optional<int64_t> announced_headroom_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
   std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);  // the cumulative counts

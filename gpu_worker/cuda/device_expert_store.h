@@ -62,6 +62,10 @@ class DeviceExpertStore : public gpu_worker::ExpertStore {
   // gpu_worker::ExpertStore.
   int64_t bytes_per_expert() const override { return pool_->shape().bytes(); }
   int64_t capacity_bytes() const override { return capacity_bytes_; }
+  // The pool's free buffers: every arrival takes one.
+  std::optional<int64_t> staging_headroom_bytes() const override {
+    return int64_t{free_buffers()} * bytes_per_expert();
+  }
   std::string serving_version() const override;
   std::string staging_version() const override;
   absl::Status LoadServing(const gpu_worker::LocalLayout& layout) override;
