@@ -113,7 +113,7 @@ class AgentStream final
         coordinator->HandleNack(node_, link_.get(), message.nack());
         break;
       case AgentMessage::kLoad:
-        coordinator->Touch(node_, link_.get());
+        coordinator->OnLoad(node_, link_.get(), message.load());
         for (const craft::v1::GpuWindow& window : message.load().gpus()) {
           if (absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
               !ingested.ok() && ShouldLogRejection()) {

@@ -172,11 +172,15 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     }
     node.gpus.clear();
     node.endpoints.clear();
+    node.headroom.clear();
     node.serving_version = CanonicalVersion(hello.committed_version());
     node.gpu_serving.clear();
     for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
       node.gpus.push_back(gpu.rank());
       node.endpoints[gpu.rank()] = gpu.transfer_endpoint();
+      if (gpu.has_staging_headroom_bytes() && gpu.staging_headroom_bytes() >= 0) {
+        node.headroom[gpu.rank()] = gpu.staging_headroom_bytes();
+      }
       node.gpu_serving[gpu.rank()] = gpu.serving_version().empty()
                                          ? node.serving_version
                                          : CanonicalVersion(gpu.serving_version());
@@ -274,9 +278,29 @@ void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection
   ParticipantLeftLocked(node, "disconnected");
 }
 
-void ApplyCoordinator::Touch(const std::string& node, const AgentConnection* connection) {
+void ApplyCoordinator::OnLoad(const std::string& node, const AgentConnection* connection,
+                              const craft::v1::NodeLoad& load) {
   absl::MutexLock lock(&mu_);
-  if (Node* state = CurrentNode(node, connection)) state->last_seen = clock_->Now();
+  Node* state = CurrentNode(node, connection);
+  if (state == nullptr) return;
+  state->last_seen = clock_->Now();
+  for (const craft::v1::StagingHeadroom& headroom : load.headroom()) {
+    if (headroom.bytes() < 0 ||
+        !std::binary_search(state->gpus.begin(), state->gpus.end(), headroom.gpu())) {
+      continue;
+    }
+    state->headroom[headroom.gpu()] = headroom.bytes();
+  }
+}
+
+std::optional<int64_t> ApplyCoordinator::MinStagingHeadroom() const {
+  absl::MutexLock lock(&mu_);
+  std::optional<int64_t> least;
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection == nullptr) continue;
+    for (const auto& [gpu, bytes] : node.headroom) least = least ? std::min(*least, bytes) : bytes;
+  }
+  return least;
 }
 
 void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std::string& why) {

@@ -193,8 +193,10 @@ class ApplyCoordinator {
                  const craft::v1::Ack& ack);
   void HandleNack(const std::string& node, const AgentConnection* connection,
                   const craft::v1::Nack& nack);
-  // Any other message from the node (loads): refreshes last_seen.
-  void Touch(const std::string& node, const AgentConnection* connection);
+  // A NodeLoad from the node: refreshes last_seen and its GPUs' staging
+  // headroom (entries for GPUs of other nodes or negative are ignored).
+  void OnLoad(const std::string& node, const AgentConnection* connection,
+              const craft::v1::NodeLoad& load);
 
   // ---- Applies (the replan loop) ----
 
@@ -230,6 +232,9 @@ class ApplyCoordinator {
   std::vector<std::string> OutOfSyncNodes() const;
   // GPUs no connected agent claims.
   std::vector<int> GpusWithoutAgent() const;
+  // The smallest staging headroom any connected GPU reports: what one apply
+  // may bring into a GPU. nullopt when no GPU reports a limit.
+  std::optional<int64_t> MinStagingHeadroom() const;
   CoordinatorStats stats() const;
 
  private:
@@ -238,6 +243,7 @@ class ApplyCoordinator {
     std::map<int, std::string> endpoints;         // by GPU
     std::string serving_version;                  // the node's committed version
     std::map<int, std::string> gpu_serving;       // by GPU: a restarted worker may differ
+    std::map<int, int64_t> headroom;              // by GPU: staging headroom, when reported
     std::shared_ptr<AgentConnection> connection;  // null: disconnected
     absl::Time last_seen;
     // A resync Commit awaiting its answer: its nonce and deadline.

@@ -215,10 +215,12 @@ class Parser {
     };
   }
 
-  FieldParser AlgorithmField(planner::Algorithm* out) {
-    return [this, out](const Value& value) -> absl::Status {
-      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "an algorithm name"));
-      absl::StatusOr<planner::Algorithm> parsed = planner::ParseAlgorithm(text);
+  // A name `parse` turns into a T (an algorithm, a re-planning method).
+  template <typename T>
+  FieldParser NamedField(T* out, absl::StatusOr<T> (*parse)(absl::string_view), const char* what) {
+    return [this, out, parse, what](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, what));
+      absl::StatusOr<T> parsed = parse(text);
       if (!parsed.ok()) return ErrorAt(value, parsed.status().message());
       *out = *parsed;
       return absl::OkStatus();
@@ -309,6 +311,11 @@ absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config
                        max_candidate, " (at most one replica per expert per GPU)"));
     }
   }
+  if (config.replan_method == ReplanMethod::kIncremental && !config.plan.budget.has_value()) {
+    return parser.ErrorAtKey("replan.budget",
+                             "the incremental method moves replicas within a fixed budget R; give "
+                             "replan.budget a number or set replan.method: fresh");
+  }
   if (config.plan.forbid_duplicates && config.plan.algorithm == planner::Algorithm::kEplb) {
     return parser.ErrorAtKey("replan.no_duplicates",
                              "eplb reproduces DeepSeek's algorithm exactly, which may put two "
@@ -379,7 +386,12 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
       {"replan",
        parser.Section({
            {"interval_s", parser.DurationField(&config.replan_interval, absl::Seconds(1), 86400)},
-           {"algorithm", parser.AlgorithmField(&config.plan.algorithm)},
+           {"algorithm",
+            parser.NamedField(&config.plan.algorithm, &planner::ParseAlgorithm, "an algorithm")},
+           {"method",
+            parser.NamedField(&config.replan_method, &ParseReplanMethod, "incremental or fresh")},
+           {"max_moved_fraction", parser.DoubleField(&config.max_moved_fraction, 0, 1)},
+           {"max_step_gb", parser.ScaledField(&config.max_step_bytes, 1e9)},
            {"budget", parser.BudgetField(&config.plan.budget)},
            {"memory", parser.Section(memory_fields)},
            {"candidates", parser.IntListField(&config.plan.candidates)},

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "planner/cluster.h"
@@ -32,6 +33,27 @@ struct ModelShape {
   int top_k = 0;
   int64_t bytes_per_expert = 0;
 };
+
+// How the replan loop builds the next layout.
+enum class ReplanMethod {
+  // From the committed layout, the moves that pay most per replica moved
+  // (planner/transfer/incremental.h); the loop picks the frontier point with
+  // the best net benefit and applies it in steps that fit the workers'
+  // staging headroom.
+  kIncremental,
+  // A fresh plan by `plan.algorithm`, stabilised against the committed one.
+  kFresh,
+};
+// Inline: config.h is the header-only :config_types target.
+inline absl::StatusOr<ReplanMethod> ParseReplanMethod(absl::string_view name) {
+  if (name == "incremental") return ReplanMethod::kIncremental;
+  if (name == "fresh") return ReplanMethod::kFresh;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown re-planning method '", name, "' (incremental or fresh)"));
+}
+inline absl::string_view ReplanMethodName(ReplanMethod method) {
+  return method == ReplanMethod::kIncremental ? "incremental" : "fresh";
+}
 
 struct PlannerConfig {
   // host:port for every gRPC service; port 0 picks a free port.
@@ -58,6 +80,13 @@ struct PlannerConfig {
   double gain_threshold = 0.05;  // minimum relative modelled step-time gain
   double horizon_s = 600;        // how long a gain is assumed to last
   double transfer_gbps = 100;    // per-GPU receive bandwidth for the transfer cost
+  ReplanMethod replan_method = ReplanMethod::kIncremental;
+  // Incremental: at most this fraction of the new layout's slots move in one
+  // re-plan (over all its steps).
+  double max_moved_fraction = 1.0;
+  // Incremental: at most this many bytes arrive at one GPU per step, on top
+  // of what the workers report as staging headroom; 0 = headroom only.
+  double max_step_bytes = 0;
 
   // Two-phase apply: the planner aborts a phase that takes longer.
   absl::Duration apply_timeout = absl::Seconds(60);

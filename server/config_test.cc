@@ -38,6 +38,9 @@ loads:
 replan:
   interval_s: 0.5
   algorithm: craft-paper
+  method: fresh
+  max_moved_fraction: 0.2
+  max_step_gb: 1.5
   budget: auto
   memory:
     hbm_gb: 80
@@ -75,6 +78,26 @@ TEST(ConfigTest, MinimalConfigTakesDefaults) {
   EXPECT_FALSE(config->decay.has_value());
   EXPECT_DOUBLE_EQ(config->plan.memory.bytes_per_expert, 88080384.0);
   EXPECT_TRUE(config->admin_token.empty());
+  EXPECT_EQ(config->replan_method, ReplanMethod::kIncremental);
+  EXPECT_DOUBLE_EQ(config->max_moved_fraction, 1.0);
+  EXPECT_DOUBLE_EQ(config->max_step_bytes, 0);
+}
+
+TEST(ConfigTest, ReplanMethodKeysAreCheckedWithTheirLine) {
+  const std::string base = std::string(kMinimal) + "replan:\n";
+  EXPECT_EQ(ErrorOf(base + "  method: greedy\n"),
+            "planner.yaml:10:11: replan.method: unknown re-planning method 'greedy' (incremental "
+            "or fresh)");
+  EXPECT_THAT(ErrorOf(base + "  max_moved_fraction: 1.5\n"),
+              HasSubstr("replan.max_moved_fraction: 1.5 is outside [0, 1]"));
+  EXPECT_THAT(ErrorOf(base + "  max_step_gb: -1\n"), HasSubstr("replan.max_step_gb"));
+  EXPECT_THAT(ErrorOf(base + "  budget: auto\n"),
+              HasSubstr("replan.budget: the incremental method moves replicas within a fixed "
+                        "budget R"));
+  absl::StatusOr<PlannerConfig> fresh =
+      ParseConfig(base + "  method: fresh\n  budget: auto\n", "planner.yaml");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->replan_method, ReplanMethod::kFresh);
 }
 
 TEST(ConfigTest, FullConfigReadsEveryKey) {
@@ -86,6 +109,9 @@ TEST(ConfigTest, FullConfigReadsEveryKey) {
   EXPECT_EQ(config->window_horizon, 16);
   EXPECT_DOUBLE_EQ(*config->decay, 0.9);
   EXPECT_EQ(config->replan_interval, absl::Milliseconds(500));
+  EXPECT_EQ(config->replan_method, ReplanMethod::kFresh);
+  EXPECT_DOUBLE_EQ(config->max_moved_fraction, 0.2);
+  EXPECT_DOUBLE_EQ(config->max_step_bytes, 1.5e9);
   EXPECT_EQ(config->plan.algorithm, planner::Algorithm::kCraftPaper);
   EXPECT_FALSE(config->plan.budget.has_value());
   EXPECT_DOUBLE_EQ(config->plan.memory.hbm_bytes, 80e9);

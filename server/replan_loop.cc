@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "planner/plan.h"
 #include "planner/replay.h"
+#include "planner/transfer/apply_steps.h"
 #include "planner/transfer/stabilize.h"
 #include "planner/transfer/transfer_plan.h"
 
@@ -37,11 +38,61 @@ void DescribePlan(const planner::PlanResult& plan, const planner::LayoutStats& c
 
 std::string Percent(double fraction) { return absl::StrFormat("%.2f%%", 100 * fraction); }
 
+std::string Bytes(double bytes) {
+  if (bytes >= 1e9) return absl::StrFormat("%.2f GB", bytes / 1e9);
+  if (bytes >= 1e6) return absl::StrFormat("%.1f MB", bytes / 1e6);
+  if (bytes >= 1e3) return absl::StrFormat("%.1f kB", bytes / 1e3);
+  return absl::StrFormat("%.0f bytes", bytes);
+}
+
+// An incremental plan's frontier for Explain: at most kMaxFrontierPoints,
+// always the first, the chosen (`target`), the applied (`applied`) and the
+// last point.
+void DescribeFrontier(const planner::IncrementalPlan& plan, const planner::NetBenefitModel& model,
+                      int target, int applied, std::optional<int64_t> headroom,
+                      craft::v1::ExplainResponse* explain) {
+  constexpr int kMaxFrontierPoints = 64;
+  const std::vector<double> net = planner::NetBenefits(plan, model);
+  const int points = static_cast<int>(plan.frontier.size());
+  const int stride = std::max(1, (points + kMaxFrontierPoints - 5) / (kMaxFrontierPoints - 4));
+  explain->clear_frontier();
+  for (int k = 0; k < points; ++k) {
+    if (k % stride != 0 && k != target && k != applied && k != points - 1) continue;
+    const planner::FrontierPoint& point = plan.frontier[k];
+    craft::v1::FrontierPoint* out = explain->add_frontier();
+    out->set_moved_fraction(point.moved_fraction);
+    out->set_max_bytes_into_gpu(point.max_bytes_into_gpu);
+    out->set_predicted_balancedness(point.predicted_balancedness);
+    out->set_predicted_step_time(point.predicted_step_time);
+    out->set_net_benefit_s(net[k]);
+    out->set_chosen(k == target);
+    out->set_applied(k == applied);
+  }
+  explain->set_staging_headroom_bytes(headroom.value_or(-1));
+}
+
+// Per layer, the replicas a layout gives it and the balancedness measured on
+// the committed layout (an incremental plan has no benefit curves).
+void DescribeLayers(const planner::Layout& layout, const planner::LayoutStats& committed,
+                    craft::v1::ExplainResponse* explain) {
+  explain->clear_layers();
+  for (int l = 0; l < layout.num_layers(); ++l) {
+    craft::v1::LayerPlan* layer = explain->add_layers();
+    layer->set_layer(l);
+    layer->set_chosen_replicas(layout.layers[l].num_slots() - layout.num_experts);
+    if (l < static_cast<int>(committed.layers.size())) {
+      layer->set_measured_balancedness(committed.layers[l].balancedness);
+    }
+  }
+}
+
 std::vector<double> PerLayerBalancedness(const planner::LayoutStats& stats) {
   std::vector<double> balancedness;
   for (const auto& layer : stats.layers) balancedness.push_back(layer.balancedness);
   return balancedness;
 }
+
+constexpr absl::Duration kStepPoll = absl::Milliseconds(100);
 
 constexpr absl::string_view kReplanResultNames[kNumReplanResults] = {"pushed", "gated", "no_loads",
                                                                      "skipped", "failed"};
@@ -111,6 +162,9 @@ void ReplanLoop::Run() {
     if (std::optional<absl::Time> deadline = coordinator_->NextDeadline()) {
       wake_at = std::min(wake_at, *deadline);
     }
+    // The next step of a move starts once the previous apply is over; the
+    // coordinator does not call back, so look every kStepPoll.
+    if (Continuing()) wake_at = std::min(wake_at, clock_->Now() + kStepPoll);
     if (!wake_) clock_->SleepUntil(wake_at, &mu_, &wake_);
     wake_ = false;
     if (stopping_) break;
@@ -122,7 +176,8 @@ void ReplanLoop::Run() {
 
     for (Job& job : jobs) job(true);
     coordinator_->CheckTimeouts();
-    if (triggered || clock_->Now() >= next_replan) {
+    const bool next_step = Continuing() && !coordinator_->apply_in_progress();
+    if (triggered || next_step || clock_->Now() >= next_replan) {
       RunOnce(/*force=*/false);
       next_replan = clock_->Now() + config_.replan_interval;
     }
@@ -185,6 +240,30 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
                                 "] are being resynchronised to the committed version"));
   }
   const CommittedLayout committed = coordinator_->committed();
+  const planner::LoadTrace trace = load_store_->Trace();
+  if (continuation_.has_value()) {
+    if (committed.version == continuation_->version) {
+      return NextStep(
+          absl::StrCat("continuing towards frontier point ", continuation_->target, ": "), trace,
+          explain);
+    }
+    CRAFT_LOG(WARNING) << "dropping the rest of the move to frontier point "
+                       << continuation_->target << ": the committed version is "
+                       << committed.version << ", not its last step's " << continuation_->version;
+    continuation_.reset();
+  }
+  if (trace.num_windows() == 0) {
+    return ReplanOutcome{"no complete load window yet", "", ReplanResult::kNoLoads, {}, {}, {}};
+  }
+  explain->set_method(std::string(ReplanMethodName(config_.replan_method)));
+  return config_.replan_method == ReplanMethod::kIncremental
+             ? DecideIncremental(force, trace, committed, explain)
+             : DecideFresh(force, trace, committed, explain);
+}
+
+ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trace,
+                                      const CommittedLayout& committed,
+                                      craft::v1::ExplainResponse* explain) {
   // `measured` carries what was computed so far into every outcome.
   ReplanOutcome measured;
   auto with_measurements = [&measured](ReplanOutcome outcome) {
@@ -199,11 +278,6 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
   auto push = [&](const planner::Layout& layout, const std::string& what) {
     return with_measurements(Apply(layout, what, ReplanResult::kPushed));
   };
-
-  const planner::LoadTrace trace = load_store_->Trace();
-  if (trace.num_windows() == 0) {
-    return nothing("no complete load window yet", ReplanResult::kNoLoads);
-  }
 
   const absl::Time plan_start = clock_->Now();
   absl::StatusOr<planner::PlanResult> plan = planner::Plan(trace, config_.plan);
@@ -249,5 +323,132 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
       gain <= config_.gain_threshold ? "gain below threshold" : "benefit below transfer cost";
   return nothing(absl::StrCat("not pushing, ", why, ": ", numbers), ReplanResult::kGated);
 }
+
+std::optional<int64_t> ReplanLoop::StepLimit() const {
+  std::optional<int64_t> limit = coordinator_->MinStagingHeadroom();
+  if (config_.max_step_bytes > 0) {
+    const int64_t configured = static_cast<int64_t>(config_.max_step_bytes);
+    limit = limit.has_value() ? std::min(*limit, configured) : configured;
+  }
+  return limit;
+}
+
+ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace& trace,
+                                            const CommittedLayout& committed,
+                                            craft::v1::ExplainResponse* explain) {
+  planner::IncrementalOptions options;
+  options.budget = config_.plan.budget.value_or(0);  // the config refuses auto here
+  options.bytes_per_expert = config_.model.bytes_per_expert;
+  options.limit.max_moved_fraction = config_.max_moved_fraction;
+  explain->set_budget(options.budget);
+  const absl::Time plan_start = clock_->Now();
+  absl::StatusOr<planner::IncrementalPlan> plan =
+      planner::PlanIncremental(*committed.layout, trace, options);
+  const absl::Duration plan_duration = clock_->Now() - plan_start;
+  if (!plan.ok()) {
+    ReplanOutcome failed{absl::StrCat("incremental planning failed: ", plan.status().message()),
+                         "",
+                         ReplanResult::kFailed,
+                         plan_duration,
+                         {},
+                         {}};
+    return failed;
+  }
+  const planner::NetBenefitModel model{config_.horizon_s, config_.transfer_gbps * 1e9 / 8};
+  const int last = static_cast<int>(plan->frontier.size()) - 1;
+  int target = planner::BestNetBenefitPoint(*plan, model);
+  // Forced: go as far as the plan goes, whatever the move costs.
+  if (force) target = last;
+  const planner::FrontierPoint& from = plan->frontier[0];
+  const planner::FrontierPoint& to = plan->frontier[target];
+  const double gain =
+      from.predicted_step_time > 0 ? 1.0 - to.predicted_step_time / from.predicted_step_time : 0;
+  const std::string numbers = absl::StrFormat(
+      "frontier point %d of %d (%d moves): modelled gain %s (threshold %s), net benefit %.3f s "
+      "over the %.0f s horizon, moves %.2f%% of the slots, at most %s into a GPU, "
+      "balancedness %.4f -> %.4f, %d windows",
+      target, last, to.num_moves, Percent(gain), Percent(config_.gain_threshold),
+      planner::NetBenefits(*plan, model)[target], config_.horizon_s, 100 * to.moved_fraction,
+      Bytes(to.max_bytes_into_gpu), from.predicted_balancedness, to.predicted_balancedness,
+      trace.num_windows());
+  continuation_ = Continuation{committed.layout, *std::move(plan), target, 0, 0, ""};
+  if (force && target == 0) {  // nothing to move: a new version of the same layout
+    ReplanOutcome outcome =
+        NextStep("forced push (gate bypassed), nothing moves: ", trace, explain);
+    outcome.plan_duration = plan_duration;
+    return outcome;
+  }
+  if (!force && (target == 0 || gain <= config_.gain_threshold)) {
+    ReplanOutcome gated{
+        absl::StrCat("not pushing, ",
+                     target == 0 ? "no move pays for itself" : "gain below threshold", ": ",
+                     numbers),
+        "",
+        ReplanResult::kGated,
+        plan_duration,
+        {},
+        {}};
+    DescribeFrontier(continuation_->plan, model, target, 0, StepLimit(), explain);
+    continuation_.reset();
+    return gated;
+  }
+  ReplanOutcome outcome =
+      NextStep(absl::StrCat(force ? "forced push (gate bypassed): " : "pushing: ", numbers, "; "),
+               trace, explain);
+  outcome.plan_duration = plan_duration;
+  return outcome;
+}
+
+ReplanOutcome ReplanLoop::NextStep(const std::string& what, const planner::LoadTrace& trace,
+                                   craft::v1::ExplainResponse* explain) {
+  Continuation& move = *continuation_;
+  const std::optional<int64_t> limit = StepLimit();
+  auto fail = [&](std::string why) {
+    continuation_.reset();
+    return ReplanOutcome{absl::StrCat(what, why), "", ReplanResult::kFailed, {}, {}, {}};
+  };
+  int next = move.target;
+  if (limit.has_value()) {
+    absl::StatusOr<int> furthest = planner::FurthestPointWithin(
+        *move.base, move.plan, move.reached, move.target, *limit, config_.model.bytes_per_expert);
+    if (!furthest.ok()) return fail(std::string(furthest.status().message()));
+    if (*furthest == move.reached && move.target > move.reached) {
+      return fail(absl::StrCat("the next move brings more than the ", Bytes(*limit),
+                               " a GPU can stage (staging headroom)"));
+    }
+    next = *furthest;
+  }
+  absl::StatusOr<planner::Layout> layout = planner::LayoutAtPoint(*move.base, move.plan, next);
+  if (!layout.ok()) return fail(std::string(layout.status().message()));
+  ++move.step;
+  const std::string step =
+      next == move.target && move.step == 1
+          ? "one step"
+          : absl::StrCat(
+                "step ", move.step, ", to point ", next, " of ", move.target,
+                limit.has_value() ? absl::StrCat(" (staging headroom ", Bytes(*limit), ")") : "");
+  explain->set_step(move.step);
+  const planner::NetBenefitModel model{config_.horizon_s, config_.transfer_gbps * 1e9 / 8};
+  DescribeFrontier(move.plan, model, move.target, next, limit, explain);
+  const CommittedLayout committed = coordinator_->committed();
+  absl::StatusOr<planner::LayoutStats> now = planner::EvaluateLayout(*committed.layout, trace);
+  absl::StatusOr<planner::LayoutStats> after = planner::EvaluateLayout(*layout, trace);
+  ReplanOutcome outcome = Apply(*layout, absl::StrCat(what, step), ReplanResult::kPushed);
+  if (now.ok() && after.ok()) {
+    outcome.balancedness_before = PerLayerBalancedness(*now);
+    outcome.balancedness_after = PerLayerBalancedness(*after);
+    explain->set_predicted_balancedness(after->mean_balancedness);
+    DescribeLayers(*layout, *now, explain);
+  }
+  if (outcome.version.empty() || next == move.target) {
+    continuation_.reset();  // failed to start, or the last step
+  } else {
+    move.reached = next;
+    move.version = outcome.version;
+  }
+  return outcome;
+}
+
+bool ReplanLoop::Continuing() const { return continuation_.has_value(); }
 
 }  // namespace craft::server

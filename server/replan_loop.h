@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "craft/v1/placement.pb.h"
+#include "planner/transfer/incremental.h"
 #include "server/apply_coordinator.h"
 #include "server/config.h"
 #include "server/load_store.h"
@@ -102,9 +103,39 @@ class ReplanLoop {
   // The last replan's per-layer plan and decision (empty before the first).
   craft::v1::ExplainResponse LastExplain() const;
 
+  // A multi-step move is under way: RunOnce continues it as soon as the
+  // previous step's apply is over. Loop thread (or a test driving RunOnce).
+  bool Continuing() const;
+
  private:
+  // The incremental method's way to a frontier point, when it takes more
+  // than one apply (the workers' staging headroom is smaller than the move).
+  struct Continuation {
+    std::shared_ptr<const planner::Layout> base;  // the committed layout planned from
+    planner::IncrementalPlan plan;
+    int target = 0;       // the frontier point chosen
+    int reached = 0;      // where the last step goes
+    int step = 0;         // steps started
+    std::string version;  // the version the last step is applied as
+  };
+
   // RunOnce without the bookkeeping: fills `explain` and decides.
   ReplanOutcome Decide(bool force, craft::v1::ExplainResponse* explain);
+  // Method fresh: a new plan, stabilised, through the gain gate.
+  ReplanOutcome DecideFresh(bool force, const planner::LoadTrace& trace,
+                            const CommittedLayout& committed, craft::v1::ExplainResponse* explain);
+  // Method incremental: the frontier point with the best net benefit, then
+  // its first step (NextStep).
+  ReplanOutcome DecideIncremental(bool force, const planner::LoadTrace& trace,
+                                  const CommittedLayout& committed,
+                                  craft::v1::ExplainResponse* explain);
+  // Applies the furthest point of continuation_ that fits the staging
+  // headroom; clears continuation_ when it reaches the target or fails.
+  ReplanOutcome NextStep(const std::string& what, const planner::LoadTrace& trace,
+                         craft::v1::ExplainResponse* explain);
+  // Bytes one step may bring into a GPU: the least headroom a worker reports,
+  // capped by replan.max_step_gb; nullopt when neither limits it.
+  std::optional<int64_t> StepLimit() const;
   // Starts the apply of `layout`, describing it as `what`; `result` when it
   // starts, kFailed when it cannot.
   ReplanOutcome Apply(const planner::Layout& layout, const std::string& what, ReplanResult result);
@@ -123,6 +154,9 @@ class ReplanLoop {
   bool triggered_ ABSL_GUARDED_BY(mu_) = false;  // replan now
   std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;  // written by Start, joined by Stop (both on the owner's thread)
+  // A multi-step move in progress. Only the thread that runs RunOnce (the
+  // loop thread) touches it.
+  std::optional<Continuation> continuation_;
 
   mutable absl::Mutex explain_mu_;
   craft::v1::ExplainResponse last_explain_ ABSL_GUARDED_BY(explain_mu_);

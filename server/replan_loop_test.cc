@@ -1,7 +1,10 @@
 #include "server/replan_loop.h"
 
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -21,9 +24,16 @@ using testing::SkewedLoads;
 using testing::SmallConfig;
 using ::testing::StartsWith;
 
+// The fresh method: a new plan, stabilised, through the gain gate.
+PlannerConfig FreshConfig() {
+  PlannerConfig config = SmallConfig();
+  config.replan_method = ReplanMethod::kFresh;
+  return config;
+}
+
 class ReplanLoopTest : public ::testing::Test {
  protected:
-  ReplanLoopTest() : history_(8) { Build(SmallConfig()); }
+  ReplanLoopTest() : history_(8) { Build(FreshConfig()); }
 
   void Build(const PlannerConfig& config) {
     config_ = config;
@@ -125,7 +135,7 @@ TEST_F(ReplanLoopTest, BalancedLoadsAreNotPushed) {
 }
 
 TEST_F(ReplanLoopTest, GainBelowThresholdIsNotPushedUnlessForced) {
-  PlannerConfig config = SmallConfig();
+  PlannerConfig config = FreshConfig();
   config.gain_threshold = 0.99;
   Build(config);
   ConnectBoth();
@@ -137,7 +147,7 @@ TEST_F(ReplanLoopTest, GainBelowThresholdIsNotPushedUnlessForced) {
 }
 
 TEST_F(ReplanLoopTest, TransferCostAboveTheBenefitIsNotPushed) {
-  PlannerConfig config = SmallConfig();
+  PlannerConfig config = FreshConfig();
   config.horizon_s = 1e-9;  // the gain lasts a nanosecond: never worth a transfer
   Build(config);
   ConnectBoth();
@@ -145,6 +155,131 @@ TEST_F(ReplanLoopTest, TransferCostAboveTheBenefitIsNotPushed) {
   const ReplanOutcome outcome = loop_->RunOnce(false);
   EXPECT_THAT(outcome.decision, HasSubstr("benefit below transfer cost"));
   EXPECT_THAT(outcome.version, IsEmpty());
+}
+
+// The incremental method on a model with room to move: 16 experts, R = 4.
+class IncrementalReplanTest : public ReplanLoopTest {
+ protected:
+  IncrementalReplanTest() {
+    PlannerConfig config = SmallConfig();
+    config.model.num_experts = 16;
+    config.plan.budget = 4;
+    Build(config);
+  }
+
+  void ConnectBoth16() {
+    for (const auto& [node, connection, gpus] : {std::tuple{"a", a_, std::vector<int>{0, 1}},
+                                                 std::tuple{"b", b_, std::vector<int>{2, 3}}}) {
+      craft::v1::AgentHello hello = Hello(node, gpus);
+      hello.mutable_model()->set_num_experts(16);
+      ASSERT_TRUE(coordinator_->Connect(hello, connection).ok());
+    }
+  }
+
+  // A few hot experts per layer.
+  static std::vector<std::vector<int64_t>> HotLoads() {
+    std::vector<std::vector<int64_t>> loads(2, std::vector<int64_t>(16, 100));
+    loads[0][3] = loads[0][7] = 3000;
+    loads[1][0] = loads[1][12] = 2500;
+    loads[1][5] = 1500;
+    return loads;
+  }
+
+  // Answers the apply in progress: PREPARED, then COMMITTED, from both nodes.
+  void Commit() {
+    for (auto phase : {craft::v1::PREPARED, craft::v1::COMMITTED}) {
+      for (const auto& [node, connection] : {std::pair{"a", a_}, std::pair{"b", b_}}) {
+        coordinator_->HandleAck(node, connection.get(), testing::AckOf(connection->last(), phase));
+      }
+    }
+    ASSERT_FALSE(coordinator_->apply_in_progress());
+  }
+
+  // Every GPU of a node reports `bytes` of staging headroom.
+  void ReportHeadroom(int64_t bytes) {
+    for (const auto& [node, connection, gpus] : {std::tuple{"a", a_, std::vector<int>{0, 1}},
+                                                 std::tuple{"b", b_, std::vector<int>{2, 3}}}) {
+      craft::v1::NodeLoad load;
+      for (int gpu : gpus) {
+        craft::v1::StagingHeadroom* headroom = load.add_headroom();
+        headroom->set_gpu(gpu);
+        headroom->set_bytes(bytes);
+      }
+      coordinator_->OnLoad(node, connection.get(), load);
+    }
+  }
+};
+
+TEST_F(IncrementalReplanTest, PushesTheBestFrontierPointAndExplainsIt) {
+  ConnectBoth16();
+  Report(HotLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_EQ(outcome.result, ReplanResult::kPushed) << outcome.decision;
+  EXPECT_THAT(outcome.decision, StartsWith("pushing: frontier point"));
+  EXPECT_THAT(outcome.decision, HasSubstr("one step"));
+  const craft::v1::ExplainResponse explain = loop_->LastExplain();
+  EXPECT_EQ(explain.method(), "incremental");
+  ASSERT_GT(explain.frontier_size(), 1);
+  int chosen = 0;
+  for (const craft::v1::FrontierPoint& point : explain.frontier()) chosen += point.chosen();
+  EXPECT_EQ(chosen, 1);
+  EXPECT_EQ(explain.frontier(0).net_benefit_s(), 0);
+  EXPECT_EQ(explain.staging_headroom_bytes(), -1) << "no worker reported a limit";
+  EXPECT_FALSE(loop_->Continuing());
+}
+
+TEST_F(IncrementalReplanTest, AMoveBiggerThanTheHeadroomIsAppliedAsSeveralVersions) {
+  ConnectBoth16();
+  ReportHeadroom(1000);  // one expert (bytes_per_expert 1000) into a GPU per step
+  Report(HotLoads());
+  std::vector<std::string> versions;
+  ReplanOutcome outcome = loop_->RunOnce(false);
+  while (outcome.result == ReplanResult::kPushed) {
+    versions.push_back(outcome.version);
+    // Each apply brings at most one expert from another GPU into each GPU (a
+    // transfer between nodes is in both nodes' Prepares: count it once).
+    std::set<std::tuple<int, int, int>> arrivals;  // (dst GPU, layer, dst slot)
+    for (const auto& connection : {a_, b_}) {
+      const craft::v1::PlannerMessage prepare = connection->last();
+      for (const craft::v1::Transfer& t : prepare.prepare().transfers()) {
+        if (t.src_gpu() != t.dst_gpu()) arrivals.insert({t.dst_gpu(), t.layer(), t.dst_slot()});
+      }
+    }
+    std::map<int, int> per_gpu;
+    for (const auto& [gpu, layer, slot] : arrivals) ++per_gpu[gpu];
+    for (const auto& [gpu, count] : per_gpu) EXPECT_LE(count, 1) << "gpu " << gpu;
+    Commit();
+    if (!loop_->Continuing()) break;
+    outcome = loop_->RunOnce(false);
+    EXPECT_THAT(outcome.decision, StartsWith("continuing towards frontier point"));
+  }
+  EXPECT_GT(versions.size(), 1u) << outcome.decision;
+  EXPECT_EQ(coordinator_->committed().version, versions.back());
+  EXPECT_EQ(loop_->LastExplain().staging_headroom_bytes(), 1000);
+}
+
+TEST_F(IncrementalReplanTest, AHeadroomBelowOneExpertFailsClearly) {
+  ConnectBoth16();
+  ReportHeadroom(999);
+  Report(HotLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_EQ(outcome.result, ReplanResult::kFailed);
+  EXPECT_THAT(outcome.decision, HasSubstr("staging headroom"));
+  EXPECT_FALSE(loop_->Continuing());
+}
+
+TEST_F(IncrementalReplanTest, AMoveThatDoesNotPayIsNotPushed) {
+  PlannerConfig config = SmallConfig();
+  config.model.num_experts = 16;
+  config.plan.budget = 4;
+  config.horizon_s = 1e-9;
+  Build(config);
+  ConnectBoth16();
+  Report(HotLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  EXPECT_EQ(outcome.result, ReplanResult::kGated);
+  EXPECT_THAT(outcome.decision, HasSubstr("no move pays for itself"));
+  EXPECT_TRUE(a_->sent().empty());
 }
 
 TEST_F(ReplanLoopTest, NothingIsPlannedWhileANodeIsBeingResynced) {

@@ -160,6 +160,47 @@ TEST(ClusterTest, AStalePlannerIsFencedOff) {
   }
 }
 
+TEST(ClusterTest, AMoveBiggerThanTheStagingHeadroomCommitsInSteps) {
+  // Expert memory for the grown layout (6 layers x 4 experts + R = 2 slots)
+  // plus 2 arriving experts of 4096 bytes: every worker reports a headroom of
+  // 2 to 4 experts, far less than a re-plan from the initial layout moves.
+  const std::vector<std::string> small_memory = {"--memory_bytes=" + std::to_string(28 * 4096)};
+  auto cluster = std::make_unique<LocalCluster>(ClusterOptions{});
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  for (int node = 0; node < 2; ++node) ASSERT_TRUE(cluster->StartAgent(node).ok());
+  for (int gpu = 0; gpu < 8; ++gpu) ASSERT_TRUE(cluster->StartWorker(gpu, small_memory).ok());
+  ASSERT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  ASSERT_TRUE(cluster->WaitForMeasuredBalance(absl::Seconds(30)).ok());
+
+  ASSERT_FALSE(ReplanAndCommit(*cluster, "0.0").empty());
+  // The planner goes on by itself, one committed version per step, until the
+  // chosen frontier point is reached.
+  std::string last;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = cluster->GetLayout();
+        if (!status.ok() || !status->pending_version().empty()) return false;
+        const bool settled =
+            status->committed().version() == last &&
+            cluster->planner().Log().find("continuing towards") != std::string::npos;
+        last = status->committed().version();
+        absl::SleepFor(absl::Milliseconds(700));  // longer than a step takes
+        return settled;
+      },
+      absl::Seconds(60)))
+      << cluster->planner().Log();
+  const std::string log = cluster->planner().Log();
+  EXPECT_NE(log.find("step 2, to point"), std::string::npos) << log;
+  EXPECT_NE(log.find("staging headroom"), std::string::npos);
+  EXPECT_EQ(log.find("could not start"), std::string::npos) << log;
+  // Every step stayed within the workers' memory, and every slot of the
+  // final layout verified on every worker.
+  EXPECT_TRUE(WaitFor([&] { return cluster->AllWorkersVerified(last); }, absl::Seconds(15)));
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    EXPECT_EQ(cluster->worker(gpu).Log().find("does not fit"), std::string::npos) << "gpu " << gpu;
+  }
+}
+
 TEST(ClusterTest, GarbageOnTheSocketsHurtsNobody) {
   auto cluster = StartedCluster();
   // Raw bytes into the agent's Unix socket and the planner's TCP port.

@@ -107,9 +107,25 @@ absl::Status RunExplain(const std::vector<std::string>& argv) {
   CRAFT_RETURN_IF_ERROR(FromGrpc(
       connection.stub->Explain(&context, craft::v1::ExplainRequest(), &response), "Explain"));
   std::cout << absl::StrFormat(
-      "version %s, %s, R = %d, predicted balancedness %.4f\nlast replan: %s\n", response.version(),
+      "version %s, %s (%s), R = %d, predicted balancedness %.4f\nlast replan: %s\n",
+      response.version(), response.method().empty() ? "fresh" : response.method(),
       response.algorithm(), response.budget(), response.predicted_balancedness(),
       response.decision());
+  if (response.frontier_size() > 0) {
+    std::cout << absl::StrFormat(
+        "frontier (step %d; staging headroom %s):\n%9s %14s %12s %14s %12s\n", response.step(),
+        response.staging_headroom_bytes() < 0
+            ? std::string("not reported")
+            : absl::StrCat(response.staging_headroom_bytes(), " bytes"),
+        "moved", "max bytes/GPU", "balancedness", "step (tokens)", "net (s)");
+    for (const craft::v1::FrontierPoint& point : response.frontier()) {
+      std::cout << absl::StrFormat("%8.2f%% %14d %12.4f %14.0f %12.3f %s%s\n",
+                                   100 * point.moved_fraction(), point.max_bytes_into_gpu(),
+                                   point.predicted_balancedness(), point.predicted_step_time(),
+                                   point.net_benefit_s(), point.chosen() ? " <- chosen" : "",
+                                   point.applied() && !point.chosen() ? " <- this step" : "");
+    }
+  }
   std::cout << absl::StrFormat("%5s %8s %9s %9s  %s\n", "layer", "replicas", "measured",
                                "predicted", "curve (replicas:balancedness)");
   for (const auto& layer : response.layers()) {
