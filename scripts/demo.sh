@@ -4,7 +4,10 @@
 #      top-8, 64 GPUs on 8 nodes) with every algorithm and compare them;
 #   2. live: start a local craft cluster (one planner, two node agents, eight
 #      CPU workers with skewed traffic), let the planner re-plan and apply a
-#      new layout with the two-phase protocol, and query it with craftctl.
+#      new layout with the two-phase protocol, and query it with craftctl;
+#      then the traffic drifts (the workers restart with other hot experts:
+#      their agents bring each back to the committed layout first) and the
+#      planner re-plans incrementally, moving a few experts.
 #
 #   ./scripts/demo.sh           # both parts, then stop the cluster
 #   ./scripts/demo.sh --keep    # leave the cluster running to query it
@@ -47,7 +50,8 @@ state_path: $WORK/planner.state
 model: {num_layers: $LAYERS, num_experts: $EXPERTS, top_k: $TOPK, bytes_per_expert: 65536}
 cluster: {num_gpus: $GPUS, num_nodes: $NODES}
 loads: {window_horizon: 20}
-replan: {interval_s: 3600, algorithm: craft, budget: 4, gain_threshold: 0.02}
+replan: {interval_s: 3600, method: incremental, budget: 4, gain_threshold: 0.02,
+         max_moved_fraction: 0.15}
 apply: {timeout_ms: 20000}
 YAML
 PIDS=()
@@ -72,15 +76,20 @@ for node in 0 1; do
   PIDS+=($!)
   wait_file "$WORK/agent$node.ready"
 done
-for gpu in $(seq 0 $((GPUS - 1))); do
-  "$WORK/craft-worker" --backend cpu --gpu "$gpu" --num_gpus $GPUS --num_nodes $NODES \
+# start_worker GPU SEED: a CPU worker whose traffic (hot experts) follows SEED.
+start_worker() {
+  rm -f "$WORK/worker$1.ready"
+  "$WORK/craft-worker" --backend cpu --gpu "$1" --num_gpus $GPUS --num_nodes $NODES \
     --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK --expert_bytes 65536 \
-    --agent "unix:$WORK/agent$((gpu / 4)).sock" --window_ms 500 --tokens_per_window 8192 \
-    --skew 12 --seed 7 --verify_interval_ms 1000 --ready_file "$WORK/worker$gpu.ready" \
-    >"$WORK/worker$gpu.log" 2>&1 &
+    --agent "unix:$WORK/agent$(($1 / 4)).sock" --window_ms 500 --tokens_per_window 8192 \
+    --skew 12 --seed "$2" --verify_interval_ms 1000 --ready_file "$WORK/worker$1.ready" \
+    >>"$WORK/worker$1.log" 2>&1 &
+  WORKER_PIDS[$1]=$!
   PIDS+=($!)
-  wait_file "$WORK/worker$gpu.ready"
-done
+  wait_file "$WORK/worker$1.ready"
+}
+declare -a WORKER_PIDS
+for gpu in $(seq 0 $((GPUS - 1))); do start_worker "$gpu" 7; done
 Q=(--planner "127.0.0.1:$PORT")
 echo "   started; workers send a load window every 500 ms"
 sleep 4
@@ -101,8 +110,32 @@ grep -h "verify ok version=$v " "$WORK"/worker*.log | head -n 3 | sed 's/^/   /'
 sleep 4
 "$CRAFTCTL" layout "${Q[@]}"
 echo
-echo "-- why (per layer: chosen replicas, predicted balancedness):"
-"$CRAFTCTL" explain "${Q[@]}" | head -n 8
+echo "-- why (the frontier of moves from the initial layout, and the point chosen):"
+"$CRAFTCTL" explain "${Q[@]}" | head -n 12
+echo
+echo "-- the traffic drifts: the workers restart with other hot experts (--seed 8)."
+echo "   Each comes back on the initial layout; its agent brings it to $v (kept and"
+echo "   copied experts, the rest from the checkpoint, verified) before it serves:"
+for gpu in $(seq 0 $((GPUS - 1))); do
+  kill "${WORKER_PIDS[$gpu]}"
+  wait "${WORKER_PIDS[$gpu]}" 2>/dev/null || true
+  start_worker "$gpu" 8
+done
+sleep 2
+grep -h "serving again, on" "$WORK"/worker*.log | head -n 2 | sed 's/^/   /'
+echo "   waiting 12 s for the load horizon to fill with drifted windows..."
+sleep 12
+"$CRAFTCTL" layout "${Q[@]}"
+echo
+echo "-- re-planning incrementally (at most 15% of the slots move; replan.max_moved_fraction):"
+"$CRAFTCTL" replan "${Q[@]}" | tee "$WORK/replan2.txt"
+for _ in $(seq 60); do
+  v2=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
+  [[ "$v2" != "$v" ]] && break
+  sleep 0.5
+done
+sleep 4
+"$CRAFTCTL" layout "${Q[@]}"
 echo
 echo "Logs and state are in $WORK."
 if ((KEEP == 1)); then
