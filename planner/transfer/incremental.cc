@@ -7,7 +7,9 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "common/status_macros.h"
 #include "planner/transfer/internal/layer_model.h"
 #include "planner/transfer/internal/slot_diff.h"
@@ -57,6 +59,26 @@ std::vector<ReplicaChange> ChangesOf(const std::vector<SlotEdit>& edits, int lay
     if (e.add_expert >= 0) changes.push_back({e.gpu, e.add_expert, +1});
   }
   return changes;
+}
+
+// ArrivingReplicas (movement.h) without allocating for a GPU's few slots: the
+// search counts it thousands of times.
+int64_t Arriving(absl::Span<const int> previous_experts, absl::Span<const int> next_experts) {
+  absl::InlinedVector<int, 16> before(previous_experts.begin(), previous_experts.end());
+  absl::InlinedVector<int, 16> after(next_experts.begin(), next_experts.end());
+  std::sort(before.begin(), before.end());
+  std::sort(after.begin(), after.end());
+  int64_t arriving = 0;
+  size_t i = 0;
+  for (int expert : after) {
+    while (i < before.size() && before[i] < expert) ++i;
+    if (i < before.size() && before[i] == expert) {
+      ++i;
+    } else {
+      ++arriving;
+    }
+  }
+  return arriving;
 }
 
 absl::Status ApplyEdit(const SlotEdit& edit, Layout& layout) {
@@ -182,58 +204,75 @@ class Search {
   void RefreshAll() {
     for (int l = 0; l < current_.num_layers(); ++l) Refresh(l);
     touched_.clear();
+    best_donors_.assign(current_.cluster.num_gpus, {-1, -1});
+    for (int g = 0; g < current_.cluster.num_gpus; ++g) {
+      for (int l = 0; l < current_.num_layers(); ++l) RankDonor(l, g);
+    }
   }
 
   // The best move by gain per replica moved that fits the byte limit, or
   // none. `cost` receives its change in moved replicas.
   std::optional<Candidate> Best(int64_t& cost) const {
-    // Per GPU, the two layers with its cheapest donors (-1: none).
-    std::vector<std::pair<int, int>> best_donors(current_.cluster.num_gpus, {-1, -1});
-    for (int l = 0; l < current_.num_layers(); ++l) {
-      for (int g = 0; g < current_.cluster.num_gpus; ++g) {
-        if (donors_[l][g].expert < 0) continue;
-        auto& [first, second] = best_donors[g];
-        if (first < 0 || donors_[l][g].gain > donors_[first][g].gain) {
-          second = first;
-          first = l;
-        } else if (second < 0 || donors_[l][g].gain > donors_[second][g].gain) {
-          second = l;
-        }
-      }
-    }
-    std::optional<Candidate> best;
+    // Scored without copying candidates; the winner is built at the end.
+    bool found = false;
     double best_score = 0;
-    auto consider = [&](const Candidate& c) {
-      const int64_t delta = c.cost;
-      for (const auto& [gpu, change] : c.into) {
-        if (change > 0 && !FitsBytes(into_gpu_[gpu] + change)) return;
-      }
-      if (c.gain <= options_.min_gain_per_replica * std::max<int64_t>(delta, 1)) return;
-      const double score = c.gain / std::max(static_cast<double>(delta), kFreeMoveCost);
-      if (!best.has_value() || score > best_score) {
-        best = c;
-        best_score = score;
-        cost = delta;
-      }
+    const Candidate* best_local = nullptr;
+    int best_layer = -1;  // a shift: adds_[best_layer][best_add] paid by best_other
+    int best_add = -1;
+    int best_other = -1;
+    auto admits = [&](double gain, int64_t delta, int gpu, int change, double& score) {
+      if (change > 0 && !FitsBytes(into_gpu_[gpu] + change)) return false;
+      if (gain <= options_.min_gain_per_replica * std::max<int64_t>(delta, 1)) return false;
+      score = gain / std::max(static_cast<double>(delta), kFreeMoveCost);
+      return !found || score > best_score;
     };
     for (int l = 0; l < current_.num_layers(); ++l) {
-      for (const Candidate& c : local_[l]) consider(c);
+      for (const Candidate& c : local_[l]) {
+        bool fits = true;
+        for (const auto& [gpu, change] : c.into) {
+          if (change > 0 && !FitsBytes(into_gpu_[gpu] + change)) fits = false;
+        }
+        double score = 0;
+        if (fits && admits(c.gain, c.cost, 0, 0, score)) {
+          found = true;
+          best_score = score;
+          best_local = &c;
+          cost = c.cost;
+        }
+      }
       // Shifts: a layer's best additions, each paid by the GPU's cheapest
       // redundant replica in another layer.
-      for (const Candidate& add : adds_[l]) {
+      for (size_t i = 0; i < adds_[l].size(); ++i) {
+        const Candidate& add = adds_[l][i];
         const SlotEdit& edit = add.move.edits[0];
-        const auto& [first, second] = best_donors[edit.gpu];
+        const auto& [first, second] = best_donors_[edit.gpu];
         const int other = first >= 0 && first != l ? first : second;
         if (other < 0) continue;
         const Donor& donor = donors_[other][edit.gpu];
-        consider({{MoveKind::kShift, {{other, edit.gpu, donor.expert, -1}, edit}},
-                  add.gain + donor.gain,
-                  add.step_delta + donor.step_delta,
-                  add.cost + donor.cost,
-                  {{edit.gpu, static_cast<int>(add.cost) + donor.cost}}});
+        const int64_t delta = add.cost + donor.cost;
+        double score = 0;
+        if (admits(add.gain + donor.gain, delta, edit.gpu, static_cast<int>(add.cost) + donor.cost,
+                   score)) {
+          found = true;
+          best_score = score;
+          best_local = nullptr;
+          best_layer = l;
+          best_add = static_cast<int>(i);
+          best_other = other;
+          cost = delta;
+        }
       }
     }
-    return best;
+    if (!found) return std::nullopt;
+    if (best_local != nullptr) return *best_local;
+    const Candidate& add = adds_[best_layer][best_add];
+    const SlotEdit& edit = add.move.edits[0];
+    const Donor& donor = donors_[best_other][edit.gpu];
+    return Candidate{{MoveKind::kShift, {{best_other, edit.gpu, donor.expert, -1}, edit}},
+                     add.gain + donor.gain,
+                     add.step_delta + donor.step_delta,
+                     add.cost + donor.cost,
+                     {{edit.gpu, static_cast<int>(add.cost) + donor.cost}}};
   }
 
   void Apply(const IncrementalMove& move) {
@@ -274,20 +313,50 @@ class Search {
     std::sort(touched_.begin(), touched_.end());
     touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
     for (int l : touched_) Refresh(l);
+    // Per GPU, the two best donor layers change only through the refreshed
+    // layers: rescan when one of them was ranked, else rank them in.
+    for (int g = 0; g < current_.cluster.num_gpus; ++g) {
+      auto& [first, second] = best_donors_[g];
+      const bool ranked = std::binary_search(touched_.begin(), touched_.end(), first) ||
+                          std::binary_search(touched_.begin(), touched_.end(), second);
+      if (ranked) {
+        best_donors_[g] = {-1, -1};
+        for (int l = 0; l < current_.num_layers(); ++l) RankDonor(l, g);
+      } else {
+        for (int l : touched_) RankDonor(l, g);
+      }
+    }
     touched_.clear();
   }
 
   int64_t moved() const { return moved_; }
 
  private:
+  // Ranks layer l's donor on GPU g into best_donors_[g]: by gain, ties to
+  // the lower layer (what a scan over ascending layers keeps).
+  void RankDonor(int l, int g) {
+    const Donor& donor = donors_[l][g];
+    if (donor.expert < 0) return;
+    auto above = [&](int other) {
+      const double gain = donors_[other][g].gain;
+      return donor.gain > gain || (donor.gain == gain && l < other);
+    };
+    auto& [first, second] = best_donors_[g];
+    if (first < 0 || above(first)) {
+      second = first;
+      first = l;
+    } else if (second < 0 || above(second)) {
+      second = l;
+    }
+  }
+
   bool FitsBytes(int64_t replicas) const {
     return replicas <= options_.limit.max_bytes_into_gpu / options_.bytes_per_expert;
   }
 
   int Arrivals(int layer, int gpu) const {
-    return static_cast<int>(
-        ArrivingReplicas(transfer_internal::GpuExperts(committed_.layers[layer], gpu),
-                         transfer_internal::GpuExperts(current_.layers[layer], gpu)));
+    return static_cast<int>(Arriving(transfer_internal::GpuExperts(committed_.layers[layer], gpu),
+                                     transfer_internal::GpuExperts(current_.layers[layer], gpu)));
   }
 
   // The change in moved replicas `move` would make, and per (GPU, change) in
@@ -295,12 +364,13 @@ class Search {
   int64_t MovedDelta(const IncrementalMove& move, std::vector<std::pair<int, int>>* into) const {
     into->clear();
     int64_t total = 0;
-    std::vector<std::pair<int, int>> seen;
+    absl::InlinedVector<std::pair<int, int>, 4> seen;
     for (const SlotEdit& edit : move.edits) {
       const std::pair<int, int> key{edit.layer, edit.gpu};
       if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
       seen.push_back(key);
-      std::vector<int> after = models_[edit.layer]->GpuExperts(edit.gpu);
+      const std::vector<int>& held = models_[edit.layer]->GpuExperts(edit.gpu);
+      absl::InlinedVector<int, 16> after(held.begin(), held.end());
       for (const SlotEdit& e : move.edits) {
         if (e.layer != edit.layer || e.gpu != edit.gpu) continue;
         if (e.remove_expert >= 0) {
@@ -309,7 +379,7 @@ class Search {
         if (e.add_expert >= 0) after.push_back(e.add_expert);
       }
       const int delta =
-          static_cast<int>(ArrivingReplicas(
+          static_cast<int>(Arriving(
               transfer_internal::GpuExperts(committed_.layers[edit.layer], edit.gpu), after)) -
           arrivals_[edit.layer][edit.gpu];
       into->push_back({edit.gpu, delta});
@@ -350,26 +420,35 @@ class Search {
     double value;
     MoveKind kind;
     int g, x, h, y;
-    int order = 0;  // generation order, for deterministic ties
   };
   static IncrementalMove MoveOf(int l, const Proxy& p) {
     if (p.kind == MoveKind::kSwap)
       return {MoveKind::kSwap, {{l, p.g, p.x, p.y}, {l, p.h, p.y, p.x}}};
     return {MoveKind::kReplace, {{l, p.h, p.y, p.x}}};
   }
-  static void Shortlist(std::vector<Proxy>& proxies) {
-    for (size_t i = 0; i < proxies.size(); ++i) proxies[i].order = static_cast<int>(i);
-    // Only proxies that promise something; ties keep generation order.
-    proxies.erase(std::remove_if(proxies.begin(), proxies.end(),
-                                 [](const Proxy& p) { return !(p.value > 0); }),
-                  proxies.end());
-    const size_t keep = std::min<size_t>(kShortlist, proxies.size());
-    std::partial_sort(proxies.begin(), proxies.begin() + keep, proxies.end(),
-                      [](const Proxy& a, const Proxy& b) {
-                        return a.value != b.value ? a.value > b.value : a.order < b.order;
-                      });
-    proxies.resize(keep);
-  }
+  // The kShortlist proxies that promise the most (value > 0), by value and
+  // then generation order, kept as they are generated rather than sorted
+  // from all of them afterwards.
+  class Shortlist {
+   public:
+    void Add(const Proxy& p) {
+      if (!(p.value > 0)) return;
+      // A later proxy ranks after every earlier one of the same value.
+      if (size_ == kShortlist && !(p.value > proxies_[size_ - 1].value)) return;
+      int k = size_ < kShortlist ? size_++ : size_ - 1;
+      while (k > 0 && p.value > proxies_[k - 1].value) {
+        proxies_[k] = proxies_[k - 1];
+        --k;
+      }
+      proxies_[k] = p;
+    }
+    const Proxy* begin() const { return proxies_; }
+    const Proxy* end() const { return proxies_ + size_; }
+
+   private:
+    Proxy proxies_[kShortlist];
+    int size_ = 0;
+  };
 
   void Refresh(int l) {
     const LayerModel& m = *models_[l];
@@ -379,9 +458,15 @@ class Search {
     // Sources: the busiest GPUs by total load and by windows as the busiest.
     std::vector<int> sources;
     auto add_sources = [&](auto key) {
+      // The first of a stable sort by key, descending: ties to the lower GPU.
       std::vector<int> ranked = order;
-      std::stable_sort(ranked.begin(), ranked.end(), [&](int a, int b) { return key(a) > key(b); });
-      for (int i = 0; i < std::min(kSources, gpus); ++i) {
+      const int n = std::min(kSources, gpus);
+      std::partial_sort(ranked.begin(), ranked.begin() + n, ranked.end(), [&](int a, int b) {
+        const double ka = key(a);
+        const double kb = key(b);
+        return ka > kb || (ka == kb && a < b);
+      });
+      for (int i = 0; i < n; ++i) {
         if (std::find(sources.begin(), sources.end(), ranked[i]) == sources.end()) {
           sources.push_back(ranked[i]);
         }
@@ -389,9 +474,17 @@ class Search {
     };
     add_sources([&](int g) { return m.GpuLoad(g); });
     add_sources([&](int g) { return static_cast<double>(m.TimesBusiest(g)); });
+    // The least loaded (a stable sort's first, ties to the lower GPU) that
+    // are not sources: they are among the first kDestinations + sources.
     std::vector<int> destinations = order;
-    std::stable_sort(destinations.begin(), destinations.end(),
-                     [&](int a, int b) { return m.GpuLoad(a) < m.GpuLoad(b); });
+    const size_t ranked = std::min(destinations.size(), kDestinations + sources.size());
+    std::partial_sort(destinations.begin(), destinations.begin() + ranked, destinations.end(),
+                      [&](int a, int b) {
+                        const double la = m.GpuLoad(a);
+                        const double lb = m.GpuLoad(b);
+                        return la < lb || (la == lb && a < b);
+                      });
+    destinations.resize(ranked);
     destinations.erase(
         std::remove_if(
             destinations.begin(), destinations.end(),
@@ -404,10 +497,7 @@ class Search {
     std::vector<std::vector<int>> distinct(gpus);
     for (int g : sources) distinct[g] = Distinct(m.GpuExperts(g));
     for (int h : destinations) distinct[h] = Distinct(m.GpuExperts(h));
-    std::vector<Proxy> swaps, replaces, adds;
-    swaps.reserve(1024);
-    replaces.reserve(1024);
-    adds.reserve(256);
+    Shortlist swaps, replaces, adds;
     for (int g : sources) {
       const double load_g = m.GpuLoad(g);
       for (int x : distinct[g]) {
@@ -418,33 +508,30 @@ class Search {
           if (m.Holds(h, x)) continue;
           const double load_h = m.GpuLoad(h);
           const double pair_max = std::max(load_g, load_h);
-          adds.push_back({pair_max - std::max(load_g - relief, load_h + a * k / (k + 1)),
-                          MoveKind::kReplace, g, x, h, -1});
+          adds.Add({pair_max - std::max(load_g - relief, load_h + a * k / (k + 1)),
+                    MoveKind::kReplace, g, x, h, -1});
           for (int y : distinct[h]) {
             const double b = m.ReplicaLoad(y);
             if (!m.Holds(g, y) && a > b) {
-              swaps.push_back({pair_max - std::max(load_g - a + b, load_h + a - b), MoveKind::kSwap,
-                               g, x, h, y});
+              swaps.Add({pair_max - std::max(load_g - a + b, load_h + a - b), MoveKind::kSwap, g, x,
+                         h, y});
             }
             if (y != x && m.Replicas(y) >= 2) {
-              replaces.push_back(
-                  {pair_max - std::max(load_g - relief, load_h + a * k / (k + 1) - b),
-                   MoveKind::kReplace, g, x, h, y});
+              replaces.Add({pair_max - std::max(load_g - relief, load_h + a * k / (k + 1) - b),
+                            MoveKind::kReplace, g, x, h, y});
             }
           }
         }
       }
     }
     local_[l].clear();
-    for (std::vector<Proxy>* list : {&swaps, &replaces}) {
-      Shortlist(*list);
+    for (const Shortlist* list : {&swaps, &replaces}) {
       for (const Proxy& p : *list) {
         Candidate c = Scored(l, MoveOf(l, p));
         if (c.gain > 0) local_[l].push_back(std::move(c));
       }
     }
     adds_[l].clear();
-    Shortlist(adds);
     for (const Proxy& p : adds) {
       Candidate c = Scored(l, MoveOf(l, p));
       if (c.gain > 0) adds_[l].push_back(std::move(c));
@@ -454,7 +541,7 @@ class Search {
     for (int h = 0; h < gpus; ++h) {
       for (int y : Distinct(m.GpuExperts(h))) {
         if (m.Replicas(y) < 2) continue;
-        const std::vector<ReplicaChange> drop = {{h, y, -1}};
+        const ReplicaChange drop[] = {{h, y, -1}};
         const LayerDelta d = m.Evaluate(drop);
         const double gain = d.balancedness / models_.size();
         if (d.valid && (donors_[l][h].expert < 0 || gain > donors_[l][h].gain)) {
@@ -483,6 +570,8 @@ class Search {
   std::vector<std::vector<Candidate>> local_;  // per layer: swaps and replaces
   std::vector<std::vector<Candidate>> adds_;   // per layer: additions, paid by a shift
   std::vector<std::vector<Donor>> donors_;     // [layer][gpu]
+  // Per GPU, the two layers with its best donors (-1: none).
+  std::vector<std::pair<int, int>> best_donors_;
   std::vector<int> touched_;
 };
 

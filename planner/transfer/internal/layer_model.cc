@@ -209,7 +209,8 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
 
   // The changed GPUs' loads in every window.
   const int windows = num_windows_;
-  std::vector<double> changed(gpus.size() * windows);
+  // On the stack for the usual few GPUs: this runs thousands of times a plan.
+  absl::InlinedVector<double, 1024> changed(gpus.size() * windows);
   for (size_t i = 0; i < gpus.size(); ++i) {
     std::copy_n(&load_[static_cast<size_t>(gpus[i]) * windows], windows, &changed[i * windows]);
   }
