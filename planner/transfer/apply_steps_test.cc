@@ -4,29 +4,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "planner/plan.h"
-#include "planner/synth/synth.h"
+#include "planner/transfer/internal/test_drift.h"
 #include "planner/transfer/movement.h"
 
 namespace craft::planner {
 namespace {
 
 constexpr int64_t kBytes = 1000;
-
-LoadTrace Synth(uint64_t seed) {
-  SynthOptions options;
-  options.num_layers = 4;
-  options.num_experts = 16;
-  options.top_k = 2;
-  options.num_windows = 24;
-  options.tokens_per_window = 256;
-  options.min_hot_ratio = 2;
-  options.max_hot_ratio = 7;
-  options.seed = seed;
-  absl::StatusOr<LoadTrace> trace = SynthesizeTrace(options);
-  EXPECT_TRUE(trace.ok()) << trace.status();
-  return *trace;
-}
 
 // A layout planned on one load, re-planned incrementally on a drifted one.
 struct Drifted {
@@ -35,18 +19,14 @@ struct Drifted {
 };
 
 Drifted MakeDrifted(uint64_t seed) {
-  PlanOptions options;
-  options.cluster = {8, 2};
-  options.budget = 2;
-  absl::StatusOr<PlanResult> planned = Plan(Synth(seed), options);
-  EXPECT_TRUE(planned.ok()) << planned.status();
+  transfer_internal::Drift drift = transfer_internal::MakeDrift(seed, 4, 16, {8, 2}, 2);
   IncrementalOptions incremental;
   incremental.budget = 2;
   incremental.bytes_per_expert = kBytes;
   absl::StatusOr<IncrementalPlan> plan =
-      PlanIncremental(planned->layout, Synth(seed + 1000), incremental);
+      PlanIncremental(drift.committed, drift.drifted, incremental);
   EXPECT_TRUE(plan.ok()) << plan.status();
-  return {planned->layout, *plan};
+  return {std::move(drift.committed), *std::move(plan)};
 }
 
 TEST(ApplyStepsTest, TheBestPointWeighsGainAgainstTransferTime) {

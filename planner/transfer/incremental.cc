@@ -61,26 +61,6 @@ std::vector<ReplicaChange> ChangesOf(const std::vector<SlotEdit>& edits, int lay
   return changes;
 }
 
-// ArrivingReplicas (movement.h) without allocating for a GPU's few slots: the
-// search counts it thousands of times.
-int64_t Arriving(absl::Span<const int> previous_experts, absl::Span<const int> next_experts) {
-  absl::InlinedVector<int, 16> before(previous_experts.begin(), previous_experts.end());
-  absl::InlinedVector<int, 16> after(next_experts.begin(), next_experts.end());
-  std::sort(before.begin(), before.end());
-  std::sort(after.begin(), after.end());
-  int64_t arriving = 0;
-  size_t i = 0;
-  for (int expert : after) {
-    while (i < before.size() && before[i] < expert) ++i;
-    if (i < before.size() && before[i] == expert) {
-      ++i;
-    } else {
-      ++arriving;
-    }
-  }
-  return arriving;
-}
-
 absl::Status ApplyEdit(const SlotEdit& edit, Layout& layout) {
   if (edit.layer < 0 || edit.layer >= layout.num_layers() || edit.gpu < 0 ||
       edit.gpu >= layout.cluster.num_gpus || (edit.remove_expert < 0 && edit.add_expert < 0) ||
@@ -355,8 +335,9 @@ class Search {
   }
 
   int Arrivals(int layer, int gpu) const {
-    return static_cast<int>(Arriving(transfer_internal::GpuExperts(committed_.layers[layer], gpu),
-                                     transfer_internal::GpuExperts(current_.layers[layer], gpu)));
+    return static_cast<int>(
+        ArrivingReplicas(transfer_internal::GpuExperts(committed_.layers[layer], gpu),
+                         transfer_internal::GpuExperts(current_.layers[layer], gpu)));
   }
 
   // The change in moved replicas `move` would make, and per (GPU, change) in
@@ -379,7 +360,7 @@ class Search {
         if (e.add_expert >= 0) after.push_back(e.add_expert);
       }
       const int delta =
-          static_cast<int>(Arriving(
+          static_cast<int>(ArrivingReplicas(
               transfer_internal::GpuExperts(committed_.layers[edit.layer], edit.gpu), after)) -
           arrivals_[edit.layer][edit.gpu];
       into->push_back({edit.gpu, delta});

@@ -8,6 +8,7 @@
 #include "planner/plan.h"
 #include "planner/replay.h"
 #include "planner/synth/synth.h"
+#include "planner/transfer/internal/test_drift.h"
 #include "planner/transfer/movement.h"
 
 namespace craft::planner {
@@ -15,36 +16,9 @@ namespace {
 
 constexpr int64_t kBytes = 1000;
 
-LoadTrace Synth(int layers, int experts, uint64_t seed) {
-  SynthOptions options;
-  options.num_layers = layers;
-  options.num_experts = experts;
-  options.top_k = 2;
-  options.num_windows = 24;
-  options.tokens_per_window = 256;
-  options.min_hot_ratio = 2;
-  options.max_hot_ratio = experts / 2.0 - 1;
-  options.seed = seed;
-  absl::StatusOr<LoadTrace> trace = SynthesizeTrace(options);
-  EXPECT_TRUE(trace.ok()) << trace.status();
-  return *trace;
-}
-
-// A CRAFT layout planned on one trace, and another trace (a different seed:
-// other hot experts) it is re-planned on: a drift.
-struct Drift {
-  Layout committed;
-  LoadTrace drifted;
-};
-
-Drift MakeDrift(uint64_t seed, int layers, int experts, ClusterShape cluster, int budget) {
-  PlanOptions options;
-  options.cluster = cluster;
-  options.budget = budget;
-  absl::StatusOr<PlanResult> plan = Plan(Synth(layers, experts, seed), options);
-  EXPECT_TRUE(plan.ok()) << plan.status();
-  return {plan->layout, Synth(layers, experts, seed + 1000)};
-}
+using transfer_internal::Drift;
+using transfer_internal::MakeDrift;
+using transfer_internal::SynthTrace;
 
 IncrementalOptions Options(int budget, double fraction = 1.0) {
   IncrementalOptions options;
@@ -148,7 +122,7 @@ TEST(IncrementalTest, AnOptimalLayoutStaysUnchanged) {
 }
 
 TEST(IncrementalTest, GrowsTheInitialLayoutToTheBudget) {
-  const LoadTrace trace = Synth(4, 16, 5);
+  const LoadTrace trace = SynthTrace(4, 16, 5);
   absl::StatusOr<Layout> initial = ContiguousLayout(4, 16, {8, 2});
   ASSERT_TRUE(initial.ok());
   absl::StatusOr<IncrementalPlan> plan = PlanIncremental(*initial, trace, Options(3));
@@ -224,7 +198,7 @@ TEST(IncrementalTest, RejectsBadInput) {
   options = Options(1);
   options.bytes_per_expert = 0;
   EXPECT_EQ(code(drift.committed, drift.drifted, options), kInvalid);
-  EXPECT_EQ(code(drift.committed, Synth(3, 16, 1), Options(1)), kInvalid);  // shape
+  EXPECT_EQ(code(drift.committed, SynthTrace(3, 16, 1), Options(1)), kInvalid);  // shape
   Layout unequal = drift.committed;
   unequal.layers[0].slots_per_gpu[0] += 1;
   unequal.layers[0].slots_per_gpu[1] -= 1;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/transfer/internal/slot_diff.h"
@@ -11,8 +12,10 @@ namespace craft::planner {
 
 int64_t ArrivingReplicas(absl::Span<const int> previous_experts,
                          absl::Span<const int> next_experts) {
-  std::vector<int> before(previous_experts.begin(), previous_experts.end());
-  std::vector<int> after(next_experts.begin(), next_experts.end());
+  // A GPU holds a few slots per layer: no allocation for them (the
+  // incremental planner counts this thousands of times per move).
+  absl::InlinedVector<int, 16> before(previous_experts.begin(), previous_experts.end());
+  absl::InlinedVector<int, 16> after(next_experts.begin(), next_experts.end());
   std::sort(before.begin(), before.end());
   std::sort(after.begin(), after.end());
   // |after \ before| as multisets: walk both sorted lists once.
