@@ -267,6 +267,13 @@ ApplyCoordinator::Node* ApplyCoordinator::CurrentNode(const std::string& node,
   return &it->second;
 }
 
+ApplyCoordinator::Node* ApplyCoordinator::SeenNode(const std::string& node,
+                                                   const AgentConnection* connection) {
+  Node* state = CurrentNode(node, connection);
+  if (state != nullptr) state->last_seen = clock_->Now();
+  return state;
+}
+
 void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection* connection) {
   absl::MutexLock lock(&mu_);
   Node* state = CurrentNode(node, connection);
@@ -281,9 +288,8 @@ void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection
 void ApplyCoordinator::OnLoad(const std::string& node, const AgentConnection* connection,
                               const craft::v1::NodeLoad& load) {
   absl::MutexLock lock(&mu_);
-  Node* state = CurrentNode(node, connection);
+  Node* state = SeenNode(node, connection);
   if (state == nullptr) return;
-  state->last_seen = clock_->Now();
   for (const craft::v1::StagingHeadroom& headroom : load.headroom()) {
     if (headroom.bytes() < 0 ||
         !std::binary_search(state->gpus.begin(), state->gpus.end(), headroom.gpu())) {
@@ -329,9 +335,8 @@ ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::s
 void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection* connection,
                                  const craft::v1::Ack& ack) {
   absl::MutexLock lock(&mu_);
-  Node* state = CurrentNode(node, connection);
+  Node* state = SeenNode(node, connection);
   if (state == nullptr) return;
-  state->last_seen = clock_->Now();
   if (AnswersResyncLocked(*state, ack.nonce())) {
     if (ack.phase() == craft::v1::COMMITTED && ack.version() == committed_.version) {
       SetServing(*state, committed_.version);
@@ -373,9 +378,8 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
 
 bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConnection* connection,
                                         const craft::v1::Nack& nack) {
-  Node* state = CurrentNode(node, connection);
+  Node* state = SeenNode(node, connection);
   if (state == nullptr) return false;
-  state->last_seen = clock_->Now();
   const std::string error =
       absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ", nack.error().message());
   if (craft::v1::ErrorCode_IsValid(nack.error().code())) {

@@ -274,6 +274,9 @@ class ApplyCoordinator {
   // The node if `connection` is its current stream, else nullptr.
   Node* CurrentNode(const std::string& node, const AgentConnection* connection)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CurrentNode, and the node was heard from now (last_seen).
+  Node* SeenNode(const std::string& node, const AgentConnection* connection)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Participant* AwaitedParticipant(const std::string& node, const std::string& nonce)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   craft::v1::PlannerMessage NewMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
