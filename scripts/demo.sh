@@ -98,7 +98,7 @@ echo
 echo "-- the initial layout (version 0.0: one replica per expert, no load awareness):"
 "$CRAFTCTL" layout "${Q[@]}"
 echo
-echo "-- asking the planner to re-plan (CRAFT, R = 4; stabilised; gated by modelled gain):"
+echo "-- asking the planner to re-plan (incremental from 0.0, R = 4, at most 15% of the slots move):"
 "$CRAFTCTL" replan "${Q[@]}"
 for _ in $(seq 60); do
   v=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
@@ -111,7 +111,7 @@ sleep 4
 "$CRAFTCTL" layout "${Q[@]}"
 echo
 echo "-- why (the frontier of moves from the initial layout, and the point chosen):"
-"$CRAFTCTL" explain "${Q[@]}" | head -n 12
+"$CRAFTCTL" explain "${Q[@]}" | sed -n '3,6p;/chosen/p' 
 echo
 echo "-- the traffic drifts: the workers restart with other hot experts (--seed 8)."
 echo "   Each comes back on the initial layout; its agent brings it to $v (kept and"

@@ -116,7 +116,7 @@ absl::Status RunExplain(const std::vector<std::string>& argv) {
         "frontier (step %d; staging headroom %s):\n%9s %14s %12s %14s %12s\n", response.step(),
         response.staging_headroom_bytes() < 0
             ? std::string("not reported")
-            : absl::StrCat(response.staging_headroom_bytes(), " bytes"),
+            : absl::StrFormat("%.3g MB", response.staging_headroom_bytes() / 1e6),
         "moved", "max bytes/GPU", "balancedness", "step (tokens)", "net (s)");
     for (const craft::v1::FrontierPoint& point : response.frontier()) {
       std::cout << absl::StrFormat("%8.2f%% %14d %12.4f %14.0f %12.3f %s%s\n",
