@@ -251,7 +251,7 @@ state_path: $D/planner.state
 model: {num_layers: $LAYERS, num_experts: $EXPERTS, top_k: $TOPK, bytes_per_expert: $EXPERT_BYTES}
 cluster: {num_gpus: $N, num_nodes: 1}
 loads: {window_horizon: 20}
-replan: {interval_s: 3600, algorithm: craft, budget: $BUDGET, gain_threshold: 0.02}
+replan: {interval_s: 3600, method: fresh, algorithm: craft, budget: $BUDGET, gain_threshold: 0.02}
 apply: {timeout_ms: $APPLY_TIMEOUT_MS}
 YAML
 start planner "$BIN/craft-planner" --config "$D/planner.yaml" --ready_file "$D/planner.ready"
