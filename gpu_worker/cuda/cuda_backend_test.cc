@@ -233,40 +233,6 @@ TEST_F(NcclStagingEngineTest, MovesEveryExpertAndEverySlotHoldsItsExpertAfterThe
   EXPECT_EQ(engines_[0]->aborts(), 0);
 }
 
-TEST_F(NcclStagingEngineTest, AResyncLoadsFromTheCheckpointWithoutAGroup) {
-  // What an agent sends a worker that came back on another layout: no
-  // transfers, no group id; what the GPU does not hold comes from the
-  // checkpoint (the fill rule), and only those slots take new buffers.
-  craft::v1::Prepare prepare =
-      gpu_worker::testing::MakePrepare(initial_, "0.0", gpu_worker::testing::NextTwoGpuLayout(),
-                                       "1.1", {}, SmallShape().bytes());
-  prepare.clear_transfers();
-  prepare.set_load_missing_from_checkpoint(true);
-  absl::StatusOr<gpu_worker::StagePlan> plan =
-      gpu_worker::PlanStaging(prepare, Shape(1), "0.0", initial_);
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  const int loads = plan->CountOf(gpu_worker::SlotSource::Kind::kCheckpoint);
-  ASSERT_GT(loads, 0);
-  const int free_before = stores_[1]->free_buffers();
-  absl::StatusOr<gpu_worker::StageResult> result =
-      engines_[1]->Execute(*plan, absl::Now() + absl::Seconds(10), cancelled_);
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->loaded, loads);
-  EXPECT_EQ(result->bytes_received, 0);
-  EXPECT_EQ(stores_[1]->free_buffers(), free_before - loads);
-  EXPECT_EQ(stores_[1]->staging_headroom_bytes(),
-            int64_t{stores_[1]->free_buffers()} * SmallShape().bytes());
-  CRAFT_ASSERT_OK(stores_[1]->Flip("1.1"));
-  const LocalLayout& local = plan->local;
-  for (int l = 0; l < local.num_layers(); ++l) {
-    for (int s = 0; s < local.layers[l].num_slots(); ++s) {
-      CRAFT_ASSERT_OK_AND_ASSIGN(uint64_t sum, stores_[1]->SlotChecksum("1.1", l, s));
-      EXPECT_EQ(sum, HostExpectedChecksum(l, local.layers[l].experts[s], SmallShape().elements()))
-          << "layer " << l << " slot " << s;
-    }
-  }
-}
-
 TEST_F(NcclStagingEngineTest, ACorruptExpertIsDataLossAndTheGroupSurvives) {
   // Both GPUs serve "0.1": the initial experts, except that GPU 0's copy of
   // expert 0 of layer 0 (its slot 0) has one byte flipped. The next layout
@@ -335,6 +301,53 @@ TEST_F(NcclStagingEngineTest, MovingExpertsWithoutAGroupIdFails) {
 // Every visible GPU (up to 8) stages a random layout change planned the way
 // the planner plans transfers: remote moves, local copies, several
 // destinations of one expert, slots that are both source and destination.
+TEST(NcclStagingEngineResyncTest, AResyncLoadsFromTheCheckpointWithoutAGroup) {
+  // What an agent sends a worker that came back on another layout: no
+  // transfers, no group id, so one GPU and no NCCL; what the GPU does not
+  // hold comes from the checkpoint (the fill rule), and only those slots take
+  // new buffers.
+  CRAFT_REQUIRE_GPUS(1);
+  const planner::Layout initial = gpu_worker::testing::InitialTwoGpuLayout();
+  std::unique_ptr<DeviceExpertStore> store = MakeStore(0, 16);
+  ASSERT_NE(store, nullptr);
+  CRAFT_ASSERT_OK(store->LoadServing(LocalLayout::Of(initial, "0.0", 1)));
+  NcclStagingEngine engine(store.get(), /*rank=*/1, /*num_ranks=*/2, TransferOptions{});
+  craft::v1::Prepare prepare = gpu_worker::testing::MakePrepare(
+      initial, "0.0", gpu_worker::testing::NextTwoGpuLayout(), "1.1", {}, SmallShape().bytes());
+  prepare.clear_transfers();
+  prepare.set_load_missing_from_checkpoint(true);
+  gpu_worker::WorkerShape shape;
+  shape.gpu = 1;
+  shape.cluster = {2, 1};
+  shape.num_layers = 2;
+  shape.num_experts = 4;
+  shape.top_k = 2;
+  shape.bytes_per_expert = SmallShape().bytes();
+  absl::StatusOr<gpu_worker::StagePlan> plan =
+      gpu_worker::PlanStaging(prepare, shape, "0.0", initial);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const int loads = plan->CountOf(gpu_worker::SlotSource::Kind::kCheckpoint);
+  ASSERT_GT(loads, 0);
+  const int free_before = store->free_buffers();
+  std::atomic<bool> cancelled{false};
+  absl::StatusOr<gpu_worker::StageResult> result =
+      engine.Execute(*plan, absl::Now() + absl::Seconds(10), cancelled);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->loaded, loads);
+  EXPECT_EQ(result->bytes_received, 0);
+  EXPECT_EQ(store->free_buffers(), free_before - loads);
+  EXPECT_EQ(store->staging_headroom_bytes(), int64_t{store->free_buffers()} * SmallShape().bytes());
+  CRAFT_ASSERT_OK(store->Flip("1.1"));
+  const LocalLayout& local = plan->local;
+  for (int l = 0; l < local.num_layers(); ++l) {
+    for (int s = 0; s < local.layers[l].num_slots(); ++s) {
+      CRAFT_ASSERT_OK_AND_ASSIGN(uint64_t sum, store->SlotChecksum("1.1", l, s));
+      EXPECT_EQ(sum, HostExpectedChecksum(l, local.layers[l].experts[s], SmallShape().elements()))
+          << "layer " << l << " slot " << s;
+    }
+  }
+}
+
 TEST(NcclStagingEngineAllGpusTest, ARandomLayoutChangeLeavesEverySlotHoldingItsExpert) {
   CRAFT_REQUIRE_GPUS(2);
   const int gpus = std::min(ProbeCuda().devices, 8);
