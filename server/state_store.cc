@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -18,7 +19,13 @@
 namespace craft::server {
 namespace {
 
-constexpr absl::string_view kMagic = "craft-planner-state 1";
+// Version 2 checksums its header; version 1 (no header checksum) is still
+// read, so that an upgrade keeps the committed layout.
+constexpr absl::string_view kMagic = "craft-planner-state 2";
+constexpr absl::string_view kMagicV1 = "craft-planner-state 1";
+// Epochs and sequence numbers stay far from overflow: a restart adds one to
+// the epoch, an apply one to the sequence number.
+constexpr int64_t kMaxCounter = int64_t{1} << 62;
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
@@ -42,6 +49,34 @@ std::string BlobLine(absl::string_view name, absl::string_view blob) {
   return absl::StrCat(name, " ", blob.size(), " ", Fnv1a64(blob), "\n");
 }
 
+// Empty when the counters and the versions they minted are consistent: a
+// version "<epoch>.<seq>" never comes after the counters saved with it (else
+// the next apply would mint it again), and nothing overflows.
+std::string CheckCounters(const PlannerState& state) {
+  if (state.epoch < 1 || state.epoch >= kMaxCounter) {
+    return absl::StrCat("epoch ", state.epoch, " outside [1, 2^62)");
+  }
+  if (state.seq < 0 || state.seq >= kMaxCounter) {
+    return absl::StrCat("seq ", state.seq, " outside [0, 2^62)");
+  }
+  std::vector<const craft::v1::Layout*> layouts = {&state.committed};
+  if (state.previous.has_value()) layouts.push_back(&*state.previous);
+  for (const craft::v1::Layout* layout : layouts) {
+    const std::vector<absl::string_view> parts = absl::StrSplit(layout->version(), '.');
+    int64_t epoch = 0, seq = 0;
+    if (layout->version().empty()) continue;  // the initial layout
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &epoch) ||
+        !absl::SimpleAtoi(parts[1], &seq)) {
+      return absl::StrCat("layout version '", layout->version(), "' is not <epoch>.<seq>");
+    }
+    if (epoch > state.epoch || (epoch == state.epoch && seq > state.seq)) {
+      return absl::StrCat("layout version ", layout->version(), " is later than epoch ",
+                          state.epoch, " seq ", state.seq, ": versions would be minted twice");
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
@@ -58,9 +93,22 @@ absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
                                             "); refusing to start from scratch, which could "
                                             "reuse layout versions"));
   };
-  // Five header lines, then the committed and the previous layout's bytes.
-  std::vector<absl::string_view> lines = absl::StrSplit(text, absl::MaxSplits('\n', 5));
-  if (lines.size() != 6 || lines[0] != kMagic) return corrupt("bad header");
+  // Five header lines (six in version 2: the last checksums the first five),
+  // then the committed and the previous layout's bytes.
+  const bool v1 = absl::StartsWith(text, absl::StrCat(kMagicV1, "\n"));
+  const int header_lines = v1 ? 5 : 6;
+  std::vector<absl::string_view> lines = absl::StrSplit(text, absl::MaxSplits('\n', header_lines));
+  if (static_cast<int>(lines.size()) != header_lines + 1 || (!v1 && lines[0] != kMagic)) {
+    return corrupt("bad header");
+  }
+  if (!v1) {
+    int64_t header_checksum = 0;
+    const absl::string_view header(text.data(), lines[5].data() - text.data());
+    if (!IntField(lines[5], "header", &header_checksum) ||
+        static_cast<uint64_t>(header_checksum) != Fnv1a64(header)) {
+      return corrupt("header checksum mismatch");
+    }
+  }
   PlannerState state;
   uint64_t committed_length = 0, committed_checksum = 0, previous_length = 0, previous_checksum = 0;
   if (!IntField(lines[1], "epoch", &state.epoch) || !IntField(lines[2], "seq", &state.seq) ||
@@ -68,7 +116,7 @@ absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
       !BlobField(lines[4], "previous", &previous_length, &previous_checksum)) {
     return corrupt("bad header fields");
   }
-  absl::string_view blobs = lines[5];
+  absl::string_view blobs = lines[header_lines];
   if (blobs.size() != committed_length + previous_length) return corrupt("truncated layouts");
   const absl::string_view committed = blobs.substr(0, committed_length);
   const absl::string_view previous = blobs.substr(committed_length);
@@ -84,6 +132,7 @@ absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
       return corrupt("unparsable previous layout");
     }
   }
+  if (std::string bad = CheckCounters(state); !bad.empty()) return corrupt(bad);
   return state;
 }
 
@@ -93,9 +142,15 @@ absl::Status FileStateStore::Save(const PlannerState& state) {
       (state.previous.has_value() && !state.previous->SerializeToString(&previous))) {
     return absl::InternalError("cannot serialize the layouts");
   }
-  const std::string contents = absl::StrCat(kMagic, "\nepoch ", state.epoch, "\nseq ", state.seq,
-                                            "\n", BlobLine("committed", committed),
-                                            BlobLine("previous", previous), committed, previous);
+  if (std::string bad = CheckCounters(state); !bad.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("refusing to save planner state: ", bad));
+  }
+  const std::string header =
+      absl::StrCat(kMagic, "\nepoch ", state.epoch, "\nseq ", state.seq, "\n",
+                   BlobLine("committed", committed), BlobLine("previous", previous));
+  // The checksum is printed as a signed number: IntField reads int64.
+  const std::string contents = absl::StrCat(
+      header, "header ", static_cast<int64_t>(Fnv1a64(header)), "\n", committed, previous);
 
   absl::MutexLock lock(&mu_);
   return WriteFileAtomically(path_, contents);

@@ -43,9 +43,13 @@ class StateStore {
 };
 
 // A file written as a temporary file, fsync'ed and renamed over `path` (then
-// the directory fsync'ed). Format: a text header (magic, epoch, seq, then the
-// length and FNV-1a checksum of each serialized craft.v1.Layout) followed by
-// the committed and the previous layout's bytes.
+// the directory fsync'ed). Format: a text header (magic, epoch, seq, the
+// length and FNV-1a checksum of each serialized craft.v1.Layout, then the
+// FNV-1a checksum of those header lines) followed by the committed and the
+// previous layout's bytes. Load refuses (DATA_LOSS) a header that does not
+// match its checksum, counters outside [0, 2^62) (epoch from 1), and layout
+// versions later than the counters (the next apply would mint them again);
+// Save refuses (INVALID_ARGUMENT) to write such a state.
 class FileStateStore : public StateStore {
  public:
   explicit FileStateStore(std::string path) : path_(std::move(path)) {}

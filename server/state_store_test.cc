@@ -4,9 +4,12 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "common/fnv1a.h"
 #include "gtest/gtest.h"
 
 namespace craft::server {
@@ -93,6 +96,47 @@ TEST(FileStateStoreTest, CorruptionIsDataLossNotAFreshStart) {
 
   WriteAll(path, "not a state file\n");
   EXPECT_EQ(store.Load().status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(FileStateStoreTest, AnEditedHeaderIsCaught) {
+  const std::string path = TempPath("edited.state");
+  FileStateStore store(path);
+  ASSERT_TRUE(store.Save(SampleState(7, 5)).ok());
+  const std::string good = ReadAll(path);
+  // The epoch edited down (a version could be minted again): checksum.
+  std::string lowered = good;
+  lowered.replace(lowered.find("epoch 7"), 7, "epoch 6");
+  WriteAll(path, lowered);
+  absl::Status status = store.Load().status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(status.message().find("header checksum mismatch"), std::string::npos) << status;
+}
+
+TEST(FileStateStoreTest, CountersOutOfRangeOrBehindTheirVersionsAreRefused) {
+  const std::string path = TempPath("counters.state");
+  FileStateStore store(path);
+  PlannerState overflowing = SampleState(7, 5);
+  overflowing.epoch = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(store.Save(overflowing).code(), absl::StatusCode::kInvalidArgument);
+  PlannerState behind = SampleState(7, 5);
+  behind.seq = 4;  // 7.5 is committed: the next apply would mint 7.5 again
+  const absl::Status refused = store.Save(behind);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("minted twice"), std::string::npos) << refused;
+  EXPECT_FALSE(store.Load()->has_value()) << "nothing was written";
+}
+
+TEST(FileStateStoreTest, AVersionOneFileIsStillRead) {
+  // What the previous release wrote: no header checksum.
+  const std::string path = TempPath("v1.state");
+  const PlannerState state = SampleState(3, 2);
+  const std::string committed = state.committed.SerializeAsString();
+  WriteAll(path,
+           absl::StrCat("craft-planner-state 1\nepoch 3\nseq 2\ncommitted ", committed.size(), " ",
+                        Fnv1a64(committed), "\nprevious 0 ", Fnv1a64(""), "\n", committed));
+  absl::StatusOr<std::optional<PlannerState>> loaded = FileStateStore(path).Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->committed.version(), "3.2");
 }
 
 TEST(FileStateStoreTest, UnwritableDirectoryFailsCleanly) {
