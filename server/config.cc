@@ -401,6 +401,11 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
            {"transfer_gbps", parser.DoubleField(&config.transfer_gbps, 0, 1e6,
                                                 /*min_exclusive=*/true)},
        })},
+      {"limits", parser.Section({
+                     {"max_concurrent_plans", parser.IntField(&config.max_concurrent_plans, 1, 64)},
+                     {"max_plan_work", parser.IntField(&config.max_plan_work, 1,
+                                                       std::numeric_limits<int64_t>::max())},
+                 })},
       {"apply", parser.Section({
                     {"timeout_ms",
                      parser.DurationField(&config.apply_timeout, absl::Milliseconds(1), 3.6e6)},

@@ -88,6 +88,11 @@ struct PlannerConfig {
   // of what the workers report as staging headroom; 0 = headroom only.
   double max_step_bytes = 0;
 
+  // Dry-run plans (PlacementService.Plan): at most this many at a time, each
+  // at most this much work (dry_run.h PlanWork; 0: DefaultMaxPlanWork).
+  int max_concurrent_plans = 2;
+  int64_t max_plan_work = 0;
+
   // Two-phase apply: the planner aborts a phase that takes longer.
   absl::Duration apply_timeout = absl::Seconds(60);
 };

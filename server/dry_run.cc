@@ -1,6 +1,8 @@
 #include "server/dry_run.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/layout_proto.h"
@@ -63,12 +65,45 @@ absl::StatusOr<planner::PlanOptions> OptionsFromRequest(const craft::v1::PlanReq
   return options;
 }
 
+// How many candidate replica counts a layer is tried with.
+int64_t Candidates(const planner::PlanOptions& options) {
+  if (!options.candidates.empty()) return static_cast<int64_t>(options.candidates.size());
+  int64_t count = 2;  // 0 and 1, then 2, 4, ..., up to D
+  for (int64_t r = 2; r <= options.cluster.num_gpus; r *= 2) ++count;
+  return count;
+}
+
 }  // namespace
 
+int64_t PlanWork(int64_t layers, int64_t experts, int64_t gpus, int64_t candidates) {
+  // Each factor is below 2^20 (layers, experts and candidates) or 2^13
+  // (GPUs): saturate instead of overflowing.
+  const double work = static_cast<double>(layers) * static_cast<double>(experts) *
+                      static_cast<double>(gpus) *
+                      static_cast<double>(std::max<int64_t>(1, candidates));
+  return work >= 9e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(work);
+}
+
+int64_t DefaultMaxPlanWork(const PlannerConfig& config) {
+  const int64_t own = PlanWork(config.model.num_layers, config.model.num_experts,
+                               config.cluster.num_gpus, Candidates(config.plan));
+  return std::max<int64_t>(int64_t{1} << 26, own > INT64_MAX / 2 ? INT64_MAX : 2 * own);
+}
+
 absl::StatusOr<craft::v1::PlanResponse> PlanDryRun(const craft::v1::PlanRequest& request,
-                                                   const PlannerConfig& config) {
-  CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, TraceFromRequest(request));
+                                                   const PlannerConfig& config, int64_t max_work) {
   CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, OptionsFromRequest(request, config));
+  if (!request.layers().empty()) {
+    const int64_t work = PlanWork(request.layers_size(), request.layers(0).counts_size(),
+                                  options.cluster.num_gpus, Candidates(options));
+    if (work > max_work) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "a plan of ", request.layers_size(), " layers x ", request.layers(0).counts_size(),
+          " experts on ", options.cluster.num_gpus, " GPUs costs ", work,
+          " work units, over this planner's limit of ", max_work, " (limits.max_plan_work)"));
+    }
+  }
+  CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, TraceFromRequest(request));
   CRAFT_ASSIGN_OR_RETURN(planner::PlanResult plan, planner::Plan(trace, options));
   CRAFT_ASSIGN_OR_RETURN(planner::LayoutStats stats, planner::EvaluateLayout(plan.layout, trace));
   craft::v1::PlanResponse response;

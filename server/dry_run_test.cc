@@ -1,5 +1,6 @@
 #include "server/dry_run.h"
 
+#include <limits>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -14,6 +15,8 @@ using ::testing::HasSubstr;
 using testing::SkewedLoads;
 using testing::SmallConfig;
 
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
+
 craft::v1::PlanRequest Request(const std::vector<std::vector<int64_t>>& loads) {
   craft::v1::PlanRequest request;
   for (const std::vector<int64_t>& layer : loads) {
@@ -25,7 +28,7 @@ craft::v1::PlanRequest Request(const std::vector<std::vector<int64_t>>& loads) {
 
 TEST(DryRunTest, EmptyFieldsTakeTheConfiguration) {
   absl::StatusOr<craft::v1::PlanResponse> response =
-      PlanDryRun(Request(SkewedLoads()), SmallConfig());
+      PlanDryRun(Request(SkewedLoads()), SmallConfig(), kNoLimit);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->layout().num_gpus(), 4);
   EXPECT_EQ(response->layout().num_nodes(), 2);
@@ -42,7 +45,7 @@ TEST(DryRunTest, RequestOverridesClusterAlgorithmAndBudget) {
   request.set_num_gpus(2);
   request.set_algorithm("none");
   request.set_budget(0);
-  absl::StatusOr<craft::v1::PlanResponse> response = PlanDryRun(request, SmallConfig());
+  absl::StatusOr<craft::v1::PlanResponse> response = PlanDryRun(request, SmallConfig(), kNoLimit);
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->layout().num_gpus(), 2);
   EXPECT_EQ(response->layout().num_nodes(), 1);
@@ -51,7 +54,7 @@ TEST(DryRunTest, RequestOverridesClusterAlgorithmAndBudget) {
 
 TEST(DryRunTest, MalformedRequestsAreInvalidArguments) {
   auto error = [](const craft::v1::PlanRequest& request) {
-    absl::StatusOr<craft::v1::PlanResponse> response = PlanDryRun(request, SmallConfig());
+    absl::StatusOr<craft::v1::PlanResponse> response = PlanDryRun(request, SmallConfig(), kNoLimit);
     EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
     return std::string(response.status().message());
   };
@@ -70,6 +73,28 @@ TEST(DryRunTest, MalformedRequestsAreInvalidArguments) {
   request.set_num_gpus(6);
   request.set_num_nodes(4);
   error(request);
+}
+
+TEST(DryRunTest, WorkBeyondTheLimitIsRefusedBeforePlanning) {
+  // The probe that ran for 52 s at 1.9 GB: one layer of 100,000 experts on
+  // 4096 GPUs, in a 100 KB request.
+  craft::v1::PlanRequest huge;
+  huge.add_layers()->mutable_counts()->Resize(100'000, 1);
+  huge.set_num_gpus(4096);
+  huge.set_num_nodes(512);
+  huge.set_budget(-1);
+  const PlannerConfig config = SmallConfig();
+  const absl::StatusOr<craft::v1::PlanResponse> refused =
+      PlanDryRun(huge, config, DefaultMaxPlanWork(config));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("1 layers x 100000 experts on 4096 GPUs"));
+  // The configured cluster's own plan always fits, twice over.
+  EXPECT_GE(
+      DefaultMaxPlanWork(config),
+      2 * PlanWork(config.model.num_layers, config.model.num_experts, config.cluster.num_gpus, 3));
+  EXPECT_TRUE(PlanDryRun(Request(SkewedLoads()), config, DefaultMaxPlanWork(config)).ok());
+  EXPECT_EQ(PlanWork(1 << 20, 1 << 20, 1 << 20, 1 << 20), std::numeric_limits<int64_t>::max());
 }
 
 }  // namespace

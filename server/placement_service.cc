@@ -91,7 +91,12 @@ grpc::Status CheckBearerToken(const grpc::CallbackServerContext& context,
 PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
                                            ApplyCoordinator* coordinator, LoadStore* load_store,
                                            ReplanLoop* loop)
-    : config_(config), coordinator_(coordinator), load_store_(load_store), loop_(loop) {
+    : config_(config),
+      coordinator_(coordinator),
+      load_store_(load_store),
+      loop_(loop),
+      max_plan_work_(config.max_plan_work > 0 ? config.max_plan_work : DefaultMaxPlanWork(config)),
+      dry_runs_(config.max_concurrent_plans, /*max_queued=*/0) {
   // Built before taking watchers_mu_: the lock order is coordinator, then
   // watchers (PublishCommit runs under the coordinator's lock).
   LayoutStatus status = BuildStatus(coordinator_->committed(), "", coordinator_->epoch());
@@ -181,12 +186,29 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext
                                                      const craft::v1::PlanRequest* request,
                                                      craft::v1::PlanResponse* response) {
   // `request` and `response` stay valid until the call is finished.
-  return OnLoop(loop_, context, [this, request, response] {
-    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(*request, config_);
-    if (!plan.ok()) return ToGrpcStatus(plan.status());
-    *response = *std::move(plan);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time deadline = absl::FromChrono(context->deadline());
+  const bool posted = dry_runs_.Post([this, reactor, request, response, deadline](bool run) {
+    if (!run) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner shutting down"));
+      return;
+    }
+    if (absl::Now() >= deadline) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                   "the deadline passed before the dry run started"));
+      return;
+    }
+    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(*request, config_, max_plan_work_);
+    if (plan.ok()) *response = *std::move(plan);
+    reactor->Finish(plan.ok() ? grpc::Status::OK : ToGrpcStatus(plan.status()));
   });
+  if (!posted) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("at most ", config_.max_concurrent_plans,
+                     " dry-run plans at a time (limits.max_concurrent_plans); try again later")));
+  }
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerContext* context,

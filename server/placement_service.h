@@ -2,7 +2,11 @@
 // GetLayout, WatchLayout (server stream: the current layout, then every
 // commit; latest wins per watcher), ListAgents, Explain, Plan (dry run) and
 // Replan (admin: "authorization: Bearer <token>" when a token is configured).
-// Plan and Replan run on the replan loop's thread, never on a gRPC thread.
+// Replan runs on the replan loop's thread, Plan (a dry run) on a pool of its
+// own (limits.max_concurrent_plans threads, none queued: a busy pool answers
+// RESOURCE_EXHAUSTED), so neither runs on a gRPC thread and a flood of dry
+// runs never delays a Replan or the loop. A dry run's work is bounded
+// (limits.max_plan_work, dry_run.h) and its deadline checked before it starts.
 //
 // Thread-safety: gRPC calls the handlers on its threads; PublishCommit and
 // Drain are thread-safe. PublishCommit is the coordinator's commit hook and
@@ -20,6 +24,7 @@
 #include "craft/v1/placement.grpc.pb.h"
 #include "server/apply_coordinator.h"
 #include "server/config.h"
+#include "server/job_pool.h"
 #include "server/load_store.h"
 #include "server/replan_loop.h"
 
@@ -68,6 +73,9 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackS
   ApplyCoordinator* const coordinator_;
   LoadStore* const load_store_;
   ReplanLoop* const loop_;
+
+  const int64_t max_plan_work_;
+  JobPool dry_runs_;  // after config_: its jobs read it, so it stops first
 
   absl::Mutex watchers_mu_;
   std::set<LayoutWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);

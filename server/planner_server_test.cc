@@ -7,10 +7,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -311,6 +313,48 @@ TEST_F(PlannerServerTest, ANewStreamOfANodeReplacesTheOldOne) {
   ASSERT_TRUE(second.SendLoad(Load({0, 1}, 1)));
   ASSERT_TRUE(Eventually([&] { return server_->load_store()->windows_ingested() == 2; }));
   EXPECT_TRUE(server_->coordinator()->Agents().at(0).connected);
+}
+
+TEST_F(PlannerServerTest, ADryRunFloodNeitherQueuesNorDelaysAReplan) {
+  PlannerConfig config = SmallConfig();
+  config.max_plan_work = int64_t{1} << 40;  // let two slow dry runs through
+  StartServer(config);
+  // Seconds of planning each: 1 layer x 60,000 experts on 256 GPUs.
+  craft::v1::PlanRequest slow;
+  slow.add_layers()->mutable_counts()->Resize(60'000, 5);
+  slow.mutable_layers(0)->set_counts(7, 900'000);
+  slow.set_num_gpus(256);
+  slow.set_num_nodes(32);
+  slow.set_budget(-1);
+  std::atomic<int64_t> plans_done_at_ms{0};
+  std::vector<std::thread> plans;
+  for (int i = 0; i < 2; ++i) {
+    plans.emplace_back([&] {
+      grpc::ClientContext context;
+      craft::v1::PlanResponse response;
+      EXPECT_TRUE(placement_->Plan(&context, slow, &response).ok());
+      plans_done_at_ms = absl::ToUnixMillis(absl::Now());
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(300));  // both are planning now
+  // A third finds both dry-run threads busy: refused at once, not queued.
+  grpc::ClientContext third_context;
+  craft::v1::PlanResponse third;
+  const grpc::Status refused = placement_->Plan(&third_context, slow, &third);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  // A Replan runs on the loop, not behind the dry runs.
+  craft::v1::ReplanResponse replan;
+  ASSERT_TRUE(Replan(/*force=*/false, &replan).ok());
+  const int64_t replanned_at_ms = absl::ToUnixMillis(absl::Now());
+  for (std::thread& plan : plans) plan.join();
+  EXPECT_EQ(plans_done_at_ms.load() == 0, false);
+  EXPECT_LT(replanned_at_ms, plans_done_at_ms.load()) << "the Replan waited for the dry runs";
+  // And a dry run beyond the work limit is refused before it plans.
+  StartServer(SmallConfig());
+  grpc::ClientContext huge_context;
+  const grpc::Status too_big = placement_->Plan(&huge_context, slow, &third);
+  EXPECT_EQ(too_big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(too_big.error_message().find("limits.max_plan_work"), std::string::npos);
 }
 
 TEST_F(PlannerServerTest, ReplanChecksTheBearerToken) {
