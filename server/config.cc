@@ -191,13 +191,18 @@ class Parser {
     };
   }
 
-  // A duration given as a number of `unit`s (seconds, milliseconds).
-  FieldParser DurationField(absl::Duration* out, absl::Duration unit, double max) {
-    return [this, out, unit, max](const Value& value) -> absl::Status {
-      CRAFT_ASSIGN_OR_RETURN(double parsed, Double(value, 0, max, /*min_exclusive=*/true));
+  // A duration given as a number of `unit`s (seconds, milliseconds); zero
+  // is allowed only where it means "off".
+  FieldParser DurationField(absl::Duration* out, absl::Duration unit, double max,
+                            bool zero_allowed = false) {
+    return [this, out, unit, max, zero_allowed](const Value& value) -> absl::Status {
+      CRAFT_ASSIGN_OR_RETURN(double parsed, Double(value, 0, max, /*min_exclusive=*/!zero_allowed));
       *out = parsed * unit;
       return absl::OkStatus();
     };
+  }
+  FieldParser NonNegativeDurationField(absl::Duration* out, absl::Duration unit, double max) {
+    return DurationField(out, unit, max, /*zero_allowed=*/true);
   }
 
   FieldParser ListenAddressField(std::string* out) {
@@ -380,6 +385,8 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
       {"loads",
        parser.Section({
            {"window_horizon", parser.IntField(&config.window_horizon, 1, kMaxWindowHorizon)},
+           {"max_clock_skew_s",
+            parser.NonNegativeDurationField(&config.max_clock_skew, absl::Seconds(1), 86400)},
            {"decay", parser.OptionalDoubleField(&config.decay, 0, 1,
                                                 /*min_exclusive=*/true)},
        })},

@@ -71,6 +71,9 @@ struct PlannerConfig {
   // planning aggregate weighs a window `age` windows old by decay^age.
   int window_horizon = 64;
   std::optional<double> decay;
+  // A window must start within this much of the planner's clock (workers'
+  // window ids are wall-clock aligned); zero takes windows of any time.
+  absl::Duration max_clock_skew = absl::Seconds(60);
 
   // Replan loop.
   absl::Duration replan_interval = absl::Seconds(30);

@@ -83,6 +83,15 @@ TEST(ConfigTest, MinimalConfigTakesDefaults) {
   EXPECT_DOUBLE_EQ(config->max_step_bytes, 0);
 }
 
+TEST(ConfigTest, ClockSkewIsSecondsAndZeroTurnsItOff) {
+  const std::string base = std::string(kMinimal) + "loads:\n";
+  EXPECT_EQ(ParseConfig(kMinimal, "planner.yaml")->max_clock_skew, absl::Seconds(60));
+  EXPECT_EQ(ParseConfig(base + "  max_clock_skew_s: 0\n", "planner.yaml")->max_clock_skew,
+            absl::ZeroDuration());
+  EXPECT_THAT(ErrorOf(base + "  max_clock_skew_s: -3\n"),
+              HasSubstr("loads.max_clock_skew_s: -3 is outside [0, 86400]"));
+}
+
 TEST(ConfigTest, ReplanMethodKeysAreCheckedWithTheirLine) {
   const std::string base = std::string(kMinimal) + "replan:\n";
   EXPECT_EQ(ErrorOf(base + "  method: greedy\n"),

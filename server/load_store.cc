@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "planner/replay.h"
 
 namespace craft::server {
@@ -13,7 +15,7 @@ namespace {
 constexpr absl::string_view kReasonNames[kNumRejectReasons] = {
     "gpu_out_of_range", "gpu_not_on_node",  "unknown_version", "wrong_layer_count",
     "wrong_slot_count", "negative_count",   "count_too_large", "bad_window_id",
-    "stale_window",     "duplicate_window",
+    "stale_window",     "duplicate_window", "clock_skew",
 };
 
 }  // namespace
@@ -49,6 +51,9 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
   }
   if (window.window_id() < 0) {
     return Reject(RejectReason::kBadWindowId, absl::StrCat(where, ": negative window id"));
+  }
+  if (options_.clock != nullptr && options_.max_clock_skew > absl::ZeroDuration()) {
+    CRAFT_RETURN_IF_ERROR(CheckTiming(window, where));
   }
   const std::string version = CanonicalVersion(window.layout_version());
   const std::shared_ptr<const planner::Layout> layout = layouts_->Find(version);
@@ -118,6 +123,28 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
   sum.mixed_versions = sum.mixed_versions || sum.version != version;
   ++windows_ingested_;
   while (static_cast<int>(windows_.size()) > options_.horizon) windows_.erase(windows_.begin());
+  return absl::OkStatus();
+}
+
+absl::Status LoadStore::CheckTiming(const craft::v1::GpuWindow& window, const std::string& where) {
+  constexpr int64_t kMaxDurationMs = 24 * 3600 * 1000;
+  const int64_t duration = window.duration_ms();
+  if (duration <= 0 || duration > kMaxDurationMs ||
+      window.window_id() > std::numeric_limits<int64_t>::max() / duration ||
+      window.window_id() * duration != window.start_unix_ms()) {
+    return Reject(RejectReason::kClockSkew,
+                  absl::StrCat(where, ": starts at ", window.start_unix_ms(), " ms and lasts ",
+                               duration, " ms, which is not window id x duration"));
+  }
+  const int64_t now_ms = absl::ToUnixMillis(options_.clock->Now());
+  const int64_t skew_ms = absl::ToInt64Milliseconds(options_.max_clock_skew);
+  const int64_t start_ms = window.start_unix_ms();
+  if (start_ms > now_ms + skew_ms || start_ms < now_ms - skew_ms) {
+    return Reject(RejectReason::kClockSkew,
+                  absl::StrCat(where, ": starts at unix ", start_ms, " ms, ",
+                               (start_ms - now_ms) / 1000, " s from the planner's clock (at most ",
+                               skew_ms / 1000, " s allowed; loads.max_clock_skew_s)"));
+  }
   return absl::OkStatus();
 }
 

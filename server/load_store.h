@@ -32,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "common/clock.h"
 #include "craft/v1/load.pb.h"
 #include "planner/cluster.h"
 #include "planner/load_trace.h"
@@ -52,8 +53,9 @@ enum class RejectReason {
   kBadWindowId,      // negative window_id
   kStaleWindow,      // older than every window kept, with the store full
   kDuplicateWindow,  // this GPU already reported this window id
+  kClockSkew,        // starts too far from the planner's clock, or its id and start disagree
 };
-inline constexpr int kNumRejectReasons = 10;
+inline constexpr int kNumRejectReasons = 11;
 absl::string_view RejectReasonName(RejectReason reason);
 
 // Largest count a slot may report in one window.
@@ -65,6 +67,14 @@ struct LoadStoreOptions {
   planner::ClusterShape cluster;
   int horizon = 64;             // window ids kept, >= 1
   std::optional<double> decay;  // in (0, 1]; unset: plain sum
+  // With a clock and a positive skew, a window must start (start_unix_ms)
+  // within `max_clock_skew` of the clock's now, and its id must be
+  // start_unix_ms / duration_ms: one node with a far-future clock can then
+  // neither fill the store with windows nobody else reports nor make every
+  // real window look stale. Without, ids are taken as they come (tests,
+  // recorded traces).
+  Clock* clock = nullptr;
+  absl::Duration max_clock_skew = absl::ZeroDuration();
 };
 
 // Measured balance of one layout: from complete windows that every GPU
@@ -116,6 +126,10 @@ class LoadStore {
   absl::Status RejectLocked(RejectReason reason, absl::string_view message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Complete(const Window& window) const { return window.num_reported == num_gpus_; }
+  // The clock checks of LoadStoreOptions::max_clock_skew (a kClockSkew
+  // rejection when they fail).
+  absl::Status CheckTiming(const craft::v1::GpuWindow& window, const std::string& where)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Index of `gpu`'s first slot in each layer of `layout`, computed once per
   // version: summing slots_per_gpu per window made ingest O(layers x GPUs)
   // per GPU window, quadratic in the cluster size.

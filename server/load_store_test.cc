@@ -1,5 +1,6 @@
 #include "server/load_store.h"
 
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -212,6 +213,41 @@ TEST_F(LoadStoreTest, RejectsWindowOlderThanEverythingKept) {
   ReportAll(store, initial_, "0.0", 11, SkewedLoads());
   ExpectRejected(store, Window(initial_, "0.0", 0, 3, SkewedLoads()), RejectReason::kStaleWindow);
   EXPECT_EQ(store.rejected_total(), 1);
+}
+
+TEST(LoadStoreClockTest, AFarFutureClockPoisonsNoOneElse) {
+  LayoutHistory history(4);
+  absl::StatusOr<planner::Layout> initial = planner::ContiguousLayout(2, 4, {4, 2});
+  ASSERT_TRUE(initial.ok());
+  history.AddCommitted("0.0", std::make_shared<const planner::Layout>(*initial));
+  FakeClock clock(absl::FromUnixMillis(1'700'000'000'000));
+  LoadStoreOptions options{2, 4, {4, 2}, 4, std::nullopt, &clock, absl::Seconds(60)};
+  LoadStore store(options, &history);
+  const int64_t now_id = 1'700'000'000;  // 1 s windows
+  auto timed = [&](int gpu, int64_t id) {
+    craft::v1::GpuWindow window = testing::Window(*initial, "0.0", gpu, id, SkewedLoads());
+    window.set_start_unix_ms(id * 1000);
+    return window;
+  };
+  // Node b's clock is years ahead: its windows are refused, counted, and
+  // leave no trace in the store.
+  for (int64_t id = std::numeric_limits<int64_t>::max() / 1000 - 10;
+       id < std::numeric_limits<int64_t>::max() / 1000; ++id) {
+    EXPECT_EQ(store.Ingest(timed(2, id), {2, 3}).code(), absl::StatusCode::kInvalidArgument);
+  }
+  craft::v1::GpuWindow inflated = timed(3, now_id);
+  inflated.set_window_id(std::numeric_limits<int64_t>::max() - 1);  // the id alone, start sane
+  EXPECT_EQ(store.Ingest(inflated, {2, 3}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.rejected(RejectReason::kClockSkew), 11);
+  // Every node's real windows still go in and complete.
+  for (int64_t id = now_id - 3; id <= now_id; ++id) {
+    for (int gpu = 0; gpu < 4; ++gpu) {
+      const std::vector<int> node = gpu < 2 ? std::vector<int>{0, 1} : std::vector<int>{2, 3};
+      ASSERT_TRUE(store.Ingest(timed(gpu, id), node).ok());
+    }
+  }
+  EXPECT_EQ(store.Trace().num_windows(), 4);
+  EXPECT_EQ(store.rejected(RejectReason::kStaleWindow), 0);
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   server->history_ = std::make_unique<LayoutHistory>(options.layout_history);
   server->load_store_ = std::make_unique<LoadStore>(
       LoadStoreOptions{config.model.num_layers, config.model.num_experts, config.cluster,
-                       config.window_horizon, config.decay},
+                       config.window_horizon, config.decay, options.clock, config.max_clock_skew},
       server->history_.get());
   absl::StatusOr<std::unique_ptr<ApplyCoordinator>> coordinator = ApplyCoordinator::Create(
       CoordinatorOptions{config.model, config.cluster, config.apply_timeout}, state_store,

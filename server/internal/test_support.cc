@@ -12,6 +12,7 @@ PlannerConfig SmallConfig() {
   config.model = {2, 4, 2, 1000};
   config.cluster = {4, 2};
   config.window_horizon = 8;
+  config.max_clock_skew = absl::ZeroDuration();  // test windows are not timed
   config.replan_interval = absl::Seconds(1);
   config.plan.algorithm = planner::Algorithm::kCraft;
   config.plan.budget = 1;
