@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crash_point.h"
@@ -106,6 +107,24 @@ void ApplyCoordinator::SetHooks(Hooks hooks) {
 
 absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) const {
   if (hello.node().empty()) return absl::InvalidArgumentError("AgentHello.node is empty");
+  // Names end up in logs, metrics, ListAgents and every Prepare's endpoints:
+  // a node name is a DNS subdomain (Kubernetes node names are), and every
+  // string a hello carries has a small bound.
+  if (hello.node().size() > kMaxNodeNameBytes ||
+      !std::all_of(hello.node().begin(), hello.node().end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ||
+               c == '_';
+      })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AgentHello.node must be 1 to ", kMaxNodeNameBytes,
+        " letters, digits, '-', '.' or '_' (a DNS name); got ", hello.node().size(), " bytes"));
+  }
+  for (const std::string* version : {&hello.committed_version(), &hello.prepared_version()}) {
+    if (version->size() > kMaxVersionBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a version in AgentHello is longer than ", kMaxVersionBytes, " bytes"));
+    }
+  }
   const craft::v1::ModelShape& model = hello.model();
   const ModelShape& want = options_.model;
   if (model.num_layers() != want.num_layers || model.num_experts() != want.num_experts ||
@@ -126,6 +145,12 @@ absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) co
     }
     if (!ranks.insert(gpu.rank()).second) {
       return absl::InvalidArgumentError(absl::StrCat("GPU rank ", gpu.rank(), " listed twice"));
+    }
+    if (gpu.transfer_endpoint().size() > kMaxEndpointBytes ||
+        gpu.serving_version().size() > kMaxVersionBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("GPU rank ", gpu.rank(), ": transfer_endpoint over ", kMaxEndpointBytes,
+                       " bytes or serving_version over ", kMaxVersionBytes, " bytes"));
     }
     if (!gpu.transfer_group_id().empty() &&
         gpu.transfer_group_id().size() != kTransferGroupIdBytes) {

@@ -362,6 +362,19 @@ TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {
               HasSubstr("listed twice"));
   EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 2}), connection).message(),
               HasSubstr("different nodes"));
+  // Identifiers are bounded: a 1 MiB name once made ListAgents exceed 4 MB.
+  EXPECT_THAT(coordinator_->Connect(Hello(std::string(1 << 20, 'n'), {0}), connection).message(),
+              HasSubstr("a DNS name"));
+  EXPECT_THAT(coordinator_->Connect(Hello("node a", {0}), connection).message(),
+              HasSubstr("a DNS name"));
+  craft::v1::AgentHello long_endpoint = Hello("a", {0, 1});
+  long_endpoint.mutable_gpus(0)->set_transfer_endpoint(std::string(300, 'x'));
+  EXPECT_THAT(coordinator_->Connect(long_endpoint, connection).message(),
+              HasSubstr("transfer_endpoint over"));
+  craft::v1::AgentHello long_version = Hello("a", {0, 1});
+  long_version.set_prepared_version(std::string(200, '1'));
+  EXPECT_EQ(coordinator_->Connect(long_version, connection).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(coordinator_->Agents().empty());
 }
 
