@@ -723,8 +723,14 @@ std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
   absl::MutexLock lock(&mu_);
   std::vector<AgentSnapshot> agents;
   for (const auto& [name, node] : nodes_) {
-    agents.push_back({name, node.gpus, node.serving_version, node.connection != nullptr,
-                      node.last_seen, !transfer_group_id_.empty() && name == transfer_group_node_});
+    std::vector<std::string> gpu_versions;
+    for (int gpu : node.gpus) {
+      auto it = node.gpu_serving.find(gpu);
+      gpu_versions.push_back(it == node.gpu_serving.end() ? "" : it->second);
+    }
+    agents.push_back({name, node.gpus, node.serving_version, std::move(gpu_versions),
+                      node.connection != nullptr, node.last_seen,
+                      !transfer_group_id_.empty() && name == transfer_group_node_});
   }
   return agents;
 }

@@ -104,7 +104,8 @@ struct CommittedLayout {
 struct AgentSnapshot {
   std::string node;
   std::vector<int> gpus;
-  std::string serving_version;  // what the agent last reported it serves
+  std::string serving_version;            // what the agent last reported it serves
+  std::vector<std::string> gpu_versions;  // per entry of `gpus`
   bool connected = false;
   absl::Time last_seen;
   // The weight-transfer group id Prepares carry (global rank 0's) came from

@@ -342,6 +342,11 @@ TEST_F(ApplyCoordinatorTest, GpusThatDidNotFlipAreResyncedAfterTheApply) {
   EXPECT_FALSE(coordinator_->apply_in_progress());
   ExpectResync(*b_, version);
   EXPECT_THAT(coordinator_->OutOfSyncNodes(), UnorderedElementsAre("b"));
+  // ListAgents shows which GPU lags.
+  for (const AgentSnapshot& agent : coordinator_->Agents()) {
+    if (agent.node != "b") continue;
+    EXPECT_EQ(agent.gpu_versions, (std::vector<std::string>{version, ""}));
+  }
 }
 
 TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {

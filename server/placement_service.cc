@@ -171,6 +171,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
     info->set_connected(agent.connected);
     info->set_last_seen_unix_ms(UnixMillis(agent.last_seen));
     info->set_has_transfer_group(agent.has_transfer_group);
+    info->mutable_gpu_versions()->Add(agent.gpu_versions.begin(), agent.gpu_versions.end());
   }
   return Done(context, grpc::Status::OK);
 }

@@ -88,11 +88,19 @@ absl::Status RunAgents(const std::vector<std::string>& argv) {
   CRAFT_RETURN_IF_ERROR(
       FromGrpc(connection.stub->ListAgents(&context, craft::v1::ListAgentsRequest(), &response),
                "ListAgents"));
-  std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", "node", "connected", "version", "gpus");
+  std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", "node", "connected", "version",
+                               "gpus (a GPU on another version: gpu=version, ? unknown)");
   for (const auto& agent : response.agents()) {
+    std::vector<std::string> gpus;
+    for (int i = 0; i < agent.gpus_size(); ++i) {
+      const std::string version = i < agent.gpu_versions_size() ? agent.gpu_versions(i) : "";
+      gpus.push_back(version == agent.committed_version()
+                         ? absl::StrCat(agent.gpus(i))
+                         : absl::StrCat(agent.gpus(i), "=", version.empty() ? "?" : version));
+    }
     std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", agent.node(),
                                  agent.connected() ? "yes" : "no", agent.committed_version(),
-                                 absl::StrJoin(agent.gpus(), ","));
+                                 absl::StrJoin(gpus, ","));
   }
   return absl::OkStatus();
 }
