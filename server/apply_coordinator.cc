@@ -184,11 +184,6 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     absl::MutexLock lock(&mu_);
     if (draining_) return absl::UnavailableError("planner draining");
     CRAFT_RETURN_IF_ERROR(CheckHello(hello));
-    if (hello.highest_epoch() > epoch_ && !fenced_) {
-      fenced_ = true;
-      CRAFT_LOG(ERROR) << "agent " << hello.node() << " has seen epoch " << hello.highest_epoch()
-                       << " > ours (" << epoch_ << "): another planner leads; not pushing";
-    }
     Node& node = nodes_[hello.node()];
     if (node.connection != nullptr) {
       CRAFT_LOG(INFO) << "agent " << hello.node() << " reconnected; closing its older stream";
@@ -235,6 +230,15 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     ++stats_.agent_connects;
     node.resync_nonce.clear();
     node.resync_retry_at = absl::InfinitePast();  // a new hello is worth a resync at once
+    // A claim, not a proof: it stops this planner pushing to that node (which
+    // would refuse anyway) until the node says otherwise, and nothing else.
+    node.refuses_our_epoch = hello.highest_epoch() > epoch_;
+    if (node.refuses_our_epoch) {
+      CRAFT_LOG(ERROR) << "agent " << hello.node() << " has seen epoch " << hello.highest_epoch()
+                       << " > ours (" << epoch_
+                       << "): another planner leads, or led; nothing is applied while it is "
+                          "connected";
+    }
     craft::v1::PlannerMessage welcome = NewMessage();
     welcome.mutable_welcome();
     node.connection->Send(welcome);
@@ -247,7 +251,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                             : ", in doubt about " + hello.prepared_version());
     const std::string in_doubt = CanonicalVersion(hello.prepared_version());
     if (!hello.prepared_version().empty() && in_doubt != committed_.version && in_sync &&
-        !fenced_) {
+        !node.refuses_our_epoch) {
       // Prepared but never committed (a commit would be the committed
       // version): the node may drop it. An out-of-sync node's resync below
       // supersedes it instead (one message in flight per stream).
@@ -410,10 +414,11 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   if (craft::v1::ErrorCode_IsValid(nack.error().code())) {
     ++stats_.nacks_by_code[nack.error().code()];
   }
-  if (nack.error().code() == craft::v1::STALE_EPOCH && !fenced_) {
-    fenced_ = true;
+  if (nack.error().code() == craft::v1::STALE_EPOCH && !state->refuses_our_epoch) {
+    state->refuses_our_epoch = true;  // until its next hello
     CRAFT_LOG(ERROR) << "agent " << node << " refused epoch " << epoch_
-                     << " as stale: another planner leads; not pushing";
+                     << " as stale: another planner leads, or led; nothing is applied while it "
+                        "is connected";
   }
   if (AnswersResyncLocked(*state, nack.nonce())) {
     if (!nack.last_good_version().empty()) {
@@ -473,7 +478,11 @@ std::vector<int> ApplyCoordinator::GpusWithoutAgentLocked() const {
 absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& target) {
   absl::MutexLock lock(&mu_);
   if (draining_) return absl::UnavailableError("planner draining");
-  if (fenced_) return absl::FailedPreconditionError("fenced: a newer planner epoch was seen");
+  if (std::vector<std::string> refusing = RefusingNodesLocked(); !refusing.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("fenced: nodes [", absl::StrJoin(refusing, ","),
+                     "] have seen a newer planner epoch and refuse this one"));
+  }
   if (phase_ != Phase::kIdle) {
     return absl::FailedPreconditionError(
         absl::StrCat("the apply of ", apply_version_, " is still in progress"));
@@ -624,11 +633,12 @@ bool ApplyCoordinator::AnswersResyncLocked(Node& node, const std::string& nonce)
 }
 
 void ApplyCoordinator::DriveResyncsLocked() {
-  if (fenced_ || draining_) return;
+  if (draining_) return;
   const absl::Time now = clock_->Now();
   std::optional<craft::v1::Layout> layout;  // built once, for the first node that needs it
   for (auto& [name, node] : nodes_) {
     if (node.connection == nullptr || InSync(node, committed_.version)) continue;
+    if (node.refuses_our_epoch) continue;  // it would refuse the commit
     if (!node.resync_nonce.empty() || now < node.resync_retry_at) continue;
     if (phase_ != Phase::kIdle && participants_.count(name) > 0) continue;  // after the apply
     if (!layout.has_value()) layout = LayoutToProto(*committed_.layout, committed_.version);
@@ -716,7 +726,15 @@ std::string ApplyCoordinator::last_abort_reason() const {
 
 bool ApplyCoordinator::fenced() const {
   absl::MutexLock lock(&mu_);
-  return fenced_;
+  return !RefusingNodesLocked().empty();
+}
+
+std::vector<std::string> ApplyCoordinator::RefusingNodesLocked() const {
+  std::vector<std::string> refusing;
+  for (const auto& [name, node] : nodes_) {
+    if (node.connection != nullptr && node.refuses_our_epoch) refusing.push_back(name);
+  }
+  return refusing;
 }
 
 std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {

@@ -230,7 +230,11 @@ class ApplyCoordinator {
   bool apply_in_progress() const;
   // Why the last apply was aborted ("" if none was).
   std::string last_abort_reason() const;
-  // A higher epoch was seen: another planner leads; nothing is pushed.
+  // A connected agent claims a newer epoch than ours (in its hello, or by
+  // NACKing STALE_EPOCH): another planner leads, or led, and that agent
+  // refuses this one, so nothing can be applied while it stays connected.
+  // A claim is no proof (proto/README.md): it fences this planner only as
+  // long as that node's stream lasts, and never changes what is persisted.
   bool fenced() const;
   std::vector<AgentSnapshot> Agents() const;
   // Connected nodes serving another version than the committed one.
@@ -255,6 +259,9 @@ class ApplyCoordinator {
     std::string resync_nonce;
     absl::Time resync_deadline;
     absl::Time resync_retry_at;  // after a refused or timed-out one
+    // Its hello claimed a newer epoch than ours, or it NACKed one of our
+    // messages STALE_EPOCH: it refuses this planner until its next hello.
+    bool refuses_our_epoch = false;
   };
   // True when the node and every one of its GPUs serve `version`.
   static bool InSync(const Node& node, const std::string& version);
@@ -296,6 +303,8 @@ class ApplyCoordinator {
   void DriveResyncsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True when `nonce` answers the node's resync in flight (then consumed).
   bool AnswersResyncLocked(Node& node, const std::string& nonce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Connected nodes that refuse this planner's epoch.
+  std::vector<std::string> RefusingNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Connected nodes not on the committed version, or still answering a resync.
   std::vector<std::string> OutOfSyncNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // HandleNack under the mutex; true when NextDeadline may have moved.
@@ -318,7 +327,6 @@ class ApplyCoordinator {
   CommittedLayout committed_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
-  bool fenced_ ABSL_GUARDED_BY(mu_) = false;
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   std::string last_abort_reason_ ABSL_GUARDED_BY(mu_);
   // The latest non-empty GpuInfo.transfer_group_id a hello reported for

@@ -437,21 +437,35 @@ TEST_F(ApplyCoordinatorTest, FailingToPersistTheCommitAborts) {
   EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("cannot persist"));
 }
 
-TEST_F(ApplyCoordinatorTest, StaleEpochFencesThePlanner) {
+TEST_F(ApplyCoordinatorTest, AStaleEpochNackFencesOnlyWhileThatNodeSaysSo) {
   ConnectBoth();
   StartReplicated();
   coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::STALE_EPOCH, "0.0"));
   EXPECT_TRUE(coordinator_->fenced());
   EXPECT_TRUE(b_->last().has_abort());
-  EXPECT_EQ(coordinator_->StartApply(ReplicatedLayout()).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  absl::Status refused = coordinator_->StartApply(ReplicatedLayout()).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("nodes [a] have seen a newer planner epoch"));
+  // One stray NACK does not fence for good: the node's next hello says
+  // what it has really seen.
+  auto a_again = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_again).ok());
+  EXPECT_FALSE(coordinator_->fenced());
+  EXPECT_TRUE(coordinator_->StartApply(ReplicatedLayout()).ok());
 }
 
-TEST_F(ApplyCoordinatorTest, HelloWithAHigherEpochFencesThePlanner) {
+TEST_F(ApplyCoordinatorTest, AHelloClaimingAHigherEpochFencesOnlyWhileConnected) {
+  ConnectBoth();
   craft::v1::AgentHello hello = Hello("a", {0, 1});
-  hello.set_highest_epoch(5);
-  ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
+  hello.set_highest_epoch(int64_t{1} << 62);
+  auto claimant = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(hello, claimant).ok());
   EXPECT_TRUE(coordinator_->fenced());
+  EXPECT_EQ(coordinator_->epoch(), 1) << "a claim changes nothing persisted";
+  coordinator_->Disconnect("a", claimant.get());
+  EXPECT_FALSE(coordinator_->fenced());
+  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
+  EXPECT_TRUE(coordinator_->StartApply(ReplicatedLayout()).ok());
 }
 
 TEST_F(ApplyCoordinatorTest, DrainAbortsAPrepareAndRefusesAgents) {

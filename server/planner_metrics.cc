@@ -98,7 +98,8 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
                                     "1 while an apply is preparing or waiting for commit acks.")
                             .Add({});
   fenced_ = &GaugeFamily(r, "craft_planner_fenced",
-                         "1 when a newer planner epoch was seen: this planner pushes nothing.")
+                         "1 while a connected agent has seen a newer planner epoch (its hello or "
+                         "a STALE_EPOCH nack): it refuses this planner, so nothing is applied.")
                  .Add({});
   last_commit_timestamp_ = &GaugeFamily(r, "craft_planner_last_commit_timestamp_seconds",
                                         "Unix time of the last commit point (0: none since start).")
