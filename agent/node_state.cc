@@ -177,33 +177,30 @@ absl::Status NodeState::UpdateWorker(const craft::v1::WorkerHello& hello, Worker
   return absl::OkStatus();
 }
 
-void NodeState::MaybeReannounce(int gpu, const std::string& why) {
-  if (!planner_connected_) return;  // the next hello describes it anyway
+bool NodeState::PlannerKnowsCurrent(int gpu) const {
+  if (!registry_.HasInfo(gpu)) return true;  // nothing to tell
   std::optional<craft::v1::GpuInfo> now;
   for (craft::v1::GpuInfo& info : registry_.GpuInfos()) {
     if (info.rank() == gpu) now = std::move(info);
   }
   auto advertised = advertised_.find(gpu);
-  if (advertised == advertised_.end()) {
-    // A worker that attached after the last hello: the planner has neither
-    // its transfer endpoint nor, for rank 0, the transfer group id, so no
-    // apply could move experts to or from it until the node is re-announced.
-    if (now.has_value()) {
-      CRAFT_LOG(INFO) << "gpu " << gpu << " " << why
-                      << " after the node was announced; re-announcing it to the planner";
-      planner_->Reconnect();
-    }
-    return;
-  }
+  // A worker that attached after the last hello: the planner has neither its
+  // transfer endpoint nor, for rank 0, the transfer group id, so no apply
+  // could move experts to or from it until the node is re-announced.
+  if (advertised == advertised_.end()) return !now.has_value();
   // Every field the planner reads: transfers dial the endpoint and read the
   // serving version, Prepares carry rank 0's transfer group id.
   const craft::v1::GpuInfo& was = advertised->second;
-  if (now.has_value() && now->memory_bytes() == was.memory_bytes() &&
-      now->transfer_endpoint() == was.transfer_endpoint() &&
-      now->serving_version() == was.serving_version() &&
-      now->transfer_group_id() == was.transfer_group_id()) {
-    return;
-  }
+  return now.has_value() && now->memory_bytes() == was.memory_bytes() &&
+         now->transfer_endpoint() == was.transfer_endpoint() &&
+         now->serving_version() == was.serving_version() &&
+         now->transfer_group_id() == was.transfer_group_id();
+}
+
+void NodeState::MaybeReannounce(int gpu, const std::string& why) {
+  // Not connected: the hello of the next stream describes it, and
+  // OnPlannerConnected catches a change made while that hello was on its way.
+  if (!planner_connected_ || PlannerKnowsCurrent(gpu)) return;
   CRAFT_LOG(INFO) << "gpu " << gpu << " " << why << "; re-announcing the node to the planner";
   planner_->Reconnect();
 }
@@ -360,6 +357,16 @@ void NodeState::OnPlannerConnected() {
   absl::MutexLock lock(&mu_);
   planner_connected_ = true;
   ++stats_.planner_connects;
+  // A worker hello that came between MakeHello and now changed what the
+  // hello just sent says: announce again.
+  for (int gpu : options_.gpus) {
+    if (!PlannerKnowsCurrent(gpu)) {
+      CRAFT_LOG(INFO) << "gpu " << gpu
+                      << " changed while the hello was on its way; re-announcing the node";
+      planner_->Reconnect();
+      break;
+    }
+  }
   std::deque<craft::v1::NodeLoad> buffered = std::move(buffered_loads_);
   buffered_loads_.clear();
   EmitLoads({std::make_move_iterator(buffered.begin()), std::make_move_iterator(buffered.end())});

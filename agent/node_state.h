@@ -240,6 +240,8 @@ class NodeState {
   std::optional<bool> RecentOutcome(const std::string& version) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Whether the last hello told the planner what `gpu`'s worker says now.
+  bool PlannerKnowsCurrent(int gpu) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-announces the node (a fresh hello on a new planner stream) when what
   // the planner was last told about `gpu` no longer holds. `why` is logged.
   void MaybeReannounce(int gpu, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
