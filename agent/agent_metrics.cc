@@ -33,6 +33,13 @@ AgentMetrics::AgentMetrics(const std::vector<int>& gpus) {
   planner_disconnects_ = &CounterFamily(r, "craft_agent_planner_disconnects_total",
                                         "Streams to the planner that ended.")
                               .Add({});
+  prometheus::Family<prometheus::Counter>& resyncs =
+      CounterFamily(r, "craft_agent_worker_resyncs_total",
+                    "Workers the agent brought to the committed layout itself, by what became of "
+                    "each attempt (started, done, failed: retried).");
+  worker_resyncs_started_ = &resyncs.Add({{"result", "started"}});
+  worker_resyncs_done_ = &resyncs.Add({{"result", "done"}});
+  worker_resyncs_failed_ = &resyncs.Add({{"result", "failed"}});
   GaugeFamily(r, "craft_agent_configured_gpus", "GPUs (workers) this node is configured with.")
       .Add({})
       .Set(static_cast<double>(gpus.size()));
@@ -101,6 +108,9 @@ void AgentMetrics::Refresh() const {
   planner_connected_->Set(stats.planner_connected ? 1 : 0);
   AdvanceTo(*planner_reconnects_, Value(std::max<int64_t>(stats.planner_connects - 1, 0)));
   AdvanceTo(*planner_disconnects_, Value(stats.planner_disconnects));
+  AdvanceTo(*worker_resyncs_started_, Value(stats.worker_resyncs_started));
+  AdvanceTo(*worker_resyncs_done_, Value(stats.worker_resyncs_done));
+  AdvanceTo(*worker_resyncs_failed_, Value(stats.worker_resyncs_failed));
   workers_attached_->Set(static_cast<double>(stats.attached_gpus.size()));
   for (const auto& [gpu, gauge] : gpu_attached_) gauge->Set(0);
   for (int gpu : stats.attached_gpus) {

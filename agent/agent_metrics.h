@@ -39,6 +39,9 @@ class AgentMetrics final : public metrics::ScrapedRegistry {
   prometheus::Gauge* planner_connected_;
   prometheus::Counter* planner_reconnects_;
   prometheus::Counter* planner_disconnects_;
+  prometheus::Counter* worker_resyncs_started_;
+  prometheus::Counter* worker_resyncs_done_;
+  prometheus::Counter* worker_resyncs_failed_;
   prometheus::Gauge* workers_attached_;
   std::map<int, prometheus::Gauge*> gpu_attached_;
   std::map<int, prometheus::Counter*> gpu_tokens_;

@@ -303,7 +303,6 @@ void NodeState::OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status) {
       if (state == craft::v1::FLIPPED || state == craft::v1::FAILED) {
         apply.waiting.erase(gpu);
         if (state == craft::v1::FLIPPED) {
-          ++apply.flipped;
           RecordFlip(gpu, apply.version, /*planner_hears=*/true);
         } else {
           apply.errors.push_back(MakeGpuError(gpu, status.error()));
@@ -454,13 +453,11 @@ absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const
     return absl::InvalidArgumentError(
         "load_missing_from_checkpoint is the agent's own resync; a planner never sets it");
   }
-  CRAFT_RETURN_IF_ERROR(ValidateLayout(prepare.layout()));
-  absl::StatusOr<planner::Layout> layout = LayoutFromProto(prepare.layout());
-  if (!layout.ok()) return layout.status();
-  return ValidateTransfers(prepare, *layout);
+  CRAFT_ASSIGN_OR_RETURN(const planner::Layout layout, ParseNodeLayout(prepare.layout()));
+  return ValidateTransfers(prepare, layout);
 }
 
-absl::Status NodeState::ValidateLayout(const craft::v1::Layout& proto) const {
+absl::StatusOr<planner::Layout> NodeState::ParseNodeLayout(const craft::v1::Layout& proto) const {
   absl::StatusOr<planner::Layout> layout = LayoutFromProto(proto);
   if (!layout.ok()) return layout.status();
   const planner::ClusterShape& cluster = layout->cluster;
@@ -486,7 +483,7 @@ absl::Status NodeState::ValidateLayout(const craft::v1::Layout& proto) const {
           "layout has ", layout->num_experts, " experts; the model has ", model->num_experts()));
     }
   }
-  return absl::OkStatus();
+  return layout;
 }
 
 void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare) {
@@ -663,7 +660,7 @@ void NodeState::HandleResync(const std::string& nonce, const craft::v1::Commit& 
   }
   if (commit.has_layout()) {
     absl::Status valid = commit.layout().version() == version
-                             ? ValidateLayout(commit.layout())
+                             ? ParseNodeLayout(commit.layout()).status()
                              : absl::InvalidArgumentError(absl::StrCat("the layout is version ",
                                                                        commit.layout().version()));
     if (!valid.ok()) {

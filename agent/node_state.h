@@ -19,7 +19,7 @@
 //                  (a Nack also forwards Abort{V} so workers drop staging)
 //   Prepared    -> Commit{V}: forward to attached workers -> Committing
 //   Committing  -> all FLIPPED: committed_version = V (persisted), Ack COMMITTED;
-//                  failed/missing/deadline: Nack, V still recorded when any flipped
+//                  failed/missing/deadline: Nack; V was recorded when the Commit came
 //   Abort{V}    -> forward, Ack ABORTED once every worker DROPPED (at once if none)
 // A new Prepare supersedes a pending, uncommitted apply (aborted locally, not
 // answered); one arriving while a commit runs waits for it (latest wins).
@@ -73,6 +73,7 @@
 #include "common/clock.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/worker.pb.h"
+#include "planner/layout.h"
 
 namespace craft::agent {
 
@@ -169,8 +170,7 @@ class NodeState {
     std::set<int> waiting;                    // still to answer in this phase
     std::set<int> missing;                    // commit: detached before flipping
     std::vector<craft::v1::GpuError> errors;  // commit: workers that failed
-    int flipped = 0;
-    craft::v1::Layout layout;  // what the Prepare staged: persisted at Commit
+    craft::v1::Layout layout;                 // what the Prepare staged: persisted at Commit
   };
 
   // One worker being brought to the committed layout by the agent itself
@@ -197,9 +197,9 @@ class NodeState {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidatePrepare(const craft::v1::Prepare& prepare) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `layout` fits this node and its model (every Prepare's and every
-  // resync's layout).
-  absl::Status ValidateLayout(const craft::v1::Layout& layout) const
+  // `layout` parsed, when it fits this node and its model (every Prepare's
+  // and every resync's layout).
+  absl::StatusOr<planner::Layout> ParseNodeLayout(const craft::v1::Layout& layout) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records `version` with `layout` as the node's committed layout and
   // persists it, before any worker flips to it.

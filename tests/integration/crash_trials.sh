@@ -16,7 +16,7 @@
 #     TRIALS  number of trials (default 60; a passing trial takes about 1 s,
 #             a failing one about 40 s: waits, then the cluster is rebuilt)
 #     SEED    base seed (default: the current time, printed for replay)
-#   BAZEL="bazel --output_base=/tmp/bazel-x" tests/integration/crash_trials.sh 30 7
+#   BAZEL="bazel --output_base=DIR" tests/integration/crash_trials.sh 30 7
 #     runs with another bazel command line (e.g. its own output base).
 #   KEEP=1 ...  keeps each cluster's directory (/tmp/craft-it-*: every
 #               process's log, state and crash-control file) for debugging.
