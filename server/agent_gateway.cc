@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "common/peer_identity.h"
 #include "server/internal/latest_wins_writer.h"
 
 namespace craft::server {
@@ -28,7 +29,8 @@ class AgentStream final
     : public internal::LatestWinsWriter<grpc::ServerBidiReactor<AgentMessage, PlannerMessage>,
                                         PlannerMessage> {
  public:
-  explicit AgentStream(AgentGatewayService* gateway) : gateway_(gateway) {
+  AgentStream(AgentGatewayService* gateway, const grpc::CallbackServerContext* context)
+      : gateway_(gateway), context_(context) {
     if (!gateway_->Register(this)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
       return;
@@ -94,6 +96,12 @@ class AgentStream final
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "the first message on a stream must be AgentHello");
       }
+      if (absl::Status allowed = gateway_->authorizer_->AuthorizeAgent(*context_, message.hello());
+          !allowed.ok()) {
+        CRAFT_LOG(WARNING) << "refused an agent hello from " << PeerLabel(*context_) << ": "
+                           << allowed.message();
+        return ToGrpcStatus(allowed);
+      }
       auto link = std::make_shared<Link>(this);
       if (absl::Status connected = coordinator->Connect(message.hello(), link); !connected.ok()) {
         return ToGrpcStatus(connected);
@@ -135,6 +143,7 @@ class AgentStream final
   }
 
   AgentGatewayService* const gateway_;
+  const grpc::CallbackServerContext* const context_;  // valid until OnDone
   AgentMessage incoming_;
   std::string node_;  // set by a successful hello
   std::vector<int> gpus_;
@@ -142,12 +151,13 @@ class AgentStream final
   int64_t rejections_ = 0;
 };
 
-AgentGatewayService::AgentGatewayService(ApplyCoordinator* coordinator, LoadStore* load_store)
-    : coordinator_(coordinator), load_store_(load_store) {}
+AgentGatewayService::AgentGatewayService(const Authorizer* authorizer,
+                                         ApplyCoordinator* coordinator, LoadStore* load_store)
+    : authorizer_(authorizer), coordinator_(coordinator), load_store_(load_store) {}
 
 grpc::ServerBidiReactor<AgentMessage, PlannerMessage>* AgentGatewayService::Connect(
     grpc::CallbackServerContext* context) {
-  return new AgentStream(this);
+  return new AgentStream(this, context);
 }
 
 bool AgentGatewayService::Register(AgentStream* stream) {

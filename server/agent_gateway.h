@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "server/apply_coordinator.h"
+#include "server/authorizer.h"
 #include "server/load_store.h"
 
 namespace craft::server {
@@ -30,7 +31,8 @@ class AgentStream;
 class AgentGatewayService final : public craft::v1::AgentGateway::CallbackService {
  public:
   // The pointers must outlive every stream (i.e. the grpc::Server).
-  AgentGatewayService(ApplyCoordinator* coordinator, LoadStore* load_store);
+  AgentGatewayService(const Authorizer* authorizer, ApplyCoordinator* coordinator,
+                      LoadStore* load_store);
 
   grpc::ServerBidiReactor<craft::v1::AgentMessage, craft::v1::PlannerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -46,6 +48,7 @@ class AgentGatewayService final : public craft::v1::AgentGateway::CallbackServic
   bool Register(AgentStream* stream);
   void Unregister(AgentStream* stream);
 
+  const Authorizer* const authorizer_;
   ApplyCoordinator* const coordinator_;
   LoadStore* const load_store_;
 

@@ -10,6 +10,7 @@
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
+#include "common/names.h"
 #include "common/status_macros.h"
 #include "planner/initial_layout.h"
 #include "server/transfer_sources.h"
@@ -110,13 +111,9 @@ absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) co
   // Names end up in logs, metrics, ListAgents and every Prepare's endpoints:
   // a node name is a DNS subdomain (Kubernetes node names are), and every
   // string a hello carries has a small bound.
-  if (hello.node().size() > kMaxNodeNameBytes ||
-      !std::all_of(hello.node().begin(), hello.node().end(), [](char c) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ||
-               c == '_';
-      })) {
+  if (!IsValidName(hello.node())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "AgentHello.node must be 1 to ", kMaxNodeNameBytes,
+        "AgentHello.node must be 1 to ", kMaxNameBytes,
         " letters, digits, '-', '.' or '_' (a DNS name); got ", hello.node().size(), " bytes"));
   }
   for (const std::string* version : {&hello.committed_version(), &hello.prepared_version()}) {

@@ -83,7 +83,6 @@ class AgentConnection {
 // (NCCL_UNIQUE_ID_BYTES), relayed to every worker in each Prepare.
 inline constexpr size_t kTransferGroupIdBytes = 128;
 // Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT).
-inline constexpr size_t kMaxNodeNameBytes = 253;  // a DNS name
 inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
 inline constexpr size_t kMaxVersionBytes = 128;
 

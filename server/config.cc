@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/names.h"
 #include "common/status_macros.h"
 
 namespace craft::server {
@@ -180,6 +181,41 @@ class Parser {
     };
   }
 
+  // A sequence of DNS names (certificate identities), no duplicates; `star`
+  // also admits "*".
+  FieldParser NameListField(std::vector<std::string>* out, bool star) {
+    return [this, out, star](const Value& value) -> absl::Status {
+      if (!value.node.IsSequence()) {
+        return ErrorAt(value,
+                       absl::StrCat("expected a sequence of names, got ", KindName(value.node)));
+      }
+      out->clear();
+      std::set<std::string> seen;
+      for (size_t i = 0; i < value.node.size(); ++i) {
+        const Value item{value.node[i], value.node[i].Mark(),
+                         absl::StrCat(value.path, "[", i, "]")};
+        CRAFT_ASSIGN_OR_RETURN(std::string name, Scalar(item, "a name"));
+        if (!(star && name == "*") && !IsValidName(name)) {
+          return ErrorAt(
+              item, absl::StrCat("'", name, "' is not a name (1 to ", kMaxNameBytes,
+                                 " letters, digits, '-', '.' or '_')", star ? ", or '*'" : ""));
+        }
+        if (!seen.insert(name).second) {
+          return ErrorAt(item, absl::StrCat("'", name, "' is listed twice"));
+        }
+        out->push_back(std::move(name));
+      }
+      return absl::OkStatus();
+    };
+  }
+
+  // A key that was replaced: refused with a pointer to its successor.
+  FieldParser MovedField(absl::string_view successor) {
+    return [this, successor](const Value& value) -> absl::Status {
+      return ErrorAt(value, absl::StrCat("this key was replaced by ", successor));
+    };
+  }
+
   FieldParser BoolField(bool* out) {
     return [this, out](const Value& value) -> absl::Status {
       CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(value, "true or false"));
@@ -301,6 +337,14 @@ absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config
         absl::StrCat(config.cluster.num_gpus, " GPUs do not divide evenly over ",
                      config.cluster.num_nodes, " nodes"));
   }
+  if (!config.security.nodes.empty() &&
+      static_cast<int>(config.security.nodes.size()) != config.cluster.num_nodes) {
+    return parser.ErrorAtKey(
+        "security.nodes",
+        absl::StrCat(config.security.nodes.size(), " node names for ", config.cluster.num_nodes,
+                     " nodes (cluster.num_nodes): name every node, in "
+                     "rank order"));
+  }
   if (config.model.top_k > config.model.num_experts) {
     return parser.ErrorAtKey("model.top_k",
                              absl::StrCat("top_k ", config.model.top_k, " exceeds num_experts ",
@@ -366,7 +410,15 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
   std::vector<Parser::Field> fields = {
       {"listen_address", parser.ListenAddressField(&config.listen_address)},
       {"state_path", parser.StringField(&config.state_path)},
-      {"admin_token", parser.StringField(&config.admin_token)},
+      {"admin_token",
+       parser.MovedField("security.admin_token_file (a token on the command line or in a "
+                         "config file is easy to leak)")},
+      {"security", parser.Section({
+                       {"nodes", parser.NameListField(&config.security.nodes, /*star=*/false)},
+                       {"admins", parser.NameListField(&config.security.admins, /*star=*/false)},
+                       {"readers", parser.NameListField(&config.security.readers, /*star=*/true)},
+                       {"admin_token_file", parser.StringField(&config.security.admin_token_file)},
+                   })},
       {"model",
        parser.Section({
            {"num_layers", parser.IntField(&config.model.num_layers, 1, 100'000), true},

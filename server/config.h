@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,24 @@ struct ModelShape {
   int num_experts = 0;
   int top_k = 0;
   int64_t bytes_per_expert = 0;
+};
+
+// Who may do what (server/authorizer.h). Identities are the DNS names in the
+// peers' certificates (mutual TLS, common/transport_security.h).
+struct SecurityConfig {
+  // Node names by node index: the agent of node i must name itself nodes[i]
+  // in its hello, its certificate must carry that name, and it may claim only
+  // node i's GPU ranks. Required with TLS; optional (but enforced when given)
+  // with --insecure.
+  std::vector<std::string> nodes;
+  // Certificate names with the admin role (Replan) and with the read role
+  // (GetLayout, WatchLayout, ListAgents, Explain, Plan). "*" in readers: any
+  // certificate the cluster's CA signed. Admins can read.
+  std::vector<std::string> admins;
+  std::vector<std::string> readers = {"*"};
+  // A file holding a bearer token ("authorization: Bearer <token>") that
+  // grants the admin role; read at start. Empty: no token.
+  std::string admin_token_file;
 };
 
 // How the replan loop builds the next layout.
@@ -61,8 +80,7 @@ struct PlannerConfig {
   // Where committed layout, version counter and epoch persist. Empty here
   // means "not configured"; the binary then requires --state_path.
   std::string state_path;
-  // Bearer token the Replan RPC requires; empty disables the check.
-  std::string admin_token;
+  SecurityConfig security;
 
   ModelShape model;
   planner::ClusterShape cluster;

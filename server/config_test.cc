@@ -23,7 +23,11 @@ cluster:
 
 constexpr char kFull[] = R"(listen_address: "127.0.0.1:0"
 state_path: /var/lib/craft/planner.state
-admin_token: s3cret
+security:
+  nodes: [n0, n1]
+  admins: [ops]
+  readers: [engine, grafana]
+  admin_token_file: /etc/craft/admin-token
 model:
   num_layers: 2
   num_experts: 4
@@ -77,7 +81,9 @@ TEST(ConfigTest, MinimalConfigTakesDefaults) {
   EXPECT_EQ(config->plan.budget, 8);
   EXPECT_FALSE(config->decay.has_value());
   EXPECT_DOUBLE_EQ(config->plan.memory.bytes_per_expert, 88080384.0);
-  EXPECT_TRUE(config->admin_token.empty());
+  EXPECT_TRUE(config->security.admin_token_file.empty());
+  EXPECT_TRUE(config->security.nodes.empty());
+  EXPECT_EQ(config->security.readers, std::vector<std::string>{"*"});
   EXPECT_EQ(config->replan_method, ReplanMethod::kIncremental);
   EXPECT_DOUBLE_EQ(config->max_moved_fraction, 1.0);
   EXPECT_DOUBLE_EQ(config->max_step_bytes, 0);
@@ -114,7 +120,10 @@ TEST(ConfigTest, FullConfigReadsEveryKey) {
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listen_address, "127.0.0.1:0");
   EXPECT_EQ(config->state_path, "/var/lib/craft/planner.state");
-  EXPECT_EQ(config->admin_token, "s3cret");
+  EXPECT_EQ(config->security.admin_token_file, "/etc/craft/admin-token");
+  EXPECT_EQ(config->security.nodes, (std::vector<std::string>{"n0", "n1"}));
+  EXPECT_EQ(config->security.admins, std::vector<std::string>{"ops"});
+  EXPECT_EQ(config->security.readers, (std::vector<std::string>{"engine", "grafana"}));
   EXPECT_EQ(config->window_horizon, 16);
   EXPECT_DOUBLE_EQ(*config->decay, 0.9);
   EXPECT_EQ(config->replan_interval, absl::Milliseconds(500));
@@ -236,6 +245,20 @@ TEST(ConfigTest, InconsistentClusterIsRejected) {
   text.replace(text.find("num_nodes: 8"), 12, "num_nodes: 7");
   EXPECT_THAT(ErrorOf(text),
               HasSubstr("planner.yaml:8:3: cluster.num_nodes: 64 GPUs do not divide evenly"));
+}
+
+TEST(ConfigTest, SecurityNamesAreChecked) {
+  const std::string base = std::string(kMinimal) + "security:\n  nodes: ";
+  EXPECT_THAT(ErrorOf(base + "[n0, n1]\n"),
+              HasSubstr("security.nodes: 2 node names for 8 nodes (cluster.num_nodes)"));
+  EXPECT_THAT(ErrorOf(base + "[n0, n0, n2, n3, n4, n5, n6, n7]\n"),
+              HasSubstr("security.nodes[1]: 'n0' is listed twice"));
+  EXPECT_THAT(ErrorOf(base + "[n0, 'a b', n2, n3, n4, n5, n6, n7]\n"),
+              HasSubstr("security.nodes[1]: 'a b' is not a name"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "security:\n  admins: ['*']\n"),
+              HasSubstr("security.admins[0]: '*' is not a name"));
+  EXPECT_THAT(ErrorOf(std::string(kMinimal) + "admin_token: s3cret\n"),
+              HasSubstr("admin_token: this key was replaced by security.admin_token_file"));
 }
 
 TEST(ConfigTest, TopKAboveExpertsIsRejected) {

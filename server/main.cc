@@ -1,6 +1,8 @@
 // craft-planner: the central planner service.
 //
-//   craft-planner --config deploy/planner.yaml [--state_path PATH] [--ready_file PATH]
+//   craft-planner --config deploy/planner.yaml (--tls_cert PEM --tls_key PEM --tls_ca PEM |
+//   --insecure)
+//                 [--state_path PATH] [--ready_file PATH]
 //                 [--metrics_listen 0.0.0.0:9464]
 //
 // Exits 0 after a graceful drain on SIGTERM or SIGINT; non-zero when the
@@ -23,6 +25,7 @@
 #include "common/atomic_file.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/transport_flags.h"
 #include "server/config.h"
 #include "server/planner_metrics.h"
 #include "server/planner_server.h"
@@ -86,6 +89,12 @@ int Run(const sigset_t& signals) {
 
   ServerOptions options;
   options.observer = metrics.get();
+  absl::StatusOr<TransportSecurity> security = TransportSecurityFromFlags("craft-planner");
+  if (!security.ok()) {
+    CRAFT_LOG(ERROR) << security.status().message();
+    return 2;
+  }
+  options.security = *std::move(security);
   absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(*config, options);
   if (!server.ok()) {
     CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
@@ -120,8 +129,8 @@ int Run(const sigset_t& signals) {
 int main(int argc, char** argv) {
   const sigset_t signals = craft::server::BlockShutdownSignals();
   absl::SetProgramUsageMessage(
-      "craft-planner --config PATH [--state_path PATH] [--ready_file PATH] "
-      "[--metrics_listen HOST:PORT]");
+      "craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
+      "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
   return craft::server::Run(signals);
 }

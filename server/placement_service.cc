@@ -19,9 +19,13 @@ using internal::ToGrpcStatus;
 class LayoutWatcher final
     : public internal::LatestWinsWriter<grpc::ServerWriteReactor<LayoutStatus>, LayoutStatus> {
  public:
-  LayoutWatcher(PlacementServiceImpl* service, const std::string& known_version)
+  // A watcher refused by `admission` (the authorizer's answer) ends at once.
+  LayoutWatcher(PlacementServiceImpl* service, const std::string& known_version,
+                const grpc::Status& admission)
       : service_(service) {
-    if (!service_->AddWatcher(this, known_version)) {
+    if (!admission.ok()) {
+      Close(admission);
+    } else if (!service_->AddWatcher(this, known_version)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
     }
   }
@@ -60,38 +64,14 @@ grpc::ServerUnaryReactor* OnLoop(ReplanLoop* loop, grpc::CallbackServerContext* 
   return reactor;
 }
 
-// Compares without an early exit, so timing does not reveal the token.
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 }  // namespace
 
-grpc::Status CheckBearerToken(const grpc::CallbackServerContext& context,
-                              const std::string& token) {
-  if (token.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "Replan needs 'authorization: Bearer <token>'");
-  }
-  const absl::string_view value(it->second.data(), it->second.size());
-  constexpr absl::string_view kScheme = "Bearer ";
-  if (!absl::StartsWith(value, kScheme) ||
-      !ConstantTimeEquals(value.substr(kScheme.size()), token)) {
-    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "wrong bearer token");
-  }
-  return grpc::Status::OK;
-}
-
 PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
+                                           const Authorizer* authorizer,
                                            ApplyCoordinator* coordinator, LoadStore* load_store,
                                            ReplanLoop* loop)
     : config_(config),
+      authorizer_(authorizer),
       coordinator_(coordinator),
       load_store_(load_store),
       loop_(loop),
@@ -122,6 +102,9 @@ LayoutStatus PlacementServiceImpl::BuildStatus(const CommittedLayout& committed,
 grpc::ServerUnaryReactor* PlacementServiceImpl::GetLayout(
     grpc::CallbackServerContext* context, const craft::v1::GetLayoutRequest* request,
     LayoutStatus* response) {
+  if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "GetLayout"); !auth.ok()) {
+    return Done(context, ToGrpcStatus(auth));
+  }
   *response = BuildStatus(coordinator_->committed(), coordinator_->pending_version(),
                           coordinator_->epoch());
   return Done(context, grpc::Status::OK);
@@ -129,7 +112,9 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::GetLayout(
 
 grpc::ServerWriteReactor<LayoutStatus>* PlacementServiceImpl::WatchLayout(
     grpc::CallbackServerContext* context, const craft::v1::WatchLayoutRequest* request) {
-  return new LayoutWatcher(this, request->known_version());
+  return new LayoutWatcher(
+      this, request->known_version(),
+      ToGrpcStatus(authorizer_->Authorize(*context, Role::kRead, "WatchLayout")));
 }
 
 bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string& known_version) {
@@ -163,6 +148,9 @@ void PlacementServiceImpl::Drain() {
 grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
     grpc::CallbackServerContext* context, const craft::v1::ListAgentsRequest* request,
     craft::v1::ListAgentsResponse* response) {
+  if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "ListAgents"); !auth.ok()) {
+    return Done(context, ToGrpcStatus(auth));
+  }
   for (const AgentSnapshot& agent : coordinator_->Agents()) {
     craft::v1::AgentInfo* info = response->add_agents();
     info->set_node(agent.node);
@@ -179,6 +167,9 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
 grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerContext* context,
                                                         const craft::v1::ExplainRequest* request,
                                                         craft::v1::ExplainResponse* response) {
+  if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "Explain"); !auth.ok()) {
+    return Done(context, ToGrpcStatus(auth));
+  }
   *response = loop_->LastExplain();
   return Done(context, grpc::Status::OK);
 }
@@ -186,6 +177,9 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext* context,
                                                      const craft::v1::PlanRequest* request,
                                                      craft::v1::PlanResponse* response) {
+  if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "Plan"); !auth.ok()) {
+    return Done(context, ToGrpcStatus(auth));
+  }
   // `request` and `response` stay valid until the call is finished.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time deadline = absl::FromChrono(context->deadline());
@@ -215,8 +209,8 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerContext* context,
                                                        const craft::v1::ReplanRequest* request,
                                                        craft::v1::ReplanResponse* response) {
-  if (grpc::Status auth = CheckBearerToken(*context, config_.admin_token); !auth.ok()) {
-    return Done(context, auth);
+  if (absl::Status auth = authorizer_->Authorize(*context, Role::kAdmin, "Replan"); !auth.ok()) {
+    return Done(context, ToGrpcStatus(auth));
   }
   const bool force = request->force();
   return OnLoop(loop_, context, [this, force, response] {

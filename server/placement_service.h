@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "craft/v1/placement.grpc.pb.h"
 #include "server/apply_coordinator.h"
+#include "server/authorizer.h"
 #include "server/config.h"
 #include "server/job_pool.h"
 #include "server/load_store.h"
@@ -35,8 +36,8 @@ class LayoutWatcher;
 class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackService {
  public:
   // The pointers must outlive the grpc::Server.
-  PlacementServiceImpl(const PlannerConfig& config, ApplyCoordinator* coordinator,
-                       LoadStore* load_store, ReplanLoop* loop);
+  PlacementServiceImpl(const PlannerConfig& config, const Authorizer* authorizer,
+                       ApplyCoordinator* coordinator, LoadStore* load_store, ReplanLoop* loop);
 
   grpc::ServerUnaryReactor* GetLayout(grpc::CallbackServerContext* context,
                                       const craft::v1::GetLayoutRequest* request,
@@ -70,6 +71,7 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackS
   void RemoveWatcher(LayoutWatcher* watcher);
 
   const PlannerConfig config_;
+  const Authorizer* const authorizer_;
   ApplyCoordinator* const coordinator_;
   LoadStore* const load_store_;
   ReplanLoop* const loop_;
@@ -83,10 +85,6 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackS
   craft::v1::LayoutStatus current_ ABSL_GUARDED_BY(watchers_mu_);
   bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
 };
-
-// "Bearer <token>" check of a call's metadata; OK when `token` is empty.
-// UNAUTHENTICATED without the header, PERMISSION_DENIED with a wrong token.
-grpc::Status CheckBearerToken(const grpc::CallbackServerContext& context, const std::string& token);
 
 }  // namespace craft::server
 

@@ -9,6 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "common/transport_security.h"
 #include "server/agent_gateway.h"
 #include "server/placement_service.h"
 
@@ -18,6 +20,11 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
                                                                     const ServerOptions& options) {
   std::unique_ptr<PlannerServer> server(new PlannerServer());
   server->options_ = options;
+  CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(options.security));
+  absl::StatusOr<Authorizer> authorizer =
+      Authorizer::Create(config.security, config.cluster, options.security.insecure);
+  if (!authorizer.ok()) return authorizer.status();
+  server->authorizer_ = std::make_unique<Authorizer>(*std::move(authorizer));
   StateStore* state_store = options.state_store;
   if (state_store == nullptr) {
     if (config.state_path.empty()) {
@@ -44,10 +51,11 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   server->loop_ =
       std::make_unique<ReplanLoop>(config, server->load_store_.get(), server->coordinator_.get(),
                                    options.clock, std::move(on_replan));
-  server->gateway_ =
-      std::make_unique<AgentGatewayService>(server->coordinator_.get(), server->load_store_.get());
+  server->gateway_ = std::make_unique<AgentGatewayService>(
+      server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get());
   server->placement_ = std::make_unique<PlacementServiceImpl>(
-      config, server->coordinator_.get(), server->load_store_.get(), server->loop_.get());
+      config, server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get(),
+      server->loop_.get());
 
   PlacementServiceImpl* placement = server->placement_.get();
   ReplanLoop* loop = server->loop_.get();
@@ -66,7 +74,7 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen_address, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(config.listen_address, MakeServerCredentials(options.security),
                            &server->port_);
   builder.RegisterService(server->gateway_.get());
   builder.RegisterService(server->placement_.get());

@@ -19,7 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/transport_security.h"
 #include "server/apply_coordinator.h"
+#include "server/authorizer.h"
 #include "server/config.h"
 #include "server/layout_history.h"
 #include "server/load_store.h"
@@ -37,6 +39,9 @@ class AgentGatewayService;
 class PlacementServiceImpl;
 
 struct ServerOptions {
+  // Mutual TLS on the port, or plaintext with `security.insecure`; neither
+  // is assumed.
+  TransportSecurity security;
   Clock* clock = Clock::Real();
   // Null: a FileStateStore at config.state_path. Must outlive the server.
   StateStore* state_store = nullptr;
@@ -76,6 +81,7 @@ class PlannerServer {
   PlannerServer() = default;
 
   ServerOptions options_;
+  std::unique_ptr<Authorizer> authorizer_;
   std::unique_ptr<StateStore> owned_state_store_;
   std::unique_ptr<LayoutHistory> history_;
   std::unique_ptr<LoadStore> load_store_;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,8 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "common/test_certs.h"
+#include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "craft/v1/placement.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -33,6 +36,12 @@ using testing::Hello;
 using testing::SkewedLoads;
 using testing::SmallConfig;
 using ::testing::StartsWith;
+
+TransportSecurity Insecure() {
+  TransportSecurity security;
+  security.insecure = true;
+  return security;
+}
 
 void SetDeadline(grpc::ClientContext* context, int seconds = 10) {
   context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
@@ -92,6 +101,7 @@ class PlannerServerTest : public ::testing::Test {
   void StartServer(const PlannerConfig& config = SmallConfig(),
                    int max_receive_message_bytes = 64 << 20) {
     ServerOptions options;
+    options.security = security_;
     options.clock = &clock_;  // the loop only re-plans when told to
     options.state_store = &store_;
     options.max_receive_message_bytes = max_receive_message_bytes;
@@ -102,6 +112,26 @@ class PlannerServerTest : public ::testing::Test {
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                    grpc::InsecureChannelCredentials());
     placement_ = craft::v1::PlacementService::NewStub(channel_);
+  }
+
+  // A channel to the server as the certificate `name` (TLS tests).
+  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name) {
+    grpc::ChannelArguments args;
+    const TransportSecurity client = certs_->For(name);
+    SetExpectedServerName(client, "craft-planner", &args);
+    return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     MakeChannelCredentials(client), args);
+  }
+
+  // Plaintext by default; UseTls() before StartServer for mutual TLS.
+  void UseTls() {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    absl::StatusOr<craft::testing::TestCerts> certs =
+        craft::testing::MakeTestCerts(absl::StrCat(tmp ? tmp : "/tmp", "/planner_certs"),
+                                      {"craft-planner:127.0.0.1", "a", "b", "ops", "engine"});
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = *std::move(certs);
+    security_ = certs_->For("craft-planner");
   }
 
   // GPUs `gpus` report window `id` of SkewedLoads() under the initial layout.
@@ -147,6 +177,8 @@ class PlannerServerTest : public ::testing::Test {
     return placement_->Replan(&context, request, response);
   }
 
+  TransportSecurity security_ = Insecure();
+  std::optional<craft::testing::TestCerts> certs_;
   FakeClock clock_;
   InMemoryStateStore store_;
   std::unique_ptr<PlannerServer> server_;
@@ -359,7 +391,9 @@ TEST_F(PlannerServerTest, ADryRunFloodNeitherQueuesNorDelaysAReplan) {
 
 TEST_F(PlannerServerTest, ReplanChecksTheBearerToken) {
   PlannerConfig config = SmallConfig();
-  config.admin_token = "t0ken";
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  config.security.admin_token_file = absl::StrCat(tmp ? tmp : "/tmp", "/admin-token");
+  std::ofstream(config.security.admin_token_file) << "t0ken\n";  // `echo t0ken > file`
   StartServer(config);
   craft::v1::ReplanResponse response;
   EXPECT_EQ(Replan(false, &response).error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -368,6 +402,66 @@ TEST_F(PlannerServerTest, ReplanChecksTheBearerToken) {
   EXPECT_EQ(Replan(false, &response, "t0ken").error_code(), grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(Replan(false, &response, "Bearer t0ken").ok());
   EXPECT_THAT(response.decision(), HasSubstr("have no connected agent"));
+}
+
+TEST_F(PlannerServerTest, MutualTlsProvesNodesAndRoles) {
+  UseTls();
+  PlannerConfig config = SmallConfig();  // 4 GPUs on 2 nodes
+  config.security.nodes = {"a", "b"};
+  config.security.admins = {"ops"};
+  StartServer(config);
+
+  // An agent's certificate proves its node, and the node owns its GPUs.
+  {
+    AgentClient a(ChannelAs("a"));
+    ASSERT_TRUE(a.SendHello(Hello("a", {0, 1})));
+    AgentClient b_as_a(ChannelAs("b"));
+    ASSERT_TRUE(b_as_a.SendHello(Hello("a", {0, 1})));
+    grpc::Status status = b_as_a.Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(status.error_message(), HasSubstr("certificate must carry its node's name"));
+    AgentClient b_squatting(ChannelAs("b"));
+    ASSERT_TRUE(b_squatting.SendHello(Hello("b", {0, 1})));
+    status = b_squatting.Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_THAT(status.error_message(), HasSubstr("not one of its ranks [2, 4)"));
+    AgentClient stranger(ChannelAs("engine"));
+    ASSERT_TRUE(stranger.SendHello(Hello("engine", {2, 3})));
+    EXPECT_EQ(stranger.Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    a.Cancel();
+  }
+  // Roles: any certificate of the CA reads, only admins replan; plaintext
+  // gets nowhere.
+  auto engine = craft::v1::PlacementService::NewStub(ChannelAs("engine"));
+  craft::v1::LayoutStatus layout;
+  grpc::ClientContext read_context;
+  SetDeadline(&read_context);
+  EXPECT_TRUE(engine->GetLayout(&read_context, {}, &layout).ok());
+  craft::v1::ReplanResponse response;
+  grpc::ClientContext engine_replan;
+  SetDeadline(&engine_replan);
+  grpc::Status denied = engine->Replan(&engine_replan, {}, &response);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(denied.error_message(), HasSubstr("'engine' does not have"));
+  auto ops = craft::v1::PlacementService::NewStub(ChannelAs("ops"));
+  grpc::ClientContext ops_replan;
+  SetDeadline(&ops_replan);
+  EXPECT_TRUE(ops->Replan(&ops_replan, {}, &response).ok());
+  grpc::ClientContext plaintext;
+  SetDeadline(&plaintext, 3);
+  EXPECT_EQ(placement_->GetLayout(&plaintext, {}, &layout).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(PlannerServerTest, TlsNeedsTheNodeList) {
+  UseTls();
+  ServerOptions options;
+  options.security = security_;
+  options.state_store = &store_;
+  absl::StatusOr<std::unique_ptr<PlannerServer>> server =
+      PlannerServer::Start(SmallConfig(), options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(server.status().message(), HasSubstr("security.nodes is required"));
 }
 
 TEST_F(PlannerServerTest, DryRunPlanAnswersOverTheWire) {
