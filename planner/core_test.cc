@@ -66,6 +66,10 @@ TEST(LayoutTest, RejectsBrokenLayouts) {
   duplicate.layers[0].phy2log = {0, 0, 1, 2};
   EXPECT_TRUE(duplicate.Validate(/*allow_duplicates_on_gpu=*/true).ok());
   EXPECT_FALSE(duplicate.Validate(/*allow_duplicates_on_gpu=*/false).ok());
+  // Refused without allocating anything the size of num_experts.
+  Layout huge_experts = TwoGpuLayout();
+  huge_experts.num_experts = 2147483647;
+  EXPECT_EQ(huge_experts.Validate().message(), "layer 0: expert 3 has no replica");
 }
 
 TEST(ReplayTest, SplitsTokensEvenlyOverReplicas) {

@@ -1,5 +1,6 @@
 #include "planner/layout.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -80,8 +81,15 @@ absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
                                                      " but phy2log has ", layer.num_slots(),
                                                      " slots"));
     }
-    std::vector<int> seen_on_gpu(num_experts, -1);
-    std::vector<int> count(num_experts, 0);
+    // Per-expert state only up to the largest expert the layer holds, not
+    // num_experts: a layout off the wire may claim 2^31 - 1 experts over a
+    // few slots, and refusing it must not cost 16 GB.
+    int held = 0;
+    for (int e : layer.phy2log) {
+      if (e >= 0 && e < num_experts) held = std::max(held, e + 1);
+    }
+    std::vector<int> seen_on_gpu(held, -1);
+    std::vector<int> count(held, 0);
     int slot = 0;
     for (int g = 0; g < cluster.num_gpus; ++g) {
       for (int s = 0; s < layer.slots_per_gpu[g]; ++s, ++slot) {
@@ -99,8 +107,8 @@ absl::Status Layout::Validate(bool allow_duplicates_on_gpu) const {
         ++count[e];
       }
     }
-    for (int e = 0; e < num_experts; ++e) {
-      if (count[e] == 0) {
+    for (int e = 0; e < num_experts; ++e) {  // ends at `held` at the latest
+      if (e >= held || count[e] == 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("layer ", l, ": expert ", e, " has no replica"));
       }
