@@ -147,9 +147,11 @@ struct FetchRequest {
   // Source: a slot of the layout the peer serves.
   int src_gpu = 0;
   std::string src_endpoint;
+  std::string src_node;  // the name its certificate carries (Prepare.gpu_nodes)
   std::string src_version;
   int src_slot = 0;  // global slot index in src_version
-  // Destination: a local slot of the staged version.
+  // Destination: a local slot of the staged version, on GPU dst_gpu (us).
+  int dst_gpu = 0;
   std::string dst_version;
   int dst_slot = 0;
   absl::Time deadline = absl::InfiniteFuture();

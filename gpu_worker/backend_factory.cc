@@ -25,7 +25,7 @@ Registry& TheRegistry() {
     r->makers["cpu"] =
         [](const BackendOptions& options) -> absl::StatusOr<std::unique_ptr<Backend>> {
       return std::make_unique<CpuBackend>(options.bytes_per_expert, options.capacity_bytes,
-                                          std::make_unique<GrpcExpertFetcher>());
+                                          std::make_unique<GrpcExpertFetcher>(options.security));
     };
     return r;
   }();

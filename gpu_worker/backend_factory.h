@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/transport_security.h"
 #include "gpu_worker/backend.h"
 
 namespace craft::gpu_worker {
@@ -29,6 +30,8 @@ struct BackendOptions {
   int64_t expert_hidden = 0;
   int64_t expert_inter = 0;
   absl::Duration transfer_timeout = absl::Seconds(60);
+  // Channels to peers' transfer ports.
+  TransportSecurity security;
 };
 
 using BackendMaker =

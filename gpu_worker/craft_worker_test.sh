@@ -17,13 +17,19 @@ fail() {
 expect_error() {
   local want_code="$1" want_message="$2"
   shift 2
-  "$WORKER" "$@" >"$TMP/out" 2>&1
+  "$WORKER" --insecure "$@" >"$TMP/out" 2>&1
   local code=$?
   [[ $code == "$want_code" ]] || fail "$* exited $code, expected $want_code"
   grep -q -- "$want_message" "$TMP/out" || fail "$*: no '$want_message' in: $(cat "$TMP/out")"
 }
 
 expect_error 2 "unknown backend 'cuda'" --backend=cuda
+# Without --insecure the transfer port needs its certificate files.
+"$WORKER" >"$TMP/out" 2>&1
+[[ $? == 2 ]] && grep -q -- "--tls_cert is not set" "$TMP/out" || fail "no TLS flags: $(cat "$TMP/out")"
+echo "not PEM" >"$TMP/bad.pem"
+expect_error 2 "not a PEM CERTIFICATE" --insecure=false --tls_cert="$TMP/bad.pem" \
+  --tls_key="$TMP/bad.pem" --tls_ca="$TMP/bad.pem"
 expect_error 2 "gpu must be in \[0, 1\]" --num_gpus=2 --gpu=2
 expect_error 2 "top_k must be in" --num_experts=4 --top_k=5
 expect_error 2 "exclusive" --trace=/nonexistent --skew=2
@@ -34,7 +40,7 @@ echo '{"num_layers": 2, "num_experts": 16, "counts": [[1,2,3,4,5,6,7,8,9,10,11,1
 expect_error 2 "the worker runs 4 x 16" --trace="$TMP/trace.json"
 
 # A standalone worker on a 2-layer trace: ready file, windows, verify, SIGTERM.
-"$WORKER" --num_layers=2 --trace="$TMP/trace.json" --window_ms=100 --tokens_per_window=32 \
+"$WORKER" --insecure --num_layers=2 --trace="$TMP/trace.json" --window_ms=100 --tokens_per_window=32 \
   --verify_interval_ms=100 --log_windows --ready_file="$TMP/ready" >"$TMP/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do

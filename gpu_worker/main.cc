@@ -32,6 +32,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/status_macros.h"
+#include "common/transport_flags.h"
 #include "gpu_worker/backend_factory.h"
 #include "gpu_worker/traffic.h"
 #include "gpu_worker/worker.h"
@@ -146,6 +147,7 @@ absl::StatusOr<WorkerOptions> OptionsFromFlags() {
 absl::StatusOr<std::unique_ptr<Worker>> BuildWorker(const std::string& ready_extra) {
   CRAFT_ASSIGN_OR_RETURN(WorkerOptions options, OptionsFromFlags());
   options.ready_extra = ready_extra;
+  CRAFT_ASSIGN_OR_RETURN(options.security, TransportSecurityFromFlags("craft-worker"));
   BackendOptions backend_options;
   backend_options.bytes_per_expert = options.shape.bytes_per_expert;
   backend_options.capacity_bytes = absl::GetFlag(FLAGS_memory_bytes);
@@ -155,6 +157,7 @@ absl::StatusOr<std::unique_ptr<Worker>> BuildWorker(const std::string& ready_ext
   backend_options.expert_hidden = absl::GetFlag(FLAGS_expert_hidden);
   backend_options.expert_inter = absl::GetFlag(FLAGS_expert_inter);
   backend_options.transfer_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_transfer_timeout_ms));
+  backend_options.security = options.security;
   CRAFT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                          MakeBackend(absl::GetFlag(FLAGS_backend), backend_options));
   CRAFT_ASSIGN_OR_RETURN(Popularity popularity, PopularityFromFlags(options.shape));

@@ -67,6 +67,9 @@ absl::StatusOr<SlotSource> SourceOfTransfer(const PlanContext& ctx, const craft:
   source.fetch.expert = t.expert();
   source.fetch.src_gpu = t.src_gpu();
   source.fetch.src_endpoint = endpoint->second;
+  const auto node = ctx.prepare.gpu_nodes().find(t.src_gpu());
+  if (node != ctx.prepare.gpu_nodes().end()) source.fetch.src_node = node->second;
+  source.fetch.dst_gpu = ctx.shape.gpu;
   source.fetch.src_version = t.src_version();
   source.fetch.src_slot = t.src_slot();
   source.fetch.dst_version = ctx.next.version;

@@ -1,8 +1,10 @@
 #include "gpu_worker/transfer_client.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "craft/v1/worker.grpc.pb.h"
 #include "gpu_worker/expert_weights.h"
 #include "grpcpp/client_context.h"
@@ -63,19 +65,45 @@ class ChunkSink {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> GrpcExpertFetcher::ChannelTo(const std::string& endpoint) {
+std::shared_ptr<grpc::Channel> GrpcExpertFetcher::ChannelTo(const std::string& endpoint,
+                                                            const std::string& node) {
   absl::MutexLock lock(&mu_);
-  std::shared_ptr<grpc::Channel>& channel = channels_[endpoint];
+  std::shared_ptr<grpc::Channel>& channel = channels_[{endpoint, node}];
   if (channel == nullptr) {
-    channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    SetExpectedServerName(security_, node, &args);
+    channel = grpc::CreateCustomChannel(endpoint, MakeChannelCredentials(security_), args);
   }
   return channel;
 }
 
 absl::StatusOr<int64_t> GrpcExpertFetcher::Fetch(const FetchRequest& request, ExpertStore* store,
                                                  const std::atomic<bool>* cancelled) {
+  if (!security_.insecure && request.src_node.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("the Prepare names no node for gpu ",
+                                                      request.src_gpu,
+                                                      ": its certificate cannot be checked"));
+  }
+  // UNAVAILABLE is what a peer answers before its own Prepare arrived (they
+  // reach nodes at slightly different times), and what a connection attempt
+  // to a restarting peer gets: retry until the deadline.
+  absl::Duration backoff = absl::Milliseconds(20);
+  while (true) {
+    absl::StatusOr<int64_t> fetched = FetchOnce(request, store, cancelled);
+    if (fetched.ok() || fetched.status().code() != absl::StatusCode::kUnavailable ||
+        (cancelled != nullptr && cancelled->load()) || absl::Now() + backoff >= request.deadline) {
+      return fetched;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Milliseconds(500));
+  }
+}
+
+absl::StatusOr<int64_t> GrpcExpertFetcher::FetchOnce(const FetchRequest& request,
+                                                     ExpertStore* store,
+                                                     const std::atomic<bool>* cancelled) {
   std::unique_ptr<craft::v1::ExpertTransfer::Stub> stub =
-      craft::v1::ExpertTransfer::NewStub(ChannelTo(request.src_endpoint));
+      craft::v1::ExpertTransfer::NewStub(ChannelTo(request.src_endpoint, request.src_node));
   grpc::ClientContext context;
   if (request.deadline != absl::InfiniteFuture()) {
     context.set_deadline(absl::ToChronoTime(request.deadline));
@@ -85,6 +113,7 @@ absl::StatusOr<int64_t> GrpcExpertFetcher::Fetch(const FetchRequest& request, Ex
   wire.set_layer(request.layer);
   wire.set_slot(request.src_slot);
   wire.set_expert(request.expert);
+  wire.set_dst_gpu(request.dst_gpu);
 
   std::unique_ptr<grpc::ClientReader<craft::v1::ExpertChunk>> reader =
       stub->FetchExpert(&context, wire);

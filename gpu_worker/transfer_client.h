@@ -16,9 +16,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/transport_security.h"
 #include "gpu_worker/backend.h"
 #include "grpcpp/channel.h"
 
@@ -26,14 +28,23 @@ namespace craft::gpu_worker {
 
 class GrpcExpertFetcher : public ExpertFetcher {
  public:
+  // Mutual TLS to peers (whose certificates must name their node), or
+  // plaintext when `security.insecure`.
+  explicit GrpcExpertFetcher(TransportSecurity security) : security_(std::move(security)) {}
+
   absl::StatusOr<int64_t> Fetch(const FetchRequest& request, ExpertStore* store,
                                 const std::atomic<bool>* cancelled) override;
 
  private:
-  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& endpoint);
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& endpoint, const std::string& node);
+  absl::StatusOr<int64_t> FetchOnce(const FetchRequest& request, ExpertStore* store,
+                                    const std::atomic<bool>* cancelled);
 
+  const TransportSecurity security_;
   absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
+  // By (endpoint, expected node name).
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<grpc::Channel>> channels_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace craft::gpu_worker

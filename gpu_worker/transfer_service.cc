@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "common/peer_identity.h"
 #include "gpu_worker/expert_weights.h"
 
 namespace craft::gpu_worker {
@@ -62,11 +63,15 @@ class ChunkWriter : public grpc::ServerWriteReactor<craft::v1::ExpertChunk> {
 
 }  // namespace
 
-ExpertTransferService::ExpertTransferService(const ExpertStore* store, Options options)
-    : store_(store), options_(options) {}
+ExpertTransferService::ExpertTransferService(const ExpertStore* store,
+                                             const TransferPermits* permits, Options options)
+    : store_(store), permits_(permits), options_(options) {}
 
 grpc::ServerWriteReactor<craft::v1::ExpertChunk>* ExpertTransferService::FetchExpert(
     grpc::CallbackServerContext* context, const craft::v1::FetchExpertRequest* request) {
+  if (absl::Status permitted = permits_->Check(*request, PeerDnsNames(*context)); !permitted.ok()) {
+    return new ChunkWriter(permitted, 1);
+  }
   absl::StatusOr<std::string> expert = store_->ReadServingExpert(
       request->layout_version(), request->layer(), request->slot(), request->expert());
   if (expert.ok() && options_.corrupt && !expert->empty()) (*expert)[0] ^= 0x5a;

@@ -1,12 +1,17 @@
 // Experts moving between two CPU backends through real ExpertTransfer servers
-// on 127.0.0.1:0.
+// on 127.0.0.1:0, over mutual TLS: GPU 0 is on node0, GPU 1 on node1, and a
+// port serves only what a Prepare it received names, to that transfer's
+// destination node.
 #include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/test_certs.h"
+#include "common/transport_security.h"
 #include "craft/v1/worker.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gpu_worker/cpu_backend.h"
@@ -28,9 +33,30 @@ using ::testing::HasSubstr;
 constexpr int64_t kBytes = 5000;  // not a multiple of the chunk size
 constexpr int64_t kChunk = 1024;
 
-// One simulated GPU: a store serving the initial layout and its server.
+// A CA and certificates for node0, node1 and a stranger, made once.
+const craft::testing::TestCerts& Certs() {
+  static const craft::testing::TestCerts* certs = [] {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    absl::StatusOr<craft::testing::TestCerts> made =
+        craft::testing::MakeTestCerts(std::string(tmp ? tmp : "/tmp") + "/transfer_certs",
+                                      {"node0:127.0.0.1", "node1:127.0.0.1", "stranger"});
+    EXPECT_TRUE(made.ok()) << made.status();
+    return new craft::testing::TestCerts(*made);
+  }();
+  return *certs;
+}
+
+std::string NodeOf(int gpu) { return "node" + std::to_string(gpu); }
+
+// One simulated GPU: a store serving the initial layout, its permits, its
+// server and its fetcher, with its node's certificate.
 struct Gpu {
-  Gpu(int gpu, bool corrupt) : store(kBytes, 0), service(&store, {kChunk, corrupt}) {
+  Gpu(int gpu, bool corrupt)
+      : security(Certs().For(NodeOf(gpu))),
+        store(kBytes, 0),
+        permits(gpu, /*check_identity=*/true),
+        service(&store, &permits, {kChunk, corrupt}),
+        fetcher(security) {
     shape.gpu = gpu;
     shape.cluster = {2, 1};
     shape.num_layers = 2;
@@ -40,16 +66,19 @@ struct Gpu {
     EXPECT_TRUE(
         store.LoadServing(LocalLayout::Of(testing::InitialTwoGpuLayout(), "0.0", gpu)).ok());
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", MakeServerCredentials(security), &port);
     builder.RegisterService(&service);
     server = builder.BuildAndStart();
     endpoint = "127.0.0.1:" + std::to_string(port);
   }
   ~Gpu() { server->Shutdown(); }
 
+  TransportSecurity security;
   WorkerShape shape;
   CpuExpertStore store;
+  TransferPermits permits;
   ExpertTransferService service;
+  GrpcExpertFetcher fetcher;
   int port = 0;
   std::string endpoint;
   std::unique_ptr<grpc::Server> server;
@@ -58,23 +87,63 @@ struct Gpu {
 class TransferTest : public ::testing::Test {
  protected:
   craft::v1::Prepare NextPrepare() const {
-    return testing::MakePrepare(testing::InitialTwoGpuLayout(), "0.0", testing::NextTwoGpuLayout(),
-                                "1.1", {{0, gpu0_.endpoint}, {1, gpu1_.endpoint}}, kBytes);
+    craft::v1::Prepare prepare =
+        testing::MakePrepare(testing::InitialTwoGpuLayout(), "0.0", testing::NextTwoGpuLayout(),
+                             "1.1", {{0, gpu0_.endpoint}, {1, gpu1_.endpoint}}, kBytes);
+    (*prepare.mutable_gpu_nodes())[0] = NodeOf(0);
+    (*prepare.mutable_gpu_nodes())[1] = NodeOf(1);
+    return prepare;
   }
 
-  absl::StatusOr<StageResult> Stage(Gpu& gpu, const craft::v1::Prepare& prepare) {
+  // Both GPUs receive `prepare` (its permits), then `gpu` stages it.
+  absl::StatusOr<StageResult> Stage(Gpu& gpu, const craft::v1::Prepare& prepare,
+                                    Gpu* source = nullptr) {
+    for (Gpu* g : {&gpu0_, &gpu1_, source}) {
+      if (g != nullptr) g->permits.Grant(prepare);
+    }
     absl::StatusOr<StagePlan> plan =
         PlanStaging(prepare, gpu.shape, "0.0", testing::InitialTwoGpuLayout());
     if (!plan.ok()) return plan.status();
-    Stager stager(&gpu.store, &fetcher_, Clock::Real(), {absl::Seconds(5)});
+    Stager stager(&gpu.store, &gpu.fetcher, Clock::Real(), {absl::Seconds(5)});
     return stager.Execute(*plan, absl::Now() + absl::Seconds(10), cancelled_);
   }
 
-  // Fetches directly and returns the status code gRPC reports.
+  // `from` (GPU 1 in these tests) receives a Prepare "p<version>" that moves
+  // (version, layer, slot, expert) to GPU `dst_gpu` on node `dst_node`.
+  static void Permit(Gpu& from, const std::string& version, int layer, int slot, int expert,
+                     int dst_gpu = 0, const std::string& dst_node = NodeOf(0)) {
+    PermitAll(from, "p" + version, {{version, layer, slot, expert}}, dst_gpu, dst_node);
+  }
+  // One Prepare `name` naming every (version, layer, slot, expert) of `moves`.
+  static void PermitAll(Gpu& from, const std::string& name,
+                        const std::vector<std::tuple<std::string, int, int, int>>& moves,
+                        int dst_gpu = 0, const std::string& dst_node = NodeOf(0)) {
+    craft::v1::Prepare prepare;
+    prepare.mutable_layout()->set_version(name);
+    for (const auto& [version, layer, slot, expert] : moves) {
+      craft::v1::Transfer* t = prepare.add_transfers();
+      t->set_src_gpu(from.shape.gpu);
+      t->set_src_version(version);
+      t->set_layer(layer);
+      t->set_src_slot(slot);
+      t->set_expert(expert);
+      t->set_dst_gpu(dst_gpu);
+    }
+    (*prepare.mutable_gpu_nodes())[dst_gpu] = dst_node;
+    from.permits.Grant(prepare);
+  }
+
+  // Fetches directly as `as` for GPU `dst_gpu` and returns the status code
+  // gRPC reports.
   grpc::StatusCode FetchCode(const Gpu& from, const std::string& version, int layer, int slot,
-                             int expert) {
+                             int expert, const std::string& as = NodeOf(0), int dst_gpu = 0) {
+    TransportSecurity client;
+    client.insecure = as.empty();
+    if (!as.empty()) client = Certs().For(as);
+    grpc::ChannelArguments args;
+    SetExpectedServerName(client, NodeOf(from.shape.gpu), &args);
     auto stub = craft::v1::ExpertTransfer::NewStub(
-        grpc::CreateChannel(from.endpoint, grpc::InsecureChannelCredentials()));
+        grpc::CreateCustomChannel(from.endpoint, MakeChannelCredentials(client), args));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     craft::v1::FetchExpertRequest request;
@@ -82,6 +151,7 @@ class TransferTest : public ::testing::Test {
     request.set_layer(layer);
     request.set_slot(slot);
     request.set_expert(expert);
+    request.set_dst_gpu(dst_gpu);
     auto reader = stub->FetchExpert(&context, request);
     craft::v1::ExpertChunk chunk;
     int chunks = 0;
@@ -95,7 +165,6 @@ class TransferTest : public ::testing::Test {
 
   Gpu gpu0_{0, false};
   Gpu gpu1_{1, false};
-  GrpcExpertFetcher fetcher_;
   std::atomic<bool> cancelled_{false};
 };
 
@@ -119,19 +188,40 @@ TEST_F(TransferTest, MovesExpertsBetweenTwoBackends) {
     }
   }
   // The new version is now what peers may fetch; the old one is gone.
-  EXPECT_EQ(FetchCode(gpu1_, "1.1", 0, 4, 1), grpc::StatusCode::OK);
-  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 3, 2), grpc::StatusCode::NOT_FOUND);
+  Permit(gpu1_, "1.1", 0, 4, 1, 0, NodeOf(0));
+  Permit(gpu1_, "0.0", 0, 3, 2, 0, NodeOf(0));
+  EXPECT_EQ(FetchCode(gpu1_, "1.1", 0, 4, 1, NodeOf(0), 0), grpc::StatusCode::OK);
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 3, 2, NodeOf(0), 0), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(TransferTest, ServesOnlyWhatAPrepareNamesToItsDestinationsNode) {
+  // GPU 1's slot 2 of layer 0 holds expert 2; nobody asked to move it yet.
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2), grpc::StatusCode::UNAVAILABLE);
+  Permit(gpu1_, "0.0", 0, 2, 2, /*dst_gpu=*/0, NodeOf(0));
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, "stranger", 0), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, NodeOf(1), 0), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, "", 0), grpc::StatusCode::UNAVAILABLE)
+      << "a plaintext client got past the handshake";
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, NodeOf(0), 0), grpc::StatusCode::OK);
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, NodeOf(0), 1), grpc::StatusCode::UNAVAILABLE)
+      << "the permit is for GPU 0, not GPU 1";
+  gpu1_.permits.Revoke("p0.0");
+  EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2, NodeOf(0), 0), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(TransferTest, StreamsChunksWithTheChecksumOnTheLast) {
+  Permit(gpu1_, "0.0", 1, 3, 3, 0, NodeOf(0));
+  grpc::ChannelArguments args;
+  SetExpectedServerName(gpu0_.security, NodeOf(1), &args);
   auto stub = craft::v1::ExpertTransfer::NewStub(
-      grpc::CreateChannel(gpu1_.endpoint, grpc::InsecureChannelCredentials()));
+      grpc::CreateCustomChannel(gpu1_.endpoint, MakeChannelCredentials(gpu0_.security), args));
   grpc::ClientContext context;
   craft::v1::FetchExpertRequest request;
   request.set_layout_version("0.0");
   request.set_layer(1);
   request.set_slot(3);
   request.set_expert(3);
+  request.set_dst_gpu(0);
   auto reader = stub->FetchExpert(&context, request);
   std::vector<craft::v1::ExpertChunk> chunks;
   craft::v1::ExpertChunk chunk;
@@ -148,6 +238,15 @@ TEST_F(TransferTest, StreamsChunksWithTheChecksumOnTheLast) {
 }
 
 TEST_F(TransferTest, RefusesOtherVersionsSlotsAndExperts) {
+  // Even when a Prepare names them (a planner bug), the store refuses.
+  PermitAll(gpu1_, "buggy",
+            {{"0.0", 0, 2, 2},
+             {"1.1", 0, 2, 2},
+             {"0.0", 0, 1, 1},
+             {"0.0", 0, 99, 1},
+             {"0.0", 7, 2, 2},
+             {"0.0", 0, 2, 3},
+             {"1.1", 0, 3, 2}});
   EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 2, 2), grpc::StatusCode::OK);
   EXPECT_EQ(FetchCode(gpu1_, "1.1", 0, 2, 2), grpc::StatusCode::NOT_FOUND);  // not served
   EXPECT_EQ(FetchCode(gpu1_, "0.0", 0, 1, 1), grpc::StatusCode::NOT_FOUND);  // GPU 0's slot
@@ -176,7 +275,7 @@ TEST_F(TransferTest, CorruptedSourceFailsTheChecksum) {
   Gpu corrupt0(0, /*corrupt=*/true);
   craft::v1::Prepare prepare = NextPrepare();
   (*prepare.mutable_gpu_endpoints())[0] = corrupt0.endpoint;
-  const absl::StatusOr<StageResult> result = Stage(gpu1_, prepare);
+  const absl::StatusOr<StageResult> result = Stage(gpu1_, prepare, &corrupt0);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(result.status().message()), HasSubstr("checksum mismatch"));
 }

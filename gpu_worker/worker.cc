@@ -104,7 +104,8 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficG
       clock_(clock),
       fetch_stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
       stager_(backend_->staging_engine() != nullptr ? backend_->staging_engine() : &fetch_stager_),
-      transfer_service_(backend_->store(),
+      permits_(options_.shape.gpu, !options_.security.insecure),
+      transfer_service_(backend_->store(), &permits_,
                         {options_.transfer_chunk_bytes, options_.faults.corrupt_served}),
       serving_(std::move(initial)) {}
 
@@ -180,8 +181,9 @@ absl::Status Worker::Start() {
 }
 
 absl::Status Worker::StartTransferServer() {
+  CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(options_.security));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.transfer_listen, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(options_.transfer_listen, MakeServerCredentials(options_.security),
                            &transfer_port_);
   builder.RegisterService(&transfer_service_);
   transfer_server_ = builder.BuildAndStart();
@@ -246,6 +248,10 @@ void Worker::HandleCommand(const WorkerCommand& command) {
                        << command.prepare().layout().version();
     std::_Exit(kExitOnPrepareStatus);
   }
+  // Peers may fetch what this Prepare names from the moment it is here, even
+  // while this worker still stages (or flips) before it.
+  if (command.has_prepare()) permits_.Grant(command.prepare());
+  if (command.has_abort()) permits_.Revoke(command.abort().version());
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   // A newer Prepare, or an Abort of the version staging, stops that staging.

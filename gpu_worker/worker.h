@@ -52,6 +52,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/transport_security.h"
 #include "craft/v1/worker.pb.h"
 #include "gpu_worker/agent_link.h"
 #include "gpu_worker/backend.h"
@@ -59,6 +60,7 @@
 #include "gpu_worker/routing.h"
 #include "gpu_worker/stager.h"
 #include "gpu_worker/traffic.h"
+#include "gpu_worker/transfer_permits.h"
 #include "gpu_worker/transfer_service.h"
 #include "gpu_worker/worker_shape.h"
 #include "grpcpp/server.h"
@@ -85,6 +87,8 @@ struct WorkerOptions {
   WorkerShape shape;
   std::string agent;                            // "unix:PATH"; "" runs without an agent
   std::string transfer_listen = "127.0.0.1:0";  // host:port of the ExpertTransfer server
+  // Mutual TLS on the transfer port (the node's certificate), or --insecure.
+  TransportSecurity security;
   // Host in the advertised transfer endpoint; "" = the listen host, or this
   // machine's hostname when that is a wildcard.
   std::string transfer_advertise_host;
@@ -216,6 +220,7 @@ class Worker {
   Clock* const clock_;
   Stager fetch_stager_;  // unless the backend has its own engine
   StagingEngine* const stager_;
+  TransferPermits permits_;  // what transfer_service_ may serve
   ExpertTransferService transfer_service_;
   std::unique_ptr<grpc::Server> transfer_server_;
   std::string transfer_endpoint_;

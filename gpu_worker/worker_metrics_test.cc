@@ -28,6 +28,7 @@ std::unique_ptr<Worker> MakeWorker() {
   options.shape.top_k = 2;
   options.shape.bytes_per_expert = 512;
   options.window = absl::Milliseconds(20);
+  options.security.insecure = true;
   auto backend = MakeBackend("cpu", {512, 1 << 20});
   EXPECT_TRUE(backend.ok()) << backend.status();
   TrafficOptions traffic_options;

@@ -182,7 +182,10 @@ class WorkerTest : public ::testing::Test {
     options.window = absl::Milliseconds(50);
     options.link.min_backoff = absl::Milliseconds(20);
     options.link.max_backoff = absl::Milliseconds(200);
-    absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend("cpu", {kBytes, 0});
+    options.security.insecure = true;  // mutual TLS is transfer_test's
+    BackendOptions backend_options{kBytes, 0};
+    backend_options.security = options.security;
+    absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend("cpu", backend_options);
     ASSERT_TRUE(backend.ok()) << backend.status();
     TrafficOptions traffic_options;
     traffic_options.tokens_per_window = kTokens;

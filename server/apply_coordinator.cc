@@ -508,8 +508,11 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   const std::string version = absl::StrCat(epoch_, ".", ++seq_);
   const craft::v1::Layout layout_proto = LayoutToProto(target, version);
   std::map<int, std::string> endpoints;
+  std::map<int, std::string> gpu_nodes;
   for (const auto& [name, node] : nodes_) {
-    if (node.connection != nullptr) endpoints.insert(node.endpoints.begin(), node.endpoints.end());
+    if (node.connection == nullptr) continue;
+    endpoints.insert(node.endpoints.begin(), node.endpoints.end());
+    for (int gpu : node.gpus) gpu_nodes[gpu] = name;
   }
   participants_.clear();
   for (const auto& [name, node] : nodes_) {
@@ -524,6 +527,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
       }
     }
     prepare->mutable_gpu_endpoints()->insert(endpoints.begin(), endpoints.end());
+    prepare->mutable_gpu_nodes()->insert(gpu_nodes.begin(), gpu_nodes.end());
     prepare->set_bytes_per_expert(options_.model.bytes_per_expert);
     prepare->set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
     // Every worker needs it, not just those with transfers: joining the

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<gpu_worker::Backend>> MakeCudaBackend(
   cuda.transfer.timeout = options.transfer_timeout;
   CRAFT_ASSIGN_OR_RETURN(
       std::unique_ptr<CudaBackend> backend,
-      CudaBackend::Create(cuda, std::make_unique<gpu_worker::GrpcExpertFetcher>()));
+      CudaBackend::Create(cuda, std::make_unique<gpu_worker::GrpcExpertFetcher>(options.security)));
   return std::unique_ptr<gpu_worker::Backend>(std::move(backend));
 }
 
