@@ -11,6 +11,10 @@ namespace craft::agent {
 namespace {
 
 constexpr size_t kMaxStringField = 256;
+// A version, as the planner takes it in an AgentHello (server's
+// kMaxVersionBytes): a longer one here would get every hello of this node
+// refused, the worker's own GPU info being kept after it detaches.
+constexpr size_t kMaxVersionBytes = 128;
 
 absl::Status CheckField(const char* name, int worker_value, int configured, const char* flag) {
   if (configured != 0 && worker_value != configured) {
@@ -76,10 +80,10 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
         "gpu ", gpu, ": negative staging_headroom_bytes ", hello.staging_headroom_bytes()));
   }
   if (hello.transfer_endpoint().size() > kMaxStringField ||
-      hello.committed_version().size() > kMaxStringField) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gpu ", gpu, ": transfer_endpoint or committed_version longer than ",
-                     kMaxStringField, " bytes"));
+      hello.committed_version().size() > kMaxVersionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gpu ", gpu, ": transfer_endpoint longer than ", kMaxStringField,
+        " bytes or committed_version longer than ", kMaxVersionBytes, " bytes"));
   }
   // Every rank hands the id to ncclCommInitRank as an ncclUniqueId: any other
   // size would fail there, on every GPU of the cluster, far from its cause.
