@@ -64,13 +64,16 @@ cleanup() {
 trap cleanup EXIT
 wait_file() { for _ in $(seq 100); do [[ -s "$1" ]] && return 0; sleep 0.1; done; echo "timed out: $1"; exit 1; }
 
-"$WORK/craft-planner" --config "$WORK/planner.yaml" --ready_file "$WORK/planner.ready" \
+# --insecure: plaintext on loopback for this one-machine demo (each binary
+# says so loudly). Deployments run mutual TLS: --tls_cert/--tls_key/--tls_ca,
+# README "Security".
+"$WORK/craft-planner" --insecure --config "$WORK/planner.yaml" --ready_file "$WORK/planner.ready" \
   >"$WORK/planner.log" 2>&1 &
 PIDS+=($!)
 wait_file "$WORK/planner.ready"
 for node in 0 1; do
   gpus=$(seq -s, $((node * 4)) $((node * 4 + 3)))
-  "$WORK/craft-agent" --node "node$node" --gpus "$gpus" --socket "$WORK/agent$node.sock" \
+  "$WORK/craft-agent" --insecure --node "node$node" --gpus "$gpus" --socket "$WORK/agent$node.sock" \
     --planner "127.0.0.1:$PORT" --state_file "$WORK/agent$node.state" \
     --ready_file "$WORK/agent$node.ready" >"$WORK/agent$node.log" 2>&1 &
   PIDS+=($!)
@@ -79,7 +82,7 @@ done
 # start_worker GPU SEED: a CPU worker whose traffic (hot experts) follows SEED.
 start_worker() {
   rm -f "$WORK/worker$1.ready"
-  "$WORK/craft-worker" --backend cpu --gpu "$1" --num_gpus $GPUS --num_nodes $NODES \
+  "$WORK/craft-worker" --insecure --backend cpu --gpu "$1" --num_gpus $GPUS --num_nodes $NODES \
     --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK --expert_bytes 65536 \
     --agent "unix:$WORK/agent$(($1 / 4)).sock" --window_ms 500 --tokens_per_window 8192 \
     --skew 12 --seed "$2" --verify_interval_ms 1000 --ready_file "$WORK/worker$1.ready" \
@@ -90,7 +93,7 @@ start_worker() {
 }
 declare -a WORKER_PIDS
 for gpu in $(seq 0 $((GPUS - 1))); do start_worker "$gpu" 7; done
-Q=(--planner "127.0.0.1:$PORT")
+Q=(--planner "127.0.0.1:$PORT" --insecure)
 echo "   started; workers send a load window every 500 ms"
 sleep 4
 "$CRAFTCTL" agents "${Q[@]}"
@@ -140,11 +143,11 @@ echo
 echo "Logs and state are in $WORK."
 if ((KEEP == 1)); then
   echo "The cluster keeps running (planner on 127.0.0.1:$PORT). Try:"
-  echo "  $CRAFTCTL layout --planner 127.0.0.1:$PORT"
-  echo "  $CRAFTCTL agents --planner 127.0.0.1:$PORT"
-  echo "  $CRAFTCTL explain --planner 127.0.0.1:$PORT"
-  echo "  $CRAFTCTL watch --planner 127.0.0.1:$PORT"
-  echo "  $CRAFTCTL replan --planner 127.0.0.1:$PORT --force"
+  echo "  $CRAFTCTL layout --planner 127.0.0.1:$PORT --insecure"
+  echo "  $CRAFTCTL agents --planner 127.0.0.1:$PORT --insecure"
+  echo "  $CRAFTCTL explain --planner 127.0.0.1:$PORT --insecure"
+  echo "  $CRAFTCTL watch --planner 127.0.0.1:$PORT --insecure"
+  echo "  $CRAFTCTL replan --planner 127.0.0.1:$PORT --insecure --force"
   echo "Stop it with: kill ${PIDS[*]}"
 else
   echo "Stopping the cluster (run with --keep to leave it up and query it with craftctl)."

@@ -12,30 +12,10 @@
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/peer_identity.h"
+#include "common/token_file.h"
 
 namespace craft::server {
 namespace {
-
-constexpr size_t kMaxTokenBytes = 4096;
-
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(
-        absl::StrCat("security.admin_token_file ", path, ": cannot be read"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  // A trailing newline is what `echo token > file` leaves; it is not part of
-  // the token.
-  std::string token(absl::StripAsciiWhitespace(text.str()));
-  if (token.empty() || token.size() > kMaxTokenBytes ||
-      std::any_of(token.begin(), token.end(), [](char c) { return c < 0x21 || c > 0x7e; })) {
-    return absl::InvalidArgumentError(absl::StrCat("security.admin_token_file ", path,
-                                                   ": the token must be 1 to ", kMaxTokenBytes,
-                                                   " printable characters without spaces"));
-  }
-  return token;
-}
 
 bool Contains(const std::vector<std::string>& names, absl::string_view name) {
   return std::find(names.begin(), names.end(), name) != names.end();
@@ -61,8 +41,11 @@ absl::StatusOr<Authorizer> Authorizer::Create(const SecurityConfig& config,
   }
   std::string token;
   if (!config.admin_token_file.empty()) {
-    absl::StatusOr<std::string> read = ReadToken(config.admin_token_file);
-    if (!read.ok()) return read.status();
+    absl::StatusOr<std::string> read = ReadTokenFile(config.admin_token_file);
+    if (!read.ok()) {
+      return absl::Status(read.status().code(),
+                          absl::StrCat("security.admin_token_file: ", read.status().message()));
+    }
     token = *std::move(read);
   }
   if (insecure && token.empty()) {

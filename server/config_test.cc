@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -281,6 +282,17 @@ TEST(ConfigTest, MemoryWithoutRoomIsRejected) {
 TEST(ConfigTest, NonScalarKeyIsRejected) {
   EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "? [a, b]\n: 1\n")),
               HasSubstr("keys must be plain names"));
+}
+
+TEST(ConfigTest, ShippedConfigsParse) {
+  const char* root = std::getenv("TEST_SRCDIR");
+  for (const char* file : {"deploy/planner.yaml", "deploy/k8s/base/planner-config.yaml"}) {
+    const std::string path = root ? std::string(root) + "/craft/" + file : file;
+    absl::StatusOr<PlannerConfig> config = LoadConfigFile(path);
+    ASSERT_TRUE(config.ok()) << file << ": " << config.status();
+    EXPECT_EQ(static_cast<int>(config->security.nodes.size()), config->cluster.num_nodes)
+        << file << " must name every node (secure by default)";
+  }
 }
 
 TEST(ConfigTest, MissingFileIsNotFound) {

@@ -21,7 +21,7 @@ YAML
 run_once() {
   local log="$1"
   rm -f "$DIR/ready"
-  "$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" --ready_file "$DIR/ready" \
+  "$BIN" --insecure --config "$DIR/planner.yaml" --state_path "$DIR/state" --ready_file "$DIR/ready" \
     2> "$log" &
   local pid=$!
   for _ in $(seq 100); do
@@ -45,7 +45,7 @@ grep -q "planner epoch 2," "$DIR/second.log" || fail "restart did not bump the e
 # --metrics_listen: the ready file names the metrics port, which serves the
 # planner's metrics in Prometheus's text format.
 rm -f "$DIR/ready"
-"$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" --ready_file "$DIR/ready" \
+"$BIN" --insecure --config "$DIR/planner.yaml" --state_path "$DIR/state" --ready_file "$DIR/ready" \
   --metrics_listen 127.0.0.1:0 2> "$DIR/metrics.log" &
 pid=$!
 for _ in $(seq 100); do [[ -f "$DIR/ready" ]] && break; sleep 0.05; done
@@ -61,7 +61,7 @@ grep -q '^craft_planner_epoch 3$' <<< "$scrape" || fail "scrape: $scrape"
 grep -q '^craft_planner_configured_gpus 4$' <<< "$scrape" || fail "scrape: $scrape"
 # A metrics address that cannot be used fails the start.
 rc=0
-"$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" --metrics_listen 256.0.0.1:1 \
+"$BIN" --insecure --config "$DIR/planner.yaml" --state_path "$DIR/state" --metrics_listen 256.0.0.1:1 \
   2> "$DIR/badmetrics.log" || rc=$?
 [[ "$rc" == 1 ]] || fail "bad --metrics_listen exit status $rc"
 grep -q "cannot serve metrics" "$DIR/badmetrics.log" || fail "bad --metrics_listen message"
@@ -70,14 +70,20 @@ grep -q "cannot serve metrics" "$DIR/badmetrics.log" || fail "bad --metrics_list
 printf 'model: {num_layers: 2, num_experts: 4, top_k: 2, bytes_per_expert: 1}\ncluster: {num_gpus: 4}\nreplan: {intervals: 3}\n' \
   > "$DIR/bad.yaml"
 rc=0
-"$BIN" --config "$DIR/bad.yaml" --state_path "$DIR/state" 2> "$DIR/bad.log" || rc=$?
+"$BIN" --insecure --config "$DIR/bad.yaml" --state_path "$DIR/state" 2> "$DIR/bad.log" || rc=$?
 [[ "$rc" == 2 ]] || fail "bad config exit status $rc"
 grep -q "bad.yaml:3:10: unknown key 'replan.intervals'" "$DIR/bad.log" ||
   { cat "$DIR/bad.log" >&2; fail "bad config message"; }
 
 # No state path anywhere.
 rc=0
-"$BIN" --config "$DIR/planner.yaml" 2> "$DIR/nostate.log" || rc=$?
+"$BIN" --insecure --config "$DIR/planner.yaml" 2> "$DIR/nostate.log" || rc=$?
 [[ "$rc" == 2 ]] || fail "missing state_path exit status $rc"
 grep -q "no state_path" "$DIR/nostate.log" || fail "missing state_path message"
+
+# Neither certificates nor --insecure: refused at start, saying what to give.
+rc=0
+"$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" 2> "$DIR/notls.log" || rc=$?
+[[ "$rc" == 2 ]] || fail "no TLS flags exit status $rc"
+grep -q -- "--tls_cert is not set" "$DIR/notls.log" || { cat "$DIR/notls.log" >&2; fail "no TLS message"; }
 echo PASS

@@ -215,7 +215,7 @@ wait_until() {
   done
 }
 
-ctl() { "$BIN/craftctl" "$@" --planner "127.0.0.1:$PORT"; }
+ctl() { "$BIN/craftctl" "$@" --planner "127.0.0.1:$PORT" --insecure; }
 # Fields of `craftctl layout`: "version V (epoch E)[, applying P]: ...;
 # measured balancedness B (W GPU windows ingested)".
 layout_line() { ctl layout 2>/dev/null | head -n 1; }
@@ -254,20 +254,21 @@ loads: {window_horizon: 20}
 replan: {interval_s: 3600, method: fresh, algorithm: craft, budget: $BUDGET, gain_threshold: 0.02}
 apply: {timeout_ms: $APPLY_TIMEOUT_MS}
 YAML
-start planner "$BIN/craft-planner" --config "$D/planner.yaml" --ready_file "$D/planner.ready"
+# Plaintext on one host's loopback (--insecure): this script measures moves.
+start planner "$BIN/craft-planner" --insecure --config "$D/planner.yaml" --ready_file "$D/planner.ready"
 wait_until 30 "the planner's ready file" file_has "$D/planner.ready"
 PORT="$(sed -n 's/^grpc_port=//p' "$D/planner.ready")"
 
 SOCK="$D/agent.sock"
 ((${#SOCK} < 100)) || SOCK="$(mktemp -u /tmp/craft-agent-XXXXXX.sock)"  # sun_path limit
-start agent "$BIN/craft-agent" --node node0 --gpus "$(seq -s, 0 $((N - 1)))" --socket "$SOCK" \
+start agent "$BIN/craft-agent" --insecure --node node0 --gpus "$(seq -s, 0 $((N - 1)))" --socket "$SOCK" \
   --planner "127.0.0.1:$PORT" --state_file "$D/agent.state" --ready_file "$D/agent.ready" \
   --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK \
   --worker_wait_ms $((START_TIMEOUT * 1000))
 wait_until 30 "the agent's ready file" file_has "$D/agent.ready"
 
 for ((r = 0; r < N; r++)); do
-  flags=(--backend "$BACKEND" --gpu "$r" --num_gpus "$N" --num_nodes 1 --num_layers "$LAYERS"
+  flags=(--insecure --backend "$BACKEND" --gpu "$r" --num_gpus "$N" --num_nodes 1 --num_layers "$LAYERS"
          --num_experts "$EXPERTS" --top_k "$TOPK" --expert_bytes "$EXPERT_BYTES"
          --memory_bytes "$MEMORY_BYTES" --agent "unix:$SOCK" --window_ms "$WINDOW_MS"
          --tokens_per_window "$TOKENS" "${TRAFFIC_FLAGS[@]}" --seed 7 --log_windows

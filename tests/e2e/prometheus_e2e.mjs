@@ -79,7 +79,7 @@ async function startCluster() {
     'apply: {timeout_ms: 10000}', ''].join('\n'));
   const targets = { 'craft-planner': [], 'craft-agent': [], 'craft-worker': [] };
   let plannerAddress;
-  start('planner', `${BIN}/server/craft-planner`, [`--config=${dir}/planner.yaml`,
+  start('planner', `${BIN}/server/craft-planner`, ['--insecure', `--config=${dir}/planner.yaml`,
     `--ready_file=${dir}/planner.ready`, '--metrics_listen=127.0.0.1:0']);
   const planner = await readyFile(`${dir}/planner.ready`, 'metrics_port');
   targets['craft-planner'].push(`127.0.0.1:${planner.metrics_port}`);
@@ -87,7 +87,7 @@ async function startCluster() {
   const perNode = GPUS / NODES;
   for (let n = 0; n < NODES; n++) {
     const gpus = Array.from({ length: perNode }, (_, i) => n * perNode + i);
-    start(`agent${n}`, `${BIN}/agent/craft-agent`, [`--node=node${n}`, `--gpus=${gpus.join(',')}`,
+    start(`agent${n}`, `${BIN}/agent/craft-agent`, ['--insecure', `--node=node${n}`, `--gpus=${gpus.join(',')}`,
       `--socket=${dir}/agent${n}.sock`, `--planner=127.0.0.1:${planner.grpc_port}`,
       `--num_layers=${LAYERS}`, `--num_experts=${EXPERTS}`, '--top_k=4',
       `--ready_file=${dir}/agent${n}.ready`, '--metrics_listen=127.0.0.1:0']);
@@ -96,7 +96,7 @@ async function startCluster() {
   }
   const workers = [];
   for (let g = 0; g < GPUS; g++) {
-    start(`worker${g}`, `${BIN}/gpu_worker/craft-worker`, ['--backend=cpu', `--gpu=${g}`,
+    start(`worker${g}`, `${BIN}/gpu_worker/craft-worker`, ['--insecure', '--backend=cpu', `--gpu=${g}`,
       `--num_gpus=${GPUS}`, `--num_nodes=${NODES}`, `--num_layers=${LAYERS}`,
       `--num_experts=${EXPERTS}`, '--top_k=4', `--agent=unix:${dir}/agent${Math.floor(g / perNode)}.sock`,
       '--window_ms=200', '--tokens_per_window=4096', '--skew=8', '--seed=7',
@@ -250,7 +250,7 @@ async function main() {
     `sum(craft_planner_applies_total{result="${result}"})`))[0]?.value[1] ?? 0);
   await sleep(3000);  // baseline samples before the first apply
   for (let i = 0; i < 8; i++) {
-    const r = spawnSync(`${BIN}/tools/craftctl/craftctl`, ['replan', '--force', '--planner', plannerAddress], { encoding: 'utf8' });
+    const r = spawnSync(`${BIN}/tools/craftctl/craftctl`, ['replan', '--force', '--insecure', '--planner', plannerAddress], { encoding: 'utf8' });
     log(`craftctl replan --force: ${(r.stdout || r.stderr).trim().slice(0, 100)}`);
     await sleep(2000);
     if (i >= 2 && (await applies('committed')) >= 1 && (await applies('aborted')) >= 1) break;

@@ -26,12 +26,16 @@ commands:
          [--tokens-per-window 4096] [--seed 1] [--skewed-fraction 0.5]
          [--min-hot 10] [--max-hot 30] [--drift 0.02]
 
-planner queries (--planner HOST:PORT, default 127.0.0.1:7070; --timeout_ms; --token T):
+planner queries (--planner HOST:PORT, default 127.0.0.1:7070; --timeout_ms;
+  --tls_cert PEM --tls_key PEM --tls_ca PEM [--server_name craft-planner] | --insecure;
+  --token_file FILE: a bearer token granting the admin role):
   layout [--out FILE]   committed layout, version, epoch, measured balancedness
   agents                connected agents and their versions
   explain               per-layer benefit curves, chosen replicas, last decision
   replan [--force]      ask for a replan now (admin token if configured)
   watch [--count N]     stream layout changes
+  health --target HOST:PORT [--server_name NAME]
+                        exit 0 when the planner or an agent health port is SERVING
 
 memory model (plan, eval with --budget auto): --hbm-gb 141 --non-expert-gb 40
   --expert-mb 88.08 --kv-bytes-per-token 70272

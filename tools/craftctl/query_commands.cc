@@ -1,12 +1,17 @@
-// craftctl's planner queries over gRPC: layout, agents, explain, replan, watch.
+// craftctl's planner queries over gRPC: layout, agents, explain, replan, watch,
+// and health (of any craft port).
 #include <iostream>
 #include <memory>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "common/layout_proto.h"
 #include "common/status_macros.h"
+#include "common/token_file.h"
+#include "common/transport_security.h"
 #include "craft/v1/placement.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "planner/io/layout_json.h"
 #include "tools/craftctl/commands.h"
@@ -21,6 +26,30 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat(what, ": ", status.error_message()));
+}
+
+// Switches every query takes besides its own.
+const std::vector<std::string> kConnectionSwitches = {"insecure"};
+
+std::vector<std::string> WithConnectionSwitches(std::vector<std::string> switches) {
+  switches.insert(switches.end(), kConnectionSwitches.begin(), kConnectionSwitches.end());
+  return switches;
+}
+
+// How to reach a craft port: --tls_cert/--tls_key/--tls_ca (mutual TLS, the
+// server's certificate must carry --server_name), or --insecure.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> SecureChannel(Args& args, const std::string& target,
+                                                             const std::string& default_name) {
+  TransportSecurity security;
+  security.insecure = args.Switch("insecure");
+  security.cert_file = args.StringOr("tls_cert", "");
+  security.key_file = args.StringOr("tls_key", "");
+  security.ca_file = args.StringOr("tls_ca", "");
+  const std::string server_name = args.StringOr("server_name", default_name);
+  CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(security));
+  grpc::ChannelArguments channel_args;
+  SetExpectedServerName(security, server_name, &channel_args);
+  return grpc::CreateCustomChannel(target, MakeChannelCredentials(security), channel_args);
 }
 
 // A client for --planner (default 127.0.0.1:7070); calls get --timeout_ms.
@@ -39,10 +68,13 @@ absl::StatusOr<Connection> Connect(Args& args) {
   const std::string target = args.StringOr("planner", "127.0.0.1:7070");
   CRAFT_ASSIGN_OR_RETURN(int timeout_ms, args.IntOr("timeout_ms", 5000));
   Connection connection;
-  connection.stub =
-      PlacementService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                         SecureChannel(args, target, "craft-planner"));
+  connection.stub = PlacementService::NewStub(channel);
   connection.timeout = absl::Milliseconds(timeout_ms);
-  connection.token = args.StringOr("token", "");
+  if (const std::string token_file = args.StringOr("token_file", ""); !token_file.empty()) {
+    CRAFT_ASSIGN_OR_RETURN(connection.token, ReadTokenFile(token_file));
+  }
   return connection;
 }
 
@@ -61,7 +93,7 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
 }
 
 absl::Status RunLayout(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
   const std::string out = args.StringOr("out", "");
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
@@ -79,7 +111,7 @@ absl::Status RunLayout(const std::vector<std::string>& argv) {
 }
 
 absl::Status RunAgents(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
   grpc::ClientContext context;
@@ -106,7 +138,7 @@ absl::Status RunAgents(const std::vector<std::string>& argv) {
 }
 
 absl::Status RunExplain(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
   grpc::ClientContext context;
@@ -154,7 +186,7 @@ absl::Status RunExplain(const std::vector<std::string>& argv) {
 }
 
 absl::Status RunReplan(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {"force"}));
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({"force"})));
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
   craft::v1::ReplanRequest request;
   request.set_force(args.Switch("force"));
@@ -168,7 +200,7 @@ absl::Status RunReplan(const std::vector<std::string>& argv) {
 }
 
 absl::Status RunWatch(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {}));
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
   CRAFT_ASSIGN_OR_RETURN(int count, args.IntOr("count", 0));
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
@@ -192,6 +224,45 @@ absl::Status RunWatch(const std::vector<std::string>& argv) {
   return FromGrpc(done, "WatchLayout");
 }
 
+// grpc.health.v1.Health/Check of a whole server (planner or agent health
+// port) over mutual TLS: exits 0 only when it answers SERVING. For exec
+// probes, since Kubernetes' own gRPC probes cannot present a certificate.
+absl::Status RunHealth(const std::vector<std::string>& argv) {
+  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
+  const std::string target = args.StringOr("target", "127.0.0.1:7070");
+  CRAFT_ASSIGN_OR_RETURN(int timeout_ms, args.IntOr("timeout_ms", 5000));
+  CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                         SecureChannel(args, target, "craft-planner"));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(timeout_ms)));
+  grpc::Slice empty("");  // HealthCheckRequest{service: ""}: the whole server
+  grpc::ByteBuffer request(&empty, 1), response;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  CRAFT_RETURN_IF_ERROR(FromGrpc(status, "Health/Check"));
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (response.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  // HealthCheckResponse{status: SERVING} is field 1 = 1.
+  if (bytes != std::string("\x08\x01", 2)) {
+    return absl::UnavailableError(absl::StrCat(target, " is not SERVING"));
+  }
+  std::cout << "SERVING\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunQuery(const std::string& command, const std::vector<std::string>& argv) {
@@ -200,12 +271,13 @@ absl::Status RunQuery(const std::string& command, const std::vector<std::string>
   if (command == "explain") return RunExplain(argv);
   if (command == "replan") return RunReplan(argv);
   if (command == "watch") return RunWatch(argv);
+  if (command == "health") return RunHealth(argv);
   return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
 }
 
 bool IsQueryCommand(const std::string& command) {
   return command == "layout" || command == "agents" || command == "explain" ||
-         command == "replan" || command == "watch";
+         command == "replan" || command == "watch" || command == "health";
 }
 
 }  // namespace craft::ctl

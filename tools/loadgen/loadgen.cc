@@ -43,11 +43,12 @@ int ThreadCount() {
   return threads;
 }
 
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> NewChannel(const LoadgenOptions& options) {
   grpc::ChannelArguments args;
   // A TCP connection of its own: channels with equal arguments share one.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  SetExpectedServerName(options.security, options.planner_name, &args);
+  return grpc::CreateCustomChannel(options.planner, MakeChannelCredentials(options.security), args);
 }
 
 absl::StatusOr<int64_t> WindowsIngested(craft::v1::PlacementService::Stub* placement) {
@@ -186,7 +187,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
       options.connections > 0 ? std::min(options.connections, options.nodes) : options.nodes;
   std::vector<std::unique_ptr<craft::v1::AgentGateway::Stub>> stubs;
   for (int c = 0; c < connections; ++c) {
-    stubs.push_back(craft::v1::AgentGateway::NewStub(NewChannel(options.planner)));
+    stubs.push_back(craft::v1::AgentGateway::NewStub(NewChannel(options)));
   }
   progress << "starting " << options.nodes << " agents x " << options.gpus_per_node << " GPUs ("
            << cluster.num_gpus << " GPUs, " << options.num_layers << " x " << options.num_experts
@@ -208,7 +209,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   }
   for (int n = 0; n < options.nodes; ++n) agents[n]->Start(stubs[n % connections].get());
 
-  auto placement = craft::v1::PlacementService::NewStub(NewChannel(options.planner));
+  auto placement = craft::v1::PlacementService::NewStub(NewChannel(options));
   LoadgenReport report;
   report.options = options;
   const absl::Time connect_start = absl::Now();

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/transport_security.h"
 #include "tools/loadgen/apply_recorder.h"
 #include "tools/loadgen/replanner.h"
 
@@ -30,6 +31,10 @@ namespace craft::loadgen {
 
 struct LoadgenOptions {
   std::string planner;  // host:port
+  // Mutual TLS (one certificate naming every simulated node "node<i>"), or
+  // --insecure; the planner's certificate must carry planner_name.
+  TransportSecurity security;
+  std::string planner_name = "craft-planner";
   int nodes = 512;
   int gpus_per_node = 8;
   int num_layers = 58;
@@ -50,7 +55,7 @@ struct LoadgenOptions {
   // Replan RPCs: none when zero.
   absl::Duration replan_every = absl::ZeroDuration();
   bool replan_force = true;
-  std::string admin_token;
+  std::string admin_token;  // read from --admin_token_file
 };
 
 struct LoadgenReport {

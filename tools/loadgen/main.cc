@@ -15,6 +15,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/token_file.h"
+#include "common/transport_flags.h"
 #include "tools/loadgen/loadgen.h"
 
 ABSL_FLAG(std::string, planner, "", "the planner's host:port (required)");
@@ -36,7 +38,10 @@ ABSL_FLAG(double, drain_s, 30, "after the measurement, wait this long for an app
 ABSL_FLAG(int, connections, 0, "TCP connections to the planner; 0: one per agent");
 ABSL_FLAG(double, replan_every_s, 0, "call PlacementService.Replan this often; 0: never");
 ABSL_FLAG(bool, replan_force, true, "Replan with force (bypass the gain gate)");
-ABSL_FLAG(std::string, admin_token, "", "bearer token for Replan, if the planner has one");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "a file holding the bearer token for Replan, if the planner has one");
+ABSL_FLAG(std::string, planner_name, "craft-planner",
+          "the DNS name the planner's certificate must carry (mutual TLS)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("craft-loadgen --planner HOST:PORT [--nodes N] [--duration_s S]");
@@ -65,7 +70,22 @@ int main(int argc, char** argv) {
   options.connections = absl::GetFlag(FLAGS_connections);
   options.replan_every = absl::Seconds(absl::GetFlag(FLAGS_replan_every_s));
   options.replan_force = absl::GetFlag(FLAGS_replan_force);
-  options.admin_token = absl::GetFlag(FLAGS_admin_token);
+  if (const std::string file = absl::GetFlag(FLAGS_admin_token_file); !file.empty()) {
+    absl::StatusOr<std::string> token = craft::ReadTokenFile(file);
+    if (!token.ok()) {
+      std::cerr << "craft-loadgen: " << token.status().message() << "\n";
+      return 2;
+    }
+    options.admin_token = *std::move(token);
+  }
+  absl::StatusOr<craft::TransportSecurity> security =
+      craft::TransportSecurityFromFlags("craft-loadgen");
+  if (!security.ok()) {
+    std::cerr << "craft-loadgen: " << security.status().message() << "\n";
+    return 2;
+  }
+  options.security = *std::move(security);
+  options.planner_name = absl::GetFlag(FLAGS_planner_name);
 
   absl::StatusOr<craft::loadgen::LoadgenReport> report =
       craft::loadgen::RunLoadgen(options, std::cerr);

@@ -121,14 +121,16 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
-"$PLANNER_BIN" --config "$OUT/planner.yaml" --ready_file "$OUT/planner.ready" \
+# Plaintext on loopback: the benchmark measures the planner, not TLS, and one
+# process plays every node.
+"$PLANNER_BIN" --insecure --config "$OUT/planner.yaml" --ready_file "$OUT/planner.ready" \
   2> "$OUT/planner.log" &
 PLANNER_PID=$!
 wait_for_line '^grpc_port=' 30 "$OUT/planner.ready" "$PLANNER_PID" ||
   { tail -5 "$OUT/planner.log" >&2; fail "the planner did not start"; }
 PORT="$(sed -n 's/^grpc_port=//p' "$OUT/planner.ready")"
 
-"$LOADGEN_BIN" --planner "127.0.0.1:$PORT" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
+"$LOADGEN_BIN" --insecure --planner "127.0.0.1:$PORT" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
   --bytes_per_expert "$BYTES_PER_EXPERT" --window_ms "$WINDOW_MS" --duration_s "$DURATION_S" \
   --replan_every_s "$REPLAN_EVERY_S" --stage_delay_ms "$STAGE_DELAY_MS" \
