@@ -28,11 +28,20 @@ for dir in base overlays/*/; do
   node validate/validate.mjs "$OUT/$name.yaml" || { echo "FAIL: $dir"; exit 1; }
 done
 
-# The checks catch mistakes: a non-integer replica count, a container
-# without limits and a :latest image.
+# The sidecar overlay's planner config is the base's but for security.nodes.
+strip() { grep -v -e '^ *#' -e '^  nodes:' "$1"; }
+diff <(strip base/planner-config.yaml) <(strip overlays/sidecar/planner-config.yaml) ||
+  { echo "FAIL: overlays/sidecar/planner-config.yaml differs from the base's beyond security.nodes"; exit 1; }
+
+# The checks catch mistakes: a non-integer replica count, a :latest image, a
+# plaintext planner and node names out of rank order.
 sed -e 's/^  replicas: 1$/  replicas: one/' -e 's#craft-planner:0.1.0#craft-planner:latest#' \
+  -e 's#- --tls_ca=/etc/craft-tls/ca.crt#- --insecure#' \
+  -e 's/nodes: \[gpu-node-0, gpu-node-1\]/nodes: [gpu-node-1, gpu-node-0]/' \
   "$OUT/base.yaml" > "$OUT/broken.yaml"
 out=$(node validate/validate.mjs "$OUT/broken.yaml")
 grep -q 'Deployment/craft-planner: .*replicas' <<< "$out" || { echo "$out"; echo "FAIL: bad replicas not caught"; exit 1; }
 grep -q 'is not pinned' <<< "$out" || { echo "$out"; echo "FAIL: :latest not caught"; exit 1; }
+grep -q 'craft-planner: runs --insecure' <<< "$out" || { echo "$out"; echo "FAIL: --insecure not caught"; exit 1; }
+grep -q 'craft-node-ranks names .* security.nodes' <<< "$out" || { echo "$out"; echo "FAIL: node order not caught"; exit 1; }
 echo PASS
