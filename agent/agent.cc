@@ -1,20 +1,44 @@
 #include "agent/agent.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "agent/socket_file.h"
 #include "common/atomic_file.h"
 #include "common/logging.h"
+#include "grpcpp/server_posix.h"
 
 namespace craft::agent {
+namespace {
+
+// Admitted worker connections become gRPC connections of the worker server.
+class GrpcConnectionHandler final : public ConnectionHandler {
+ public:
+  explicit GrpcConnectionHandler(grpc::Server* server) : server_(server) {}
+  void OnConnection(int fd, const PeerCredentials&) override {
+    grpc::AddInsecureChannelFromFd(server_, fd);  // takes the descriptor
+  }
+
+ private:
+  grpc::Server* const server_;
+};
+
+std::string OctalMode(mode_t mode) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "0%o", static_cast<unsigned>(mode));
+  return text;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock* clock) {
   if (options.planner_target.empty()) {
     return absl::InvalidArgumentError("the planner address is empty");
   }
   if (absl::Status s = options.backoff.Validate(); !s.ok()) return s;
+  // Before anything starts: a socket another agent listens on fails the start.
   if (absl::Status s = PrepareSocketPath(options.socket_path); !s.ok()) return s;
 
   std::unique_ptr<Agent> agent(new Agent(std::move(options), clock));
@@ -48,16 +72,22 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
       return absl::UnavailableError(absl::StrCat("cannot serve health on ", o.health_listen));
     }
   }
+  // The server has no listening port: the listener accepts on the socket,
+  // checks who connects and hands gRPC only the connections it admits.
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + o.socket_path, grpc::InsecureServerCredentials());
   builder.RegisterService(agent->service_.get());
   agent->server_ = builder.BuildAndStart();
-  if (agent->server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on unix:", o.socket_path));
-  }
-  CRAFT_LOG(INFO) << "agent " << o.node.node << " listening on unix:" << o.socket_path << "; epoch "
-                  << agent->node_->highest_epoch() << ", committed '"
-                  << agent->node_->committed_version() << "'";
+  if (agent->server_ == nullptr) return absl::UnavailableError("cannot start the worker server");
+  agent->to_server_ = std::make_unique<GrpcConnectionHandler>(agent->server_.get());
+  absl::StatusOr<std::unique_ptr<UnixSocketListener>> listener = UnixSocketListener::Listen(
+      {o.socket_path, o.socket_mode, o.socket_peers}, agent->to_server_.get());
+  if (!listener.ok()) return listener.status();  // ~Agent shuts the server down again
+  agent->listener_ = *std::move(listener);
+  agent->listener_->Start();
+  CRAFT_LOG(INFO) << "agent " << o.node.node << " listening on unix:" << o.socket_path << " (mode "
+                  << OctalMode(o.socket_mode) << ", uid " << o.socket_peers.uid << " or gid "
+                  << o.socket_peers.gid << "); epoch " << agent->node_->highest_epoch()
+                  << ", committed '" << agent->node_->committed_version() << "'";
   if (!o.ready_file.empty()) {
     const std::string health =
         agent->health_port_ > 0 ? absl::StrCat("health_port=", agent->health_port_, "\n") : "";
@@ -89,6 +119,9 @@ void Agent::Shutdown() {
   if (health_server_ != nullptr) {
     health_server_->GetHealthCheckService()->Shutdown();  // NOT_SERVING
   }
+  // No new worker connections from here on (and no socket file): the
+  // listener hands nothing to a server that is shutting down.
+  if (listener_ != nullptr) listener_->Stop();
   if (link_ != nullptr) link_->Stop();
   if (server_ != nullptr) {
     service_->Drain();
@@ -97,7 +130,6 @@ void Agent::Shutdown() {
     if (!service_->WaitUntilIdle(options_.shutdown_deadline)) {
       CRAFT_LOG(WARNING) << service_->open_streams() << " worker streams still open at exit";
     }
-    RemoveSocketFile(options_.socket_path);
     CRAFT_LOG(INFO) << "agent stopped";
   }
   if (health_server_ != nullptr) {

@@ -24,6 +24,7 @@
 #include "agent/node_state.h"
 #include "agent/planner_link.h"
 #include "agent/state_file.h"
+#include "agent/unix_socket_listener.h"
 #include "agent/worker_service.h"
 #include "common/clock.h"
 #include "grpcpp/grpcpp.h"
@@ -32,7 +33,11 @@ namespace craft::agent {
 
 struct AgentOptions {
   NodeState::Options node;
-  std::string socket_path;     // the Unix socket workers attach on
+  std::string socket_path;    // the Unix socket workers attach on
+  mode_t socket_mode = 0660;  // its file's mode
+  // Who may connect to it (SO_PEERCRED): by default the agent's own uid and
+  // gid only (UnixSocketListener).
+  PeerPolicy socket_peers = PeerPolicy::OwnIds();
   std::string planner_target;  // host:port of AgentGateway
   std::string state_file;      // "" = keep epoch and version in memory only
   std::string ready_file;      // "" = none; else "socket=<path>\n" once listening
@@ -49,7 +54,8 @@ struct AgentOptions {
 
 class Agent {
  public:
-  // Loads the state, listens on the socket (removing a stale socket file) and
+  // Loads the state, listens on the socket (removing a stale socket file;
+  // the file gets `socket_mode`, and only `socket_peers` are served) and
   // writes the ready file. Errors: bad options, unreadable state, socket in use.
   static absl::StatusOr<std::unique_ptr<Agent>> Start(AgentOptions options, Clock* clock);
   ~Agent();  // Shutdown()
@@ -60,13 +66,17 @@ class Agent {
   // Starts the planner stream (and its reconnect loop). Once.
   void ConnectPlanner();
   void Poll() { node_->Poll(); }
-  // Closes the planner stream, ends worker streams with UNAVAILABLE, shuts
-  // the server down within the deadline, removes the socket file. Idempotent.
+  // Stops accepting workers and removes the socket file, closes the planner
+  // stream, ends worker streams with UNAVAILABLE, shuts the server down
+  // within the deadline. Idempotent.
   void Shutdown();
 
   NodeState* node() { return node_.get(); }
   const std::string& socket_path() const { return options_.socket_path; }
   int health_port() const { return health_port_; }
+  // The workers' socket: connections accepted and refused (stopped, not
+  // destroyed, by Shutdown).
+  const UnixSocketListener* listener() const { return listener_.get(); }
 
  private:
   Agent(AgentOptions options, Clock* clock) : options_(std::move(options)), clock_(clock) {}
@@ -77,7 +87,9 @@ class Agent {
   std::unique_ptr<PlannerLink> link_;
   std::unique_ptr<NodeState> node_;
   std::unique_ptr<WorkerService> service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> server_;  // no port of its own: fed by listener_
+  std::unique_ptr<ConnectionHandler> to_server_;
+  std::unique_ptr<UnixSocketListener> listener_;
   std::unique_ptr<grpc::CallbackGenericService> unimplemented_;  // of health_server_
   std::unique_ptr<grpc::Server> health_server_;
   int health_port_ = 0;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -275,11 +276,29 @@ class AgentGrpcTest : public ::testing::Test {
     options.ready_file = dir_ + "/ready";
     options.backoff.initial = absl::Milliseconds(10);
     options.backoff.max = absl::Milliseconds(100);
+    options_ = options;
     absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(options, Clock::Real());
     ASSERT_TRUE(agent.ok()) << agent.status();
     agent_ = *std::move(agent);
     channel_ =
         grpc::CreateChannel("unix:" + options.socket_path, grpc::InsecureChannelCredentials());
+  }
+
+  // Another agent like the fixture's, on `socket` (in dir_), as `change`
+  // makes it; its workers' channel is `*channel`.
+  std::unique_ptr<Agent> StartAnother(const std::string& socket,
+                                      const std::function<void(AgentOptions&)>& change,
+                                      std::shared_ptr<grpc::Channel>* channel) {
+    AgentOptions options = options_;
+    options.node.node = "node-b";
+    options.socket_path = dir_ + "/" + socket;
+    options.ready_file.clear();
+    change(options);
+    absl::StatusOr<std::unique_ptr<Agent>> agent = Agent::Start(options, Clock::Real());
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    *channel =
+        grpc::CreateChannel("unix:" + options.socket_path, grpc::InsecureChannelCredentials());
+    return agent.ok() ? *std::move(agent) : nullptr;
   }
 
   void TearDown() override {
@@ -310,6 +329,7 @@ class AgentGrpcTest : public ::testing::Test {
   FakePlanner planner_;
   std::unique_ptr<grpc::Server> planner_server_;
   std::string dir_;
+  AgentOptions options_;  // the fixture agent's
   std::unique_ptr<Agent> agent_;
   std::shared_ptr<grpc::Channel> channel_;
 };
@@ -540,6 +560,42 @@ TEST_F(AgentGrpcTest, ShutdownEndsWorkerStreamsAndRemovesTheSocket) {
   struct stat info;
   EXPECT_NE(::stat(agent_->socket_path().c_str(), &info), 0);
   EXPECT_TRUE(planner_.WaitForNoStream()) << "the planner stream is closed";
+}
+
+// ---------------------------------------------------------------- the socket
+
+TEST_F(AgentGrpcTest, TheSocketHasItsModeAndAdmitsTheAllowedUser) {
+  struct stat info;
+  ASSERT_EQ(::stat(agent_->socket_path().c_str(), &info), 0);
+  EXPECT_TRUE(S_ISSOCK(info.st_mode));
+  EXPECT_EQ(info.st_mode & 07777, 0660u) << "the default --socket_mode";
+  // This process runs as the agent's own user: the default allowed uid.
+  FakeWorker w0(channel_);
+  EXPECT_TRUE(w0.Attach(Hello(0)));
+  EXPECT_GE(agent_->listener()->stats().accepted, 1);
+  EXPECT_EQ(agent_->listener()->stats().refused, 0);
+}
+
+TEST_F(AgentGrpcTest, AWorkerWhoseCredentialsDoNotMatchIsRefused) {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<Agent> strict = StartAnother(
+      "strict.sock",
+      [](AgentOptions& options) {
+        options.socket_mode = 0666;  // only the credential check stands in the way
+        options.socket_peers = PeerPolicy{/*uid=*/12345, /*gid=*/12345};
+      },
+      &channel);
+  ASSERT_NE(strict, nullptr);
+  struct stat info;
+  ASSERT_EQ(::stat(strict->socket_path().c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 07777, 0666u);
+  FakeWorker refused(channel);
+  EXPECT_FALSE(refused.Attach(Hello(0)));
+  EXPECT_EQ(refused.Ended().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_GE(strict->listener()->stats().refused, 1);
+  EXPECT_EQ(strict->listener()->stats().accepted, 0);
+  EXPECT_FALSE(strict->node()->AllWorkersAttached());
+  EXPECT_TRUE(strict->node()->stats().attached_gpus.empty());
 }
 
 }  // namespace

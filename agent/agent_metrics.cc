@@ -46,6 +46,12 @@ AgentMetrics::AgentMetrics(const std::vector<int>& gpus) {
   workers_attached_ =
       &GaugeFamily(r, "craft_agent_workers_attached", "Workers attached on the Unix socket.")
            .Add({});
+  prometheus::Family<prometheus::Counter>& connections = CounterFamily(
+      r, "craft_agent_socket_connections_total",
+      "Connections to the workers' Unix socket, by result: accepted, or refused because the "
+      "peer's uid and gid (SO_PEERCRED) are not the allowed ones.");
+  connections_accepted_ = &connections.Add({{"result", "accepted"}});
+  connections_refused_ = &connections.Add({{"result", "refused"}});
   prometheus::Family<prometheus::Gauge>& attached =
       GaugeFamily(r, "craft_agent_gpu_worker_attached",
                   "1 while the worker of a GPU (global rank) is attached.");
@@ -97,12 +103,18 @@ AgentMetrics::AgentMetrics(const std::vector<int>& gpus) {
   }
 }
 
-void AgentMetrics::Watch(const NodeState* node) {
+void AgentMetrics::Watch(const NodeState* node, const UnixSocketListener* listener) {
   absl::MutexLock lock(&refresh_mutex());
   node_ = node;
+  listener_ = node != nullptr ? listener : nullptr;
 }
 
 void AgentMetrics::Refresh() const {
+  if (listener_ != nullptr) {
+    const UnixSocketListener::Stats socket = listener_->stats();
+    AdvanceTo(*connections_accepted_, Value(socket.accepted));
+    AdvanceTo(*connections_refused_, Value(socket.refused));
+  }
   if (node_ == nullptr) return;
   const NodeState::Stats stats = node_->stats();
   planner_connected_->Set(stats.planner_connected ? 1 : 0);

@@ -1,11 +1,12 @@
 // craft-agent's Prometheus metrics, read from NodeState at every scrape:
 // the planner stream, attached workers, the served layout version, per-GPU
-// token load, load windows and apply answers. Each agent is its own scrape
+// token load, load windows and apply answers; and from the workers' socket
+// listener: connections accepted and refused. Each agent is its own scrape
 // target, so the node is the target's `instance`, never a label; `gpu` is a
 // global rank of this node.
 //
 //   auto metrics = std::make_shared<AgentMetrics>(options.node.gpus);
-//   metrics->Watch(agent->node());
+//   metrics->Watch(agent->node(), agent->listener());
 //   metrics_server->Register(metrics);
 //   ...
 //   metrics->Watch(nullptr);  // before the agent is destroyed
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "agent/node_state.h"
+#include "agent/unix_socket_listener.h"
 #include "common/metrics.h"
 
 namespace craft::agent {
@@ -28,13 +30,14 @@ class AgentMetrics final : public metrics::ScrapedRegistry {
   explicit AgentMetrics(const std::vector<int>& gpus);
 
   // Where values come from; null detaches (waiting for a scrape in
-  // progress). `node` must stay valid until detached.
-  void Watch(const NodeState* node);
+  // progress). Both must stay valid until detached; `listener` may be null.
+  void Watch(const NodeState* node, const UnixSocketListener* listener = nullptr);
 
  private:
   void Refresh() const override;
 
-  const NodeState* node_ = nullptr;  // guarded by refresh_mutex()
+  const NodeState* node_ = nullptr;               // guarded by refresh_mutex()
+  const UnixSocketListener* listener_ = nullptr;  // guarded by refresh_mutex()
 
   prometheus::Gauge* planner_connected_;
   prometheus::Counter* planner_reconnects_;
@@ -43,6 +46,8 @@ class AgentMetrics final : public metrics::ScrapedRegistry {
   prometheus::Counter* worker_resyncs_done_;
   prometheus::Counter* worker_resyncs_failed_;
   prometheus::Gauge* workers_attached_;
+  prometheus::Counter* connections_accepted_;
+  prometheus::Counter* connections_refused_;
   std::map<int, prometheus::Gauge*> gpu_attached_;
   std::map<int, prometheus::Counter*> gpu_tokens_;
   prometheus::Gauge* highest_epoch_;

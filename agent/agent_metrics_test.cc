@@ -1,5 +1,10 @@
 #include "agent/agent_metrics.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -110,6 +115,46 @@ TEST_F(AgentMetricsTest, WorkerDetachIsSeenAtTheNextScrape) {
   EXPECT_THAT(metrics_->Serialize(), HasSubstr("craft_agent_gpu_worker_attached{gpu=\"3\"} 1"));
   node_->DetachWorker(3, &worker_);
   EXPECT_THAT(metrics_->Serialize(), HasSubstr("craft_agent_gpu_worker_attached{gpu=\"3\"} 0"));
+}
+
+class ClosingHandler final : public ConnectionHandler {
+ public:
+  void OnConnection(int fd, const PeerCredentials&) override { ::close(fd); }
+};
+
+// Connects to `path` and waits until the listener closed the connection.
+void ConnectAndWaitForClose(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  char byte;
+  EXPECT_EQ(::read(fd, &byte, 1), 0);
+  ::close(fd);
+}
+
+TEST_F(AgentMetricsTest, CountsConnectionsRefusedOnTheSocket) {
+  char dir[] = "/tmp/craft_metrics_test_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  ClosingHandler handler;
+  UnixSocketListener::Options options;
+  options.path = std::string(dir) + "/agent.sock";
+  options.peers = PeerPolicy{/*uid=*/12345, /*gid=*/12345};
+  absl::StatusOr<std::unique_ptr<UnixSocketListener>> listener =
+      UnixSocketListener::Listen(options, &handler);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  (*listener)->Start();
+  metrics_->Watch(node_.get(), listener->get());
+  ConnectAndWaitForClose(options.path);
+  ConnectAndWaitForClose(options.path);
+  const std::string text = metrics_->Serialize();
+  EXPECT_THAT(text, HasSubstr("craft_agent_socket_connections_total{result=\"refused\"} 2"));
+  EXPECT_THAT(text, HasSubstr("craft_agent_socket_connections_total{result=\"accepted\"} 0"));
+  metrics_->Watch(nullptr);
+  listener->reset();
+  ::rmdir(dir);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -35,6 +36,12 @@
 ABSL_FLAG(std::string, node, "", "this node's name (required)");
 ABSL_FLAG(std::string, gpus, "", "this node's global GPU ranks, e.g. 0,1,2,3 (required)");
 ABSL_FLAG(std::string, socket, "", "Unix socket path workers attach on (required)");
+ABSL_FLAG(std::string, socket_mode, "0660", "the socket file's mode (octal permission bits)");
+ABSL_FLAG(int64_t, socket_allowed_uid, -1,
+          "workers whose effective uid is this may attach (SO_PEERCRED; so may those of "
+          "--socket_allowed_gid); -1: the agent's own uid");
+ABSL_FLAG(int64_t, socket_allowed_gid, -1,
+          "workers whose effective gid is this may attach; -1: the agent's own gid");
 ABSL_FLAG(std::string, planner, "", "the planner's AgentGateway address host:port (required)");
 ABSL_FLAG(int32_t, num_layers, 0, "if > 0, workers must report this many MoE layers");
 ABSL_FLAG(int32_t, num_experts, 0, "if > 0, workers must report this many experts per layer");
@@ -74,6 +81,27 @@ absl::StatusOr<std::vector<int>> ParseGpus(const std::string& text) {
   return gpus;
 }
 
+absl::StatusOr<mode_t> ParseSocketMode(const std::string& text) {
+  mode_t mode = 0;
+  for (char c : text) mode = mode * 8 + static_cast<mode_t>(c - '0');
+  if (text.empty() || text.size() > 4 ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; }) ||
+      mode > 0777) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--socket_mode: '", text, "' is not octal permission bits, e.g. 0660"));
+  }
+  return mode;
+}
+
+// -1: the agent's own id; else an id (uid_t and gid_t are 32 bits here).
+absl::StatusOr<uint32_t> ParseId(const char* flag, int64_t value, uint32_t own) {
+  if (value == -1) return own;
+  if (value < 0 || value >= int64_t{0xffffffff}) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", value, " is not an id"));
+  }
+  return static_cast<uint32_t>(value);
+}
+
 absl::StatusOr<AgentOptions> OptionsFromFlags() {
   AgentOptions options;
   options.node.node = absl::GetFlag(FLAGS_node);
@@ -92,6 +120,16 @@ absl::StatusOr<AgentOptions> OptionsFromFlags() {
   if (absl::Status s = options.node.Validate(); !s.ok()) return s;
   options.socket_path = absl::GetFlag(FLAGS_socket);
   if (options.socket_path.empty()) return absl::InvalidArgumentError("--socket is required");
+  absl::StatusOr<mode_t> mode = ParseSocketMode(absl::GetFlag(FLAGS_socket_mode));
+  if (!mode.ok()) return mode.status();
+  options.socket_mode = *mode;
+  absl::StatusOr<uint32_t> uid =
+      ParseId("socket_allowed_uid", absl::GetFlag(FLAGS_socket_allowed_uid), ::geteuid());
+  if (!uid.ok()) return uid.status();
+  absl::StatusOr<uint32_t> gid =
+      ParseId("socket_allowed_gid", absl::GetFlag(FLAGS_socket_allowed_gid), ::getegid());
+  if (!gid.ok()) return gid.status();
+  options.socket_peers = PeerPolicy{*uid, *gid};
   options.planner_target = absl::GetFlag(FLAGS_planner);
   if (options.planner_target.empty()) {
     return absl::InvalidArgumentError("--planner is required (host:port)");
@@ -131,7 +169,7 @@ int Run(absl::Notification* shutdown) {
     CRAFT_LOG(ERROR) << "cannot start the agent: " << agent.status();
     return 1;
   }
-  metrics->Watch((*agent)->node());
+  metrics->Watch((*agent)->node(), (*agent)->listener());
   if (!(*agent)->WaitForWorkers(absl::Now() + absl::Milliseconds(wait_ms), shutdown) &&
       !shutdown->HasBeenNotified()) {
     CRAFT_LOG(WARNING) << "not every one of the " << expected << " workers attached within "
