@@ -598,5 +598,48 @@ TEST_F(AgentGrpcTest, AWorkerWhoseCredentialsDoNotMatchIsRefused) {
   EXPECT_TRUE(strict->node()->stats().attached_gpus.empty());
 }
 
+TEST_F(AgentGrpcTest, WithoutModelFlagsWorkersAttachOnceTheWelcomeStatesTheModel) {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<Agent> open = StartAnother(
+      "open.sock", [](AgentOptions& options) { options.node.model_check = {}; }, &channel);
+  ASSERT_NE(open, nullptr);
+  {  // Before the planner spoke: retry later.
+    FakeWorker early(channel);
+    EXPECT_FALSE(early.Attach(Hello(0)));
+    grpc::Status status = early.Ended();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_NE(status.error_message().find("model shape"), std::string::npos)
+        << status.error_message();
+  }
+  open->ConnectPlanner();
+  std::optional<AgentMessage> hello = planner_.Next();
+  ASSERT_TRUE(hello.has_value());
+  ASSERT_TRUE(hello->has_hello()) << hello->ShortDebugString();
+  EXPECT_FALSE(hello->hello().has_model()) << "it has none of its own to state";
+  PlannerMessage welcome;
+  welcome.set_epoch(1);
+  welcome.set_nonce("w");
+  craft::v1::ModelShape* model = welcome.mutable_welcome()->mutable_model();
+  model->set_num_layers(2);
+  model->set_num_experts(4);
+  model->set_top_k(2);
+  planner_.Push(welcome);
+  // The Welcome is handled on the link's thread: the worker retries, as the
+  // real one does with its backoff.
+  std::unique_ptr<FakeWorker> worker;
+  const absl::Time deadline = absl::Now() + kWait;
+  do {
+    worker = std::make_unique<FakeWorker>(channel);
+  } while (!worker->Attach(Hello(0)) && absl::Now() < deadline);
+  EXPECT_TRUE(open->node()->model().has_value());
+  EXPECT_EQ(open->node()->stats().attached_gpus, std::vector<int>{0});
+  // One declaring another shape is refused as such now.
+  craft::v1::WorkerHello wrong = Hello(1);
+  wrong.mutable_model()->set_num_layers(13);
+  FakeWorker impostor(channel);
+  EXPECT_FALSE(impostor.Attach(wrong));
+  EXPECT_EQ(impostor.Ended().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 }  // namespace
 }  // namespace craft::agent

@@ -27,6 +27,7 @@ class NullPlanner : public PlannerChannel {
 class NullWorker : public WorkerChannel {
  public:
   void Send(const craft::v1::WorkerCommand&) override {}
+  void Close(const absl::Status&) override {}
 };
 
 craft::v1::WorkerHello Hello(int gpu) {

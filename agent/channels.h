@@ -4,6 +4,7 @@
 #ifndef CRAFT_AGENT_CHANNELS_H_
 #define CRAFT_AGENT_CHANNELS_H_
 
+#include "absl/status/status.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/worker.pb.h"
 
@@ -29,11 +30,15 @@ class PlannerChannel {
 // One attached worker's stream.
 //
 // Thread-safety: as PlannerChannel. After NodeState::DetachWorker returns for
-// this channel, NodeState never calls it again.
+// this channel, or after NodeState called its Close, NodeState never calls it
+// again.
 class WorkerChannel {
  public:
   virtual ~WorkerChannel() = default;
   virtual void Send(const craft::v1::WorkerCommand& command) = 0;
+  // Ends the stream with `status`. NodeState has already detached the
+  // worker: the implementation must not call NodeState (its lock is held).
+  virtual void Close(const absl::Status& status) = 0;
 };
 
 }  // namespace craft::agent

@@ -43,9 +43,12 @@ ABSL_FLAG(int64_t, socket_allowed_uid, -1,
 ABSL_FLAG(int64_t, socket_allowed_gid, -1,
           "workers whose effective gid is this may attach; -1: the agent's own gid");
 ABSL_FLAG(std::string, planner, "", "the planner's AgentGateway address host:port (required)");
-ABSL_FLAG(int32_t, num_layers, 0, "if > 0, workers must report this many MoE layers");
-ABSL_FLAG(int32_t, num_experts, 0, "if > 0, workers must report this many experts per layer");
-ABSL_FLAG(int32_t, top_k, 0, "if > 0, workers must report this top-k");
+ABSL_FLAG(int32_t, num_layers, 0,
+          "if > 0, workers must report this many MoE layers; 0: as the planner says (its Welcome, "
+          "kept in --state_file)");
+ABSL_FLAG(int32_t, num_experts, 0,
+          "if > 0, workers must report this many experts per layer; 0: as the planner says");
+ABSL_FLAG(int32_t, top_k, 0, "if > 0, workers must report this top-k; 0: as the planner says");
 ABSL_FLAG(std::string, state_file, "",
           "where the highest epoch and committed version persist (default: memory only)");
 ABSL_FLAG(int64_t, worker_wait_ms, 10'000,
@@ -170,8 +173,11 @@ int Run(absl::Notification* shutdown) {
     return 1;
   }
   metrics->Watch((*agent)->node(), (*agent)->listener());
-  if (!(*agent)->WaitForWorkers(absl::Now() + absl::Milliseconds(wait_ms), shutdown) &&
-      !shutdown->HasBeenNotified()) {
+  if (!(*agent)->node()->model().has_value()) {
+    // No worker can attach before the planner's Welcome states the model.
+    CRAFT_LOG(INFO) << "connecting to the planner first: it states the model shape";
+  } else if (!(*agent)->WaitForWorkers(absl::Now() + absl::Milliseconds(wait_ms), shutdown) &&
+             !shutdown->HasBeenNotified()) {
     CRAFT_LOG(WARNING) << "not every one of the " << expected << " workers attached within "
                        << wait_ms << " ms; connecting to the planner anyway";
   }

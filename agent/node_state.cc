@@ -30,6 +30,12 @@ bool IsSaneVersion(const std::string& version) {
                      [](char c) { return absl::ascii_isgraph(static_cast<unsigned char>(c)); });
 }
 
+bool SameModel(const std::optional<craft::v1::ModelShape>& a,
+               const std::optional<craft::v1::ModelShape>& b) {
+  return a.has_value() == b.has_value() &&
+         (!a.has_value() || a->SerializeAsString() == b->SerializeAsString());
+}
+
 GpuError MakeGpuError(int gpu, std::string message) {
   GpuError error;
   error.set_gpu(gpu);
@@ -126,11 +132,19 @@ NodeState::NodeState(Options options, Clock* clock, StateStore* store, PlannerCh
       clock_(clock),
       store_(store),
       planner_(planner),
-      registry_(options_.gpus, options_.model_check),
+      model_(options_.model_check, std::move(persisted.model)),
+      registry_(options_.gpus),
       batcher_(options_.window_flush_delay),
       highest_epoch_(persisted.highest_epoch),
       committed_version_(std::move(persisted.committed_version)),
-      committed_layout_(std::move(persisted.committed_layout)) {}
+      committed_layout_(std::move(persisted.committed_layout)) {
+  absl::MutexLock lock(&mu_);
+  registry_.SetModel(model_.shape());  // nobody is attached yet
+  if (!model_.shape().has_value()) {
+    CRAFT_LOG(INFO) << "the model shape is not known yet (no --num_layers/--num_experts, none "
+                       "from a planner so far): workers attach once the planner's Welcome says it";
+  }
+}
 
 // ---------------------------------------------------------------- workers
 
@@ -207,6 +221,18 @@ void NodeState::MaybeReannounce(int gpu, const std::string& why) {
 
 void NodeState::DetachWorker(int gpu, WorkerChannel* channel) {
   absl::MutexLock lock(&mu_);
+  DetachLocked(gpu, channel);
+}
+
+void NodeState::EndWorker(int gpu, const absl::Status& status) {
+  WorkerChannel* channel = registry_.channel(gpu);
+  if (channel == nullptr) return;
+  CRAFT_LOG(WARNING) << "ending the stream of gpu " << gpu << ": " << status;
+  DetachLocked(gpu, channel);
+  channel->Close(status);
+}
+
+void NodeState::DetachLocked(int gpu, WorkerChannel* channel) {
   if (!registry_.Detach(gpu, channel)) return;
   CRAFT_LOG(INFO) << "worker detached: gpu " << gpu;
   if (resyncs_.erase(gpu) > 0) Reconcile();  // may answer the planner: gpu missing
@@ -341,8 +367,12 @@ craft::v1::AgentHello NodeState::MakeHello() const {
     if (registry_.HasInfo(info.rank())) advertised_[info.rank()] = info;
     *hello.add_gpus() = std::move(info);
   }
-  if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
-    *hello.mutable_model() = *model;
+  // What this agent's own configuration says (zero fields: it has none for
+  // them), not what it learned from the planner: a planner with a new model
+  // is told nothing stale, and its Welcome updates the node.
+  const craft::v1::ModelShape configured = model_.configured();
+  if (configured.num_layers() > 0 || configured.num_experts() > 0 || configured.top_k() > 0) {
+    *hello.mutable_model() = configured;
   }
   hello.set_committed_version(CommittedVersionLocked());
   hello.set_highest_epoch(highest_epoch_);
@@ -422,7 +452,8 @@ void NodeState::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
       HandleAbort(message.nonce(), message.abort().version());
       return;
     case craft::v1::PlannerMessage::kWelcome:
-      return;  // the epoch was all it carried
+      HandleWelcome(message.welcome());
+      return;
     default:
       SendNack(message.nonce(), "", craft::v1::ERROR_CODE_UNSPECIFIED,
                "planner message without prepare, commit or abort");
@@ -458,6 +489,10 @@ absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const
 }
 
 absl::StatusOr<planner::Layout> NodeState::ParseNodeLayout(const craft::v1::Layout& proto) const {
+  if (!model_.contradiction().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(model_.contradiction(), "; this node refuses that planner's layouts"));
+  }
   absl::StatusOr<planner::Layout> layout = LayoutFromProto(proto);
   if (!layout.ok()) return layout.status();
   const planner::ClusterShape& cluster = layout->cluster;
@@ -649,6 +684,30 @@ void NodeState::HandleAbort(const std::string& nonce, const std::string& version
            version == committed_version_ && !version.empty()
                ? absl::StrCat("version ", version, " is committed; it cannot be aborted")
                : absl::StrCat("version ", version, " is not pending here"));
+}
+
+void NodeState::HandleWelcome(const craft::v1::Welcome& welcome) {
+  if (!welcome.has_model()) return;  // a planner that does not state it
+  const std::optional<craft::v1::ModelShape> was = model_.shape();
+  const std::optional<craft::v1::ModelShape> planner_was = model_.from_planner();
+  if (absl::Status s = model_.AdoptPlannerShape(welcome.model()); !s.ok()) {
+    CRAFT_LOG(ERROR) << s.message() << "; keeping this node's model"
+                     << (was.has_value() ? " (" + was->ShortDebugString() + ")" : "")
+                     << " and refusing the planner's layouts";
+    return;
+  }
+  if (!SameModel(planner_was, model_.from_planner())) {
+    CRAFT_LOG(INFO) << "the planner states the model: " << welcome.model().ShortDebugString();
+    Persist();  // a restarted agent knows it before the planner is back
+  }
+  const std::optional<craft::v1::ModelShape> now = model_.shape();
+  if (SameModel(was, now)) return;
+  CRAFT_LOG(INFO) << "this node's model is now " << now->ShortDebugString();
+  for (int gpu : registry_.SetModel(now)) {
+    EndWorker(gpu, absl::InvalidArgumentError(absl::StrCat(
+                       "gpu ", gpu, ": its model differs from this node's, which is now (",
+                       now->ShortDebugString(), ") as the planner states it")));
+  }
 }
 
 void NodeState::HandleResync(const std::string& nonce, const craft::v1::Commit& commit) {
@@ -972,7 +1031,8 @@ void NodeState::EmitLoads(std::vector<craft::v1::NodeLoad> loads) {
 }
 
 void NodeState::Persist() {
-  const AgentState state{highest_epoch_, committed_version_, committed_layout_};
+  const AgentState state{highest_epoch_, committed_version_, committed_layout_,
+                         model_.from_planner()};
   if (absl::Status s = store_->Save(state); !s.ok()) {
     // Keep going in memory: refusing to serve would not make the disk work.
     CRAFT_LOG(ERROR) << "cannot persist agent state: " << s;
@@ -1006,6 +1066,11 @@ int64_t NodeState::highest_epoch() const {
 bool NodeState::apply_pending() const {
   absl::MutexLock lock(&mu_);
   return apply_.has_value();
+}
+
+std::optional<craft::v1::ModelShape> NodeState::model() const {
+  absl::MutexLock lock(&mu_);
+  return registry_.model();
 }
 
 NodeState::Stats NodeState::stats() const {

@@ -39,6 +39,11 @@
 // re-drives for a node not on its committed version (carrying the layout)
 // is recorded the same way and answered once every worker is on it.
 //
+// Model shape (NodeModel): from the agent's flags, else from the planner's
+// Welcome (persisted), never from a worker. Until it is known, workers are
+// refused UNAVAILABLE (they retry); when a Welcome changes it, attached
+// workers whose model no longer fits are detached and their streams ended.
+//
 // Loads: GpuWindows are checked (stream's GPU, increasing ids, layer count,
 // non-negative counts), batched per window id (WindowBatcher) and sent as
 // NodeLoads; while the planner is away the last `max_buffered_loads` wait and
@@ -67,6 +72,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/channels.h"
+#include "agent/node_model.h"
 #include "agent/state_file.h"
 #include "agent/window_batcher.h"
 #include "agent/worker_registry.h"
@@ -81,8 +87,8 @@ class NodeState {
  public:
   struct Options {
     std::string node;
-    std::vector<int> gpus;  // this node's global ranks
-    ModelCheck model_check;
+    std::vector<int> gpus;   // this node's global ranks
+    ModelCheck model_check;  // the flags; 0 fields come from the planner
     absl::Duration window_flush_delay = absl::Milliseconds(200);
     size_t max_buffered_loads = 16;  // NodeLoads kept while the planner is away
     // Used when Prepare.timeout_ms is not positive.
@@ -155,6 +161,9 @@ class NodeState {
   std::string committed_version() const;
   int64_t highest_epoch() const;
   bool apply_pending() const;
+  // The shape workers are checked against; nullopt while not known (no
+  // flags, nothing from the planner yet): no worker can attach then.
+  std::optional<craft::v1::ModelShape> model() const;
   Stats stats() const;
 
  private:
@@ -195,6 +204,9 @@ class NodeState {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleAbort(const std::string& nonce, const std::string& version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The planner states the model shape: adopt it (persisted) unless it
+  // contradicts the flags; end the streams of workers it no longer fits.
+  void HandleWelcome(const craft::v1::Welcome& welcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidatePrepare(const craft::v1::Prepare& prepare) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `layout` parsed, when it fits this node and its model (every Prepare's
@@ -223,6 +235,11 @@ class NodeState {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A worker resync failed or timed out: try it again after a pause.
   void RetryResyncLater(int gpu, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // DetachWorker's work, for `gpu` attached with `channel`.
+  void DetachLocked(int gpu, WorkerChannel* channel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Detaches `gpu`'s worker and ends its stream with `status`.
+  void EndWorker(int gpu, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Nacks the pending apply, tells its workers to drop the staging, closes it.
   void FailApply(craft::v1::ErrorCode code, const std::string& message,
@@ -264,7 +281,8 @@ class NodeState {
   PlannerChannel* const planner_;
 
   mutable absl::Mutex mu_;
-  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  NodeModel model_ ABSL_GUARDED_BY(mu_);
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);  // told model_.shape() on every change
   // Per GPU whose worker had sent a hello by then, what the last AgentHello
   // announced; set by MakeHello, which is logically const.
   mutable std::map<int, craft::v1::GpuInfo> advertised_ ABSL_GUARDED_BY(mu_);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@ class FakePlanner : public PlannerChannel {
 class FakeWorker : public WorkerChannel {
  public:
   void Send(const WorkerCommand& command) override { received.push_back(command); }
+  void Close(const absl::Status& status) override { closed = status; }
   std::vector<WorkerCommand> received;
+  std::optional<absl::Status> closed;  // set when the agent ended the stream
 };
 
 constexpr int kLayers = 2;
@@ -79,6 +82,31 @@ craft::v1::PlannerMessage ResyncMessage(int64_t epoch, const std::string& nonce,
   return message;
 }
 
+// The planner's shape in these tests: the workers' (Hello) with a size.
+craft::v1::ModelShape PlannerModel(int num_layers = kLayers) {
+  craft::v1::ModelShape model;
+  model.set_num_layers(num_layers);
+  model.set_num_experts(kExperts);
+  model.set_top_k(2);
+  model.set_bytes_per_expert(1000);
+  return model;
+}
+
+craft::v1::PlannerMessage WelcomeMessage(int64_t epoch, const craft::v1::ModelShape& model) {
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch);
+  message.set_nonce("w");
+  *message.mutable_welcome()->mutable_model() = model;
+  return message;
+}
+
+// A worker running the planner's model.
+craft::v1::WorkerHello SizedHello(int gpu) {
+  craft::v1::WorkerHello hello = Hello(gpu);
+  hello.mutable_model()->set_bytes_per_expert(1000);
+  return hello;
+}
+
 craft::v1::PlannerMessage AbortMessage(int64_t epoch, const std::string& nonce,
                                        const std::string& version) {
   craft::v1::PlannerMessage message;
@@ -110,11 +138,12 @@ class NodeStateTest : public ::testing::Test {
  protected:
   void SetUp() override { node_ = Make(&store_); }
 
-  std::unique_ptr<NodeState> Make(StateStore* store) {
+  // `flags`: the agent's --num_layers/--num_experts/--top_k.
+  std::unique_ptr<NodeState> Make(StateStore* store, ModelCheck flags = {kLayers, kExperts, 2}) {
     NodeState::Options options;
     options.node = "node-a";
     options.gpus = {1, 0};  // unsorted on purpose
-    options.model_check = {kLayers, kExperts, 2};
+    options.model_check = flags;
     options.window_flush_delay = absl::Milliseconds(100);
     options.max_buffered_loads = 2;
     absl::StatusOr<std::unique_ptr<NodeState>> node =
@@ -723,6 +752,126 @@ TEST_F(NodeStateTest, AMalformedTransferGroupIdIsRefused) {
   node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
   EXPECT_EQ(worker0_.received.size(), 1u);
   EXPECT_EQ(worker1_.received.size(), 1u);
+}
+
+// ---------------------------------------------------------------- model shape
+
+TEST_F(NodeStateTest, WithoutFlagsWorkersWaitForThePlannersModel) {
+  node_ = Make(&store_, /*flags=*/{});
+  EXPECT_FALSE(node_->model().has_value());
+  absl::Status early = node_->AttachWorker(SizedHello(0), &worker0_);
+  EXPECT_EQ(early.code(), absl::StatusCode::kUnavailable) << early;
+  EXPECT_NE(early.message().find("does not know its model shape yet"), std::string::npos) << early;
+  EXPECT_FALSE(node_->MakeHello().has_model()) << "nothing configured: the planner says it";
+
+  node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel()));
+  ASSERT_TRUE(node_->model().has_value());
+  EXPECT_EQ(node_->model()->bytes_per_expert(), 1000);
+  EXPECT_TRUE(node_->AttachWorker(SizedHello(0), &worker0_).ok());
+  // Every field the planner states is checked, bytes_per_expert too.
+  EXPECT_EQ(node_->AttachWorker(Hello(1), &worker1_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(node_->AttachWorker(SizedHello(1), &worker1_).ok());
+}
+
+TEST_F(NodeStateTest, AWorkerDeclaringAWrongShapeFirstDoesNotLockOutTheRealOnes) {
+  FakeWorker impostor;
+  craft::v1::WorkerHello wrong = SizedHello(0);
+  wrong.mutable_model()->set_num_layers(13);
+  for (const ModelCheck flags : {ModelCheck{}, ModelCheck{kLayers, kExperts, 2}}) {
+    SCOPED_TRACE(flags.num_layers == 0 ? "shape from the planner" : "shape from the flags");
+    worker0_.received.clear();
+    node_ = Make(&store_, flags);
+    node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel()));
+    // First to attach, and refused: the node's shape is not a worker's to set.
+    EXPECT_EQ(node_->AttachWorker(wrong, &impostor).code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(node_->AttachWorker(SizedHello(0), &worker0_).ok());
+    ASSERT_TRUE(node_->AttachWorker(SizedHello(1), &worker1_).ok());
+    EXPECT_TRUE(node_->AllWorkersAttached());
+    node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+    ASSERT_EQ(worker0_.received.size(), 1u);
+    EXPECT_TRUE(worker0_.received[0].has_prepare());
+  }
+}
+
+TEST_F(NodeStateTest, ThePlannersModelIsPersistedForARestartWithoutPlanner) {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  const std::string path = std::string(dir != nullptr ? dir : "/tmp") + "/node_state_model";
+  std::remove(path.c_str());
+  {
+    FileStateStore store(path);
+    node_ = Make(&store, /*flags=*/{});
+    node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel()));
+    node_.reset();
+  }
+  FileStateStore store(path);
+  absl::StatusOr<AgentState> saved = store.Load();
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE(saved->model.has_value());
+  EXPECT_EQ(saved->model->num_layers(), kLayers);
+  // Restarted while the planner is away: the workers attach all the same.
+  node_ = Make(&store, /*flags=*/{});
+  ASSERT_TRUE(node_->model().has_value());
+  EXPECT_TRUE(node_->AttachWorker(SizedHello(0), &worker0_).ok());
+  craft::v1::WorkerHello wrong = SizedHello(1);
+  wrong.mutable_model()->set_num_layers(13);
+  EXPECT_EQ(node_->AttachWorker(wrong, &worker1_).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(NodeStateTest, APlannerModelContradictingTheFlagsIsNotAdoptedAndItsLayoutsAreRefused) {
+  ASSERT_TRUE(node_->AttachWorker(SizedHello(0), &worker0_).ok());
+  ASSERT_TRUE(node_->AttachWorker(SizedHello(1), &worker1_).ok());
+  node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel(/*num_layers=*/3)));
+  ASSERT_TRUE(node_->model().has_value());
+  EXPECT_EQ(node_->model()->num_layers(), kLayers) << "the flags win";
+  EXPECT_TRUE(node_->AllWorkersAttached());
+  EXPECT_FALSE(store_.Load()->model.has_value()) << "nothing persisted";
+  // The hello tells the planner what the flags say.
+  EXPECT_EQ(node_->MakeHello().model().num_layers(), kLayers);
+  EXPECT_EQ(node_->MakeHello().model().bytes_per_expert(), 0);
+
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  ExpectNack("n1", craft::v1::BAD_LAYOUT, "0.0");
+  EXPECT_NE(LastSent().nack().error().message().find("contradicting"), std::string::npos)
+      << LastSent().ShortDebugString();
+  // A planner that agrees (on its next stream) is served again.
+  node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel()));
+  node_->OnPlannerMessage(PrepareMessage(1, "n2", "1.2"));
+  EXPECT_EQ(worker0_.received.size(), 1u);
+}
+
+TEST_F(NodeStateTest, AModelChangeEndsTheStreamsOfWorkersItNoLongerFits) {
+  // The flags leave bytes_per_expert open: workers attach before the planner
+  // states it.
+  ASSERT_TRUE(node_->AttachWorker(Hello(0), &worker0_).ok());  // bytes_per_expert 0
+  ASSERT_TRUE(node_->AttachWorker(SizedHello(1), &worker1_).ok());
+  node_->OnPlannerMessage(WelcomeMessage(1, PlannerModel()));
+  ASSERT_TRUE(worker0_.closed.has_value()) << "gpu 0 runs another model";
+  EXPECT_EQ(worker0_.closed->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(worker0_.closed->message().find("as the planner states it"), std::string::npos)
+      << *worker0_.closed;
+  EXPECT_FALSE(worker1_.closed.has_value());
+  EXPECT_EQ(node_->stats().attached_gpus, std::vector<int>{1});
+  // Its stream ending afterwards changes nothing; a fitting worker attaches.
+  node_->DetachWorker(0, &worker0_);
+  EXPECT_EQ(node_->AttachWorker(Hello(0), &worker0_).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(node_->AttachWorker(SizedHello(0), &worker0_).ok());
+}
+
+// ---------------------------------------------------------------- second claims
+
+TEST_F(NodeStateTest, ASecondClaimToAGpuIsRefusedWhileTheFirstStreamLasts) {
+  AttachBoth();
+  FakeWorker second;
+  absl::Status refused = node_->AttachWorker(Hello(0, "9.9"), &second);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists) << refused;
+  // The first worker is untouched: still attached and served.
+  EXPECT_FALSE(worker0_.closed.has_value());
+  node_->OnPlannerMessage(PrepareMessage(1, "n1", "1.1"));
+  EXPECT_EQ(worker0_.received.size(), 1u);
+  EXPECT_TRUE(second.received.empty());
+  // Once its stream ended (a crashed worker's ends with it), a new one attaches.
+  node_->DetachWorker(0, &worker0_);
+  EXPECT_TRUE(node_->AttachWorker(Hello(0), &second).ok());
 }
 
 }  // namespace

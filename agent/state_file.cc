@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -14,14 +15,43 @@
 #include "common/atomic_file.h"
 
 namespace craft::agent {
+namespace {
+
+// "<num_layers>,<num_experts>,<top_k>,<bytes_per_expert>".
+absl::StatusOr<craft::v1::ModelShape> ParseModel(absl::string_view text) {
+  const std::vector<absl::string_view> fields = absl::StrSplit(text, ',');
+  int32_t layers = 0, experts = 0, top_k = 0;
+  int64_t bytes = 0;
+  if (fields.size() != 4 || !absl::SimpleAtoi(fields[0], &layers) ||
+      !absl::SimpleAtoi(fields[1], &experts) || !absl::SimpleAtoi(fields[2], &top_k) ||
+      !absl::SimpleAtoi(fields[3], &bytes) || layers <= 0 || experts <= 0 || top_k < 0 ||
+      bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad model '", text,
+        "' (want num_layers,num_experts,top_k,bytes_per_expert: positive counts, the rest >= 0)"));
+  }
+  craft::v1::ModelShape model;
+  model.set_num_layers(layers);
+  model.set_num_experts(experts);
+  model.set_top_k(top_k);
+  model.set_bytes_per_expert(bytes);
+  return model;
+}
+
+}  // namespace
 
 bool AgentState::operator==(const AgentState& other) const {
   const auto bytes = [](const std::optional<craft::v1::Layout>& layout) {
     return layout.has_value() ? layout->SerializeAsString() : std::string("none");
   };
+  const auto model_bytes = [](const std::optional<craft::v1::ModelShape>& model) {
+    return model.has_value() ? model->SerializeAsString() : std::string("none");
+  };
   return highest_epoch == other.highest_epoch && committed_version == other.committed_version &&
          committed_layout.has_value() == other.committed_layout.has_value() &&
-         bytes(committed_layout) == bytes(other.committed_layout);
+         bytes(committed_layout) == bytes(other.committed_layout) &&
+         model.has_value() == other.model.has_value() &&
+         model_bytes(model) == model_bytes(other.model);
 }
 
 std::string SerializeAgentState(const AgentState& state) {
@@ -30,6 +60,11 @@ std::string SerializeAgentState(const AgentState& state) {
   if (state.committed_layout.has_value()) {
     absl::StrAppend(&text, "committed_layout=",
                     absl::Base64Escape(state.committed_layout->SerializeAsString()), "\n");
+  }
+  if (state.model.has_value()) {
+    const craft::v1::ModelShape& model = *state.model;
+    absl::StrAppend(&text, "model=", model.num_layers(), ",", model.num_experts(), ",",
+                    model.top_k(), ",", model.bytes_per_expert(), "\n");
   }
   return text;
 }
@@ -61,6 +96,13 @@ absl::StatusOr<AgentState> ParseAgentState(absl::string_view text) {
             absl::StrCat("state line ", line_number, ": committed_layout does not parse"));
       }
       state.committed_layout = std::move(layout);
+    } else if (key == "model") {
+      absl::StatusOr<craft::v1::ModelShape> model = ParseModel(value);
+      if (!model.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("state line ", line_number, ": ", model.status().message()));
+      }
+      state.model = *std::move(model);
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("state line ", line_number, ": unknown key '", key, "'"));

@@ -3,7 +3,9 @@
 // a freshly restarted agent), the version the node committed last and that
 // version's layout (written when the Commit arrives, before any worker flips,
 // so that after a crash anywhere in the flip the agent brings every worker to
-// it: proto/README.md, "Recovery").
+// it: proto/README.md, "Recovery"), and the model shape the planner stated
+// (a restarted agent without model flags knows it before the planner is back,
+// so its workers can attach).
 //
 // StateStore is the seam (LevelDB's Env idea): FileStateStore persists to a
 // small text file written atomically; MemoryStateStore keeps it in memory
@@ -30,6 +32,9 @@ struct AgentState {
   // The layout of committed_version; unset when not known (a state written
   // before layouts were kept, or none committed).
   std::optional<craft::v1::Layout> committed_layout;
+  // The model shape of the planner's last Welcome; unset when none came (or
+  // in a state written before it was kept).
+  std::optional<craft::v1::ModelShape> model;
 
   bool operator==(const AgentState& other) const;
 };
@@ -38,8 +43,10 @@ struct AgentState {
 //   highest_epoch=3
 //   committed_version=3.17
 //   committed_layout=<base64 of the serialized craft.v1.Layout>   (optional)
+//   model=<num_layers>,<num_experts>,<top_k>,<bytes_per_expert>  (optional)
 // Unknown keys, a negative epoch, a layout that does not parse or names
-// another version than committed_version, or a malformed line are
+// another version than committed_version, a model that is not four integers
+// (positive counts, non-negative top_k and bytes), or a malformed line are
 // INVALID_ARGUMENT (the agent refuses to start rather than forget its fencing
 // epoch or serve a layout it cannot trust).
 std::string SerializeAgentState(const AgentState& state);

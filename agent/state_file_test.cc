@@ -52,6 +52,27 @@ TEST(AgentStateTest, ALayoutOfAnotherVersionOrGarbageIsRefused) {
   EXPECT_FALSE(ParseAgentState("committed_version=1.1\ncommitted_layout=@@@not base64\n").ok());
 }
 
+TEST(AgentStateTest, ThePlannersModelRoundTripsAndOldFilesStillRead) {
+  AgentState state{5, "5.3", std::nullopt, craft::v1::ModelShape()};
+  state.model->set_num_layers(58);
+  state.model->set_num_experts(256);
+  state.model->set_top_k(8);
+  state.model->set_bytes_per_expert(88080384);
+  const std::string text = SerializeAgentState(state);
+  EXPECT_NE(text.find("model=58,256,8,88080384\n"), std::string::npos) << text;
+  absl::StatusOr<AgentState> parsed = ParseAgentState(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, state);
+  // A state file written before the model was kept: no model, no error.
+  parsed = ParseAgentState("highest_epoch=5\ncommitted_version=5.3\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->model.has_value());
+  for (const char* bad : {"model=58,256,8", "model=0,256,8,1", "model=58,256,-1,1",
+                          "model=58,256,8,x", "model=58,256,8,1,2"}) {
+    EXPECT_EQ(ParseAgentState(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST(AgentStateTest, ParseRejectsGarbage) {
   EXPECT_FALSE(ParseAgentState("highest_epoch=-1\n").ok());
   EXPECT_FALSE(ParseAgentState("highest_epoch=abc\n").ok());

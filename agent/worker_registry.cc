@@ -16,57 +16,27 @@ constexpr size_t kMaxStringField = 256;
 // refused, the worker's own GPU info being kept after it detaches.
 constexpr size_t kMaxVersionBytes = 128;
 
-absl::Status CheckField(const char* name, int worker_value, int configured, const char* flag) {
-  if (configured != 0 && worker_value != configured) {
-    return absl::InvalidArgumentError(absl::StrCat("worker model ", name, "=", worker_value,
-                                                   " does not match --", flag, "=", configured));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 std::string NormalizeVersion(const std::string& version) {
   return version.empty() ? std::string(planner::kInitialLayoutVersion) : version;
 }
 
-WorkerRegistry::WorkerRegistry(std::vector<int> gpus, ModelCheck check)
-    : gpus_(std::move(gpus)), check_(check) {}
+WorkerRegistry::WorkerRegistry(std::vector<int> gpus) : gpus_(std::move(gpus)) {}
 
 bool WorkerRegistry::IsConfigured(int gpu) const {
   return std::binary_search(gpus_.begin(), gpus_.end(), gpu);
 }
 
-absl::Status WorkerRegistry::CheckModel(const craft::v1::ModelShape& model) const {
-  if (model.num_layers() <= 0 || model.num_experts() <= 0 || model.top_k() <= 0 ||
-      model.top_k() > model.num_experts() || model.bytes_per_expert() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid worker model: num_layers=", model.num_layers(),
-        " num_experts=", model.num_experts(), " top_k=", model.top_k(), " bytes_per_expert=",
-        model.bytes_per_expert(), " (need positive counts and 1 <= top_k <= num_experts)"));
+std::vector<int> WorkerRegistry::SetModel(std::optional<craft::v1::ModelShape> model) {
+  model_ = std::move(model);
+  std::vector<int> misfits;
+  for (const auto& [gpu, entry] : attached_) {
+    if (!model_.has_value() || !CheckWorkerModel(entry.model, *model_).ok()) {
+      misfits.push_back(gpu);
+    }
   }
-  if (absl::Status s =
-          CheckField("num_layers", model.num_layers(), check_.num_layers, "num_layers");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          CheckField("num_experts", model.num_experts(), check_.num_experts, "num_experts");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckField("top_k", model.top_k(), check_.top_k, "top_k"); !s.ok()) {
-    return s;
-  }
-  if (model_.has_value() &&
-      (model.num_layers() != model_->num_layers() || model.num_experts() != model_->num_experts() ||
-       model.top_k() != model_->top_k() ||
-       model.bytes_per_expert() != model_->bytes_per_expert())) {
-    return absl::InvalidArgumentError(absl::StrCat("worker model (", model.ShortDebugString(),
-                                                   ") differs from this node's (",
-                                                   model_->ShortDebugString(), ")"));
-  }
-  return absl::OkStatus();
+  return misfits;
 }
 
 absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) const {
@@ -93,7 +63,15 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
         "gpu ", gpu, ": transfer_group_id has ", hello.transfer_group_id().size(),
         " bytes; it must be empty or an ncclUniqueId of exactly ", kTransferGroupIdBytes));
   }
-  if (absl::Status s = CheckModel(hello.model()); !s.ok()) {
+  if (!model_.has_value()) {
+    // Not the worker's fault, and it retries: the planner's Welcome (or the
+    // flags of a restarted agent) will say what the node runs.
+    return absl::UnavailableError(absl::StrCat(
+        "gpu ", gpu,
+        ": this node does not know its model shape yet (no --num_layers/--num_experts, none "
+        "from the planner so far); retry"));
+  }
+  if (absl::Status s = CheckWorkerModel(hello.model(), *model_); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("gpu ", gpu, ": ", s.message()));
   }
   return absl::OkStatus();
@@ -109,7 +87,6 @@ absl::Status WorkerRegistry::Attach(const craft::v1::WorkerHello& hello, WorkerC
     return absl::AlreadyExistsError(absl::StrCat("a worker for gpu ", gpu, " is already attached"));
   }
   if (absl::Status s = CheckHello(hello); !s.ok()) return s;
-  if (!model_.has_value()) model_ = hello.model();
   Attached& entry = attached_[gpu];
   entry.channel = channel;
   Record(hello, entry);
@@ -130,6 +107,7 @@ absl::Status WorkerRegistry::Update(const craft::v1::WorkerHello& hello, WorkerC
 
 void WorkerRegistry::Record(const craft::v1::WorkerHello& hello, Attached& entry) {
   entry.committed_version = NormalizeVersion(hello.committed_version());
+  entry.model = hello.model();
   craft::v1::GpuInfo& info = infos_[hello.gpu()];
   info.set_rank(hello.gpu());
   info.set_memory_bytes(hello.memory_bytes());
@@ -212,16 +190,6 @@ std::vector<craft::v1::GpuInfo> WorkerRegistry::GpuInfos() const {
     }
   }
   return infos;
-}
-
-std::optional<craft::v1::ModelShape> WorkerRegistry::model() const {
-  if (model_.has_value()) return model_;
-  if (check_.num_layers == 0 && check_.num_experts == 0 && check_.top_k == 0) return std::nullopt;
-  craft::v1::ModelShape shape;
-  shape.set_num_layers(check_.num_layers);
-  shape.set_num_experts(check_.num_experts);
-  shape.set_top_k(check_.top_k);
-  return shape;
 }
 
 std::string WorkerRegistry::CommonWorkerVersion() const {

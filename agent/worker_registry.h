@@ -1,6 +1,8 @@
-// Which of the node's GPUs have a worker attached, what each worker told the
-// agent in its WorkerHello, and the node's model shape. It validates what
-// workers send about themselves (untrusted input: clear errors, no crash).
+// Which of the node's GPUs have a worker attached and what each worker told
+// the agent in its WorkerHello. It validates what workers send about
+// themselves (untrusted input: clear errors, no crash) against the node's
+// model shape, which it is told (NodeModel: from the agent's flags or the
+// planner, never from a worker).
 //
 // Not thread-safe: NodeState owns it and guards it with its lock.
 #ifndef CRAFT_AGENT_WORKER_REGISTRY_H_
@@ -15,18 +17,12 @@
 
 #include "absl/status/status.h"
 #include "agent/channels.h"
+#include "agent/node_model.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/layout.pb.h"
 #include "craft/v1/worker.pb.h"
 
 namespace craft::agent {
-
-// The model checks configured on the command line; 0 = not checked.
-struct ModelCheck {
-  int num_layers = 0;
-  int num_experts = 0;
-  int top_k = 0;
-};
 
 // The size of WorkerHello.transfer_group_id when set: an ncclUniqueId
 // (NCCL_UNIQUE_ID_BYTES). The agent relays it without looking inside.
@@ -38,13 +34,20 @@ std::string NormalizeVersion(const std::string& version);
 class WorkerRegistry {
  public:
   // `gpus`: the node's global ranks, sorted, unique, non-negative.
-  WorkerRegistry(std::vector<int> gpus, ModelCheck check);
+  explicit WorkerRegistry(std::vector<int> gpus);
+
+  // Sets the node's model shape (nullopt: not known yet). Returns the
+  // attached GPUs whose worker's model does not fit it: the caller ends
+  // their streams.
+  std::vector<int> SetModel(std::optional<craft::v1::ModelShape> model);
 
   // Registers the worker of `hello.gpu()` with `channel`:
   //   INVALID_ARGUMENT  the GPU is not one of the node's, or the model shape
-  //                     is invalid or differs from the flags or from the
-  //                     model the node's first worker reported
-  //   ALREADY_EXISTS    a worker is attached for that GPU
+  //                     is invalid or differs from the node's
+  //   UNAVAILABLE       the node's model shape is not known yet (the worker
+  //                     retries; the planner's Welcome tells the agent)
+  //   ALREADY_EXISTS    a worker is attached for that GPU: a second claim is
+  //                     refused while the first worker's stream lasts
   //   INVALID_ARGUMENT  also for bad content: negative memory, oversize
   //                     strings, a transfer_group_id neither empty nor
   //                     kTransferGroupIdBytes long
@@ -80,9 +83,8 @@ class WorkerRegistry {
   std::vector<craft::v1::GpuInfo> GpuInfos() const;
   // Whether a worker of `gpu` ever sent a hello (GpuInfos has its info).
   bool HasInfo(int gpu) const { return infos_.count(gpu) > 0; }
-  // The shape the first worker reported, else the configured checks (as far
-  // as they go), else nullopt.
-  std::optional<craft::v1::ModelShape> model() const;
+  // The node's model shape, as SetModel set it.
+  const std::optional<craft::v1::ModelShape>& model() const { return model_; }
   // The version every attached worker serves (normalised), when they agree
   // and at least one is attached; "" otherwise.
   std::string CommonWorkerVersion() const;
@@ -93,17 +95,16 @@ class WorkerRegistry {
     std::string committed_version;  // normalised
     int64_t last_window_id = -1;
     bool seen_window = false;
+    craft::v1::ModelShape model;  // as its hello said
   };
 
   // The hello's own content (not whether its GPU may attach).
   absl::Status CheckHello(const craft::v1::WorkerHello& hello) const;
-  absl::Status CheckModel(const craft::v1::ModelShape& model) const;
   // Records a checked hello of an attached GPU.
   void Record(const craft::v1::WorkerHello& hello, Attached& entry);
 
   const std::vector<int> gpus_;
-  const ModelCheck check_;
-  std::optional<craft::v1::ModelShape> model_;  // from the first worker
+  std::optional<craft::v1::ModelShape> model_;  // the node's
   std::map<int, Attached> attached_;
   std::map<int, craft::v1::GpuInfo> infos_;  // latest hello per GPU
 };

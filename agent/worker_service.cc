@@ -54,20 +54,15 @@ class WorkerService::AttachReactor final
     MaybeWriteLocked();
   }
 
+  // WorkerChannel: NodeState detached this worker (its lock is held, so no
+  // Detach here; a later End's Detach finds nothing to detach).
+  void Close(const absl::Status& status) override { FinishWith(ToGrpcStatus(status)); }
+
   // Detaches from NodeState and finishes with `status` once the write in
   // flight (if any) is done. Idempotent; callable from any thread.
   void End(const grpc::Status& status) {
     Detach();
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    queue_.clear();
-    finish_status_ = status;
-    if (!status.ok()) {
-      CRAFT_LOG(WARNING) << "worker stream " << peer_ << " (gpu " << gpu_.load()
-                         << ") ends: " << status.error_message();
-    }
-    if (!write_in_flight_) Finish(finish_status_);
+    FinishWith(status);
   }
 
   void OnReadDone(bool ok) override {
@@ -164,6 +159,21 @@ class WorkerService::AttachReactor final
   void AddAttachedMetadataLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     metadata_sent_ = true;
     context_->AddInitialMetadata(kAttachedMetadataKey, std::to_string(hello_gpu_));
+  }
+
+  // Finishes with `status` once the write in flight (if any) is done; the
+  // first call wins.
+  void FinishWith(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    finishing_ = true;
+    queue_.clear();
+    finish_status_ = status;
+    if (!status.ok()) {
+      CRAFT_LOG(WARNING) << "worker stream " << peer_ << " (gpu " << gpu_.load()
+                         << ") ends: " << status.error_message();
+    }
+    if (!write_in_flight_) Finish(finish_status_);
   }
 
   void Detach() {

@@ -5,11 +5,14 @@
 // bounded queue of commands (prepare/commit/abort are few; when it overflows,
 // the oldest is dropped and the apply's timeout reports the worker). The first
 // message must be a WorkerHello (else INVALID_ARGUMENT); NodeState refuses
-// unknown or duplicate GPUs and model mismatches, and the stream ends with
-// that status. A further hello for the stream's GPU updates what the agent
-// knows of the worker (NodeState::UpdateWorker); a bad one, or one for
-// another GPU, ends the stream. Any other protocol violation ends only that
-// stream. An accepted hello is answered with initial metadata carrying
+// unknown GPUs and model mismatches, a GPU whose worker is attached on
+// another stream, and every worker while the node's model shape is not known
+// (UNAVAILABLE), and the stream ends with that status. NodeState may also end
+// an attached stream (WorkerChannel::Close) when the model changes under
+// it. A further hello for the stream's GPU updates what the agent knows of
+// the worker (NodeState::UpdateWorker); a bad one, or one for another GPU,
+// ends the stream. Any other protocol violation ends only that stream. An
+// accepted hello is answered with initial metadata carrying
 // kAttachedMetadataKey = the GPU (no reply message exists for it), so a
 // worker can tell "attached" from "refused" before its first command.
 //

@@ -122,10 +122,15 @@ absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) co
           absl::StrCat("a version in AgentHello is longer than ", kMaxVersionBytes, " bytes"));
     }
   }
+  // The hello states what the agent's own configuration says; a field of 0
+  // is one it leaves to this planner (the Welcome says it, and the agent
+  // checks its workers against it).
   const craft::v1::ModelShape& model = hello.model();
   const ModelShape& want = options_.model;
-  if (model.num_layers() != want.num_layers || model.num_experts() != want.num_experts ||
-      model.top_k() != want.top_k || model.bytes_per_expert() != want.bytes_per_expert) {
+  auto differs = [](int64_t agent, int64_t planner) { return agent != 0 && agent != planner; };
+  if (differs(model.num_layers(), want.num_layers) ||
+      differs(model.num_experts(), want.num_experts) || differs(model.top_k(), want.top_k) ||
+      differs(model.bytes_per_expert(), want.bytes_per_expert)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "model shape mismatch: agent ", hello.node(), " runs num_layers=", model.num_layers(),
         " num_experts=", model.num_experts(), " top_k=", model.top_k(),
@@ -237,7 +242,11 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                           "connected";
     }
     craft::v1::PlannerMessage welcome = NewMessage();
-    welcome.mutable_welcome();
+    craft::v1::ModelShape* model = welcome.mutable_welcome()->mutable_model();
+    model->set_num_layers(options_.model.num_layers);
+    model->set_num_experts(options_.model.num_experts);
+    model->set_top_k(options_.model.top_k);
+    model->set_bytes_per_expert(options_.model.bytes_per_expert);
     node.connection->Send(welcome);
     const bool in_sync = InSync(node, committed_.version);
     CRAFT_LOG(INFO) << "agent " << hello.node() << " connected: GPUs ["

@@ -349,6 +349,29 @@ TEST_F(ApplyCoordinatorTest, GpusThatDidNotFlipAreResyncedAfterTheApply) {
   }
 }
 
+TEST_F(ApplyCoordinatorTest, TheWelcomeStatesTheModelToAnAgentThatLeavesItOpen) {
+  // An agent without model flags states none: it learns the model here.
+  craft::v1::AgentHello open = Hello("a", {0, 1});
+  open.clear_model();
+  ASSERT_TRUE(coordinator_->Connect(open, a_).ok());
+  ASSERT_EQ(a_->welcomes(), 1);
+  const craft::v1::ModelShape model = a_->last_welcome().model();
+  const ModelShape want = SmallConfig().model;
+  EXPECT_EQ(model.num_layers(), want.num_layers);
+  EXPECT_EQ(model.num_experts(), want.num_experts);
+  EXPECT_EQ(model.top_k(), want.top_k);
+  EXPECT_EQ(model.bytes_per_expert(), want.bytes_per_expert);
+  // Flags for some fields only: those must match, the rest are the planner's.
+  craft::v1::AgentHello partial = Hello("b", {2, 3});
+  partial.mutable_model()->set_top_k(0);
+  partial.mutable_model()->set_bytes_per_expert(0);
+  EXPECT_TRUE(coordinator_->Connect(partial, b_).ok());
+  partial.mutable_model()->set_num_layers(want.num_layers + 1);
+  absl::Status status = coordinator_->Connect(partial, b_);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
+}
+
 TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {
   auto connection = std::make_shared<FakeConnection>();
   craft::v1::AgentHello wrong_model = Hello("a", {0, 1});

@@ -79,9 +79,11 @@ std::vector<std::vector<int64_t>> SkewedLoads() {
 
 void FakeConnection::Send(const craft::v1::PlannerMessage& message) {
   absl::MutexLock lock(&mu_);
-  // Welcomes only carry the epoch; tests look at the apply's messages.
+  // Welcomes only carry the epoch and the model; tests look at the apply's
+  // messages.
   if (message.has_welcome()) {
     ++welcomes_;
+    last_welcome_ = message.welcome();
     return;
   }
   sent_.push_back(message);
@@ -90,6 +92,11 @@ void FakeConnection::Send(const craft::v1::PlannerMessage& message) {
 int FakeConnection::welcomes() const {
   absl::MutexLock lock(&mu_);
   return welcomes_;
+}
+
+craft::v1::Welcome FakeConnection::last_welcome() const {
+  absl::MutexLock lock(&mu_);
+  return last_welcome_;
 }
 
 void FakeConnection::Close(const absl::Status& status) {

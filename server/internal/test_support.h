@@ -49,6 +49,7 @@ class FakeConnection : public AgentConnection {
 
   std::vector<craft::v1::PlannerMessage> sent() const;  // without welcomes
   int welcomes() const;
+  craft::v1::Welcome last_welcome() const;
   // The last message sent; fails the test when none was.
   craft::v1::PlannerMessage last() const;
   std::optional<absl::Status> closed() const;
@@ -58,6 +59,7 @@ class FakeConnection : public AgentConnection {
   mutable absl::Mutex mu_;
   std::vector<craft::v1::PlannerMessage> sent_ ABSL_GUARDED_BY(mu_);
   int welcomes_ ABSL_GUARDED_BY(mu_) = 0;
+  craft::v1::Welcome last_welcome_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Status> closed_ ABSL_GUARDED_BY(mu_);
 };
 

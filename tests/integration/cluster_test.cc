@@ -11,6 +11,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "craft/v1/worker.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/integration/local_cluster.h"
 
@@ -199,6 +201,82 @@ TEST(ClusterTest, AMoveBiggerThanTheStagingHeadroomCommitsInSteps) {
   for (int gpu = 0; gpu < 8; ++gpu) {
     EXPECT_EQ(cluster->worker(gpu).Log().find("does not fit"), std::string::npos) << "gpu " << gpu;
   }
+}
+
+// A process on the node claiming GPU `gpu` with a model of `num_layers`
+// layers: how the agent ends its stream (DEADLINE_EXCEEDED if it accepts it).
+grpc::Status ClaimGpu(const LocalCluster& cluster, int node, int gpu, int num_layers) {
+  auto stub = craft::v1::NodeAgent::NewStub(
+      grpc::CreateChannel(absl::StrCat("unix:", cluster.dir(), "/agent", node, ".sock"),
+                          grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  auto stream = stub->Attach(&context);
+  craft::v1::WorkerMessage message;
+  craft::v1::WorkerHello* hello = message.mutable_hello();
+  hello->set_gpu(gpu);
+  hello->set_transfer_endpoint("127.0.0.1:1");
+  hello->mutable_model()->set_num_layers(num_layers);
+  hello->mutable_model()->set_num_experts(cluster.options().num_experts);
+  hello->mutable_model()->set_top_k(cluster.options().top_k);
+  hello->mutable_model()->set_bytes_per_expert(4096);
+  stream->Write(message);
+  craft::v1::WorkerCommand ignored;
+  while (stream->Read(&ignored)) {
+  }
+  return stream->Finish();
+}
+
+int CountOf(const std::string& text, const std::string& what) {
+  int count = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+TEST(ClusterTest, TheModelComesFromThePlannerNotFromTheFirstWorker) {
+  ClusterOptions options;
+  options.agent_model_flags = false;  // as the demo and the shipped DaemonSet
+  LocalCluster cluster(options);
+  // Agents up before the planner: they do not know the model yet, so a
+  // process declaring 13 layers is not taken at its word, only told to retry.
+  for (int node = 0; node < options.num_nodes; ++node) ASSERT_TRUE(cluster.StartAgent(node).ok());
+  grpc::Status early = ClaimGpu(cluster, 0, 0, 13);
+  EXPECT_EQ(early.error_code(), grpc::StatusCode::UNAVAILABLE) << early.error_message();
+  ASSERT_TRUE(cluster.StartPlanner().ok());
+  ASSERT_TRUE(cluster.WaitForAgentsConnected(absl::Seconds(30)));
+  // The planner's Welcome stated the model: the impostor is refused as such,
+  // and the real workers all attach and serve.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ClaimGpu(cluster, 0, 0, 13).error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+      },
+      absl::Seconds(10)));
+  for (int gpu = 0; gpu < cluster.num_gpus(); ++gpu) ASSERT_TRUE(cluster.StartWorker(gpu).ok());
+  ASSERT_TRUE(cluster.WaitForMeasuredBalance(absl::Seconds(30)).ok());
+  EXPECT_FALSE(ReplanAndCommit(cluster, "0.0").empty());
+
+  // A second claim to an attached GPU is refused; its worker is untouched.
+  EXPECT_EQ(ClaimGpu(cluster, 0, 0, options.num_layers).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+
+  // The planner goes away and agent 0 restarts: its state file kept the
+  // model, so its workers attach again without a planner.
+  constexpr char kUnknown[] = "the model shape is not known yet";
+  const int attached_before = CountOf(cluster.agent(0).Log(), "worker attached: gpu ");
+  const int unknown_before = CountOf(cluster.agent(0).Log(), kUnknown);
+  EXPECT_EQ(unknown_before, 1) << "its first start, before the planner was up";
+  cluster.StopPlanner();
+  ASSERT_TRUE(cluster.Restart(Role::kAgent, 0).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return CountOf(cluster.agent(0).Log(), "worker attached: gpu ") >=
+               attached_before + options.gpus_per_node;
+      },
+      absl::Seconds(20)))
+      << cluster.agent(0).Log();
+  EXPECT_EQ(CountOf(cluster.agent(0).Log(), kUnknown), unknown_before);
 }
 
 TEST(ClusterTest, GarbageOnTheSocketsHurtsNobody) {

@@ -134,15 +134,20 @@ absl::Status LocalCluster::StartAgent(int node) {
     gpus.push_back(node * options_.gpus_per_node + i);
   const std::string ready = absl::StrCat(dir_, "/agent", node, ".ready");
   std::remove(ready.c_str());  // a restart must not find its predecessor's
-  auto process = Process::Start(
-      Runfile("agent/craft-agent"),
-      {absl::StrCat("--node=node", node), "--gpus=" + absl::StrJoin(gpus, ","),
-       absl::StrCat("--socket=", dir_, "/agent", node, ".sock"), "--planner=" + planner_address(),
-       absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
-       absl::StrCat("--num_layers=", options_.num_layers),
-       absl::StrCat("--num_experts=", options_.num_experts),
-       absl::StrCat("--top_k=", options_.top_k), "--ready_file=" + ready},
-      absl::StrCat(dir_, "/agent", node, ".log"), CrashEnv(Role::kAgent, node));
+  std::vector<std::string> flags = {absl::StrCat("--node=node", node),
+                                    "--gpus=" + absl::StrJoin(gpus, ","),
+                                    absl::StrCat("--socket=", dir_, "/agent", node, ".sock"),
+                                    "--planner=" + planner_address(),
+                                    absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
+                                    "--ready_file=" + ready};
+  if (options_.agent_model_flags) {
+    flags.push_back(absl::StrCat("--num_layers=", options_.num_layers));
+    flags.push_back(absl::StrCat("--num_experts=", options_.num_experts));
+    flags.push_back(absl::StrCat("--top_k=", options_.top_k));
+  }
+  auto process =
+      Process::Start(Runfile("agent/craft-agent"), flags,
+                     absl::StrCat(dir_, "/agent", node, ".log"), CrashEnv(Role::kAgent, node));
   if (!process.ok()) return process.status();
   agents_[node] = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();

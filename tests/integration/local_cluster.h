@@ -34,6 +34,9 @@ struct ClusterOptions {
   int budget = 2;
   int replan_interval_s = 3600;  // tests trigger replans through the RPC
   int apply_timeout_ms = 10000;
+  // Whether agents get --num_layers/--num_experts/--top_k; without them (as
+  // in the demo and the shipped DaemonSet) the planner's Welcome states it.
+  bool agent_model_flags = true;
 };
 
 // Not thread-safe. Stops every process on destruction.
