@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
     return absl::InvalidArgumentError("the planner address is empty");
   }
   if (absl::Status s = options.backoff.Validate(); !s.ok()) return s;
+  if (absl::Status s = ValidateTransportSecurity(options.security); !s.ok()) return s;
   // Before anything starts: a socket another agent listens on fails the start.
   if (absl::Status s = PrepareSocketPath(options.socket_path); !s.ok()) return s;
 
@@ -49,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
     agent->store_ = std::make_unique<FileStateStore>(o.state_file);
   }
   agent->link_ = std::make_unique<PlannerLink>(
-      PlannerLink::Options{o.planner_target, o.backoff, o.seed}, clock);
+      PlannerLink::Options{o.planner_target, o.security, o.planner_name, o.backoff, o.seed}, clock);
   absl::StatusOr<std::unique_ptr<NodeState>> node =
       NodeState::Create(o.node, clock, agent->store_.get(), agent->link_.get());
   if (!node.ok()) return node.status();
@@ -61,7 +62,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
   grpc::EnableDefaultHealthCheckService(true);
   if (!o.health_listen.empty()) {
     grpc::ServerBuilder health;
-    health.AddListeningPort(o.health_listen, grpc::InsecureServerCredentials(),
+    health.AddListeningPort(o.health_listen, MakeServerCredentials(o.security),
                             &agent->health_port_);
     // A server needs a service of its own besides health: this one answers
     // every other method UNIMPLEMENTED.

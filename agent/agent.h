@@ -27,6 +27,7 @@
 #include "agent/unix_socket_listener.h"
 #include "agent/worker_service.h"
 #include "common/clock.h"
+#include "common/transport_security.h"
 #include "grpcpp/grpcpp.h"
 
 namespace craft::agent {
@@ -39,13 +40,18 @@ struct AgentOptions {
   // gid only (UnixSocketListener).
   PeerPolicy socket_peers = PeerPolicy::OwnIds();
   std::string planner_target;  // host:port of AgentGateway
-  std::string state_file;      // "" = keep epoch and version in memory only
-  std::string ready_file;      // "" = none; else "socket=<path>\n" once listening
-  std::string ready_extra;     // more "key=value\n" lines for the ready file
-  // "" = none; else host:port of a plaintext gRPC server with only the
-  // standard health service (grpc.health.v1), for Kubernetes gRPC probes:
-  // SERVING once started, NOT_SERVING from Shutdown on. Port 0 picks one
-  // (the ready file gets "health_port=<port>").
+  // Mutual TLS to the planner and on the health port (or --insecure), and
+  // the name the planner's certificate must carry.
+  TransportSecurity security;
+  std::string planner_name = "craft-planner";
+  std::string state_file;   // "" = keep epoch and version in memory only
+  std::string ready_file;   // "" = none; else "socket=<path>\n" once listening
+  std::string ready_extra;  // more "key=value\n" lines for the ready file
+  // "" = none; else host:port of a gRPC server (mutual TLS like every TCP
+  // port, `security`) with only the standard health service
+  // (grpc.health.v1), for probes (`craftctl health`): SERVING once started,
+  // NOT_SERVING from Shutdown on. Port 0 picks one (the ready file gets
+  // "health_port=<port>").
   std::string health_listen;
   Backoff::Options backoff;
   uint64_t seed = 0;  // reconnect jitter

@@ -273,6 +273,7 @@ class AgentGrpcTest : public ::testing::Test {
     options.node.model_check = {2, 4, 2};
     options.socket_path = dir_ + "/agent.sock";
     options.planner_target = "127.0.0.1:" + std::to_string(port);
+    options.security.insecure = true;
     options.ready_file = dir_ + "/ready";
     options.backoff.initial = absl::Milliseconds(10);
     options.backoff.max = absl::Milliseconds(100);

@@ -26,7 +26,7 @@ wait_for() {  # wait_for SECONDS CMD...: until CMD succeeds
 PLANNER=127.0.0.1:1
 
 start_agent() {  # start_agent NAME: in the background (sets $pid), logs to $DIR/NAME.log
-  "$AGENT" --node node-a --gpus 0,1 --socket "$DIR/agent.sock" --planner "$PLANNER" \
+  "$AGENT" --insecure --node node-a --gpus 0,1 --socket "$DIR/agent.sock" --planner "$PLANNER" \
     --worker_wait_ms 0 --ready_file "$DIR/$1.ready" --state_file "$DIR/state" \
     >/dev/null 2>"$DIR/$1.log" &
   pid=$!
@@ -41,7 +41,7 @@ wait_for 10 grep -q "connecting to planner $PLANNER (attempt 3)" "$DIR/first.log
   || fail "reconnect attempts not logged: $(cat "$DIR/first.log")"
 
 # A second agent on the same socket is refused; the first keeps its socket.
-if "$AGENT" --node node-a --gpus 0 --socket "$DIR/agent.sock" --planner "$PLANNER" \
+if "$AGENT" --insecure --node node-a --gpus 0 --socket "$DIR/agent.sock" --planner "$PLANNER" \
   --worker_wait_ms 0 2>"$DIR/second.log"; then
   fail "second agent on a live socket started"
 fi
@@ -57,7 +57,7 @@ grep -q "agent stopped" "$DIR/first.log" || fail "no clean stop logged"
 
 # --metrics_listen and --health_listen: both ports in the ready file; the
 # metrics port serves the agent's metrics, the health port accepts gRPC.
-"$AGENT" --node node-a --gpus 0,1 --socket "$DIR/agent.sock" --planner "$PLANNER" \
+"$AGENT" --insecure --node node-a --gpus 0,1 --socket "$DIR/agent.sock" --planner "$PLANNER" \
   --worker_wait_ms 0 --ready_file "$DIR/ports.ready" --metrics_listen 127.0.0.1:0 \
   --health_listen 127.0.0.1:0 >/dev/null 2>"$DIR/ports.log" &
 pid=$!
@@ -90,7 +90,7 @@ wait "$pid"; rc=$?
 # Flag errors are clear and exit non-zero.
 expect_flag_error() {  # expect_flag_error NEEDLE ARGS...
   local needle="$1"; shift
-  if "$AGENT" "$@" 2>"$DIR/flags.log"; then fail "accepted: $*"; return; fi
+  if "$AGENT" --insecure "$@" 2>"$DIR/flags.log"; then fail "accepted: $*"; return; fi
   grep -q -- "$needle" "$DIR/flags.log" || fail "'$needle' not in: $(cat "$DIR/flags.log")"
 }
 expect_flag_error "--node is required" --gpus 0 --socket "$DIR/x.sock" --planner "$PLANNER"

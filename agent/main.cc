@@ -3,6 +3,7 @@
 //
 //   craft-agent --node node-0 --gpus 0,1,2,3 --socket /run/craft/agent.sock
 //               --planner planner:7070 --state_file /var/lib/craft/agent.state
+//               (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure)
 //               [--metrics_listen 0.0.0.0:9465] [--health_listen 0.0.0.0:9466]
 //
 // SIGTERM/SIGINT: close the planner stream, end worker streams UNAVAILABLE,
@@ -32,6 +33,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/transport_flags.h"
 
 ABSL_FLAG(std::string, node, "", "this node's name (required)");
 ABSL_FLAG(std::string, gpus, "", "this node's global GPU ranks, e.g. 0,1,2,3 (required)");
@@ -43,6 +45,8 @@ ABSL_FLAG(int64_t, socket_allowed_uid, -1,
 ABSL_FLAG(int64_t, socket_allowed_gid, -1,
           "workers whose effective gid is this may attach; -1: the agent's own gid");
 ABSL_FLAG(std::string, planner, "", "the planner's AgentGateway address host:port (required)");
+ABSL_FLAG(std::string, planner_name, "craft-planner",
+          "the DNS name the planner's certificate must carry (mutual TLS)");
 ABSL_FLAG(int32_t, num_layers, 0,
           "if > 0, workers must report this many MoE layers; 0: as the planner says (its Welcome, "
           "kept in --state_file)");
@@ -137,6 +141,10 @@ absl::StatusOr<AgentOptions> OptionsFromFlags() {
   if (options.planner_target.empty()) {
     return absl::InvalidArgumentError("--planner is required (host:port)");
   }
+  absl::StatusOr<TransportSecurity> security = TransportSecurityFromFlags("craft-agent");
+  if (!security.ok()) return security.status();
+  options.security = *std::move(security);
+  options.planner_name = absl::GetFlag(FLAGS_planner_name);
   options.state_file = absl::GetFlag(FLAGS_state_file);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.health_listen = absl::GetFlag(FLAGS_health_listen);

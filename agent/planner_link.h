@@ -41,6 +41,7 @@
 #include "agent/channels.h"
 #include "agent/node_state.h"
 #include "common/clock.h"
+#include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -50,6 +51,8 @@ class PlannerLink final : public PlannerChannel {
  public:
   struct Options {
     std::string target;  // the planner's host:port
+    TransportSecurity security;
+    std::string server_name;  // the name the planner's certificate carries
     Backoff::Options backoff;
     uint64_t seed = 0;       // backoff jitter
     size_t max_queued = 64;  // outgoing messages waiting on one stream

@@ -75,8 +75,39 @@ LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
   workers_.resize(num_gpus());
   worker_extra_flags_.resize(num_gpus());
   worker_log_offsets_.resize(num_gpus());
-  placement_ = craft::v1::PlacementService::NewStub(
-      grpc::CreateChannel(planner_address(), grpc::InsecureChannelCredentials()));
+  std::vector<std::string> identities = {"craft-planner:127.0.0.1", "ops"};
+  for (int node = 0; node < options_.num_nodes; ++node) {
+    identities.push_back(absl::StrCat("node", node));
+  }
+  if (!options_.insecure) {
+    absl::StatusOr<TestCerts> certs = MakeTestCerts(dir_ + "/certs", identities);
+    if (!certs.ok()) std::abort();  // nothing can start without them
+    certs_ = *std::move(certs);
+  }
+  placement_ = craft::v1::PlacementService::NewStub(ChannelAs("ops"));
+}
+
+TransportSecurity LocalCluster::SecurityOf(const std::string& name) const {
+  if (options_.insecure) {
+    TransportSecurity plaintext;
+    plaintext.insecure = true;
+    return plaintext;
+  }
+  return certs_->For(name);
+}
+
+std::vector<std::string> LocalCluster::SecurityFlags(const std::string& name) const {
+  if (options_.insecure) return {"--insecure"};
+  const TransportSecurity security = SecurityOf(name);
+  return {"--tls_cert=" + security.cert_file, "--tls_key=" + security.key_file,
+          "--tls_ca=" + security.ca_file, "--tls_reload_s=1"};
+}
+
+std::shared_ptr<grpc::Channel> LocalCluster::ChannelAs(const std::string& name) const {
+  const TransportSecurity security = SecurityOf(name);
+  grpc::ChannelArguments args;
+  SetExpectedServerName(security, "craft-planner", &args);
+  return grpc::CreateCustomChannel(planner_address(), MakeChannelCredentials(security), args);
 }
 
 LocalCluster::~LocalCluster() {
@@ -105,6 +136,10 @@ absl::Status LocalCluster::Start() {
 }
 
 absl::Status LocalCluster::StartPlanner() {
+  std::vector<std::string> node_names;
+  for (int node = 0; node < options_.num_nodes; ++node) {
+    node_names.push_back(absl::StrCat("node", node));
+  }
   const std::string config = dir_ + "/planner.yaml";
   std::ofstream(config) << "listen_address: \"" << planner_address() << "\"\n"
                         << "state_path: " << state_path() << "\n"
@@ -113,6 +148,8 @@ absl::Status LocalCluster::StartPlanner() {
                         << "\n  top_k: " << options_.top_k << "\n  bytes_per_expert: 4096\n"
                         << "cluster:\n  num_gpus: " << num_gpus()
                         << "\n  num_nodes: " << options_.num_nodes << "\n"
+                        << "security:\n  nodes: [" << absl::StrJoin(node_names, ", ")
+                        << "]\n  admins: [ops]\n"
                         << "loads:\n  window_horizon: 16\n"
                         << "replan:\n  interval_s: " << options_.replan_interval_s
                         << "\n  algorithm: craft\n  budget: " << options_.budget
@@ -120,9 +157,10 @@ absl::Status LocalCluster::StartPlanner() {
                         << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
   const std::string ready = dir_ + "/planner.ready";
   std::remove(ready.c_str());
-  auto process = Process::Start(Runfile("server/craft-planner"),
-                                {"--config=" + config, "--ready_file=" + ready},
-                                dir_ + "/planner.log", CrashEnv(Role::kPlanner, 0));
+  std::vector<std::string> flags = {"--config=" + config, "--ready_file=" + ready};
+  for (std::string& flag : SecurityFlags("craft-planner")) flags.push_back(std::move(flag));
+  auto process = Process::Start(Runfile("server/craft-planner"), flags, dir_ + "/planner.log",
+                                CrashEnv(Role::kPlanner, 0));
   if (!process.ok()) return process.status();
   planner_ = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();
@@ -140,6 +178,9 @@ absl::Status LocalCluster::StartAgent(int node) {
                                     "--planner=" + planner_address(),
                                     absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
                                     "--ready_file=" + ready};
+  for (std::string& flag : SecurityFlags(absl::StrCat("node", node))) {
+    flags.push_back(std::move(flag));
+  }
   if (options_.agent_model_flags) {
     flags.push_back(absl::StrCat("--num_layers=", options_.num_layers));
     flags.push_back(absl::StrCat("--num_experts=", options_.num_experts));
@@ -172,6 +213,9 @@ absl::Status LocalCluster::StartWorker(int gpu, const std::vector<std::string>& 
       "--seed=7",
       "--verify_interval_ms=300",
       "--ready_file=" + ready};
+  for (std::string& flag : SecurityFlags(absl::StrCat("node", node))) {
+    flags.push_back(std::move(flag));
+  }
   flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
   worker_extra_flags_[gpu] = extra_flags;
   const std::string log = absl::StrCat(dir_, "/worker", gpu, ".log");

@@ -6,11 +6,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/test_certs.h"
+#include "common/transport_security.h"
 #include "craft/v1/placement.grpc.pb.h"
 #include "tests/integration/process.h"
 
@@ -37,6 +40,11 @@ struct ClusterOptions {
   // Whether agents get --num_layers/--num_experts/--top_k; without them (as
   // in the demo and the shipped DaemonSet) the planner's Welcome states it.
   bool agent_model_flags = true;
+  // Plaintext everywhere (--insecure, the demo's mode). By default every
+  // process runs mutual TLS with certificates made at construction:
+  // "craft-planner", "node<i>" for node i's agent and workers, and "ops",
+  // the admin identity placement() calls with.
+  bool insecure = false;
 };
 
 // Not thread-safe. Stops every process on destruction.
@@ -91,6 +99,11 @@ class LocalCluster {
   std::vector<std::string> WorkerServingVersions() const;
 
   craft::v1::PlacementService::Stub& placement() { return *placement_; }
+  // A channel to the planner as certificate `name` ("ops", "node0", ...);
+  // plaintext when the cluster is insecure.
+  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name) const;
+  // The --tls_* flags (or --insecure) of a process with identity `name`.
+  std::vector<std::string> SecurityFlags(const std::string& name) const;
   absl::StatusOr<craft::v1::LayoutStatus> GetLayout();
   absl::StatusOr<craft::v1::ReplanResponse> Replan(bool force);
   absl::StatusOr<craft::v1::ListAgentsResponse> ListAgents();
@@ -110,6 +123,7 @@ class LocalCluster {
  private:
   // The environment that points a process at its crash-control file.
   std::vector<std::string> CrashEnv(Role role, int index) const;
+  TransportSecurity SecurityOf(const std::string& name) const;
 
   ClusterOptions options_;
   std::string dir_;  // short path: Unix socket names are limited to 108 bytes
@@ -120,6 +134,7 @@ class LocalCluster {
   std::vector<std::vector<std::string>> worker_extra_flags_;  // for Restart
   // Where each worker's current incarnation starts in its (appended) log.
   std::vector<int64_t> worker_log_offsets_;
+  std::optional<TestCerts> certs_;  // unset when insecure
   std::unique_ptr<craft::v1::PlacementService::Stub> placement_;
 };
 
