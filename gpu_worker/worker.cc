@@ -186,6 +186,8 @@ absl::Status Worker::StartTransferServer() {
   builder.AddListeningPort(options_.transfer_listen, MakeServerCredentials(options_.security),
                            &transfer_port_);
   builder.RegisterService(&transfer_service_);
+  // A FetchExpertRequest is a few dozen bytes; nothing bigger is read.
+  builder.SetMaxReceiveMessageSize(kMaxTransferRequestBytes);
   transfer_server_ = builder.BuildAndStart();
   if (transfer_server_ == nullptr || transfer_port_ == 0) {
     return absl::UnavailableError(

@@ -82,6 +82,8 @@ struct FaultOptions {
 };
 
 inline constexpr int kExitOnPrepareStatus = 3;
+// The largest message the ExpertTransfer port reads (its requests are tiny).
+inline constexpr int kMaxTransferRequestBytes = 16 << 10;
 
 struct WorkerOptions {
   WorkerShape shape;

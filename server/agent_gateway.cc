@@ -123,8 +123,9 @@ class AgentStream final
       case AgentMessage::kLoad:
         coordinator->OnLoad(node_, link_.get(), message.load());
         for (const craft::v1::GpuWindow& window : message.load().gpus()) {
-          if (absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
-              !ingested.ok() && ShouldLogRejection()) {
+          absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
+          if (!ingested.ok()) coordinator->CountRejectedWindow(node_);
+          if (!ingested.ok() && ShouldLogRejection()) {
             CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " ("
                                << rejections_ << " rejected on this stream)";
           }

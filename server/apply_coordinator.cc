@@ -186,6 +186,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     absl::MutexLock lock(&mu_);
     if (draining_) return absl::UnavailableError("planner draining");
     CRAFT_RETURN_IF_ERROR(CheckHello(hello));
+    CRAFT_RETURN_IF_ERROR(MakeRoomForLocked(hello.node()));
     Node& node = nodes_[hello.node()];
     if (node.connection != nullptr) {
       CRAFT_LOG(INFO) << "agent " << hello.node() << " reconnected; closing its older stream";
@@ -758,9 +759,36 @@ std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
     }
     agents.push_back({name, node.gpus, node.serving_version, std::move(gpu_versions),
                       node.connection != nullptr, node.last_seen,
-                      !transfer_group_id_.empty() && name == transfer_group_node_});
+                      !transfer_group_id_.empty() && name == transfer_group_node_,
+                      node.windows_rejected});
   }
   return agents;
+}
+
+absl::Status ApplyCoordinator::MakeRoomForLocked(const std::string& name) {
+  if (nodes_.count(name) > 0 || static_cast<int>(nodes_.size()) < options_.cluster.num_nodes) {
+    return absl::OkStatus();
+  }
+  auto oldest = nodes_.end();
+  for (auto it = nodes_.begin(); it != nodes_.end(); ++it) {
+    if (it->second.connection != nullptr || participants_.count(it->first) > 0) continue;
+    if (oldest == nodes_.end() || it->second.last_seen < oldest->second.last_seen) oldest = it;
+  }
+  if (oldest == nodes_.end()) {
+    return absl::ResourceExhaustedError(absl::StrCat("all ", options_.cluster.num_nodes,
+                                                     " nodes of the cluster are connected; node '",
+                                                     name, "' would be one too many"));
+  }
+  CRAFT_LOG(INFO) << "forgetting disconnected node " << oldest->first << " to make room for "
+                  << name;
+  nodes_.erase(oldest);
+  return absl::OkStatus();
+}
+
+void ApplyCoordinator::CountRejectedWindow(const std::string& node) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it != nodes_.end()) ++it->second.windows_rejected;
 }
 
 std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {

@@ -110,6 +110,9 @@ struct AgentSnapshot {
   // The weight-transfer group id Prepares carry (global rank 0's) came from
   // this node's hello.
   bool has_transfer_group = false;
+  // Load windows of this node's GPUs the load store refused (clock skew,
+  // wrong shape, ...), over this planner's life.
+  int64_t windows_rejected = 0;
 };
 
 // Why an apply was aborted (the `reason` label of
@@ -235,7 +238,13 @@ class ApplyCoordinator {
   // A claim is no proof (proto/README.md): it fences this planner only as
   // long as that node's stream lasts, and never changes what is persisted.
   bool fenced() const;
+  // At most cluster.num_nodes entries: a hello of a new node name when that
+  // many are known forgets the disconnected one heard from least recently,
+  // or is refused (RESOURCE_EXHAUSTED) when all are connected, so that hellos
+  // under ever new names cannot grow this list (or ListAgents).
   std::vector<AgentSnapshot> Agents() const;
+  // One more load window of `node`'s GPUs refused by the load store.
+  void CountRejectedWindow(const std::string& node);
   // Connected nodes serving another version than the committed one.
   std::vector<std::string> OutOfSyncNodes() const;
   // GPUs no connected agent claims.
@@ -261,6 +270,7 @@ class ApplyCoordinator {
     // Its hello claimed a newer epoch than ours, or it NACKed one of our
     // messages STALE_EPOCH: it refuses this planner until its next hello.
     bool refuses_our_epoch = false;
+    int64_t windows_rejected = 0;  // AgentSnapshot::windows_rejected
   };
   // True when the node and every one of its GPUs serve `version`.
   static bool InSync(const Node& node, const std::string& version);
@@ -282,6 +292,7 @@ class ApplyCoordinator {
 
   absl::Status CheckHello(const craft::v1::AgentHello& hello) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MakeRoomForLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The node if `connection` is its current stream, else nullptr.
   Node* CurrentNode(const std::string& node, const AgentConnection* connection)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -562,5 +562,27 @@ TEST_F(ApplyCoordinatorTest, HelloWithAMalformedTransferGroupIdIsRefused) {
   EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
 }
 
+TEST_F(ApplyCoordinatorTest, NodeNamesCannotGrowPastTheClusterAndRejectionsCountPerNode) {
+  ConnectBoth();  // the cluster has 2 nodes: both are known
+  auto stranger = std::make_shared<FakeConnection>();
+  EXPECT_FALSE(coordinator_->Connect(Hello("c", {2, 3}), stranger).ok());
+  coordinator_->CountRejectedWindow("a");
+  coordinator_->CountRejectedWindow("a");
+  // Names come and go on b's GPUs: each new one takes the place of the
+  // disconnected one before it, so the list stays at 2.
+  coordinator_->Disconnect("b", b_.get());
+  for (const std::string name : {"c", "d", "e"}) {
+    auto connection = std::make_shared<FakeConnection>();
+    ASSERT_TRUE(coordinator_->Connect(Hello(name, {2, 3}), connection).ok()) << name;
+    coordinator_->Disconnect(name, connection.get());
+  }
+  const std::vector<AgentSnapshot> agents = coordinator_->Agents();
+  ASSERT_EQ(agents.size(), 2u);
+  EXPECT_EQ(agents[0].node, "a");
+  EXPECT_EQ(agents[0].windows_rejected, 2);
+  EXPECT_EQ(agents[1].node, "e");
+  EXPECT_EQ(agents[1].windows_rejected, 0);
+}
+
 }  // namespace
 }  // namespace craft::server

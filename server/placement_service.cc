@@ -160,6 +160,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
     info->set_last_seen_unix_ms(UnixMillis(agent.last_seen));
     info->set_has_transfer_group(agent.has_transfer_group);
     info->mutable_gpu_versions()->Add(agent.gpu_versions.begin(), agent.gpu_versions.end());
+    info->set_windows_rejected(agent.windows_rejected);
   }
   return Done(context, grpc::Status::OK);
 }

@@ -204,6 +204,10 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
     windows_rejected_[i] =
         &rejected.Add({{"reason", std::string(RejectReasonName(RejectReason(i)))}});
   }
+  node_windows_rejected_ =
+      &CounterFamily(r, "craft_planner_node_windows_rejected_total",
+                     "Per-GPU load windows rejected, by node: who sends bad windows (at most "
+                     "cluster.num_nodes series).");
   tokens_ = &CounterFamily(r, "craft_planner_tokens_total",
                            "Tokens in the ingested load windows: token-to-expert assignments / "
                            "(layers x top_k).")
@@ -269,6 +273,10 @@ void PlannerMetrics::RefreshAgents(const ApplyCoordinator& coordinator) const {
   const std::set<std::string> behind(out_of_sync.begin(), out_of_sync.end());
   int connected = 0, in_sync = 0, in_sync_gpus = 0;
   for (const AgentSnapshot& agent : agents) {
+    if (agent.windows_rejected > 0) {
+      AdvanceTo(node_windows_rejected_->Add({{"node", agent.node}}),
+                static_cast<double>(agent.windows_rejected));
+    }
     if (!agent.connected) continue;
     ++connected;
     if (behind.count(agent.node) == 0) {

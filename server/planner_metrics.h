@@ -110,6 +110,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   prometheus::Counter* transfer_bytes_;
   prometheus::Counter* windows_ingested_;
   std::array<prometheus::Counter*, kNumRejectReasons> windows_rejected_;
+  prometheus::Family<prometheus::Counter>* node_windows_rejected_ = nullptr;
   prometheus::Counter* tokens_;
   std::array<prometheus::Counter*, kNumReplanResults> replans_;
   prometheus::Histogram* plan_duration_;

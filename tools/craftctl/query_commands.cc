@@ -120,7 +120,8 @@ absl::Status RunAgents(const std::vector<std::string>& argv) {
   CRAFT_RETURN_IF_ERROR(
       FromGrpc(connection.stub->ListAgents(&context, craft::v1::ListAgentsRequest(), &response),
                "ListAgents"));
-  std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", "node", "connected", "version",
+  std::cout << absl::StrFormat("%-20s %-10s %-10s %-9s %s\n", "node", "connected", "version",
+                               "rejected",
                                "gpus (a GPU on another version: gpu=version, ? unknown)");
   for (const auto& agent : response.agents()) {
     std::vector<std::string> gpus;
@@ -130,9 +131,9 @@ absl::Status RunAgents(const std::vector<std::string>& argv) {
                          ? absl::StrCat(agent.gpus(i))
                          : absl::StrCat(agent.gpus(i), "=", version.empty() ? "?" : version));
     }
-    std::cout << absl::StrFormat("%-20s %-10s %-10s %s\n", agent.node(),
+    std::cout << absl::StrFormat("%-20s %-10s %-10s %-9d %s\n", agent.node(),
                                  agent.connected() ? "yes" : "no", agent.committed_version(),
-                                 absl::StrJoin(gpus, ","));
+                                 agent.windows_rejected(), absl::StrJoin(gpus, ","));
   }
   return absl::OkStatus();
 }
