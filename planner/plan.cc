@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/clip.h"
 #include "common/status_macros.h"
 #include "planner/craft/craft_planner.h"
 #include "planner/craft/paper_heuristic.h"
@@ -58,8 +59,8 @@ absl::StatusOr<Algorithm> ParseAlgorithm(absl::string_view name) {
   for (const NamedAlgorithm& entry : kAlgorithmNames) {
     if (entry.name == name) return entry.algorithm;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown algorithm '", name, "' (expected none, eplb, craft or craft-paper)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown algorithm '", Clip(name, 64),
+                                                 "' (expected none, eplb, craft or craft-paper)"));
 }
 
 absl::string_view AlgorithmName(Algorithm algorithm) {

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/clip.h"
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
@@ -416,8 +417,9 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
                                         const craft::v1::Nack& nack) {
   Node* state = SeenNode(node, connection);
   if (state == nullptr) return false;
-  const std::string error =
-      absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ", nack.error().message());
+  // Clipped: it is logged and becomes the abort's reason.
+  const std::string error = absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ",
+                                         Clip(nack.error().message()));
   if (craft::v1::ErrorCode_IsValid(nack.error().code())) {
     ++stats_.nacks_by_code[nack.error().code()];
   }

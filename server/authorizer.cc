@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/names.h"
 #include "common/peer_identity.h"
 #include "common/token_file.h"
 
@@ -100,6 +101,12 @@ absl::Status Authorizer::Authorize(const grpc::ServerContextBase& context, Role 
 
 absl::Status Authorizer::AuthorizeAgent(const grpc::ServerContextBase& context,
                                         const craft::v1::AgentHello& hello) const {
+  // Before any message quotes it.
+  if (!IsValidName(hello.node())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AgentHello.node must be 1 to ", kMaxNameBytes,
+        " letters, digits, '-', '.' or '_' (a DNS name); got ", hello.node().size(), " bytes"));
+  }
   if (!insecure_ && !PeerHasName(context, hello.node())) {
     const std::vector<std::string> names = PeerDnsNames(context);
     return absl::PermissionDeniedError(absl::StrCat(

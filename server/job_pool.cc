@@ -1,11 +1,18 @@
 #include "server/job_pool.h"
 
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
 #include <utility>
+
+#include "common/logging.h"
 
 namespace craft::server {
 
-JobPool::JobPool(int threads, int max_queued) : max_pending_(threads + max_queued) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+JobPool::JobPool(int threads, int max_queued, Priority priority)
+    : max_pending_(threads + max_queued) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, priority] { Work(priority); });
 }
 
 JobPool::~JobPool() {
@@ -26,7 +33,15 @@ bool JobPool::Post(Job job) {
   return true;
 }
 
-void JobPool::Work() {
+void JobPool::Work(Priority priority) {
+  if (priority == Priority::kIdle) {
+    // Lowering one's own policy needs no privilege; pid 0 is this thread.
+    sched_param param{};
+    param.sched_priority = 0;
+    if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+      CRAFT_LOG(WARNING) << "cannot run dry runs under SCHED_IDLE: " << std::strerror(errno);
+    }
+  }
   while (true) {
     Job job;
     {

@@ -27,8 +27,12 @@ class JobPool {
  public:
   using Job = std::function<void(bool run)>;
 
+  // kIdle threads run under SCHED_IDLE: only when a core would otherwise be
+  // idle, so jobs never delay the server's own threads (a Replan, a
+  // GetLayout, the load streams), whatever they cost.
+  enum class Priority { kNormal, kIdle };
   // `threads` >= 1 run jobs; at most `max_queued` more wait for one.
-  JobPool(int threads, int max_queued);
+  JobPool(int threads, int max_queued, Priority priority = Priority::kNormal);
   ~JobPool();
 
   JobPool(const JobPool&) = delete;
@@ -39,7 +43,7 @@ class JobPool {
   bool Post(Job job);
 
  private:
-  void Work();
+  void Work(Priority priority);
   bool HasJobOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return stopping_ || !jobs_.empty();
   }

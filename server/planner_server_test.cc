@@ -453,6 +453,15 @@ TEST_F(PlannerServerTest, MutualTlsProvesNodesAndRoles) {
             grpc::StatusCode::UNAVAILABLE);
 }
 
+TEST_F(PlannerServerTest, AHugeNodeNameIsRefusedWithoutBeingQuoted) {
+  StartServer();
+  AgentClient agent(channel_);
+  ASSERT_TRUE(agent.SendHello(Hello(std::string(1 << 20, 'n'), {0, 1})));
+  const grpc::Status status = agent.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(status.error_message().size(), 300u) << "the status quotes the name";
+}
+
 TEST_F(PlannerServerTest, TlsNeedsTheNodeList) {
   UseTls();
   ServerOptions options;
