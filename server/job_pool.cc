@@ -1,6 +1,8 @@
 #include "server/job_pool.h"
 
-#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -34,12 +36,12 @@ bool JobPool::Post(Job job) {
 }
 
 void JobPool::Work(Priority priority) {
-  if (priority == Priority::kIdle) {
-    // Lowering one's own policy needs no privilege; pid 0 is this thread.
-    sched_param param{};
-    param.sched_priority = 0;
-    if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
-      CRAFT_LOG(WARNING) << "cannot run dry runs under SCHED_IDLE: " << std::strerror(errno);
+  if (priority == Priority::kBackground) {
+    // On Linux a nice value is per thread; lowering one's own needs no
+    // privilege.
+    const id_t thread = static_cast<id_t>(::syscall(SYS_gettid));
+    if (::setpriority(PRIO_PROCESS, thread, 19) != 0) {
+      CRAFT_LOG(WARNING) << "cannot lower the priority of a job thread: " << std::strerror(errno);
     }
   }
   while (true) {

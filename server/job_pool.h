@@ -27,10 +27,11 @@ class JobPool {
  public:
   using Job = std::function<void(bool run)>;
 
-  // kIdle threads run under SCHED_IDLE: only when a core would otherwise be
-  // idle, so jobs never delay the server's own threads (a Replan, a
-  // GetLayout, the load streams), whatever they cost.
-  enum class Priority { kNormal, kIdle };
+  // kBackground threads run at nice 19: when the server's own threads (a
+  // Replan, a GetLayout, the load streams) want a core they get nearly all of
+  // it, and jobs still progress on a busy host (SCHED_IDLE would starve them
+  // there, holding their slots for good).
+  enum class Priority { kNormal, kBackground };
   // `threads` >= 1 run jobs; at most `max_queued` more wait for one.
   JobPool(int threads, int max_queued, Priority priority = Priority::kNormal);
   ~JobPool();

@@ -1,5 +1,9 @@
 #include "server/job_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 
 #include "absl/synchronization/notification.h"
@@ -49,6 +53,19 @@ TEST(JobPoolTest, QueuedJobsAreAbandonedWhenThePoolStops) {
   release.Notify();
   stopper.join();
   EXPECT_EQ(abandoned.load(), 2);
+}
+
+TEST(JobPoolTest, BackgroundJobsRunAtTheLowestPriority) {
+  JobPool pool(1, 0, JobPool::Priority::kBackground);
+  std::atomic<int> nice{0};
+  absl::Notification done;
+  ASSERT_TRUE(pool.Post([&](bool) {
+    errno = 0;
+    nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)));
+    done.Notify();
+  }));
+  done.WaitForNotification();
+  EXPECT_EQ(nice.load(), 19);
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
       load_store_(load_store),
       loop_(loop),
       max_plan_work_(config.max_plan_work > 0 ? config.max_plan_work : DefaultMaxPlanWork(config)),
-      dry_runs_(config.max_concurrent_plans, /*max_queued=*/0, JobPool::Priority::kIdle) {
+      dry_runs_(config.max_concurrent_plans, /*max_queued=*/0, JobPool::Priority::kBackground) {
   // Built before taking watchers_mu_: the lock order is coordinator, then
   // watchers (PublishCommit runs under the coordinator's lock).
   LayoutStatus status = BuildStatus(coordinator_->committed(), "", coordinator_->epoch());
