@@ -7,7 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "planner/io/json_util.h"
 
@@ -176,13 +179,95 @@ absl::StatusOr<Layout> ParseLayoutJson(absl::string_view text) {
 }
 
 absl::StatusOr<std::string> LayoutToSglangJson(const Layout& layout) {
+  CRAFT_ASSIGN_OR_RETURN(SglangExport file, LayoutToSglang(layout, SglangModel{}));
+  return std::move(file.json);
+}
+
+absl::StatusOr<std::vector<int>> ParseLayerSpec(absl::string_view spec, int num_layers) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("layer spec '", spec, "': ", why));
+  };
+  auto read = [&](absl::string_view text, int* id) -> absl::Status {
+    text = absl::StripAsciiWhitespace(text);
+    if (text.empty() || text[0] == '+' || text[0] == '-' || !absl::SimpleAtoi(text, id)) {
+      return bad(absl::StrCat("'", text, "' is not a layer id"));
+    }
+    if (*id >= num_layers) {
+      return bad(absl::StrCat("layer ", *id, " is out of range; the model has ", num_layers,
+                              " layers (0-", num_layers - 1, ")"));
+    }
+    return absl::OkStatus();
+  };
+  std::vector<int> layers;
+  for (absl::string_view item : absl::StrSplit(spec, ',')) {
+    int first = 0;
+    int last = 0;
+    const size_t dash = item.find('-', item.find_first_not_of(' ') + 1);
+    if (dash == absl::string_view::npos) {
+      CRAFT_RETURN_IF_ERROR(read(item, &first));
+      last = first;
+    } else {
+      CRAFT_RETURN_IF_ERROR(read(item.substr(0, dash), &first));
+      CRAFT_RETURN_IF_ERROR(read(item.substr(dash + 1), &last));
+      if (last < first) return bad(absl::StrCat("range ", first, "-", last, " is backwards"));
+    }
+    if (!layers.empty() && first <= layers.back()) {
+      return bad(absl::StrCat("layer ", first, " comes after ", layers.back(),
+                              "; list layers ascending, each once"));
+    }
+    for (int l = first; l <= last; ++l) layers.push_back(l);
+  }
+  return layers;
+}
+
+absl::StatusOr<SglangExport> LayoutToSglang(const Layout& layout, const SglangModel& model) {
   CRAFT_RETURN_IF_ERROR(layout.Validate());
   if (!layout.HasUniformSlots()) return NonUniformSlotsError(layout);
+  const int planned = layout.num_layers();
+  const int num_rows = model.num_hidden_layers > 0 ? model.num_hidden_layers : planned;
+  if (model.num_hidden_layers < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_hidden_layers must be positive, got ", model.num_hidden_layers));
+  }
+  std::vector<int> moe_layers = model.moe_layers;
+  if (moe_layers.empty()) {
+    for (int l = 0; l < num_rows; ++l) moe_layers.push_back(l);
+  }
+  for (size_t i = 0; i < moe_layers.size(); ++i) {
+    if (moe_layers[i] < 0 || moe_layers[i] >= num_rows ||
+        (i > 0 && moe_layers[i] <= moe_layers[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "MoE layer ids must ascend within [0, ", num_rows, "); entry ", i, " is ", moe_layers[i]));
+    }
+  }
+  if (static_cast<int>(moe_layers.size()) != planned) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the plan has ", planned, " MoE layers but the model has ", moe_layers.size(),
+        " (layers ", moe_layers.front(), "-", moe_layers.back(), " of ", num_rows,
+        "); plan from a trace of exactly the model's MoE layers"));
+  }
+  const int width = layout.layers[0].num_slots();
+  // SGLang's "trivial" placement: slot p holds expert p % E. It covers every
+  // expert (width >= E), so SGLang's per-expert dispatch tables stay valid.
+  std::vector<int> trivial(width);
+  for (int p = 0; p < width; ++p) trivial[p] = p % layout.num_experts;
   Json map = Json::array();
-  for (const LayerPlacement& layer : layout.layers) map.push_back(layer.phy2log);
+  size_t next = 0;  // the plan layer that goes into the next MoE row
+  for (int row = 0; row < num_rows; ++row) {
+    if (next < moe_layers.size() && moe_layers[next] == row) {
+      map.push_back(layout.layers[next].phy2log);
+      ++next;
+    } else {
+      map.push_back(trivial);
+    }
+  }
   Json json;
   json["physical_to_logical_map"] = std::move(map);
-  return json.dump();
+  SglangExport file;
+  file.json = json.dump();
+  file.num_redundant_experts = width - layout.num_experts;
+  file.ep_size = layout.cluster.num_gpus;
+  return file;
 }
 
 }  // namespace craft::planner

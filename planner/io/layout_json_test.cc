@@ -3,6 +3,7 @@
 #include "planner/io/layout_json.h"
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -148,6 +149,104 @@ TEST(LayoutToSglangJsonTest, RejectsInvalidLayout) {
   Layout layout = UniformLayout();
   layout.layers[0].phy2log[0] = 7;
   EXPECT_EQ(LayoutToSglangJson(layout).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseLayerSpecTest, ReadsRangesAndLists) {
+  absl::StatusOr<std::vector<int>> layers = ParseLayerSpec("3-60", 61);
+  ASSERT_TRUE(layers.ok()) << layers.status();
+  ASSERT_EQ(layers->size(), 58u);
+  EXPECT_EQ(layers->front(), 3);
+  EXPECT_EQ(layers->back(), 60);
+  EXPECT_EQ(*ParseLayerSpec("1,3,5", 6), (std::vector<int>{1, 3, 5}));
+  EXPECT_EQ(*ParseLayerSpec("0-1, 4 - 5,7", 8), (std::vector<int>{0, 1, 4, 5, 7}));
+}
+
+TEST(ParseLayerSpecTest, RejectsBadSpecs) {
+  auto message = [](absl::string_view spec) {
+    return std::string(ParseLayerSpec(spec, 61).status().message());
+  };
+  EXPECT_THAT(message("3-61"), HasSubstr("layer 61 is out of range; the model has 61 layers"));
+  EXPECT_THAT(message("5,3"), HasSubstr("layer 3 comes after 5"));
+  EXPECT_THAT(message("1-3,3"), HasSubstr("layer 3 comes after 3"));
+  EXPECT_THAT(message("9-4"), HasSubstr("range 9-4 is backwards"));
+  EXPECT_THAT(message("x"), HasSubstr("'x' is not a layer id"));
+  EXPECT_THAT(message(""), HasSubstr("'' is not a layer id"));
+  EXPECT_THAT(message("-3"), HasSubstr("'-3' is not a layer id"));
+  EXPECT_THAT(message("1,,2"), HasSubstr("'' is not a layer id"));
+}
+
+// `num_layers` layers of 4 experts on 2 GPUs with 3 slots each (width 6): layer
+// l holds {l % 4, 0, 1, 2, 3, (l + 1) % 4}.
+Layout UniformLayers(int num_layers) {
+  Layout layout;
+  layout.num_experts = 4;
+  layout.cluster = {2, 1};
+  for (int l = 0; l < num_layers; ++l) {
+    layout.layers.push_back({{3, 3}, {l % 4, 0, 1, 2, 3, (l + 1) % 4}});
+  }
+  return layout;
+}
+
+TEST(LayoutToSglangTest, PutsPlanLayersInTheirDecoderRows) {
+  // DeepSeek-V3's shape: 61 decoder layers, 0-2 dense, 3-60 MoE.
+  const Layout layout = UniformLayers(58);
+  const absl::StatusOr<SglangExport> file =
+      LayoutToSglang(layout, {61, *ParseLayerSpec("3-60", 61)});
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->num_redundant_experts, 2);
+  EXPECT_EQ(file->ep_size, 2);
+  const nlohmann::json json = nlohmann::json::parse(file->json);
+  ASSERT_EQ(json.size(), 1u);  // SGLang passes every key to init_by_mapping
+  const nlohmann::json& map = json.at("physical_to_logical_map");
+  ASSERT_EQ(map.size(), 61u);
+  for (int row = 0; row < 3; ++row) {
+    // Dense rows: SGLang's own trivial map, slot p -> expert p % E.
+    EXPECT_EQ(map[row].get<std::vector<int>>(), (std::vector<int>{0, 1, 2, 3, 0, 1})) << row;
+  }
+  for (int l = 0; l < 58; ++l) {
+    EXPECT_EQ(map[3 + l].get<std::vector<int>>(), layout.layers[l].phy2log) << l;
+  }
+}
+
+TEST(LayoutToSglangTest, DenseRowsBetweenMoeRows) {
+  const absl::StatusOr<SglangExport> file =
+      LayoutToSglang(UniformLayers(3), {7, *ParseLayerSpec("1,3,5", 7)});
+  ASSERT_TRUE(file.ok()) << file.status();
+  const nlohmann::json map = nlohmann::json::parse(file->json).at("physical_to_logical_map");
+  ASSERT_EQ(map.size(), 7u);
+  const std::vector<int> trivial = {0, 1, 2, 3, 0, 1};
+  for (int row : {0, 2, 4, 6}) EXPECT_EQ(map[row].get<std::vector<int>>(), trivial) << row;
+  EXPECT_EQ(map[1].get<std::vector<int>>(), (std::vector<int>{0, 0, 1, 2, 3, 1}));
+  EXPECT_EQ(map[5].get<std::vector<int>>(), (std::vector<int>{2, 0, 1, 2, 3, 3}));
+}
+
+TEST(LayoutToSglangTest, DefaultIsEveryLayerMoe) {
+  const absl::StatusOr<SglangExport> file = LayoutToSglang(UniformLayout(), {});
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->json, *LayoutToSglangJson(UniformLayout()));
+  EXPECT_EQ(file->num_redundant_experts, 1);  // 4 slots for 3 experts
+  EXPECT_TRUE(LayoutToSglang(UniformLayout(), {2, {}}).ok());
+}
+
+TEST(LayoutToSglangTest, RefusesLayerCountMismatch) {
+  const absl::StatusOr<SglangExport> file =
+      LayoutToSglang(UniformLayers(57), {61, *ParseLayerSpec("3-60", 61)});
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(file.status().message()),
+              HasSubstr("the plan has 57 MoE layers but the model has 58 (layers 3-60 of 61)"));
+  EXPECT_EQ(LayoutToSglang(UniformLayers(58), {61, {}}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(LayoutToSglang(UniformLayers(2), {3, {2, 1}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LayoutToSglang(UniformLayers(2), {3, {1, 3}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LayoutToSglangTest, RefusesPerLayerSlotCountsWithModelShape) {
+  const absl::StatusOr<SglangExport> file = LayoutToSglang(PerLayerLayout(), {5, {1, 3}});
+  EXPECT_EQ(file.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(file.status().message()), HasSubstr("same number of slots"));
 }
 
 }  // namespace

@@ -63,6 +63,43 @@ grep -q "^ *point  *moves  *moved" "$TMP/frontier" || fail "no frontier table: $
   --out "$TMP/sglang.json" 2>/dev/null
 grep -q physical_to_logical_map "$TMP/sglang.json" || fail "sglang export"
 
+# SGLang rows are decoder layers: DeepSeek-V3's 61 layers, 0-2 dense, 3-60 MoE.
+"$CRAFTCTL" synth --out "$TMP/moe58.json" --layers 58 --experts 16 --top-k 2 --windows 4 \
+  --max-hot 4 --min-hot 2 --tokens-per-window 256 --seed 5
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm eplb --out "$TMP/moe58.layout.json" \
+  2>/dev/null || fail "plan moe58"
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm eplb --format sglang \
+  --num-hidden-layers 61 --moe-layers 3-60 --out "$TMP/dsv3.json" 2>"$TMP/err" \
+  || fail "sglang export 3-60: $(cat "$TMP/err")"
+grep -q -- "start SGLang with --ep-num-redundant-experts 8 --ep-size 8 (map width 24 = 16 experts" \
+  "$TMP/err" || fail "no redundant-experts line: $(cat "$TMP/err")"
+if [[ -x /usr/bin/python3 ]]; then
+  /usr/bin/python3 - "$TMP/dsv3.json" "$TMP/moe58.layout.json" <<'PY' || fail "sglang rows"
+import json, sys
+sglang, layout = (json.load(open(path)) for path in sys.argv[1:3])
+assert list(sglang) == ["physical_to_logical_map"], list(sglang)
+rows = sglang["physical_to_logical_map"]
+assert len(rows) == 61, len(rows)
+for row in rows[:3]:
+    assert row == [p % 16 for p in range(24)], row
+for i, layer in enumerate(layout["layers"]):
+    assert rows[3 + i] == layer["phy2log"], i
+PY
+fi
+expect_error "the trace has 8 layers but --num-hidden-layers 61 --moe-layers names 58 MoE layers" \
+  "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm eplb --format sglang \
+  --num-hidden-layers 61 --moe-layers 3-60
+expect_error "names 61 MoE layers" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm eplb --format sglang --num-hidden-layers 61
+expect_error "needs --num-hidden-layers" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm eplb --format sglang --moe-layers 3-60
+expect_error "need --format sglang" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm eplb --num-hidden-layers 61 --moe-layers 3-60
+expect_error "layer 61 is out of range" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm eplb --format sglang --num-hidden-layers 61 --moe-layers 4-61
+expect_error "same number of slots" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm craft --budget 1 --format sglang --num-hidden-layers 61 --moe-layers 3-60
+
 # Bad input: clear errors, non-zero exit.
 echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[1,2,-3,4]]}' >"$TMP/neg.json"
 echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[1,2,3]]}' >"$TMP/shape.json"

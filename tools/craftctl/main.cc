@@ -17,6 +17,8 @@ commands:
          [--no-duplicates] [--previous LAYOUT] [--format craft|sglang] [--out FILE]
          [--max-moved-fraction F] [--max-moved-gb G]  (with --previous: plan
          incrementally from LAYOUT, moving at most F of the slots / G GB into a GPU)
+         [--num-hidden-layers N --moe-layers 3-60]  (--format sglang: one row per
+         decoder layer, the plan's layers in the MoE rows; default every layer MoE)
   eval   --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
          [--holdout FRACTION] [--layouts A.json,B.json] [--previous LAYOUT]
          [--format table|csv|json] [--max-moved-fraction F] [--max-moved-gb G]

@@ -1,11 +1,13 @@
 // craftctl plan --loads FILE --gpus D --algorithm NAME [...] [--out FILE]
 //              [--previous LAYOUT [--max-moved-fraction F] [--max-moved-gb G]]
+//              [--format sglang [--num-hidden-layers N --moe-layers SPEC]]
 //
 // With --previous alone a fresh plan is stabilised against LAYOUT; with a
 // movement limit too, the incremental planner starts from LAYOUT instead and
 // the output is its frontier point within the limit.
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "planner/io/layout_json.h"
@@ -72,6 +74,53 @@ absl::StatusOr<planner::Layout> PlanIncrementally(const planner::Layout& previou
   return layout;
 }
 
+// The model shape --format sglang writes rows for: --num-hidden-layers N and
+// --moe-layers SPEC (both or neither; neither: every trace layer is MoE).
+absl::StatusOr<planner::SglangModel> ReadSglangModel(Args& args, const std::string& format) {
+  planner::SglangModel model;
+  const bool has_rows = args.Has("num-hidden-layers");
+  const bool has_moe = args.Has("moe-layers");
+  if ((has_rows || has_moe) && format != "sglang") {
+    return absl::InvalidArgumentError("--num-hidden-layers and --moe-layers need --format sglang");
+  }
+  if (has_moe && !has_rows) {
+    return absl::InvalidArgumentError(
+        "--moe-layers needs --num-hidden-layers (the model's num_hidden_layers, dense layers "
+        "included)");
+  }
+  if (!has_rows) return model;
+  CRAFT_ASSIGN_OR_RETURN(model.num_hidden_layers, args.Int("num-hidden-layers"));
+  if (model.num_hidden_layers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--num-hidden-layers must be positive, got ",
+                                                   model.num_hidden_layers));
+  }
+  if (has_moe) {
+    CRAFT_ASSIGN_OR_RETURN(std::string spec, args.String("moe-layers"));
+    absl::StatusOr<std::vector<int>> layers =
+        planner::ParseLayerSpec(spec, model.num_hidden_layers);
+    if (!layers.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--moe-layers: ", layers.status().message()));
+    }
+    model.moe_layers = *std::move(layers);
+  }
+  return model;
+}
+
+// SGLang indexes its map by decoder layer: refuse, before planning, a trace
+// that does not hold exactly the model's MoE layers.
+absl::Status CheckSglangLayers(const planner::SglangModel& model, int trace_layers) {
+  if (model.num_hidden_layers == 0) return absl::OkStatus();
+  const int moe = model.moe_layers.empty() ? model.num_hidden_layers
+                                           : static_cast<int>(model.moe_layers.size());
+  if (trace_layers == moe) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the trace has ", trace_layers, " layers but --num-hidden-layers ",
+      model.num_hidden_layers,
+      model.moe_layers.empty() ? " (every layer MoE)" : " --moe-layers", " names ", moe,
+      " MoE layers; the trace must hold exactly the model's MoE layers, in order"));
+}
+
 }  // namespace
 
 absl::Status RunPlan(const std::vector<std::string>& argv) {
@@ -94,12 +143,14 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
   }
   const std::string format = args.StringOr("format", "craft");
   const std::string out = args.StringOr("out", "-");
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
   if (format != "craft" && format != "sglang") {
     return absl::InvalidArgumentError("--format must be craft or sglang, got '" + format + "'");
   }
+  CRAFT_ASSIGN_OR_RETURN(planner::SglangModel sglang_model, ReadSglangModel(args, format));
+  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
 
   CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, LoadTraceFile(loads_path));
+  CRAFT_RETURN_IF_ERROR(CheckSglangLayers(sglang_model, trace.num_layers()));
   planner::PlanResult plan;
   if (limit.has_value()) {
     CRAFT_ASSIGN_OR_RETURN(planner::Layout previous, LoadLayoutFile(previous_path));
@@ -124,7 +175,15 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
 
   std::string text;
   if (format == "sglang") {
-    CRAFT_ASSIGN_OR_RETURN(text, planner::LayoutToSglangJson(plan.layout));
+    CRAFT_ASSIGN_OR_RETURN(planner::SglangExport file,
+                           planner::LayoutToSglang(plan.layout, sglang_model));
+    text = std::move(file.json);
+    std::cerr << absl::StrFormat(
+        "sglang: start SGLang with --ep-num-redundant-experts %d --ep-size %d "
+        "(map width %d = %d experts + %d redundant)\n",
+        file.num_redundant_experts, file.ep_size,
+        plan.layout.num_experts + file.num_redundant_experts, plan.layout.num_experts,
+        file.num_redundant_experts);
   } else {
     nlohmann::json extra = {{"budget", plan.budget},
                             {"replicas_per_layer", plan.replicas_per_layer}};
