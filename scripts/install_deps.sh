@@ -13,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev                        # JSON for traces and layouts
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                                # promtool (metric/rule tests) and the e2e server
+  python3-torch                             # real SGLang recorder dumps (tools/sglang tests)
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -31,6 +32,13 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
 
 absl::StatusOr<planner::LoadTrace> LoadTraceFile(const std::string& path) {
   CRAFT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  // torch.save writes a zip archive: most likely an SGLang recorder dump.
+  if (absl::StartsWith(text, "PK\x03\x04") || absl::EndsWith(path, ".pt")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is a torch file, not a JSON trace; convert an SGLang expert-distribution dump "
+              "first: python3 tools/sglang/dump_to_trace.py ",
+        path, " --out trace.json [--layers SPEC]"));
+  }
   auto trace = planner::ParseTraceJson(text);
   if (!trace.ok()) {
     return absl::Status(trace.status().code(), absl::StrCat(path, ": ", trace.status().message()));

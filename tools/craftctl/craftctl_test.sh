@@ -99,6 +99,8 @@ expect_error "layer 61 is out of range" "$CRAFTCTL" plan --loads "$TMP/moe58.jso
   --algorithm eplb --format sglang --num-hidden-layers 61 --moe-layers 4-61
 expect_error "same number of slots" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm craft --budget 1 --format sglang --num-hidden-layers 61 --moe-layers 3-60
+printf 'PK\003\004not really a zip' >"$TMP/dump.pt"
+expect_error "is a torch file" "$CRAFTCTL" plan --loads "$TMP/dump.pt" --gpus 8 --algorithm eplb
 
 # Bad input: clear errors, non-zero exit.
 echo '{"num_layers": 2, "num_experts": 4, "counts": [[1,2,3,4],[1,2,-3,4]]}' >"$TMP/neg.json"
