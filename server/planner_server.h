@@ -46,7 +46,10 @@ struct ServerOptions {
   // Null: a FileStateStore at config.state_path. Must outlive the server.
   StateStore* state_store = nullptr;
   // Larger messages are refused by gRPC with RESOURCE_EXHAUSTED.
-  int max_receive_message_bytes = 64 << 20;
+  // The largest legitimate message, a Plan request of a large model or a
+  // node's load windows, is well under 1 MiB; every read buffer this admits
+  // is memory an attacker with a certificate can make the planner hold.
+  int max_receive_message_bytes = 16 << 20;
   // How long Shutdown lets calls finish before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
   // Recent layout versions kept for mapping loads and sourcing transfers.
