@@ -11,6 +11,7 @@ PACKAGES=(
   libabsl-dev                               # Abseil (Status, StatusOr, strings, flags)
   prometheus-cpp-dev libyaml-cpp-dev        # metrics and configuration
   nlohmann-json3-dev                        # JSON for traces and layouts
+  python3-grpcio python3-protobuf           # the Python client's tests (clients/python)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                                # promtool (metric/rule tests) and the e2e server
   python3-torch                             # real SGLang recorder dumps (tools/sglang tests)
