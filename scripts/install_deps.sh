@@ -11,7 +11,8 @@ PACKAGES=(
   libabsl-dev                               # Abseil (Status, StatusOr, strings, flags)
   prometheus-cpp-dev libyaml-cpp-dev        # metrics and configuration
   nlohmann-json3-dev                        # JSON for traces and layouts
-  python3-grpcio python3-protobuf           # the Python client's tests (clients/python)
+  python3-grpcio python3-protobuf           # the Python client and the security probes
+  openssl                                   # tests make their certificates (scripts/make_certs.sh)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                                # promtool (metric/rule tests) and the e2e server
   python3-torch                             # real SGLang recorder dumps (tools/sglang tests)
