@@ -176,8 +176,8 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerCont
 }
 
 grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext* context,
-                                                     const craft::v1::PlanRequest* request,
-                                                     craft::v1::PlanResponse* response) {
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "Plan"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
@@ -194,9 +194,22 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext
                                    "the deadline passed before the dry run started"));
       return;
     }
-    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(*request, config_, max_plan_work_);
-    if (plan.ok()) *response = *std::move(plan);
-    reactor->Finish(plan.ok() ? grpc::Status::OK : ToGrpcStatus(plan.status()));
+    craft::v1::PlanRequest parsed;
+    grpc::ByteBuffer bytes(*request);  // shares the slices; Deserialize consumes its argument
+    if (!grpc::SerializationTraits<craft::v1::PlanRequest>::Deserialize(&bytes, &parsed).ok()) {
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the PlanRequest does not parse"));
+      return;
+    }
+    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(parsed, config_, max_plan_work_);
+    if (!plan.ok()) {
+      reactor->Finish(ToGrpcStatus(plan.status()));
+      return;
+    }
+    bool own_buffer = false;
+    const grpc::Status serialized =
+        grpc::SerializationTraits<craft::v1::PlanResponse>::Serialize(*plan, response, &own_buffer);
+    reactor->Finish(serialized);
   });
   if (!posted) {
     reactor->Finish(grpc::Status(

@@ -33,7 +33,8 @@ namespace craft::server {
 
 class LayoutWatcher;
 
-class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackService {
+class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCallbackMethod_Plan<
+                                       craft::v1::PlacementService::CallbackService> {
  public:
   // The pointers must outlive the grpc::Server.
   PlacementServiceImpl(const PlannerConfig& config, const Authorizer* authorizer,
@@ -50,9 +51,12 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::CallbackS
   grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* context,
                                     const craft::v1::ExplainRequest* request,
                                     craft::v1::ExplainResponse* response) override;
+  // Raw: the request is parsed on a dry-run thread, after a slot was free, so
+  // a flood of requests refused for want of a slot costs no parsing on the
+  // server's threads.
   grpc::ServerUnaryReactor* Plan(grpc::CallbackServerContext* context,
-                                 const craft::v1::PlanRequest* request,
-                                 craft::v1::PlanResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Replan(grpc::CallbackServerContext* context,
                                    const craft::v1::ReplanRequest* request,
                                    craft::v1::ReplanResponse* response) override;
