@@ -51,9 +51,9 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
   }
   if (hello.transfer_endpoint().size() > kMaxStringField ||
       hello.committed_version().size() > kMaxVersionBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gpu ", gpu, ": transfer_endpoint longer than ", kMaxStringField,
-        " bytes or committed_version longer than ", kMaxVersionBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu ", gpu, ": transfer_endpoint longer than ", kMaxStringField,
+                     " bytes or committed_version longer than ", kMaxVersionBytes, " bytes"));
   }
   // Every rank hands the id to ncclCommInitRank as an ncclUniqueId: any other
   // size would fail there, on every GPU of the cluster, far from its cause.

@@ -236,15 +236,16 @@ absl::StatusOr<SglangExport> LayoutToSglang(const Layout& layout, const SglangMo
   for (size_t i = 0; i < moe_layers.size(); ++i) {
     if (moe_layers[i] < 0 || moe_layers[i] >= num_rows ||
         (i > 0 && moe_layers[i] <= moe_layers[i - 1])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "MoE layer ids must ascend within [0, ", num_rows, "); entry ", i, " is ", moe_layers[i]));
+      return absl::InvalidArgumentError(absl::StrCat("MoE layer ids must ascend within [0, ",
+                                                     num_rows, "); entry ", i, " is ",
+                                                     moe_layers[i]));
     }
   }
   if (static_cast<int>(moe_layers.size()) != planned) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the plan has ", planned, " MoE layers but the model has ", moe_layers.size(),
-        " (layers ", moe_layers.front(), "-", moe_layers.back(), " of ", num_rows,
-        "); plan from a trace of exactly the model's MoE layers"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the plan has ", planned, " MoE layers but the model has ", moe_layers.size(),
+                     " (layers ", moe_layers.front(), "-", moe_layers.back(), " of ", num_rows,
+                     "); plan from a trace of exactly the model's MoE layers"));
   }
   const int width = layout.layers[0].num_slots();
   // SGLang's "trivial" placement: slot p holds expert p % E. It covers every

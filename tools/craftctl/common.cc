@@ -35,8 +35,9 @@ absl::StatusOr<planner::LoadTrace> LoadTraceFile(const std::string& path) {
   // torch.save writes a zip archive: most likely an SGLang recorder dump.
   if (absl::StartsWith(text, "PK\x03\x04") || absl::EndsWith(path, ".pt")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, " is a torch file, not a JSON trace; convert an SGLang expert-distribution dump "
-              "first: python3 tools/sglang/dump_to_trace.py ",
+        path,
+        " is a torch file, not a JSON trace; convert an SGLang expert-distribution dump "
+        "first: python3 tools/sglang/dump_to_trace.py ",
         path, " --out trace.json [--layers SPEC]"));
   }
   auto trace = planner::ParseTraceJson(text);

@@ -91,16 +91,15 @@ absl::StatusOr<planner::SglangModel> ReadSglangModel(Args& args, const std::stri
   if (!has_rows) return model;
   CRAFT_ASSIGN_OR_RETURN(model.num_hidden_layers, args.Int("num-hidden-layers"));
   if (model.num_hidden_layers < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--num-hidden-layers must be positive, got ",
-                                                   model.num_hidden_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--num-hidden-layers must be positive, got ", model.num_hidden_layers));
   }
   if (has_moe) {
     CRAFT_ASSIGN_OR_RETURN(std::string spec, args.String("moe-layers"));
     absl::StatusOr<std::vector<int>> layers =
         planner::ParseLayerSpec(spec, model.num_hidden_layers);
     if (!layers.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--moe-layers: ", layers.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("--moe-layers: ", layers.status().message()));
     }
     model.moe_layers = *std::move(layers);
   }
@@ -115,8 +114,7 @@ absl::Status CheckSglangLayers(const planner::SglangModel& model, int trace_laye
                                            : static_cast<int>(model.moe_layers.size());
   if (trace_layers == moe) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "the trace has ", trace_layers, " layers but --num-hidden-layers ",
-      model.num_hidden_layers,
+      "the trace has ", trace_layers, " layers but --num-hidden-layers ", model.num_hidden_layers,
       model.moe_layers.empty() ? " (every layer MoE)" : " --moe-layers", " names ", moe,
       " MoE layers; the trace must hold exactly the model's MoE layers, in order"));
 }
