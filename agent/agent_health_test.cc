@@ -8,46 +8,25 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/notification.h"
 #include "agent/agent.h"
 #include "common/clock.h"
+#include "common/empty_call.h"
 #include "common/test_certs.h"
 #include "common/transport_security.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
 namespace craft::agent {
 namespace {
 
-// Calls `method` with an empty request; returns the status and the
+// Calls `method` with an empty request as `client`; the status and the
 // response's bytes.
 std::pair<grpc::Status, std::string> Call(int port, const std::string& method,
                                           const TransportSecurity& client) {
-  grpc::ChannelArguments args;
-  SetExpectedServerName(client, "node-a", &args);
-  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
-                                           MakeChannelCredentials(client), args);
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::Slice empty("");
-  grpc::ByteBuffer request(&empty, 1), response;
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  std::string bytes;
-  std::vector<grpc::Slice> slices;
-  if (status.ok() && response.Dump(&slices).ok()) {
-    for (const grpc::Slice& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-  }
-  return {status, bytes};
+  EmptyCallReply reply =
+      CallWithEmptyRequest(MakeChannel("127.0.0.1:" + std::to_string(port), client, "node-a"),
+                           method, absl::Now() + absl::Seconds(5));
+  return {reply.status, reply.bytes};
 }
 
 TEST(AgentHealthTest, HealthPortAnswersServing) {

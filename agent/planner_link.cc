@@ -36,8 +36,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(max_ms, 1));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1'000);  // the connect timeout floor
-  SetExpectedServerName(options.security, options.server_name, &args);
-  return grpc::CreateCustomChannel(options.target, MakeChannelCredentials(options.security), args);
+  return MakeChannel(options.target, options.security, options.server_name, args);
 }
 
 }  // namespace

@@ -67,9 +67,13 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TransportSe
   return grpc::experimental::TlsServerCredentials(options);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
-    const TransportSecurity& security) {
-  if (security.insecure) return grpc::InsecureChannelCredentials();
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const TransportSecurity& security,
+                                           const std::string& server_name,
+                                           grpc::ChannelArguments args) {
+  if (security.insecure) {
+    return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  }
   grpc::experimental::TlsChannelCredentialsOptions options;
   options.set_certificate_provider(Provider(security));
   options.watch_root_certs();
@@ -78,13 +82,8 @@ std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
   // The chain is verified against the CA; this checks the name as well.
   options.set_certificate_verifier(
       std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
-  return grpc::experimental::TlsCredentials(options);
-}
-
-void SetExpectedServerName(const TransportSecurity& security, const std::string& name,
-                           grpc::ChannelArguments* args) {
-  if (security.insecure || name.empty()) return;
-  args->SetSslTargetNameOverride(name);
+  if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
+  return grpc::CreateCustomChannel(target, grpc::experimental::TlsCredentials(options), args);
 }
 
 }  // namespace craft

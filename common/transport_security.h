@@ -41,17 +41,15 @@ absl::Status ValidateTransportSecurity(const TransportSecurity& security);
 // certificate signed by the CA, or plaintext when insecure.
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(const TransportSecurity& security);
 
-// Credentials for a client: TLS that presents our certificate and verifies the
-// server's against the CA and the expected name (SetExpectedServerName), or
-// plaintext when insecure.
-std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TransportSecurity& security);
-
-// The DNS name the server's certificate must carry when it differs from the
-// host in the target address (an IP, or a Service address), e.g. the
-// planner's "craft-planner" or a peer worker's node name. No effect on
-// plaintext channels.
-void SetExpectedServerName(const TransportSecurity& security, const std::string& name,
-                           grpc::ChannelArguments* args);
+// A channel to a craft port at `target`: TLS that presents our certificate
+// and verifies the server's against the CA and `server_name`, the DNS name
+// its certificate must carry (the planner's "craft-planner", a peer worker's
+// node name; "" checks the host of `target`), or plaintext when insecure.
+// `args` are the caller's own channel arguments (keepalive, backoff, ...).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const TransportSecurity& security,
+                                           const std::string& server_name,
+                                           grpc::ChannelArguments args = {});
 
 }  // namespace craft
 

@@ -62,10 +62,8 @@ class TransportSecurityTest : public ::testing::Test {
   }
 
   grpc::Status Call(const TransportSecurity& client, const std::string& server_name) {
-    grpc::ChannelArguments args;
-    SetExpectedServerName(client, server_name, &args);
-    auto stub = craft::v1::PlacementService::NewStub(grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string(port_), MakeChannelCredentials(client), args));
+    auto stub = craft::v1::PlacementService::NewStub(
+        MakeChannel("127.0.0.1:" + std::to_string(port_), client, server_name));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     craft::v1::LayoutStatus status;

@@ -70,9 +70,7 @@ std::shared_ptr<grpc::Channel> GrpcExpertFetcher::ChannelTo(const std::string& e
   absl::MutexLock lock(&mu_);
   std::shared_ptr<grpc::Channel>& channel = channels_[{endpoint, node}];
   if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    SetExpectedServerName(security_, node, &args);
-    channel = grpc::CreateCustomChannel(endpoint, MakeChannelCredentials(security_), args);
+    channel = MakeChannel(endpoint, security_, node);
   }
   return channel;
 }

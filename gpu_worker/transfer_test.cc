@@ -140,10 +140,8 @@ class TransferTest : public ::testing::Test {
     TransportSecurity client;
     client.insecure = as.empty();
     if (!as.empty()) client = Certs().For(as);
-    grpc::ChannelArguments args;
-    SetExpectedServerName(client, NodeOf(from.shape.gpu), &args);
     auto stub = craft::v1::ExpertTransfer::NewStub(
-        grpc::CreateCustomChannel(from.endpoint, MakeChannelCredentials(client), args));
+        MakeChannel(from.endpoint, client, NodeOf(from.shape.gpu)));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     craft::v1::FetchExpertRequest request;
@@ -211,10 +209,8 @@ TEST_F(TransferTest, ServesOnlyWhatAPrepareNamesToItsDestinationsNode) {
 
 TEST_F(TransferTest, StreamsChunksWithTheChecksumOnTheLast) {
   Permit(gpu1_, "0.0", 1, 3, 3, 0, NodeOf(0));
-  grpc::ChannelArguments args;
-  SetExpectedServerName(gpu0_.security, NodeOf(1), &args);
-  auto stub = craft::v1::ExpertTransfer::NewStub(
-      grpc::CreateCustomChannel(gpu1_.endpoint, MakeChannelCredentials(gpu0_.security), args));
+  auto stub =
+      craft::v1::ExpertTransfer::NewStub(MakeChannel(gpu1_.endpoint, gpu0_.security, NodeOf(1)));
   grpc::ClientContext context;
   craft::v1::FetchExpertRequest request;
   request.set_layout_version("0.0");

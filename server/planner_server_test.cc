@@ -4,7 +4,6 @@
 // and the drain on shutdown.
 #include "server/planner_server.h"
 
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -18,6 +17,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "common/empty_call.h"
 #include "common/test_certs.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
@@ -116,11 +116,8 @@ class PlannerServerTest : public ::testing::Test {
 
   // A channel to the server as the certificate `name` (TLS tests).
   std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name) {
-    grpc::ChannelArguments args;
-    const TransportSecurity client = certs_->For(name);
-    SetExpectedServerName(client, "craft-planner", &args);
-    return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                     MakeChannelCredentials(client), args);
+    return MakeChannel(absl::StrCat("127.0.0.1:", server_->port()), certs_->For(name),
+                       "craft-planner");
   }
 
   // Plaintext by default; UseTls() before StartServer for mutual TLS.
@@ -493,29 +490,11 @@ TEST_F(PlannerServerTest, DryRunPlanAnswersOverTheWire) {
 
 TEST_F(PlannerServerTest, HealthIsServing) {
   StartServer();
-  grpc::GenericStub stub(channel_);
-  grpc::ClientContext context;
-  SetDeadline(&context);
-  grpc::ByteBuffer request;  // an empty HealthCheckRequest: the whole server
-  grpc::Slice empty("");
-  request = grpc::ByteBuffer(&empty, 1);
-  grpc::ByteBuffer response;
-  absl::Notification done;
-  grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (const grpc::Slice& slice : slices) {
-    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+  // An empty HealthCheckRequest: the whole server.
+  const EmptyCallReply reply =
+      CallWithEmptyRequest(channel_, kHealthCheckMethod, absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(reply.status.ok()) << reply.status.error_message();
+  EXPECT_EQ(reply.bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 
 TEST_F(PlannerServerTest, ShutdownDrainsEveryStream) {

@@ -104,10 +104,7 @@ std::vector<std::string> LocalCluster::SecurityFlags(const std::string& name) co
 }
 
 std::shared_ptr<grpc::Channel> LocalCluster::ChannelAs(const std::string& name) const {
-  const TransportSecurity security = SecurityOf(name);
-  grpc::ChannelArguments args;
-  SetExpectedServerName(security, "craft-planner", &args);
-  return grpc::CreateCustomChannel(planner_address(), MakeChannelCredentials(security), args);
+  return MakeChannel(planner_address(), SecurityOf(name), "craft-planner");
 }
 
 LocalCluster::~LocalCluster() {

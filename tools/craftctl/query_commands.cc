@@ -5,13 +5,12 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
+#include "common/empty_call.h"
 #include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "common/transport_security.h"
 #include "craft/v1/placement.grpc.pb.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "planner/io/layout_json.h"
 #include "tools/craftctl/commands.h"
@@ -47,9 +46,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> SecureChannel(Args& args, const s
   security.ca_file = args.StringOr("tls_ca", "");
   const std::string server_name = args.StringOr("server_name", default_name);
   CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(security));
-  grpc::ChannelArguments channel_args;
-  SetExpectedServerName(security, server_name, &channel_args);
-  return grpc::CreateCustomChannel(target, MakeChannelCredentials(security), channel_args);
+  return MakeChannel(target, security, server_name);
 }
 
 // A client for --planner (default 127.0.0.1:7070); calls get --timeout_ms.
@@ -235,29 +232,10 @@ absl::Status RunHealth(const std::vector<std::string>& argv) {
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
                          SecureChannel(args, target, "craft-planner"));
   CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(timeout_ms)));
-  grpc::Slice empty("");  // HealthCheckRequest{service: ""}: the whole server
-  grpc::ByteBuffer request(&empty, 1), response;
-  absl::Notification done;
-  grpc::Status status;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  CRAFT_RETURN_IF_ERROR(FromGrpc(status, "Health/Check"));
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (response.Dump(&slices).ok()) {
-    for (const grpc::Slice& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-  }
-  // HealthCheckResponse{status: SERVING} is field 1 = 1.
-  if (bytes != std::string("\x08\x01", 2)) {
+  const EmptyCallReply reply = CallWithEmptyRequest(channel, kHealthCheckMethod,
+                                                    absl::Now() + absl::Milliseconds(timeout_ms));
+  CRAFT_RETURN_IF_ERROR(FromGrpc(reply.status, "Health/Check"));
+  if (reply.bytes != kServingResponse) {
     return absl::UnavailableError(absl::StrCat(target, " is not SERVING"));
   }
   std::cout << "SERVING\n";

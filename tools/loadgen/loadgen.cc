@@ -47,8 +47,7 @@ std::shared_ptr<grpc::Channel> NewChannel(const LoadgenOptions& options) {
   grpc::ChannelArguments args;
   // A TCP connection of its own: channels with equal arguments share one.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  SetExpectedServerName(options.security, options.planner_name, &args);
-  return grpc::CreateCustomChannel(options.planner, MakeChannelCredentials(options.security), args);
+  return MakeChannel(options.planner, options.security, options.planner_name, args);
 }
 
 absl::StatusOr<int64_t> WindowsIngested(craft::v1::PlacementService::Stub* placement) {

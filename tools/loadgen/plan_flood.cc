@@ -52,9 +52,8 @@ double Percentile(std::vector<double> values, double q) {
 std::unique_ptr<PlacementService::Stub> NewStub(const craft::TransportSecurity& security) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
-  craft::SetExpectedServerName(security, absl::GetFlag(FLAGS_planner_name), &args);
-  return PlacementService::NewStub(grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_planner), craft::MakeChannelCredentials(security), args));
+  return PlacementService::NewStub(craft::MakeChannel(absl::GetFlag(FLAGS_planner), security,
+                                                      absl::GetFlag(FLAGS_planner_name), args));
 }
 
 Measurement Measure(const craft::TransportSecurity& security) {
