@@ -16,16 +16,6 @@ if (($# < 1 || $# > 2)); then
   sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
-out="$1"
-root="${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../proto" && pwd)}"
-protoc="${PROTOC:-/usr/bin/protoc}"
-plugin="${GRPC_PYTHON_PLUGIN:-/usr/bin/grpc_python_plugin}"
-for tool in "$protoc" "$plugin"; do
-  if [[ ! -x "$tool" ]]; then
-    echo "generate.sh: $tool not found (apt-get install protobuf-compiler protobuf-compiler-grpc)" >&2
-    exit 1
-  fi
-done
-mkdir -p "$out"
-"$protoc" -I"$root" --python_out="$out" --grpc_python_out="$out" \
-  --plugin=protoc-gen-grpc_python="$plugin" "$root"/craft/v1/*.proto
+# One generator: the package's own (craft/_stubs.py), which also makes the
+# stubs on first use where this script is not around.
+exec /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/craft/_stubs.py" "$@"

@@ -141,14 +141,10 @@ class Protos:
         self.placement_grpc = placement_pb2_grpc
 
 
-def generate_protos(proto_root, gen_dir):
-    files = sorted(os.path.join(proto_root, "craft/v1", f)
-                   for f in os.listdir(os.path.join(proto_root, "craft/v1"))
-                   if f.endswith(".proto"))
-    plugin = shutil.which("grpc_python_plugin") or "/usr/bin/grpc_python_plugin"
-    subprocess.run(["protoc", "-I", proto_root, "--python_out=" + gen_dir,
-                    "--grpc_python_out=" + gen_dir,
-                    "--plugin=protoc-gen-grpc_python=" + plugin] + files, check=True)
+def generate_protos(repo, gen_dir):
+    """The Python client's generator (clients/python/generate.sh) on the .protos alone."""
+    subprocess.run(["bash", os.path.join(repo, "clients/python/generate.sh"), gen_dir,
+                    os.path.join(repo, "proto")], check=True)
     global pb
     pb = Protos(gen_dir)
 
@@ -1752,7 +1748,7 @@ def main():
     work = tempfile.mkdtemp(prefix="craft-probes-")
     gen_dir = os.path.join(work, "gen")
     os.makedirs(gen_dir)
-    generate_protos(os.path.join(args.repo, "proto"), gen_dir)
+    generate_protos(args.repo, gen_dir)
     cluster = Cluster(args.bin_dir, os.path.join(args.repo, "scripts", "make_certs.sh"), work)
     runner = None
     exit_code = 1

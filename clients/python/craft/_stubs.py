@@ -134,3 +134,12 @@ def load():
                 package.__path__.append(path)
             _loaded = directory
         return _loaded
+
+
+if __name__ == "__main__":
+    # clients/python/generate.sh OUT_DIR [PROTO_ROOT]: run as a file, so that
+    # generating does not import the package it generates for.
+    try:
+        generate(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    except StubsError as e:
+        sys.exit("generate.sh: %s" % e)
