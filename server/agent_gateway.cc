@@ -122,13 +122,19 @@ class AgentStream final
         break;
       case AgentMessage::kLoad:
         coordinator->OnLoad(node_, link_.get(), message.load());
-        for (const craft::v1::GpuWindow& window : message.load().gpus()) {
-          absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
-          if (!ingested.ok()) coordinator->CountRejectedWindow(node_);
-          if (!ingested.ok() && ShouldLogRejection()) {
-            CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " ("
-                               << rejections_ << " rejected on this stream)";
+        {
+          int64_t rejected = 0;
+          for (const craft::v1::GpuWindow& window : message.load().gpus()) {
+            absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
+            if (ingested.ok()) continue;
+            ++rejected;
+            if (ShouldLogRejection()) {
+              CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " ("
+                                 << rejections_ << " rejected on this stream)";
+            }
           }
+          // Once per message: the coordinator's lock is not taken per window.
+          if (rejected > 0) coordinator->CountRejectedWindows(node_, rejected);
         }
         break;
       case AgentMessage::BODY_NOT_SET:

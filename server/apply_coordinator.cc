@@ -787,10 +787,10 @@ absl::Status ApplyCoordinator::MakeRoomForLocked(const std::string& name) {
   return absl::OkStatus();
 }
 
-void ApplyCoordinator::CountRejectedWindow(const std::string& node) {
+void ApplyCoordinator::CountRejectedWindows(const std::string& node, int64_t count) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(node);
-  if (it != nodes_.end()) ++it->second.windows_rejected;
+  if (it != nodes_.end()) it->second.windows_rejected += count;
 }
 
 std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {

@@ -243,8 +243,8 @@ class ApplyCoordinator {
   // or is refused (RESOURCE_EXHAUSTED) when all are connected, so that hellos
   // under ever new names cannot grow this list (or ListAgents).
   std::vector<AgentSnapshot> Agents() const;
-  // One more load window of `node`'s GPUs refused by the load store.
-  void CountRejectedWindow(const std::string& node);
+  // `count` more load windows of `node`'s GPUs refused by the load store.
+  void CountRejectedWindows(const std::string& node, int64_t count);
   // Connected nodes serving another version than the committed one.
   std::vector<std::string> OutOfSyncNodes() const;
   // GPUs no connected agent claims.

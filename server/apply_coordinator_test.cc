@@ -566,8 +566,8 @@ TEST_F(ApplyCoordinatorTest, NodeNamesCannotGrowPastTheClusterAndRejectionsCount
   ConnectBoth();  // the cluster has 2 nodes: both are known
   auto stranger = std::make_shared<FakeConnection>();
   EXPECT_FALSE(coordinator_->Connect(Hello("c", {2, 3}), stranger).ok());
-  coordinator_->CountRejectedWindow("a");
-  coordinator_->CountRejectedWindow("a");
+  coordinator_->CountRejectedWindows("a", 1);
+  coordinator_->CountRejectedWindows("a", 1);
   // Names come and go on b's GPUs: each new one takes the place of the
   // disconnected one before it, so the list stays at 2.
   coordinator_->Disconnect("b", b_.get());

@@ -175,7 +175,7 @@ class Planner {
         for (const craft::v1::GpuWindow& window : message.load().gpus()) {
           const int64_t rejected = loads_->rejected_total();
           const absl::Status ingested = loads_->Ingest(window, stream.gpus);
-          if (!ingested.ok()) coordinator_->CountRejectedWindow(stream.node);
+          if (!ingested.ok()) coordinator_->CountRejectedWindows(stream.node, 1);
           CRAFT_FUZZ_CHECK(ingested.ok() == (loads_->rejected_total() == rejected))
               << "a window was refused without being counted, or counted and taken: " << ingested;
           CRAFT_FUZZ_CHECK(ingested.ok() || absl::IsInvalidArgument(ingested)) << ingested;
