@@ -198,7 +198,7 @@ class AdapterTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "ascend"):
             sglang.physical_to_logical_map(uniform, NUM_HIDDEN, [2, 1])
         with self.assertRaisesRegex(ValueError, "dimensions"):
-            sglang.logical_count_to_trace(torch.zeros(4, dtype=torch.int64))
+            sglang.logical_count_to_trace(torch.ones(4, dtype=torch.int64))
         with self.assertRaisesRegex(ValueError, "negative"):
             sglang.logical_count_to_trace(-torch.ones(1, 2, E, dtype=torch.int64))
         with self.assertRaisesRegex(ValueError, "every window is empty"):
@@ -214,6 +214,8 @@ class AdapterTest(unittest.TestCase):
         count[0, 1:] = torch.tensor(LOADS)
         count[1, 1:] = torch.tensor(LOADS).flip(-1)
         trace = sglang.logical_count_to_trace(count, "1-2", top_k=2, src="recorder.pt")
+        # An [N, E] dump is one pass.
+        self.assertEqual(sglang.logical_count_to_trace(count[0], "1-2")["windows"], [LOADS])
         self.assertEqual((trace["num_layers"], trace["num_experts"]), (2, E))
         self.assertEqual(trace["windows"], [LOADS, [row[::-1] for row in LOADS]])
         self.assertEqual(trace["sglang_layers"], MOE)

@@ -21,8 +21,9 @@ import threading
 
 UNIFORM_HINT = (
     "stock SGLang and vLLM need the same number of slots on every GPU in every layer; plan "
-    "with uniform slots (the planner's --uniform mode, or --algorithm eplb / none), or patch "
-    "the engine for per-layer expert counts (docs/engines.md)")
+    "with uniform slots (craftctl plan --uniform, the planner's replan.uniform: true, or "
+    "--algorithm eplb / none), or patch the engine for per-layer expert counts "
+    "(docs/engines.md)")
 
 
 def _layers(layout):
@@ -213,8 +214,9 @@ def layout_from_json(text_or_dict):
 
 
 class LayoutWatcher:
-    """Keeps the planner's committed layout current from `client.watch()` on a thread of its
-    own, so that an engine hook reads it without a call to the planner. `on_commit(layout)`,
+    """Keeps the planner's committed layout current from `client.watch()` (a PlacementClient of
+    its own: close() closes it) on a thread of its own, so that an engine hook reads it without
+    a call to the planner. `on_commit(layout)`,
     if given, runs on that thread for every new committed version."""
 
     def __init__(self, client, on_commit=None):
@@ -255,6 +257,7 @@ class LayoutWatcher:
             return None
 
     def close(self):
-        """Ends the watch. The client is the caller's: close() on it ends the stream."""
+        """Ends the watch by closing the client (a PlacementClient's watch ends only with the
+        client), so give the watcher a client of its own."""
         self._client.close()
         self._thread.join(5)

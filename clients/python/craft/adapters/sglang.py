@@ -133,8 +133,9 @@ def _logical_count(logical_count, moe_layers):
         logical_count = logical_count.unsqueeze(0)
     if hasattr(logical_count, "tolist"):
         logical_count = logical_count.tolist()
-    if logical_count and logical_count[0] and not isinstance(logical_count[0][0], (list, tuple)):
-        logical_count = [logical_count]
+    if (logical_count and isinstance(logical_count[0], (list, tuple)) and logical_count[0]
+            and not isinstance(logical_count[0][0], (list, tuple))):
+        logical_count = [logical_count]  # [N, E]: one pass
     count = _matrix(logical_count, "logical_count", 3)
     num_rows = len(count[0]) if count else 0
     if num_rows == 0 or not count[0][0]:
