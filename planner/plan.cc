@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "planner/craft/craft_planner.h"
 #include "planner/craft/paper_heuristic.h"
+#include "planner/craft/uniform.h"
 #include "planner/eplb/eplb.h"
 
 namespace craft::planner {
@@ -73,13 +74,19 @@ absl::string_view AlgorithmName(Algorithm algorithm) {
 absl::StatusOr<PlanResult> Plan(const LoadTrace& trace, const PlanOptions& options) {
   CRAFT_RETURN_IF_ERROR(trace.Validate());
   CRAFT_RETURN_IF_ERROR(options.cluster.Validate());
+  if (options.uniform && options.algorithm != Algorithm::kCraft &&
+      options.algorithm != Algorithm::kEplb) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("uniform layouts are planned by craft (eplb's always are), not ",
+                     AlgorithmName(options.algorithm)));
+  }
   switch (options.algorithm) {
     case Algorithm::kNone:
       return PlanPlacementOnly(trace, options);
     case Algorithm::kEplb:
       return PlanDeepSeekEplb(trace, options);
     case Algorithm::kCraft:
-      return PlanCraft(trace, options);
+      return options.uniform ? PlanCraftUniform(trace, options) : PlanCraft(trace, options);
     case Algorithm::kCraftPaper:
       return PlanCraftPaper(trace, options);
   }

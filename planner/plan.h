@@ -61,6 +61,10 @@ struct PlanOptions {
   CraftObjective objective = CraftObjective::kBalancedness;
   // Never put two replicas of one expert on one GPU.
   bool forbid_duplicates = false;
+  // CRAFT: the same slots on every GPU in every layer (E + redundant_per_layer
+  // per layer, default D), for engines that need it (SGLang, vLLM): no
+  // per-layer counts, craft's replication and packing (planner/craft/uniform.h).
+  bool uniform = false;
   MemoryModel memory;
 };
 
@@ -89,6 +93,7 @@ struct PlanResult {
   int budget = 0;                         // R: redundant slots per GPU
   std::vector<BenefitCurve> curves;       // CRAFT algorithms only
   std::vector<BudgetPoint> budget_sweep;  // auto-R only
+  int uniform_layers_from_eplb = 0;       // uniform CRAFT: layers where EPLB's placement won
 };
 
 // Plans a layout for `trace` (its aggregate for placement, its windows for the

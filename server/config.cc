@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "planner/craft/uniform.h"
 
 namespace craft::server {
 namespace {
@@ -360,7 +361,23 @@ absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config
                        max_candidate, " (at most one replica per expert per GPU)"));
     }
   }
-  if (config.replan_method == ReplanMethod::kIncremental && !config.plan.budget.has_value()) {
+  if (config.plan.uniform) {
+    if (config.plan.algorithm != planner::Algorithm::kCraft &&
+        config.plan.algorithm != planner::Algorithm::kEplb) {
+      return parser.ErrorAtKey("replan.uniform",
+                               "uniform layouts are planned by craft (eplb's always are)");
+    }
+    const absl::StatusOr<int> redundant =
+        planner::UniformRedundantPerLayer(config.model.num_experts, config.plan);
+    if (!redundant.ok()) {
+      return parser.ErrorAtKey(parser.Has("replan.redundant_per_layer")
+                                   ? "replan.redundant_per_layer"
+                                   : "replan.uniform",
+                               redundant.status().message());
+    }
+  }
+  if (config.replan_method == ReplanMethod::kIncremental && !config.plan.uniform &&
+      !config.plan.budget.has_value()) {
     return parser.ErrorAtKey("replan.budget",
                              "the incremental method moves replicas within a fixed budget R; give "
                              "replan.budget a number or set replan.method: fresh");
@@ -455,6 +472,14 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
            {"memory", parser.Section(memory_fields)},
            {"candidates", parser.IntListField(&config.plan.candidates)},
            {"no_duplicates", parser.BoolField(&config.plan.forbid_duplicates)},
+           {"uniform", parser.BoolField(&config.plan.uniform)},
+           {"redundant_per_layer",
+            [&](const Value& value) {
+              int redundant = 0;
+              CRAFT_RETURN_IF_ERROR(parser.IntField(&redundant, 0, 100'000)(value));
+              config.plan.redundant_per_layer = redundant;
+              return absl::OkStatus();
+            }},
            {"gain_threshold", parser.DoubleField(&config.gain_threshold, 0, 1)},
            {"horizon_s", parser.DoubleField(&config.horizon_s, 0, 1e9)},
            {"transfer_gbps", parser.DoubleField(&config.transfer_gbps, 0, 1e6,

@@ -274,6 +274,28 @@ TEST(ConfigTest, EplbWithNoDuplicatesIsRejected) {
       HasSubstr("planner.yaml:11:3: replan.no_duplicates: eplb reproduces"));
 }
 
+TEST(ConfigTest, UniformLayoutsAreCheckedWithTheirLine) {
+  absl::StatusOr<PlannerConfig> config =
+      ParseConfig(absl::StrCat(kMinimal, "replan:\n  uniform: true\n  redundant_per_layer: 128\n"),
+                  "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->plan.uniform);
+  EXPECT_EQ(config->plan.redundant_per_layer, 128);
+  // 256 experts + 100 do not divide over 64 GPUs.
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal,
+                                   "replan:\n  uniform: true\n  redundant_per_layer: "
+                                   "100\n")),
+              HasSubstr("planner.yaml:11:3: replan.redundant_per_layer: a uniform layout needs "
+                        "the same slots on every GPU, but 256 experts + 100 redundant slots per "
+                        "layer do not divide over 64 GPUs (try 64 or 128"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  uniform: true\n  algorithm: none\n")),
+              HasSubstr("replan.uniform: uniform layouts are planned by craft"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  redundant_per_layer: -1\n")),
+              HasSubstr("replan.redundant_per_layer: -1 is outside"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  uniform: 1\n")),
+              HasSubstr("replan.uniform: expected true or false, got '1'"));
+}
+
 TEST(ConfigTest, MemoryWithoutRoomIsRejected) {
   EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  memory:\n    hbm_gb: 40\n")),
               HasSubstr("replan.memory.hbm_gb: non_expert_gb must be below hbm_gb"));

@@ -268,6 +268,23 @@ TEST_F(IncrementalReplanTest, AHeadroomBelowOneExpertFailsClearly) {
   EXPECT_FALSE(loop_->Continuing());
 }
 
+TEST_F(IncrementalReplanTest, UniformConfigsCommitLayoutsEnginesLoad) {
+  PlannerConfig config = SmallConfig();
+  config.model.num_experts = 16;
+  config.plan.uniform = true;
+  config.plan.redundant_per_layer = 4;  // 20 slots per layer, 5 on each GPU
+  Build(config);
+  ConnectBoth16();
+  Report(HotLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  ASSERT_EQ(outcome.result, ReplanResult::kPushed) << outcome.decision;
+  Commit();
+  const planner::Layout& committed = *coordinator_->committed().layout;
+  EXPECT_TRUE(committed.HasUniformSlots());
+  for (const planner::LayerPlacement& layer : committed.layers) EXPECT_EQ(layer.num_slots(), 20);
+  EXPECT_EQ(loop_->LastExplain().budget(), 2);  // 4 x 2 layers / 4 GPUs
+}
+
 TEST_F(IncrementalReplanTest, AMoveThatDoesNotPayIsNotPushed) {
   PlannerConfig config = SmallConfig();
   config.model.num_experts = 16;

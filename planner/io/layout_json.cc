@@ -119,7 +119,7 @@ absl::Status NonUniformSlotsError(const Layout& layout) {
       "layer, but ",
       where, " where layer 0 has ", expected,
       " per GPU. Per-layer replica counts need an engine that supports per-layer expert "
-      "counts; use --algorithm eplb or none for stock SGLang."));
+      "counts; plan with --uniform (craft) or --algorithm eplb for stock SGLang."));
 }
 
 }  // namespace

@@ -142,7 +142,7 @@ TEST(LayoutToSglangJsonTest, RefusesPerLayerSlotCounts) {
   const std::string message(json.status().message());
   EXPECT_THAT(message, HasSubstr("layer 1 puts 2 slots on GPU 0 where layer 0 has 1 per GPU"));
   EXPECT_THAT(message, HasSubstr("per-layer expert counts"));
-  EXPECT_THAT(message, HasSubstr("--algorithm eplb or none"));
+  EXPECT_THAT(message, HasSubstr("plan with --uniform"));
 }
 
 TEST(LayoutToSglangJsonTest, RejectsInvalidLayout) {

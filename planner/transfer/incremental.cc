@@ -180,6 +180,45 @@ class Search {
     return true;
   }
 
+  // One uniform grow step: a new slot on every GPU in every layer, each
+  // holding the GPU's best new replica of that layer (a uniform layout's
+  // layers all hold the same slots, so they grow together). False when the
+  // step would exceed the limit or a GPU already holds every expert of a layer.
+  bool GrowUniform(std::vector<IncrementalMove>& moves) {
+    const int gpus = current_.cluster.num_gpus;
+    const int layers = current_.num_layers();
+    const int64_t new_slots = static_cast<int64_t>(slots_per_gpu_ + layers) * gpus;
+    const int64_t max_into = *std::max_element(into_gpu_.begin(), into_gpu_.end());
+    if (!options_.limit.Admits(moved_ + static_cast<int64_t>(layers) * gpus, new_slots,
+                               (max_into + layers) * options_.bytes_per_expert)) {
+      return false;
+    }
+    for (int l = 0; l < layers; ++l) {
+      for (int g = 0; g < gpus; ++g) {
+        if (HottestNotOn(l, g, 1).empty()) return false;
+      }
+    }
+    for (int l = 0; l < layers; ++l) {
+      for (int g = 0; g < gpus; ++g) {
+        // The hottest candidate, unless another gains more.
+        IncrementalMove best;
+        double best_gain = 0;
+        for (int e : HottestNotOn(l, g, 3)) {
+          IncrementalMove move{MoveKind::kGrow, {{l, g, -1, e}}};
+          const LayerDelta d = models_[l]->Evaluate(ChangesOf(move.edits, l));
+          if (best.edits.empty() || (d.valid && d.balancedness > best_gain)) {
+            best_gain = d.valid ? d.balancedness : -1;
+            best = std::move(move);
+          }
+        }
+        Apply(best);
+        moves.push_back(std::move(best));
+      }
+    }
+    slots_per_gpu_ += layers;
+    return true;
+  }
+
   // Shortlists candidates in every layer (after growth, before the loop).
   void RefreshAll() {
     for (int l = 0; l < current_.num_layers(); ++l) Refresh(l);
@@ -221,7 +260,8 @@ class Search {
         }
       }
       // Shifts: a layer's best additions, each paid by the GPU's cheapest
-      // redundant replica in another layer.
+      // redundant replica in another layer (never in uniform layouts).
+      if (options_.uniform_redundant_per_layer.has_value()) continue;
       for (size_t i = 0; i < adds_[l].size(); ++i) {
         const Candidate& add = adds_[l][i];
         const SlotEdit& edit = add.move.edits[0];
@@ -556,6 +596,32 @@ class Search {
   std::vector<int> touched_;
 };
 
+// A uniform re-plan starts from a uniform layout it can grow to E + redundant
+// slots per layer.
+absl::Status CheckUniform(const Layout& committed, int redundant) {
+  const int gpus = committed.cluster.num_gpus;
+  const int target = committed.num_experts + redundant;
+  if (redundant < 0 || target % gpus != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("uniform layouts need E + redundant slots per layer divisible by the GPUs: ",
+                     committed.num_experts, " + ", redundant, " over ", gpus));
+  }
+  if (!committed.HasUniformSlots()) {
+    return absl::InvalidArgumentError(
+        "the committed layout is not uniform (GPUs hold different slots in a layer); a uniform "
+        "re-plan must start from a uniform layout: plan it fresh");
+  }
+  for (int l = 0; l < committed.num_layers(); ++l) {
+    if (committed.layers[l].num_slots() > target) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the committed layout holds ", committed.layers[l].num_slots(), " slots in layer ", l,
+          ", more than the ", target, " a uniform plan with ", redundant,
+          " redundant slots per layer has; the planner never shrinks a GPU"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckInputs(const Layout& committed, const LoadTrace& trace,
                          const IncrementalOptions& options) {
   CRAFT_RETURN_IF_ERROR(committed.Validate());
@@ -591,6 +657,9 @@ absl::Status CheckInputs(const Layout& committed, const LoadTrace& trace,
         }
       }
     }
+  }
+  if (options.uniform_redundant_per_layer.has_value()) {
+    CRAFT_RETURN_IF_ERROR(CheckUniform(committed, *options.uniform_redundant_per_layer));
   }
   for (int g = 1; g < committed.cluster.num_gpus; ++g) {
     if (committed.SlotsOnGpu(g) != committed.SlotsOnGpu(0)) {
@@ -636,11 +705,20 @@ absl::StatusOr<IncrementalPlan> PlanIncremental(const Layout& committed, const L
   plan.frontier.push_back(search.Point(0));
 
   const int gpus = committed.cluster.num_gpus;
-  const int64_t base = static_cast<int64_t>(committed.num_layers()) * committed.num_experts;
-  const int64_t target = (base + gpus - 1) / gpus + options.budget;
-  for (int64_t step = search.slots_per_gpu(); step < target; ++step) {
-    if (!search.Grow(plan.moves)) break;
-    plan.frontier.push_back(search.Point(static_cast<int>(plan.moves.size())));
+  if (options.uniform_redundant_per_layer.has_value()) {
+    const int target = committed.num_experts + *options.uniform_redundant_per_layer;
+    for (int slots = committed.layers.empty() ? target : committed.layers[0].num_slots();
+         slots < target; slots += gpus) {
+      if (!search.GrowUniform(plan.moves)) break;
+      plan.frontier.push_back(search.Point(static_cast<int>(plan.moves.size())));
+    }
+  } else {
+    const int64_t base = static_cast<int64_t>(committed.num_layers()) * committed.num_experts;
+    const int64_t target = (base + gpus - 1) / gpus + options.budget;
+    for (int64_t step = search.slots_per_gpu(); step < target; ++step) {
+      if (!search.Grow(plan.moves)) break;
+      plan.frontier.push_back(search.Point(static_cast<int>(plan.moves.size())));
+    }
   }
 
   search.RefreshAll();

@@ -18,6 +18,10 @@
 // valid layout. It stops at the movement limit or when no move gains more than
 // `min_gain_per_replica` per replica moved.
 //
+// Uniform layouts (IncrementalOptions::uniform_redundant_per_layer) keep every
+// layer's per-GPU slot counts equal and every layer the same: swaps and
+// replaces only, and growth in steps of one slot per GPU in every layer.
+//
 // Growing to R. CRAFT plans give every GPU ceil(L*E/D) + R slots. When the
 // committed layout has fewer (e.g. the initial layout, R = 0), the planner
 // first adds one slot on every GPU at a time (each GPU's best new replica over
@@ -47,6 +51,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,6 +82,12 @@ struct IncrementalOptions {
   double min_gain_per_replica = 1e-6;
   // Windows replayed for predictions (evenly spaced when the trace has more).
   int max_replay_windows = 64;
+  // Set: uniform layouts, as SGLang and vLLM need (every GPU holds the same
+  // slots in every layer). No shifts; growth adds one slot on every GPU in
+  // every layer per step (L x D replicas) until every layer holds E + this
+  // many slots, and `budget` is unused. The committed layout must be
+  // uniform with at most that many slots per layer.
+  std::optional<int> uniform_redundant_per_layer;
 };
 
 // One change to one GPU's slots in one layer: a replica of `remove_expert`

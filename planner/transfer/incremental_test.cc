@@ -212,3 +212,85 @@ TEST(IncrementalTest, RejectsBadInput) {
 
 }  // namespace
 }  // namespace craft::planner
+
+namespace craft::planner {
+namespace {
+
+IncrementalOptions UniformOptions(int redundant, double fraction = 1.0) {
+  IncrementalOptions options = Options(0, fraction);
+  options.uniform_redundant_per_layer = redundant;
+  return options;
+}
+
+// Uniform re-plans (for SGLang and vLLM): grown one layer at a time to E + r
+// slots, then swaps and replaces only, so every frontier point is a layout
+// those engines load.
+TEST(IncrementalTest, UniformPlansGrowLayerByLayerAndStayUniform) {
+  const LoadTrace trace = SynthTrace(4, 16, 5);
+  absl::StatusOr<Layout> initial = ContiguousLayout(4, 16, {8, 2});
+  ASSERT_TRUE(initial.ok());
+  absl::StatusOr<IncrementalPlan> plan = PlanIncremental(*initial, trace, UniformOptions(16));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // 2 grow steps of one slot on each of the 8 GPUs in each of the 4 layers.
+  ASSERT_GT(plan->frontier.size(), 2u);
+  for (int i = 1; i <= 2; ++i) EXPECT_EQ(plan->frontier[i].moved_replicas, 4 * 8 * i);
+  EXPECT_EQ(plan->slots_per_gpu, 4 * (16 + 16) / 8);
+  for (const IncrementalMove& move : plan->moves) EXPECT_NE(move.kind, MoveKind::kShift);
+  for (int i = 0; i < static_cast<int>(plan->frontier.size()); ++i) {
+    absl::StatusOr<Layout> at = LayoutAtPoint(*initial, *plan, i);
+    ASSERT_TRUE(at.ok() && at->Validate().ok());
+    EXPECT_TRUE(at->HasUniformSlots()) << "point " << i;
+  }
+  absl::StatusOr<Layout> last =
+      LayoutAtPoint(*initial, *plan, static_cast<int>(plan->frontier.size()) - 1);
+  ASSERT_TRUE(last.ok());
+  for (const LayerPlacement& layer : last->layers) EXPECT_EQ(layer.num_slots(), 32);
+  absl::StatusOr<LayoutStats> before = EvaluateLayout(*initial, trace);
+  absl::StatusOr<LayoutStats> after = EvaluateLayout(*last, trace);
+  ASSERT_TRUE(before.ok() && after.ok());
+  EXPECT_GT(after->mean_balancedness, before->mean_balancedness);
+}
+
+TEST(IncrementalTest, UniformReplanOfAUniformPlanMovesLittle) {
+  const LoadTrace committed_on = SynthTrace(4, 16, 7);
+  const LoadTrace drifted = SynthTrace(4, 16, 1007);
+  PlanOptions fresh;
+  fresh.cluster = {8, 2};
+  fresh.uniform = true;
+  fresh.redundant_per_layer = 8;
+  absl::StatusOr<PlanResult> committed = Plan(committed_on, fresh);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  absl::StatusOr<IncrementalPlan> plan =
+      PlanIncremental(committed->layout, drifted, UniformOptions(8, 0.1));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_GT(plan->frontier.size(), 1u);  // the drift pays for some moves
+  const int point = PickFrontierPoint(*plan, UniformOptions(8, 0.1).limit);
+  EXPECT_LE(plan->frontier[point].moved_fraction, 0.1);
+  EXPECT_GT(plan->frontier[point].predicted_balancedness, plan->frontier[0].predicted_balancedness);
+  absl::StatusOr<Layout> at = LayoutAtPoint(committed->layout, *plan, point);
+  ASSERT_TRUE(at.ok());
+  EXPECT_TRUE(at->HasUniformSlots());
+}
+
+TEST(IncrementalTest, UniformRefusesLayoutsItCannotKeepUniform) {
+  const LoadTrace trace = SynthTrace(2, 16, 5);
+  // GPU 0 holds 3 slots of layer 0, GPU 1 one: equal totals, not uniform.
+  absl::StatusOr<Layout> uneven = ContiguousLayout(2, 16, {8, 2});
+  ASSERT_TRUE(uneven.ok());
+  LayerPlacement& layer = uneven->layers[0];
+  layer.slots_per_gpu[0] = 3;
+  layer.slots_per_gpu[1] = 1;
+  ASSERT_TRUE(uneven->Validate().ok());
+  absl::StatusOr<IncrementalPlan> plan = PlanIncremental(*uneven, trace, UniformOptions(8));
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("not uniform"), std::string::npos) << plan.status();
+
+  absl::StatusOr<Layout> even = ContiguousLayout(2, 16, {8, 2});
+  ASSERT_TRUE(even.ok());
+  plan = PlanIncremental(*even, trace, UniformOptions(4));  // 20 slots over 8 GPUs
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("divisible"), std::string::npos) << plan.status();
+}
+
+}  // namespace
+}  // namespace craft::planner

@@ -58,7 +58,7 @@ absl::StatusOr<planner::Layout> LoadLayoutFile(const std::string& path) {
 }
 
 const std::vector<std::string>& PlanSwitches() {
-  static const std::vector<std::string> kSwitches = {"no-duplicates"};
+  static const std::vector<std::string> kSwitches = {"no-duplicates", "uniform"};
   return kSwitches;
 }
 
@@ -91,6 +91,7 @@ absl::StatusOr<planner::PlanOptions> ReadPlanOptions(Args& args) {
         absl::StrCat("--objective must be balancedness or step-time, got '", objective, "'"));
   }
   options.forbid_duplicates = args.Switch("no-duplicates");
+  options.uniform = args.Switch("uniform");
   planner::MemoryModel& memory = options.memory;
   CRAFT_ASSIGN_OR_RETURN(memory.hbm_bytes, args.DoubleOr("hbm-gb", memory.hbm_bytes / 1e9));
   CRAFT_ASSIGN_OR_RETURN(memory.non_expert_bytes,

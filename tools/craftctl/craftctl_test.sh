@@ -99,6 +99,26 @@ expect_error "layer 61 is out of range" "$CRAFTCTL" plan --loads "$TMP/moe58.jso
   --algorithm eplb --format sglang --num-hidden-layers 61 --moe-layers 4-61
 expect_error "same number of slots" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm craft --budget 1 --format sglang --num-hidden-layers 61 --moe-layers 3-60
+# Uniform craft plans load in stock SGLang, incremental re-plans of them too.
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm craft --uniform --format sglang \
+  --num-hidden-layers 61 --moe-layers 3-60 --out "$TMP/uniform.sglang.json" 2>"$TMP/err" \
+  || fail "uniform sglang export: $(cat "$TMP/err")"
+grep -q -- "--ep-num-redundant-experts 8 --ep-size 8" "$TMP/err" || fail "uniform: $(cat "$TMP/err")"
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm craft --uniform \
+  --redundant-per-layer 16 --out "$TMP/uniform.json" 2>/dev/null || fail "uniform plan"
+"$CRAFTCTL" synth --out "$TMP/moe58b.json" --layers 58 --experts 16 --top-k 2 --windows 4 \
+  --max-hot 4 --min-hot 2 --tokens-per-window 256 --seed 6
+"$CRAFTCTL" plan --loads "$TMP/moe58b.json" --gpus 8 --uniform --redundant-per-layer 16 \
+  --previous "$TMP/uniform.json" --max-moved-fraction 0.05 --format sglang \
+  --num-hidden-layers 61 --moe-layers 3-60 --out "$TMP/uniform2.sglang.json" 2>"$TMP/err" \
+  || fail "uniform incremental sglang export: $(cat "$TMP/err")"
+"$CRAFTCTL" eval --loads "$TMP/moe58.json" --gpus 8 --algorithms eplb,craft --uniform \
+  >"$TMP/uniform.eval" || fail "uniform eval"
+grep -q "^craft uniform r=8 " "$TMP/uniform.eval" || fail "no uniform row: $(cat "$TMP/uniform.eval")"
+expect_error "do not divide over 8 GPUs" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm craft --uniform --redundant-per-layer 3
+expect_error "planned by craft" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm craft-paper --uniform
 printf 'PK\003\004not really a zip' >"$TMP/dump.pt"
 expect_error "is a torch file" "$CRAFTCTL" plan --loads "$TMP/dump.pt" --gpus 8 --algorithm eplb
 

@@ -163,11 +163,17 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
   const double bytes_per_expert = options.memory.bytes_per_expert;
   std::vector<Row> rows;
   for (const std::string& name : algorithms) {
-    CRAFT_ASSIGN_OR_RETURN(options.algorithm, planner::ParseAlgorithm(name));
-    CRAFT_ASSIGN_OR_RETURN(planner::PlanResult plan, planner::Plan(plan_trace, options));
-    const std::string label = options.algorithm == planner::Algorithm::kCraft
-                                  ? absl::StrCat(name, " R=", plan.budget)
-                                  : name;
+    planner::PlanOptions algorithm_options = options;
+    CRAFT_ASSIGN_OR_RETURN(algorithm_options.algorithm, planner::ParseAlgorithm(name));
+    const bool craft = algorithm_options.algorithm == planner::Algorithm::kCraft;
+    // --uniform shapes craft's plan; the other algorithms are compared as they are.
+    algorithm_options.uniform = options.uniform && craft;
+    CRAFT_ASSIGN_OR_RETURN(planner::PlanResult plan, planner::Plan(plan_trace, algorithm_options));
+    std::string label = name;
+    if (craft) {
+      label = options.uniform ? absl::StrCat(name, " uniform r=", plan.replicas_per_layer.front())
+                              : absl::StrCat(name, " R=", plan.budget);
+    }
     CRAFT_ASSIGN_OR_RETURN(Row row,
                            Measure(label, plan.layout, eval_trace, previous, bytes_per_expert));
     rows.push_back(row);
@@ -187,8 +193,11 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
                            planner::PlanIncremental(*previous, plan_trace, incremental));
     const int point = planner::PickFrontierPoint(plan, incremental.limit);
     CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, planner::LayoutAtPoint(*previous, plan, point));
-    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(absl::StrCat("incremental R=", incremental.budget),
-                                            layout, eval_trace, previous, bytes_per_expert));
+    const std::string label =
+        incremental.uniform_redundant_per_layer.has_value()
+            ? absl::StrCat("incremental uniform r=", *incremental.uniform_redundant_per_layer)
+            : absl::StrCat("incremental R=", incremental.budget);
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(label, layout, eval_trace, previous, bytes_per_expert));
     rows.push_back(row);
     CRAFT_ASSIGN_OR_RETURN(frontier, ReportFrontier(*previous, plan, eval_trace, frontier_step));
   }

@@ -32,11 +32,16 @@ absl::StatusOr<std::optional<planner::MoveLimit>> ReadMoveLimit(Args& args) {
 
 absl::StatusOr<planner::IncrementalOptions> IncrementalOptionsFor(
     const planner::PlanOptions& options, const planner::MoveLimit& limit) {
-  if (!options.budget.has_value()) {
-    return absl::InvalidArgumentError("the incremental planner needs a fixed --budget R, not auto");
-  }
   planner::IncrementalOptions incremental;
-  incremental.budget = *options.budget;
+  if (options.uniform) {
+    // Checked against the layout by the planner: E + r must divide over D.
+    incremental.uniform_redundant_per_layer =
+        options.redundant_per_layer.value_or(options.cluster.num_gpus);
+  } else if (!options.budget.has_value()) {
+    return absl::InvalidArgumentError("the incremental planner needs a fixed --budget R, not auto");
+  } else {
+    incremental.budget = *options.budget;
+  }
   incremental.bytes_per_expert = static_cast<int64_t>(options.memory.bytes_per_expert);
   incremental.limit = limit;
   return incremental;

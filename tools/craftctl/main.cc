@@ -15,6 +15,8 @@ commands:
          [--nodes N] [--groups G] [--redundant-per-layer r] [--budget R|auto]
          [--candidates 0,1,2,4,...] [--objective balancedness|step-time]
          [--no-duplicates] [--previous LAYOUT] [--format craft|sglang] [--out FILE]
+         [--uniform]  (craft: E + r slots in every layer, equal on every GPU, as
+         SGLang and vLLM need; r = --redundant-per-layer, default D)
          [--max-moved-fraction F] [--max-moved-gb G]  (with --previous: plan
          incrementally from LAYOUT, moving at most F of the slots / G GB into a GPU)
          [--num-hidden-layers N --moe-layers 3-60]  (--format sglang: one row per

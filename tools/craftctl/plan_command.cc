@@ -153,7 +153,10 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
   if (limit.has_value()) {
     CRAFT_ASSIGN_OR_RETURN(planner::Layout previous, LoadLayoutFile(previous_path));
     CRAFT_ASSIGN_OR_RETURN(plan.layout, PlanIncrementally(previous, trace, options, *limit));
-    plan.budget = *options.budget;
+    // R as the layout holds it: slots per GPU beyond the placement's own.
+    const int64_t base = static_cast<int64_t>(trace.num_layers()) * trace.num_experts();
+    const int gpus = plan.layout.cluster.num_gpus;
+    plan.budget = plan.layout.SlotsOnGpu(0) - static_cast<int>((base + gpus - 1) / gpus);
     for (const planner::LayerPlacement& layer : plan.layout.layers) {
       plan.replicas_per_layer.push_back(layer.num_slots() - plan.layout.num_experts);
     }
