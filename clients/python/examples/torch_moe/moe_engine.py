@@ -220,7 +220,7 @@ class TorchMoEEngine(craft.Engine):
         initial = craft.contiguous_layout(checkpoint.num_layers, checkpoint.num_experts,
                                           world_size, num_nodes)
         self._lock = threading.Lock()
-        self._serving = Placement(initial, rank, self._load(initial, {}, set()))
+        self._serving = Placement(initial, rank, self._load(initial))
         self._staged = {}  # version -> Placement
         self._pending = None  # (version, threading.Event): a commit waiting for a step boundary
         self._stop = False
@@ -231,14 +231,10 @@ class TorchMoEEngine(craft.Engine):
 
     # --- the checkpoint ----------------------------------------------------------------------
 
-    def _load(self, layout, held, missing_ok):
-        """This rank's weights of `layout`: what it holds, else the checkpoint (at start, and in
-        a resync where the agent asks for it)."""
-        weights = []
-        for l, experts in enumerate(craft.gpu_experts(layout, self.rank)):
-            weights.append([held.get((l, e)) if (l, e) in held else self.checkpoint.expert(l, e)
-                            for e in experts])
-        return weights
+    def _load(self, layout):
+        """This rank's weights of `layout` from the checkpoint, as a starting rank loads them."""
+        return [[self.checkpoint.expert(l, e) for e in experts]
+                for l, experts in enumerate(craft.gpu_experts(layout, self.rank))]
 
     # --- craft.Engine ------------------------------------------------------------------------
 
