@@ -118,22 +118,24 @@ class AdapterTest(unittest.TestCase):
         with open(trace, "w") as f:
             json.dump({"num_layers": 2, "num_experts": E, "counts": LOADS}, f)
         common = ["plan", "--loads", trace, "--gpus", "4", "--nodes", "2"]
-        craft_json = os.path.join(self.cluster.dir, "eplb.json")
+        craft_json = os.path.join(self.cluster.dir, "layout.json")
         sglang_json = os.path.join(self.cluster.dir, "sglang.json")
-        run = self.craftctl(*common, "--algorithm", "eplb", "--out", craft_json)
-        self.assertEqual(run.returncode, 0, run.stderr)
-        run = self.craftctl(*common, "--algorithm", "eplb", "--format", "sglang",
-                            "--num-hidden-layers", str(NUM_HIDDEN), "--moe-layers", "1-2",
-                            "--out", sglang_json)
-        self.assertEqual(run.returncode, 0, run.stderr)
-        with open(craft_json) as f:
-            layout = adapters.layout_from_json(f.read())
-        with open(sglang_json) as f:
-            expected = f.read().strip()
-        self.assertEqual(sglang.init_expert_location_json(layout, NUM_HIDDEN, "1-2"), expected)
-        args = sglang.launch_args(layout)
-        self.assertIn("--ep-num-redundant-experts %d --ep-size %d"
-                      % (args["ep_num_redundant_experts"], args["ep_size"]), run.stderr)
+        for algorithm in (["eplb"], ["craft", "--uniform", "--budget", "1"]):
+            run = self.craftctl(*common, "--algorithm", *algorithm, "--out", craft_json)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            run = self.craftctl(*common, "--algorithm", *algorithm, "--format", "sglang",
+                                "--num-hidden-layers", str(NUM_HIDDEN), "--moe-layers", "1-2",
+                                "--out", sglang_json)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            with open(craft_json) as f:
+                layout = adapters.layout_from_json(f.read())
+            with open(sglang_json) as f:
+                expected = f.read().strip()
+            self.assertEqual(sglang.init_expert_location_json(layout, NUM_HIDDEN, "1-2"),
+                             expected, algorithm)
+            args = sglang.launch_args(layout)
+            self.assertIn("--ep-num-redundant-experts %d --ep-size %d"
+                          % (args["ep_num_redundant_experts"], args["ep_size"]), run.stderr)
         out = os.path.join(self.cluster.dir, "written.json")
         self.assertEqual(sglang.write_init_expert_location(out, layout, NUM_HIDDEN, MOE), args)
         with open(out) as f:
