@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/io/json_util.h"
+#include "planner/io/trace_json_fast.h"
 
 namespace craft::planner {
 namespace {
@@ -175,6 +177,15 @@ nlohmann::ordered_json MatrixToJson(int num_layers,
 }  // namespace
 
 absl::StatusOr<LoadTrace> ParseTraceJson(absl::string_view text) {
+  std::optional<io_internal::FastTrace> fast = io_internal::ReadTraceFast(text);
+  if (!fast.has_value()) return io_internal::ParseTraceJsonReference(text);
+  if (!fast->has_counts) CRAFT_RETURN_IF_ERROR(SumWindows(fast->trace));
+  return std::move(fast->trace);
+}
+
+namespace io_internal {
+
+absl::StatusOr<LoadTrace> ParseTraceJsonReference(absl::string_view text) {
   CRAFT_ASSIGN_OR_RETURN(const Json root, io_internal::ParseJsonObject(text));
   CRAFT_ASSIGN_OR_RETURN(const TraceMatrices m, LocateMatrices(root));
   LoadTrace trace(m.num_layers, m.num_experts, static_cast<int>(m.windows.size()));
@@ -190,6 +201,8 @@ absl::StatusOr<LoadTrace> ParseTraceJson(absl::string_view text) {
   }
   return trace;
 }
+
+}  // namespace io_internal
 
 std::string TraceToJson(const LoadTrace& trace, int top_k) {
   // ordered_json keeps the header first, where a reader looks for it.

@@ -181,6 +181,82 @@ TEST(ParseTraceJsonTest, RejectsBadCraftHeaders) {
                  R"("windows" need "format": "craft.trace.v1")");
 }
 
+TEST(ParseTraceJsonTest, RejectsInfinitiesAndNonArrayWindows) {
+  ExpectRejected(Aggregate("[[Infinity, 1, 2], [0, 0, 0]]"), "not valid JSON");
+  ExpectRejected(Aggregate("[[1, 2, 3], [-Infinity, 0, 0]]"), "not valid JSON");
+  ExpectRejected(Craft(R"("windows": [[[1, 2], [3, 4]], 7])"),
+                 "windows[1] must be an array, got 7");
+}
+
+// ParseTraceJson() reads plain input on a fast path and leaves the rest to the
+// reference reader: both must give the same trace or the same refusal.
+void ExpectSameAsReference(const std::string& text) {
+  const absl::StatusOr<LoadTrace> fast = ParseTraceJson(text);
+  const absl::StatusOr<LoadTrace> reference = io_internal::ParseTraceJsonReference(text);
+  ASSERT_EQ(fast.ok(), reference.ok()) << text << "\n"
+                                       << fast.status() << "\n"
+                                       << reference.status();
+  if (!fast.ok()) {
+    EXPECT_EQ(fast.status(), reference.status());
+    return;
+  }
+  ASSERT_EQ(fast->num_windows(), reference->num_windows());
+  for (int l = 0; l < reference->num_layers(); ++l) {
+    EXPECT_EQ(fast->aggregate(l), reference->aggregate(l)) << text;
+    for (int b = 0; b < reference->num_windows(); ++b) {
+      EXPECT_EQ(fast->window(b, l), reference->window(b, l)) << text;
+    }
+  }
+}
+
+TEST(ParseTraceJsonTest, FastPathAgreesWithReferenceOnEdgeCases) {
+  // A repeated key keeps its last value.
+  ExpectSameAsReference(
+      R"({"num_layers": 9, "num_layers": 2, "num_experts": 3, "counts": [[1, 2, 3], [4, 5, 6]],
+          "counts": [[3.5, 0.5, 2.4999], [0, 0, 1]]})");
+  // Signed zeros, underflow to zero, exponents, floats on integral values.
+  ExpectSameAsReference(Aggregate("[[-0, -0.0, 1e-400], [25E-1, 9007199254740992.0, 7.0]]"));
+  ExpectSameAsReference(Aggregate("[[1, 2, 3], [4, 5, 9007199254740993.0]]"));
+  ExpectSameAsReference(Aggregate("[[18446744073709551615, 0, 0], [0, 0, 0]]"));
+  ExpectSameAsReference(Aggregate("[[123456789012345678901234567890, 0, 0], [0, 0, 0]]"));
+  // Escapes and non-ASCII text in ignored keys; a byte-order mark.
+  ExpectSameAsReference(absl::StrCat(R"({"src": "caf\u00e9 \ud83d\ude00", "x": "é",)",
+                                     R"("num_layers": 1, "num_experts": 1, "counts": [[1]]})"));
+  ExpectSameAsReference(R"({"src": "\udc00", "num_layers": 1, "num_experts": 1, "counts": [[1]]})");
+  ExpectSameAsReference("\xEF\xBB\xBF{\"num_layers\": 1, \"num_experts\": 1, \"counts\": [[1]]}");
+  // Trailing content, and values the aggregate format ignores.
+  ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]]} {})");
+  ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]], "top_k": 99})");
+  ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]], "src": 1e999})");
+  // Counts given next to empty windows, and windows summed.
+  ExpectSameAsReference(Craft(R"("top_k": 2, "windows": [], "counts": [[1, 2], [3, 4]])"));
+  ExpectSameAsReference(Craft(R"("windows": [[[1, 2.5], [3, 4]], [[0, 0], [0.5, 0]]])"));
+}
+
+TEST(ParseTraceJsonTest, FastPathAgreesWithReferenceOnALargeTrace) {
+  LoadTrace trace(7, 33, 12);
+  uint64_t state = 1;
+  for (int b = 0; b < trace.num_windows(); ++b) {
+    for (int l = 0; l < trace.num_layers(); ++l) {
+      for (int64_t& count : trace.mutable_window(b, l)) {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        count = static_cast<int64_t>(state >> (24 + state % 32));  // 0 .. 2^40
+      }
+    }
+  }
+  trace.SetAggregateFromWindows();
+  const std::string text = TraceToJson(trace, /*top_k=*/8);
+  ExpectSameAsReference(text);
+  const absl::StatusOr<LoadTrace> parsed = ParseTraceJson(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  for (int l = 0; l < trace.num_layers(); ++l) {
+    EXPECT_EQ(parsed->aggregate(l), trace.aggregate(l));
+    for (int b = 0; b < trace.num_windows(); ++b) {
+      EXPECT_EQ(parsed->window(b, l), trace.window(b, l));
+    }
+  }
+}
+
 // Reads the recorded Qwen2-57B trace when the test runner points
 // CRAFT_TRACES_DIR at the traces (--test_env=CRAFT_TRACES_DIR=...). The file is
 // not part of the repository, so the test skips without it.

@@ -3,7 +3,10 @@
 // JSON text.
 //
 // Every refusal is INVALID_ARGUMENT; every accepted trace is valid, within
-// the reader's limits, and reads back the same after TraceToJson.
+// the reader's limits, and reads back the same after TraceToJson. The reader
+// takes a fast path where it can (trace_json_fast.cc): its answer must be the
+// nlohmann reference reader's, the same trace or the same refusal, on every
+// input.
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -55,10 +58,18 @@ const google::protobuf::Message* InputMessage() { return nullptr; }
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
   const absl::StatusOr<craft::planner::LoadTrace> trace = craft::planner::ParseTraceJson(text);
+  const absl::StatusOr<craft::planner::LoadTrace> reference =
+      craft::planner::io_internal::ParseTraceJsonReference(text);
   if (trace.ok()) {
+    CRAFT_FUZZ_CHECK(reference.ok())
+        << "the fast path accepts what the reference refuses: " << reference.status();
+    CRAFT_FUZZ_CHECK(craft::fuzz::SameTrace(*trace, *reference))
+        << "the fast path reads other counts than the reference";
     craft::fuzz::CheckAccepted(*trace);
   } else {
     CRAFT_FUZZ_CHECK(absl::IsInvalidArgument(trace.status())) << trace.status();
+    CRAFT_FUZZ_CHECK(trace.status() == reference.status())
+        << "refused with " << trace.status() << ", the reference says " << reference.status();
   }
   return 0;
 }
