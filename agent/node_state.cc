@@ -7,9 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crash_point.h"
+#include "common/layout_delta.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "planner/initial_layout.h"
 #include "planner/layout.h"
 
 namespace craft::agent {
@@ -22,6 +24,9 @@ using craft::v1::GpuError;
 constexpr size_t kMaxVersionLength = 128;
 constexpr size_t kRecentVersions = 32;
 constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
+// The largest cluster a layout delta from the initial layout may name: the
+// agent builds that layout itself (one slot count per GPU and layer).
+constexpr int kMaxClusterGpus = 1 << 20;
 
 // Versions are opaque but end up in logs, acks and the state file.
 bool IsSaneVersion(const std::string& version) {
@@ -46,7 +51,7 @@ GpuError MakeGpuError(int gpu, std::string message) {
 const std::string& MessageVersion(const craft::v1::PlannerMessage& message) {
   switch (message.body_case()) {
     case craft::v1::PlannerMessage::kPrepare:
-      return message.prepare().layout().version();
+      return PrepareVersion(message.prepare());
     case craft::v1::PlannerMessage::kCommit:
       return message.commit().version();
     case craft::v1::PlannerMessage::kAbort:
@@ -521,8 +526,41 @@ absl::StatusOr<planner::Layout> NodeState::ParseNodeLayout(const craft::v1::Layo
   return layout;
 }
 
-void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare) {
-  const std::string& version = prepare.layout().version();
+absl::StatusOr<craft::v1::Layout> NodeState::LayoutFromDelta(
+    const craft::v1::LayoutDelta& delta) const {
+  const std::string& base_version = delta.base_version();
+  absl::StatusOr<planner::Layout> base;
+  if (committed_layout_.has_value() && committed_layout_->version() == base_version) {
+    base = ParseNodeLayout(*committed_layout_);
+  } else if (base_version == planner::kInitialLayoutVersion && committed_version_.empty() &&
+             (CommittedVersionLocked().empty() ||
+              CommittedVersionLocked() == planner::kInitialLayoutVersion)) {
+    // Every party knows the initial layout of a shape; the shape must be this
+    // node's model, so a delta cannot make the agent build an arbitrary one.
+    const std::optional<craft::v1::ModelShape> model = registry_.model();
+    if (!model.has_value() || delta.num_layers() != model->num_layers() ||
+        delta.num_experts() != model->num_experts() || delta.num_gpus() <= options_.gpus.back() ||
+        delta.num_gpus() > kMaxClusterGpus) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout delta from ", base_version, " is for ", delta.num_layers(),
+                       " layers x ", delta.num_experts(), " experts on ", delta.num_gpus(),
+                       " GPUs, which is not this node's model and cluster"));
+    }
+    base = planner::ContiguousLayout(delta.num_layers(), delta.num_experts(),
+                                     {delta.num_gpus(), delta.num_nodes()});
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "layout delta from ", base_version, ", but this node holds ",
+        committed_layout_.has_value() ? committed_layout_->version() : CommittedVersionLocked(),
+        ": it needs the full layout"));
+  }
+  if (!base.ok()) return base.status();
+  CRAFT_ASSIGN_OR_RETURN(const planner::Layout layout, ApplyLayoutDelta(*base, delta));
+  return LayoutToProto(layout, delta.version());
+}
+
+void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare& received) {
+  const std::string& version = PrepareVersion(received);
   if (apply_.has_value() && apply_->version == version) {
     switch (apply_->phase) {
       case Phase::kPreparing:  // a repeat: answer it when the workers are done
@@ -541,9 +579,26 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
   }
   if (apply_.has_value() && apply_->phase == Phase::kCommitting) {
     CRAFT_LOG(INFO) << "prepare of " << version << " waits for the commit of " << apply_->version;
-    deferred_prepare_.emplace(nonce, prepare);
+    deferred_prepare_.emplace(nonce, received);
     return;
   }
+  // A delta applies to what is committed now (after a deferred commit, too);
+  // workers get the full layout, as from a planner that sends it whole.
+  craft::v1::Prepare expanded;
+  if (received.has_layout_delta()) {
+    absl::StatusOr<craft::v1::Layout> layout = LayoutFromDelta(received.layout_delta());
+    if (!layout.ok()) {
+      SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(layout.status().message()));
+      if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+        Remember(version, /*aborted=*/true);
+      }
+      return;
+    }
+    expanded = received;
+    expanded.clear_layout_delta();
+    *expanded.mutable_layout() = *std::move(layout);
+  }
+  const craft::v1::Prepare& prepare = received.has_layout_delta() ? expanded : received;
   if (absl::Status s = ValidatePrepare(prepare); !s.ok()) {
     SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(s.message()));
     // The planner answers a Nack with Abort{V}: let that be acknowledged.

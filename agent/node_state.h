@@ -193,7 +193,13 @@ class NodeState {
   NodeState(Options options, Clock* clock, StateStore* store, PlannerChannel* planner,
             AgentState persisted);
 
-  void HandlePrepare(const std::string& nonce, const craft::v1::Prepare& prepare)
+  void HandlePrepare(const std::string& nonce, const craft::v1::Prepare& received)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The full layout a Prepare's delta makes from the committed layout
+  // (common/layout_delta.h). FAILED_PRECONDITION when this node does not
+  // hold the delta's base or the result's fingerprint differs (the planner
+  // then sends the full layout), INVALID_ARGUMENT for a malformed delta.
+  absl::StatusOr<craft::v1::Layout> LayoutFromDelta(const craft::v1::LayoutDelta& delta) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleCommit(const std::string& nonce, const craft::v1::Commit& commit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

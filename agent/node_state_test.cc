@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/layout_delta.h"
 #include "common/layout_proto.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
@@ -79,6 +80,31 @@ craft::v1::PlannerMessage ResyncMessage(int64_t epoch, const std::string& nonce,
   craft::v1::PlannerMessage message = CommitMessage(epoch, nonce, version);
   *message.mutable_commit()->mutable_layout() =
       PrepareMessage(epoch, nonce, version).prepare().layout();
+  return message;
+}
+
+// The initial layout of these tests' node: 2 GPUs, one node.
+planner::Layout InitialLayout() { return *planner::ContiguousLayout(kLayers, kExperts, {2, 1}); }
+
+// `base` with a replica of `expert` added on `gpu` in layer 0.
+planner::Layout WithReplica(planner::Layout base, int expert, int gpu) {
+  planner::LayerPlacement& layer = base.layers[0];
+  layer.phy2log.insert(layer.phy2log.begin() + layer.SlotOffset(gpu), expert);
+  ++layer.slots_per_gpu[gpu];
+  return base;
+}
+
+// A Prepare as the planner sends it to a node on `base_version`: a delta.
+craft::v1::PlannerMessage DeltaPrepareMessage(int64_t epoch, const std::string& nonce,
+                                              const planner::Layout& base,
+                                              const std::string& base_version,
+                                              const planner::Layout& target,
+                                              const std::string& version) {
+  craft::v1::PlannerMessage message;
+  message.set_epoch(epoch);
+  message.set_nonce(nonce);
+  *message.mutable_prepare()->mutable_layout_delta() =
+      *MakeLayoutDelta(base, base_version, target, version);
   return message;
 }
 
@@ -402,6 +428,63 @@ TEST_F(NodeStateTest, BadLayoutsAreNacked) {
   // A version is never reused, even one that was refused.
   node_->OnPlannerMessage(PrepareMessage(1, "again", "1.1"));
   ExpectNack("again", craft::v1::BAD_LAYOUT, "0.0");
+}
+
+TEST_F(NodeStateTest, ADeltaIsRebuiltFromTheCommittedLayoutAndForwardedInFull) {
+  AttachBoth();
+  const planner::Layout first = WithReplica(InitialLayout(), 1, 0);
+  node_->OnPlannerMessage(DeltaPrepareMessage(1, "d1", InitialLayout(), "0.0", first, "1.1"));
+  ASSERT_EQ(worker0_.received.size(), 1u);
+  const craft::v1::Prepare& forwarded = worker0_.received[0].prepare();
+  EXPECT_FALSE(forwarded.has_layout_delta()) << "workers get the full layout";
+  EXPECT_EQ(forwarded.layout().version(), "1.1");
+  EXPECT_EQ(*LayoutFromProto(forwarded.layout()), first);
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::READY));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::READY));
+  ExpectAck("d1", "1.1", craft::v1::PREPARED);
+  node_->OnPlannerMessage(CommitMessage(1, "c1", "1.1"));
+  node_->OnWorkerStatus(0, Status("1.1", craft::v1::FLIPPED));
+  node_->OnWorkerStatus(1, Status("1.1", craft::v1::FLIPPED));
+  ExpectAck("c1", "1.1", craft::v1::COMMITTED);
+  EXPECT_EQ(*LayoutFromProto(*store_.Load()->committed_layout), first);
+
+  // The next delta's base is the committed 1.1.
+  const planner::Layout second = WithReplica(first, 2, 1);
+  node_->OnPlannerMessage(DeltaPrepareMessage(1, "d2", first, "1.1", second, "1.2"));
+  ASSERT_EQ(worker1_.received.size(), 3u);
+  EXPECT_EQ(*LayoutFromProto(worker1_.received[2].prepare().layout()), second);
+}
+
+TEST_F(NodeStateTest, ADeltaThisNodeCannotRebuildIsNackedAndChangesNothing) {
+  AttachBoth();
+  Apply(1, "1.1");  // the initial layout's content, committed as 1.1
+  const size_t commands = worker0_.received.size();
+  const planner::Layout held = InitialLayout();
+  // The planner's 1.1 has a replica on GPU 0 this node's 1.1 lacks; the
+  // delta names GPU 1's list only.
+  const planner::Layout planners = WithReplica(held, 0, 0);
+  const planner::Layout target = WithReplica(planners, 3, 1);
+  // Another base version than the committed one.
+  node_->OnPlannerMessage(DeltaPrepareMessage(1, "base", planners, "1.0", target, "1.2"));
+  ExpectNack("base", craft::v1::BAD_LAYOUT, "1.1");
+  EXPECT_NE(LastSent().nack().error().message().find("full layout"), std::string::npos);
+  // The committed version's name, another content: the fingerprint differs.
+  node_->OnPlannerMessage(DeltaPrepareMessage(1, "print", planners, "1.1", target, "1.3"));
+  ExpectNack("print", craft::v1::BAD_LAYOUT, "1.1");
+  EXPECT_NE(LastSent().nack().error().message().find("fingerprint"), std::string::npos);
+  // Malformed: a GPU the cluster does not have.
+  craft::v1::PlannerMessage malformed =
+      DeltaPrepareMessage(1, "gpu", planners, "1.1", target, "1.4");
+  malformed.mutable_prepare()->mutable_layout_delta()->mutable_changed(0)->set_gpu(7);
+  node_->OnPlannerMessage(malformed);
+  ExpectNack("gpu", craft::v1::BAD_LAYOUT, "1.1");
+  EXPECT_NE(LastSent().nack().error().message().find("gpu 7"), std::string::npos);
+  EXPECT_EQ(worker0_.received.size(), commands) << "no worker heard of any of them";
+  EXPECT_EQ(node_->committed_version(), "1.1");
+  EXPECT_FALSE(node_->apply_pending());
+  // The full layout still works.
+  node_->OnPlannerMessage(PrepareMessage(1, "full", "1.5"));
+  EXPECT_EQ(worker0_.received.size(), commands + 1);
 }
 
 TEST_F(NodeStateTest, NewPrepareSupersedesAndOneDuringCommitWaits) {

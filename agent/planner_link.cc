@@ -21,8 +21,14 @@ bool IsTransient(grpc::StatusCode code) {
          code == grpc::StatusCode::OK;
 }
 
+// A Prepare carrying a full layout with its node's transfers and endpoints
+// is bounded by 16 MiB (proto/README.md, "Layout deltas"), the planner's own
+// receive limit; gRPC's default of 4 MiB would refuse large clusters' ones.
+constexpr int kMaxPlannerMessageBytes = 16 << 20;
+
 std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) {
   grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxPlannerMessageBytes);
   // Keepalive (research notes §3.5): a dead planner or half-open connection
   // is noticed within ~40 s even when nothing is being sent.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);

@@ -80,6 +80,8 @@ class FakeWorker final : public agent::WorkerChannel {
   void Send(const WorkerCommand& command) override {
     if (command.has_prepare()) {
       const craft::v1::Prepare& prepare = command.prepare();
+      CRAFT_FUZZ_CHECK(!prepare.has_layout_delta())
+          << "the agent forwarded a layout delta; workers get the full layout";
       CRAFT_FUZZ_CHECK(LayoutFromProto(prepare.layout()).ok())
           << "the agent forwarded a Prepare whose layout does not parse: "
           << LayoutFromProto(prepare.layout()).status();
