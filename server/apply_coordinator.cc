@@ -14,6 +14,7 @@
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "planner/initial_layout.h"
+#include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
 
 namespace craft::server {
@@ -377,6 +378,7 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
   if (AnswersResyncLocked(*state, ack.nonce())) {
     if (ack.phase() == craft::v1::COMMITTED && ack.version() == committed_.version) {
       SetServing(*state, committed_.version);
+      state->needs_full_layout = false;  // it holds the layout the resync carried
       ++stats_.resyncs_completed;
       CRAFT_LOG(INFO) << "agent " << node << " is on " << committed_.version << " again";
     }
@@ -394,6 +396,7 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
   participant->answered = true;
   if (phase_ == Phase::kCommitting) {
     SetServing(*state, apply_version_);
+    state->needs_full_layout = false;  // it holds the layout it staged, fingerprint checked
     FinishCommittingIfDoneLocked();
     return;
   }
@@ -450,6 +453,9 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
     SetServing(*state, CanonicalVersion(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
+    if (participant->got_delta && nack.error().code() == craft::v1::BAD_LAYOUT) {
+      state->needs_full_layout = true;  // it could not rebuild our layout from its own
+    }
     AbortLocked(AbortReason::kAgentNack,
                 absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
     return false;
@@ -518,34 +524,36 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
                          PlanSourcedTransfers(target, serving, options_.model.bytes_per_expert));
 
   const std::string version = absl::StrCat(epoch_, ".", ++seq_);
-  const craft::v1::Layout layout_proto = LayoutToProto(target, version);
-  std::map<int, std::string> endpoints;
-  std::map<int, std::string> gpu_nodes;
+  PrepareFanout::Inputs inputs;
+  inputs.base = committed_.layout.get();
+  inputs.base_version = committed_.version;
+  inputs.target = &target;
+  inputs.version = version;
+  inputs.cluster = options_.cluster;
+  inputs.transfers = std::move(plan.transfers);
+  inputs.endpoints.resize(options_.cluster.num_gpus);
+  inputs.node_names.resize(options_.cluster.num_gpus);
   for (const auto& [name, node] : nodes_) {
     if (node.connection == nullptr) continue;
-    endpoints.insert(node.endpoints.begin(), node.endpoints.end());
-    for (int gpu : node.gpus) gpu_nodes[gpu] = name;
+    for (const auto& [gpu, endpoint] : node.endpoints) inputs.endpoints[gpu] = endpoint;
+    for (int gpu : node.gpus) inputs.node_names[gpu] = name;
   }
+  inputs.common.set_bytes_per_expert(options_.model.bytes_per_expert);
+  inputs.common.set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
+  // Every worker needs it, not just those with transfers: joining the
+  // communicator is collective over all ranks.
+  inputs.common.set_transfer_group_id(transfer_group_id_);
+  CRAFT_ASSIGN_OR_RETURN(const PrepareFanout fanout, PrepareFanout::Create(std::move(inputs)));
   participants_.clear();
+  int full_layouts = 0;
   for (const auto& [name, node] : nodes_) {
     if (node.connection == nullptr) continue;
     craft::v1::PlannerMessage message = NewMessage();
-    craft::v1::Prepare* prepare = message.mutable_prepare();
-    *prepare->mutable_layout() = layout_proto;
-    for (const craft::v1::Transfer& transfer : plan.transfers) {
-      if (std::binary_search(node.gpus.begin(), node.gpus.end(), transfer.src_gpu()) ||
-          std::binary_search(node.gpus.begin(), node.gpus.end(), transfer.dst_gpu())) {
-        *prepare->add_transfers() = transfer;
-      }
-    }
-    prepare->mutable_gpu_endpoints()->insert(endpoints.begin(), endpoints.end());
-    prepare->mutable_gpu_nodes()->insert(gpu_nodes.begin(), gpu_nodes.end());
-    prepare->set_bytes_per_expert(options_.model.bytes_per_expert);
-    prepare->set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
-    // Every worker needs it, not just those with transfers: joining the
-    // communicator is collective over all ranks.
-    prepare->set_transfer_group_id(transfer_group_id_);
-    participants_[name] = Participant{node.connection.get(), message.nonce(), false};
+    *message.mutable_prepare() =
+        fanout.ForNode(options_.cluster.NodeOf(node.gpus.front()), node.needs_full_layout);
+    const bool delta = message.prepare().has_layout_delta();
+    if (!delta) ++full_layouts;
+    participants_[name] = Participant{node.connection.get(), message.nonce(), false, delta};
     node.connection->Send(message);
   }
   phase_ = Phase::kPreparing;
@@ -553,14 +561,18 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   apply_layout_ = std::make_shared<const planner::Layout>(target);
   apply_started_ = clock_->Now();
   apply_deadline_ = apply_started_ + options_.apply_timeout;
-  apply_transfers_ = 0;  // copies between GPUs; same-GPU copies move nothing
-  for (const craft::v1::Transfer& transfer : plan.transfers) {
-    if (transfer.src_gpu() != transfer.dst_gpu()) ++apply_transfers_;
-  }
+  apply_transfers_ = fanout.transfers_between_gpus();
   apply_transfer_bytes_ = int64_t{apply_transfers_} * options_.model.bytes_per_expert;
   ++stats_.applies_started;
   CRAFT_LOG(INFO) << "preparing " << version << " on " << participants_.size() << " agents, "
-                  << plan.transfers.size() << " transfers";
+                  << fanout.num_transfers() << " transfers, layout "
+                  << (fanout.sends_delta()
+                          ? absl::StrCat("delta from ", committed_.version, " (",
+                                         fanout.delta_bytes(), " bytes; full ",
+                                         fanout.full_layout_bytes(), ") to ",
+                                         participants_.size() - full_layouts, " agents, full to ",
+                                         full_layouts)
+                          : absl::StrCat("in full (", fanout.full_layout_bytes(), " bytes)"));
   CRAFT_CRASH_POINT("planner.prepare_sent");
   return version;
 }

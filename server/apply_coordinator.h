@@ -271,6 +271,10 @@ class ApplyCoordinator {
     // messages STALE_EPOCH: it refuses this planner until its next hello.
     bool refuses_our_epoch = false;
     int64_t windows_rejected = 0;  // AgentSnapshot::windows_rejected
+    // It refused a Prepare carrying a layout delta (BAD_LAYOUT): its copy of
+    // the committed layout is not ours, so its Prepares carry the full
+    // layout until it answers a commit.
+    bool needs_full_layout = false;
   };
   // True when the node and every one of its GPUs serve `version`.
   static bool InSync(const Node& node, const std::string& version);
@@ -281,8 +285,9 @@ class ApplyCoordinator {
 
   struct Participant {
     const AgentConnection* connection = nullptr;
-    std::string nonce;      // of the last message sent to it in this apply
-    bool answered = false;  // PREPARED while preparing, COMMITTED (or NACKed) while committing
+    std::string nonce;       // of the last message sent to it in this apply
+    bool answered = false;   // PREPARED while preparing, COMMITTED (or NACKed) while committing
+    bool got_delta = false;  // its Prepare carried a layout delta, not the full layout
   };
   enum class Phase { kIdle, kPreparing, kCommitting };
 

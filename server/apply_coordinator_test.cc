@@ -1,10 +1,12 @@
 #include "server/apply_coordinator.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/layout_delta.h"
 #include "common/layout_proto.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -111,13 +113,22 @@ TEST_F(ApplyCoordinatorTest, HappyPathPreparesCommitsAndPersists) {
   const craft::v1::PlannerMessage prepare_a = a_->last();
   ASSERT_TRUE(prepare_a.has_prepare());
   EXPECT_EQ(prepare_a.epoch(), 1);
-  EXPECT_EQ(prepare_a.prepare().layout().version(), "1.1");
-  EXPECT_EQ(prepare_a.prepare().gpu_endpoints().size(), 4u);
+  EXPECT_EQ(PrepareVersion(prepare_a.prepare()), "1.1");
   EXPECT_EQ(prepare_a.prepare().bytes_per_expert(), 1000);
   EXPECT_EQ(prepare_a.prepare().timeout_ms(), 5000);
+  ASSERT_GT(prepare_a.prepare().transfers_size(), 0);
+  std::set<int> named;
   for (const craft::v1::Transfer& transfer : prepare_a.prepare().transfers()) {
     EXPECT_TRUE(transfer.src_gpu() <= 1 || transfer.dst_gpu() <= 1) << transfer.DebugString();
     EXPECT_EQ(transfer.src_version(), "0.0");
+    named.insert({transfer.src_gpu(), transfer.dst_gpu()});
+  }
+  // Endpoints and node names of exactly the GPUs its transfers name.
+  EXPECT_EQ(prepare_a.prepare().gpu_endpoints().size(), named.size());
+  for (int gpu : named) {
+    EXPECT_EQ(prepare_a.prepare().gpu_endpoints().at(gpu),
+              "127.0.0.1:" + std::to_string(20000 + gpu));
+    EXPECT_EQ(prepare_a.prepare().gpu_nodes().at(gpu), gpu <= 1 ? "a" : "b");
   }
   EXPECT_NE(a_->last().nonce(), b_->last().nonce());
 
@@ -582,6 +593,134 @@ TEST_F(ApplyCoordinatorTest, NodeNamesCannotGrowPastTheClusterAndRejectionsCount
   EXPECT_EQ(agents[0].windows_rejected, 2);
   EXPECT_EQ(agents[1].node, "e");
   EXPECT_EQ(agents[1].windows_rejected, 0);
+}
+
+// 64 experts per layer: layouts big enough that a delta is the smaller
+// message (proto/README.md, "Layout deltas").
+class DeltaPrepareTest : public ::testing::Test {
+ protected:
+  DeltaPrepareTest() : history_(8) {
+    config_ = SmallConfig();
+    config_.model.num_experts = 64;
+    coordinator_ = *ApplyCoordinator::Create(
+        {config_.model, config_.cluster, config_.apply_timeout}, &store_, &history_, &clock_);
+    Connect("a", {0, 1}, a_);
+    Connect("b", {2, 3}, b_);
+  }
+
+  void Connect(const std::string& node, const std::vector<int>& gpus,
+               const std::shared_ptr<FakeConnection>& connection, const std::string& version = "") {
+    craft::v1::AgentHello hello = Hello(node, gpus, version);
+    hello.mutable_model()->set_num_experts(64);
+    ASSERT_TRUE(coordinator_->Connect(hello, connection).ok());
+  }
+
+  // The committed layout plus a replica of `expert` in layer 0 on `gpu`.
+  planner::Layout WithReplica(int expert, int gpu) const {
+    planner::Layout layout = *coordinator_->committed().layout;
+    planner::LayerPlacement& layer = layout.layers[0];
+    layer.phy2log.insert(layer.phy2log.begin() + layer.SlotOffset(gpu), expert);
+    ++layer.slots_per_gpu[gpu];
+    return layout;
+  }
+
+  std::string Start(const planner::Layout& layout) {
+    absl::StatusOr<std::string> version = coordinator_->StartApply(layout);
+    EXPECT_TRUE(version.ok()) << version.status();
+    return version.ok() ? *version : "";
+  }
+
+  void Answer(craft::v1::AckPhase phase) {
+    for (const auto& [node, connection] : {std::pair{"a", a_}, std::pair{"b", b_}}) {
+      coordinator_->HandleAck(node, connection.get(), AckOf(connection->last(), phase));
+    }
+  }
+
+  PlannerConfig config_;
+  FakeClock clock_;
+  InMemoryStateStore store_;
+  LayoutHistory history_;
+  std::unique_ptr<ApplyCoordinator> coordinator_;
+  std::shared_ptr<FakeConnection> a_ = std::make_shared<FakeConnection>();
+  std::shared_ptr<FakeConnection> b_ = std::make_shared<FakeConnection>();
+};
+
+TEST_F(DeltaPrepareTest, EveryNodeGetsTheDeltaAndOnlyItsOwnTransfers) {
+  const planner::Layout base = *coordinator_->committed().layout;
+  // Expert 5 lives on GPU 0 (node a); its new replica goes to GPU 1 (node a).
+  const planner::Layout target = WithReplica(5, 1);
+  const std::string version = Start(target);
+  for (const auto& connection : {a_, b_}) {
+    const craft::v1::Prepare prepare = connection->last().prepare();
+    ASSERT_TRUE(prepare.has_layout_delta());
+    EXPECT_FALSE(prepare.has_layout());
+    EXPECT_EQ(prepare.layout_delta().base_version(), "0.0");
+    EXPECT_EQ(prepare.layout_delta().version(), version);
+    EXPECT_EQ(*ApplyLayoutDelta(base, prepare.layout_delta()), target);
+    EXPECT_LT(prepare.layout_delta().ByteSizeLong(),
+              LayoutToProto(target, version).ByteSizeLong() / 2);
+  }
+  // Copies between GPUs of node a only (slots that shift within a GPU are
+  // copies from the GPU itself).
+  const craft::v1::Prepare on_a = a_->last().prepare();
+  ASSERT_GT(on_a.transfers_size(), 0);
+  for (const craft::v1::Transfer& transfer : on_a.transfers()) {
+    EXPECT_LE(transfer.src_gpu(), 1);
+    EXPECT_LE(transfer.dst_gpu(), 1);
+  }
+  EXPECT_EQ(on_a.gpu_endpoints().size(), 2u);
+  EXPECT_EQ(on_a.gpu_nodes().at(0), "a");
+  EXPECT_EQ(on_a.gpu_nodes().at(1), "a");
+  // Node b moves nothing: the layout, and no transfer or endpoint.
+  const craft::v1::Prepare on_b = b_->last().prepare();
+  EXPECT_EQ(on_b.transfers_size(), 0);
+  EXPECT_TRUE(on_b.gpu_endpoints().empty());
+  EXPECT_TRUE(on_b.gpu_nodes().empty());
+}
+
+TEST_F(DeltaPrepareTest, ANodeThatRefusedADeltaGetsTheFullLayoutUntilItCommits) {
+  Start(WithReplica(5, 1));
+  // Node b's copy of 0.0 is not the planner's: the fingerprint differed.
+  coordinator_->HandleNack("b", b_.get(), NackOf(b_->last(), craft::v1::BAD_LAYOUT, "0.0"));
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+
+  const planner::Layout target = WithReplica(9, 2);
+  const std::string version = Start(target);
+  EXPECT_TRUE(a_->last().prepare().has_layout_delta());
+  const craft::v1::Prepare full = b_->last().prepare();
+  ASSERT_FALSE(full.has_layout_delta());
+  EXPECT_EQ(full.layout().version(), version);
+  EXPECT_EQ(*LayoutFromProto(full.layout()), target);
+  Answer(craft::v1::PREPARED);
+  Answer(craft::v1::COMMITTED);
+  ASSERT_EQ(coordinator_->committed().version, version);
+
+  // It holds the planner's layout now: deltas again, from the new version.
+  Start(WithReplica(7, 3));
+  ASSERT_TRUE(b_->last().prepare().has_layout_delta());
+  EXPECT_EQ(b_->last().prepare().layout_delta().base_version(), version);
+}
+
+TEST_F(DeltaPrepareTest, AReconnectingNodeOnAnotherVersionGetsTheFullLayout) {
+  const std::string first = Start(WithReplica(5, 1));
+  Answer(craft::v1::PREPARED);
+  Answer(craft::v1::COMMITTED);
+  // Node b restarted on the initial layout: the resync carries the whole
+  // committed layout, never a delta (its base would be 0.0).
+  auto b_again = std::make_shared<FakeConnection>();
+  Connect("b", {2, 3}, b_again, "0.0");
+  const craft::v1::PlannerMessage resync = b_again->last();
+  ASSERT_TRUE(resync.has_commit());
+  EXPECT_EQ(resync.commit().layout().version(), first);
+  EXPECT_EQ(*LayoutFromProto(resync.commit().layout()), *coordinator_->committed().layout);
+  coordinator_->HandleAck("b", b_again.get(), AckOf(resync, craft::v1::COMMITTED));
+  ASSERT_TRUE(coordinator_->OutOfSyncNodes().empty());
+
+  b_ = b_again;
+  Start(WithReplica(9, 2));
+  ASSERT_TRUE(b_->last().prepare().has_layout_delta());
+  EXPECT_EQ(b_->last().prepare().layout_delta().base_version(), first);
 }
 
 }  // namespace

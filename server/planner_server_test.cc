@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/empty_call.h"
+#include "common/layout_delta.h"
 #include "common/test_certs.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
@@ -207,8 +208,11 @@ TEST_F(PlannerServerTest, WholePrepareAndCommitOverTheWire) {
   ASSERT_TRUE(prepare_a.has_value() && prepare_a->has_prepare());
   ASSERT_TRUE(prepare_b.has_value() && prepare_b->has_prepare());
   EXPECT_EQ(prepare_a->epoch(), 1);
-  EXPECT_EQ(prepare_a->prepare().layout().version(), "1.1");
-  EXPECT_EQ(prepare_b->prepare().gpu_endpoints().at(0), "127.0.0.1:20000");
+  EXPECT_EQ(PrepareVersion(prepare_a->prepare()), "1.1");
+  for (const craft::v1::Transfer& transfer : prepare_b->prepare().transfers()) {
+    EXPECT_EQ(prepare_b->prepare().gpu_endpoints().at(transfer.src_gpu()),
+              "127.0.0.1:" + std::to_string(20000 + transfer.src_gpu()));
+  }
 
   ASSERT_TRUE(a.SendAck(*prepare_a, craft::v1::PREPARED));
   ASSERT_TRUE(b.SendAck(*prepare_b, craft::v1::PREPARED));

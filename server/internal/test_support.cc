@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "common/layout_delta.h"
 #include "common/logging.h"
 
 namespace craft::server::testing {
@@ -132,7 +133,7 @@ craft::v1::Ack AckOf(const craft::v1::PlannerMessage& message, craft::v1::AckPha
   craft::v1::Ack ack;
   ack.set_nonce(message.nonce());
   ack.set_phase(phase);
-  if (message.has_prepare()) ack.set_version(message.prepare().layout().version());
+  if (message.has_prepare()) ack.set_version(PrepareVersion(message.prepare()));
   if (message.has_commit()) ack.set_version(message.commit().version());
   if (message.has_abort()) ack.set_version(message.abort().version());
   return ack;

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/layout_delta.h"
 #include "common/layout_proto.h"
 #include "server/apply_coordinator.h"
 #include "server/layout_history.h"
@@ -206,7 +207,7 @@ class Planner {
     if (stream.link == nullptr || stream.link->sent().empty()) return;
     const PlannerMessage& last = stream.link->last();
     std::string version;
-    if (last.has_prepare()) version = last.prepare().layout().version();
+    if (last.has_prepare()) version = PrepareVersion(last.prepare());
     if (last.has_commit()) version = last.commit().version();
     if (last.has_abort()) version = last.abort().version();
     AgentMessage message;

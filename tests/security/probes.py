@@ -291,6 +291,12 @@ def agent_msg(**body):
     return message.SerializeToString()
 
 
+def prepare_version(prepare):
+    """The version a Prepare stages: its layout delta's, else its layout's."""
+    return (prepare.layout_delta.version if prepare.HasField("layout_delta")
+            else prepare.layout.version)
+
+
 def hello(node, gpus, endpoints=None, committed="", epoch=0, prepared="", model=True,
           serving=None):
     h = pb.agent.AgentHello(node=node, committed_version=committed, highest_epoch=epoch,
@@ -715,7 +721,7 @@ class Runner:
                     during_prepare(m.prepare)
             finally:
                 got["send"](agent_msg(nack=pb.agent.Nack(
-                    nonce=m.nonce, version=m.prepare.layout.version,
+                    nonce=m.nonce, version=prepare_version(m.prepare),
                     last_good_version=committed,
                     error=pb.agent.ErrorDetail(code=pb.agent.WORKER_FAILED,
                                                message=nack_message))))
@@ -1376,7 +1382,7 @@ class Runner:
             if m.WhichOneof("body") in ("commit", "prepare") and "done" not in answered:
                 answered["done"] = m.WhichOneof("body")
                 send(agent_msg(nack=pb.agent.Nack(
-                    nonce=m.nonce, version=getattr(m, m.WhichOneof("body")).layout.version
+                    nonce=m.nonce, version=prepare_version(m.prepare)
                     if m.WhichOneof("body") == "prepare" else m.commit.version,
                     error=pb.agent.ErrorDetail(code=pb.agent.STALE_EPOCH,
                                                message="probe: a stray stale-epoch claim"))))
@@ -1419,7 +1425,7 @@ class Runner:
                     "apply aborted", {"OPEN", "ABORTED"}, out,
                     ok=out.code in ("OPEN", "ABORTED") and prepare is not None and aborted,
                     note="prepare %s, aborted %s" % (
-                        prepare.prepare.layout.version if prepare else None, aborted))
+                        prepare_version(prepare.prepare) if prepare else None, aborted))
         self.check_log_growth("Nack{WORKER_FAILED, 1 MiB} to a Prepare", size)
         grown = os.path.getsize(agent0_log) - agent0_size
         self.record("Nack{WORKER_FAILED, 1 MiB}: node0's agent log growth", "< 16 KiB", set(),
