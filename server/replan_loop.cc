@@ -97,6 +97,13 @@ constexpr absl::Duration kStepPoll = absl::Milliseconds(100);
 constexpr absl::string_view kReplanResultNames[kNumReplanResults] = {"pushed", "gated", "no_loads",
                                                                      "skipped", "failed"};
 
+bool EqualSlotTotals(const planner::Layout& layout) {
+  for (int g = 1; g < layout.cluster.num_gpus; ++g) {
+    if (layout.SlotsOnGpu(g) != layout.SlotsOnGpu(0)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::string_view ReplanResultName(ReplanResult result) {
@@ -255,10 +262,17 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
   if (trace.num_windows() == 0) {
     return ReplanOutcome{"no complete load window yet", "", ReplanResult::kNoLoads, {}, {}, {}};
   }
-  explain->set_method(std::string(ReplanMethodName(config_.replan_method)));
-  return config_.replan_method == ReplanMethod::kIncremental
-             ? DecideIncremental(force, trace, committed, explain)
-             : DecideFresh(force, trace, committed, explain);
+  // Incremental moves keep every GPU's slot total, so they cannot start from
+  // a layout whose totals differ: the initial layout of a shape whose L x E
+  // slots do not divide over the GPUs (DeepSeek's 58 x 256 on 1,024 or 4,096
+  // GPUs). That first plan is fresh; the ones after it are incremental.
+  const ReplanMethod method =
+      config_.replan_method == ReplanMethod::kIncremental && !EqualSlotTotals(*committed.layout)
+          ? ReplanMethod::kFresh
+          : config_.replan_method;
+  explain->set_method(std::string(ReplanMethodName(method)));
+  return method == ReplanMethod::kIncremental ? DecideIncremental(force, trace, committed, explain)
+                                              : DecideFresh(force, trace, committed, explain);
 }
 
 ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trace,

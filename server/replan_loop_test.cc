@@ -299,6 +299,32 @@ TEST_F(IncrementalReplanTest, AMoveThatDoesNotPayIsNotPushed) {
   EXPECT_TRUE(a_->sent().empty());
 }
 
+// 2 layers x 5 experts on 4 GPUs: the initial layout's 10 slots cannot be
+// spread evenly, and incremental moves keep each GPU's total.
+TEST_F(IncrementalReplanTest, TheFirstPlanIsFreshWhenTheInitialTotalsDiffer) {
+  PlannerConfig config = SmallConfig();
+  config.model.num_experts = 5;
+  config.plan.budget = 2;
+  Build(config);
+  for (const auto& [node, connection, gpus] :
+       {std::tuple{"a", a_, std::vector<int>{0, 1}}, std::tuple{"b", b_, std::vector<int>{2, 3}}}) {
+    craft::v1::AgentHello hello = Hello(node, gpus);
+    hello.mutable_model()->set_num_experts(5);
+    ASSERT_TRUE(coordinator_->Connect(hello, connection).ok());
+  }
+  const std::vector<std::vector<int64_t>> loads = {{3000, 100, 100, 100, 800},
+                                                   {100, 2500, 100, 1200, 100}};
+  Report(loads);
+  ReplanOutcome outcome = loop_->RunOnce(/*force=*/true);
+  ASSERT_EQ(outcome.result, ReplanResult::kPushed) << outcome.decision;
+  EXPECT_EQ(loop_->LastExplain().method(), "fresh");
+  Commit();
+  Report(loads);
+  outcome = loop_->RunOnce(/*force=*/true);
+  EXPECT_NE(outcome.result, ReplanResult::kFailed) << outcome.decision;
+  EXPECT_EQ(loop_->LastExplain().method(), "incremental");
+}
+
 TEST_F(ReplanLoopTest, NothingIsPlannedWhileANodeIsBeingResynced) {
   ConnectBoth();
   Report(SkewedLoads());
