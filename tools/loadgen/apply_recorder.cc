@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "absl/time/clock.h"
 
@@ -15,12 +16,20 @@ double Percentile(std::vector<double> values, double q) {
   return values[index];
 }
 
-void ApplyRecorder::Prepared(const std::string& version) {
+void ApplyRecorder::Prepared(const std::string& version, int64_t bytes) {
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
   Apply& apply = applies_[version];
   if (apply.prepares++ == 0) apply.first_prepare = now;
   apply.last_prepare = now;
+  apply.max_bytes = std::max(apply.max_bytes, bytes);
+}
+
+void ApplyRecorder::ForgetFinished() {
+  absl::MutexLock lock(&mu_);
+  for (auto it = applies_.begin(); it != applies_.end();) {
+    it = Finished(it->second) ? applies_.erase(it) : std::next(it);
+  }
 }
 
 void ApplyRecorder::Committed(const std::string& version) {
@@ -49,6 +58,7 @@ ApplySummary ApplyRecorder::Summarize() const {
   ApplySummary summary;
   for (const auto& [version, apply] : applies_) {
     if (apply.prepares > 0) ++summary.prepared;
+    summary.max_prepare_bytes = std::max(summary.max_prepare_bytes, apply.max_bytes);
     if (apply.aborted) {
       ++summary.aborted;
     } else if (apply.commits >= num_agents_ && apply.prepares > 0) {

@@ -5,7 +5,7 @@
 // delay of the fake agents included).
 //
 //   ApplyRecorder recorder(/*num_agents=*/512);
-//   recorder.Prepared("3.1");   // from the agents' stream reactions
+//   recorder.Prepared("3.1", bytes);   // from the agents' stream reactions
 //   recorder.Committed("3.1");
 //   ApplySummary summary = recorder.Summarize();
 //
@@ -13,6 +13,7 @@
 #ifndef CRAFT_TOOLS_LOADGEN_APPLY_RECORDER_H_
 #define CRAFT_TOOLS_LOADGEN_APPLY_RECORDER_H_
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ struct ApplySummary {
   std::vector<double> prepare_to_commit_ms;  // first Prepare -> last Commit
   std::vector<double> prepare_fanout_ms;     // first Prepare -> last Prepare
   std::vector<double> commit_fanout_ms;      // first Commit -> last Commit
+  int64_t max_prepare_bytes = 0;             // the largest Prepare one agent received
 };
 
 // The `q`-quantile (0..1) by nearest rank; 0 for no values.
@@ -41,12 +43,15 @@ class ApplyRecorder {
  public:
   explicit ApplyRecorder(int num_agents) : num_agents_(num_agents) {}
 
-  void Prepared(const std::string& version) ABSL_LOCKS_EXCLUDED(mu_);
+  // An agent received the Prepare of `version`, `bytes` long.
+  void Prepared(const std::string& version, int64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
   void Committed(const std::string& version) ABSL_LOCKS_EXCLUDED(mu_);
   void Aborted(const std::string& version) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Some apply is neither committed on every agent nor aborted.
   bool InProgress() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Drops every finished apply: what follows is summarised on its own.
+  void ForgetFinished() ABSL_LOCKS_EXCLUDED(mu_);
   ApplySummary Summarize() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -54,6 +59,7 @@ class ApplyRecorder {
     int prepares = 0;
     int commits = 0;
     bool aborted = false;
+    int64_t max_bytes = 0;
     absl::Time first_prepare, last_prepare, first_commit, last_commit;
   };
   bool Finished(const Apply& apply) const { return apply.aborted || apply.commits >= num_agents_; }

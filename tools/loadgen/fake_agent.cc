@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "common/layout_delta.h"
 #include "planner/initial_layout.h"
 
 namespace craft::loadgen {
@@ -183,15 +185,28 @@ void FakeAgent::Handle(const PlannerMessage& message) {
   }
 }
 
+absl::StatusOr<std::shared_ptr<const SlotLoads>> FakeAgent::PreparedSlots(
+    const craft::v1::Prepare& prepare) {
+  if (!prepare.has_layout_delta()) return env_.slot_loads->Get(prepare.layout());
+  const std::string& base = prepare.layout_delta().base_version();
+  {
+    absl::MutexLock lock(&mu_);
+    if (base != serving_version_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("layout delta from ", base, ", but this node serves ", serving_version_));
+    }
+  }
+  return env_.slot_loads->Get(prepare.layout_delta());
+}
+
 void FakeAgent::HandlePrepare(const PlannerMessage& message) {
-  const craft::v1::Layout& layout = message.prepare().layout();
-  env_.recorder->Prepared(layout.version());
-  const int64_t bytes = static_cast<int64_t>(message.ByteSizeLong());
-  absl::StatusOr<std::shared_ptr<const SlotLoads>> slots = env_.slot_loads->Get(layout);
+  const std::string& version = PrepareVersion(message.prepare());
+  env_.recorder->Prepared(version, static_cast<int64_t>(message.ByteSizeLong()));
+  absl::StatusOr<std::shared_ptr<const SlotLoads>> slots = PreparedSlots(message.prepare());
   if (!slots.ok()) {
     AgentMessage nack;
     nack.mutable_nack()->set_nonce(message.nonce());
-    nack.mutable_nack()->set_version(layout.version());
+    nack.mutable_nack()->set_version(version);
     nack.mutable_nack()->mutable_error()->set_code(craft::v1::BAD_LAYOUT);
     nack.mutable_nack()->mutable_error()->set_message(std::string(slots.status().message()));
     {
@@ -204,11 +219,10 @@ void FakeAgent::HandlePrepare(const PlannerMessage& message) {
   }
   {
     absl::MutexLock lock(&mu_);
-    prepared_version_ = layout.version();
+    prepared_version_ = version;
     prepared_ = *std::move(slots);
-    counters_.max_prepare_bytes = std::max(counters_.max_prepare_bytes, bytes);
   }
-  auto ack = [this, nonce = message.nonce(), version = layout.version()] {
+  auto ack = [this, nonce = message.nonce(), version] {
     Answer(nonce, version, craft::v1::PREPARED);
   };
   if (options_.stage_delay > absl::ZeroDuration()) {

@@ -5,7 +5,8 @@
 //   hello (every GPU serving "0.0")  ->  Welcome: nothing
 //   SendWindow(id) -> one NodeLoad: a GpuWindow per GPU, the counts of the
 //                     slots it serves, jittered around SlotLoads
-//   Prepare  -> Ack{PREPARED} after `stage_delay` (BAD_LAYOUT Nack if unusable)
+//   Prepare  -> Ack{PREPARED} after `stage_delay` (BAD_LAYOUT Nack if unusable,
+//               or a layout delta from another version than the served one)
 //   Commit   -> serve the prepared layout; Ack{COMMITTED}
 //   Abort    -> drop it; Ack{ABORTED}
 //
@@ -66,10 +67,9 @@ struct FakeAgentEnv {
 };
 
 struct FakeAgentCounters {
-  int64_t gpu_windows_sent = 0;   // in NodeLoads the stream accepted
-  int64_t loads_dropped = 0;      // NodeLoads dropped before sending (backlog)
-  int64_t bad_layouts = 0;        // Prepares answered with Nack{BAD_LAYOUT}
-  int64_t max_prepare_bytes = 0;  // the largest Prepare message received
+  int64_t gpu_windows_sent = 0;  // in NodeLoads the stream accepted
+  int64_t loads_dropped = 0;     // NodeLoads dropped before sending (backlog)
+  int64_t bad_layouts = 0;       // Prepares answered with Nack{BAD_LAYOUT}
 };
 
 class FakeAgent final
@@ -102,6 +102,10 @@ class FakeAgent final
  private:
   void Handle(const craft::v1::PlannerMessage& message) ABSL_LOCKS_EXCLUDED(mu_);
   void HandlePrepare(const craft::v1::PlannerMessage& message) ABSL_LOCKS_EXCLUDED(mu_);
+  // What the Prepare's layout routes to this node's slots; a delta must be
+  // from the version this node serves.
+  absl::StatusOr<std::shared_ptr<const SlotLoads>> PreparedSlots(const craft::v1::Prepare& prepare)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Answer(const std::string& nonce, const std::string& version, craft::v1::AckPhase phase);
   // Queues `message`; starts the write if none is in flight.
   void Enqueue(craft::v1::AgentMessage message) ABSL_LOCKS_EXCLUDED(mu_);

@@ -114,6 +114,33 @@ void AwaitWritten(const AgentList& agents, absl::Duration timeout) {
   while (!all_idle() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
 }
 
+// Before measuring, one apply: the first takes the cluster from the initial
+// layout to a CRAFT layout and moves nearly every slot, once; the measured
+// phase is about the re-plans that follow it. Windows flow meanwhile (the
+// planner plans from them), and Replan RPCs repeat until an apply commits.
+absl::Status WarmUp(const LoadgenOptions& options, const AgentList& agents,
+                    craft::v1::PlacementService::Stub* placement, const ApplyRecorder* recorder,
+                    std::ostream& progress) {
+  progress << "warm-up: until the first apply commits" << std::endl;
+  const absl::Time start = absl::Now();
+  const absl::Duration window = absl::Milliseconds(options.window_ms);
+  Replanner replanner(placement, ReplannerOptions{std::max(options.replan_every, 3 * window),
+                                                  options.replan_force, options.admin_token});
+  replanner.Start();
+  while (recorder->Summarize().committed == 0 || recorder->InProgress()) {
+    if (absl::Now() - start > options.warmup_timeout) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no apply committed within the warm-up's ",
+                       absl::FormatDuration(options.warmup_timeout)));
+    }
+    SendWindowsUntil(agents, options.window_ms, absl::Now() + window);
+  }
+  replanner.Stop();
+  progress << "warm-up: done in "
+           << absl::StrFormat("%.1f s", absl::ToDoubleSeconds(absl::Now() - start)) << std::endl;
+  return absl::OkStatus();
+}
+
 // The measured phase: windows (and Replan RPCs) for options.duration.
 absl::Status Measure(const LoadgenOptions& options, const AgentList& agents,
                      craft::v1::PlacementService::Stub* placement, std::ostream& progress,
@@ -214,6 +241,11 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   const absl::Time connect_start = absl::Now();
   absl::Status status = AwaitWelcomes(agents, options.connect_timeout, progress);
   report.connect_s = absl::ToDoubleSeconds(absl::Now() - connect_start);
+  if (status.ok() && options.warmup_apply && options.replan_every > absl::ZeroDuration()) {
+    status = WarmUp(options, agents, placement.get(), &recorder, progress);
+    report.warmup = recorder.Summarize();
+    recorder.ForgetFinished();
+  }
   if (status.ok()) status = Measure(options, agents, placement.get(), progress, &report);
   if (status.ok()) {
     const absl::Time deadline = absl::Now() + options.drain;
@@ -232,7 +264,6 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
     const FakeAgentCounters counters = agents[n]->counters();
     report.loads_dropped += counters.loads_dropped;
     report.bad_layouts += counters.bad_layouts;
-    report.max_prepare_bytes = std::max(report.max_prepare_bytes, counters.max_prepare_bytes);
     if (failed[n] && report.agents_failed++ == 0) {
       report.first_failure = absl::StrCat("agent ", n, ": ", agents[n]->status().error_message());
     }
@@ -265,8 +296,14 @@ void PrintReport(const LoadgenReport& report, std::ostream& out) {
   line("agents_failed", report.agents_failed);
   if (!report.first_failure.empty()) line("first_failure", report.first_failure);
   line("bad_layouts", report.bad_layouts);
-  line("max_prepare_bytes", report.max_prepare_bytes);
+  const ApplySummary& w = report.warmup;
+  if (w.prepared > 0) {
+    line("warmup_applies_committed", w.committed);
+    number("warmup_prepare_to_commit_ms", Percentile(w.prepare_to_commit_ms, 1.0));
+    line("warmup_max_prepare_bytes", w.max_prepare_bytes);
+  }
   const ApplySummary& a = report.applies;
+  line("max_prepare_bytes", a.max_prepare_bytes);
   line("applies_prepared", a.prepared);
   line("applies_committed", a.committed);
   line("applies_aborted", a.aborted);

@@ -8,7 +8,9 @@
 //   absl::StatusOr<LoadgenReport> report = RunLoadgen(options, std::cout);
 //   PrintReport(*report, std::cout);
 //
-// Phases: connect every agent and wait for its Welcome; measure for
+// Phases: connect every agent and wait for its Welcome; with replans, warm
+// up until one apply committed (the move from the initial layout, reported
+// apart as warmup_*); measure for
 // `duration` (windows, optional periodic Replan RPCs), bracketed by
 // GetLayout calls for the planner's windows_ingested and by the lines
 // "measure: start" / "measure: end" on `progress` (a driver samples the
@@ -56,6 +58,10 @@ struct LoadgenOptions {
   absl::Duration replan_every = absl::ZeroDuration();
   bool replan_force = true;
   std::string admin_token;  // read from --admin_token_file
+  // With replans: commit one apply before measuring (the move away from the
+  // initial layout), reported apart; give up after warmup_timeout.
+  bool warmup_apply = true;
+  absl::Duration warmup_timeout = absl::Minutes(10);
 };
 
 struct LoadgenReport {
@@ -67,10 +73,10 @@ struct LoadgenReport {
   int64_t loads_dropped = 0;
   double window_send_lag_ms = 0;  // worst delay of a window's NodeLoads past its end
   int64_t bad_layouts = 0;
-  int64_t max_prepare_bytes = 0;  // the largest Prepare one agent received
-  int agents_failed = 0;          // streams that ended before the loadgen closed them
+  int agents_failed = 0;  // streams that ended before the loadgen closed them
   std::string first_failure;
-  ApplySummary applies;
+  ApplySummary warmup;   // the warm-up apply
+  ApplySummary applies;  // during the measurement
   ReplanStats replans;
   double loadgen_cpu_s = 0;  // this process, during the measurement
   int loadgen_threads = 0;

@@ -84,15 +84,15 @@ TEST(PercentileTest, NearestRank) {
 
 TEST(ApplyRecorderTest, CommittedOnlyWhenEveryAgentGotTheCommit) {
   ApplyRecorder recorder(/*num_agents=*/2);
-  recorder.Prepared("1.1");
-  recorder.Prepared("1.1");
+  recorder.Prepared("1.1", 100);
+  recorder.Prepared("1.1", 100);
   recorder.Committed("1.1");
   EXPECT_TRUE(recorder.InProgress());
   EXPECT_EQ(recorder.Summarize().unfinished, 1);
   recorder.Committed("1.1");
   EXPECT_FALSE(recorder.InProgress());
 
-  recorder.Prepared("1.2");
+  recorder.Prepared("1.2", 100);
   recorder.Aborted("1.2");
   const ApplySummary summary = recorder.Summarize();
   EXPECT_EQ(summary.prepared, 2);
@@ -101,6 +101,19 @@ TEST(ApplyRecorderTest, CommittedOnlyWhenEveryAgentGotTheCommit) {
   EXPECT_EQ(summary.unfinished, 0);
   ASSERT_EQ(summary.prepare_to_commit_ms.size(), 1u);
   EXPECT_GE(summary.prepare_to_commit_ms[0], 0);
+  EXPECT_EQ(summary.max_prepare_bytes, 100);
+}
+
+TEST(ApplyRecorderTest, ForgetsFinishedAppliesOnly) {
+  ApplyRecorder recorder(/*num_agents=*/1);
+  recorder.Prepared("1.1", 500);  // a warm-up apply
+  recorder.Committed("1.1");
+  recorder.Prepared("1.2", 40);  // still preparing
+  recorder.ForgetFinished();
+  const ApplySummary summary = recorder.Summarize();
+  EXPECT_EQ(summary.prepared, 1);
+  EXPECT_EQ(summary.unfinished, 1);
+  EXPECT_EQ(summary.max_prepare_bytes, 40);
 }
 
 }  // namespace

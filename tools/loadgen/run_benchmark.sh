@@ -5,6 +5,10 @@
 # previous one returned, so applies happen and each RPC's latency is one
 # replan's work (the planner's own interval is an hour unless
 # --replan_interval_s says otherwise; then the gain gate decides too).
+# Re-plans are incremental from the committed layout (--method incremental;
+# fresh: a new CRAFT plan each time, stabilised) and move at most
+# --max_moved_fraction of the slots (default 0.05: a realistic re-plan moves
+# a few percent; 1 lets the frontier move as much as pays).
 # Prints windows ingested per second (planner and loadgen), planner CPU
 # seconds per wall second and RSS, prepare-to-commit latency p50/p99 (as the
 # agents see it and from the planner's log) and applies committed/aborted.
@@ -26,10 +30,11 @@ NODES=512 GPUS_PER_NODE=8 DURATION_S=60
 NUM_LAYERS=58 NUM_EXPERTS=256 TOP_K=8 BYTES_PER_EXPERT=88080384
 WINDOW_MS=1000 WINDOW_HORIZON=64 BUDGET=8
 REPLAN_INTERVAL_S=3600 REPLAN_EVERY_S=5 GAIN_THRESHOLD=0.001 APPLY_TIMEOUT_MS=60000
+METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
 BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT=""
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -45,6 +50,8 @@ while (($#)); do
     --replan_interval_s) REPLAN_INTERVAL_S="$2"; shift 2 ;;
     --replan_every_s) REPLAN_EVERY_S="$2"; shift 2 ;;  # forced Replan RPCs; 0: none
     --gain_threshold) GAIN_THRESHOLD="$2"; shift 2 ;;
+    --method) METHOD="$2"; shift 2 ;;
+    --max_moved_fraction) MAX_MOVED_FRACTION="$2"; shift 2 ;;
     --apply_timeout_ms) APPLY_TIMEOUT_MS="$2"; shift 2 ;;
     --stage_delay_ms) STAGE_DELAY_MS="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
@@ -86,6 +93,8 @@ loads:
 replan:
   interval_s: $REPLAN_INTERVAL_S
   algorithm: craft
+  method: $METHOD
+  max_moved_fraction: $MAX_MOVED_FRACTION
   budget: $BUDGET
   gain_threshold: $GAIN_THRESHOLD
 apply:
@@ -179,6 +188,7 @@ percentile() {
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
 }
 value() { sed -n "s/^$1=//p" "$OUT/loadgen.txt"; }
+kib() { local bytes; bytes="$(value "$1")"; echo $((${bytes:-0} / 1024)); }
 
 CLK_TCK="$(getconf CLK_TCK)"
 {
@@ -198,7 +208,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
 
 cat <<TABLE
-craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
+craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, $METHOD re-plans moving at most $MAX_MOVED_FRACTION of the slots, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
 
 | metric | value |
 | --- | --- |
@@ -208,7 +218,8 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | planner RSS (end / peak) | $(sv planner_rss_mb) / $(sv planner_peak_rss_mb) MB, $(sv planner_threads) threads |
 | applies committed / aborted / unfinished | $(value applies_committed) / $(value applies_aborted) / $(value applies_unfinished) |
 | prepare-to-commit p50 / p99, agents (first Prepare -> last Commit) | $(value prepare_to_commit_ms_p50) / $(value prepare_to_commit_ms_p99) ms |
-| Prepare fan-out p50 (first -> last agent), largest Prepare | $(value prepare_fanout_ms_p50) ms, $(($(value max_prepare_bytes) / 1024)) KiB |
+| Prepare fan-out p50 (first -> last agent), largest Prepare | $(value prepare_fanout_ms_p50) ms, $(kib max_prepare_bytes) KiB |
+| warm-up apply (from the initial layout, not measured): prepare-to-commit, largest Prepare | $(value warmup_prepare_to_commit_ms) ms, $(kib warmup_max_prepare_bytes) KiB |
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
 | forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |

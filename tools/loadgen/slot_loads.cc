@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/layout_delta.h"
 #include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "planner/load_trace.h"
@@ -96,11 +97,25 @@ absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::Get(
   return ComputeLocked(layout.version(), parsed);
 }
 
+absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::Get(
+    const craft::v1::LayoutDelta& delta) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = by_version_.find(delta.version()); it != by_version_.end()) return it->second;
+  auto base = layouts_.find(delta.base_version());
+  if (base == layouts_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("layout delta from unknown version ", delta.base_version()));
+  }
+  CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, ApplyLayoutDelta(*base->second, delta));
+  return ComputeLocked(delta.version(), layout);
+}
+
 absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::ComputeLocked(
     const std::string& version, const planner::Layout& layout) {
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> slots,
                          SlotLoads::Compute(*loads_, layout));
   by_version_.emplace(version, slots);
+  layouts_.emplace(version, std::make_shared<const planner::Layout>(layout));
   return slots;
 }
 

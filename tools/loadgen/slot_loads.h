@@ -91,6 +91,10 @@ class SlotLoadCache {
                                                        const planner::Layout& layout);
   // The same for a layout off the wire (validated; parsed only on a miss).
   absl::StatusOr<std::shared_ptr<const SlotLoads>> Get(const craft::v1::Layout& layout);
+  // The same for a layout delta against a version this cache has seen
+  // (FAILED_PRECONDITION otherwise); rebuilt and fingerprint-checked once per
+  // version, as one real agent does for its node.
+  absl::StatusOr<std::shared_ptr<const SlotLoads>> Get(const craft::v1::LayoutDelta& delta);
 
  private:
   absl::StatusOr<std::shared_ptr<const SlotLoads>> ComputeLocked(const std::string& version,
@@ -100,6 +104,8 @@ class SlotLoadCache {
   const ExpertLoads* const loads_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const SlotLoads>> by_version_ ABSL_GUARDED_BY(mu_);
+  // The layouts of by_version_, the bases of later deltas.
+  std::map<std::string, std::shared_ptr<const planner::Layout>> layouts_ ABSL_GUARDED_BY(mu_);
 };
 
 // xorshift64*: a few nanoseconds per draw, enough for jitter. Not thread-safe.
