@@ -1,5 +1,6 @@
 #include "planner/io/trace_json_fast.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -357,11 +358,13 @@ class TraceReader {
     const std::optional<int64_t> windows = CountArrays(in_);
     if (!windows.has_value()) return false;
     const int64_t layer_cells = int64_t{num_layers_} * num_experts_;
-    // Each cell takes at least two bytes ("0,"), so the allocation stays
-    // within a few times the text's size whatever the header claims.
-    // Divided rather than multiplied: the count is bounded only by the text.
-    if (*windows + 1 > kMaxTraceCells / layer_cells ||
-        layer_cells * *windows > static_cast<int64_t>(text_size_ / 2)) {
+    // The cell limit, divided rather than multiplied: the count is bounded
+    // only by the text.
+    if (*windows + 1 > kMaxTraceCells / layer_cells) return false;
+    // Each cell takes at least two bytes ("0,"), and a well-formed file holds
+    // every window, or the counts when there are none, so the allocation
+    // stays within a few times the text's size whatever the header claims.
+    if (layer_cells * std::max<int64_t>(*windows, 1) > static_cast<int64_t>(text_size_ / 2)) {
       return false;
     }
     fast_.trace = LoadTrace(num_layers_, num_experts_, static_cast<int>(*windows));

@@ -228,6 +228,11 @@ TEST(ParseTraceJsonTest, FastPathAgreesWithReferenceOnEdgeCases) {
   ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]]} {})");
   ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]], "top_k": 99})");
   ExpectSameAsReference(R"({"num_layers": 1, "num_experts": 1, "counts": [[1]], "src": 1e999})");
+  // A declared shape far larger than the file (the fuzz runner's allocation
+  // limit checks that nothing is allocated for it).
+  ExpectSameAsReference(
+      R"({"format": "craft.trace.v1", "num_layers": 65536, "num_experts": 4096, "windows": [],
+          "counts": [[1]]})");
   // Counts given next to empty windows, and windows summed.
   ExpectSameAsReference(Craft(R"("top_k": 2, "windows": [], "counts": [[1, 2], [3, 4]])"));
   ExpectSameAsReference(Craft(R"("windows": [[[1, 2.5], [3, 4]], [[0, 0], [0.5, 0]]])"));
