@@ -33,9 +33,9 @@ struct FastTrace {
 // The trace in `text` when the reference reader would accept it, with the
 // same values; nullopt when it would refuse it, and for what the fast path
 // leaves to it: strings with escapes or non-ASCII bytes (UTF-8 and surrogate
-// rules), "num_layers" or "num_experts" after the matrices, repeated keys,
-// ignored values nested over 64 deep, and numbers whose reading differs by
-// type (long integer literals, floats that underflow).
+// rules), "num_layers" or "num_experts" after the matrices, a repeated key
+// that it reads, ignored values nested over 64 deep, and numbers whose
+// reading differs by type (long integer literals, floats that underflow).
 std::optional<FastTrace> ReadTraceFast(absl::string_view text);
 
 }  // namespace craft::planner::io_internal
