@@ -49,6 +49,11 @@ void FakeAgent::SendWindow(int64_t window_id) {
     slots = serving_;
     version = serving_version_;
   }
+  // The traffic may have drifted since the served layout's loads were made.
+  if (absl::StatusOr<std::shared_ptr<const SlotLoads>> now = env_.slot_loads->Get(version);
+      now.ok()) {
+    slots = *std::move(now);
+  }
   AgentMessage message;
   craft::v1::NodeLoad* load = message.mutable_load();
   const int num_layers = options_.model.num_layers();

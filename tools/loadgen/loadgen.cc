@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -194,6 +195,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   CRAFT_ASSIGN_OR_RETURN(
       const planner::Layout initial,
       planner::ContiguousLayout(options.num_layers, options.num_experts, cluster));
+  std::optional<ExpertLoads> drifted;  // outlives the agents that report it
   SlotLoadCache slot_loads(&loads);
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> initial_slots,
                          slot_loads.Get(planner::kInitialLayoutVersion, initial));
@@ -245,6 +247,18 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
     status = WarmUp(options, agents, placement.get(), &recorder, progress);
     report.warmup = recorder.Summarize();
     recorder.ForgetFinished();
+    if (status.ok() && options.drift) {
+      absl::StatusOr<ExpertLoads> next = ExpertLoads::Synthesize(
+          {options.num_layers, options.num_experts, options.top_k, cluster.num_gpus,
+           options.tokens_per_gpu, options.hot_ratio, options.seed + 1});
+      if (next.ok()) {
+        drifted = *std::move(next);
+        slot_loads.SetLoads(&*drifted);
+        progress << "the traffic drifts: other experts are hot" << std::endl;
+      } else {
+        status = next.status();
+      }
+    }
   }
   if (status.ok()) status = Measure(options, agents, placement.get(), progress, &report);
   if (status.ok()) {

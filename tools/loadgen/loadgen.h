@@ -10,7 +10,7 @@
 //
 // Phases: connect every agent and wait for its Welcome; with replans, warm
 // up until one apply committed (the move from the initial layout, reported
-// apart as warmup_*); measure for
+// apart as warmup_*), then let the traffic drift; measure for
 // `duration` (windows, optional periodic Replan RPCs), bracketed by
 // GetLayout calls for the planner's windows_ingested and by the lines
 // "measure: start" / "measure: end" on `progress` (a driver samples the
@@ -62,6 +62,9 @@ struct LoadgenOptions {
   // initial layout), reported apart; give up after warmup_timeout.
   bool warmup_apply = true;
   absl::Duration warmup_timeout = absl::Minutes(10);
+  // After the warm-up the traffic drifts once (the popularity of seed + 1):
+  // other experts are hot, so the measured re-plans have replicas to move.
+  bool drift = true;
 };
 
 struct LoadgenReport {

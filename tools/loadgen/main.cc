@@ -40,6 +40,9 @@ ABSL_FLAG(double, replan_every_s, 0, "call PlacementService.Replan this often; 0
 ABSL_FLAG(bool, replan_force, true, "Replan with force (bypass the gain gate)");
 ABSL_FLAG(bool, warmup_apply, true,
           "with replans: commit one apply (the move from the initial layout) before measuring");
+ABSL_FLAG(bool, drift, true,
+          "after the warm-up apply, other experts are hot (popularity of --seed + 1), so the "
+          "measured re-plans move replicas");
 ABSL_FLAG(std::string, admin_token_file, "",
           "a file holding the bearer token for Replan, if the planner has one");
 ABSL_FLAG(std::string, planner_name, "craft-planner",
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   options.replan_every = absl::Seconds(absl::GetFlag(FLAGS_replan_every_s));
   options.replan_force = absl::GetFlag(FLAGS_replan_force);
   options.warmup_apply = absl::GetFlag(FLAGS_warmup_apply);
+  options.drift = absl::GetFlag(FLAGS_drift);
   if (const std::string file = absl::GetFlag(FLAGS_admin_token_file); !file.empty()) {
     absl::StatusOr<std::string> token = craft::ReadTokenFile(file);
     if (!token.ok()) {

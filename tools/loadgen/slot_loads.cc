@@ -97,6 +97,22 @@ absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::Get(
   return ComputeLocked(layout.version(), parsed);
 }
 
+void SlotLoadCache::SetLoads(const ExpertLoads* loads) {
+  absl::MutexLock lock(&mu_);
+  loads_ = loads;
+  by_version_.clear();  // the layouts stay: versions are recomputed from them
+}
+
+absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::Get(const std::string& version) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = by_version_.find(version); it != by_version_.end()) return it->second;
+  auto layout = layouts_.find(version);
+  if (layout == layouts_.end()) {
+    return absl::NotFoundError(absl::StrCat("no layout of version ", version));
+  }
+  return ComputeLocked(version, *layout->second);
+}
+
 absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::Get(
     const craft::v1::LayoutDelta& delta) {
   absl::MutexLock lock(&mu_);
@@ -115,7 +131,9 @@ absl::StatusOr<std::shared_ptr<const SlotLoads>> SlotLoadCache::ComputeLocked(
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> slots,
                          SlotLoads::Compute(*loads_, layout));
   by_version_.emplace(version, slots);
-  layouts_.emplace(version, std::make_shared<const planner::Layout>(layout));
+  if (layouts_.count(version) == 0) {
+    layouts_.emplace(version, std::make_shared<const planner::Layout>(layout));
+  }
   return slots;
 }
 

@@ -85,7 +85,16 @@ class SlotLoads {
 // same Prepare share one computation. Thread-safe.
 class SlotLoadCache {
  public:
+  // `loads` (and any given to SetLoads) must outlive the cache.
   explicit SlotLoadCache(const ExpertLoads* loads) : loads_(loads) {}
+
+  // The traffic drifts: every version's SlotLoads are computed anew from
+  // `loads` when next asked for.
+  void SetLoads(const ExpertLoads* loads) ABSL_LOCKS_EXCLUDED(mu_);
+  // The SlotLoads of a version this cache has seen (NOT_FOUND otherwise),
+  // under the current loads.
+  absl::StatusOr<std::shared_ptr<const SlotLoads>> Get(const std::string& version)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::StatusOr<std::shared_ptr<const SlotLoads>> Get(const std::string& version,
                                                        const planner::Layout& layout);
@@ -101,8 +110,8 @@ class SlotLoadCache {
                                                                  const planner::Layout& layout)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const ExpertLoads* const loads_;
   absl::Mutex mu_;
+  const ExpertLoads* loads_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<const SlotLoads>> by_version_ ABSL_GUARDED_BY(mu_);
   // The layouts of by_version_, the bases of later deltas.
   std::map<std::string, std::shared_ptr<const planner::Layout>> layouts_ ABSL_GUARDED_BY(mu_);
