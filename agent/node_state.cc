@@ -24,9 +24,10 @@ using craft::v1::GpuError;
 constexpr size_t kMaxVersionLength = 128;
 constexpr size_t kRecentVersions = 32;
 constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
-// The largest cluster a layout delta from the initial layout may name: the
-// agent builds that layout itself (one slot count per GPU and layer).
-constexpr int kMaxClusterGpus = 1 << 20;
+// The largest cluster a layout delta from the initial layout may name, far
+// above any expert-parallel group: the agent builds that layout itself, one
+// slot count per GPU and layer, so the bound keeps a bad delta cheap.
+constexpr int kMaxClusterGpus = 1 << 16;
 
 // Versions are opaque but end up in logs, acks and the state file.
 bool IsSaneVersion(const std::string& version) {

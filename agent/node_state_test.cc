@@ -487,6 +487,24 @@ TEST_F(NodeStateTest, ADeltaThisNodeCannotRebuildIsNackedAndChangesNothing) {
   EXPECT_EQ(worker0_.received.size(), commands + 1);
 }
 
+TEST_F(NodeStateTest, ADeltaFromTheInitialLayoutMustBeForThisNodesModel) {
+  AttachBoth();
+  const planner::Layout target = WithReplica(InitialLayout(), 1, 0);
+  // The agent would build the initial layout of the delta's shape itself.
+  craft::v1::PlannerMessage huge =
+      DeltaPrepareMessage(1, "huge", InitialLayout(), "0.0", target, "1.1");
+  huge.mutable_prepare()->mutable_layout_delta()->set_num_gpus(1 << 30);
+  node_->OnPlannerMessage(huge);
+  ExpectNack("huge", craft::v1::BAD_LAYOUT, "0.0");
+  EXPECT_NE(LastSent().nack().error().message().find("not this node's model"), std::string::npos);
+  craft::v1::PlannerMessage layers =
+      DeltaPrepareMessage(1, "layers", InitialLayout(), "0.0", target, "1.2");
+  layers.mutable_prepare()->mutable_layout_delta()->set_num_layers(kLayers + 1);
+  node_->OnPlannerMessage(layers);
+  ExpectNack("layers", craft::v1::BAD_LAYOUT, "0.0");
+  EXPECT_TRUE(worker0_.received.empty());
+}
+
 TEST_F(NodeStateTest, NewPrepareSupersedesAndOneDuringCommitWaits) {
   AttachBoth();
   node_->OnPlannerMessage(PrepareMessage(1, "a", "1.1"));
