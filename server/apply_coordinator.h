@@ -209,10 +209,11 @@ class ApplyCoordinator {
 
   // Mints a version for `target`, plans every GPU's transfers from the
   // version it serves and sends Prepare to every connected agent, each
-  // carrying the latest transfer group id rank 0 announced. Returns the
-  // version. FAILED_PRECONDITION when an apply is in progress, a GPU has no
-  // connected agent, a node is not on the committed version yet (its resync
-  // runs), some expert has no source, or the planner is fenced;
+  // carrying the layout as a delta from the committed one (PrepareFanout),
+  // its node's transfers and the latest transfer group id rank 0 announced.
+  // Returns the version. FAILED_PRECONDITION when an apply is in progress, a
+  // GPU has no connected agent, a node is not on the committed version yet
+  // (its resync runs), some expert has no source, or the planner is fenced;
   // INVALID_ARGUMENT when `target` does not fit the model and cluster.
   absl::StatusOr<std::string> StartApply(const planner::Layout& target);
   // Aborts a prepare (or stops waiting for commit acks) past its deadline,
