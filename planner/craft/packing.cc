@@ -3,13 +3,20 @@
 #include <algorithm>
 #include <numeric>
 #include <tuple>
+#include <utility>
 
+#include "absl/container/btree_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace craft::planner {
 namespace {
 
 // Mutable state of one layer's packing.
+//
+// Free GPUs are kept ordered by the last three criteria (load, free slots,
+// rank), so the common case, a free GPU on a node that holds no replica of the
+// expert yet, is the first such GPU in that order: no scan of every GPU and no
+// GPU x expert table, which at thousands of GPUs dominated planning.
 class Packer {
  public:
   Packer(absl::Span<const int64_t> weight, const Replication& replication,
@@ -20,13 +27,18 @@ class Packer {
         free_(slots_per_gpu),
         load_(cluster.num_gpus, 0.0),
         on_gpu_(cluster.num_gpus),
-        copies_on_gpu_(static_cast<size_t>(cluster.num_gpus) * weight.size(), 0),
-        copies_on_node_(static_cast<size_t>(cluster.num_nodes) * weight.size(), 0) {}
+        node_copies_(cluster.num_nodes, 0) {
+    for (int g = 0; g < cluster.num_gpus; ++g) {
+      if (free_[g] > 0) free_order_.insert(OrderKey(g));
+    }
+  }
 
   // Places every physical expert; see PackLayer for the rules.
   absl::Status PlaceAll(bool forbid_duplicates) {
-    for (int p : HeaviestFirst()) {
-      const int e = replication_.phy2log[p];
+    int previous = -1;
+    for (int e : HeaviestFirst()) {
+      if (e != previous) gpus_of_expert_.clear();
+      previous = e;
       int gpu = BestGpu(e, forbid_duplicates);
       if (gpu < 0) gpu = MakeRoomBySwap(e);
       if (gpu < 0) {
@@ -35,6 +47,7 @@ class Packer {
                          " without two on one GPU; allow duplicates or use fewer replicas"));
       }
       Put(gpu, e);
+      gpus_of_expert_.push_back(gpu);
     }
     return absl::OkStatus();
   }
@@ -42,6 +55,7 @@ class Packer {
   // GPU-major phy2log; replicas inside a GPU in placement order.
   LayerPlacement Result(const std::vector<int>& slots_per_gpu) const {
     LayerPlacement placement{slots_per_gpu, {}};
+    placement.phy2log.reserve(replication_.phy2log.size());
     for (const std::vector<int>& experts : on_gpu_) {
       placement.phy2log.insert(placement.phy2log.end(), experts.begin(), experts.end());
     }
@@ -49,38 +63,63 @@ class Packer {
   }
 
  private:
+  // (load, -free slots, rank): criteria 3 to 5 of PackLayer.
+  using Order = std::tuple<double, int, int>;
+
+  Order OrderKey(int gpu) const { return {load_[gpu], -free_[gpu], gpu}; }
   double ReplicaLoad(int e) const {
     return static_cast<double>(weight_[e]) / replication_.logcnt[e];
   }
-  int& CopiesOnGpu(int gpu, int e) { return copies_on_gpu_[gpu * weight_.size() + e]; }
-  int CopiesOnGpu(int gpu, int e) const { return copies_on_gpu_[gpu * weight_.size() + e]; }
-  int& CopiesOnNode(int node, int e) { return copies_on_node_[node * weight_.size() + e]; }
-  int CopiesOnNode(int node, int e) const { return copies_on_node_[node * weight_.size() + e]; }
+  // A GPU holds a few slots of a layer, so counting them beats a table.
+  int CopiesOnGpu(int gpu, int e) const {
+    return static_cast<int>(std::count(on_gpu_[gpu].begin(), on_gpu_[gpu].end(), e));
+  }
 
+  // The expert of every replica, in placement order: decreasing per-replica
+  // load, ties to the lower expert. An expert's replicas carry equal loads, so
+  // they come one after another.
   std::vector<int> HeaviestFirst() const {
-    std::vector<int> order(replication_.phy2log.size());
-    std::iota(order.begin(), order.end(), 0);
-    const auto& log = replication_.phy2log;
     const auto& cnt = replication_.logcnt;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      const int ea = log[a], eb = log[b];
-      if (PerReplicaLoadGreater(weight_[ea], cnt[ea], weight_[eb], cnt[eb])) return true;
-      if (PerReplicaLoadGreater(weight_[eb], cnt[eb], weight_[ea], cnt[ea])) return false;
-      return std::make_pair(ea, replication_.rank[a]) < std::make_pair(eb, replication_.rank[b]);
+    std::vector<int> experts(weight_.size());
+    std::iota(experts.begin(), experts.end(), 0);
+    // Division rounds monotonically, so the rounded loads order all but the
+    // near-equal ones, which the exact comparison settles.
+    std::vector<double> share(weight_.size());
+    for (size_t e = 0; e < share.size(); ++e) share[e] = ReplicaLoad(static_cast<int>(e));
+    std::sort(experts.begin(), experts.end(), [&](int a, int b) {
+      if (share[a] != share[b]) return share[a] > share[b];
+      if (PerReplicaLoadGreater(weight_[a], cnt[a], weight_[b], cnt[b])) return true;
+      if (PerReplicaLoadGreater(weight_[b], cnt[b], weight_[a], cnt[a])) return false;
+      return a < b;
     });
+    std::vector<int> order;
+    order.reserve(replication_.phy2log.size());
+    for (int e : experts) order.insert(order.end(), cnt[e], e);
     return order;
   }
 
-  int BestGpu(int e, bool forbid_duplicates) const {
+  // The free GPU with the least (copies of e on its node, copies of e on it,
+  // load, -free slots, rank); -1 when none may take e.
+  int BestGpu(int e, bool forbid_duplicates) {
+    for (int g : gpus_of_expert_) ++node_copies_[cluster_.NodeOf(g)];
     int best = -1;
-    auto key = [&](int g) {
-      return std::make_tuple(CopiesOnNode(cluster_.NodeOf(g), e), CopiesOnGpu(g, e), load_[g],
-                             -free_[g], g);
-    };
-    for (int g = 0; g < cluster_.num_gpus; ++g) {
-      if (free_[g] == 0 || (forbid_duplicates && CopiesOnGpu(g, e) > 0)) continue;
-      if (best < 0 || key(g) < key(best)) best = g;
+    std::pair<int, int> best_copies;
+    for (const Order& key : free_order_) {
+      const int g = std::get<2>(key);
+      const int on_node = node_copies_[cluster_.NodeOf(g)];
+      if (on_node == 0) {  // no copy on its node, so none on it: nothing beats it
+        best = g;
+        break;
+      }
+      const int on_gpu = CopiesOnGpu(g, e);
+      if (forbid_duplicates && on_gpu > 0) continue;
+      // Strictly fewer copies only: among equals the earlier in order wins.
+      if (best < 0 || std::make_pair(on_node, on_gpu) < best_copies) {
+        best = g;
+        best_copies = {on_node, on_gpu};
+      }
     }
+    for (int g : gpus_of_expert_) node_copies_[cluster_.NodeOf(g)] = 0;
     return best;
   }
 
@@ -103,20 +142,20 @@ class Packer {
   }
 
   void Put(int gpu, int e) {
+    free_order_.erase(OrderKey(gpu));
     on_gpu_[gpu].push_back(e);
     --free_[gpu];
     load_[gpu] += ReplicaLoad(e);
-    ++CopiesOnGpu(gpu, e);
-    ++CopiesOnNode(cluster_.NodeOf(gpu), e);
+    if (free_[gpu] > 0) free_order_.insert(OrderKey(gpu));
   }
 
   void Take(int gpu, size_t index) {
     const int e = on_gpu_[gpu][index];
+    if (free_[gpu] > 0) free_order_.erase(OrderKey(gpu));
     on_gpu_[gpu].erase(on_gpu_[gpu].begin() + index);
     ++free_[gpu];
     load_[gpu] -= ReplicaLoad(e);
-    --CopiesOnGpu(gpu, e);
-    --CopiesOnNode(cluster_.NodeOf(gpu), e);
+    free_order_.insert(OrderKey(gpu));
   }
 
   absl::Span<const int64_t> weight_;
@@ -124,9 +163,13 @@ class Packer {
   const ClusterShape& cluster_;
   std::vector<int> free_;
   std::vector<double> load_;
-  std::vector<std::vector<int>> on_gpu_;
-  std::vector<int> copies_on_gpu_;   // [gpu][expert]
-  std::vector<int> copies_on_node_;  // [node][expert]
+  absl::btree_set<Order> free_order_;     // GPUs with a free slot
+  std::vector<std::vector<int>> on_gpu_;  // experts in placement order
+  // The GPUs of the expert being placed, one entry per replica. Replicas of
+  // one expert are placed one after another, and a swap only moves a replica
+  // of an expert placed before, so no other expert's holders are needed.
+  std::vector<int> gpus_of_expert_;
+  std::vector<int> node_copies_;  // scratch of BestGpu, all zero between calls
 };
 
 }  // namespace
