@@ -30,7 +30,7 @@ absl::StatusOr<PlanResult> PlanPlacementOnly(const LoadTrace& trace, const PlanO
   result.replicas_per_layer.assign(trace.num_layers(), 0);
   CRAFT_ASSIGN_OR_RETURN(result.layout,
                          BuildLayout(trace, options.cluster, result.replicas_per_layer,
-                                     PackingOptions{options.forbid_duplicates}));
+                                     PackingOptions{options.forbid_duplicates}, options.threads));
   return result;
 }
 

@@ -56,7 +56,8 @@ struct PlanOptions {
   std::optional<int> redundant_per_layer;
   // CRAFT: redundant slots per GPU summed over layers (R). Unset means auto.
   std::optional<int> budget;
-  // CRAFT: candidate replica counts per layer; empty means {0, 1, 2, 4, ..., D}.
+  // CRAFT: candidate replica counts per layer; empty means DefaultCandidates
+  // (planner/craft/benefit.h): every count 0..D up to 128 GPUs.
   std::vector<int> candidates;
   CraftObjective objective = CraftObjective::kBalancedness;
   // Never put two replicas of one expert on one GPU.
@@ -66,6 +67,9 @@ struct PlanOptions {
   // per-layer counts, craft's replication and packing (planner/craft/uniform.h).
   bool uniform = false;
   MemoryModel memory;
+  // Threads for per-layer work (benefit curves, packing); 0 means every core.
+  // Plans are identical whatever the count.
+  int threads = 0;
 };
 
 // One layer's benefit curve: balancedness (and busiest-GPU load) replayed with

@@ -3,7 +3,7 @@
 //   craft-planner --config deploy/planner.yaml (--tls_cert PEM --tls_key PEM --tls_ca PEM |
 //   --insecure)
 //                 [--state_path PATH] [--ready_file PATH]
-//                 [--metrics_listen 0.0.0.0:9464]
+//                 [--metrics_listen 0.0.0.0:9464] [--planner_threads N]
 //
 // Exits 0 after a graceful drain on SIGTERM or SIGINT; non-zero when the
 // configuration or the state cannot be read or the port cannot be bound.
@@ -40,6 +40,10 @@ ABSL_FLAG(std::string, metrics_listen, "",
           "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9464 "
           "(port 0 picks one); empty: no metrics");
 
+ABSL_FLAG(int, planner_threads, 0,
+          "threads for a re-plan's per-layer work (benefit curves, packing); 0: every core. "
+          "Plans are the same on any count");
+
 namespace craft::server {
 namespace {
 
@@ -71,6 +75,12 @@ int Run(const sigset_t& signals) {
     CRAFT_LOG(ERROR) << "no state_path: set it in " << config_path << " or pass --state_path";
     return 2;
   }
+  if (absl::GetFlag(FLAGS_planner_threads) < 0) {
+    CRAFT_LOG(ERROR) << "--planner_threads must be >= 0 (0: every core), got "
+                     << absl::GetFlag(FLAGS_planner_threads);
+    return 2;
+  }
+  config->plan.threads = absl::GetFlag(FLAGS_planner_threads);
 
   // Metrics first: a port that cannot be bound fails the start, not a scrape.
   std::unique_ptr<metrics::MetricsServer> metrics_server;
@@ -130,7 +140,8 @@ int main(int argc, char** argv) {
   const sigset_t signals = craft::server::BlockShutdownSignals();
   absl::SetProgramUsageMessage(
       "craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
-      "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT]");
+      "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT] "
+      "[--planner_threads N]");
   absl::ParseCommandLine(argc, argv);
   return craft::server::Run(signals);
 }

@@ -5,15 +5,24 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/craft/slot_assignment.h"
+#include "planner/parallel.h"
 #include "planner/replay.h"
 #include "planner/replicate.h"
 
 namespace craft::planner {
 
 std::vector<int> DefaultCandidates(int num_gpus) {
-  std::vector<int> candidates = {0};
-  for (int r = 1; r < num_gpus; r *= 2) candidates.push_back(r);
-  candidates.push_back(num_gpus);
+  constexpr int kDenseHead = kEveryCandidateUpToGpus / 2;
+  std::vector<int> candidates;
+  if (num_gpus <= kEveryCandidateUpToGpus) {
+    for (int r = 0; r <= num_gpus; ++r) candidates.push_back(r);
+    return candidates;
+  }
+  for (int r = 0; r <= kDenseHead; ++r) candidates.push_back(r);
+  const int64_t span = num_gpus - kDenseHead;
+  for (int step = 1; step <= kDenseHead; ++step) {
+    candidates.push_back(kDenseHead + static_cast<int>(span * step / kDenseHead));
+  }
   return candidates;
 }
 
@@ -46,7 +55,8 @@ absl::StatusOr<LayerPlacement> PlaceLayer(absl::Span<const int64_t> weight, int 
 absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& trace,
                                                                const ClusterShape& cluster,
                                                                const std::vector<int>& candidates,
-                                                               const PackingOptions& options) {
+                                                               const PackingOptions& options,
+                                                               int threads) {
   CRAFT_RETURN_IF_ERROR(cluster.Validate());
   const int num_experts = trace.num_experts();
   CRAFT_ASSIGN_OR_RETURN(std::vector<int> replicas,
@@ -58,7 +68,7 @@ absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& 
     even_slots.push_back(std::move(slots[0]));
   }
   std::vector<BenefitCurve> curves(trace.num_layers());
-  for (int l = 0; l < trace.num_layers(); ++l) {
+  CRAFT_RETURN_IF_ERROR(ParallelFor(trace.num_layers(), threads, [&](int l) -> absl::Status {
     BenefitCurve& curve = curves[l];
     curve.replicas = replicas;
     for (size_t k = 0; k < replicas.size(); ++k) {
@@ -68,7 +78,8 @@ absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& 
       curve.balancedness.push_back(stats.balancedness);
       curve.max_gpu_load.push_back(stats.max_gpu_load);
     }
-  }
+    return absl::OkStatus();
+  }));
   return curves;
 }
 

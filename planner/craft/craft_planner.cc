@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -9,6 +10,7 @@
 #include "planner/craft/knapsack.h"
 #include "planner/craft/rounding.h"
 #include "planner/craft/slot_assignment.h"
+#include "planner/parallel.h"
 
 namespace craft::planner {
 namespace {
@@ -87,7 +89,7 @@ int EqualMemoryResidue(int num_layers, int num_experts, int num_gpus) {
 
 absl::StatusOr<Layout> BuildLayout(const LoadTrace& trace, const ClusterShape& cluster,
                                    const std::vector<int>& replicas_per_layer,
-                                   const PackingOptions& options) {
+                                   const PackingOptions& options, int threads) {
   if (static_cast<int>(replicas_per_layer.size()) != trace.num_layers()) {
     return absl::InvalidArgumentError(absl::StrCat(
         replicas_per_layer.size(), " replica counts for ", trace.num_layers(), " layers"));
@@ -98,26 +100,32 @@ absl::StatusOr<Layout> BuildLayout(const LoadTrace& trace, const ClusterShape& c
   Layout layout;
   layout.num_experts = trace.num_experts();
   layout.cluster = cluster;
-  for (int l = 0; l < trace.num_layers(); ++l) {
-    CRAFT_ASSIGN_OR_RETURN(
-        LayerPlacement placement,
-        PlaceLayer(trace.aggregate(l), replicas_per_layer[l], slots[l], cluster, options));
-    layout.layers.push_back(std::move(placement));
-  }
+  layout.layers.resize(trace.num_layers());
+  CRAFT_RETURN_IF_ERROR(ParallelFor(trace.num_layers(), threads, [&](int l) -> absl::Status {
+    CRAFT_ASSIGN_OR_RETURN(layout.layers[l], PlaceLayer(trace.aggregate(l), replicas_per_layer[l],
+                                                        slots[l], cluster, options));
+    return absl::OkStatus();
+  }));
   return layout;
 }
 
-absl::StatusOr<std::vector<BudgetPoint>> SweepBudgets(const std::vector<BenefitCurve>& curves,
-                                                      const LoadTrace& trace,
-                                                      const PlanOptions& options) {
+namespace {
+
+// The largest budget auto-R sweeps: every layer at its largest candidate.
+int MaxSweepBudget(const std::vector<BenefitCurve>& curves, int num_gpus) {
+  return (MaxCurveReplicas(curves) + num_gpus - 1) / num_gpus;
+}
+
+// SweepBudgets on a knapsack solved up to the largest budget's capacity.
+absl::StatusOr<std::vector<BudgetPoint>> SweepSolvedBudgets(const std::vector<BenefitCurve>& curves,
+                                                            const MultipleChoiceKnapsack& knapsack,
+                                                            const LoadTrace& trace,
+                                                            const PlanOptions& options) {
   CRAFT_RETURN_IF_ERROR(ValidateMemory(options.memory));
   const int num_gpus = options.cluster.num_gpus;
   const int64_t base_slots = static_cast<int64_t>(trace.num_layers()) * trace.num_experts();
   const int residue = EqualMemoryResidue(trace.num_layers(), trace.num_experts(), num_gpus);
-  const int max_budget = (MaxCurveReplicas(curves) + num_gpus - 1) / num_gpus;
-  CRAFT_ASSIGN_OR_RETURN(auto knapsack, MultipleChoiceKnapsack::Solve(
-                                            KnapsackGroups(curves, options.objective),
-                                            RedundantCapacity(max_budget, num_gpus, residue)));
+  const int max_budget = MaxSweepBudget(curves, num_gpus);
   std::vector<BudgetPoint> sweep;
   for (int budget = 0; budget <= max_budget; ++budget) {
     auto choice = knapsack.Best(RedundantCapacity(budget, num_gpus, residue), num_gpus, residue);
@@ -137,23 +145,45 @@ absl::StatusOr<std::vector<BudgetPoint>> SweepBudgets(const std::vector<BenefitC
   return sweep;
 }
 
+}  // namespace
+
+absl::StatusOr<std::vector<BudgetPoint>> SweepBudgets(const std::vector<BenefitCurve>& curves,
+                                                      const LoadTrace& trace,
+                                                      const PlanOptions& options) {
+  const int num_gpus = options.cluster.num_gpus;
+  const int residue = EqualMemoryResidue(trace.num_layers(), trace.num_experts(), num_gpus);
+  CRAFT_ASSIGN_OR_RETURN(
+      auto knapsack, MultipleChoiceKnapsack::Solve(
+                         KnapsackGroups(curves, options.objective),
+                         RedundantCapacity(MaxSweepBudget(curves, num_gpus), num_gpus, residue)));
+  return SweepSolvedBudgets(curves, knapsack, trace, options);
+}
+
 absl::StatusOr<PlanResult> PlanCraft(const LoadTrace& trace, const PlanOptions& options) {
   const int num_gpus = options.cluster.num_gpus;
   const std::vector<int> candidates =
       options.candidates.empty() ? DefaultCandidates(num_gpus) : options.candidates;
   const PackingOptions packing{options.forbid_duplicates};
   PlanResult result;
-  CRAFT_ASSIGN_OR_RETURN(result.curves,
-                         ComputeBenefitCurves(trace, options.cluster, candidates, packing));
+  CRAFT_ASSIGN_OR_RETURN(result.curves, ComputeBenefitCurves(trace, options.cluster, candidates,
+                                                             packing, options.threads));
   const int residue = EqualMemoryResidue(trace.num_layers(), trace.num_experts(), num_gpus);
   const auto groups = KnapsackGroups(result.curves, options.objective);
+  // One knapsack table answers every capacity up to the one it was solved for:
+  // auto-R solves once for its whole sweep and picks its plan from the same table.
+  std::optional<MultipleChoiceKnapsack> knapsack;
   if (options.budget.has_value()) {
     if (*options.budget < 0) {
       return absl::InvalidArgumentError(absl::StrCat("budget must be >= 0, got ", *options.budget));
     }
     result.budget = *options.budget;
   } else {
-    CRAFT_ASSIGN_OR_RETURN(result.budget_sweep, SweepBudgets(result.curves, trace, options));
+    CRAFT_ASSIGN_OR_RETURN(
+        knapsack,
+        MultipleChoiceKnapsack::Solve(
+            groups, RedundantCapacity(MaxSweepBudget(result.curves, num_gpus), num_gpus, residue)));
+    CRAFT_ASSIGN_OR_RETURN(result.budget_sweep,
+                           SweepSolvedBudgets(result.curves, *knapsack, trace, options));
     const auto best = std::max_element(result.budget_sweep.begin(), result.budget_sweep.end(),
                                        [](const BudgetPoint& a, const BudgetPoint& b) {
                                          return a.relative_throughput < b.relative_throughput;
@@ -162,8 +192,10 @@ absl::StatusOr<PlanResult> PlanCraft(const LoadTrace& trace, const PlanOptions& 
   }
   const int capacity = static_cast<int>(std::min<int64_t>(
       RedundantCapacity(result.budget, num_gpus, residue), MaxCurveReplicas(result.curves)));
-  CRAFT_ASSIGN_OR_RETURN(auto knapsack, MultipleChoiceKnapsack::Solve(groups, capacity));
-  auto choice = knapsack.Best(capacity, num_gpus, residue);
+  if (!knapsack.has_value()) {
+    CRAFT_ASSIGN_OR_RETURN(knapsack, MultipleChoiceKnapsack::Solve(groups, capacity));
+  }
+  auto choice = knapsack->Best(capacity, num_gpus, residue);
   if (choice.ok()) {
     result.replicas_per_layer = ChosenReplicas(result.curves, *choice);
   } else {
@@ -172,13 +204,14 @@ absl::StatusOr<PlanResult> PlanCraft(const LoadTrace& trace, const PlanOptions& 
     // total up to the next equal-memory total the way the paper's artifact
     // rounds, which stays within the capacity.
     CRAFT_ASSIGN_OR_RETURN(KnapsackChoice unconstrained,
-                           knapsack.Best(std::max(0, capacity - (num_gpus - 1))));
+                           knapsack->Best(std::max(0, capacity - (num_gpus - 1))));
     result.replicas_per_layer =
         RoundFinalAlloc(ChosenReplicas(result.curves, unconstrained), num_gpus,
                         static_cast<int64_t>(trace.num_layers()) * trace.num_experts());
   }
-  CRAFT_ASSIGN_OR_RETURN(result.layout,
-                         BuildLayout(trace, options.cluster, result.replicas_per_layer, packing));
+  CRAFT_ASSIGN_OR_RETURN(
+      result.layout,
+      BuildLayout(trace, options.cluster, result.replicas_per_layer, packing, options.threads));
   return result;
 }
 

@@ -16,9 +16,10 @@ namespace craft::planner {
 // Places every layer l with `replicas_per_layer[l]` redundant slots: slot
 // counts per GPU by AssignSlots (equal per-GPU totals), then replication and
 // packing from the trace's aggregate. Also used for placement-only (all 0).
+// Layers are packed on `threads` threads (0: every core).
 absl::StatusOr<Layout> BuildLayout(const LoadTrace& trace, const ClusterShape& cluster,
                                    const std::vector<int>& replicas_per_layer,
-                                   const PackingOptions& options);
+                                   const PackingOptions& options, int threads = 1);
 
 // Redundant-slot totals c for which L x E + c divides evenly over the GPUs
 // satisfy c % D == this residue.

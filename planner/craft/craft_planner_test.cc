@@ -1,5 +1,6 @@
 #include "planner/craft/craft_planner.h"
 
+#include <algorithm>
 #include <numeric>
 #include <random>
 
@@ -136,6 +137,84 @@ TEST(CraftPlannerTest, CoarseCandidatesAreRoundedUpToEqualMemory) {
   ASSERT_TRUE(plan.ok()) << plan.status();
   for (int g = 1; g < 4; ++g) EXPECT_EQ(plan->layout.SlotsOnGpu(g), plan->layout.SlotsOnGpu(0));
   EXPECT_LE(plan->replicas_per_layer[0], 2 * 4 + 3);
+}
+
+TEST(CraftPlannerTest, DefaultCandidatesAreEveryCountUpTo128GpusThenBounded) {
+  std::vector<int> every(65);
+  std::iota(every.begin(), every.end(), 0);
+  EXPECT_EQ(DefaultCandidates(64), every);
+  EXPECT_EQ(DefaultCandidates(128).size(), 129u);
+  for (int gpus : {129, 1024, 4096}) {
+    const std::vector<int> candidates = DefaultCandidates(gpus);
+    EXPECT_EQ(candidates.size(), 129u) << gpus;
+    EXPECT_TRUE(std::is_sorted(candidates.begin(), candidates.end()));
+    EXPECT_EQ(std::adjacent_find(candidates.begin(), candidates.end()), candidates.end());
+    EXPECT_EQ(candidates[64], 64);
+    EXPECT_EQ(candidates.back(), gpus);
+  }
+}
+
+// Sum over layers of the curves' balancedness at the given counts.
+double CurveValue(const std::vector<BenefitCurve>& curves, const std::vector<int>& replicas) {
+  double value = 0;
+  for (size_t l = 0; l < curves.size(); ++l) {
+    const auto& counts = curves[l].replicas;
+    const auto at = std::find(counts.begin(), counts.end(), replicas[l]);
+    if (at == counts.end()) return -1;  // not a candidate
+    value += curves[l].balancedness[at - counts.begin()];
+  }
+  return value;
+}
+
+// The quality bar: with no --candidates the plan is the best one over
+// every integer count per layer. Brute force enumerates every (r_1..r_L) in
+// [0, D]^L that fits the budget with equal memory and compares values.
+TEST(CraftPlannerTest, TheDefaultPlanIsTheBestOverEveryIntegerCount) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 12; ++trial) {
+    const int nodes = 1 + rng() % 2;
+    const ClusterShape cluster{nodes * 2, nodes};
+    const int layers = 2 + rng() % 2;
+    const int experts = 3 + rng() % 5;
+    const LoadTrace trace = testing::SkewedTrace(layers, experts, 1 + rng() % 4, rng(), 6.0);
+    const int budget = 1 + static_cast<int>(rng() % 3);
+    auto plan = PlanCraft(trace, CraftOptions(cluster, budget));
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    const int gpus = cluster.num_gpus;
+    for (const BenefitCurve& curve : plan->curves) ASSERT_EQ(curve.replicas.size(), gpus + 1u);
+    const int residue = EqualMemoryResidue(layers, experts, gpus);
+    const int64_t capacity = RedundantCapacity(budget, gpus, residue);
+    double best = -1;
+    std::vector<int> replicas(layers, 0);
+    while (true) {
+      const int total = std::accumulate(replicas.begin(), replicas.end(), 0);
+      if (total <= capacity && total % gpus == residue) {
+        best = std::max(best, CurveValue(plan->curves, replicas));
+      }
+      int l = 0;  // next tuple, odometer style
+      while (l < layers && replicas[l] == gpus) replicas[l++] = 0;
+      if (l == layers) break;
+      ++replicas[l];
+    }
+    ASSERT_GT(best, 0) << "trial " << trial;
+    EXPECT_NEAR(CurveValue(plan->curves, plan->replicas_per_layer), best, 1e-9)
+        << "trial " << trial;
+  }
+}
+
+TEST(CraftPlannerTest, PlansAreTheSameOnAnyThreadCount) {
+  const LoadTrace trace = testing::SkewedTrace(9, 24, 3, 8, 10.0);
+  PlanOptions options = CraftOptions({12, 3}, 3);
+  options.threads = 1;
+  auto one = PlanCraft(trace, options);
+  ASSERT_TRUE(one.ok()) << one.status();
+  for (int threads : {2, 5, 0}) {
+    options.threads = threads;
+    auto many = PlanCraft(trace, options);
+    ASSERT_TRUE(many.ok()) << many.status();
+    EXPECT_EQ(many->layout, one->layout) << threads << " threads";
+    EXPECT_EQ(many->replicas_per_layer, one->replicas_per_layer);
+  }
 }
 
 }  // namespace

@@ -18,9 +18,9 @@ absl::StatusOr<MultipleChoiceKnapsack> MultipleChoiceKnapsack::Solve(
     return absl::InvalidArgumentError(absl::StrCat("negative capacity ", max_capacity));
   }
   for (size_t g = 0; g < groups.size(); ++g) {
-    if (groups[g].empty() || groups[g].size() > std::numeric_limits<int8_t>::max()) {
+    if (groups[g].empty() || groups[g].size() > std::numeric_limits<int16_t>::max()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("group ", g, " has ", groups[g].size(), " options (need 1 to 127)"));
+          absl::StrCat("group ", g, " has ", groups[g].size(), " options (need 1 to 32767)"));
     }
     for (const KnapsackOption& option : groups[g]) {
       if (option.weight < 0) {
@@ -35,16 +35,20 @@ absl::StatusOr<MultipleChoiceKnapsack> MultipleChoiceKnapsack::Solve(
   current[0] = 0.0;
   std::vector<double> next(max_capacity + 1);
   for (const std::vector<KnapsackOption>& options : groups) {
-    std::vector<int8_t> pick(max_capacity + 1, -1);
+    std::vector<int16_t> pick(max_capacity + 1, -1);
     std::fill(next.begin(), next.end(), kUnreachable);
-    for (int c = 0; c <= max_capacity; ++c) {
-      for (size_t k = 0; k < options.size(); ++k) {
-        const int w = options[k].weight;
-        if (w > c || current[c - w] == kUnreachable) continue;
-        const double value = current[c - w] + options[k].value;
-        if (pick[c] < 0 || value > next[c] + kTieTolerance) {
+    // Option-major: each total c still sees the options in order (so ties
+    // resolve as documented), and the inner loop runs over contiguous totals.
+    // An unreachable total is -inf, which every reachable value beats; an
+    // unreachable current[c - w] gives -inf, which beats nothing.
+    for (size_t k = 0; k < options.size(); ++k) {
+      const int w = options[k].weight;
+      const double gain = options[k].value;
+      for (int c = w; c <= max_capacity; ++c) {
+        const double value = current[c - w] + gain;
+        if (value > next[c] + kTieTolerance) {
           next[c] = value;
-          pick[c] = static_cast<int8_t>(k);
+          pick[c] = static_cast<int16_t>(k);
         }
       }
     }

@@ -53,8 +53,8 @@ class MultipleChoiceKnapsack {
 
   std::vector<std::vector<KnapsackOption>> groups_;
   int max_capacity_ = 0;
-  std::vector<double> best_;               // best value of exactly weight c after all groups
-  std::vector<std::vector<int8_t>> pick_;  // [group][c]: option chosen, -1 = unreachable
+  std::vector<double> best_;                // best value of exactly weight c after all groups
+  std::vector<std::vector<int16_t>> pick_;  // [group][c]: option chosen, -1 = unreachable
 };
 
 }  // namespace craft::planner

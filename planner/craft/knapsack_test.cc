@@ -73,6 +73,21 @@ TEST(KnapsackTest, EqualGainsPreferFewerReplicas) {
   EXPECT_EQ(best->option_per_group, (std::vector<int>{1, 0}));
 }
 
+// Every integer count on 1,024 GPUs is 1,025 options in a group.
+TEST(KnapsackTest, GroupsMayHaveThousandsOfOptions) {
+  std::vector<KnapsackOption> many;
+  for (int w = 0; w <= 1024; ++w) many.push_back({w, w == 700 ? 2.0 : w / 1024.0});
+  auto solved = MultipleChoiceKnapsack::Solve({many, many}, 2048);
+  ASSERT_TRUE(solved.ok()) << solved.status();
+  auto best = solved->Best(1500);
+  ASSERT_TRUE(best.ok());
+  EXPECT_EQ(best->option_per_group, (std::vector<int>{700, 700}));
+  auto bounded = solved->Best(1000);
+  ASSERT_TRUE(bounded.ok());
+  EXPECT_EQ(bounded->total_weight, 1000);  // 700 and 300
+  EXPECT_DOUBLE_EQ(bounded->total_value, 2.0 + 300 / 1024.0);
+}
+
 TEST(KnapsackTest, RejectsBadInput) {
   EXPECT_FALSE(MultipleChoiceKnapsack::Solve({{}}, 4).ok());
   EXPECT_FALSE(MultipleChoiceKnapsack::Solve({{{-1, 0.0}}}, 4).ok());

@@ -70,8 +70,8 @@ absl::StatusOr<PlanResult> PlanCraftPaper(const LoadTrace& trace, const PlanOpti
     if (r <= max_redundant) candidates.push_back(r);
   }
   PlanResult result;
-  CRAFT_ASSIGN_OR_RETURN(result.curves,
-                         ComputeBenefitCurves(trace, options.cluster, candidates, packing));
+  CRAFT_ASSIGN_OR_RETURN(result.curves, ComputeBenefitCurves(trace, options.cluster, candidates,
+                                                             packing, options.threads));
   const int64_t base_slots = static_cast<int64_t>(trace.num_layers()) * trace.num_experts();
   result.replicas_per_layer =
       RoundFinalAlloc(SelectPaperReplicas(result.curves), options.cluster.num_gpus, base_slots);
@@ -79,8 +79,9 @@ absl::StatusOr<PlanResult> PlanCraftPaper(const LoadTrace& trace, const PlanOpti
                                             result.replicas_per_layer.end(), int64_t{0});
   result.budget =
       static_cast<int>((redundant + options.cluster.num_gpus - 1) / options.cluster.num_gpus);
-  CRAFT_ASSIGN_OR_RETURN(result.layout,
-                         BuildLayout(trace, options.cluster, result.replicas_per_layer, packing));
+  CRAFT_ASSIGN_OR_RETURN(
+      result.layout,
+      BuildLayout(trace, options.cluster, result.replicas_per_layer, packing, options.threads));
   return result;
 }
 

@@ -92,6 +92,11 @@ absl::StatusOr<planner::PlanOptions> ReadPlanOptions(Args& args) {
   }
   options.forbid_duplicates = args.Switch("no-duplicates");
   options.uniform = args.Switch("uniform");
+  CRAFT_ASSIGN_OR_RETURN(options.threads, args.IntOr("threads", 0));
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads must be >= 0 (0: every core), got ", options.threads));
+  }
   planner::MemoryModel& memory = options.memory;
   CRAFT_ASSIGN_OR_RETURN(memory.hbm_bytes, args.DoubleOr("hbm-gb", memory.hbm_bytes / 1e9));
   CRAFT_ASSIGN_OR_RETURN(memory.non_expert_bytes,
