@@ -85,6 +85,24 @@ TEST(ReplayTest, SplitsTokensEvenlyOverReplicas) {
   EXPECT_DOUBLE_EQ(stats->step_time, 9.0);
 }
 
+// More GPUs than slots: the empty GPU still counts in the mean.
+TEST(ReplayTest, AGpuWithoutSlotsCountsAsIdle) {
+  Layout layout;
+  layout.num_experts = 2;
+  layout.cluster = {3, 1};
+  layout.layers.push_back({{1, 0, 1}, {0, 1}});
+  LoadTrace trace(1, 2);
+  trace.mutable_aggregate(0)[0] = 6;
+  trace.mutable_aggregate(0)[1] = 3;
+  auto stats = EvaluateLayout(layout, trace);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_DOUBLE_EQ(stats->layers[0].max_gpu_load, 6.0);
+  EXPECT_DOUBLE_EQ(stats->mean_balancedness, 3.0 / 6.0);
+  std::vector<double> loads(3, -1);
+  LayerReplay(layout.layers[0], 2).GpuLoads(trace.aggregate(0), absl::MakeSpan(loads));
+  EXPECT_EQ(loads, (std::vector<double>{6, 0, 3}));
+}
+
 TEST(ReplayTest, IdleLayerIsBalancedAndShapesMustMatch) {
   EXPECT_DOUBLE_EQ(Balancedness(std::vector<double>{0, 0}), 1.0);
   EXPECT_FALSE(EvaluateLayout(TwoGpuLayout(), LoadTrace(2, 3)).ok());
@@ -107,6 +125,23 @@ TEST(ReplicateTest, TiesGoToTheLowestIndexAndTheCapHolds) {
   EXPECT_EQ(rep->phy2log[3], 0);
   EXPECT_FALSE(ReplicateExperts(weight, 2).ok());
   EXPECT_FALSE(ReplicateExperts(weight, 7, 2).ok());
+}
+
+TEST(ReplicateTest, GrowingOneReplicaAtATimeEqualsReplicatingAtOnce) {
+  const std::vector<int64_t> weight = {90, 7, 33, 33, 0, 61, 12, 5};
+  Replicator replicator(weight, /*max_replicas_per_expert=*/4);
+  for (int physical : {8, 9, 10, 14, 20, 32}) {
+    ASSERT_TRUE(replicator.GrowTo(physical).ok()) << physical;
+    auto at_once = ReplicateExperts(weight, physical, 4);
+    ASSERT_TRUE(at_once.ok());
+    EXPECT_EQ(replicator.replication().phy2log, at_once->phy2log) << physical;
+    EXPECT_EQ(replicator.replication().rank, at_once->rank) << physical;
+    EXPECT_EQ(replicator.replication().logcnt, at_once->logcnt) << physical;
+  }
+  // Neither shrinking nor passing the cap (8 experts x 4) changes anything.
+  EXPECT_FALSE(replicator.GrowTo(31).ok());
+  EXPECT_FALSE(replicator.GrowTo(33).ok());
+  EXPECT_EQ(replicator.replication().phy2log.size(), 32u);
 }
 
 TEST(InitialLayoutTest, ContiguousAndEqualPerGpu) {

@@ -22,7 +22,10 @@ LayerReplay::LayerReplay(const LayerPlacement& placement, int num_experts)
     : slot_expert_(placement.phy2log) {
   const std::vector<int> counts = placement.LogicalCounts(num_experts);
   gpu_begin_.push_back(0);
-  for (int slots : placement.slots_per_gpu) gpu_begin_.push_back(gpu_begin_.back() + slots);
+  for (size_t g = 0; g < placement.slots_per_gpu.size(); ++g) {
+    gpu_begin_.push_back(gpu_begin_.back() + placement.slots_per_gpu[g]);
+    if (placement.slots_per_gpu[g] > 0) busy_gpus_.push_back(static_cast<int>(g));
+  }
   slot_share_.reserve(slot_expert_.size());
   for (int e : slot_expert_) slot_share_.push_back(1.0 / counts[e]);
 }
@@ -39,7 +42,7 @@ void LayerReplay::GpuLoads(absl::Span<const int64_t> counts, absl::Span<double> 
 
 LayerReplay::WindowLoad LayerReplay::Replay(absl::Span<const int64_t> counts) const {
   WindowLoad out;
-  for (int g = 0; g < num_gpus(); ++g) {
+  for (int g : busy_gpus_) {
     double load = 0.0;
     for (int p = gpu_begin_[g]; p < gpu_begin_[g + 1]; ++p) {
       load += static_cast<double>(counts[slot_expert_[p]]) * slot_share_[p];

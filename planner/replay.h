@@ -40,6 +40,10 @@ class LayerReplay {
   // Slots are GPU-major, so GPU g owns slots [gpu_begin_[g], gpu_begin_[g+1])
   // and its load is summed in a register: no scatter, no store-to-load chain.
   std::vector<int> gpu_begin_;
+  // GPUs holding a slot of the layer: an empty GPU's load is 0, which changes
+  // neither the total nor the maximum, and with more GPUs than slots (a
+  // 4,096-GPU group of 256 experts) most GPUs of a layer are empty.
+  std::vector<int> busy_gpus_;
   std::vector<int> slot_expert_;
   std::vector<double> slot_share_;  // 1 / logcnt of the slot's expert
 };

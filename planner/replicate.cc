@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace craft::planner {
 
@@ -20,37 +21,59 @@ absl::StatusOr<Replication> ReplicateExperts(absl::Span<const int64_t> weight, i
         absl::StrCat(num_physical, " physical slots need more than ", max_replicas_per_expert,
                      " replicas per expert for ", num_logical, " experts"));
   }
-  Replication out;
-  out.phy2log.reserve(num_physical);
-  out.rank.reserve(num_physical);
-  out.logcnt.assign(num_logical, 1);
-  for (int e = 0; e < num_logical; ++e) {
-    out.phy2log.push_back(e);
-    out.rank.push_back(0);
+  Replicator replicator(weight, max_replicas_per_expert);
+  CRAFT_RETURN_IF_ERROR(replicator.GrowTo(num_physical));
+  return replicator.replication();
+}
+
+Replicator::Replicator(absl::Span<const int64_t> weight, int max_replicas_per_expert)
+    : weight_(weight), max_replicas_per_expert_(max_replicas_per_expert) {
+  const int num_logical = static_cast<int>(weight.size());
+  replication_.logcnt.assign(num_logical, 1);
+  replication_.phy2log.resize(num_logical);
+  std::iota(replication_.phy2log.begin(), replication_.phy2log.end(), 0);
+  replication_.rank.assign(num_logical, 0);
+  // A max-heap on load per replica: O(log E) per replica.
+  if (max_replicas_per_expert > 1) {
+    heap_.resize(num_logical);
+    std::iota(heap_.begin(), heap_.end(), 0);
+    std::make_heap(heap_.begin(), heap_.end(),
+                   [this](int a, int b) { return LowerPriority(a, b); });
   }
-  // A max-heap on load per replica: O((P - E) log E). The comparator makes
-  // the top the largest w / count, and among equal ones the lowest index.
-  auto lower_priority = [&](int a, int b) {
-    if (PerReplicaLoadGreater(weight[b], out.logcnt[b], weight[a], out.logcnt[a])) return true;
-    if (PerReplicaLoadGreater(weight[a], out.logcnt[a], weight[b], out.logcnt[b])) return false;
-    return a > b;
-  };
-  std::vector<int> heap(num_logical);
-  std::iota(heap.begin(), heap.end(), 0);
-  std::make_heap(heap.begin(), heap.end(), lower_priority);
-  for (int p = num_logical; p < num_physical; ++p) {
-    std::pop_heap(heap.begin(), heap.end(), lower_priority);
-    const int best = heap.back();
-    out.phy2log.push_back(best);
-    out.rank.push_back(out.logcnt[best]);
-    ++out.logcnt[best];
-    if (out.logcnt[best] < max_replicas_per_expert) {
-      std::push_heap(heap.begin(), heap.end(), lower_priority);
+}
+
+bool Replicator::LowerPriority(int a, int b) const {
+  const auto& count = replication_.logcnt;
+  if (PerReplicaLoadGreater(weight_[b], count[b], weight_[a], count[a])) return true;
+  if (PerReplicaLoadGreater(weight_[a], count[a], weight_[b], count[b])) return false;
+  return a > b;
+}
+
+absl::Status Replicator::GrowTo(int num_physical) {
+  const int current = static_cast<int>(replication_.phy2log.size());
+  if (num_physical < current) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot shrink a replication of ", current,
+                                                   " physical experts to ", num_physical));
+  }
+  if (num_physical > static_cast<int64_t>(weight_.size()) * max_replicas_per_expert_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(num_physical, " physical slots need more than ", max_replicas_per_expert_,
+                     " replicas per expert for ", weight_.size(), " experts"));
+  }
+  auto lower_priority = [this](int a, int b) { return LowerPriority(a, b); };
+  for (int p = current; p < num_physical; ++p) {
+    std::pop_heap(heap_.begin(), heap_.end(), lower_priority);
+    const int best = heap_.back();
+    replication_.phy2log.push_back(best);
+    replication_.rank.push_back(replication_.logcnt[best]);
+    ++replication_.logcnt[best];
+    if (replication_.logcnt[best] < max_replicas_per_expert_) {
+      std::push_heap(heap_.begin(), heap_.end(), lower_priority);
     } else {
-      heap.pop_back();  // capped: no more replicas
+      heap_.pop_back();  // capped: no more replicas
     }
   }
-  return out;
+  return absl::OkStatus();
 }
 
 }  // namespace craft::planner

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
@@ -28,6 +29,40 @@ struct Replication {
 absl::StatusOr<Replication> ReplicateExperts(
     absl::Span<const int64_t> weight, int num_physical,
     int max_replicas_per_expert = std::numeric_limits<int>::max());
+
+// ReplicateExperts one replica at a time: the greedy choice never revisits
+// earlier ones, so the replication of P + 1 physical experts is that of P plus
+// one replica, and a layer's benefit curve over consecutive counts extends one
+// replication instead of starting each count over.
+//
+//   Replicator replicator(weight, /*max_replicas_per_expert=*/D);
+//   for (int p : {E, E + 1, E + 2}) {
+//     CRAFT_RETURN_IF_ERROR(replicator.GrowTo(p));
+//     Use(replicator.replication());
+//   }
+//
+// Thread-compatible. `weight` must outlive it.
+class Replicator {
+ public:
+  Replicator(absl::Span<const int64_t> weight, int max_replicas_per_expert);
+
+  // Adds replicas until there are `num_physical` physical experts. Fails,
+  // adding nothing, when that is fewer than now or the cap makes it
+  // unreachable.
+  absl::Status GrowTo(int num_physical);
+
+  const Replication& replication() const { return replication_; }
+
+ private:
+  // Heap order: the top is the largest load per replica, among equal ones the
+  // lowest index.
+  bool LowerPriority(int a, int b) const;
+
+  absl::Span<const int64_t> weight_;
+  int max_replicas_per_expert_;
+  Replication replication_;
+  std::vector<int> heap_;  // experts that may take another replica
+};
 
 // True when load a / count_a > load b / count_b, exactly.
 inline bool PerReplicaLoadGreater(int64_t load_a, int64_t count_a, int64_t load_b,

@@ -71,9 +71,14 @@ absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& 
   CRAFT_RETURN_IF_ERROR(ParallelFor(trace.num_layers(), threads, [&](int l) -> absl::Status {
     BenefitCurve& curve = curves[l];
     curve.replicas = replicas;
+    // Candidates ascend, so one replication grows through all of them: the
+    // same result as PlaceLayer's, without starting over per candidate.
+    Replicator replicator(trace.aggregate(l), cluster.num_gpus);
     for (size_t k = 0; k < replicas.size(); ++k) {
-      CRAFT_ASSIGN_OR_RETURN(LayerPlacement placement, PlaceLayer(trace.aggregate(l), replicas[k],
-                                                                  even_slots[k], cluster, options));
+      CRAFT_RETURN_IF_ERROR(replicator.GrowTo(num_experts + replicas[k]));
+      CRAFT_ASSIGN_OR_RETURN(
+          LayerPlacement placement,
+          PackLayer(trace.aggregate(l), replicator.replication(), even_slots[k], cluster, options));
       const LayerStats stats = ReplayLayer(LayerReplay(placement, num_experts), trace, l);
       curve.balancedness.push_back(stats.balancedness);
       curve.max_gpu_load.push_back(stats.max_gpu_load);
