@@ -6,17 +6,16 @@
 
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
 #include "agent/worker_service.h"
+#include "common/file_io.h"
 #include "common/layout_proto.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "craft/v1/worker.grpc.pb.h"
@@ -336,10 +335,8 @@ class AgentGrpcTest : public ::testing::Test {
 };
 
 TEST_F(AgentGrpcTest, ReadyFileNamesTheSocket) {
-  std::ifstream in(dir_ + "/ready");
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_EQ(text.str(), "socket=" + agent_->socket_path() + "\n");
+  EXPECT_EQ(ReadFileToString(dir_ + "/ready").value_or(""),
+            "socket=" + agent_->socket_path() + "\n");
 }
 
 TEST_F(AgentGrpcTest, PrepareCommitAndReconnectOverRealStreams) {

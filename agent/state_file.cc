@@ -1,11 +1,5 @@
 #include "agent/state_file.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -13,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "common/file_io.h"
 
 namespace craft::agent {
 namespace {
@@ -119,16 +114,12 @@ absl::StatusOr<AgentState> ParseAgentState(absl::string_view text) {
 
 absl::StatusOr<AgentState> FileStateStore::Load() {
   absl::MutexLock lock(&mu_);
-  struct stat info;
-  if (::stat(path_.c_str(), &info) != 0) {
-    if (errno == ENOENT) return AgentState{};  // first start
-    return absl::InternalError(absl::StrCat("stat ", path_, ": ", std::strerror(errno)));
+  absl::StatusOr<std::string> text = ReadFileToString(path_);
+  if (!text.ok()) {
+    if (absl::IsNotFound(text.status())) return AgentState{};  // first start: ENOENT only
+    return absl::InternalError(absl::StrCat("cannot read ", text.status().message()));
   }
-  std::ifstream in(path_);
-  if (!in) return absl::InternalError(absl::StrCat("cannot read ", path_));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  absl::StatusOr<AgentState> state = ParseAgentState(buffer.str());
+  absl::StatusOr<AgentState> state = ParseAgentState(*text);
   if (!state.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": ", state.status().message()));
   }

@@ -1,11 +1,10 @@
 #include "common/transport_security.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_certificate_verifier.h"
 #include "grpcpp/security/tls_credentials_options.h"
@@ -23,11 +22,15 @@ absl::Status CheckPemFile(const std::string& what, const std::string& path,
         absl::StrCat(what, " is not set: mutual TLS needs --tls_cert, --tls_key and --tls_ca ",
                      "(or --insecure for a plaintext demo)"));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot be read"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  const std::string pem = text.str();
+  // A PEM certificate chain or key is a few KiB; 1 MiB leaves room for large
+  // CA bundles and refuses a wrong file (a disk image) before reading it.
+  constexpr int64_t kMaxPemBytes = 1 << 20;
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxPemBytes);
+  if (absl::IsResourceExhausted(text.status())) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", text.status().message()));
+  }
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat(what, " ", path, ": cannot be read"));
+  const std::string& pem = *text;
   const size_t begin = pem.find("-----BEGIN ");
   const size_t label_end = begin == std::string::npos ? begin : pem.find("-----", begin + 11);
   if (label_end == std::string::npos ||

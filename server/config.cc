@@ -3,18 +3,17 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "planner/craft/uniform.h"
@@ -510,12 +509,21 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
 }
 
 absl::StatusOr<PlannerConfig> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open config file '", path, "'"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read config file '", path, "'"));
-  return ParseConfig(text.str(), path);
+  // A planner config is a few KiB; anything past 16 MiB is the wrong file,
+  // refused before the YAML parser spends memory on it.
+  constexpr int64_t kMaxConfigBytes = 16 << 20;
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    const absl::Status& status = text.status();
+    if (absl::IsResourceExhausted(status)) {
+      return absl::ResourceExhaustedError(absl::StrCat("config file ", status.message()));
+    }
+    if (absl::IsDataLoss(status)) {
+      return absl::DataLossError(absl::StrCat("cannot read config file '", path, "'"));
+    }
+    return absl::NotFoundError(absl::StrCat("cannot open config file '", path, "'"));
+  }
+  return ParseConfig(*text, path);
 }
 
 }  // namespace craft::server

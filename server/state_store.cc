@@ -1,12 +1,5 @@
 #include "server/state_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -14,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/fnv1a.h"
 
 namespace craft::server {
@@ -26,10 +20,6 @@ constexpr absl::string_view kMagicV1 = "craft-planner-state 1";
 // Epochs and sequence numbers stay far from overflow: a restart adds one to
 // the epoch, an apply one to the sequence number.
 constexpr int64_t kMaxCounter = int64_t{1} << 62;
-
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
-}
 
 // Parses the header line "name value".
 bool IntField(absl::string_view line, absl::string_view name, int64_t* value) {
@@ -80,14 +70,12 @@ std::string CheckCounters(const PlannerState& state) {
 }  // namespace
 
 absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) {
-    if (::access(path_.c_str(), F_OK) != 0 && errno == ENOENT) return std::nullopt;
-    return ErrnoError("cannot open state file", path_);
+  absl::StatusOr<std::string> read = ReadFileToString(path_);
+  if (!read.ok()) {
+    if (absl::IsNotFound(read.status())) return std::nullopt;  // first start
+    return absl::InternalError(absl::StrCat("cannot open state file ", read.status().message()));
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  const std::string& text = *read;
   auto corrupt = [&](absl::string_view why) {
     return absl::DataLossError(absl::StrCat("state file '", path_, "' is corrupt (", why,
                                             "); refusing to start from scratch, which could "

@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "common/fnv1a.h"
 #include "gtest/gtest.h"
 
@@ -35,12 +35,7 @@ PlannerState SampleState(int64_t epoch, int64_t seq) {
   return state;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string ReadAll(const std::string& path) { return ReadFileToString(path).value_or(""); }
 
 void WriteAll(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -5,19 +5,19 @@
 
 #include <algorithm>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "tests/fuzz/fuzz_target.h"
 
 namespace craft::fuzz {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
+  absl::StatusOr<std::string> bytes = ReadFileToString(path);
+  if (!bytes.ok()) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", bytes.status().message()));
+  }
+  return bytes;
 }
 
 absl::StatusOr<std::vector<Seed>> LoadSeeds(const std::string& dir) {

@@ -8,10 +8,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "grpcpp/grpcpp.h"
 
 namespace craft::testing {
@@ -38,13 +39,9 @@ int64_t FileSize(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? info.st_size : 0;
 }
 
-// The bytes of `path` from `offset` on.
+// The bytes of `path` from `offset` on, "" when it cannot be read.
 std::string ReadFrom(const std::string& path, int64_t offset) {
-  std::ifstream in(path);
-  in.seekg(offset);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return ReadFileToString(path, std::numeric_limits<int64_t>::max(), offset).value_or("");
 }
 
 absl::Status FromGrpc(const grpc::Status& status) {

@@ -8,15 +8,14 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "common/file_io.h"
 
 namespace craft::testing {
 namespace {
@@ -117,10 +116,8 @@ absl::StatusOr<int> Process::Stop(int signal, absl::Duration timeout) {
 }
 
 std::string Process::Log() const {
-  std::ifstream in(log_path_);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  // Empty when the log cannot be read: it is for diagnostics only.
+  return ReadFileToString(log_path_).value_or("");
 }
 
 absl::StatusOr<std::map<std::string, std::string>> WaitForReadyFile(const std::string& path,
@@ -128,11 +125,10 @@ absl::StatusOr<std::map<std::string, std::string>> WaitForReadyFile(const std::s
   std::map<std::string, std::string> values;
   const bool ready = WaitFor(
       [&] {
-        std::ifstream in(path);
-        if (!in) return false;
-        std::string line;
+        absl::StatusOr<std::string> text = ReadFileToString(path);
+        if (!text.ok()) return false;
         values.clear();
-        while (std::getline(in, line)) {
+        for (absl::string_view line : absl::StrSplit(*text, '\n')) {
           std::vector<std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
           if (kv.size() == 2) values[kv[0]] = kv[1];
         }

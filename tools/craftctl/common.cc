@@ -1,12 +1,11 @@
 #include "tools/craftctl/common.h"
 
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "planner/io/layout_json.h"
 #include "planner/io/trace_json.h"
@@ -14,12 +13,12 @@
 namespace craft::ctl {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return text.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsDataLoss(text.status())) {
+    return absl::DataLossError(absl::StrCat("error reading ", text.status().message()));
+  }
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot open ", text.status().message()));
+  return text;
 }
 
 absl::Status WriteFile(const std::string& path, const std::string& text) {

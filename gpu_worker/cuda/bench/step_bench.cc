@@ -15,11 +15,9 @@
 // the work of D / P emulated GPUs one after another, each timed alone; the
 // step is the slowest emulated GPU, median over iterations.
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "gpu_worker/cuda/bench/step_model.h"
 #include "gpu_worker/cuda/device.h"
@@ -59,11 +58,9 @@ namespace craft::gpu::bench {
 namespace {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read ", text.status().message()));
+  return text;
 }
 
 struct NamedLayout {
