@@ -1,4 +1,5 @@
 // Tests of the planner's basic types: traces, layouts, replay and replication.
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -101,6 +102,39 @@ TEST(ReplayTest, AGpuWithoutSlotsCountsAsIdle) {
   std::vector<double> loads(3, -1);
   LayerReplay(layout.layers[0], 2).GpuLoads(trace.aggregate(0), absl::MakeSpan(loads));
   EXPECT_EQ(loads, (std::vector<double>{6, 0, 3}));
+}
+
+// Benefit curves replay all windows at once; it must give the per-window
+// numbers exactly, or plans would depend on which path computed them.
+TEST(ReplayTest, AllWindowsAtOnceEqualsWindowByWindowExactly) {
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int experts = 2 + rng() % 9, gpus = 1 + rng() % 12, windows = 1 + rng() % 7;
+    // Every expert once, then a few extra replicas, dealt to random GPUs
+    // (some get none).
+    LayerPlacement layer;
+    for (int e = 0; e < experts; ++e) layer.phy2log.push_back(e);
+    for (int extra = rng() % 5; extra > 0; --extra) layer.phy2log.push_back(rng() % experts);
+    layer.slots_per_gpu.assign(gpus, 0);
+    for (size_t p = 0; p < layer.phy2log.size(); ++p) ++layer.slots_per_gpu[rng() % gpus];
+    LoadTrace trace(1, experts, windows);
+    for (int b = 0; b < windows; ++b) {
+      for (int e = 0; e < experts; ++e) trace.mutable_window(b, 0)[e] = rng() % 1000;
+    }
+    trace.SetAggregateFromWindows();
+    const LayerReplay replay(layer, experts);
+    const LayerStats at_once = replay.Replay(LayerWindows(trace, 0));
+    LayerStats by_window{0, 0, 0};
+    for (int b = 0; b < windows; ++b) {
+      const LayerReplay::WindowLoad load = replay.Replay(trace.replay_window(b, 0));
+      by_window.balancedness += load.max_gpu_load > 0 ? load.total / gpus / load.max_gpu_load : 1.0;
+      by_window.max_gpu_load += load.max_gpu_load;
+      by_window.mean_gpu_load += load.total / gpus;
+    }
+    EXPECT_EQ(at_once.balancedness, by_window.balancedness / windows) << trial;
+    EXPECT_EQ(at_once.max_gpu_load, by_window.max_gpu_load / windows) << trial;
+    EXPECT_EQ(at_once.mean_gpu_load, by_window.mean_gpu_load / windows) << trial;
+  }
 }
 
 TEST(ReplayTest, IdleLayerIsBalancedAndShapesMustMatch) {

@@ -53,21 +53,51 @@ LayerReplay::WindowLoad LayerReplay::Replay(absl::Span<const int64_t> counts) co
   return out;
 }
 
-LayerStats ReplayLayer(const LayerReplay& replay, const LoadTrace& trace, int layer) {
-  LayerStats stats{0.0, 0.0, 0.0};
-  const int windows = trace.num_replay_windows();
-  const double gpus = replay.num_gpus();
-  for (int b = 0; b < windows; ++b) {
-    const LayerReplay::WindowLoad load = replay.Replay(trace.replay_window(b, layer));
-    // mean / max as in Balancedness(): an idle window counts as balanced.
-    stats.balancedness += load.max_gpu_load > 0 ? load.total / gpus / load.max_gpu_load : 1.0;
-    stats.max_gpu_load += load.max_gpu_load;
-    stats.mean_gpu_load += load.total / gpus;
+LayerWindows::LayerWindows(const LoadTrace& trace, int layer)
+    : num_windows_(trace.num_replay_windows()),
+      counts_(static_cast<size_t>(trace.num_experts()) * num_windows_) {
+  for (int b = 0; b < num_windows_; ++b) {
+    const absl::Span<const int64_t> window = trace.replay_window(b, layer);
+    for (size_t e = 0; e < window.size(); ++e) {
+      counts_[e * num_windows_ + b] = static_cast<double>(window[e]);
+    }
   }
-  stats.balancedness /= windows;
-  stats.max_gpu_load /= windows;
-  stats.mean_gpu_load /= windows;
+}
+
+LayerStats LayerReplay::Replay(const LayerWindows& windows) const {
+  const int num_windows = windows.num_windows();
+  // Per window: this GPU's load, then the busiest load and the total so far.
+  // Each GPU's load sums its slots in slot order and the total sums GPUs in
+  // order, as Replay(counts) does, so the numbers are the same bit for bit.
+  std::vector<double> load(num_windows), max(num_windows, 0.0), total(num_windows, 0.0);
+  for (int g : busy_gpus_) {
+    std::fill(load.begin(), load.end(), 0.0);
+    for (int p = gpu_begin_[g]; p < gpu_begin_[g + 1]; ++p) {
+      const double* counts = windows.expert(slot_expert_[p]);
+      const double share = slot_share_[p];
+      for (int b = 0; b < num_windows; ++b) load[b] += counts[b] * share;
+    }
+    for (int b = 0; b < num_windows; ++b) {
+      total[b] += load[b];
+      max[b] = std::max(max[b], load[b]);
+    }
+  }
+  LayerStats stats{0.0, 0.0, 0.0};
+  const double gpus = num_gpus();
+  for (int b = 0; b < num_windows; ++b) {
+    // mean / max as in Balancedness(): an idle window counts as balanced.
+    stats.balancedness += max[b] > 0 ? total[b] / gpus / max[b] : 1.0;
+    stats.max_gpu_load += max[b];
+    stats.mean_gpu_load += total[b] / gpus;
+  }
+  stats.balancedness /= num_windows;
+  stats.max_gpu_load /= num_windows;
+  stats.mean_gpu_load /= num_windows;
   return stats;
+}
+
+LayerStats ReplayLayer(const LayerReplay& replay, const LoadTrace& trace, int layer) {
+  return replay.Replay(LayerWindows(trace, layer));
 }
 
 absl::StatusOr<LayoutStats> EvaluateLayout(const Layout& layout, const LoadTrace& trace) {

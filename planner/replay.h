@@ -16,6 +16,31 @@ namespace craft::planner {
 // mean / max of the GPU loads, in (0, 1]; 1 when nothing was routed.
 double Balancedness(absl::Span<const double> gpu_loads);
 
+// One layer's replay windows, expert-major and as doubles, made once and
+// replayed against many placements of the layer (benefit curves replay every
+// candidate placement on the same windows).
+class LayerWindows {
+ public:
+  LayerWindows(const LoadTrace& trace, int layer);
+
+  int num_windows() const { return num_windows_; }
+  // Expert e's count in every window, window-contiguous.
+  const double* expert(int e) const {
+    return counts_.data() + static_cast<size_t>(e) * num_windows_;
+  }
+
+ private:
+  int num_windows_;
+  std::vector<double> counts_;  // [expert][window]
+};
+
+// A layer's replay averaged over windows.
+struct LayerStats {
+  double balancedness = 1.0;  // mean over windows of mean/max GPU load
+  double max_gpu_load = 0.0;  // mean over windows of the busiest GPU's load
+  double mean_gpu_load = 0.0;
+};
+
 // One layer's placement prepared for fast replay of many windows: each
 // expert's tokens are split evenly over its replicas (count / logcnt), as
 // serving engines' static dispatch does on average.
@@ -36,6 +61,11 @@ class LayerReplay {
   };
   WindowLoad Replay(absl::Span<const int64_t> counts) const;
 
+  // Every window at once, GPU by GPU and slot by slot over contiguous
+  // windows (no gather per window): the inner loop of benefit curves, run once
+  // per layer and candidate. Same numbers as Replay on each window.
+  LayerStats Replay(const LayerWindows& windows) const;
+
  private:
   // Slots are GPU-major, so GPU g owns slots [gpu_begin_[g], gpu_begin_[g+1])
   // and its load is summed in a register: no scatter, no store-to-load chain.
@@ -46,13 +76,6 @@ class LayerReplay {
   std::vector<int> busy_gpus_;
   std::vector<int> slot_expert_;
   std::vector<double> slot_share_;  // 1 / logcnt of the slot's expert
-};
-
-// A layer's replay averaged over windows.
-struct LayerStats {
-  double balancedness = 1.0;  // mean over windows of mean/max GPU load
-  double max_gpu_load = 0.0;  // mean over windows of the busiest GPU's load
-  double mean_gpu_load = 0.0;
 };
 
 // Replays every replay window of `layer` in `trace`.

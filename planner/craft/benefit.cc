@@ -52,11 +52,9 @@ absl::StatusOr<LayerPlacement> PlaceLayer(absl::Span<const int64_t> weight, int 
   return PackLayer(weight, replication, slots_per_gpu, cluster, options);
 }
 
-absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& trace,
-                                                               const ClusterShape& cluster,
-                                                               const std::vector<int>& candidates,
-                                                               const PackingOptions& options,
-                                                               int threads) {
+absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(
+    const LoadTrace& trace, const ClusterShape& cluster, const std::vector<int>& candidates,
+    const PackingOptions& options, int threads, const RooflineModel* roofline) {
   CRAFT_RETURN_IF_ERROR(cluster.Validate());
   const int num_experts = trace.num_experts();
   CRAFT_ASSIGN_OR_RETURN(std::vector<int> replicas,
@@ -74,14 +72,17 @@ absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& 
     // Candidates ascend, so one replication grows through all of them: the
     // same result as PlaceLayer's, without starting over per candidate.
     Replicator replicator(trace.aggregate(l), cluster.num_gpus);
+    const LayerWindows windows(trace, l);
     for (size_t k = 0; k < replicas.size(); ++k) {
       CRAFT_RETURN_IF_ERROR(replicator.GrowTo(num_experts + replicas[k]));
       CRAFT_ASSIGN_OR_RETURN(
           LayerPlacement placement,
           PackLayer(trace.aggregate(l), replicator.replication(), even_slots[k], cluster, options));
-      const LayerStats stats = ReplayLayer(LayerReplay(placement, num_experts), trace, l);
+      const LayerStats stats = LayerReplay(placement, num_experts).Replay(windows);
       curve.balancedness.push_back(stats.balancedness);
       curve.max_gpu_load.push_back(stats.max_gpu_load);
+      if (roofline != nullptr)
+        curve.modelled_us.push_back(roofline->MeanLayerUs(placement, trace, l));
     }
     return absl::OkStatus();
   }));

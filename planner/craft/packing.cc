@@ -26,8 +26,10 @@ class Packer {
         cluster_(cluster),
         free_(slots_per_gpu),
         load_(cluster.num_gpus, 0.0),
-        on_gpu_(cluster.num_gpus),
+        gpu_begin_(cluster.num_gpus + 1, 0),
+        slots_(replication.phy2log.size(), -1),
         node_copies_(cluster.num_nodes, 0) {
+    for (int g = 0; g < cluster.num_gpus; ++g) gpu_begin_[g + 1] = gpu_begin_[g] + free_[g];
     for (int g = 0; g < cluster.num_gpus; ++g) {
       if (free_[g] > 0) free_order_.insert(OrderKey(g));
     }
@@ -54,12 +56,7 @@ class Packer {
 
   // GPU-major phy2log; replicas inside a GPU in placement order.
   LayerPlacement Result(const std::vector<int>& slots_per_gpu) const {
-    LayerPlacement placement{slots_per_gpu, {}};
-    placement.phy2log.reserve(replication_.phy2log.size());
-    for (const std::vector<int>& experts : on_gpu_) {
-      placement.phy2log.insert(placement.phy2log.end(), experts.begin(), experts.end());
-    }
-    return placement;
+    return LayerPlacement{slots_per_gpu, slots_};
   }
 
  private:
@@ -71,8 +68,10 @@ class Packer {
     return static_cast<double>(weight_[e]) / replication_.logcnt[e];
   }
   // A GPU holds a few slots of a layer, so counting them beats a table.
+  int Used(int gpu) const { return gpu_begin_[gpu + 1] - gpu_begin_[gpu] - free_[gpu]; }
   int CopiesOnGpu(int gpu, int e) const {
-    return static_cast<int>(std::count(on_gpu_[gpu].begin(), on_gpu_[gpu].end(), e));
+    return static_cast<int>(std::count(slots_.begin() + gpu_begin_[gpu],
+                                       slots_.begin() + gpu_begin_[gpu] + Used(gpu), e));
   }
 
   // The expert of every replica, in placement order: decreasing per-replica
@@ -128,8 +127,8 @@ class Packer {
   int MakeRoomBySwap(int e) {
     for (int h = 0; h < cluster_.num_gpus; ++h) {
       if (CopiesOnGpu(h, e) > 0) continue;
-      for (size_t i = 0; i < on_gpu_[h].size(); ++i) {
-        const int f = on_gpu_[h][i];
+      for (int i = 0; i < Used(h); ++i) {
+        const int f = slots_[gpu_begin_[h] + i];
         for (int g = 0; g < cluster_.num_gpus; ++g) {
           if (free_[g] == 0 || CopiesOnGpu(g, f) > 0) continue;
           Take(h, i);
@@ -143,16 +142,17 @@ class Packer {
 
   void Put(int gpu, int e) {
     free_order_.erase(OrderKey(gpu));
-    on_gpu_[gpu].push_back(e);
+    slots_[gpu_begin_[gpu] + Used(gpu)] = e;
     --free_[gpu];
     load_[gpu] += ReplicaLoad(e);
     if (free_[gpu] > 0) free_order_.insert(OrderKey(gpu));
   }
 
-  void Take(int gpu, size_t index) {
-    const int e = on_gpu_[gpu][index];
+  void Take(int gpu, int index) {
+    const auto first = slots_.begin() + gpu_begin_[gpu];
+    const int e = first[index];
     if (free_[gpu] > 0) free_order_.erase(OrderKey(gpu));
-    on_gpu_[gpu].erase(on_gpu_[gpu].begin() + index);
+    std::copy(first + index + 1, first + Used(gpu), first + index);
     ++free_[gpu];
     load_[gpu] -= ReplicaLoad(e);
     free_order_.insert(OrderKey(gpu));
@@ -163,8 +163,11 @@ class Packer {
   const ClusterShape& cluster_;
   std::vector<int> free_;
   std::vector<double> load_;
-  absl::btree_set<Order> free_order_;     // GPUs with a free slot
-  std::vector<std::vector<int>> on_gpu_;  // experts in placement order
+  absl::btree_set<Order> free_order_;  // GPUs with a free slot
+  // Placed experts, GPU-major: GPU g's in slots_[gpu_begin_[g], + Used(g))
+  // in placement order, so the finished array is the layer's phy2log.
+  std::vector<int> gpu_begin_;
+  std::vector<int> slots_;
   // The GPUs of the expert being placed, one entry per replica. Replicas of
   // one expert are placed one after another, and a swap only moves a replica
   // of an expert placed before, so no other expert's holders are needed.
