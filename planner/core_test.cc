@@ -1,4 +1,5 @@
 // Tests of the planner's basic types: traces, layouts, replay and replication.
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -171,6 +172,11 @@ TEST(ReplicateTest, GrowingOneReplicaAtATimeEqualsReplicatingAtOnce) {
     EXPECT_EQ(replicator.replication().phy2log, at_once->phy2log) << physical;
     EXPECT_EQ(replicator.replication().rank, at_once->rank) << physical;
     EXPECT_EQ(replicator.replication().logcnt, at_once->logcnt) << physical;
+    // The packing order it keeps is the order a fresh sort gives.
+    std::vector<int> sorted = {0, 1, 2, 3, 4, 5, 6, 7};
+    std::sort(sorted.begin(), sorted.end(),
+              [&](int a, int b) { return HeavierPerReplica(weight, at_once->logcnt, a, b); });
+    EXPECT_EQ(replicator.replication().heaviest_first, sorted) << physical;
   }
   // Neither shrinking nor passing the cap (8 experts x 4) changes anything.
   EXPECT_FALSE(replicator.GrowTo(31).ok());

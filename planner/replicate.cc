@@ -33,6 +33,12 @@ Replicator::Replicator(absl::Span<const int64_t> weight, int max_replicas_per_ex
   replication_.phy2log.resize(num_logical);
   std::iota(replication_.phy2log.begin(), replication_.phy2log.end(), 0);
   replication_.rank.assign(num_logical, 0);
+  replication_.heaviest_first.resize(num_logical);
+  std::iota(replication_.heaviest_first.begin(), replication_.heaviest_first.end(), 0);
+  std::sort(replication_.heaviest_first.begin(), replication_.heaviest_first.end(),
+            [this](int a, int b) { return HeavierPerReplica(weight_, replication_.logcnt, a, b); });
+  position_.resize(num_logical);
+  for (int i = 0; i < num_logical; ++i) position_[replication_.heaviest_first[i]] = i;
   // A max-heap on load per replica: O(log E) per replica.
   if (max_replicas_per_expert > 1) {
     heap_.resize(num_logical);
@@ -42,11 +48,29 @@ Replicator::Replicator(absl::Span<const int64_t> weight, int max_replicas_per_ex
   }
 }
 
+bool HeavierPerReplica(absl::Span<const int64_t> weight, const std::vector<int>& count, int a,
+                       int b) {
+  if (PerReplicaLoadGreater(weight[a], count[a], weight[b], count[b])) return true;
+  if (PerReplicaLoadGreater(weight[b], count[b], weight[a], count[a])) return false;
+  return a < b;
+}
+
 bool Replicator::LowerPriority(int a, int b) const {
-  const auto& count = replication_.logcnt;
-  if (PerReplicaLoadGreater(weight_[b], count[b], weight_[a], count[a])) return true;
-  if (PerReplicaLoadGreater(weight_[a], count[a], weight_[b], count[b])) return false;
-  return a > b;
+  return HeavierPerReplica(weight_, replication_.logcnt, b, a);
+}
+
+void Replicator::Resort(int e) {
+  std::vector<int>& order = replication_.heaviest_first;
+  // e only got lighter, so it moves towards the end, past every expert now
+  // heavier than it.
+  for (int at = position_[e]; at + 1 < static_cast<int>(order.size()); ++at) {
+    const int next = order[at + 1];
+    if (!HeavierPerReplica(weight_, replication_.logcnt, next, e)) break;
+    order[at] = next;
+    position_[next] = at;
+    order[at + 1] = e;
+    position_[e] = at + 1;
+  }
 }
 
 absl::Status Replicator::GrowTo(int num_physical) {
@@ -67,6 +91,7 @@ absl::Status Replicator::GrowTo(int num_physical) {
     replication_.phy2log.push_back(best);
     replication_.rank.push_back(replication_.logcnt[best]);
     ++replication_.logcnt[best];
+    Resort(best);
     if (replication_.logcnt[best] < max_replicas_per_expert_) {
       std::push_heap(heap_.begin(), heap_.end(), lower_priority);
     } else {

@@ -17,7 +17,16 @@ struct Replication {
   std::vector<int> phy2log;  // num_physical entries; the first E are 0..E-1
   std::vector<int> rank;     // replica index of each physical expert
   std::vector<int> logcnt;   // replicas per logical expert
+  // Optional (empty when not kept): the experts by decreasing load per
+  // replica, ties to the lower index; the order packing places them in, kept
+  // by Replicator as it grows instead of sorted again for every count.
+  std::vector<int> heaviest_first;
 };
+
+// The packing order: expert a before b when its load per replica is larger,
+// or equal with a lower index. Exact.
+bool HeavierPerReplica(absl::Span<const int64_t> weight, const std::vector<int>& count, int a,
+                       int b);
 
 // DeepSeek EPLB's `replicate_experts`: start with one replica per expert, then
 // give each of the `num_physical - E` extra slots to the expert with the
@@ -57,11 +66,15 @@ class Replicator {
   // Heap order: the top is the largest load per replica, among equal ones the
   // lowest index.
   bool LowerPriority(int a, int b) const;
+  // Moves expert e, whose load per replica just fell, to its place in
+  // replication_.heaviest_first.
+  void Resort(int e);
 
   absl::Span<const int64_t> weight_;
   int max_replicas_per_expert_;
   Replication replication_;
-  std::vector<int> heap_;  // experts that may take another replica
+  std::vector<int> heap_;      // experts that may take another replica
+  std::vector<int> position_;  // of each expert in replication_.heaviest_first
 };
 
 // True when load a / count_a > load b / count_b, exactly.
