@@ -1,6 +1,8 @@
 // Planner speed on production shapes: DeepSeek-V3/R1 (58 MoE layers x 256
 // experts on 64 GPUs) and Kimi-K2 (60 x 384 on 96 GPUs), 1000 load windows
-// each. The CRAFT paper's Python takes about 10 s for the full plan.
+// each, on one thread unless a benchmark says otherwise, with the default
+// candidates (every count 0..D). The CRAFT paper's Python takes about 10 s for
+// the full plan.
 //
 //   bazel run -c opt //tests/benchmarks:planner_benchmark
 #include <cstdint>
@@ -62,6 +64,7 @@ PlanOptions CraftOptions(const Shape& shape) {
   options.algorithm = Algorithm::kCraft;
   options.cluster = {shape.gpus, shape.gpus / 8};
   options.budget = 8;
+  options.threads = 1;  // one core: the figures compare across machines
   return options;
 }
 
@@ -72,6 +75,18 @@ void BM_CraftFullPlan(benchmark::State& state, Shape shape) {
 }
 BENCHMARK_CAPTURE(BM_CraftFullPlan, deepseek, kDeepSeek)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_CraftFullPlan, kimi, kKimi)->Unit(benchmark::kMillisecond);
+
+// The same on N threads (PlanOptions::threads): wall time, the plan is the same.
+void BM_CraftFullPlanThreads(benchmark::State& state, Shape shape) {
+  const LoadTrace& trace = TraceFor(shape);
+  PlanOptions options = CraftOptions(shape);
+  options.threads = static_cast<int>(state.range(0));
+  for (auto _ : state) benchmark::DoNotOptimize(Plan(trace, options).value());
+}
+BENCHMARK_CAPTURE(BM_CraftFullPlanThreads, deepseek, kDeepSeek)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_CraftAutoBudget(benchmark::State& state, Shape shape) {
   const LoadTrace& trace = TraceFor(shape);
