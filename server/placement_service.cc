@@ -9,6 +9,7 @@
 #include "common/layout_proto.h"
 #include "server/dry_run.h"
 #include "server/internal/latest_wins_writer.h"
+#include "server/replan_stages.h"
 
 namespace craft::server {
 
@@ -231,6 +232,11 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerConte
     ReplanOutcome outcome = loop_->RunOnce(force);
     response->set_decision(outcome.decision);
     response->set_version(outcome.version);
+    for (const StageTime& stage : outcome.stage_times) {
+      craft::v1::StageTime* out = response->add_stage_times();
+      out->set_stage(std::string(ReplanStageName(stage.stage)));
+      out->set_seconds(absl::ToDoubleSeconds(stage.duration));
+    }
     return grpc::Status::OK;
   });
 }

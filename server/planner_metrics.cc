@@ -221,6 +221,14 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
                                              "Time to compute one plan (benefit curves, "
                                              "allocation, placement).")
                         .Add({}, metrics::DurationBuckets());
+  prometheus::Family<prometheus::Histogram>& stages = metrics::HistogramFamily(
+      r, "craft_planner_replan_stage_seconds",
+      "Time one replan spent in a stage: trace (the load snapshot), plan, evaluate (stabilise, "
+      "gate, transfer plan or frontier step), prepare (starting the apply).");
+  for (int i = 0; i < kNumReplanStages; ++i) {
+    replan_stages_[i] = &stages.Add({{"stage", std::string(ReplanStageName(ReplanStage(i)))}},
+                                    metrics::DurationBuckets());
+  }
   prepare_to_commit_ =
       &metrics::HistogramFamily(r, "craft_planner_apply_prepare_to_commit_seconds",
                                 "From Prepare sent to the commit point (every agent PREPARED).")
@@ -240,8 +248,10 @@ void PlannerMetrics::Watch(const ApplyCoordinator* coordinator, const LoadStore*
 
 void PlannerMetrics::OnReplan(const ReplanOutcome& outcome) {
   replans_[static_cast<int>(outcome.result)]->Increment();
-  if (outcome.plan_duration.has_value()) {
-    plan_duration_->Observe(absl::ToDoubleSeconds(*outcome.plan_duration));
+  for (const StageTime& stage : outcome.stage_times) {
+    const double seconds = absl::ToDoubleSeconds(stage.duration);
+    replan_stages_[static_cast<int>(stage.stage)]->Observe(seconds);
+    if (stage.stage == ReplanStage::kPlan) plan_duration_->Observe(seconds);
   }
   if (outcome.result == ReplanResult::kPushed && !outcome.balancedness_before.empty()) {
     SetAll(apply_layer_before_, outcome.balancedness_before);

@@ -13,7 +13,8 @@
 //   ...
 //   metrics->Watch(nullptr, nullptr);  // before the server is destroyed
 //
-// Labels: layer (0 .. L-1), gpu (0 .. D-1) and enumerated reasons only.
+// Labels: layer (0 .. L-1), gpu (0 .. D-1) and enumerated reasons and
+// stages only.
 //
 // Thread-safety: thread-safe.
 #ifndef CRAFT_SERVER_PLANNER_METRICS_H_
@@ -32,6 +33,7 @@
 #include "server/load_store.h"
 #include "server/planner_observer.h"
 #include "server/replan_loop.h"
+#include "server/replan_stages.h"
 
 namespace craft::server {
 
@@ -114,6 +116,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   prometheus::Counter* tokens_;
   std::array<prometheus::Counter*, kNumReplanResults> replans_;
   prometheus::Histogram* plan_duration_;
+  std::array<prometheus::Histogram*, kNumReplanStages> replan_stages_;
   prometheus::Histogram* prepare_to_commit_;
   prometheus::Histogram* apply_transfer_bytes_;
 };

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/promtool.h"
 #include "gmock/gmock.h"
@@ -101,12 +102,28 @@ TEST_F(PlannerMetricsTest, FreshPlannerExportsEverySeriesAndPassesPromtool) {
            "craft_planner_load_windows_rejected_total{reason=\"unknown_version\"} 0",
            "craft_planner_replans_total{result=\"gated\"} 0",
            "craft_planner_plan_duration_seconds_count 0",
+           "craft_planner_replan_stage_seconds_count{stage=\"trace\"} 0",
+           "craft_planner_replan_stage_seconds_count{stage=\"prepare\"} 0",
            "craft_planner_apply_prepare_to_commit_seconds_count 0",
        }) {
     EXPECT_THAT(text, HasSubstr(series)) << series;
   }
   // Not measured yet.
   EXPECT_THAT(text, HasSubstr("craft_planner_measured_windows 0"));
+  ExpectLintClean(text);
+}
+
+TEST_F(PlannerMetricsTest, ReplanStagesAreObservedUnderTheirStageLabel) {
+  ReplanOutcome outcome;
+  outcome.result = ReplanResult::kGated;
+  outcome.stage_times = {{ReplanStage::kTrace, absl::Milliseconds(500)},
+                         {ReplanStage::kPlan, absl::Seconds(2)}};
+  metrics_->OnReplan(outcome);
+  const std::string text = metrics_->Serialize();
+  EXPECT_THAT(text, HasSubstr("craft_planner_replan_stage_seconds_sum{stage=\"trace\"} 0.5"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_replan_stage_seconds_sum{stage=\"plan\"} 2"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_replan_stage_seconds_count{stage=\"evaluate\"} 0"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_plan_duration_seconds_sum 2"));
   ExpectLintClean(text);
 }
 
@@ -123,6 +140,11 @@ TEST_F(PlannerMetricsTest, ForcedApplyIsCountedTimedAndChangesTheLayoutGauges) {
   std::string text = metrics_->Serialize();
   EXPECT_THAT(text, HasSubstr("craft_planner_replans_total{result=\"pushed\"} 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_plan_duration_seconds_count 1"));
+  for (const char* stage : {"trace", "plan", "evaluate", "prepare"}) {
+    EXPECT_THAT(text, HasSubstr(absl::StrCat("craft_planner_replan_stage_seconds_count{stage=\"",
+                                             stage, "\"} 1")))
+        << stage;
+  }
   EXPECT_THAT(text, HasSubstr("craft_planner_applies_total{result=\"committed\"} 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_count 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_sum 0.25"));

@@ -196,7 +196,9 @@ void ReplanLoop::Run() {
 ReplanOutcome ReplanLoop::RunOnce(bool force) {
   craft::v1::ExplainResponse explain;
   explain.set_algorithm(std::string(planner::AlgorithmName(config_.plan.algorithm)));
-  ReplanOutcome outcome = Decide(force, &explain);
+  StageTimer stages(clock_);
+  ReplanOutcome outcome = Decide(force, &stages, &explain);
+  outcome.stage_times = stages.times();
   explain.set_decision(outcome.decision);
   explain.set_version(outcome.version);
   CRAFT_LOG(INFO) << "replan: " << outcome.decision;
@@ -214,9 +216,10 @@ craft::v1::ExplainResponse ReplanLoop::LastExplain() const {
 }
 
 ReplanOutcome ReplanLoop::Apply(const planner::Layout& layout, const std::string& what,
-                                ReplanResult result) {
+                                ReplanResult result, StageTimer* stages) {
   ReplanOutcome outcome;
   absl::StatusOr<std::string> version = coordinator_->StartApply(layout);
+  stages->Lap(ReplanStage::kPrepare);
   if (!version.ok()) {
     outcome.decision =
         absl::StrCat(what, "; the apply could not start: ", version.status().message());
@@ -229,7 +232,8 @@ ReplanOutcome ReplanLoop::Apply(const planner::Layout& layout, const std::string
   return outcome;
 }
 
-ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain) {
+ReplanOutcome ReplanLoop::Decide(bool force, StageTimer* stages,
+                                 craft::v1::ExplainResponse* explain) {
   auto skipped = [](std::string why) {
     ReplanOutcome outcome;
     outcome.decision = std::move(why);
@@ -247,12 +251,14 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
                                 "] are being resynchronised to the committed version"));
   }
   const CommittedLayout committed = coordinator_->committed();
+  stages->Mark();
   const planner::LoadTrace trace = load_store_->Trace();
+  stages->Lap(ReplanStage::kTrace);
   if (continuation_.has_value()) {
     if (committed.version == continuation_->version) {
       return NextStep(
           absl::StrCat("continuing towards frontier point ", continuation_->target, ": "), trace,
-          explain);
+          stages, explain);
     }
     CRAFT_LOG(WARNING) << "dropping the rest of the move to frontier point "
                        << continuation_->target << ": the committed version is "
@@ -271,17 +277,17 @@ ReplanOutcome ReplanLoop::Decide(bool force, craft::v1::ExplainResponse* explain
           ? ReplanMethod::kFresh
           : config_.replan_method;
   explain->set_method(std::string(ReplanMethodName(method)));
-  return method == ReplanMethod::kIncremental ? DecideIncremental(force, trace, committed, explain)
-                                              : DecideFresh(force, trace, committed, explain);
+  return method == ReplanMethod::kIncremental
+             ? DecideIncremental(force, trace, committed, stages, explain)
+             : DecideFresh(force, trace, committed, stages, explain);
 }
 
 ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trace,
-                                      const CommittedLayout& committed,
+                                      const CommittedLayout& committed, StageTimer* stages,
                                       craft::v1::ExplainResponse* explain) {
   // `measured` carries what was computed so far into every outcome.
   ReplanOutcome measured;
   auto with_measurements = [&measured](ReplanOutcome outcome) {
-    outcome.plan_duration = measured.plan_duration;
     outcome.balancedness_before = measured.balancedness_before;
     outcome.balancedness_after = measured.balancedness_after;
     return outcome;
@@ -290,12 +296,11 @@ ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trac
     return with_measurements(ReplanOutcome{std::move(why), "", result, {}, {}, {}});
   };
   auto push = [&](const planner::Layout& layout, const std::string& what) {
-    return with_measurements(Apply(layout, what, ReplanResult::kPushed));
+    return with_measurements(Apply(layout, what, ReplanResult::kPushed, stages));
   };
 
-  const absl::Time plan_start = clock_->Now();
   absl::StatusOr<planner::PlanResult> plan = planner::Plan(trace, config_.plan);
-  measured.plan_duration = clock_->Now() - plan_start;
+  stages->Lap(ReplanStage::kPlan);
   if (!plan.ok()) {
     return nothing(absl::StrCat("planning failed: ", plan.status().message()),
                    ReplanResult::kFailed);
@@ -329,6 +334,7 @@ ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trac
       "%.3f s, balancedness %.4f -> %.4f, %d windows",
       Percent(gain), Percent(config_.gain_threshold), benefit_s, config_.horizon_s, transfer_s,
       now->mean_balancedness, next->mean_balancedness, trace.num_windows());
+  stages->Lap(ReplanStage::kEvaluate);
   if (force) return push(*stable, absl::StrCat("forced push (gate bypassed): ", numbers));
   if (gain > config_.gain_threshold && benefit_s > transfer_s) {
     return push(*stable, absl::StrCat("pushing: ", numbers));
@@ -348,7 +354,7 @@ std::optional<int64_t> ReplanLoop::StepLimit() const {
 }
 
 ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace& trace,
-                                            const CommittedLayout& committed,
+                                            const CommittedLayout& committed, StageTimer* stages,
                                             craft::v1::ExplainResponse* explain) {
   planner::IncrementalOptions options;
   options.budget = config_.plan.budget.value_or(0);  // the config refuses auto here
@@ -360,18 +366,16 @@ ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace
     options.budget = *options.uniform_redundant_per_layer * trace.num_layers() / gpus;  // shown
   }
   explain->set_budget(options.budget);
-  const absl::Time plan_start = clock_->Now();
   absl::StatusOr<planner::IncrementalPlan> plan =
       planner::PlanIncremental(*committed.layout, trace, options);
-  const absl::Duration plan_duration = clock_->Now() - plan_start;
+  stages->Lap(ReplanStage::kPlan);
   if (!plan.ok()) {
-    ReplanOutcome failed{absl::StrCat("incremental planning failed: ", plan.status().message()),
+    return ReplanOutcome{absl::StrCat("incremental planning failed: ", plan.status().message()),
                          "",
                          ReplanResult::kFailed,
-                         plan_duration,
+                         {},
                          {},
                          {}};
-    return failed;
   }
   const planner::NetBenefitModel model{config_.horizon_s, config_.transfer_gbps * 1e9 / 8};
   const int last = static_cast<int>(plan->frontier.size()) - 1;
@@ -392,10 +396,7 @@ ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace
       trace.num_windows());
   continuation_ = Continuation{committed.layout, *std::move(plan), target, 0, 0, ""};
   if (force && target == 0) {  // nothing to move: a new version of the same layout
-    ReplanOutcome outcome =
-        NextStep("forced push (gate bypassed), nothing moves: ", trace, explain);
-    outcome.plan_duration = plan_duration;
-    return outcome;
+    return NextStep("forced push (gate bypassed), nothing moves: ", trace, stages, explain);
   }
   if (!force && (target == 0 || gain <= config_.gain_threshold)) {
     ReplanOutcome gated{
@@ -404,22 +405,21 @@ ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace
                      numbers),
         "",
         ReplanResult::kGated,
-        plan_duration,
+        {},
         {},
         {}};
     DescribeFrontier(continuation_->plan, model, target, 0, StepLimit(), explain);
+    stages->Lap(ReplanStage::kEvaluate);
     continuation_.reset();
     return gated;
   }
-  ReplanOutcome outcome =
-      NextStep(absl::StrCat(force ? "forced push (gate bypassed): " : "pushing: ", numbers, "; "),
-               trace, explain);
-  outcome.plan_duration = plan_duration;
-  return outcome;
+  return NextStep(
+      absl::StrCat(force ? "forced push (gate bypassed): " : "pushing: ", numbers, "; "), trace,
+      stages, explain);
 }
 
 ReplanOutcome ReplanLoop::NextStep(const std::string& what, const planner::LoadTrace& trace,
-                                   craft::v1::ExplainResponse* explain) {
+                                   StageTimer* stages, craft::v1::ExplainResponse* explain) {
   Continuation& move = *continuation_;
   const std::optional<int64_t> limit = StepLimit();
   auto fail = [&](std::string why) {
@@ -452,7 +452,8 @@ ReplanOutcome ReplanLoop::NextStep(const std::string& what, const planner::LoadT
   const CommittedLayout committed = coordinator_->committed();
   absl::StatusOr<planner::LayoutStats> now = planner::EvaluateLayout(*committed.layout, trace);
   absl::StatusOr<planner::LayoutStats> after = planner::EvaluateLayout(*layout, trace);
-  ReplanOutcome outcome = Apply(*layout, absl::StrCat(what, step), ReplanResult::kPushed);
+  stages->Lap(ReplanStage::kEvaluate);
+  ReplanOutcome outcome = Apply(*layout, absl::StrCat(what, step), ReplanResult::kPushed, stages);
   if (now.ok() && after.ok()) {
     outcome.balancedness_before = PerLayerBalancedness(*now);
     outcome.balancedness_after = PerLayerBalancedness(*after);

@@ -42,6 +42,7 @@
 #include "server/apply_coordinator.h"
 #include "server/config.h"
 #include "server/load_store.h"
+#include "server/replan_stages.h"
 
 namespace craft::server {
 
@@ -60,10 +61,12 @@ struct ReplanOutcome {
   std::string decision;  // one line: what was decided and why
   std::string version;   // the version being applied; "" when nothing was pushed
   ReplanResult result = ReplanResult::kSkipped;
-  // Set when a plan was computed: how long planner::Plan took (on the
-  // loop's clock), and per layer the balancedness of the committed layout
-  // and of the stabilised new one, both replayed on the planning windows.
-  std::optional<absl::Duration> plan_duration;
+  // The stages this replan ran, in order, timed on the loop's clock (none
+  // when it was skipped before taking the trace).
+  std::vector<StageTime> stage_times;
+  // Set when a plan was computed: per layer the balancedness of the
+  // committed layout and of the new one, both replayed on the planning
+  // windows.
   std::vector<double> balancedness_before;
   std::vector<double> balancedness_after;
 };
@@ -119,26 +122,29 @@ class ReplanLoop {
     std::string version;  // the version the last step is applied as
   };
 
-  // RunOnce without the bookkeeping: fills `explain` and decides.
-  ReplanOutcome Decide(bool force, craft::v1::ExplainResponse* explain);
+  // RunOnce without the bookkeeping: fills `explain` and decides, lapping
+  // each stage it runs on `stages`.
+  ReplanOutcome Decide(bool force, StageTimer* stages, craft::v1::ExplainResponse* explain);
   // Method fresh: a new plan, stabilised, through the gain gate.
   ReplanOutcome DecideFresh(bool force, const planner::LoadTrace& trace,
-                            const CommittedLayout& committed, craft::v1::ExplainResponse* explain);
+                            const CommittedLayout& committed, StageTimer* stages,
+                            craft::v1::ExplainResponse* explain);
   // Method incremental: the frontier point with the best net benefit, then
   // its first step (NextStep).
   ReplanOutcome DecideIncremental(bool force, const planner::LoadTrace& trace,
-                                  const CommittedLayout& committed,
+                                  const CommittedLayout& committed, StageTimer* stages,
                                   craft::v1::ExplainResponse* explain);
   // Applies the furthest point of continuation_ that fits the staging
   // headroom; clears continuation_ when it reaches the target or fails.
   ReplanOutcome NextStep(const std::string& what, const planner::LoadTrace& trace,
-                         craft::v1::ExplainResponse* explain);
+                         StageTimer* stages, craft::v1::ExplainResponse* explain);
   // Bytes one step may bring into a GPU: the least headroom a worker reports,
   // capped by replan.max_step_gb; nullopt when neither limits it.
   std::optional<int64_t> StepLimit() const;
   // Starts the apply of `layout`, describing it as `what`; `result` when it
   // starts, kFailed when it cannot.
-  ReplanOutcome Apply(const planner::Layout& layout, const std::string& what, ReplanResult result);
+  ReplanOutcome Apply(const planner::Layout& layout, const std::string& what, ReplanResult result,
+                      StageTimer* stages);
   void Run();
 
   const PlannerConfig config_;

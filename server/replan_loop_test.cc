@@ -16,6 +16,7 @@
 namespace craft::server {
 namespace {
 
+using ::testing::ElementsAre;
 using testing::FakeConnection;
 using ::testing::HasSubstr;
 using testing::Hello;
@@ -31,11 +32,37 @@ PlannerConfig FreshConfig() {
   return config;
 }
 
+// A fake clock that moves 1 ms forward on every reading, so that every timed
+// stage of a replan takes time.
+class TickingClock : public Clock {
+ public:
+  explicit TickingClock(FakeClock* clock) : clock_(clock) {}
+  absl::Time Now() const override {
+    clock_->Advance(absl::Milliseconds(1));
+    return clock_->Now();
+  }
+  bool SleepUntil(absl::Time deadline, absl::Mutex* mu, const bool* cancelled) override {
+    return clock_->SleepUntil(deadline, mu, cancelled);
+  }
+
+ private:
+  FakeClock* const clock_;
+};
+
+std::vector<std::string> StageNames(const ReplanOutcome& outcome) {
+  std::vector<std::string> names;
+  for (const StageTime& stage : outcome.stage_times) {
+    names.emplace_back(ReplanStageName(stage.stage));
+  }
+  return names;
+}
+
 class ReplanLoopTest : public ::testing::Test {
  protected:
   ReplanLoopTest() : history_(8) { Build(FreshConfig()); }
 
-  void Build(const PlannerConfig& config) {
+  // The loop reads `loop_clock` (default: clock_, as the coordinator does).
+  void Build(const PlannerConfig& config, Clock* loop_clock = nullptr) {
     config_ = config;
     loop_.reset();
     coordinator_.reset();
@@ -46,7 +73,8 @@ class ReplanLoopTest : public ::testing::Test {
         &history_);
     coordinator_ = *ApplyCoordinator::Create({config.model, config.cluster, config.apply_timeout},
                                              store_.get(), &history_, &clock_);
-    loop_ = std::make_unique<ReplanLoop>(config, load_store_.get(), coordinator_.get(), &clock_);
+    loop_ = std::make_unique<ReplanLoop>(config, load_store_.get(), coordinator_.get(),
+                                         loop_clock != nullptr ? loop_clock : &clock_);
   }
 
   void ConnectBoth(const std::string& b_version = "") {
@@ -77,6 +105,7 @@ class ReplanLoopTest : public ::testing::Test {
 
   PlannerConfig config_;
   FakeClock clock_;
+  TickingClock ticking_clock_{&clock_};
   std::unique_ptr<InMemoryStateStore> store_;
   LayoutHistory history_;
   std::unique_ptr<LoadStore> load_store_;
@@ -97,7 +126,21 @@ TEST_F(ReplanLoopTest, NothingToPlanWithoutCompleteWindows) {
 
 TEST_F(ReplanLoopTest, SkippedWhileAGpuHasNoAgent) {
   ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
-  EXPECT_THAT(loop_->RunOnce(true).decision, HasSubstr("GPUs [2,3] have no connected agent"));
+  const ReplanOutcome outcome = loop_->RunOnce(true);
+  EXPECT_THAT(outcome.decision, HasSubstr("GPUs [2,3] have no connected agent"));
+  EXPECT_THAT(outcome.stage_times, IsEmpty()) << "skipped before taking the trace";
+}
+
+TEST_F(ReplanLoopTest, APushedReplanTimesEveryStageOnTheLoopClock) {
+  Build(FreshConfig(), &ticking_clock_);
+  ConnectBoth();
+  Report(SkewedLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  ASSERT_EQ(outcome.result, ReplanResult::kPushed) << outcome.decision;
+  EXPECT_THAT(StageNames(outcome), ElementsAre("trace", "plan", "evaluate", "prepare"));
+  for (const StageTime& stage : outcome.stage_times) {
+    EXPECT_GT(stage.duration, absl::ZeroDuration()) << ReplanStageName(stage.stage);
+  }
 }
 
 TEST_F(ReplanLoopTest, SkewedLoadsPassTheGateAndStartAnApply) {
@@ -226,6 +269,19 @@ TEST_F(IncrementalReplanTest, PushesTheBestFrontierPointAndExplainsIt) {
   EXPECT_EQ(explain.frontier(0).net_benefit_s(), 0);
   EXPECT_EQ(explain.staging_headroom_bytes(), -1) << "no worker reported a limit";
   EXPECT_FALSE(loop_->Continuing());
+}
+
+TEST_F(IncrementalReplanTest, APushedReplanTimesEveryStageOnTheLoopClock) {
+  const PlannerConfig config = config_;
+  Build(config, &ticking_clock_);
+  ConnectBoth16();
+  Report(HotLoads());
+  const ReplanOutcome outcome = loop_->RunOnce(false);
+  ASSERT_EQ(outcome.result, ReplanResult::kPushed) << outcome.decision;
+  EXPECT_THAT(StageNames(outcome), ElementsAre("trace", "plan", "evaluate", "prepare"));
+  for (const StageTime& stage : outcome.stage_times) {
+    EXPECT_GT(stage.duration, absl::ZeroDuration()) << ReplanStageName(stage.stage);
+  }
 }
 
 TEST_F(IncrementalReplanTest, AMoveBiggerThanTheHeadroomIsAppliedAsSeveralVersions) {

@@ -335,6 +335,10 @@ void PrintReport(const LoadgenReport& report, std::ostream& out) {
   line("replan_rpcs_applying", r.applies);
   number("replan_rpc_ms_p50", Percentile(r.ms, 0.50));
   number("replan_rpc_ms_max", Percentile(r.ms, 1.0));
+  for (const StageSamples& stage : r.stages) {
+    number(absl::StrCat("replan_stage_", stage.stage, "_ms_p50"), Percentile(stage.ms, 0.50));
+    number(absl::StrCat("replan_stage_", stage.stage, "_ms_max"), Percentile(stage.ms, 1.0));
+  }
   if (!r.last_error.empty()) line("replan_last_error", r.last_error);
   if (!r.last_decision.empty()) line("replan_last_decision", r.last_decision);
   number("loadgen_cpu_s_per_s", report.loadgen_cpu_s / seconds);

@@ -26,4 +26,5 @@ value() { sed -n "s/^$1=//p" "$DIR/summary.txt"; }
 (($(value agents_failed) == 0)) || fail "an agent stream failed"
 [[ "$(value planner_prepare_to_commit_point_ms_p50)" != "n/a" ]] ||
   fail "no apply in the planner's log"
+[[ -n "$(value replan_stage_plan_ms_p50)" ]] || fail "no replan stage times in the summary"
 echo PASS

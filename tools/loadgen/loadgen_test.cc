@@ -1,11 +1,16 @@
 // Unit tests of the load generator's pure parts: slot loads, jitter,
-// percentiles and the apply bookkeeping.
+// percentiles, the apply bookkeeping and the replan stage results.
+#include "tools/loadgen/loadgen.h"
+
 #include <numeric>
+#include <sstream>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
 #include "tools/loadgen/apply_recorder.h"
+#include "tools/loadgen/replanner.h"
 #include "tools/loadgen/slot_loads.h"
 
 namespace craft::loadgen {
@@ -114,6 +119,33 @@ TEST(ApplyRecorderTest, ForgetsFinishedAppliesOnly) {
   EXPECT_EQ(summary.prepared, 1);
   EXPECT_EQ(summary.unfinished, 1);
   EXPECT_EQ(summary.max_prepare_bytes, 40);
+}
+
+craft::v1::ReplanResponse WithStages(double trace_s, double plan_s) {
+  craft::v1::ReplanResponse response;
+  for (const auto& [stage, seconds] : {std::pair{"trace", trace_s}, std::pair{"plan", plan_s}}) {
+    craft::v1::StageTime* time = response.add_stage_times();
+    time->set_stage(stage);
+    time->set_seconds(seconds);
+  }
+  return response;
+}
+
+TEST(ReplanStatsTest, StageTimesArePrintedPerStageInTheirOrder) {
+  LoadgenReport report;
+  for (double plan_s : {0.002, 0.004, 0.010}) {
+    report.replans.AddStageTimes(WithStages(0.001, plan_s));
+  }
+  ASSERT_EQ(report.replans.stages.size(), 2u);
+  EXPECT_EQ(report.replans.stages[0].stage, "trace");
+  EXPECT_EQ(report.replans.stages[1].stage, "plan");
+
+  std::ostringstream out;
+  PrintReport(report, out);
+  EXPECT_THAT(out.str(), ::testing::HasSubstr("replan_stage_trace_ms_p50=1.00\n"
+                                              "replan_stage_trace_ms_max=1.00\n"
+                                              "replan_stage_plan_ms_p50=4.00\n"
+                                              "replan_stage_plan_ms_max=10.00\n"));
 }
 
 }  // namespace

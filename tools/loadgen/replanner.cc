@@ -1,5 +1,6 @@
 #include "tools/loadgen/replanner.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -11,6 +12,16 @@ namespace {
 constexpr absl::Duration kReplanDeadline = absl::Minutes(10);
 
 }  // namespace
+
+void ReplanStats::AddStageTimes(const craft::v1::ReplanResponse& response) {
+  for (const craft::v1::StageTime& time : response.stage_times()) {
+    auto it = std::find_if(stages.begin(), stages.end(), [&time](const StageSamples& samples) {
+      return samples.stage == time.stage();
+    });
+    if (it == stages.end()) it = stages.insert(stages.end(), StageSamples{time.stage(), {}});
+    it->ms.push_back(1000 * time.seconds());
+  }
+}
 
 Replanner::~Replanner() { Stop(); }
 
@@ -61,6 +72,7 @@ void Replanner::Run() {
       stats_.last_error = status.error_message();
     } else {
       stats_.ms.push_back(absl::ToDoubleMilliseconds(end - start));
+      stats_.AddStageTimes(response);
       if (!response.version().empty()) ++stats_.applies;
       stats_.last_decision = response.decision();
     }

@@ -1,7 +1,8 @@
 // Calls PlacementService.Replan on a thread of its own, `period` after Start
 // and then `period` after the previous call returned, and records how long
 // each call took (planning plus the start of the apply, as the planner runs
-// them on its replan thread) and which ones started an apply.
+// them on its replan thread), how long each stage of the replan took on the
+// planner (ReplanResponse.stage_times) and which ones started an apply.
 //
 //   Replanner replanner(stub, {absl::Seconds(10), /*force=*/true, ""});
 //   replanner.Start();
@@ -31,13 +32,23 @@ struct ReplannerOptions {
   std::string admin_token;  // sent as "authorization: Bearer <token>" when set
 };
 
+// One replan stage's time in each successful call whose replan ran it.
+struct StageSamples {
+  std::string stage;  // as the planner names it: trace, plan, evaluate, prepare
+  std::vector<double> ms;
+};
+
 struct ReplanStats {
   int calls = 0;
-  int failed = 0;          // the RPC failed
-  int applies = 0;         // the planner started an apply
-  std::vector<double> ms;  // per successful call
+  int failed = 0;                    // the RPC failed
+  int applies = 0;                   // the planner started an apply
+  std::vector<double> ms;            // per successful call
+  std::vector<StageSamples> stages;  // in the order the planner first reported them
   std::string last_error;
   std::string last_decision;
+
+  // Adds one successful call's stage times.
+  void AddStageTimes(const craft::v1::ReplanResponse& response);
 };
 
 class Replanner {

@@ -11,7 +11,9 @@
 # a few percent; 1 lets the frontier move as much as pays).
 # Prints windows ingested per second (planner and loadgen), planner CPU
 # seconds per wall second and RSS, prepare-to-commit latency p50/p99 (as the
-# agents see it and from the planner's log) and applies committed/aborted.
+# agents see it and from the planner's log), applies committed/aborted and,
+# per stage of the measured re-plans (trace, plan, evaluate, prepare: the
+# Replan RPC's stage_times), p50 and max (replan_stage_<stage>_ms_p50/_max).
 #
 #   tools/loadgen/run_benchmark.sh                      # 512 nodes x 8 GPUs, 60 s
 #   tools/loadgen/run_benchmark.sh --nodes 64 --duration_s 30
@@ -34,7 +36,7 @@ METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
 BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT=""
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -189,6 +191,12 @@ percentile() {
 }
 value() { sed -n "s/^$1=//p" "$OUT/loadgen.txt"; }
 kib() { local bytes; bytes="$(value "$1")"; echo $((${bytes:-0} / 1024)); }
+# "trace 1.2 / 3.4, plan ..." from the loadgen's replan_stage_<stage>_ms_p50/_max lines.
+stages() {
+  sed -n 's/^replan_stage_\(.*\)_ms_p50=\(.*\)/\1 \2/p' "$OUT/loadgen.txt" | while read -r stage p50; do
+    printf '%s %s / %s, ' "$stage" "$p50" "$(value "replan_stage_${stage}_ms_max")"
+  done | sed 's/, $//'
+}
 
 CLK_TCK="$(getconf CLK_TCK)"
 {
@@ -223,6 +231,7 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
 | forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |
+| replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
 
 logs and key=value results: $OUT
