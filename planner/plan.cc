@@ -9,6 +9,7 @@
 #include "planner/craft/paper_heuristic.h"
 #include "planner/craft/uniform.h"
 #include "planner/eplb/eplb.h"
+#include "planner/replay.h"
 
 namespace craft::planner {
 namespace {
@@ -64,6 +65,14 @@ absl::StatusOr<Algorithm> ParseAlgorithm(absl::string_view name) {
                                                  "' (expected none, eplb, craft or craft-paper)"));
 }
 
+absl::StatusOr<CraftObjective> ParseObjective(absl::string_view name) {
+  if (name == "balancedness") return CraftObjective::kBalancedness;
+  if (name == "step-time") return CraftObjective::kStepTime;
+  if (name == "roofline") return CraftObjective::kRoofline;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown objective '", Clip(name, 64), "' (expected balancedness, step-time or roofline)"));
+}
+
 absl::string_view AlgorithmName(Algorithm algorithm) {
   for (const NamedAlgorithm& entry : kAlgorithmNames) {
     if (entry.algorithm == algorithm) return entry.name;
@@ -80,6 +89,13 @@ absl::StatusOr<PlanResult> Plan(const LoadTrace& trace, const PlanOptions& optio
         absl::StrCat("uniform layouts are planned by craft (eplb's always are), not ",
                      AlgorithmName(options.algorithm)));
   }
+  if (options.objective == CraftObjective::kRoofline) {
+    if (!options.roofline.has_value()) {
+      return absl::InvalidArgumentError(
+          "the roofline objective needs a calibration and a regime (tokens per GPU)");
+    }
+    CRAFT_RETURN_IF_ERROR(options.roofline->Validate());
+  }
   switch (options.algorithm) {
     case Algorithm::kNone:
       return PlanPlacementOnly(trace, options);
@@ -91,6 +107,15 @@ absl::StatusOr<PlanResult> Plan(const LoadTrace& trace, const PlanOptions& optio
       return PlanCraftPaper(trace, options);
   }
   return absl::InvalidArgumentError("unknown algorithm");
+}
+
+absl::StatusOr<double> ObjectiveStepTime(const Layout& layout, const LoadTrace& trace,
+                                         const PlanOptions& options) {
+  if (options.objective == CraftObjective::kRoofline && options.roofline.has_value()) {
+    return options.roofline->StepUs(layout, trace);
+  }
+  CRAFT_ASSIGN_OR_RETURN(LayoutStats stats, EvaluateLayout(layout, trace));
+  return stats.step_time;
 }
 
 }  // namespace craft::planner

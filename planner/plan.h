@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "planner/cluster.h"
+#include "planner/cost/roofline.h"
 #include "planner/layout.h"
 #include "planner/load_trace.h"
 
@@ -36,7 +37,10 @@ absl::string_view AlgorithmName(Algorithm algorithm);
 enum class CraftObjective {
   kBalancedness,  // summed per-layer balancedness gain (the paper's)
   kStepTime,      // minus the modelled step time, sum_l max_g load
+  kRoofline,      // minus the roofline model's step time in µs (planner/cost/roofline.h)
 };
+
+absl::StatusOr<CraftObjective> ParseObjective(absl::string_view name);
 
 // Memory of one GPU, for auto-R's throughput model: replicas take memory the
 // KV cache would otherwise use.
@@ -60,6 +64,8 @@ struct PlanOptions {
   // (planner/craft/benefit.h): every count 0..D up to 128 GPUs.
   std::vector<int> candidates;
   CraftObjective objective = CraftObjective::kBalancedness;
+  // kRoofline: the calibrated model and the regime it is evaluated at.
+  std::optional<RooflineModel> roofline;
   // Never put two replicas of one expert on one GPU.
   bool forbid_duplicates = false;
   // CRAFT: the same slots on every GPU in every layer (E + redundant_per_layer
@@ -78,6 +84,7 @@ struct BenefitCurve {
   std::vector<int> replicas;         // candidate counts, ascending, starting at 0
   std::vector<double> balancedness;  // per candidate
   std::vector<double> max_gpu_load;  // per candidate
+  std::vector<double> modelled_us;   // per candidate, kRoofline only: busiest GPU's µs
 };
 
 // One point of auto-R's sweep: the DP's plan at budget R, and the modelled
@@ -87,8 +94,10 @@ struct BudgetPoint {
   int redundant_slots = 0;            // sum_l r_l actually used (<= R x D)
   double predicted_balancedness = 0;  // mean over layers, from the benefit curves
   double predicted_step_time = 0;     // sum_l busiest-GPU load, tokens
+  double predicted_step_ms = 0;       // kRoofline only: the modelled MoE step, ms
   double kv_tokens_per_gpu = 0;       // KV cache left after weights and replicas
-  double relative_throughput = 0;     // kv_tokens / step_time, normalised to R = 0
+  double relative_throughput = 0;     // kv_tokens / step time (ms under kRoofline), normalised
+                                      // to R = 0
 };
 
 struct PlanResult {
@@ -103,6 +112,11 @@ struct PlanResult {
 // Plans a layout for `trace` (its aggregate for placement, its windows for the
 // benefit replay). Fails with INVALID_ARGUMENT on impossible constraints.
 absl::StatusOr<PlanResult> Plan(const LoadTrace& trace, const PlanOptions& options);
+
+// The step time `options.objective` optimises, for gates that compare
+// layouts: modelled µs under kRoofline, else tokens (LayoutStats::step_time).
+absl::StatusOr<double> ObjectiveStepTime(const Layout& layout, const LoadTrace& trace,
+                                         const PlanOptions& options);
 
 }  // namespace craft::planner
 

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "planner/cluster.h"
+#include "planner/cost/roofline.h"
 #include "planner/craft/packing.h"
 #include "planner/layout.h"
 #include "planner/load_trace.h"
@@ -44,11 +45,10 @@ absl::StatusOr<LayerPlacement> PlaceLayer(absl::Span<const int64_t> weight, int 
 // CRAFT's estimate comes from; it dominates planning time. Layers run on
 // `threads` threads (0: every core).
 // Pure function; thread-safe.
-absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(const LoadTrace& trace,
-                                                               const ClusterShape& cluster,
-                                                               const std::vector<int>& candidates,
-                                                               const PackingOptions& options,
-                                                               int threads = 1);
+// With `roofline`, also each candidate's modelled busiest-GPU µs.
+absl::StatusOr<std::vector<BenefitCurve>> ComputeBenefitCurves(
+    const LoadTrace& trace, const ClusterShape& cluster, const std::vector<int>& candidates,
+    const PackingOptions& options, int threads = 1, const RooflineModel* roofline = nullptr);
 
 }  // namespace craft::planner
 

@@ -22,9 +22,18 @@ std::vector<std::vector<KnapsackOption>> KnapsackGroups(const std::vector<Benefi
   for (const BenefitCurve& curve : curves) {
     std::vector<KnapsackOption> options;
     for (size_t k = 0; k < curve.replicas.size(); ++k) {
-      const double value = objective == CraftObjective::kBalancedness
-                               ? curve.balancedness[k] - curve.balancedness[0]
-                               : -curve.max_gpu_load[k];
+      double value = 0;
+      switch (objective) {
+        case CraftObjective::kBalancedness:
+          value = curve.balancedness[k] - curve.balancedness[0];
+          break;
+        case CraftObjective::kStepTime:
+          value = -curve.max_gpu_load[k];
+          break;
+        case CraftObjective::kRoofline:
+          value = -curve.modelled_us[k];
+          break;
+      }
       options.push_back({curve.replicas[k], value});
     }
     groups.push_back(std::move(options));
@@ -56,6 +65,7 @@ BudgetPoint Predict(const std::vector<BenefitCurve>& curves, const KnapsackChoic
     const int k = choice.option_per_group[l];
     point.predicted_balancedness += curves[l].balancedness[k] / curves.size();
     point.predicted_step_time += curves[l].max_gpu_load[k];
+    if (!curves[l].modelled_us.empty()) point.predicted_step_ms += curves[l].modelled_us[k] / 1000;
   }
   const double experts_per_gpu =
       std::ceil(static_cast<double>(base_slots + choice.total_weight) / options.cluster.num_gpus);
@@ -138,9 +148,15 @@ absl::StatusOr<std::vector<BudgetPoint>> SweepSolvedBudgets(const std::vector<Be
     return absl::InvalidArgumentError(
         "no budget leaves room for a KV cache: the expert weights alone exceed the memory model");
   }
+  // Under the roofline objective a step lasts modelled milliseconds, so a
+  // replica's weight read counts against it; otherwise tokens stand for time.
+  const auto step = [&](const BudgetPoint& point) {
+    return options.objective == CraftObjective::kRoofline ? point.predicted_step_ms
+                                                          : point.predicted_step_time;
+  };
   for (BudgetPoint& point : sweep) {
-    point.relative_throughput = (point.kv_tokens_per_gpu / point.predicted_step_time) /
-                                (sweep[0].kv_tokens_per_gpu / sweep[0].predicted_step_time);
+    point.relative_throughput =
+        (point.kv_tokens_per_gpu / step(point)) / (sweep[0].kv_tokens_per_gpu / step(sweep[0]));
   }
   return sweep;
 }
@@ -165,8 +181,10 @@ absl::StatusOr<PlanResult> PlanCraft(const LoadTrace& trace, const PlanOptions& 
       options.candidates.empty() ? DefaultCandidates(num_gpus) : options.candidates;
   const PackingOptions packing{options.forbid_duplicates};
   PlanResult result;
+  const RooflineModel* roofline =
+      options.objective == CraftObjective::kRoofline ? &options.roofline.value() : nullptr;
   CRAFT_ASSIGN_OR_RETURN(result.curves, ComputeBenefitCurves(trace, options.cluster, candidates,
-                                                             packing, options.threads));
+                                                             packing, options.threads, roofline));
   const int residue = EqualMemoryResidue(trace.num_layers(), trace.num_experts(), num_gpus);
   const auto groups = KnapsackGroups(result.curves, options.objective);
   // One knapsack table answers every capacity up to the one it was solved for:

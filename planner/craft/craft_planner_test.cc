@@ -1,11 +1,13 @@
 #include "planner/craft/craft_planner.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "planner/craft/benefit.h"
+#include "planner/craft/slot_assignment.h"
 #include "planner/craft/test_traces.h"
 #include "planner/replay.h"
 
@@ -199,6 +201,98 @@ TEST(CraftPlannerTest, TheDefaultPlanIsTheBestOverEveryIntegerCount) {
     ASSERT_GT(best, 0) << "trial " << trial;
     EXPECT_NEAR(CurveValue(plan->curves, plan->replicas_per_layer), best, 1e-9)
         << "trial " << trial;
+  }
+}
+
+// Under the roofline objective the DP minimises the summed modelled µs of
+// the benefit curves; brute force over every (r_1..r_L) in [0, D]^L that fits
+// the budget with equal memory must find nothing faster, in decode (every
+// slot on its floor, so a replica costs) and in prefill (tokens dominate).
+TEST(CraftPlannerTest, TheRooflinePlanIsTheFastestOverEveryIntegerCount) {
+  std::mt19937 rng(17);
+  for (int trial = 0; trial < 16; ++trial) {
+    const int nodes = 1 + rng() % 2;
+    const ClusterShape cluster{nodes * 2, nodes};
+    const int layers = 2 + rng() % 2;
+    const int experts = 3 + rng() % 5;
+    const LoadTrace trace = testing::SkewedTrace(layers, experts, 1 + rng() % 4, rng(), 6.0);
+    const int budget = 1 + static_cast<int>(rng() % 3);
+    RooflineParams params;
+    params.fixed_us = 70;
+    params.per_token_us = 0.125;
+    params.knee_sharpness = trial % 2 == 0 ? 0 : 4;
+    params.gpu_fixed_us = 3;
+    PlanOptions options = CraftOptions(cluster, budget);
+    options.objective = CraftObjective::kRoofline;
+    options.roofline.emplace(params, Regime{trial % 4 < 2 ? 16.0 : 4096.0, 2});
+    auto plan = PlanCraft(trace, options);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    const int gpus = cluster.num_gpus;
+    // Each curve point is the model on that candidate's placement.
+    for (int l = 0; l < layers; ++l) {
+      const BenefitCurve& curve = plan->curves[l];
+      ASSERT_EQ(curve.modelled_us.size(), curve.replicas.size());
+      const int k = static_cast<int>(rng() % curve.replicas.size());
+      auto slots = AssignSlots({experts + curve.replicas[k]}, cluster);
+      ASSERT_TRUE(slots.ok());
+      auto placement =
+          PlaceLayer(trace.aggregate(l), curve.replicas[k], (*slots)[0], cluster, PackingOptions{});
+      ASSERT_TRUE(placement.ok());
+      EXPECT_NEAR(curve.modelled_us[k], options.roofline->MeanLayerUs(*placement, trace, l), 1e-6);
+    }
+    const auto modelled = [&](const std::vector<int>& replicas) {
+      double us = 0;
+      for (int l = 0; l < layers; ++l) us += plan->curves[l].modelled_us[replicas[l]];
+      return us;  // candidates are every count 0..D, so count r is at index r
+    };
+    const int residue = EqualMemoryResidue(layers, experts, gpus);
+    const int64_t capacity = RedundantCapacity(budget, gpus, residue);
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<int> replicas(layers, 0);
+    while (true) {
+      const int total = std::accumulate(replicas.begin(), replicas.end(), 0);
+      if (total <= capacity && total % gpus == residue) best = std::min(best, modelled(replicas));
+      int l = 0;  // next tuple, odometer style
+      while (l < layers && replicas[l] == gpus) replicas[l++] = 0;
+      if (l == layers) break;
+      ++replicas[l];
+    }
+    ASSERT_LT(best, std::numeric_limits<double>::infinity()) << "trial " << trial;
+    EXPECT_NEAR(modelled(plan->replicas_per_layer), best, 1e-6) << "trial " << trial;
+  }
+}
+
+TEST(CraftPlannerTest, RooflineNeedsAModel) {
+  const LoadTrace trace = testing::SkewedTrace(2, 4, 2, 3, 6.0);
+  PlanOptions options = CraftOptions({2, 1}, 1);
+  options.objective = CraftObjective::kRoofline;
+  EXPECT_EQ(Plan(trace, options).status().code(), absl::StatusCode::kInvalidArgument);
+  RooflineParams params;
+  params.per_token_us = 0.1;
+  options.roofline.emplace(params, Regime{0, 8});  // no tokens
+  EXPECT_EQ(Plan(trace, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CraftPlannerTest, AutoRUnderRooflineTradesModelledMilliseconds) {
+  const LoadTrace trace = testing::SkewedTrace(4, 8, 3, 5, 6.0);
+  PlanOptions options = CraftOptions({4, 1}, 0);
+  options.budget.reset();
+  options.objective = CraftObjective::kRoofline;
+  options.memory.bytes_per_expert = 1e9;
+  RooflineParams params;
+  params.fixed_us = 70;
+  params.per_token_us = 0.125;
+  options.roofline.emplace(params, Regime{4096, 2});
+  auto plan = PlanCraft(trace, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_FALSE(plan->budget_sweep.empty());
+  for (const BudgetPoint& point : plan->budget_sweep) {
+    EXPECT_GT(point.predicted_step_ms, 0);
+    EXPECT_NEAR(
+        point.relative_throughput,
+        (point.kv_tokens_per_gpu / point.predicted_step_ms) /
+            (plan->budget_sweep[0].kv_tokens_per_gpu / plan->budget_sweep[0].predicted_step_ms),
+        1e-9);
   }
 }
 
