@@ -7,6 +7,7 @@
 #include "common/atomic_file.h"
 #include "common/file_io.h"
 #include "common/status_macros.h"
+#include "planner/cost/calibration.h"
 #include "planner/io/layout_json.h"
 #include "planner/io/trace_json.h"
 
@@ -80,14 +81,20 @@ absl::StatusOr<planner::PlanOptions> ReadPlanOptions(Args& args) {
     options.budget = value;
   }
   CRAFT_ASSIGN_OR_RETURN(options.candidates, args.IntListOr("candidates", {}));
-  const std::string objective = args.StringOr("objective", "balancedness");
-  if (objective == "balancedness") {
-    options.objective = planner::CraftObjective::kBalancedness;
-  } else if (objective == "step-time") {
-    options.objective = planner::CraftObjective::kStepTime;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--objective must be balancedness or step-time, got '", objective, "'"));
+  CRAFT_ASSIGN_OR_RETURN(options.objective,
+                         planner::ParseObjective(args.StringOr("objective", "balancedness")));
+  if (options.objective == planner::CraftObjective::kRoofline) {
+    if (!args.Has("calibration") || !args.Has("tokens-per-gpu")) {
+      return absl::InvalidArgumentError(
+          "--objective roofline needs --calibration FILE and --tokens-per-gpu N");
+    }
+    CRAFT_ASSIGN_OR_RETURN(planner::Calibration calibration,
+                           planner::LoadCalibrationFile(args.StringOr("calibration", "")));
+    planner::Regime regime;
+    CRAFT_ASSIGN_OR_RETURN(regime.tokens_per_gpu, args.DoubleOr("tokens-per-gpu", 0));
+    CRAFT_ASSIGN_OR_RETURN(regime.top_k, args.IntOr("top-k", regime.top_k));
+    options.roofline.emplace(calibration.params, regime);
+    CRAFT_RETURN_IF_ERROR(options.roofline->Validate());
   }
   options.forbid_duplicates = args.Switch("no-duplicates");
   options.uniform = args.Switch("uniform");

@@ -32,6 +32,7 @@ struct Row {
   double balancedness = 0;
   double worst_layer = 0;
   double step_time = 0;                 // modelled, tokens
+  std::optional<double> step_ms;        // --objective roofline: the modelled MoE step
   std::optional<int64_t> moved;         // Movement::moved_replicas vs --previous, as planned
   std::optional<int64_t> moved_stable;  // ... and stabilised
 };
@@ -39,7 +40,8 @@ struct Row {
 absl::StatusOr<Row> Measure(const std::string& name, const planner::Layout& layout,
                             const planner::LoadTrace& eval_trace,
                             const std::optional<planner::Layout>& previous,
-                            double bytes_per_expert) {
+                            const planner::PlanOptions& options) {
+  const double bytes_per_expert = options.memory.bytes_per_expert;
   CRAFT_ASSIGN_OR_RETURN(planner::LayoutStats stats, planner::EvaluateLayout(layout, eval_trace));
   Row row;
   row.name = name;
@@ -49,6 +51,10 @@ absl::StatusOr<Row> Measure(const std::string& name, const planner::Layout& layo
   row.balancedness = stats.mean_balancedness;
   row.worst_layer = stats.worst_balancedness;
   row.step_time = stats.step_time;
+  if (options.roofline.has_value()) {
+    CRAFT_ASSIGN_OR_RETURN(const double us, options.roofline->StepUs(layout, eval_trace));
+    row.step_ms = us / 1000;
+  }
   if (previous.has_value()) {
     const auto bytes = static_cast<int64_t>(bytes_per_expert);
     CRAFT_ASSIGN_OR_RETURN(planner::Movement raw, planner::CountMovement(*previous, layout, bytes));
@@ -75,16 +81,22 @@ std::vector<std::string> Cells(const Row& row, double first_step_time) {
           absl::StrFormat("%.4f", row.worst_layer),
           absl::StrFormat("%.0f", row.step_time),
           absl::StrFormat("%.3f", first_step_time / row.step_time),
+          row.step_ms.has_value() ? absl::StrFormat("%.3f", *row.step_ms) : "-",
           MovedCell(row.moved),
           MovedCell(row.moved_stable)};
 }
 
 const std::vector<Column>& Columns() {
   static const std::vector<Column> kColumns = {
-      {"algorithm", "algorithm", -14},      {"repl/GPU", "replicas_per_gpu", 9},
-      {"GB/GPU", "replica_gb_per_gpu", 10}, {"balancedness", "balancedness", 12},
-      {"worst layer", "worst_layer", 11},   {"step (tokens)", "step_time", 13},
-      {"speedup", "speedup_vs_first", 8},   {"moved", "moved", 8},
+      {"algorithm", "algorithm", -14},
+      {"repl/GPU", "replicas_per_gpu", 9},
+      {"GB/GPU", "replica_gb_per_gpu", 10},
+      {"balancedness", "balancedness", 12},
+      {"worst layer", "worst_layer", 11},
+      {"step (tokens)", "step_time", 13},
+      {"speedup", "speedup_vs_first", 8},
+      {"step (ms)", "modelled_step_ms", 10},
+      {"moved", "moved", 8},
       {"stable", "moved_stabilized", 8},
   };
   return kColumns;
@@ -106,6 +118,7 @@ nlohmann::json FormatJson(const std::vector<Row>& rows) {
                            {"worst_layer", row.worst_layer},
                            {"step_time", row.step_time},
                            {"speedup_vs_first", rows[0].step_time / row.step_time}};
+    if (row.step_ms) item["modelled_step_ms"] = *row.step_ms;
     if (row.moved) item["moved"] = *row.moved;
     if (row.moved_stable) item["moved_stabilized"] = *row.moved_stable;
     out.push_back(item);
@@ -160,7 +173,6 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
   if (!previous_path.empty()) {
     CRAFT_ASSIGN_OR_RETURN(previous, LoadLayoutFile(previous_path));
   }
-  const double bytes_per_expert = options.memory.bytes_per_expert;
   std::vector<Row> rows;
   for (const std::string& name : algorithms) {
     planner::PlanOptions algorithm_options = options;
@@ -174,13 +186,12 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
       label = options.uniform ? absl::StrCat(name, " uniform r=", plan.replicas_per_layer.front())
                               : absl::StrCat(name, " R=", plan.budget);
     }
-    CRAFT_ASSIGN_OR_RETURN(Row row,
-                           Measure(label, plan.layout, eval_trace, previous, bytes_per_expert));
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(label, plan.layout, eval_trace, previous, options));
     rows.push_back(row);
   }
   for (const std::string& path : layout_paths) {
     CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, LoadLayoutFile(path));
-    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(path, layout, eval_trace, previous, bytes_per_expert));
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(path, layout, eval_trace, previous, options));
     rows.push_back(row);
   }
   std::optional<FrontierReport> frontier;
@@ -197,7 +208,7 @@ absl::Status RunEval(const std::vector<std::string>& argv) {
         incremental.uniform_redundant_per_layer.has_value()
             ? absl::StrCat("incremental uniform r=", *incremental.uniform_redundant_per_layer)
             : absl::StrCat("incremental R=", incremental.budget);
-    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(label, layout, eval_trace, previous, bytes_per_expert));
+    CRAFT_ASSIGN_OR_RETURN(Row row, Measure(label, layout, eval_trace, previous, options));
     rows.push_back(row);
     CRAFT_ASSIGN_OR_RETURN(frontier, ReportFrontier(*previous, plan, eval_trace, frontier_step));
   }

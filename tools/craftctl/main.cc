@@ -13,7 +13,9 @@ constexpr char kUsage[] = R"(usage: craftctl COMMAND [flags]
 commands:
   plan   --loads FILE --gpus D --algorithm none|eplb|craft|craft-paper
          [--nodes N] [--groups G] [--redundant-per-layer r] [--budget R|auto]
-         [--candidates 0,1,2,4,...] [--objective balancedness|step-time] [--threads N]
+         [--candidates 0,1,2,4,...] [--objective balancedness|step-time|roofline]
+         [--calibration FILE --tokens-per-gpu N [--top-k K]]  (roofline: modelled ms
+         from an expert_calibrate file at N tokens per GPU per step) [--threads N]
          [--no-duplicates] [--previous LAYOUT] [--format craft|sglang] [--out FILE]
          [--uniform]  (craft: E + r slots in every layer, equal on every GPU, as
          SGLang and vLLM need; r = --redundant-per-layer, default D)

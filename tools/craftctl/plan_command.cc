@@ -173,6 +173,12 @@ absl::Status RunPlan(const std::vector<std::string>& argv) {
       "%s: %d redundant slots (R = %d per GPU), balancedness %.4f (worst layer %.4f)\n",
       algorithm_name, plan.layout.TotalRedundantSlots(), plan.budget, stats.mean_balancedness,
       stats.worst_balancedness);
+  if (options.roofline.has_value()) {
+    CRAFT_ASSIGN_OR_RETURN(const double us, options.roofline->StepUs(plan.layout, trace));
+    std::cerr << absl::StrFormat("%s: modelled MoE step %.3f ms at %g tokens per GPU (roofline)\n",
+                                 algorithm_name, us / 1000,
+                                 options.roofline->regime().tokens_per_gpu);
+  }
 
   std::string text;
   if (format == "sglang") {
