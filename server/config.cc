@@ -16,6 +16,7 @@
 #include "common/file_io.h"
 #include "common/names.h"
 #include "common/status_macros.h"
+#include "planner/cost/calibration.h"
 #include "planner/craft/uniform.h"
 
 namespace craft::server {
@@ -329,6 +330,34 @@ class Parser {
   std::map<std::string, YAML::Mark> key_marks_;  // every key seen, by dotted path
 };
 
+// The roofline objective's model: the calibration file the config names, at
+// the configured regime and the model's top-k.
+absl::Status ResolveRoofline(const Parser& parser, const std::string& calibration_path,
+                             double tokens_per_gpu, PlannerConfig* config) {
+  const bool roofline = config->plan.objective == planner::CraftObjective::kRoofline;
+  if (!roofline) {
+    if (!parser.Has("replan.roofline")) return absl::OkStatus();
+    return parser.ErrorAtKey("replan.roofline", "is read only with replan.objective: roofline");
+  }
+  if (!parser.Has("replan.roofline")) {
+    return parser.ErrorAtKey(
+        "replan.objective",
+        "roofline needs replan.roofline: {calibration: FILE, tokens_per_gpu: N}");
+  }
+  if (config->replan_method == ReplanMethod::kIncremental) {
+    return parser.ErrorAtKey(
+        "replan.objective",
+        "the incremental method's frontier counts tokens; roofline needs replan.method: fresh");
+  }
+  absl::StatusOr<planner::Calibration> calibration = planner::LoadCalibrationFile(calibration_path);
+  if (!calibration.ok()) {
+    return parser.ErrorAtKey("replan.roofline.calibration", calibration.status().message());
+  }
+  config->plan.roofline.emplace(calibration->params,
+                                planner::Regime{tokens_per_gpu, config->model.top_k});
+  return absl::OkStatus();
+}
+
 // Checks that need several keys at once, reported at the key that decides.
 absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config) {
   if (config.cluster.num_gpus % config.cluster.num_nodes != 0) {
@@ -423,6 +452,8 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
        }},
       {"kv_bytes_per_token", parser.ScaledField(&config.plan.memory.kv_bytes_per_token, 1)},
   };
+  std::string roofline_calibration;  // replan.roofline, resolved once the model is known
+  double roofline_tokens = 0;
   std::vector<Parser::Field> fields = {
       {"listen_address", parser.ListenAddressField(&config.listen_address)},
       {"state_path", parser.StringField(&config.state_path)},
@@ -479,6 +510,14 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
               config.plan.redundant_per_layer = redundant;
               return absl::OkStatus();
             }},
+           {"objective",
+            parser.NamedField(&config.plan.objective, &planner::ParseObjective, "an objective")},
+           {"roofline",
+            parser.Section({
+                {"calibration", parser.StringField(&roofline_calibration), true},
+                {"tokens_per_gpu",
+                 parser.DoubleField(&roofline_tokens, 0, 1e9, /*min_exclusive=*/true), true},
+            })},
            {"gain_threshold", parser.DoubleField(&config.gain_threshold, 0, 1)},
            {"horizon_s", parser.DoubleField(&config.horizon_s, 0, 1e9)},
            {"transfer_gbps", parser.DoubleField(&config.transfer_gbps, 0, 1e6,
@@ -504,6 +543,7 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
     config.plan.memory.bytes_per_expert = static_cast<double>(config.model.bytes_per_expert);
   }
   config.plan.cluster = config.cluster;
+  CRAFT_RETURN_IF_ERROR(ResolveRoofline(parser, roofline_calibration, roofline_tokens, &config));
   CRAFT_RETURN_IF_ERROR(CheckCombinations(parser, config));
   return config;
 }

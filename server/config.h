@@ -96,7 +96,9 @@ struct PlannerConfig {
   // Replan loop.
   absl::Duration replan_interval = absl::Seconds(30);
   // Algorithm, budget (unset = auto), candidates, no_duplicates and the memory
-  // model; `plan.cluster` equals `cluster`.
+  // model; `plan.cluster` equals `cluster`. replan.objective: roofline with
+  // replan.roofline {calibration: FILE, tokens_per_gpu: N} sets plan.roofline
+  // (top-k from model.top_k), and the gate then weighs modelled ms.
   planner::PlanOptions plan;
   double gain_threshold = 0.05;  // minimum relative modelled step-time gain
   double horizon_s = 600;        // how long a gain is assumed to last

@@ -1,6 +1,7 @@
 #include "server/config.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -315,6 +316,65 @@ TEST(ConfigTest, ShippedConfigsParse) {
     EXPECT_EQ(static_cast<int>(config->security.nodes.size()), config->cluster.num_nodes)
         << file << " must name every node (secure by default)";
   }
+}
+
+// A calibration file in the test's temp dir; returns its path.
+std::string WriteCalibration(const std::string& name, const std::string& text) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+constexpr char kCalibration[] = R"(version: 1
+gpu: NVIDIA H200
+expert: {hidden: 7168, intermediate: 2048, dtype: bf16}
+model: {fixed_us: 70, per_token_us: 0.125, knee_sharpness: 4}
+)";
+
+TEST(ConfigTest, RooflineObjectiveLoadsItsCalibration) {
+  const std::string path = WriteCalibration("good.yaml", kCalibration);
+  auto config = ParseConfig(absl::StrCat(kMinimal,
+                                         "replan:\n  method: fresh\n  objective: roofline\n"
+                                         "  roofline:\n    calibration: ",
+                                         path, "\n    tokens_per_gpu: 256\n"),
+                            "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->plan.objective, planner::CraftObjective::kRoofline);
+  ASSERT_TRUE(config->plan.roofline.has_value());
+  EXPECT_DOUBLE_EQ(config->plan.roofline->params().fixed_us, 70);
+  EXPECT_DOUBLE_EQ(config->plan.roofline->regime().tokens_per_gpu, 256);
+  EXPECT_EQ(config->plan.roofline->regime().top_k, 8);  // model.top_k
+}
+
+TEST(ConfigTest, RooflineMistakesAreRejectedWithTheirKey) {
+  const std::string good = WriteCalibration("good.yaml", kCalibration);
+  const std::string bad = WriteCalibration("bad.yaml", absl::StrCat(kCalibration, "extra: 1\n"));
+  const auto roofline = [](const std::string& method, const std::string& section) {
+    return absl::StrCat(kMinimal, "replan:\n  method: ", method, "\n  objective: roofline\n",
+                        section);
+  };
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  objective: fastest\n")),
+              HasSubstr("replan.objective: unknown objective 'fastest'"));
+  EXPECT_THAT(ErrorOf(roofline("fresh", "")),
+              HasSubstr("replan.objective: roofline needs replan.roofline"));
+  EXPECT_THAT(ErrorOf(roofline("incremental", absl::StrCat("  roofline: {calibration: ", good,
+                                                           ", tokens_per_gpu: 64}\n"))),
+              HasSubstr("roofline needs replan.method: fresh"));
+  EXPECT_THAT(ErrorOf(roofline("fresh", "  roofline: {tokens_per_gpu: 64}\n")),
+              HasSubstr("missing required key 'replan.roofline.calibration'"));
+  EXPECT_THAT(ErrorOf(roofline("fresh", absl::StrCat("  roofline: {calibration: ", good,
+                                                     ", tokens_per_gpu: -4}\n"))),
+              HasSubstr("replan.roofline.tokens_per_gpu"));
+  EXPECT_THAT(ErrorOf(roofline("fresh", absl::StrCat("  roofline: {calibration: ", bad,
+                                                     ", tokens_per_gpu: 64}\n"))),
+              HasSubstr("bad.yaml:5:1: unknown key 'extra'"));
+  EXPECT_THAT(ErrorOf(roofline("fresh",
+                               "  roofline: {calibration: /nonexistent.yaml, "
+                               "tokens_per_gpu: 64}\n")),
+              HasSubstr("replan.roofline.calibration: cannot open calibration file"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kMinimal, "replan:\n  roofline: {calibration: ", good,
+                                   ", tokens_per_gpu: 64}\n")),
+              HasSubstr("replan.roofline: is read only with replan.objective: roofline"));
 }
 
 TEST(ConfigTest, MissingFileIsNotFound) {

@@ -325,15 +325,29 @@ ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trac
   measured.balancedness_after = PerLayerBalancedness(*next);
   explain->set_predicted_balancedness(next->mean_balancedness);
 
-  const double gain = now->step_time > 0 ? 1.0 - next->step_time / now->step_time : 0.0;
+  // The gate weighs the step time the objective optimises: modelled ms under
+  // roofline (a replica's weight read counts), else tokens.
+  double step_now = now->step_time, step_next = next->step_time;
+  std::string step_unit = "tokens";
+  if (config_.plan.objective == planner::CraftObjective::kRoofline) {
+    absl::StatusOr<double> us_now =
+        planner::ObjectiveStepTime(*committed.layout, trace, config_.plan);
+    absl::StatusOr<double> us_next = planner::ObjectiveStepTime(*stable, trace, config_.plan);
+    if (!us_now.ok() || !us_next.ok()) {
+      return nothing("roofline evaluation failed", ReplanResult::kFailed);
+    }
+    step_now = *us_now / 1000, step_next = *us_next / 1000, step_unit = "ms";
+  }
+  const double gain = step_now > 0 ? 1.0 - step_next / step_now : 0.0;
   const double transfer_s = static_cast<double>(transfers->max_bytes_received_by_a_gpu) /
                             (config_.transfer_gbps * 1e9 / 8);
   const double benefit_s = config_.horizon_s * gain;
   const std::string numbers = absl::StrFormat(
       "modelled gain %s (threshold %s), benefit %.3f s over the %.0f s horizon vs transfer "
-      "%.3f s, balancedness %.4f -> %.4f, %d windows",
+      "%.3f s, balancedness %.4f -> %.4f, modelled step %.4g -> %.4g %s, %d windows",
       Percent(gain), Percent(config_.gain_threshold), benefit_s, config_.horizon_s, transfer_s,
-      now->mean_balancedness, next->mean_balancedness, trace.num_windows());
+      now->mean_balancedness, next->mean_balancedness, step_now, step_next, step_unit,
+      trace.num_windows());
   stages->Lap(ReplanStage::kEvaluate);
   if (force) return push(*stable, absl::StrCat("forced push (gate bypassed): ", numbers));
   if (gain > config_.gain_threshold && benefit_s > transfer_s) {

@@ -168,6 +168,32 @@ TEST_F(ReplanLoopTest, SkewedLoadsPassTheGateAndStartAnApply) {
   EXPECT_THAT(loop_->RunOnce(true).decision, HasSubstr("an apply is in progress"));
 }
 
+// Under the roofline objective the gate weighs modelled milliseconds: with
+// large batches the skewed loads still pay, but where every slot costs the
+// same weight read whatever its tokens, a replica only adds time.
+TEST_F(ReplanLoopTest, UnderRooflineTheGateWeighsModelledMilliseconds) {
+  planner::RooflineParams params;
+  params.fixed_us = 30;
+  params.per_token_us = 0.1;
+  PlannerConfig config = FreshConfig();
+  config.plan.objective = planner::CraftObjective::kRoofline;
+  config.plan.roofline.emplace(params, planner::Regime{65536, 2});
+  Build(config);
+  ConnectBoth();
+  Report(SkewedLoads());
+  const ReplanOutcome prefill = loop_->RunOnce(false);
+  EXPECT_THAT(prefill.decision, StartsWith("pushing: modelled gain"));
+  EXPECT_THAT(prefill.decision, HasSubstr(" ms, "));
+
+  params.fixed_us = 1000;
+  params.per_token_us = 1e-6;
+  config.plan.roofline.emplace(params, planner::Regime{64, 2});
+  Build(config);
+  ConnectBoth();
+  Report(SkewedLoads());
+  EXPECT_THAT(loop_->RunOnce(false).decision, StartsWith("not pushing, gain below threshold"));
+}
+
 TEST_F(ReplanLoopTest, BalancedLoadsAreNotPushed) {
   ConnectBoth();
   Report({{1000, 1000, 1000, 1000}, {1000, 1000, 1000, 1000}});
