@@ -11,7 +11,11 @@
 #   gpu_worker/device/cluster.sh [N]  # a live planner + agent + N CUDA workers
 #
 # Usage: gpu_worker/device/stage.sh   (CRAFT_TRACES_DIR: where counts235b.json
-# lives; default ../shared/traces beside the checkout; skipped when absent)
+# lives; default ../shared/traces beside the checkout; skipped when absent.
+# CRAFT_BAZEL_STARTUP: bazel startup options, e.g. --output_base=/tmp/mine so
+# that a shared checkout's builds do not queue on one server;
+# CRAFT_BAZEL_FLAGS: extra build flags, e.g. --symlink_prefix=/ to leave the
+# checkout's bazel-* links alone)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,7 +25,7 @@ TRACES="${CRAFT_TRACES_DIR:-$ROOT/../shared/traces}"
 
 TESTS=(device_slots_test load_counter_test nccl_transfer_test moe_emulator_test cuda_backend_test
        expert_hash_test routing_test)
-BENCHES=(transfer_bench step_bench)
+BENCHES=(transfer_bench step_bench expert_calibrate)
 # The control plane for cluster.sh: bazel target -> path under bazel-bin.
 CLUSTER=(server/craft-planner agent/craft-agent gpu_worker/cuda/craft-worker-cuda
          tools/craftctl/craftctl)
@@ -29,8 +33,10 @@ targets=(//server:craft-planner //agent:craft-agent //gpu_worker/cuda:craft-work
          //tools/craftctl)
 for t in "${TESTS[@]}"; do targets+=("//gpu_worker/cuda:$t"); done
 for b in "${BENCHES[@]}"; do targets+=("//gpu_worker/cuda/bench:$b"); done
-bazel build -c opt "${targets[@]}"
-BIN="$(bazel info -c opt bazel-bin)"
+# shellcheck disable=SC2086  # startup options are words
+bazel ${CRAFT_BAZEL_STARTUP:-} build -c opt ${CRAFT_BAZEL_FLAGS:-} "${targets[@]}"
+# shellcheck disable=SC2086
+BIN="$(bazel ${CRAFT_BAZEL_STARTUP:-} info -c opt bazel-bin)"
 
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf "$STAGE"
@@ -68,12 +74,14 @@ plan() {  # plan TRACE GPUS NODES BUDGET PREFIX
 "$CRAFTCTL" synth --out "$IN/synth100.json" --layers 58 --experts 256 --windows 100
 "$CRAFTCTL" synth --out "$STAGE/synth50.json" --layers 58 --experts 256 --windows 50
 plan "$STAGE/synth50.json" 64 8 8 synth_d64
-rm "$STAGE/synth50.json"
+plan "$STAGE/synth50.json" 16 2 8 synth_d16
+mv "$STAGE/synth50.json" "$IN/"  # roofline.sh decode plans on it
 if [[ -f "$TRACES/counts235b.json" ]]; then
   cp "$TRACES/counts235b.json" "$IN/"
   plan "$IN/counts235b.json" 4 1 16 q235_d4
   plan "$IN/counts235b.json" 2 1 16 q235_d2
   plan "$IN/counts235b.json" 16 2 16 q235_d16
+  plan "$IN/counts235b.json" 64 8 16 q235_d64
 else
   echo "stage: no $TRACES/counts235b.json; the real-trace step benchmarks will be skipped" >&2
 fi

@@ -1,6 +1,7 @@
 // step_bench: a MoE layer's measured step time under several layouts of the
 // same skewed trace layer, side by side in one run, against the planner's
-// modelled step time (the busiest GPU's tokens).
+// modelled step time (the busiest GPU's tokens) and, with --calibration, the
+// roofline model's milliseconds on the same slot tokens (planner/cost).
 //
 //   step_bench --trace counts235b.json --layouts none=none.json,eplb=eplb.json,craft=craft.json
 //
@@ -34,6 +35,8 @@
 #include "gpu_worker/cuda/device.h"
 #include "gpu_worker/cuda/median.h"
 #include "gpu_worker/cuda/moe_emulator.h"
+#include "planner/cost/calibration.h"
+#include "planner/cost/roofline.h"
 #include "planner/io/layout_json.h"
 #include "planner/io/trace_json.h"
 
@@ -53,6 +56,8 @@ ABSL_FLAG(int, rounds, 2, "rounds over all layouts (interleaved against drift)")
 ABSL_FLAG(int, physical_gpus, 0, "GPUs to run on (0: every visible one, at most D)");
 ABSL_FLAG(bool, graph, true, "capture each GPU's layer as a CUDA graph");
 ABSL_FLAG(bool, model_only, false, "print the modelled columns only (no GPU needed)");
+ABSL_FLAG(std::string, calibration, "",
+          "roofline calibration file (expert_calibrate): adds the modelled ms column");
 
 namespace craft::gpu::bench {
 namespace {
@@ -207,6 +212,29 @@ absl::Status Main() {
   }
 
   const ExpertShape shape{absl::GetFlag(FLAGS_hidden), absl::GetFlag(FLAGS_inter)};
+  // The roofline model's step for each cell, on the very slot tokens run.
+  std::vector<std::vector<double>> roofline_ms(batch_sizes.size(),
+                                               std::vector<double>(layouts.size(), 0));
+  const std::string calibration_path = absl::GetFlag(FLAGS_calibration);
+  if (!calibration_path.empty()) {
+    CRAFT_ASSIGN_OR_RETURN(planner::Calibration calibration,
+                           planner::LoadCalibrationFile(calibration_path));
+    if (calibration.hidden != shape.hidden || calibration.intermediate != shape.inter) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(calibration_path, " is for experts ", calibration.hidden, " x ",
+                       calibration.intermediate, ", not ", shape.hidden, " x ", shape.inter));
+    }
+    for (size_t bi = 0; bi < batch_sizes.size(); ++bi) {
+      for (size_t li = 0; li < layouts.size(); ++li) {
+        for (const Cell& cell : cells[bi][li]) {
+          std::vector<double> tokens;
+          for (const SlotWork& w : cell.work) tokens.push_back(static_cast<double>(w.tokens));
+          roofline_ms[bi][li] =
+              std::max(roofline_ms[bi][li], planner::GpuUs(calibration.params, tokens) / 1000);
+        }
+      }
+    }
+  }
   std::vector<std::unique_ptr<MoeEmulator>> emulators;
   for (int p = 0; p < physical && !model_only; ++p) {
     EmulatorOptions options;
@@ -282,13 +310,19 @@ absl::Status Main() {
       for (double g : gpu_medians[bi][li]) absl::StrAppend(&per_gpu, absl::StrFormat("%.3f ", g));
       if (gpus <= 8 && !model_only)
         std::cout << "               per-GPU ms (last round): " << per_gpu << "\n";
+      if (!calibration_path.empty()) {
+        std::cout << absl::StrFormat(
+            "               roofline modelled ms %.3f, measured/modelled %s\n", roofline_ms[bi][li],
+            measured(ms / roofline_ms[bi][li]));
+      }
       if (model_only) continue;
       std::cout << absl::StrFormat(
           "CSV step_bench,trace=%s,layer=%d,gpus=%d,physical=%d,tokens_per_gpu=%d,layout=%s,"
           "slots=%d,imbalance=%.4f,modelled_tokens=%.1f,modelled_x=%.4f,measured_ms=%.4f,"
-          "measured_x=%.4f\n",
+          "measured_x=%.4f,roofline_ms=%.4f\n",
           trace_path, layer, gpus, physical, batch_sizes[bi], layouts[li].name,
-          placement.num_slots(), imbalance, modelled[bi][li], model_x, ms, measured_x);
+          placement.num_slots(), imbalance, modelled[bi][li], model_x, ms, measured_x,
+          roofline_ms[bi][li]);
     }
   }
   return absl::OkStatus();
