@@ -374,6 +374,7 @@ ReplanOutcome ReplanLoop::DecideIncremental(bool force, const planner::LoadTrace
   options.budget = config_.plan.budget.value_or(0);  // the config refuses auto here
   options.bytes_per_expert = config_.model.bytes_per_expert;
   options.limit.max_moved_fraction = config_.max_moved_fraction;
+  options.threads = config_.plan.threads;
   if (config_.plan.uniform) {
     const int gpus = config_.plan.cluster.num_gpus;
     options.uniform_redundant_per_layer = config_.plan.redundant_per_layer.value_or(gpus);

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "common/status_macros.h"
+#include "planner/parallel.h"
 #include "planner/transfer/internal/layer_model.h"
 #include "planner/transfer/internal/slot_diff.h"
 #include "planner/transfer/movement.h"
@@ -120,6 +121,7 @@ class Search {
     for (int l = 0; l < committed.num_layers(); ++l) {
       models_.push_back(std::make_unique<LayerModel>(trace, l, sample, gpus));
       models_.back()->Reset(current_.layers[l]);
+      committed_layers_.emplace_back(committed_.layers[l]);
     }
     arrivals_.assign(committed.num_layers(), std::vector<int>(gpus, 0));
     into_gpu_.assign(gpus, 0);
@@ -220,8 +222,21 @@ class Search {
   }
 
   // Shortlists candidates in every layer (after growth, before the loop).
+  // Refresh(l) writes only layer l's shortlists and reads what no refresh
+  // writes, so layers refresh in parallel.
+  void RefreshLayers(const std::vector<int>& layers) {
+    const absl::Status done =
+        ParallelFor(static_cast<int>(layers.size()), options_.threads, [&](int i) {
+          Refresh(layers[i]);
+          return absl::OkStatus();
+        });
+    (void)done;  // Refresh cannot fail
+  }
+
   void RefreshAll() {
-    for (int l = 0; l < current_.num_layers(); ++l) Refresh(l);
+    std::vector<int> every(current_.num_layers());
+    std::iota(every.begin(), every.end(), 0);
+    RefreshLayers(every);
     touched_.clear();
     best_donors_.assign(current_.cluster.num_gpus, {-1, -1});
     for (int g = 0; g < current_.cluster.num_gpus; ++g) {
@@ -332,7 +347,7 @@ class Search {
   void RefreshTouched() {
     std::sort(touched_.begin(), touched_.end());
     touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
-    for (int l : touched_) Refresh(l);
+    RefreshLayers(touched_);
     // Per GPU, the two best donor layers change only through the refreshed
     // layers: rescan when one of them was ranked, else rank them in.
     for (int g = 0; g < current_.cluster.num_gpus; ++g) {
@@ -376,7 +391,7 @@ class Search {
 
   int Arrivals(int layer, int gpu) const {
     return static_cast<int>(
-        ArrivingReplicas(transfer_internal::GpuExperts(committed_.layers[layer], gpu),
+        ArrivingReplicas(committed_layers_[layer].Experts(gpu),
                          transfer_internal::GpuExperts(current_.layers[layer], gpu)));
   }
 
@@ -399,10 +414,9 @@ class Search {
         }
         if (e.add_expert >= 0) after.push_back(e.add_expert);
       }
-      const int delta =
-          static_cast<int>(ArrivingReplicas(
-              transfer_internal::GpuExperts(committed_.layers[edit.layer], edit.gpu), after)) -
-          arrivals_[edit.layer][edit.gpu];
+      const int delta = static_cast<int>(ArrivingReplicas(
+                            committed_layers_[edit.layer].Experts(edit.gpu), after)) -
+                        arrivals_[edit.layer][edit.gpu];
       into->push_back({edit.gpu, delta});
       total += delta;
     }
@@ -581,6 +595,9 @@ class Search {
   }
 
   const Layout& committed_;
+  // Per layer, the committed placement indexed by GPU: a GPU's committed
+  // experts without summing the slots of every GPU before it.
+  std::vector<transfer_internal::PreviousLayer> committed_layers_;
   Layout current_;
   const IncrementalOptions& options_;
   std::vector<std::unique_ptr<LayerModel>> models_;
@@ -635,6 +652,10 @@ absl::Status CheckInputs(const Layout& committed, const LoadTrace& trace,
   }
   if (!(options.min_gain_per_replica >= 0)) {
     return absl::InvalidArgumentError("min_gain_per_replica must be >= 0");
+  }
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads must be >= 0 (0: every core), got ", options.threads));
   }
   if (options.max_replay_windows < 1) {
     return absl::InvalidArgumentError("max_replay_windows must be >= 1");

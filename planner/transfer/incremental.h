@@ -82,6 +82,9 @@ struct IncrementalOptions {
   double min_gain_per_replica = 1e-6;
   // Windows replayed for predictions (evenly spaced when the trace has more).
   int max_replay_windows = 64;
+  // Threads that score the layers' candidate moves (0: every core). The
+  // moves are the same on any count.
+  int threads = 1;
   // Set: uniform layouts, as SGLang and vLLM need (every GPU holds the same
   // slots in every layer). No shifts; growth adds one slot on every GPU in
   // every layer per step (L x D replicas) until every layer holds E + this

@@ -182,6 +182,28 @@ TEST(IncrementalTest, IsDeterministic) {
   EXPECT_EQ(*last_a, *last_b);
 }
 
+TEST(IncrementalTest, TheSameMovesOnAnyThreadCount) {
+  const Drift drift = MakeDrift(6, 3, 16, {8, 2}, 2);
+  IncrementalOptions one = Options(2);
+  one.threads = 1;
+  absl::StatusOr<IncrementalPlan> a = PlanIncremental(drift.committed, drift.drifted, one);
+  ASSERT_TRUE(a.ok()) << a.status();
+  for (int threads : {3, 0}) {
+    IncrementalOptions many = Options(2);
+    many.threads = threads;
+    absl::StatusOr<IncrementalPlan> b = PlanIncremental(drift.committed, drift.drifted, many);
+    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_EQ(a->frontier.size(), b->frontier.size()) << threads;
+    EXPECT_EQ(*LayoutAtPoint(drift.committed, *a, a->frontier.size() - 1),
+              *LayoutAtPoint(drift.committed, *b, b->frontier.size() - 1))
+        << threads;
+  }
+  IncrementalOptions negative = Options(2);
+  negative.threads = -1;
+  EXPECT_EQ(PlanIncremental(drift.committed, drift.drifted, negative).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(IncrementalTest, RejectsBadInput) {
   const Drift drift = MakeDrift(5, 2, 16, {4, 1}, 1);
   auto code = [&](const Layout& layout, const LoadTrace& trace, const IncrementalOptions& o) {

@@ -46,9 +46,16 @@ absl::StatusOr<Movement> CountMovement(const Layout& previous, const Layout& nex
     const LayerPlacement& before = previous.layers[l];
     const LayerPlacement& after = next.layers[l];
     movement.new_slots += after.num_slots();
+    // GPU-major slots: walk both layers' GPUs in step (looking each GPU's
+    // slots up from scratch is O(D) per GPU, which dominated at 4,096 GPUs).
+    const absl::Span<const int> before_slots(before.phy2log), after_slots(after.phy2log);
+    size_t before_at = 0, after_at = 0;
     for (int g = 0; g < gpus; ++g) {
-      movement.replicas_into_gpu[g] += ArrivingReplicas(transfer_internal::GpuExperts(before, g),
-                                                        transfer_internal::GpuExperts(after, g));
+      movement.replicas_into_gpu[g] +=
+          ArrivingReplicas(before_slots.subspan(before_at, before.slots_per_gpu[g]),
+                           after_slots.subspan(after_at, after.slots_per_gpu[g]));
+      before_at += before.slots_per_gpu[g];
+      after_at += after.slots_per_gpu[g];
     }
   }
   int64_t max_replicas = 0;

@@ -44,6 +44,7 @@ absl::StatusOr<planner::IncrementalOptions> IncrementalOptionsFor(
   }
   incremental.bytes_per_expert = static_cast<int64_t>(options.memory.bytes_per_expert);
   incremental.limit = limit;
+  incremental.threads = options.threads;
   return incremental;
 }
 

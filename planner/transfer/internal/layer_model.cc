@@ -188,8 +188,9 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
     bool touched = false;
     for (size_t i = 0; i < experts.size(); ++i) {
       const int e = experts[i];
-      const int before_here =
-          static_cast<int>(std::count(holders_[e].begin(), holders_[e].end(), g));
+      // Holders ascend: a hot expert has hundreds of them at thousands of GPUs.
+      const auto [first, last] = std::equal_range(holders_[e].begin(), holders_[e].end(), g);
+      const int before_here = static_cast<int>(last - first);
       int after_here = before_here;
       for (const ReplicaChange& c : changes) {
         if (c.gpu == g && c.expert == e) after_here += c.delta;
@@ -219,32 +220,48 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
     const double* count = &counts_[static_cast<size_t>(t.expert) * windows];
     for (int w = 0; w < windows; ++w) load[w] += t.coef * count[w];
   }
-  absl::InlinedVector<bool, 128> is_changed(num_gpus_, false);
-  for (int g : gpus) is_changed[g] = true;
+  // A table of the changed GPUs, kept per thread and cleared after use: a
+  // table of every GPU made per call cost more than the rest at thousands of
+  // GPUs, and Evaluate runs concurrently on one model.
+  thread_local std::vector<char> marks;
+  if (marks.size() < static_cast<size_t>(num_gpus_)) marks.resize(num_gpus_, 0);
+  for (int g : gpus) marks[g] = 1;
+  auto is_changed = [](int g) { return marks[g] != 0; };
   // Per window, the busiest GPU that does not change: the first of the
-  // remembered top that does not, or a scan when all of them do.
+  // remembered top that does not, or a scan when all of them do (dropping a
+  // replica of the hottest expert changes every GPU of the top). The scans
+  // run GPU by GPU over those windows, along each GPU's contiguous loads.
   const int keep = std::min(kTop, num_gpus_);
+  absl::InlinedVector<double, 128> new_max(windows, 0.0);
+  absl::InlinedVector<int, 128> scan;
   for (int w = 0; w < windows; ++w) {
-    double new_max = 0;
-    for (size_t i = 0; i < gpus.size(); ++i) new_max = std::max(new_max, changed[i * windows + w]);
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      new_max[w] = std::max(new_max[w], changed[i * windows + w]);
+    }
     const int* top = &top_[static_cast<size_t>(w) * kTop];
     bool found = false;
     for (int k = 0; k < keep; ++k) {
-      if (!is_changed[top[k]]) {
-        new_max = std::max(new_max, LoadAt(top[k], w));
+      if (!is_changed(top[k])) {
+        new_max[w] = std::max(new_max[w], LoadAt(top[k], w));
         found = true;
         break;
       }
     }
-    if (!found) {
-      for (int g = 0; g < num_gpus_; ++g) {
-        if (!is_changed[g]) new_max = std::max(new_max, LoadAt(g, w));
-      }
-    }
-    const double new_b = new_max > 0 ? window_mean_[w] / new_max : 1.0;
-    delta.balancedness += new_b - window_balance_[w];
-    delta.max_gpu_load += new_max - window_max_[w];
+    if (!found) scan.push_back(w);
   }
+  if (!scan.empty()) {
+    for (int g = 0; g < num_gpus_; ++g) {
+      if (is_changed(g)) continue;
+      const double* load = &load_[static_cast<size_t>(g) * windows];
+      for (int w : scan) new_max[w] = std::max(new_max[w], load[w]);
+    }
+  }
+  for (int w = 0; w < windows; ++w) {
+    const double new_b = new_max[w] > 0 ? window_mean_[w] / new_max[w] : 1.0;
+    delta.balancedness += new_b - window_balance_[w];
+    delta.max_gpu_load += new_max[w] - window_max_[w];
+  }
+  for (int g : gpus) marks[g] = 0;
   delta.balancedness /= windows;
   delta.max_gpu_load /= windows;
   return delta;
