@@ -10,7 +10,8 @@
 #       # tokens per GPU, D = 16 and 64 (CAL_DIR: the calibrations; default $OUT)
 #   gpu_worker/device/roofline.sh decode [CAL_DIR]
 #       # the decode case: CRAFT planned by the token (step-time) and the
-#       # roofline objective at equal memory, measured side by side
+#       # roofline objective at equal memory (R = 8), and by auto-R under each,
+#       # measured side by side
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -70,11 +71,18 @@ case "${1:-}" in
     "$BIN/craftctl" eval --loads "$IN/synth100.json" --holdout 0.5 --algorithms none \
       "${common[@]}" "${roofline[@]}" \
       --layouts "$IN/decode_tokens.json,$IN/decode_roofline.json" >>"$OUT/decode.log" 2>&1
+    # Auto-R under each objective: the memory each spends on replicas differs.
+    "$BIN/craftctl" plan --loads "$IN/synth50.json" --algorithm craft "${common[@]:0:4}" \
+      --budget auto --objective step-time --format craft --out "$IN/auto_tokens.json" \
+      >>"$OUT/decode.log" 2>&1
+    "$BIN/craftctl" plan --loads "$IN/synth50.json" --algorithm craft "${common[@]:0:4}" \
+      --budget auto --top-k 8 "${roofline[@]}" --format craft --out "$IN/auto_roofline.json" \
+      >>"$OUT/decode.log" 2>&1
     for layer in 0 10 20 30 40 50; do
       step decode.log --trace "$IN/synth100.json" --windows 50:100 --hidden 7168 --inter 2048 \
         --tokens_per_gpu 64,256 --iters 10 --layer "$layer" --contiguous=false \
         --calibration "$CAL/h200_deepseek_v3.yaml" \
-        --layouts "tokens=$IN/decode_tokens.json,roofline=$IN/decode_roofline.json"
+        --layouts "tokens=$IN/decode_tokens.json,roofline=$IN/decode_roofline.json,auto_tokens=$IN/auto_tokens.json,auto_roofline=$IN/auto_roofline.json"
     done
     grep -v '^CSV' "$OUT/decode.log"
     ;;

@@ -83,6 +83,26 @@ class Reader {
     return value;
   }
 
+  // model.curve: a sequence of [tokens, us] pairs, each checked at its line.
+  absl::Status Curve(const YAML::Node& node, const YAML::Mark& mark,
+                     std::vector<CurvePoint>* curve) const {
+    if (!node.IsSequence())
+      return ErrorAt(mark, "model.curve: expected a sequence of [tokens, us]");
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node point = node[i];
+      const YAML::Mark at = point.Mark().line >= 0 ? point.Mark() : mark;
+      const std::string path = absl::StrCat("model.curve[", i, "]");
+      if (!point.IsSequence() || point.size() != 2) {
+        return ErrorAt(at, absl::StrCat(path, ": expected [tokens, us]"));
+      }
+      CurvePoint p;
+      CRAFT_ASSIGN_OR_RETURN(p.tokens, NonNegative(point[0], at, path));
+      CRAFT_ASSIGN_OR_RETURN(p.us, NonNegative(point[1], at, path));
+      curve->push_back(p);
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<double> NonNegative(const YAML::Node& node, const YAML::Mark& mark,
                                      absl::string_view path) const {
     CRAFT_ASSIGN_OR_RETURN(std::string text, Scalar(node, mark, path, "a number"));
@@ -158,9 +178,11 @@ absl::StatusOr<Calibration> ParseCalibration(absl::string_view yaml_text,
             {"dispatch_us_per_token", &params.dispatch_us_per_token}};
         std::vector<std::string> names;
         for (const auto& [name, unused] : fields) names.push_back(name);
+        names.push_back("curve");
         CRAFT_RETURN_IF_ERROR(reader.Mapping(
             value, mark, key, names, {"fixed_us", "per_token_us"},
             [&](const std::string& k, const YAML::Node& v, const YAML::Mark& m) -> absl::Status {
+              if (k == "curve") return reader.Curve(v, m, &params.curve);
               CRAFT_ASSIGN_OR_RETURN(*fields.at(k),
                                      reader.NonNegative(v, m, absl::StrCat("model.", k)));
               return absl::OkStatus();
@@ -202,6 +224,12 @@ std::string FormatCalibration(const Calibration& calibration, absl::string_view 
                         kCalibrationVersion, calibration.gpu, calibration.hidden,
                         calibration.intermediate, calibration.dtype, p.fixed_us, p.per_token_us,
                         p.knee_sharpness, p.gpu_fixed_us, p.dispatch_us_per_token);
+  if (!p.curve.empty()) {
+    absl::StrAppend(&out, "  curve:  # measured [tokens, us], interpolated by the model\n");
+    for (const CurvePoint& point : p.curve) {
+      absl::StrAppendFormat(&out, "    - [%g, %.3f]\n", point.tokens, point.us);
+    }
+  }
   return out;
 }
 

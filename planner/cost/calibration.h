@@ -11,6 +11,9 @@
 //     knee_sharpness: 4        # optional, 0 (default): max(fixed, per_token x tokens)
 //     gpu_fixed_us: 4.1        # optional, default 0
 //     dispatch_us_per_token: 0 # optional, default 0
+//     curve:                   # optional, the measured slot curve (roofline.h)
+//       - [1, 27.6]
+//       - [4096, 546.9]
 //
 // Every key is checked: unknown, missing, duplicate, wrongly typed, negative
 // or non-finite values and unknown versions are INVALID_ARGUMENT errors that

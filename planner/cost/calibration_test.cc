@@ -80,6 +80,30 @@ TEST(CalibrationTest, FormatRoundTrips) {
   EXPECT_DOUBLE_EQ(again->params.knee_sharpness, parsed->params.knee_sharpness);
 }
 
+TEST(CalibrationTest, ACurveParsesRoundTripsAndIsChecked) {
+  const std::string with_curve =
+      With("  dispatch_us_per_token: 0.002\n",
+           "  dispatch_us_per_token: 0.002\n  curve:\n    - [1, 27.5]\n    - [512, 70]\n");
+  auto parsed = ParseCalibration(with_curve, "cal.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->params.curve.size(), 2u);
+  EXPECT_DOUBLE_EQ(parsed->params.curve[1].tokens, 512);
+  EXPECT_DOUBLE_EQ(parsed->params.curve[1].us, 70);
+  auto again = ParseCalibration(FormatCalibration(*parsed, ""), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->params.curve.size(), 2u);
+  EXPECT_THAT(ErrorOf(absl::StrReplaceAll(with_curve, {{"[512, 70]", "[512]"}})),
+              HasSubstr("cal.yaml:16:7: model.curve[1]: expected [tokens, us]"));
+  EXPECT_THAT(ErrorOf(absl::StrReplaceAll(with_curve, {{"[512, 70]", "[512, -1]"}})),
+              HasSubstr("model.curve[1]: expected a finite number >= 0"));
+  EXPECT_THAT(ErrorOf(absl::StrReplaceAll(with_curve, {{"[512, 70]", "[512, 20]"}})),
+              HasSubstr("curve times must not fall"));
+  EXPECT_THAT(ErrorOf(absl::StrReplaceAll(with_curve, {{"    - [1, 27.5]\n", ""},
+                                                       {"    - [512, 70]\n", ""},
+                                                       {"  curve:\n", "  curve: 3\n"}})),
+              HasSubstr("model.curve: expected a sequence"));
+}
+
 TEST(CalibrationTest, MissingKeysNameTheKeyAndLine) {
   EXPECT_THAT(ErrorOf(With("  per_token_us: 0.125\n", "")),
               HasSubstr("missing required key 'model.per_token_us'"));

@@ -79,4 +79,26 @@ absl::StatusOr<CurveFit> FitSlotCurve(const std::vector<CurvePoint>& points) {
   return best;
 }
 
+std::vector<CurvePoint> MonotoneCurve(std::vector<CurvePoint> points) {
+  std::sort(points.begin(), points.end(),
+            [](const CurvePoint& a, const CurvePoint& b) { return a.tokens < b.tokens; });
+  // Blocks of pooled points: their mean and how many they hold.
+  std::vector<std::pair<double, int>> blocks;
+  for (const CurvePoint& p : points) {
+    blocks.push_back({p.us, 1});
+    while (blocks.size() > 1 && blocks[blocks.size() - 2].first > blocks.back().first) {
+      const auto [mean, n] = blocks.back();
+      blocks.pop_back();
+      auto& [prev_mean, prev_n] = blocks.back();
+      prev_mean = (prev_mean * prev_n + mean * n) / (prev_n + n);
+      prev_n += n;
+    }
+  }
+  size_t i = 0;
+  for (const auto& [mean, n] : blocks) {
+    for (int k = 0; k < n; ++k) points[i++].us = mean;
+  }
+  return points;
+}
+
 }  // namespace craft::planner

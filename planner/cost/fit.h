@@ -15,12 +15,6 @@
 
 namespace craft::planner {
 
-// One measurement: a slot's time with `tokens` tokens.
-struct CurvePoint {
-  double tokens = 0;  // >= 1
-  double us = 0;      // > 0
-};
-
 struct CurveFit {
   RooflineParams params;  // fixed_us, per_token_us, knee_sharpness; the rest 0
   double max_relative_error = 0;
@@ -32,6 +26,11 @@ struct CurveFit {
 // so the flat decode floor weighs as much as the long prefill slope. Needs at
 // least 3 points with tokens >= 1 and us > 0, finite (INVALID_ARGUMENT).
 absl::StatusOr<CurveFit> FitSlotCurve(const std::vector<CurvePoint>& points);
+
+// The non-decreasing curve closest to `points` (sorted by tokens) in least
+// squares: pool-adjacent-violators, so one slower measurement below a faster
+// one (a kernel switch, or noise) is averaged with it, not dropped.
+std::vector<CurvePoint> MonotoneCurve(std::vector<CurvePoint> points);
 
 }  // namespace craft::planner
 

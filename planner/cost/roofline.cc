@@ -25,6 +25,21 @@ absl::Status RooflineParams::Validate() const {
     }
   }
   if (per_token_us <= 0) return absl::InvalidArgumentError("per_token_us must be > 0");
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const CurvePoint& p = curve[i];
+    if (!std::isfinite(p.tokens) || !std::isfinite(p.us) || p.tokens < 1 || p.us <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "curve point ", i, " needs tokens >= 1 and us > 0, got [", p.tokens, ", ", p.us, "]"));
+    }
+    if (i > 0 && !(p.tokens > curve[i - 1].tokens)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("curve tokens must ascend: point ", i, " has ", p.tokens));
+    }
+    if (i > 0 && p.us < curve[i - 1].us) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "curve times must not fall as tokens grow: point ", i, " has ", p.us, " us"));
+    }
+  }
   if (knee_sharpness != 0 && knee_sharpness < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("knee_sharpness must be 0 (a hard max) or >= 1, got ", knee_sharpness));
@@ -32,10 +47,30 @@ absl::Status RooflineParams::Validate() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The measured curve at x >= 1 (non-empty curve).
+double CurveUs(const RooflineParams& params, double x) {
+  const std::vector<CurvePoint>& curve = params.curve;
+  if (x <= curve.front().tokens) return curve.front().us;
+  // Past the last point the FFN is compute-bound: time grows in proportion.
+  if (x >= curve.back().tokens) return curve.back().us * x / curve.back().tokens;
+  const auto hi = std::upper_bound(curve.begin(), curve.end(), x,
+                                   [](double v, const CurvePoint& p) { return v < p.tokens; });
+  const auto lo = hi - 1;
+  return lo->us + (hi->us - lo->us) * (x - lo->tokens) / (hi->tokens - lo->tokens);
+}
+
+}  // namespace
+
 double SlotUs(const RooflineParams& params, double tokens) {
   if (!(tokens > 0)) return 0;
   // Below one token the slot runs in a fraction `tokens` of the steps.
   const double x = std::max(tokens, 1.0);
+  if (!params.curve.empty()) {
+    const double us = CurveUs(params, x);
+    return tokens < 1 ? tokens * us : us;
+  }
   const double compute = params.per_token_us * x;
   double us;
   if (params.knee_sharpness == 0 || params.fixed_us == 0) {

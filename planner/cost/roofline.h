@@ -12,6 +12,12 @@
 //   gpu_fixed_us + sum over its slots of slot_us(x_s) + dispatch_us_per_token * X
 // for X = sum_s x_s. The token objective is the special case fixed_us = 0.
 //
+// Where a calibration carries its measured `curve` (cuBLAS picks kernels by
+// size, so the real curve has steps the smooth knee cannot follow), slot_us
+// interpolates it linearly instead, flat below its first point and in
+// proportion to tokens past its last (compute-bound there; the measured
+// slope, where the smooth fit's per_token_us, bent by the knee, is not).
+//
 //   RooflineParams params = calibration.params;
 //   RooflineModel model(params, {/*tokens_per_gpu=*/256, /*top_k=*/8});
 //   double us = model.LayerUs(placement, num_experts, counts);
@@ -31,15 +37,23 @@
 
 namespace craft::planner {
 
+// One measurement: a slot's time with `tokens` tokens.
+struct CurvePoint {
+  double tokens = 0;  // >= 1
+  double us = 0;      // > 0
+};
+
 struct RooflineParams {
   double fixed_us = 0;               // a slot's floor: its weights read once
   double per_token_us = 0;           // a slot's slope above the knee
   double knee_sharpness = 0;         // p of the smooth max; 0 = the hard max
   double gpu_fixed_us = 0;           // per GPU and layer (launches)
   double dispatch_us_per_token = 0;  // per token the GPU receives
+  std::vector<CurvePoint> curve;     // optional measured slot curve (see above)
 
   // INVALID_ARGUMENT unless every field is finite and >= 0, per_token_us > 0,
-  // and knee_sharpness is 0 or >= 1.
+  // knee_sharpness is 0 or >= 1, and the curve's tokens (>= 1) ascend and its
+  // times (> 0) never fall, so that slot_us never falls as tokens grow.
   absl::Status Validate() const;
 };
 

@@ -82,6 +82,40 @@ TEST(RooflineTest, BadParametersAndRegimesAreRefused) {
   EXPECT_TRUE(RooflineModel(Params(80, 0.125), {256, 8}).Validate().ok());
 }
 
+TEST(RooflineTest, AMeasuredCurveIsInterpolatedFlatBelowAndSlopedAbove) {
+  RooflineParams params = Params(80, 0.125);
+  params.curve = {{1, 30}, {128, 32}, {512, 70}, {1024, 130}};
+  ASSERT_TRUE(params.Validate().ok());
+  EXPECT_DOUBLE_EQ(SlotUs(params, 0), 0);
+  EXPECT_DOUBLE_EQ(SlotUs(params, 0.5), 15);
+  EXPECT_DOUBLE_EQ(SlotUs(params, 1), 30);
+  EXPECT_DOUBLE_EQ(SlotUs(params, 128), 32);
+  EXPECT_DOUBLE_EQ(SlotUs(params, 320), 51);  // halfway from 128 to 512
+  EXPECT_DOUBLE_EQ(SlotUs(params, 1024), 130);
+  EXPECT_DOUBLE_EQ(SlotUs(params, 2048), 260);  // in proportion past the last point
+  double last = 0;
+  for (double x = 0; x <= 5000; x += 0.5) {
+    EXPECT_GE(SlotUs(params, x), last) << x;
+    last = SlotUs(params, x);
+  }
+  params.curve = {{1, 30}, {1, 31}};
+  EXPECT_FALSE(params.Validate().ok());  // tokens must ascend
+  params.curve = {{1, 30}, {8, 29}};
+  EXPECT_FALSE(params.Validate().ok());  // times must not fall
+  params.curve = {{0.5, 30}};
+  EXPECT_FALSE(params.Validate().ok());
+}
+
+TEST(RooflineFitTest, MonotoneCurvePoolsASlowerPointBelowAFasterOne) {
+  const std::vector<CurvePoint> curve =
+      MonotoneCurve({{512, 67.5}, {1, 27}, {448, 82.5}, {640, 88}});
+  ASSERT_EQ(curve.size(), 4u);
+  EXPECT_EQ(curve[0].tokens, 1);
+  EXPECT_DOUBLE_EQ(curve[1].us, 75);  // 448 and 512 pooled
+  EXPECT_DOUBLE_EQ(curve[2].us, 75);
+  EXPECT_DOUBLE_EQ(curve[3].us, 88);
+}
+
 TEST(RooflineFitTest, RecoversTheParametersOfAKneedCurve) {
   const RooflineParams truth = Params(72, 0.125, 4);
   std::vector<CurvePoint> points;
