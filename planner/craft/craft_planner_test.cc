@@ -1,6 +1,7 @@
 #include "planner/craft/craft_planner.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -168,6 +169,21 @@ double CurveValue(const std::vector<BenefitCurve>& curves, const std::vector<int
   return value;
 }
 
+// Calls fn(replicas) for every (r_1..r_L) in [0, D]^L whose total fits the
+// budget's capacity with equal memory: the brute force the DP is held to.
+void ForEachFeasibleCount(int layers, int gpus, int64_t capacity, int residue,
+                          const std::function<void(const std::vector<int>&)>& fn) {
+  std::vector<int> replicas(layers, 0);
+  while (true) {
+    const int total = std::accumulate(replicas.begin(), replicas.end(), 0);
+    if (total <= capacity && total % gpus == residue) fn(replicas);
+    int l = 0;  // next tuple, odometer style
+    while (l < layers && replicas[l] == gpus) replicas[l++] = 0;
+    if (l == layers) return;
+    ++replicas[l];
+  }
+}
+
 // The quality bar: with no --candidates the plan is the best one over
 // every integer count per layer. Brute force enumerates every (r_1..r_L) in
 // [0, D]^L that fits the budget with equal memory and compares values.
@@ -187,17 +203,9 @@ TEST(CraftPlannerTest, TheDefaultPlanIsTheBestOverEveryIntegerCount) {
     const int residue = EqualMemoryResidue(layers, experts, gpus);
     const int64_t capacity = RedundantCapacity(budget, gpus, residue);
     double best = -1;
-    std::vector<int> replicas(layers, 0);
-    while (true) {
-      const int total = std::accumulate(replicas.begin(), replicas.end(), 0);
-      if (total <= capacity && total % gpus == residue) {
-        best = std::max(best, CurveValue(plan->curves, replicas));
-      }
-      int l = 0;  // next tuple, odometer style
-      while (l < layers && replicas[l] == gpus) replicas[l++] = 0;
-      if (l == layers) break;
-      ++replicas[l];
-    }
+    ForEachFeasibleCount(layers, gpus, capacity, residue, [&](const std::vector<int>& replicas) {
+      best = std::max(best, CurveValue(plan->curves, replicas));
+    });
     ASSERT_GT(best, 0) << "trial " << trial;
     EXPECT_NEAR(CurveValue(plan->curves, plan->replicas_per_layer), best, 1e-9)
         << "trial " << trial;
@@ -248,15 +256,9 @@ TEST(CraftPlannerTest, TheRooflinePlanIsTheFastestOverEveryIntegerCount) {
     const int residue = EqualMemoryResidue(layers, experts, gpus);
     const int64_t capacity = RedundantCapacity(budget, gpus, residue);
     double best = std::numeric_limits<double>::infinity();
-    std::vector<int> replicas(layers, 0);
-    while (true) {
-      const int total = std::accumulate(replicas.begin(), replicas.end(), 0);
-      if (total <= capacity && total % gpus == residue) best = std::min(best, modelled(replicas));
-      int l = 0;  // next tuple, odometer style
-      while (l < layers && replicas[l] == gpus) replicas[l++] = 0;
-      if (l == layers) break;
-      ++replicas[l];
-    }
+    ForEachFeasibleCount(layers, gpus, capacity, residue, [&](const std::vector<int>& replicas) {
+      best = std::min(best, modelled(replicas));
+    });
     ASSERT_LT(best, std::numeric_limits<double>::infinity()) << "trial " << trial;
     EXPECT_NEAR(modelled(plan->replicas_per_layer), best, 1e-6) << "trial " << trial;
   }

@@ -119,6 +119,18 @@ expect_error "do not divide over 8 GPUs" "$CRAFTCTL" plan --loads "$TMP/moe58.js
   --algorithm craft --uniform --redundant-per-layer 3
 expect_error "planned by craft" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm craft-paper --uniform
+# --help after a command prints the usage.
+"$CRAFTCTL" plan --help >"$TMP/help" 2>&1 || fail "plan --help exited non-zero"
+grep -q "^usage: craftctl" "$TMP/help" || fail "plan --help: $(head -c 200 "$TMP/help")"
+
+# --threads: the same plan on any count; a negative count is refused.
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm craft --threads 1 \
+  --out "$TMP/one_thread.json" 2>/dev/null || fail "plan on one thread"
+"$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm craft --threads 3 \
+  --out "$TMP/three_threads.json" 2>/dev/null || fail "plan on three threads"
+cmp -s "$TMP/one_thread.json" "$TMP/three_threads.json" || fail "plans differ by thread count"
+expect_error "--threads must be >= 0" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+  --algorithm craft --threads -1
 printf 'PK\003\004not really a zip' >"$TMP/dump.pt"
 expect_error "is a torch file" "$CRAFTCTL" plan --loads "$TMP/dump.pt" --gpus 8 --algorithm eplb
 

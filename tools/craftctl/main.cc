@@ -56,6 +56,13 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  // `craftctl plan --help` asks for the usage, not for a flag named help.
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
   absl::Status status;
   if (command == "plan") {
     status = craft::ctl::RunPlan(args);
