@@ -30,7 +30,7 @@ TEST(PackingTest, SwapsToAvoidDuplicatesWhenGreedyGetsStuck) {
   // Expert 0 has two replicas; GPU 1 fills first with light experts in this
   // slot split, leaving only GPU 0 free for 0's second replica unless a swap.
   const std::vector<int64_t> weight = {10, 9, 9, 9};
-  Replication replication{{0, 1, 2, 3, 0}, {0, 0, 0, 0, 1}, {2, 1, 1, 1}};
+  Replication replication{{0, 1, 2, 3, 0}, {0, 0, 0, 0, 1}, {2, 1, 1, 1}, {}};
   const ClusterShape cluster{2, 1};
   for (const std::vector<int>& slots : {std::vector<int>{4, 1}, std::vector<int>{3, 2}}) {
     auto placement = PackLayer(weight, replication, slots, cluster, {true});
@@ -47,7 +47,7 @@ TEST(PackingTest, SwapsToAvoidDuplicatesWhenGreedyGetsStuck) {
 
 TEST(PackingTest, ImpossibleWithoutDuplicatesIsAClearError) {
   const std::vector<int64_t> weight = {10, 1};
-  Replication replication{{0, 1, 0, 0}, {0, 0, 1, 2}, {3, 1}};
+  Replication replication{{0, 1, 0, 0}, {0, 0, 1, 2}, {3, 1}, {}};
   auto placement = PackLayer(weight, replication, {2, 2}, ClusterShape{2, 1}, {true});
   EXPECT_EQ(placement.status().code(), absl::StatusCode::kFailedPrecondition);
 }
