@@ -22,14 +22,14 @@ std::string TempDir() {
 }
 
 TEST(AgentStateTest, SerializeParseRoundTrip) {
-  const AgentState state{12, "12.7", std::nullopt};
+  const AgentState state{12, "12.7", std::nullopt, std::nullopt};
   absl::StatusOr<AgentState> parsed = ParseAgentState(SerializeAgentState(state));
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, state);
 }
 
 TEST(AgentStateTest, TheCommittedLayoutRoundTrips) {
-  AgentState state{5, "5.3", std::nullopt};
+  AgentState state{5, "5.3", std::nullopt, std::nullopt};
   craft::v1::Layout layout;
   layout.set_version("5.3");
   layout.set_num_experts(4);
@@ -44,7 +44,7 @@ TEST(AgentStateTest, TheCommittedLayoutRoundTrips) {
 }
 
 TEST(AgentStateTest, ALayoutOfAnotherVersionOrGarbageIsRefused) {
-  AgentState state{5, "5.3", craft::v1::Layout()};
+  AgentState state{5, "5.3", craft::v1::Layout(), std::nullopt};
   state.committed_layout->set_version("5.2");
   absl::StatusOr<AgentState> parsed = ParseAgentState(SerializeAgentState(state));
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
@@ -92,13 +92,13 @@ TEST(FileStateStoreTest, SaveThenLoadInANewStore) {
   const std::string path = TempDir() + "/agent_state";
   {
     FileStateStore store(path);
-    ASSERT_TRUE(store.Save({3, "3.1", std::nullopt}).ok());
-    ASSERT_TRUE(store.Save({4, "4.2", std::nullopt}).ok());
+    ASSERT_TRUE(store.Save({3, "3.1", std::nullopt, std::nullopt}).ok());
+    ASSERT_TRUE(store.Save({4, "4.2", std::nullopt, std::nullopt}).ok());
   }
   FileStateStore reopened(path);
   absl::StatusOr<AgentState> state = reopened.Load();
   ASSERT_TRUE(state.ok()) << state.status();
-  EXPECT_EQ(*state, (AgentState{4, "4.2", std::nullopt}));
+  EXPECT_EQ(*state, (AgentState{4, "4.2", std::nullopt, std::nullopt}));
   // No temporary file is left behind.
   EXPECT_NE(::access((path + ".tmp." + std::to_string(::getpid())).c_str(), F_OK), 0);
 }

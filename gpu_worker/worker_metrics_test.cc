@@ -29,7 +29,10 @@ std::unique_ptr<Worker> MakeWorker() {
   options.shape.bytes_per_expert = 512;
   options.window = absl::Milliseconds(20);
   options.security.insecure = true;
-  auto backend = MakeBackend("cpu", {512, 1 << 20});
+  BackendOptions backend_options;
+  backend_options.bytes_per_expert = 512;
+  backend_options.capacity_bytes = 1 << 20;
+  auto backend = MakeBackend("cpu", backend_options);
   EXPECT_TRUE(backend.ok()) << backend.status();
   TrafficOptions traffic_options;
   traffic_options.tokens_per_window = 64;

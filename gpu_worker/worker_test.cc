@@ -183,7 +183,9 @@ class WorkerTest : public ::testing::Test {
     options.link.min_backoff = absl::Milliseconds(20);
     options.link.max_backoff = absl::Milliseconds(200);
     options.security.insecure = true;  // mutual TLS is transfer_test's
-    BackendOptions backend_options{kBytes, 0};
+    BackendOptions backend_options;
+    backend_options.bytes_per_expert = kBytes;
+    backend_options.capacity_bytes = 0;  // unlimited
     backend_options.security = options.security;
     absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend("cpu", backend_options);
     ASSERT_TRUE(backend.ok()) << backend.status();
