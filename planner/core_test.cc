@@ -50,6 +50,9 @@ TEST(LayoutTest, DerivesCountsAndInverse) {
   EXPECT_EQ(layout.layers[0].LogicalCounts(3), (std::vector<int>{2, 1, 1}));
   EXPECT_EQ(layout.layers[0].LogicalToPhysical(3)[0], (std::vector<int>{0, 3}));
   EXPECT_EQ(layout.layers[0].SlotOffset(1), 2);
+  EXPECT_EQ(layout.layers[0].SlotOffsets(), (std::vector<int>{0, 2, 4}));
+  const LayerPlacement uneven{{3, 0, 1}, {0, 1, 2, 0}};
+  EXPECT_EQ(uneven.SlotOffsets(), (std::vector<int>{0, 3, 3, 4}));
   EXPECT_EQ(layout.TotalRedundantSlots(), 1);
   EXPECT_TRUE(layout.HasUniformSlots());
 }

@@ -12,6 +12,12 @@ int LayerPlacement::SlotOffset(int gpu) const {
   return std::accumulate(slots_per_gpu.begin(), slots_per_gpu.begin() + gpu, 0);
 }
 
+std::vector<int> LayerPlacement::SlotOffsets() const {
+  std::vector<int> offsets(slots_per_gpu.size() + 1, 0);
+  std::partial_sum(slots_per_gpu.begin(), slots_per_gpu.end(), offsets.begin() + 1);
+  return offsets;
+}
+
 std::vector<int> LayerPlacement::SlotGpus() const {
   std::vector<int> gpus;
   gpus.reserve(phy2log.size());

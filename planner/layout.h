@@ -18,8 +18,11 @@ struct LayerPlacement {
   std::vector<int> phy2log;        // sum(slots_per_gpu) entries: slot -> logical expert
 
   int num_slots() const { return static_cast<int>(phy2log.size()); }
-  // Index of GPU `gpu`'s first slot.
+  // Index of GPU `gpu`'s first slot. O(gpu): in a loop over GPUs use
+  // SlotOffsets() once instead.
   int SlotOffset(int gpu) const;
+  // Every GPU's first slot, and the slot count last: D + 1 entries.
+  std::vector<int> SlotOffsets() const;
   // The GPU of every slot.
   std::vector<int> SlotGpus() const;
   // logcnt: replicas of every logical expert.
