@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
@@ -571,13 +572,19 @@ class Search {
       Candidate c = Scored(l, MoveOf(l, p));
       if (c.gain > 0) adds_[l].push_back(std::move(c));
     }
-    // Donors: every GPU's cheapest redundant replica to give up.
+    // Donors: every GPU's cheapest redundant replica to give up. The drops of
+    // one expert are scored together (LayerModel::EvaluateDrops).
     donors_[l].assign(gpus, Donor{});
+    absl::flat_hash_map<int, std::vector<std::pair<int, LayerDelta>>> drops;
     for (int h = 0; h < gpus; ++h) {
       for (int y : Distinct(m.GpuExperts(h))) {
         if (m.Replicas(y) < 2) continue;
-        const ReplicaChange drop[] = {{h, y, -1}};
-        const LayerDelta d = m.Evaluate(drop);
+        auto [it, inserted] = drops.try_emplace(y);
+        if (inserted) it->second = m.EvaluateDrops(y);
+        const LayerDelta& d =
+            std::lower_bound(it->second.begin(), it->second.end(), h,
+                             [](const std::pair<int, LayerDelta>& a, int g) { return a.first < g; })
+                ->second;
         const double gain = d.balancedness / models_.size();
         if (d.valid && (donors_[l][h].expert < 0 || gain > donors_[l][h].gain)) {
           std::vector<std::pair<int, int>> into;

@@ -267,4 +267,101 @@ LayerDelta LayerModel::Evaluate(absl::Span<const ReplicaChange> changes) const {
   return delta;
 }
 
+std::vector<std::pair<int, LayerDelta>> LayerModel::EvaluateDrops(int expert) const {
+  std::vector<std::pair<int, LayerDelta>> out;
+  const std::vector<int>& holders = holders_[expert];  // ascending, once per replica
+  const int k = replicas_[expert];
+  const int windows = num_windows_;
+  // Distinct holders and their copies.
+  std::vector<int> gpus;
+  std::vector<int> copies;
+  for (int g : holders) {
+    if (!gpus.empty() && gpus.back() == g) {
+      ++copies.back();
+    } else {
+      gpus.push_back(g);
+      copies.push_back(1);
+    }
+  }
+  if (k < 2) {  // dropping the last replica: invalid, as Evaluate says
+    for (int g : gpus) out.push_back({g, LayerDelta{}});
+    return out;
+  }
+  const double* count = &counts_[static_cast<size_t>(expert) * windows];
+  // Per window, the busiest load among the GPUs that are not holders.
+  std::vector<double> outside(windows, 0.0);
+  std::vector<int> scan;
+  const int keep = std::min(kTop, num_gpus_);
+  auto is_holder = [&gpus](int g) { return std::binary_search(gpus.begin(), gpus.end(), g); };
+  for (int w = 0; w < windows; ++w) {
+    const int* top = &top_[static_cast<size_t>(w) * kTop];
+    bool found = false;
+    for (int t = 0; t < keep; ++t) {
+      if (!is_holder(top[t])) {
+        outside[w] = LoadAt(top[t], w);
+        found = true;
+        break;
+      }
+    }
+    if (!found) scan.push_back(w);
+  }
+  if (!scan.empty()) {
+    std::vector<char> holder(num_gpus_, 0);
+    for (int g : gpus) holder[g] = 1;
+    for (int g = 0; g < num_gpus_; ++g) {
+      if (holder[g]) continue;
+      const double* load = &load_[static_cast<size_t>(g) * windows];
+      for (int w : scan) outside[w] = std::max(outside[w], load[w]);
+    }
+  }
+  // A holder's load when another holder drops the replica, and when it drops
+  // one itself; the same expressions as Evaluate's terms.
+  const auto coef = [&](int after_here, int before_here) {
+    return static_cast<double>(after_here) / (k - 1) - static_cast<double>(before_here) / k;
+  };
+  const size_t n = gpus.size();
+  std::vector<double> other(n * windows), own(n * windows);
+  for (size_t i = 0; i < n; ++i) {
+    const double* load = &load_[static_cast<size_t>(gpus[i]) * windows];
+    const double c_other = coef(copies[i], copies[i]);
+    const double c_own = coef(copies[i] - 1, copies[i]);
+    for (int w = 0; w < windows; ++w) {
+      other[i * windows + w] = load[w] + c_other * count[w];
+      own[i * windows + w] = load[w] + c_own * count[w];
+    }
+  }
+  // Per window, the two holders with the highest `other` load, so each
+  // holder finds the busiest of the others without a scan.
+  std::vector<int> first(windows, -1), second(windows, -1);
+  for (size_t i = 0; i < n; ++i) {
+    for (int w = 0; w < windows; ++w) {
+      const double v = other[i * windows + w];
+      int& a = first[w];
+      int& b = second[w];
+      if (a < 0 || v > other[a * windows + w]) {
+        b = a;
+        a = static_cast<int>(i);
+      } else if (b < 0 || v > other[b * windows + w]) {
+        b = static_cast<int>(i);
+      }
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    LayerDelta delta;
+    delta.valid = true;
+    for (int w = 0; w < windows; ++w) {
+      double new_max = std::max(outside[w], own[i * windows + w]);
+      const int best_other = first[w] == static_cast<int>(i) ? second[w] : first[w];
+      if (best_other >= 0) new_max = std::max(new_max, other[best_other * windows + w]);
+      const double new_b = new_max > 0 ? window_mean_[w] / new_max : 1.0;
+      delta.balancedness += new_b - window_balance_[w];
+      delta.max_gpu_load += new_max - window_max_[w];
+    }
+    delta.balancedness /= windows;
+    delta.max_gpu_load /= windows;
+    out.push_back({gpus[i], delta});
+  }
+  return out;
+}
+
 }  // namespace craft::planner::transfer_internal

@@ -6,6 +6,7 @@
 #define CRAFT_PLANNER_TRANSFER_INTERNAL_LAYER_MODEL_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -49,6 +50,15 @@ class LayerModel {
 
   // The change `changes` would make. O(windows x affected GPUs).
   LayerDelta Evaluate(absl::Span<const ReplicaChange> changes) const;
+
+  // Evaluate({{g, expert, -1}}) for every GPU g holding `expert`, at once:
+  // one entry per distinct holder, ascending, with the same numbers bit for
+  // bit. Every such drop changes the same GPUs (the holders), so the busiest
+  // GPU outside them is found once instead of once per holder: the donor
+  // scan of a re-plan asks this of every GPU, hundreds of them holding a hot
+  // expert at thousands of GPUs. O(windows x (holders + the GPUs outside
+  // them when every remembered busiest GPU is a holder)).
+  std::vector<std::pair<int, LayerDelta>> EvaluateDrops(int expert) const;
 
   int num_gpus() const { return num_gpus_; }
   // Replicas of `expert` in the placement (logcnt).
