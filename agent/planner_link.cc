@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 
 namespace craft::agent {
@@ -219,9 +220,8 @@ void PlannerLink::Run() {
     absl::MutexLock lock(&mu_);
     if (stopping_) break;
     absl::Duration delay = backoff_.NextDelay();
-    const std::string why =
-        absl::StrCat(absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
-                     ": ", status.error_message());
+    const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
+                                         ": ", status.error_message());
     if (IsTransient(status.error_code())) {
       CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
                          << absl::FormatDuration(delay);

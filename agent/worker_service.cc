@@ -5,7 +5,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 
 namespace craft::agent {
@@ -17,10 +19,6 @@ using craft::v1::WorkerMessage;
 constexpr size_t kMaxQueuedCommands = 8;
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 // One worker's stream. Lock order: WorkerService::mu_ -> NodeState -> mu_.
 // Never calls into NodeState while holding mu_ (NodeState calls Send with

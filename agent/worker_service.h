@@ -31,7 +31,6 @@
 #include <set>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/node_state.h"
@@ -42,9 +41,6 @@ namespace craft::agent {
 
 // Initial-metadata key the agent sets when it accepts a worker's hello.
 inline constexpr char kAttachedMetadataKey[] = "craft-attached-gpu";
-
-// absl and gRPC share the canonical status codes.
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class WorkerService final : public craft::v1::NodeAgent::CallbackService {
  public:

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/grpc_status.h"
 #include "craft/v1/worker.grpc.pb.h"
 #include "gpu_worker/expert_weights.h"
 #include "grpcpp/client_context.h"
@@ -133,9 +134,7 @@ absl::StatusOr<int64_t> GrpcExpertFetcher::FetchOnce(const FetchRequest& request
     return problem;
   }
   const grpc::Status status = reader->Finish();
-  if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-  }
+  if (!status.ok()) return FromGrpcStatus(status);
   return sink.Finish();
 }
 

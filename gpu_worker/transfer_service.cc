@@ -5,15 +5,12 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_status.h"
 #include "common/peer_identity.h"
 #include "gpu_worker/expert_weights.h"
 
 namespace craft::gpu_worker {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 // Streams one expert's bytes chunk by chunk, or finishes at once with an
 // error. Deletes itself when done.
@@ -22,7 +19,7 @@ class ChunkWriter : public grpc::ServerWriteReactor<craft::v1::ExpertChunk> {
   ChunkWriter(absl::StatusOr<std::string> expert, int64_t chunk_bytes)
       : chunk_bytes_(static_cast<size_t>(chunk_bytes)) {
     if (!expert.ok()) {
-      Finish(ToGrpc(expert.status()));
+      Finish(ToGrpcStatus(expert.status()));
       return;
     }
     bytes_ = *std::move(expert);

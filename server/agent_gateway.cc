@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/peer_identity.h"
 #include "server/internal/latest_wins_writer.h"
@@ -13,7 +14,6 @@ namespace craft::server {
 
 using craft::v1::AgentMessage;
 using craft::v1::PlannerMessage;
-using internal::ToGrpcStatus;
 
 namespace {
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "common/clock.h"
+#include "common/grpc_status.h"
 #include "common/layout_proto.h"
 #include "server/dry_run.h"
 #include "server/internal/latest_wins_writer.h"
@@ -14,7 +15,6 @@
 namespace craft::server {
 
 using craft::v1::LayoutStatus;
-using internal::ToGrpcStatus;
 
 // One WatchLayout stream. Lives from WatchLayout until OnDone deletes it.
 class LayoutWatcher final

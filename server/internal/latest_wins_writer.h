@@ -17,19 +17,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <optional>
-#include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 
 namespace craft::server::internal {
-
-// absl and gRPC share the canonical status codes.
-inline grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 // `Reactor` is grpc::ServerBidiReactor<In, Out> or grpc::ServerWriteReactor<Out>.
 template <typename Reactor, typename Out>

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_io.h"
+#include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 
 namespace craft::testing {
@@ -42,12 +43,6 @@ int64_t FileSize(const std::string& path) {
 // The bytes of `path` from `offset` on, "" when it cannot be read.
 std::string ReadFrom(const std::string& path, int64_t offset) {
   return ReadFileToString(path, std::numeric_limits<int64_t>::max(), offset).value_or("");
-}
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return status.ok() ? absl::OkStatus()
-                     : absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                                    status.error_message());
 }
 
 }  // namespace
@@ -310,7 +305,7 @@ absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents() {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   craft::v1::ListAgentsResponse response;
-  if (absl::Status s = FromGrpc(placement_->ListAgents(&context, {}, &response)); !s.ok()) {
+  if (absl::Status s = FromGrpcStatus(placement_->ListAgents(&context, {}, &response)); !s.ok()) {
     return s;
   }
   return response;
@@ -320,7 +315,9 @@ absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   craft::v1::LayoutStatus status;
-  if (absl::Status s = FromGrpc(placement_->GetLayout(&context, {}, &status)); !s.ok()) return s;
+  if (absl::Status s = FromGrpcStatus(placement_->GetLayout(&context, {}, &status)); !s.ok()) {
+    return s;
+  }
   return status;
 }
 
@@ -330,7 +327,7 @@ absl::StatusOr<craft::v1::ReplanResponse> LocalCluster::Replan(bool force) {
   craft::v1::ReplanRequest request;
   request.set_force(force);
   craft::v1::ReplanResponse response;
-  if (absl::Status s = FromGrpc(placement_->Replan(&context, request, &response)); !s.ok()) {
+  if (absl::Status s = FromGrpcStatus(placement_->Replan(&context, request, &response)); !s.ok()) {
     return s;
   }
   return response;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/empty_call.h"
+#include "common/grpc_status.h"
 #include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
@@ -21,10 +22,12 @@ namespace {
 
 using craft::v1::PlacementService;
 
+// `status` as an absl::Status, its message prefixed with the call that
+// failed (`what`), which the bare gRPC message does not name.
 absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      absl::StrCat(what, ": ", status.error_message()));
+  const absl::Status converted = FromGrpcStatus(status);
+  if (converted.ok()) return converted;
+  return absl::Status(converted.code(), absl::StrCat(what, ": ", converted.message()));
 }
 
 // Switches every query takes besides its own.
