@@ -11,6 +11,7 @@
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/wire_limits.h"
 #include "planner/initial_layout.h"
 #include "planner/layout.h"
 
@@ -21,7 +22,6 @@ using craft::v1::AckPhase;
 using craft::v1::ErrorCode;
 using craft::v1::GpuError;
 
-constexpr size_t kMaxVersionLength = 128;
 constexpr size_t kRecentVersions = 32;
 constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
 // The largest cluster a layout delta from the initial layout may name, far
@@ -31,7 +31,7 @@ constexpr int kMaxClusterGpus = 1 << 16;
 
 // Versions are opaque but end up in logs, acks and the state file.
 bool IsSaneVersion(const std::string& version) {
-  if (version.empty() || version.size() > kMaxVersionLength) return false;
+  if (version.empty() || version.size() > kMaxVersionBytes) return false;
   return std::all_of(version.begin(), version.end(),
                      [](char c) { return absl::ascii_isgraph(static_cast<unsigned char>(c)); });
 }
@@ -471,7 +471,7 @@ absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const
   const std::string& version = prepare.layout().version();
   if (!IsSaneVersion(version)) {
     return absl::InvalidArgumentError(absl::StrCat("layout version '", version,
-                                                   "' is empty, longer than ", kMaxVersionLength,
+                                                   "' is empty, longer than ", kMaxVersionBytes,
                                                    " bytes or has blanks"));
   }
   if (version == CommittedVersionLocked() || RecentOutcome(version).has_value()) {

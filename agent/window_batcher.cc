@@ -4,24 +4,19 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/wire_limits.h"
 
 namespace craft::agent {
-namespace {
-
-constexpr size_t kMaxVersionLength = 128;
-
-}  // namespace
-
 absl::Status ValidateWindowContent(const craft::v1::GpuWindow& window, int num_layers) {
   if (num_layers > 0 && window.layers_size() != num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("gpu ", window.gpu(), " window ",
                                                    window.window_id(), ": ", window.layers_size(),
                                                    " layers, the model has ", num_layers));
   }
-  if (window.layout_version().size() > kMaxVersionLength) {
+  if (window.layout_version().size() > kMaxVersionBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpu ", window.gpu(), " window ", window.window_id(),
-                     ": layout_version longer than ", kMaxVersionLength, " bytes"));
+                     ": layout_version longer than ", kMaxVersionBytes, " bytes"));
   }
   if (window.duration_ms() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("gpu ", window.gpu(), " window ",

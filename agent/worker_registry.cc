@@ -11,10 +11,6 @@ namespace craft::agent {
 namespace {
 
 constexpr size_t kMaxStringField = 256;
-// A version, as the planner takes it in an AgentHello (server's
-// kMaxVersionBytes): a longer one here would get every hello of this node
-// refused, the worker's own GPU info being kept after it detaches.
-constexpr size_t kMaxVersionBytes = 128;
 
 }  // namespace
 

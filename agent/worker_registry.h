@@ -18,15 +18,12 @@
 #include "absl/status/status.h"
 #include "agent/channels.h"
 #include "agent/node_model.h"
+#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/layout.pb.h"
 #include "craft/v1/worker.pb.h"
 
 namespace craft::agent {
-
-// The size of WorkerHello.transfer_group_id when set: an ncclUniqueId
-// (NCCL_UNIQUE_ID_BYTES). The agent relays it without looking inside.
-inline constexpr size_t kTransferGroupIdBytes = 128;
 
 // "" (a worker's "initial layout") as the version the wire uses for it.
 std::string NormalizeVersion(const std::string& version);

@@ -57,6 +57,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "planner/cluster.h"
 #include "planner/layout.h"
@@ -79,12 +80,9 @@ class AgentConnection {
   virtual void Close(const absl::Status& status) = 0;
 };
 
-// The size of a non-empty GpuInfo.transfer_group_id: an ncclUniqueId
-// (NCCL_UNIQUE_ID_BYTES), relayed to every worker in each Prepare.
-inline constexpr size_t kTransferGroupIdBytes = 128;
-// Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT).
+// Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT), besides
+// the version and transfer-group id sizes in common/wire_limits.h.
 inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
-inline constexpr size_t kMaxVersionBytes = 128;
 
 struct CoordinatorOptions {
   ModelShape model;

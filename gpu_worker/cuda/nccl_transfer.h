@@ -36,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/wire_limits.h"
 #include "gpu_worker/cuda/cuda_types.h"
 
 struct ncclComm;
@@ -44,7 +45,7 @@ namespace craft::gpu {
 
 // An ncclUniqueId as plain bytes, for relaying through the agent.
 struct NcclId {
-  std::array<char, 128> bytes{};
+  std::array<char, kTransferGroupIdBytes> bytes{};
 };
 
 // A fresh id (ncclGetUniqueId): call on one rank, relay to all.

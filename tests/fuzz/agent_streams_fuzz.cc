@@ -21,6 +21,7 @@
 #include "agent/state_file.h"
 #include "common/clock.h"
 #include "common/layout_proto.h"
+#include "common/wire_limits.h"
 #include "server/apply_coordinator.h"
 #include "tests/fuzz/fuzz_session.pb.h"
 #include "tests/fuzz/fuzz_target.h"
@@ -86,7 +87,7 @@ class FakeWorker final : public agent::WorkerChannel {
           << "the agent forwarded a Prepare whose layout does not parse: "
           << LayoutFromProto(prepare.layout()).status();
       const std::string& version = prepare.layout().version();
-      CRAFT_FUZZ_CHECK(!version.empty() && version.size() <= 128)
+      CRAFT_FUZZ_CHECK(!version.empty() && version.size() <= kMaxVersionBytes)
           << "the agent forwarded a Prepare of version '" << version << "'";
     }
     if (command.has_commit()) {
@@ -254,17 +255,17 @@ class Agent {
     CRAFT_FUZZ_CHECK(hello.node() == options_.node) << hello.node();
     CRAFT_FUZZ_CHECK(hello.gpus_size() == static_cast<int>(options_.gpus.size()))
         << hello.ShortDebugString();
-    CRAFT_FUZZ_CHECK(hello.committed_version().size() <= server::kMaxVersionBytes &&
-                     hello.prepared_version().size() <= server::kMaxVersionBytes)
+    CRAFT_FUZZ_CHECK(hello.committed_version().size() <= kMaxVersionBytes &&
+                     hello.prepared_version().size() <= kMaxVersionBytes)
         << "the hello carries a version the planner refuses: " << hello.ShortDebugString();
     for (int i = 0; i < hello.gpus_size(); ++i) {
       const craft::v1::GpuInfo& gpu = hello.gpus(i);
       CRAFT_FUZZ_CHECK(gpu.rank() == options_.gpus[i]) << hello.ShortDebugString();
       CRAFT_FUZZ_CHECK(gpu.transfer_endpoint().size() <= server::kMaxEndpointBytes &&
-                       gpu.serving_version().size() <= server::kMaxVersionBytes)
+                       gpu.serving_version().size() <= kMaxVersionBytes)
           << "the hello carries a GPU the planner refuses: " << gpu.ShortDebugString();
       CRAFT_FUZZ_CHECK(gpu.transfer_group_id().empty() ||
-                       gpu.transfer_group_id().size() == server::kTransferGroupIdBytes)
+                       gpu.transfer_group_id().size() == kTransferGroupIdBytes)
           << gpu.ShortDebugString();
     }
   }

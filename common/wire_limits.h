@@ -1,0 +1,24 @@
+// Sizes the wire contract fixes for fields that the planner, the agent and the
+// worker all check: one definition, so that no service takes what another
+// refuses (a version the agent keeps but the planner rejects would get every
+// hello of that node refused).
+#ifndef CRAFT_COMMON_WIRE_LIMITS_H_
+#define CRAFT_COMMON_WIRE_LIMITS_H_
+
+#include <cstddef>
+
+namespace craft {
+
+// The size of a non-empty transfer_group_id (GpuInfo, WorkerHello, Prepare):
+// an ncclUniqueId (NCCL_UNIQUE_ID_BYTES) made by global rank 0 and relayed,
+// unread, by the agent and the planner to every rank.
+inline constexpr size_t kTransferGroupIdBytes = 128;
+
+// The longest layout version any message may carry (longer is
+// INVALID_ARGUMENT). Versions are opaque, but end up in logs, acks, metrics
+// labels and the state files.
+inline constexpr size_t kMaxVersionBytes = 128;
+
+}  // namespace craft
+
+#endif  // CRAFT_COMMON_WIRE_LIMITS_H_
