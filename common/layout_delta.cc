@@ -21,24 +21,6 @@ void AppendInts(absl::Span<const int> values, std::string* out) {
   }
 }
 
-struct Shape {
-  int num_layers, num_experts, num_gpus, num_nodes;
-  bool operator==(const Shape& o) const {
-    return num_layers == o.num_layers && num_experts == o.num_experts && num_gpus == o.num_gpus &&
-           num_nodes == o.num_nodes;
-  }
-};
-
-Shape ShapeOf(const planner::Layout& layout) {
-  return {layout.num_layers(), layout.num_experts, layout.cluster.num_gpus,
-          layout.cluster.num_nodes};
-}
-
-std::string Describe(const Shape& s) {
-  return absl::StrCat(s.num_layers, " layers x ", s.num_experts, " experts on ", s.num_gpus,
-                      " GPUs / ", s.num_nodes, " nodes");
-}
-
 // Every layer has one slot count per GPU: what the slicing below relies on.
 absl::Status CheckSlotCounts(const planner::Layout& layout, absl::string_view which) {
   for (int l = 0; l < layout.num_layers(); ++l) {
@@ -59,7 +41,8 @@ absl::Span<const int> GpuSlots(const planner::LayerPlacement& layer, int g, int 
 // Checks one changed list against the shape and the list before it (lists are
 // ordered by (layer, GPU), each at most once).
 absl::Status CheckChange(const craft::v1::GpuLayerSlots& change, int index,
-                         const craft::v1::GpuLayerSlots* previous, const Shape& shape) {
+                         const craft::v1::GpuLayerSlots* previous,
+                         const planner::LayoutShape& shape) {
   const std::string where = absl::StrCat("layout delta entry ", index, ": ");
   if (change.layer() < 0 || change.layer() >= shape.num_layers) {
     return absl::InvalidArgumentError(
@@ -129,11 +112,11 @@ absl::StatusOr<craft::v1::LayoutDelta> MakeLayoutDelta(const planner::Layout& ba
                                                        const std::string& base_version,
                                                        const planner::Layout& target,
                                                        const std::string& version) {
-  const Shape shape = ShapeOf(target);
-  if (!(ShapeOf(base) == shape)) {
+  const planner::LayoutShape shape = target.shape();
+  if (base.shape() != shape) {
     return absl::InvalidArgumentError(absl::StrCat("no delta from ", base_version, " (",
-                                                   Describe(ShapeOf(base)), ") to ", version, " (",
-                                                   Describe(shape), "): the shapes differ"));
+                                                   base.shape().ToString(), ") to ", version, " (",
+                                                   shape.ToString(), "): the shapes differ"));
   }
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   if (absl::Status s = CheckSlotCounts(target, "the target"); !s.ok()) return s;
@@ -166,12 +149,13 @@ absl::StatusOr<craft::v1::LayoutDelta> MakeLayoutDelta(const planner::Layout& ba
 
 absl::StatusOr<planner::Layout> ApplyLayoutDelta(const planner::Layout& base,
                                                  const craft::v1::LayoutDelta& delta) {
-  const Shape shape = ShapeOf(base);
-  const Shape claimed{delta.num_layers(), delta.num_experts(), delta.num_gpus(), delta.num_nodes()};
+  const planner::LayoutShape shape = base.shape();
+  const planner::LayoutShape claimed{delta.num_layers(), delta.num_experts(), delta.num_gpus(),
+                                     delta.num_nodes()};
   if (!(claimed == shape)) {
     return absl::InvalidArgumentError(absl::StrCat("layout delta ", delta.base_version(), " -> ",
-                                                   delta.version(), " is for ", Describe(claimed),
-                                                   "; the base is ", Describe(shape)));
+                                                   delta.version(), " is for ", claimed.ToString(),
+                                                   "; the base is ", shape.ToString()));
   }
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   // Every entry is checked before anything is built: a bad one changes nothing.

@@ -26,14 +26,11 @@ absl::Status WorkerShape::Validate() const {
 }
 
 absl::Status WorkerShape::CheckLayout(const planner::Layout& layout) const {
-  if (layout.num_layers() != num_layers || layout.num_experts != num_experts ||
-      layout.cluster.num_gpus != cluster.num_gpus ||
-      layout.cluster.num_nodes != cluster.num_nodes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout shape ", layout.num_layers(), " layers x ", layout.num_experts,
-                     " experts on ", layout.cluster.num_gpus, " GPUs / ", layout.cluster.num_nodes,
-                     " nodes does not match this worker's ", num_layers, " x ", num_experts, " on ",
-                     cluster.num_gpus, " / ", cluster.num_nodes));
+  if (layout.shape() !=
+      planner::LayoutShape{num_layers, num_experts, cluster.num_gpus, cluster.num_nodes}) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout shape ", layout.shape().ToString(), " does not match this worker's ", num_layers,
+        " x ", num_experts, " on ", cluster.num_gpus, " / ", cluster.num_nodes));
   }
   return absl::OkStatus();
 }

@@ -57,6 +57,19 @@ TEST(LayoutTest, DerivesCountsAndInverse) {
   EXPECT_TRUE(layout.HasUniformSlots());
 }
 
+TEST(LayoutTest, ShapeIsLayersExpertsGpusAndNodes) {
+  const Layout layout = TwoGpuLayout();
+  const LayoutShape shape = layout.shape();
+  EXPECT_EQ(shape, (LayoutShape{1, 3, 2, 1}));
+  EXPECT_EQ(shape.ToString(), "1 layers x 3 experts on 2 GPUs / 1 nodes");
+  Layout more_experts = layout;
+  more_experts.num_experts = 4;
+  EXPECT_NE(more_experts.shape(), shape) << "the slots alone do not make the shape";
+  Layout more_layers = layout;
+  more_layers.layers.push_back(layout.layers[0]);
+  EXPECT_NE(more_layers.shape(), shape);
+}
+
 TEST(LayoutTest, RejectsBrokenLayouts) {
   Layout missing = TwoGpuLayout();
   missing.layers[0].phy2log = {0, 1, 0, 0};  // expert 2 unplaced

@@ -8,6 +8,11 @@
 
 namespace craft::planner {
 
+std::string LayoutShape::ToString() const {
+  return absl::StrCat(num_layers, " layers x ", num_experts, " experts on ", num_gpus, " GPUs / ",
+                      num_nodes, " nodes");
+}
+
 int LayerPlacement::SlotOffset(int gpu) const {
   return std::accumulate(slots_per_gpu.begin(), slots_per_gpu.begin() + gpu, 0);
 }

@@ -2,6 +2,7 @@
 #ifndef CRAFT_PLANNER_LAYOUT_H_
 #define CRAFT_PLANNER_LAYOUT_H_
 
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -35,12 +36,33 @@ struct LayerPlacement {
   }
 };
 
+// The dimensions a layout is indexed by. Two layouts can be compared slot by
+// slot, and a layout fits a configured model and cluster, only when these
+// agree, which is what comparing LayoutShapes checks.
+struct LayoutShape {
+  int num_layers = 0;
+  int num_experts = 0;
+  int num_gpus = 0;
+  int num_nodes = 0;
+
+  bool operator==(const LayoutShape& other) const {
+    return num_layers == other.num_layers && num_experts == other.num_experts &&
+           num_gpus == other.num_gpus && num_nodes == other.num_nodes;
+  }
+  bool operator!=(const LayoutShape& other) const { return !(*this == other); }
+  // "12 layers x 64 experts on 8 GPUs / 2 nodes", for error messages.
+  std::string ToString() const;
+};
+
 struct Layout {
   int num_experts = 0;
   ClusterShape cluster;
   std::vector<LayerPlacement> layers;
 
   int num_layers() const { return static_cast<int>(layers.size()); }
+  LayoutShape shape() const {
+    return {num_layers(), num_experts, cluster.num_gpus, cluster.num_nodes};
+  }
   // Slots GPU `gpu` holds summed over layers (its expert-weight memory).
   int SlotsOnGpu(int gpu) const;
   // Redundant slots (beyond one per expert) summed over layers.

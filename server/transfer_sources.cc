@@ -12,9 +12,7 @@ namespace {
 
 absl::Status CheckSameShape(const planner::Layout& target, const planner::Layout& layout,
                             const std::string& version) {
-  if (layout.num_layers() != target.num_layers() || layout.num_experts != target.num_experts ||
-      layout.cluster.num_gpus != target.cluster.num_gpus ||
-      layout.cluster.num_nodes != target.cluster.num_nodes) {
+  if (layout.shape() != target.shape()) {
     return absl::InvalidArgumentError(
         absl::StrCat("layout ", version, " has another shape than the target layout"));
   }

@@ -10,9 +10,7 @@ namespace craft::planner::transfer_internal {
 absl::Status CheckComparable(const Layout& previous, const Layout& next) {
   CRAFT_RETURN_IF_ERROR(previous.Validate());
   CRAFT_RETURN_IF_ERROR(next.Validate());
-  if (previous.num_layers() != next.num_layers() || previous.num_experts != next.num_experts ||
-      previous.cluster.num_gpus != next.cluster.num_gpus ||
-      previous.cluster.num_nodes != next.cluster.num_nodes) {
+  if (previous.shape() != next.shape()) {
     return absl::InvalidArgumentError(
         absl::StrCat("layouts differ in shape: previous has ", previous.num_layers(), " layers, ",
                      previous.num_experts, " experts, ", previous.cluster.num_gpus, " GPUs on ",
