@@ -23,14 +23,13 @@ namespace {
 absl::Status CheckLayoutFits(const planner::Layout& layout, const ModelShape& model,
                              const planner::ClusterShape& cluster) {
   CRAFT_RETURN_IF_ERROR(layout.Validate());
-  if (layout.num_layers() != model.num_layers || layout.num_experts != model.num_experts ||
-      layout.cluster.num_gpus != cluster.num_gpus ||
-      layout.cluster.num_nodes != cluster.num_nodes) {
+  const planner::LayoutShape configured{model.num_layers, model.num_experts, cluster.num_gpus,
+                                        cluster.num_nodes};
+  if (layout.shape() != configured) {
     return absl::InvalidArgumentError(
-        absl::StrCat("layout shape ", layout.num_layers(), " layers x ", layout.num_experts,
-                     " experts on ", layout.cluster.num_gpus, " GPUs / ", layout.cluster.num_nodes,
-                     " nodes does not match the configured ", model.num_layers, " x ",
-                     model.num_experts, " on ", cluster.num_gpus, " / ", cluster.num_nodes));
+        absl::StrCat("layout shape ", layout.shape().ToString(), " does not match the configured ",
+                     model.num_layers, " x ", model.num_experts, " on ", cluster.num_gpus, " / ",
+                     cluster.num_nodes));
   }
   return absl::OkStatus();
 }
