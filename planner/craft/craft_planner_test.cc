@@ -102,7 +102,9 @@ TEST(CraftPlannerTest, AutoBudgetTradesBalanceForKvCache) {
   for (const BudgetPoint& point : plan->budget_sweep)
     best = std::max(best, point.relative_throughput);
   for (const BudgetPoint& point : plan->budget_sweep) {
-    if (point.budget == plan->budget) EXPECT_DOUBLE_EQ(point.relative_throughput, best);
+    if (point.budget == plan->budget) {
+      EXPECT_DOUBLE_EQ(point.relative_throughput, best);
+    }
   }
   EXPECT_DOUBLE_EQ(plan->budget_sweep[0].relative_throughput, 1.0);
   EXPECT_GT(plan->budget, 0);  // a 25x hot expert is worth a few replicas
@@ -184,18 +186,37 @@ void ForEachFeasibleCount(int layers, int gpus, int64_t capacity, int residue,
   }
 }
 
+// A small random shape for the brute-force checks: 2 or 4 GPUs on 1 or 2
+// nodes, 2 or 3 layers of 3 to 7 experts, a budget of 1 to 3.
+struct SmallCase {
+  ClusterShape cluster;
+  int layers = 0;
+  int experts = 0;
+  LoadTrace trace;
+  int budget = 0;
+};
+
+SmallCase RandomSmallCase(std::mt19937& rng) {
+  SmallCase c;
+  const int nodes = 1 + rng() % 2;
+  c.cluster = {nodes * 2, nodes};
+  c.layers = 2 + rng() % 2;
+  c.experts = 3 + rng() % 5;
+  c.trace = testing::SkewedTrace(c.layers, c.experts, 1 + rng() % 4, rng(), 6.0);
+  c.budget = 1 + static_cast<int>(rng() % 3);
+  return c;
+}
+
 // The quality bar: with no --candidates the plan is the best one over
 // every integer count per layer. Brute force enumerates every (r_1..r_L) in
 // [0, D]^L that fits the budget with equal memory and compares values.
 TEST(CraftPlannerTest, TheDefaultPlanIsTheBestOverEveryIntegerCount) {
   std::mt19937 rng(11);
   for (int trial = 0; trial < 12; ++trial) {
-    const int nodes = 1 + rng() % 2;
-    const ClusterShape cluster{nodes * 2, nodes};
-    const int layers = 2 + rng() % 2;
-    const int experts = 3 + rng() % 5;
-    const LoadTrace trace = testing::SkewedTrace(layers, experts, 1 + rng() % 4, rng(), 6.0);
-    const int budget = 1 + static_cast<int>(rng() % 3);
+    const SmallCase small = RandomSmallCase(rng);
+    const ClusterShape& cluster = small.cluster;
+    const int layers = small.layers, experts = small.experts, budget = small.budget;
+    const LoadTrace& trace = small.trace;
     auto plan = PlanCraft(trace, CraftOptions(cluster, budget));
     ASSERT_TRUE(plan.ok()) << plan.status();
     const int gpus = cluster.num_gpus;
@@ -219,12 +240,10 @@ TEST(CraftPlannerTest, TheDefaultPlanIsTheBestOverEveryIntegerCount) {
 TEST(CraftPlannerTest, TheRooflinePlanIsTheFastestOverEveryIntegerCount) {
   std::mt19937 rng(17);
   for (int trial = 0; trial < 16; ++trial) {
-    const int nodes = 1 + rng() % 2;
-    const ClusterShape cluster{nodes * 2, nodes};
-    const int layers = 2 + rng() % 2;
-    const int experts = 3 + rng() % 5;
-    const LoadTrace trace = testing::SkewedTrace(layers, experts, 1 + rng() % 4, rng(), 6.0);
-    const int budget = 1 + static_cast<int>(rng() % 3);
+    const SmallCase small = RandomSmallCase(rng);
+    const ClusterShape& cluster = small.cluster;
+    const int layers = small.layers, experts = small.experts, budget = small.budget;
+    const LoadTrace& trace = small.trace;
     RooflineParams params;
     params.fixed_us = 70;
     params.per_token_us = 0.125;
