@@ -33,10 +33,7 @@ Replicator::Replicator(absl::Span<const int64_t> weight, int max_replicas_per_ex
   replication_.phy2log.resize(num_logical);
   std::iota(replication_.phy2log.begin(), replication_.phy2log.end(), 0);
   replication_.rank.assign(num_logical, 0);
-  replication_.heaviest_first.resize(num_logical);
-  std::iota(replication_.heaviest_first.begin(), replication_.heaviest_first.end(), 0);
-  std::sort(replication_.heaviest_first.begin(), replication_.heaviest_first.end(),
-            [this](int a, int b) { return HeavierPerReplica(weight_, replication_.logcnt, a, b); });
+  replication_.heaviest_first = HeaviestFirstOrder(weight_, replication_.logcnt);
   position_.resize(num_logical);
   for (int i = 0; i < num_logical; ++i) position_[replication_.heaviest_first[i]] = i;
   // A max-heap on load per replica: O(log E) per replica.
@@ -57,6 +54,23 @@ bool HeavierPerReplica(absl::Span<const int64_t> weight, const std::vector<int>&
 
 bool Replicator::LowerPriority(int a, int b) const {
   return HeavierPerReplica(weight_, replication_.logcnt, b, a);
+}
+
+std::vector<int> HeaviestFirstOrder(absl::Span<const int64_t> weight,
+                                    const std::vector<int>& count) {
+  std::vector<int> experts(weight.size());
+  std::iota(experts.begin(), experts.end(), 0);
+  // Division rounds monotonically, so the rounded loads order all but the
+  // near-equal ones, which the exact comparison settles.
+  std::vector<double> share(weight.size());
+  for (size_t e = 0; e < share.size(); ++e) {
+    share[e] = static_cast<double>(weight[e]) / count[e];
+  }
+  std::sort(experts.begin(), experts.end(), [&](int a, int b) {
+    if (share[a] != share[b]) return share[a] > share[b];
+    return HeavierPerReplica(weight, count, a, b);
+  });
+  return experts;
 }
 
 void Replicator::Resort(int e) {

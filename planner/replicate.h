@@ -28,6 +28,10 @@ struct Replication {
 bool HeavierPerReplica(absl::Span<const int64_t> weight, const std::vector<int>& count, int a,
                        int b);
 
+// Every expert in that order (Replication::heaviest_first, sorted afresh).
+std::vector<int> HeaviestFirstOrder(absl::Span<const int64_t> weight,
+                                    const std::vector<int>& count);
+
 // DeepSeek EPLB's `replicate_experts`: start with one replica per expert, then
 // give each of the `num_physical - E` extra slots to the expert with the
 // largest load per replica. Per-replica loads are compared exactly by

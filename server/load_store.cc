@@ -156,10 +156,7 @@ const std::vector<std::vector<int>>& LoadStore::SlotOffsetsLocked(const std::str
   if (slot_offsets_.size() >= kVersionsKept) slot_offsets_.erase(slot_offsets_.begin());
   std::vector<std::vector<int>> offsets;
   for (const planner::LayerPlacement& layer : layout.layers) {
-    std::vector<int>& row = offsets.emplace_back(layer.slots_per_gpu.size() + 1, 0);
-    for (size_t g = 0; g < layer.slots_per_gpu.size(); ++g) {
-      row[g + 1] = row[g] + layer.slots_per_gpu[g];
-    }
+    offsets.push_back(layer.SlotOffsets());
   }
   return slot_offsets_.emplace(version, std::move(offsets)).first->second;
 }

@@ -79,19 +79,10 @@ class Packer {
   // they come one after another.
   std::vector<int> HeaviestFirst() const {
     const auto& cnt = replication_.logcnt;
-    std::vector<int> experts = replication_.heaviest_first;  // a Replicator keeps it
-    if (experts.size() != weight_.size()) {
-      experts.resize(weight_.size());
-      std::iota(experts.begin(), experts.end(), 0);
-      // Division rounds monotonically, so the rounded loads order all but the
-      // near-equal ones, which the exact comparison settles.
-      std::vector<double> share(weight_.size());
-      for (size_t e = 0; e < share.size(); ++e) share[e] = ReplicaLoad(static_cast<int>(e));
-      std::sort(experts.begin(), experts.end(), [&](int a, int b) {
-        if (share[a] != share[b]) return share[a] > share[b];
-        return HeavierPerReplica(weight_, cnt, a, b);
-      });
-    }
+    // A Replicator keeps the order; a replication made by hand is sorted here.
+    const std::vector<int> experts = replication_.heaviest_first.size() == weight_.size()
+                                         ? replication_.heaviest_first
+                                         : HeaviestFirstOrder(weight_, cnt);
     std::vector<int> order;
     order.reserve(replication_.phy2log.size());
     for (int e : experts) order.insert(order.end(), cnt[e], e);
