@@ -15,6 +15,7 @@ PACKAGES=(
   openssl                                   # tests make their certificates (scripts/make_certs.sh)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus                                # promtool (metric/rule tests) and the e2e server
+  etcd-server                               # the high-availability tests (a real etcd cluster)
   python3-torch                             # real SGLang recorder dumps (tools/sglang tests)
 )
 

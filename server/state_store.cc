@@ -1,5 +1,6 @@
 #include "server/state_store.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -9,6 +10,7 @@
 #include "common/atomic_file.h"
 #include "common/file_io.h"
 #include "common/fnv1a.h"
+#include "common/status_macros.h"
 
 namespace craft::server {
 namespace {
@@ -69,18 +71,18 @@ std::string CheckCounters(const PlannerState& state) {
 
 }  // namespace
 
-absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
-  absl::StatusOr<std::string> read = ReadFileToString(path_);
-  if (!read.ok()) {
-    if (absl::IsNotFound(read.status())) return std::nullopt;  // first start
-    return absl::InternalError(absl::StrCat("cannot open state file ", read.status().message()));
-  }
-  const std::string& text = *read;
+absl::StatusOr<PlannerState> DecodePlannerState(absl::string_view text, absl::string_view source) {
   auto corrupt = [&](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat("state file '", path_, "' is corrupt (", why,
+    return absl::DataLossError(absl::StrCat(source, " is corrupt (", why,
                                             "); refusing to start from scratch, which could "
                                             "reuse layout versions"));
   };
+  if (absl::StartsWith(text, "craft-planner-state ") && !absl::StartsWith(text, kMagic) &&
+      !absl::StartsWith(text, kMagicV1)) {
+    const absl::string_view first_line = text.substr(0, std::min<size_t>(text.find('\n'), 64));
+    return absl::DataLossError(absl::StrCat(source, " has an unknown schema version ('", first_line,
+                                            "'; this planner reads versions 1 and 2)"));
+  }
   // Five header lines (six in version 2: the last checksums the first five),
   // then the committed and the previous layout's bytes.
   const bool v1 = absl::StartsWith(text, absl::StrCat(kMagicV1, "\n"));
@@ -124,7 +126,7 @@ absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
   return state;
 }
 
-absl::Status FileStateStore::Save(const PlannerState& state) {
+absl::StatusOr<std::string> EncodePlannerState(const PlannerState& state) {
   std::string committed, previous;
   if (!state.committed.SerializeToString(&committed) ||
       (state.previous.has_value() && !state.previous->SerializeToString(&previous))) {
@@ -137,9 +139,21 @@ absl::Status FileStateStore::Save(const PlannerState& state) {
       absl::StrCat(kMagic, "\nepoch ", state.epoch, "\nseq ", state.seq, "\n",
                    BlobLine("committed", committed), BlobLine("previous", previous));
   // The checksum is printed as a signed number: IntField reads int64.
-  const std::string contents = absl::StrCat(
-      header, "header ", static_cast<int64_t>(Fnv1a64(header)), "\n", committed, previous);
+  return absl::StrCat(header, "header ", static_cast<int64_t>(Fnv1a64(header)), "\n", committed,
+                      previous);
+}
 
+absl::StatusOr<std::optional<PlannerState>> FileStateStore::Load() {
+  absl::StatusOr<std::string> read = ReadFileToString(path_);
+  if (!read.ok()) {
+    if (absl::IsNotFound(read.status())) return std::nullopt;  // first start
+    return absl::InternalError(absl::StrCat("cannot open state file ", read.status().message()));
+  }
+  return DecodePlannerState(*read, absl::StrCat("state file '", path_, "'"));
+}
+
+absl::Status FileStateStore::Save(const PlannerState& state) {
+  CRAFT_ASSIGN_OR_RETURN(const std::string contents, EncodePlannerState(state));
   absl::MutexLock lock(&mu_);
   return WriteFileAtomically(path_, contents);
 }

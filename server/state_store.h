@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "craft/v1/layout.pb.h"
 
@@ -33,6 +34,17 @@ struct PlannerState {
   std::optional<craft::v1::Layout> previous;
 };
 
+// The state's bytes, as every backend stores them: a text header (magic with
+// the schema version, epoch, seq, the length and FNV-1a checksum of each
+// serialized craft.v1.Layout, then the FNV-1a checksum of those header
+// lines) followed by the committed and the previous layout's bytes. Decode
+// refuses (DATA_LOSS, naming `source`) an unknown schema version, a header
+// that does not match its checksum, counters outside [0, 2^62) (epoch from
+// 1), and layout versions later than the counters (the next apply would mint
+// them again); Encode refuses (INVALID_ARGUMENT) to write such a state.
+absl::StatusOr<PlannerState> DecodePlannerState(absl::string_view bytes, absl::string_view source);
+absl::StatusOr<std::string> EncodePlannerState(const PlannerState& state);
+
 class StateStore {
  public:
   virtual ~StateStore() = default;
@@ -42,14 +54,8 @@ class StateStore {
   virtual absl::Status Save(const PlannerState& state) = 0;
 };
 
-// A file written as a temporary file, fsync'ed and renamed over `path` (then
-// the directory fsync'ed). Format: a text header (magic, epoch, seq, the
-// length and FNV-1a checksum of each serialized craft.v1.Layout, then the
-// FNV-1a checksum of those header lines) followed by the committed and the
-// previous layout's bytes. Load refuses (DATA_LOSS) a header that does not
-// match its checksum, counters outside [0, 2^62) (epoch from 1), and layout
-// versions later than the counters (the next apply would mint them again);
-// Save refuses (INVALID_ARGUMENT) to write such a state.
+// The state encoded as above, in a file written as a temporary file,
+// fsync'ed and renamed over `path` (then the directory fsync'ed).
 class FileStateStore : public StateStore {
  public:
   explicit FileStateStore(std::string path) : path_(std::move(path)) {}

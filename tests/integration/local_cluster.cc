@@ -19,21 +19,6 @@
 namespace craft::testing {
 namespace {
 
-// A TCP port that was free a moment ago. The planner gets a fixed port so a
-// restarted planner is found again by agents that keep their --planner.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // The size of `path`, 0 when it does not exist.
 int64_t FileSize(const std::string& path) {
   struct stat info {};

@@ -57,6 +57,10 @@ bool WaitFor(const std::function<bool()>& predicate, absl::Duration timeout);
 // A runfile of this test (a binary it depends on), e.g. "server/craft-planner".
 std::string Runfile(const std::string& path);
 
+// A loopback TCP port that was free a moment ago. Processes get fixed ports
+// so that a restarted one is found again where it was.
+int FreePort();
+
 // A fresh directory under TEST_TMPDIR.
 std::string TempDir(const std::string& name);
 

@@ -1,0 +1,222 @@
+#include "server/etcd/etcd_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+
+namespace craft::server {
+namespace {
+
+void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+bool TryNextMember(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+}  // namespace
+
+EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options)) {
+  for (const std::string& endpoint : options_.endpoints) {
+    grpc::ChannelArguments args;
+    // A member that went away is retried soon: failover must not wait on
+    // gRPC's default reconnect backoff (up to 120 s).
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    std::shared_ptr<grpc::Channel> channel =
+        MakeChannel(endpoint, options_.security, options_.server_name, args);
+    members_.push_back(Member{endpoint, etcdserverpb::KV::NewStub(channel),
+                              etcdserverpb::Lease::NewStub(channel),
+                              etcdserverpb::Watch::NewStub(channel)});
+  }
+}
+
+absl::Status EtcdClient::OnAnyMember(
+    const char* what, const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call) {
+  if (members_.empty()) return absl::FailedPreconditionError("no etcd endpoints configured");
+  const size_t first = preferred_.load();
+  grpc::Status last;
+  for (size_t i = 0; i < members_.size(); ++i) {
+    const size_t index = (first + i) % members_.size();
+    grpc::ClientContext context;
+    SetDeadline(&context, options_.request_timeout);
+    last = call(members_[index], &context);
+    if (last.ok()) {
+      preferred_.store(index);
+      return absl::OkStatus();
+    }
+    if (!TryNextMember(last)) break;
+  }
+  const absl::Status status = FromGrpcStatus(last);
+  return absl::Status(status.code(), absl::StrCat("etcd ", what, ": ", status.message()));
+}
+
+absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(
+    const etcdserverpb::RangeRequest& request) {
+  etcdserverpb::RangeResponse response;
+  absl::Status status = OnAnyMember("Range", [&](Member& m, grpc::ClientContext* context) {
+    return m.kv->Range(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<etcdserverpb::TxnResponse> EtcdClient::Txn(const etcdserverpb::TxnRequest& request) {
+  etcdserverpb::TxnResponse response;
+  absl::Status status = OnAnyMember("Txn", [&](Member& m, grpc::ClientContext* context) {
+    return m.kv->Txn(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<etcdserverpb::PutResponse> EtcdClient::Put(const etcdserverpb::PutRequest& request) {
+  etcdserverpb::PutResponse response;
+  absl::Status status = OnAnyMember("Put", [&](Member& m, grpc::ClientContext* context) {
+    return m.kv->Put(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<etcdserverpb::DeleteRangeResponse> EtcdClient::DeleteRange(
+    const etcdserverpb::DeleteRangeRequest& request) {
+  etcdserverpb::DeleteRangeResponse response;
+  absl::Status status = OnAnyMember("DeleteRange", [&](Member& m, grpc::ClientContext* context) {
+    return m.kv->DeleteRange(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<etcdserverpb::LeaseGrantResponse> EtcdClient::LeaseGrant(int64_t ttl_seconds) {
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl_seconds);
+  etcdserverpb::LeaseGrantResponse response;
+  absl::Status status = OnAnyMember("LeaseGrant", [&](Member& m, grpc::ClientContext* context) {
+    return m.lease->LeaseGrant(context, request, &response);
+  });
+  if (!status.ok()) return status;
+  if (!response.error().empty()) {
+    return absl::UnavailableError(absl::StrCat("etcd LeaseGrant: ", response.error()));
+  }
+  return response;
+}
+
+absl::Status EtcdClient::LeaseRevoke(int64_t lease_id) {
+  etcdserverpb::LeaseRevokeRequest request;
+  request.set_id(lease_id);
+  etcdserverpb::LeaseRevokeResponse response;
+  return OnAnyMember("LeaseRevoke", [&](Member& m, grpc::ClientContext* context) {
+    return m.lease->LeaseRevoke(context, request, &response);
+  });
+}
+
+absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id) {
+  etcdserverpb::LeaseKeepAliveRequest request;
+  request.set_id(lease_id);
+  etcdserverpb::LeaseKeepAliveResponse response;
+  absl::Status status = OnAnyMember("LeaseKeepAlive", [&](Member& m, grpc::ClientContext* context) {
+    std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
+                                             etcdserverpb::LeaseKeepAliveResponse>>
+        stream = m.lease->LeaseKeepAlive(context);
+    const bool exchanged = stream->Write(request) && stream->Read(&response);
+    if (exchanged) {
+      context->TryCancel();  // one round trip is all we wanted
+      stream->Finish();
+      return grpc::Status::OK;
+    }
+    stream->WritesDone();
+    grpc::Status finished = stream->Finish();
+    return finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed")
+                         : finished;
+  });
+  if (!status.ok()) return status;
+  return response.ttl();
+}
+
+absl::Status EtcdClient::Watch(
+    const etcdserverpb::WatchCreateRequest& create, absl::Duration max_duration,
+    const std::atomic<bool>* cancelled,
+    const std::function<bool(const etcdserverpb::WatchResponse&)>& on_response) {
+  if (members_.empty()) return absl::FailedPreconditionError("no etcd endpoints configured");
+  Member& member = members_[preferred_.load() % members_.size()];
+  grpc::ClientContext context;
+  SetDeadline(&context, max_duration);
+  std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>>
+      stream = member.watch->Watch(&context);
+  etcdserverpb::WatchRequest request;
+  *request.mutable_create_request() = create;
+  if (!stream->Write(request)) {
+    preferred_.store((preferred_.load() + 1) % members_.size());  // try another next time
+    return FromGrpcStatus(stream->Finish());
+  }
+  etcdserverpb::WatchResponse response;
+  while (!cancelled->load() && stream->Read(&response)) {
+    if (response.canceled()) {
+      context.TryCancel();
+      stream->Finish();
+      return absl::AbortedError(
+          absl::StrCat("etcd cancelled the watch: ", response.cancel_reason(),
+                       response.compact_revision() > 0
+                           ? absl::StrCat(" (compacted at ", response.compact_revision(), ")")
+                           : ""));
+    }
+    if (!on_response(response)) break;
+  }
+  context.TryCancel();
+  grpc::Status finished = stream->Finish();
+  if (cancelled->load()) return absl::CancelledError("watch stopped");
+  if (!finished.ok() && TryNextMember(finished) &&
+      finished.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    preferred_.store((preferred_.load() + 1) % members_.size());
+  }
+  return absl::OkStatus();
+}
+
+etcdserverpb::RangeRequest RangeOf(const std::string& key) {
+  etcdserverpb::RangeRequest request;
+  request.set_key(key);
+  return request;
+}
+
+etcdserverpb::Compare CreateRevisionIs(const std::string& key, int64_t revision) {
+  etcdserverpb::Compare compare;
+  compare.set_key(key);
+  compare.set_target(etcdserverpb::Compare::CREATE);
+  compare.set_result(etcdserverpb::Compare::EQUAL);
+  compare.set_create_revision(revision);
+  return compare;
+}
+
+etcdserverpb::Compare ModRevisionIs(const std::string& key, int64_t revision) {
+  etcdserverpb::Compare compare;
+  compare.set_key(key);
+  compare.set_target(etcdserverpb::Compare::MOD);
+  compare.set_result(etcdserverpb::Compare::EQUAL);
+  compare.set_mod_revision(revision);
+  return compare;
+}
+
+etcdserverpb::RequestOp PutOp(const std::string& key, const std::string& value, int64_t lease) {
+  etcdserverpb::RequestOp op;
+  etcdserverpb::PutRequest* put = op.mutable_request_put();
+  put->set_key(key);
+  put->set_value(value);
+  put->set_lease(lease);
+  return op;
+}
+
+etcdserverpb::RequestOp RangeOp(const std::string& key) {
+  etcdserverpb::RequestOp op;
+  *op.mutable_request_range() = RangeOf(key);
+  return op;
+}
+
+}  // namespace craft::server
