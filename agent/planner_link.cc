@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/wire_limits.h"
 
 namespace craft::agent {
 namespace {
@@ -27,7 +28,12 @@ bool IsTransient(grpc::StatusCode code) {
 // receive limit; gRPC's default of 4 MiB would refuse large clusters' ones.
 constexpr int kMaxPlannerMessageBytes = 16 << 20;
 
-std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) {
+// How soon a follower is asked again after the leader it named was
+// unreachable (PlannerTargets::Next::kSoon).
+constexpr absl::Duration kFollowerRetryDelay = absl::Milliseconds(200);
+
+std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options,
+                                           const std::string& target) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxPlannerMessageBytes);
   // Keepalive (research notes §3.5): a dead planner or half-open connection
@@ -43,7 +49,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) 
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::max(initial_ms, 1));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, std::max(max_ms, 1));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1'000);  // the connect timeout floor
-  return MakeChannel(options.target, options.security, options.server_name, args);
+  return MakeChannel(target, options.security, options.server_name, args);
 }
 
 }  // namespace
@@ -52,12 +58,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) 
 // PlannerLink::Run(), which deletes it after OnDone.
 class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, PlannerMessage> {
  public:
-  Stream(PlannerLink* link, AgentMessage hello) : link_(link) {
+  Stream(PlannerLink* link, craft::v1::AgentGateway::Stub* stub, AgentMessage hello)
+      : link_(link), stub_(stub) {
     queue_.push_back(std::move(hello));  // always the first write
   }
 
   void Start() {
-    link_->stub_->async()->Connect(&context_, this);  // binds: Start* allowed from here
+    stub_->async()->Connect(&context_, this);  // binds: Start* allowed from here
     StartRead(&incoming_);
     AddHold();  // writes start outside reactions (Send); released when reads end
     {
@@ -102,7 +109,7 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
     }
     // OnDone (and so OnPlannerDisconnected) cannot run before this returns.
     if (connected_now) {
-      CRAFT_LOG(INFO) << "connected to planner " << link_->options_.target;
+      CRAFT_LOG(INFO) << "connected to planner " << link_->targets_.Current();
       link_->node_->OnPlannerConnected();
     }
   }
@@ -128,7 +135,15 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
     StartRead(&incoming_);
   }
 
-  void OnDone(const grpc::Status& status) override { link_->OnStreamDone(status); }
+  void OnDone(const grpc::Status& status) override {
+    // A follower planner names the leader in its refusal.
+    std::string leader;
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    if (auto it = trailers.find(kLeaderMetadataKey); it != trailers.end()) {
+      leader.assign(it->second.data(), std::min<size_t>(it->second.size(), 256));
+    }
+    link_->OnStreamDone(status, std::move(leader), received_any_);
+  }
 
  private:
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) {
@@ -140,6 +155,7 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
   }
 
   PlannerLink* const link_;
+  craft::v1::AgentGateway::Stub* const stub_;
   grpc::ClientContext context_;
   PlannerMessage incoming_;    // owned by the one pending read
   bool received_any_ = false;  // only touched by the read path
@@ -155,8 +171,14 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
 PlannerLink::PlannerLink(Options options, Clock* clock)
     : options_(std::move(options)),
       clock_(clock),
-      stub_(craft::v1::AgentGateway::NewStub(MakeChannel(options_))),
+      targets_(options_.target),
       backoff_(options_.backoff, options_.seed) {}
+
+craft::v1::AgentGateway::Stub* PlannerLink::StubFor(const std::string& target) {
+  std::unique_ptr<craft::v1::AgentGateway::Stub>& stub = stubs_[target];
+  if (stub == nullptr) stub = craft::v1::AgentGateway::NewStub(MakeChannel(options_, target));
+  return stub.get();
+}
 
 PlannerLink::~PlannerLink() { Stop(); }
 
@@ -185,9 +207,11 @@ void PlannerLink::Reconnect() {
   if (stream_ != nullptr) stream_->CancelLocked();  // the loop reconnects
 }
 
-void PlannerLink::OnStreamDone(const grpc::Status& status) {
+void PlannerLink::OnStreamDone(const grpc::Status& status, std::string leader, bool healthy) {
   absl::MutexLock lock(&mu_);
   done_status_ = status;
+  done_leader_ = std::move(leader);
+  done_healthy_ = healthy;
   stream_done_ = true;
 }
 
@@ -196,13 +220,13 @@ void PlannerLink::Run() {
     // MakeHello takes NodeState's lock: not under mu_ (lock order).
     AgentMessage hello;
     *hello.mutable_hello() = node_->MakeHello();
-    auto stream = std::make_unique<Stream>(this, std::move(hello));
+    const std::string target = targets_.Current();
+    auto stream = std::make_unique<Stream>(this, StubFor(target), std::move(hello));
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
       ++attempts_;
-      CRAFT_LOG(INFO) << "connecting to planner " << options_.target << " (attempt " << attempts_
-                      << ")";
+      CRAFT_LOG(INFO) << "connecting to planner " << target << " (attempt " << attempts_ << ")";
       stream_ = stream.get();
       stream_done_ = false;
     }
@@ -219,9 +243,16 @@ void PlannerLink::Run() {
 
     absl::MutexLock lock(&mu_);
     if (stopping_) break;
-    absl::Duration delay = backoff_.NextDelay();
     const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
                                          ": ", status.error_message());
+    const PlannerTargets::Next next = targets_.OnStreamEnded(done_leader_, done_healthy_);
+    if (next == PlannerTargets::Next::kAtOnce) {
+      CRAFT_LOG(INFO) << "planner " << target << " is not the leader (" << why
+                      << "); going to the leader at " << targets_.Current();
+      continue;
+    }
+    absl::Duration delay = backoff_.NextDelay();
+    if (next == PlannerTargets::Next::kSoon) delay = std::min(delay, kFollowerRetryDelay);
     if (IsTransient(status.error_code())) {
       CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
                          << absl::FormatDuration(delay);

@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,6 +41,7 @@
 #include "agent/backoff.h"
 #include "agent/channels.h"
 #include "agent/node_state.h"
+#include "agent/planner_targets.h"
 #include "common/clock.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
@@ -50,7 +52,9 @@ namespace craft::agent {
 class PlannerLink final : public PlannerChannel {
  public:
   struct Options {
-    std::string target;  // the planner's host:port
+    // The planner's host:port, or every replica's, comma-separated (high
+    // availability: followers redirect to the leader; PlannerTargets).
+    std::string target;
     TransportSecurity security;
     std::string server_name;  // the name the planner's certificate carries
     Backoff::Options backoff;
@@ -74,11 +78,14 @@ class PlannerLink final : public PlannerChannel {
   class Stream;
 
   void Run();
-  void OnStreamDone(const grpc::Status& status);
+  void OnStreamDone(const grpc::Status& status, std::string leader, bool healthy);
+  craft::v1::AgentGateway::Stub* StubFor(const std::string& target);  // the Run thread only
 
   const Options options_;
   Clock* const clock_;
-  std::unique_ptr<craft::v1::AgentGateway::Stub> stub_;
+  // The Run thread's: where to connect, and a stub per address seen.
+  PlannerTargets targets_;
+  std::map<std::string, std::unique_ptr<craft::v1::AgentGateway::Stub>> stubs_;
   NodeState* node_ = nullptr;  // set by Start, before the thread starts
   std::thread thread_;
 
@@ -87,6 +94,8 @@ class PlannerLink final : public PlannerChannel {
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // owned by Run()
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status done_status_ ABSL_GUARDED_BY(mu_);
+  std::string done_leader_ ABSL_GUARDED_BY(mu_);  // named in the stream's trailers
+  bool done_healthy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;  // streams opened, for the log
 };

@@ -19,6 +19,11 @@ inline constexpr size_t kTransferGroupIdBytes = 128;
 // labels and the state files.
 inline constexpr size_t kMaxVersionBytes = 128;
 
+// High availability: the trailing-metadata key with which a follower planner
+// names the leader's address when it refuses a call (UNAVAILABLE), so that
+// agents and clients go there (proto/README.md, "High availability").
+inline constexpr char kLeaderMetadataKey[] = "craft-leader";
+
 }  // namespace craft
 
 #endif  // CRAFT_COMMON_WIRE_LIMITS_H_

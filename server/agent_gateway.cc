@@ -158,12 +158,30 @@ class AgentStream final
   int64_t rejections_ = 0;
 };
 
+namespace {
+
+// A follower's answer to an agent: the stream ends at once, naming the leader.
+class RefusedStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMessage> {
+ public:
+  explicit RefusedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
 AgentGatewayService::AgentGatewayService(const Authorizer* authorizer,
-                                         ApplyCoordinator* coordinator, LoadStore* load_store)
-    : authorizer_(authorizer), coordinator_(coordinator), load_store_(load_store) {}
+                                         ApplyCoordinator* coordinator, LoadStore* load_store,
+                                         const LeaderDirectory* directory)
+    : authorizer_(authorizer),
+      coordinator_(coordinator),
+      load_store_(load_store),
+      directory_(directory) {}
 
 grpc::ServerBidiReactor<AgentMessage, PlannerMessage>* AgentGatewayService::Connect(
     grpc::CallbackServerContext* context) {
+  if (coordinator_ == nullptr) {
+    return new RefusedStream(NotLeader(context, directory_ ? directory_->Get() : ""));
+  }
   return new AgentStream(this, context);
 }
 

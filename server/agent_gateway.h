@@ -22,6 +22,7 @@
 #include "craft/v1/agent.grpc.pb.h"
 #include "server/apply_coordinator.h"
 #include "server/authorizer.h"
+#include "server/leader_directory.h"
 #include "server/load_store.h"
 
 namespace craft::server {
@@ -30,9 +31,12 @@ class AgentStream;
 
 class AgentGatewayService final : public craft::v1::AgentGateway::CallbackService {
  public:
-  // The pointers must outlive every stream (i.e. the grpc::Server).
+  // The pointers must outlive every stream (i.e. the grpc::Server). A
+  // follower (high availability) has no coordinator (null): it answers every
+  // stream with NotLeader and the address in `directory`, so the agent goes
+  // to the leader.
   AgentGatewayService(const Authorizer* authorizer, ApplyCoordinator* coordinator,
-                      LoadStore* load_store);
+                      LoadStore* load_store, const LeaderDirectory* directory = nullptr);
 
   grpc::ServerBidiReactor<craft::v1::AgentMessage, craft::v1::PlannerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -51,6 +55,7 @@ class AgentGatewayService final : public craft::v1::AgentGateway::CallbackServic
   const Authorizer* const authorizer_;
   ApplyCoordinator* const coordinator_;
   LoadStore* const load_store_;
+  const LeaderDirectory* const directory_;
 
   mutable absl::Mutex mu_;
   std::set<AgentStream*> streams_ ABSL_GUARDED_BY(mu_);

@@ -77,6 +77,14 @@ absl::StatusOr<std::unique_ptr<ApplyCoordinator>> ApplyCoordinator::Create(
 
   PlannerState next;
   next.epoch = state.has_value() ? state->epoch + 1 : 1;
+  if (options.epoch > 0) {
+    if (options.epoch < next.epoch) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the elected epoch ", options.epoch, " is not above the stored epoch ",
+                       next.epoch - 1, ": versions could be minted twice"));
+    }
+    next.epoch = options.epoch;
+  }
   next.seq = state.has_value() ? state->seq : 0;
   next.committed = LayoutToProto(*committed->layout, committed->version);
   if (previous.has_value()) next.previous = LayoutToProto(*previous->layout, previous->version);
@@ -492,6 +500,9 @@ std::vector<int> ApplyCoordinator::GpusWithoutAgentLocked() const {
 absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& target) {
   absl::MutexLock lock(&mu_);
   if (draining_) return absl::UnavailableError("planner draining");
+  if (options_.may_push && !options_.may_push()) {
+    return absl::UnavailableError("this planner lost its leadership lease");
+  }
   if (std::vector<std::string> refusing = RefusingNodesLocked(); !refusing.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("fenced: nodes [", absl::StrJoin(refusing, ","),

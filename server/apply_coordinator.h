@@ -91,6 +91,12 @@ struct CoordinatorOptions {
   // After a node refused a resync (a worker missing, say) or let it time
   // out, wait this long before re-driving it; a new hello re-drives at once.
   absl::Duration resync_retry = absl::Seconds(2);
+  // High availability: the epoch the leader election handed out (it must
+  // exceed the stored one). 0: one planner, which takes the stored epoch + 1.
+  int64_t epoch = 0;
+  // High availability: false once this planner may no longer push (it lost
+  // its lease); StartApply is refused from then on. Unset: always true.
+  std::function<bool()> may_push;
 };
 
 struct CommittedLayout {
@@ -172,8 +178,8 @@ class ApplyCoordinator {
   };
 
   // Loads the persisted state (none: the initial layout "0.0"), bumps the
-  // epoch and persists it before anything is minted. `state_store`, `history`
-  // and `clock` must outlive the coordinator.
+  // epoch (or takes options.epoch) and persists it before anything is minted. `state_store`,
+  // `history` and `clock` must outlive the coordinator.
   static absl::StatusOr<std::unique_ptr<ApplyCoordinator>> Create(const CoordinatorOptions& options,
                                                                   StateStore* state_store,
                                                                   LayoutHistory* history,

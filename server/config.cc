@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -360,6 +361,13 @@ absl::Status ResolveRoofline(const Parser& parser, const std::string& calibratio
 
 // Checks that need several keys at once, reported at the key that decides.
 absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config) {
+  const HaConfig& ha = config.ha;
+  if (ha.enabled() && !ha.etcd_insecure &&
+      (ha.etcd_cert_file.empty() || ha.etcd_key_file.empty() || ha.etcd_ca_file.empty())) {
+    return parser.ErrorAtKey("ha",
+                             "etcd_cert, etcd_key and etcd_ca are required (mutual TLS with "
+                             "etcd), or etcd_insecure: true for a demo");
+  }
   if (config.cluster.num_gpus % config.cluster.num_nodes != 0) {
     return parser.ErrorAtKey(
         parser.Has("cluster.num_nodes") ? "cluster.num_nodes" : "cluster.num_gpus",
@@ -528,6 +536,55 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
                      {"max_plan_work", parser.IntField(&config.max_plan_work, 1,
                                                        std::numeric_limits<int64_t>::max())},
                  })},
+      {"ha",
+       parser.Section({
+           {"etcd_endpoints",
+            [&](const Value& value) -> absl::Status {
+              if (!value.node.IsSequence() || value.node.size() == 0) {
+                return parser.ErrorAt(value, "expected a non-empty sequence of host:port");
+              }
+              config.ha.etcd_endpoints.clear();
+              for (size_t i = 0; i < value.node.size(); ++i) {
+                const Value item{value.node[i], value.node[i].Mark(),
+                                 absl::StrCat(value.path, "[", i, "]")};
+                std::string endpoint;
+                CRAFT_RETURN_IF_ERROR(parser.ListenAddressField(&endpoint)(item));
+                config.ha.etcd_endpoints.push_back(std::move(endpoint));
+              }
+              return absl::OkStatus();
+            },
+            true},
+           {"prefix",
+            [&](const Value& value) -> absl::Status {
+              CRAFT_RETURN_IF_ERROR(parser.StringField(&config.ha.prefix)(value));
+              const std::string& prefix = config.ha.prefix;
+              const bool printable = std::all_of(prefix.begin(), prefix.end(), [](char c) {
+                return c > ' ' && c < 127;
+              });
+              if (prefix.size() < 2 || prefix.size() > 128 || prefix[0] != '/' ||
+                  prefix.back() == '/' || !printable) {
+                return parser.ErrorAt(value, absl::StrCat("expected a key prefix like /craft/prod "
+                                                          "(2 to 128 printable bytes, a leading "
+                                                          "'/', no trailing '/'), got '",
+                                                          prefix, "'"));
+              }
+              return absl::OkStatus();
+            }},
+           {"lease_ttl_s",
+            [&](const Value& value) -> absl::Status {
+              int seconds = 0;
+              CRAFT_RETURN_IF_ERROR(parser.IntField(&seconds, 1, 300)(value));
+              config.ha.lease_ttl = absl::Seconds(seconds);
+              return absl::OkStatus();
+            }},
+           {"etcd_timeout_ms",
+            parser.DurationField(&config.ha.etcd_timeout, absl::Milliseconds(1), 60'000)},
+           {"etcd_insecure", parser.BoolField(&config.ha.etcd_insecure)},
+           {"etcd_cert", parser.StringField(&config.ha.etcd_cert_file)},
+           {"etcd_key", parser.StringField(&config.ha.etcd_key_file)},
+           {"etcd_ca", parser.StringField(&config.ha.etcd_ca_file)},
+           {"etcd_server_name", parser.StringField(&config.ha.etcd_server_name)},
+       })},
       {"apply", parser.Section({
                     {"timeout_ms",
                      parser.DurationField(&config.apply_timeout, absl::Milliseconds(1), 3.6e6)},

@@ -74,6 +74,25 @@ inline absl::string_view ReplanMethodName(ReplanMethod method) {
   return method == ReplanMethod::kIncremental ? "incremental" : "fresh";
 }
 
+// High availability (proto/README.md, "High availability"): planners elect a
+// leader on an etcd lease and keep the committed state in etcd. Off while
+// `etcd_endpoints` is empty (one planner, the state file).
+struct HaConfig {
+  std::vector<std::string> etcd_endpoints;  // host:port of each etcd member
+  // craft's keys live under it (<prefix>/leader, /epoch, /state): one
+  // prefix per craft cluster sharing an etcd.
+  std::string prefix = "/craft/default";
+  // The leader's lease; a dead leader is replaced within about this long.
+  absl::Duration lease_ttl = absl::Seconds(5);
+  absl::Duration etcd_timeout = absl::Seconds(2);  // per etcd request
+  // Mutual TLS with etcd (its client port), unless etcd_insecure.
+  bool etcd_insecure = false;
+  std::string etcd_cert_file, etcd_key_file, etcd_ca_file;
+  std::string etcd_server_name;  // "" checks each endpoint's host
+
+  bool enabled() const { return !etcd_endpoints.empty(); }
+};
+
 struct PlannerConfig {
   // host:port for every gRPC service; port 0 picks a free port.
   std::string listen_address = "0.0.0.0:50051";
@@ -81,6 +100,7 @@ struct PlannerConfig {
   // means "not configured"; the binary then requires --state_path.
   std::string state_path;
   SecurityConfig security;
+  HaConfig ha;
 
   ModelShape model;
   planner::ClusterShape cluster;

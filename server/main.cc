@@ -12,10 +12,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -27,6 +29,7 @@
 #include "common/metrics.h"
 #include "common/transport_flags.h"
 #include "server/config.h"
+#include "server/ha_planner.h"
 #include "server/planner_metrics.h"
 #include "server/planner_server.h"
 
@@ -39,6 +42,10 @@ ABSL_FLAG(
 ABSL_FLAG(std::string, metrics_listen, "",
           "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9464 "
           "(port 0 picks one); empty: no metrics");
+
+ABSL_FLAG(std::string, advertise_address, "",
+          "high availability (the config's ha section): how agents and clients reach this "
+          "replica, host:port; followers send them to the leader's");
 
 ABSL_FLAG(int, planner_threads, 0,
           "threads for a re-plan's per-layer work (benefit curves, packing); 0: every core. "
@@ -58,6 +65,53 @@ sigset_t BlockShutdownSignals() {
   return signals;
 }
 
+// One replica of a highly available group: follows and leads (HaPlanner)
+// until SIGTERM or SIGINT, which a thread of its own waits for.
+int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options,
+                       const std::shared_ptr<PlannerMetrics>& metrics,
+                       metrics::MetricsServer* metrics_server, const sigset_t& signals) {
+  const std::string advertise = absl::GetFlag(FLAGS_advertise_address);
+  if (advertise.empty()) {
+    CRAFT_LOG(ERROR) << "--advertise_address is required with the config's ha section "
+                        "(how agents reach this replica, host:port)";
+    return 2;
+  }
+  std::atomic<bool> ready_failed{false};
+  bool ready_written = false;  // the Run thread only
+  HaPlanner::Hooks hooks;
+  hooks.on_started = [&](PlannerServer* server, bool leader) {
+    metrics->Watch(server->coordinator(), server->load_store());
+    const std::string ready = absl::GetFlag(FLAGS_ready_file);
+    if (ready.empty() || ready_written) return;
+    ready_written = true;
+    if (absl::Status s = ::craft::WriteFileAtomically(
+            ready, absl::StrCat("grpc_port=", server->port(), "\n",
+                                metrics::ReadyFileLine(metrics_server)));
+        !s.ok()) {
+      CRAFT_LOG(ERROR) << s.message();
+      ready_failed.store(true);
+    }
+  };
+  hooks.on_stopping = [&](PlannerServer*) { metrics->Watch(nullptr, nullptr); };
+  HaPlanner replica(config, options, advertise, std::move(hooks));
+  std::thread signal_waiter([&] {
+    int signal_number = 0;
+    while (sigwait(&signals, &signal_number) != 0) {
+    }
+    CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    replica.RequestStop();
+  });
+  const absl::Status ended = replica.Run();
+  if (!ended.ok()) {
+    CRAFT_LOG(ERROR) << ended.message();
+    // Wake the signal thread so that it can be joined.
+    pthread_kill(signal_waiter.native_handle(), SIGTERM);
+  }
+  signal_waiter.join();
+  if (!ended.ok()) return 1;
+  return ready_failed.load() ? 1 : 0;
+}
+
 int Run(const sigset_t& signals) {
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {
@@ -71,7 +125,7 @@ int Run(const sigset_t& signals) {
   }
   if (!absl::GetFlag(FLAGS_state_path).empty())
     config->state_path = absl::GetFlag(FLAGS_state_path);
-  if (config->state_path.empty()) {
+  if (config->state_path.empty() && !config->ha.enabled()) {
     CRAFT_LOG(ERROR) << "no state_path: set it in " << config_path << " or pass --state_path";
     return 2;
   }
@@ -105,6 +159,9 @@ int Run(const sigset_t& signals) {
     return 2;
   }
   options.security = *std::move(security);
+  if (config->ha.enabled()) {
+    return RunHighlyAvailable(*config, options, metrics, metrics_server.get(), signals);
+  }
   absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(*config, options);
   if (!server.ok()) {
     CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
@@ -141,7 +198,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
       "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT] "
-      "[--planner_threads N]");
+      "[--planner_threads N] [--advertise_address HOST:PORT]");
   absl::ParseCommandLine(argc, argv);
   return craft::server::Run(signals);
 }

@@ -70,14 +70,16 @@ grpc::ServerUnaryReactor* OnLoop(ReplanLoop* loop, grpc::CallbackServerContext* 
 PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
                                            const Authorizer* authorizer,
                                            ApplyCoordinator* coordinator, LoadStore* load_store,
-                                           ReplanLoop* loop)
+                                           ReplanLoop* loop, const LeaderDirectory* directory)
     : config_(config),
       authorizer_(authorizer),
       coordinator_(coordinator),
       load_store_(load_store),
       loop_(loop),
+      directory_(directory),
       max_plan_work_(config.max_plan_work > 0 ? config.max_plan_work : DefaultMaxPlanWork(config)),
       dry_runs_(config.max_concurrent_plans, /*max_queued=*/0, JobPool::Priority::kBackground) {
+  if (coordinator_ == nullptr) return;  // a follower: PublishCommit tells it
   // Built before taking watchers_mu_: the lock order is coordinator, then
   // watchers (PublishCommit runs under the coordinator's lock).
   LayoutStatus status = BuildStatus(coordinator_->committed(), "", coordinator_->epoch());
@@ -97,6 +99,12 @@ LayoutStatus PlacementServiceImpl::BuildStatus(const CommittedLayout& committed,
     status.set_measured_balancedness(measured->mean);
   }
   status.set_windows_ingested(load_store_->windows_ingested());
+  status.set_from_leader(coordinator_ != nullptr);
+  return status;
+}
+
+LayoutStatus PlacementServiceImpl::WithLeader(LayoutStatus status) const {
+  if (directory_ != nullptr) status.set_leader(directory_->Get());
   return status;
 }
 
@@ -106,8 +114,17 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::GetLayout(
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "GetLayout"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
-  *response = BuildStatus(coordinator_->committed(), coordinator_->pending_version(),
-                          coordinator_->epoch());
+  if (coordinator_ == nullptr) {
+    absl::MutexLock lock(&watchers_mu_);
+    if (!current_.has_committed()) {
+      return Done(context, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                        "this follower has not read the committed layout yet"));
+    }
+    *response = WithLeader(current_);
+    return Done(context, grpc::Status::OK);
+  }
+  *response = WithLeader(BuildStatus(coordinator_->committed(), coordinator_->pending_version(),
+                                     coordinator_->epoch()));
   return Done(context, grpc::Status::OK);
 }
 
@@ -122,7 +139,9 @@ bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string&
   absl::MutexLock lock(&watchers_mu_);
   if (draining_) return false;
   watchers_.insert(watcher);
-  if (current_.committed().version() != known_version) watcher->Push(current_);
+  if (current_.has_committed() && current_.committed().version() != known_version) {
+    watcher->Push(WithLeader(current_));
+  }
   return true;
 }
 
@@ -135,7 +154,8 @@ void PlacementServiceImpl::PublishCommit(const CommittedLayout& committed, int64
   LayoutStatus status = BuildStatus(committed, "", epoch);
   absl::MutexLock lock(&watchers_mu_);
   current_ = std::move(status);
-  for (LayoutWatcher* watcher : watchers_) watcher->Push(current_);
+  const LayoutStatus pushed = WithLeader(current_);
+  for (LayoutWatcher* watcher : watchers_) watcher->Push(pushed);
 }
 
 void PlacementServiceImpl::Drain() {
@@ -152,6 +172,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "ListAgents"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
+  if (coordinator_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
   for (const AgentSnapshot& agent : coordinator_->Agents()) {
     craft::v1::AgentInfo* info = response->add_agents();
     info->set_node(agent.node);
@@ -172,6 +193,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerCont
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "Explain"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
+  if (loop_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
   *response = loop_->LastExplain();
   return Done(context, grpc::Status::OK);
 }
@@ -227,6 +249,7 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerConte
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kAdmin, "Replan"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
+  if (loop_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
   const bool force = request->force();
   return OnLoop(loop_, context, [this, force, response] {
     ReplanOutcome outcome = loop_->RunOnce(force);

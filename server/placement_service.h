@@ -26,6 +26,7 @@
 #include "server/authorizer.h"
 #include "server/config.h"
 #include "server/job_pool.h"
+#include "server/leader_directory.h"
 #include "server/load_store.h"
 #include "server/replan_loop.h"
 
@@ -36,9 +37,14 @@ class LayoutWatcher;
 class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCallbackMethod_Plan<
                                        craft::v1::PlacementService::CallbackService> {
  public:
-  // The pointers must outlive the grpc::Server.
+  // The pointers must outlive the grpc::Server. High availability:
+  // `directory` names the leader (this planner when it leads); a follower
+  // has no coordinator or loop (null): it serves GetLayout, WatchLayout and
+  // Plan from what PublishCommit gave it (the committed state in etcd) and
+  // answers ListAgents, Explain and Replan with NotLeader.
   PlacementServiceImpl(const PlannerConfig& config, const Authorizer* authorizer,
-                       ApplyCoordinator* coordinator, LoadStore* load_store, ReplanLoop* loop);
+                       ApplyCoordinator* coordinator, LoadStore* load_store, ReplanLoop* loop,
+                       const LeaderDirectory* directory = nullptr);
 
   grpc::ServerUnaryReactor* GetLayout(grpc::CallbackServerContext* context,
                                       const craft::v1::GetLayoutRequest* request,
@@ -70,6 +76,8 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCa
   friend class LayoutWatcher;
   craft::v1::LayoutStatus BuildStatus(const CommittedLayout& committed,
                                       const std::string& pending_version, int64_t epoch) const;
+  // `status` with the leader this planner knows.
+  craft::v1::LayoutStatus WithLeader(craft::v1::LayoutStatus status) const;
   // False while draining.
   bool AddWatcher(LayoutWatcher* watcher, const std::string& known_version);
   void RemoveWatcher(LayoutWatcher* watcher);
@@ -79,6 +87,7 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCa
   ApplyCoordinator* const coordinator_;
   LoadStore* const load_store_;
   ReplanLoop* const loop_;
+  const LeaderDirectory* const directory_;
 
   const int64_t max_plan_work_;
   JobPool dry_runs_;  // after config_: its jobs read it, so it stops first

@@ -26,7 +26,7 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   if (!authorizer.ok()) return authorizer.status();
   server->authorizer_ = std::make_unique<Authorizer>(*std::move(authorizer));
   StateStore* state_store = options.state_store;
-  if (state_store == nullptr) {
+  if (state_store == nullptr && !options.follower) {
     if (config.state_path.empty()) {
       return absl::InvalidArgumentError("no state_path configured");
     }
@@ -38,9 +38,22 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
       LoadStoreOptions{config.model.num_layers, config.model.num_experts, config.cluster,
                        config.window_horizon, config.decay, options.clock, config.max_clock_skew},
       server->history_.get());
+  if (options.follower) {
+    server->gateway_ = std::make_unique<AgentGatewayService>(
+        server->authorizer_.get(), nullptr, server->load_store_.get(), options.directory);
+    server->placement_ = std::make_unique<PlacementServiceImpl>(config, server->authorizer_.get(),
+                                                                nullptr, server->load_store_.get(),
+                                                                nullptr, options.directory);
+    CRAFT_RETURN_IF_ERROR(server->Serve(config));
+    server->SetServing(false);  // until a leader is known
+    CRAFT_LOG(INFO) << "craft-planner following on port " << server->port_;
+    return server;
+  }
+  CoordinatorOptions coordinator_options{config.model, config.cluster, config.apply_timeout};
+  coordinator_options.epoch = options.epoch;
+  coordinator_options.may_push = options.may_push;
   absl::StatusOr<std::unique_ptr<ApplyCoordinator>> coordinator = ApplyCoordinator::Create(
-      CoordinatorOptions{config.model, config.cluster, config.apply_timeout}, state_store,
-      server->history_.get(), options.clock);
+      coordinator_options, state_store, server->history_.get(), options.clock);
   if (!coordinator.ok()) return coordinator.status();
   server->coordinator_ = *std::move(coordinator);
   PlannerObserver* observer = options.observer;
@@ -51,11 +64,12 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   server->loop_ =
       std::make_unique<ReplanLoop>(config, server->load_store_.get(), server->coordinator_.get(),
                                    options.clock, std::move(on_replan));
-  server->gateway_ = std::make_unique<AgentGatewayService>(
-      server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get());
+  server->gateway_ =
+      std::make_unique<AgentGatewayService>(server->authorizer_.get(), server->coordinator_.get(),
+                                            server->load_store_.get(), options.directory);
   server->placement_ = std::make_unique<PlacementServiceImpl>(
       config, server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get(),
-      server->loop_.get());
+      server->loop_.get(), options.directory);
 
   PlacementServiceImpl* placement = server->placement_.get();
   ReplanLoop* loop = server->loop_.get();
@@ -71,14 +85,23 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   }
   server->coordinator_->SetHooks(std::move(hooks));
 
+  CRAFT_RETURN_IF_ERROR(server->Serve(config));
+  server->loop_->Start();
+  CRAFT_LOG(INFO) << "craft-planner listening on port " << server->port_ << " (epoch "
+                  << server->coordinator_->epoch() << ")";
+  return server;
+}
+
+absl::Status PlannerServer::Serve(const PlannerConfig& config) {
+  PlannerServer* server = this;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen_address, MakeServerCredentials(options.security),
+  builder.AddListeningPort(config.listen_address, MakeServerCredentials(options_.security),
                            &server->port_);
   builder.RegisterService(server->gateway_.get());
   builder.RegisterService(server->placement_.get());
-  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   // Detect dead agents and half-open connections within ~40 s.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -88,10 +111,11 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen_address));
   }
-  server->loop_->Start();
-  CRAFT_LOG(INFO) << "craft-planner listening on port " << server->port_ << " (epoch "
-                  << server->coordinator_->epoch() << ")";
-  return server;
+  return absl::OkStatus();
+}
+
+void PlannerServer::SetServing(bool serving) {
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(serving);
 }
 
 PlannerServer::~PlannerServer() { Shutdown(); }
@@ -105,8 +129,8 @@ void PlannerServer::Shutdown() {
   }
   CRAFT_LOG(INFO) << "draining";
   server_->GetHealthCheckService()->Shutdown();  // NOT_SERVING from now on
-  coordinator_->BeginDrain();
-  loop_->Stop();
+  if (coordinator_ != nullptr) coordinator_->BeginDrain();
+  if (loop_ != nullptr) loop_->Stop();
   gateway_->Drain();
   placement_->Drain();
   // A real deadline: gRPC's clock, not the injected one.

@@ -14,6 +14,7 @@
 #ifndef CRAFT_SERVER_PLANNER_SERVER_H_
 #define CRAFT_SERVER_PLANNER_SERVER_H_
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,7 @@
 #include "server/authorizer.h"
 #include "server/config.h"
 #include "server/layout_history.h"
+#include "server/leader_directory.h"
 #include "server/load_store.h"
 #include "server/planner_observer.h"
 #include "server/replan_loop.h"
@@ -57,6 +59,17 @@ struct ServerOptions {
   // Told about replans and finished applies (metrics); null: nobody. Must
   // outlive the server.
   PlannerObserver* observer = nullptr;
+
+  // High availability (server/ha_planner.h). A leader gets its epoch from the
+  // election and stops pushing when `may_push` turns false; a follower
+  // builds no coordinator and no replan loop, refuses agents and writes with
+  // the leader's address, and serves reads from what
+  // placement()->PublishCommit is given. `directory` (must outlive the
+  // server) names the leader in both roles.
+  int64_t epoch = 0;
+  std::function<bool()> may_push;
+  bool follower = false;
+  const LeaderDirectory* directory = nullptr;
 };
 
 class PlannerServer {
@@ -74,14 +87,22 @@ class PlannerServer {
   // server down with `shutdown_grace`. Idempotent.
   void Shutdown();
 
+  // The gRPC health service's answer (readiness): a follower serves once it
+  // knows a leader to send agents to.
+  void SetServing(bool serving);
+
+  // Null on a follower.
   ApplyCoordinator* coordinator() { return coordinator_.get(); }
   const ApplyCoordinator* coordinator() const { return coordinator_.get(); }
   LoadStore* load_store() { return load_store_.get(); }
   const LoadStore* load_store() const { return load_store_.get(); }
   ReplanLoop* replan_loop() { return loop_.get(); }
+  PlacementServiceImpl* placement() { return placement_.get(); }
 
  private:
   PlannerServer() = default;
+  // Registers the services and starts listening on config.listen_address.
+  absl::Status Serve(const PlannerConfig& config);
 
   ServerOptions options_;
   std::unique_ptr<Authorizer> authorizer_;

@@ -35,7 +35,7 @@ std::string ReadFrom(const std::string& path, int64_t offset) {
 std::string ProcessName(Role role, int index) {
   switch (role) {
     case Role::kPlanner:
-      return "planner";
+      return index == 0 ? "planner" : absl::StrCat("planner", index);
     case Role::kAgent:
       return absl::StrCat("agent", index);
     case Role::kWorker:
@@ -47,7 +47,8 @@ std::string ProcessName(Role role, int index) {
 LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
   char pattern[] = "/tmp/craft-it-XXXXXX";
   dir_ = ::mkdtemp(pattern);
-  planner_port_ = FreePort();
+  for (int i = 0; i < options_.planners; ++i) planner_ports_.push_back(FreePort());
+  planners_.resize(options_.planners);
   agents_.resize(options_.num_nodes);
   workers_.resize(num_gpus());
   worker_extra_flags_.resize(num_gpus());
@@ -80,26 +81,34 @@ std::vector<std::string> LocalCluster::SecurityFlags(const std::string& name) co
           "--tls_ca=" + security.ca_file, "--tls_reload_s=1"};
 }
 
-std::shared_ptr<grpc::Channel> LocalCluster::ChannelAs(const std::string& name) const {
-  return MakeChannel(planner_address(), SecurityOf(name), "craft-planner");
+std::shared_ptr<grpc::Channel> LocalCluster::ChannelAs(const std::string& name, int replica) const {
+  return MakeChannel(planner_address(replica), SecurityOf(name), "craft-planner");
 }
 
 LocalCluster::~LocalCluster() {
   // Workers first, then agents, then the planner: the order a node drains.
   workers_.clear();
   agents_.clear();
-  planner_.reset();
+  planners_.clear();
   if (std::getenv("CRAFT_KEEP_CLUSTER_DIR") == nullptr) {
     (void)std::system(absl::StrCat("rm -rf ", dir_).c_str());
   }
 }
 
-std::string LocalCluster::planner_address() const {
-  return absl::StrCat("127.0.0.1:", planner_port_);
+std::string LocalCluster::planner_address(int replica) const {
+  return absl::StrCat("127.0.0.1:", planner_ports_[replica]);
+}
+
+std::string LocalCluster::planner_addresses() const {
+  std::vector<std::string> addresses;
+  for (int i = 0; i < options_.planners; ++i) addresses.push_back(planner_address(i));
+  return absl::StrJoin(addresses, ",");
 }
 
 absl::Status LocalCluster::Start() {
-  if (absl::Status s = StartPlanner(); !s.ok()) return s;
+  for (int replica = 0; replica < options_.planners; ++replica) {
+    if (absl::Status s = StartPlanner(replica); !s.ok()) return s;
+  }
   for (int node = 0; node < options_.num_nodes; ++node) {
     if (absl::Status s = StartAgent(node); !s.ok()) return s;
   }
@@ -109,14 +118,21 @@ absl::Status LocalCluster::Start() {
   return absl::OkStatus();
 }
 
-absl::Status LocalCluster::StartPlanner() {
+absl::Status LocalCluster::StartPlanner(int replica) {
   std::vector<std::string> node_names;
   for (int node = 0; node < options_.num_nodes; ++node) {
     node_names.push_back(absl::StrCat("node", node));
   }
-  const std::string config = dir_ + "/planner.yaml";
-  std::ofstream(config) << "listen_address: \"" << planner_address() << "\"\n"
-                        << "state_path: " << state_path() << "\n"
+  const std::string name = ProcessName(Role::kPlanner, replica);
+  const std::string config = absl::StrCat(dir_, "/", name, ".yaml");
+  std::string ha;
+  if (!options_.etcd_endpoints.empty()) {
+    ha = absl::StrCat("ha:\n  etcd_endpoints: [", options_.etcd_endpoints,
+                      "]\n  prefix: /craft/it\n  lease_ttl_s: ", options_.lease_ttl_s,
+                      "\n  etcd_timeout_ms: 1000\n  etcd_insecure: true\n");
+  }
+  std::ofstream(config) << "listen_address: \"" << planner_address(replica) << "\"\n"
+                        << ha << "state_path: " << state_path() << "\n"
                         << "model:\n  num_layers: " << options_.num_layers
                         << "\n  num_experts: " << options_.num_experts
                         << "\n  top_k: " << options_.top_k << "\n  bytes_per_expert: 4096\n"
@@ -129,14 +145,18 @@ absl::Status LocalCluster::StartPlanner() {
                         << "\n  algorithm: craft\n  budget: " << options_.budget
                         << "\n  gain_threshold: 0.01\n"
                         << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
-  const std::string ready = dir_ + "/planner.ready";
+  const std::string ready = absl::StrCat(dir_, "/", name, ".ready");
   std::remove(ready.c_str());
   std::vector<std::string> flags = {"--config=" + config, "--ready_file=" + ready};
+  if (!options_.etcd_endpoints.empty()) {
+    flags.push_back("--advertise_address=" + planner_address(replica));
+  }
   for (std::string& flag : SecurityFlags("craft-planner")) flags.push_back(std::move(flag));
-  auto process = Process::Start(Runfile("server/craft-planner"), flags, dir_ + "/planner.log",
-                                CrashEnv(Role::kPlanner, 0));
+  auto process =
+      Process::Start(Runfile("server/craft-planner"), flags, absl::StrCat(dir_, "/", name, ".log"),
+                     CrashEnv(Role::kPlanner, replica));
   if (!process.ok()) return process.status();
-  planner_ = std::make_unique<Process>(std::move(*process));
+  planners_[replica] = std::make_unique<Process>(std::move(*process));
   return WaitForReadyFile(ready, absl::Seconds(20)).status();
 }
 
@@ -149,7 +169,7 @@ absl::Status LocalCluster::StartAgent(int node) {
   std::vector<std::string> flags = {absl::StrCat("--node=node", node),
                                     "--gpus=" + absl::StrJoin(gpus, ","),
                                     absl::StrCat("--socket=", dir_, "/agent", node, ".sock"),
-                                    "--planner=" + planner_address(),
+                                    "--planner=" + planner_addresses(),
                                     absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
                                     "--ready_file=" + ready};
   for (std::string& flag : SecurityFlags(absl::StrCat("node", node))) {
@@ -212,7 +232,7 @@ std::string LocalCluster::crash_file(Role role, int index) const {
 Process* LocalCluster::process(Role role, int index) {
   switch (role) {
     case Role::kPlanner:
-      return planner_.get();
+      return planners_[index].get();
     case Role::kAgent:
       return agents_[index].get();
     case Role::kWorker:
@@ -250,8 +270,8 @@ absl::Status LocalCluster::DisarmCrashPoint(Role role, int index) {
 absl::Status LocalCluster::Restart(Role role, int index) {
   switch (role) {
     case Role::kPlanner:
-      planner_.reset();  // SIGKILLs a survivor; a dead one is not signalled
-      return StartPlanner();
+      planners_[index].reset();  // SIGKILLs a survivor; a dead one is not signalled
+      return StartPlanner(index);
     case Role::kAgent:
       agents_[index].reset();
       return StartAgent(index);
@@ -294,6 +314,10 @@ absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents() {
     return s;
   }
   return response;
+}
+
+void LocalCluster::UsePlanner(int replica) {
+  placement_ = craft::v1::PlacementService::NewStub(ChannelAs("ops", replica));
 }
 
 absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {

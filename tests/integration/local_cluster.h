@@ -45,6 +45,12 @@ struct ClusterOptions {
   // "craft-planner", "node<i>" for node i's agent and workers, and "ops",
   // the admin identity placement() calls with.
   bool insecure = false;
+  // High availability: with etcd endpoints (comma-separated), `planners`
+  // replicas elect a leader on an etcd lease of `lease_ttl_s`, and agents
+  // get every replica's address.
+  int planners = 1;
+  std::string etcd_endpoints;
+  int lease_ttl_s = 2;
 };
 
 // Not thread-safe. Stops every process on destruction.
@@ -58,23 +64,25 @@ class LocalCluster {
   ~LocalCluster();
 
   absl::Status Start();
-  absl::Status StartPlanner();
+  absl::Status StartPlanner(int replica = 0);
   absl::Status StartAgent(int node);
   absl::Status StartWorker(int gpu, const std::vector<std::string>& extra_flags = {});
 
-  Process& planner() { return *planner_; }
+  Process& planner(int replica = 0) { return *planners_[replica]; }
   Process& agent(int node) { return *agents_[node]; }
   Process& worker(int gpu) { return *workers_[gpu]; }
-  // The process of `role` (index: node or GPU; ignored for the planner), or
+  // The process of `role` (index: node, GPU or planner replica), or
   // null when it was never started or was stopped.
   Process* process(Role role, int index);
   bool Running(Role role, int index);
   void StopWorker(int gpu) { workers_[gpu].reset(); }
-  void StopPlanner() { planner_.reset(); }
+  void StopPlanner(int replica = 0) { planners_[replica].reset(); }
 
   const ClusterOptions& options() const { return options_; }
   int num_gpus() const { return options_.num_nodes * options_.gpus_per_node; }
-  std::string planner_address() const;
+  std::string planner_address(int replica = 0) const;
+  // Every replica's address, comma-separated (the agents' --planner).
+  std::string planner_addresses() const;
   const std::string& dir() const { return dir_; }
   std::string state_path() const { return dir_ + "/planner.state"; }
   std::string crash_file(Role role, int index) const;
@@ -99,9 +107,12 @@ class LocalCluster {
   std::vector<std::string> WorkerServingVersions() const;
 
   craft::v1::PlacementService::Stub& placement() { return *placement_; }
+  // Points placement() and the calls below at planner replica `replica`
+  // (high availability: the leader, or a follower).
+  void UsePlanner(int replica);
   // A channel to the planner as certificate `name` ("ops", "node0", ...);
   // plaintext when the cluster is insecure.
-  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name) const;
+  std::shared_ptr<grpc::Channel> ChannelAs(const std::string& name, int replica = 0) const;
   // The --tls_* flags (or --insecure) of a process with identity `name`.
   std::vector<std::string> SecurityFlags(const std::string& name) const;
   absl::StatusOr<craft::v1::LayoutStatus> GetLayout();
@@ -127,8 +138,8 @@ class LocalCluster {
 
   ClusterOptions options_;
   std::string dir_;  // short path: Unix socket names are limited to 108 bytes
-  int planner_port_ = 0;
-  std::unique_ptr<Process> planner_;
+  std::vector<int> planner_ports_;
+  std::vector<std::unique_ptr<Process>> planners_;
   std::vector<std::unique_ptr<Process>> agents_;
   std::vector<std::unique_ptr<Process>> workers_;
   std::vector<std::vector<std::string>> worker_extra_flags_;  // for Restart
