@@ -137,10 +137,10 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
 
   void OnDone(const grpc::Status& status) override {
     // A follower planner names the leader in its refusal.
-    std::string leader;
+    std::optional<std::string> leader;
     const auto& trailers = context_.GetServerTrailingMetadata();
     if (auto it = trailers.find(kLeaderMetadataKey); it != trailers.end()) {
-      leader.assign(it->second.data(), std::min<size_t>(it->second.size(), 256));
+      leader.emplace(it->second.data(), std::min<size_t>(it->second.size(), 256));
     }
     link_->OnStreamDone(status, std::move(leader), received_any_);
   }
@@ -207,7 +207,8 @@ void PlannerLink::Reconnect() {
   if (stream_ != nullptr) stream_->CancelLocked();  // the loop reconnects
 }
 
-void PlannerLink::OnStreamDone(const grpc::Status& status, std::string leader, bool healthy) {
+void PlannerLink::OnStreamDone(const grpc::Status& status, std::optional<std::string> leader,
+                               bool healthy) {
   absl::MutexLock lock(&mu_);
   done_status_ = status;
   done_leader_ = std::move(leader);
@@ -251,8 +252,9 @@ void PlannerLink::Run() {
                       << "); going to the leader at " << targets_.Current();
       continue;
     }
-    absl::Duration delay = backoff_.NextDelay();
-    if (next == PlannerTargets::Next::kSoon) delay = std::min(delay, kFollowerRetryDelay);
+    // Asking a follower again does not grow the backoff.
+    absl::Duration delay =
+        next == PlannerTargets::Next::kSoon ? kFollowerRetryDelay : backoff_.NextDelay();
     if (IsTransient(status.error_code())) {
       CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
                          << absl::FormatDuration(delay);

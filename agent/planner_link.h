@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -78,7 +79,7 @@ class PlannerLink final : public PlannerChannel {
   class Stream;
 
   void Run();
-  void OnStreamDone(const grpc::Status& status, std::string leader, bool healthy);
+  void OnStreamDone(const grpc::Status& status, std::optional<std::string> leader, bool healthy);
   craft::v1::AgentGateway::Stub* StubFor(const std::string& target);  // the Run thread only
 
   const Options options_;
@@ -94,7 +95,7 @@ class PlannerLink final : public PlannerChannel {
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // owned by Run()
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status done_status_ ABSL_GUARDED_BY(mu_);
-  std::string done_leader_ ABSL_GUARDED_BY(mu_);  // named in the stream's trailers
+  std::optional<std::string> done_leader_ ABSL_GUARDED_BY(mu_);  // from the stream's trailers
   bool done_healthy_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;  // streams opened, for the log

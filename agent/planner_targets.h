@@ -7,8 +7,8 @@
 // and the follower does not know yet), the follower is asked again soon
 // (kSoon: a short fixed delay, at most kMaxQuickRetries times before the
 // backoff applies), so that agents find a new leader within moments of its
-// election. After any other failure the next configured address is tried
-// after the usual backoff.
+// election; so is a follower that knows no leader yet. After any other
+// failure the next configured address is tried after the usual backoff.
 //
 //   PlannerTargets targets("planner-0:50051,planner-1:50051");
 //   const std::string target = targets.Current();
@@ -19,6 +19,7 @@
 #ifndef CRAFT_AGENT_PLANNER_TARGETS_H_
 #define CRAFT_AGENT_PLANNER_TARGETS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,14 +39,17 @@ class PlannerTargets {
 
   // The address the next stream goes to.
   const std::string& Current() const;
-  // A stream to Current() ended. `leader` is the address a follower named
-  // in its refusal ("" when none); `healthy` whether the planner sent
-  // anything on it. Says when to connect to Current() next.
-  Next OnStreamEnded(const std::string& leader, bool healthy);
+  // A stream to Current() ended. `leader` is what a follower said in its
+  // refusal: the leader's address, or "" while it knows none (nullopt: no
+  // follower answered); `healthy` whether the planner sent anything on it.
+  // Says when to connect to Current() next.
+  Next OnStreamEnded(const std::optional<std::string>& leader, bool healthy);
 
   const std::vector<std::string>& configured() const { return configured_; }
 
  private:
+  Next QuickRetryOrBackoff();
+
   std::vector<std::string> configured_;
   size_t next_ = 0;
   std::string redirect_;  // "" when not following one

@@ -8,9 +8,9 @@ namespace {
 TEST(PlannerTargetsTest, OneAddressIsAlwaysTheTarget) {
   PlannerTargets targets("planner:7070");
   EXPECT_EQ(targets.Current(), "planner:7070");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", /*healthy=*/false));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, /*healthy=*/false));
   EXPECT_EQ(targets.Current(), "planner:7070");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", /*healthy=*/true));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, /*healthy=*/true));
   EXPECT_EQ(targets.Current(), "planner:7070");
 }
 
@@ -18,17 +18,17 @@ TEST(PlannerTargetsTest, FailuresWalkTheConfiguredList) {
   PlannerTargets targets(" a:1, b:2 ,,c:3");
   ASSERT_EQ(targets.configured().size(), 3u);
   EXPECT_EQ(targets.Current(), "a:1");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", false));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, false));
   EXPECT_EQ(targets.Current(), "b:2");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", false));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, false));
   EXPECT_EQ(targets.Current(), "c:3");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", false));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, false));
   EXPECT_EQ(targets.Current(), "a:1");
 }
 
 TEST(PlannerTargetsTest, AHealthyStreamIsRetriedWhereItWas) {
   PlannerTargets targets("a:1,b:2");
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", /*healthy=*/true));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, /*healthy=*/true));
   EXPECT_EQ(targets.Current(), "a:1");
 }
 
@@ -38,9 +38,9 @@ TEST(PlannerTargetsTest, AFollowersRedirectIsFollowedAtOnce) {
   EXPECT_EQ(targets.Current(), "c:3");
   // The leader serves, then goes away: back to the follower that named it,
   // soon, without the backoff growing.
-  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("", true));
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, true));
   EXPECT_EQ(targets.Current(), "c:3");
-  EXPECT_EQ(PlannerTargets::Next::kSoon, targets.OnStreamEnded("", false));
+  EXPECT_EQ(PlannerTargets::Next::kSoon, targets.OnStreamEnded(std::nullopt, false));
   EXPECT_EQ(targets.Current(), "a:1");
   // And it names the new leader.
   EXPECT_EQ(PlannerTargets::Next::kAtOnce, targets.OnStreamEnded("b:2", false));
@@ -59,18 +59,28 @@ TEST(PlannerTargetsTest, RedirectLoopsAreBroken) {
   EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded("a:1", false));
 }
 
+TEST(PlannerTargetsTest, AFollowerWithoutALeaderIsAskedAgainSoon) {
+  PlannerTargets targets("a:1,b:2");
+  EXPECT_EQ(PlannerTargets::Next::kSoon, targets.OnStreamEnded(std::string(), false));
+  EXPECT_EQ(targets.Current(), "a:1");
+  // Not a follower's answer: the next address.
+  EXPECT_EQ(PlannerTargets::Next::kBackoff, targets.OnStreamEnded(std::nullopt, false));
+  EXPECT_EQ(targets.Current(), "b:2");
+}
+
 TEST(PlannerTargetsTest, QuickRetriesOfAFollowerAreBounded) {
   PlannerTargets targets("a:1,b:2");
   int quick = 0;
   for (int i = 0; i < 200; ++i) {
     ASSERT_EQ(PlannerTargets::Next::kAtOnce, targets.OnStreamEnded("b:2", false));  // a: "b leads"
-    if (targets.OnStreamEnded("", false) == PlannerTargets::Next::kSoon) ++quick;   // b is dead
+    if (targets.OnStreamEnded(std::nullopt, false) == PlannerTargets::Next::kSoon)
+      ++quick;  // b is dead
   }
   EXPECT_EQ(quick, PlannerTargets::kMaxQuickRetries);
   // A healthy stream makes quick retries available again.
-  targets.OnStreamEnded("", true);
+  targets.OnStreamEnded(std::nullopt, true);
   ASSERT_EQ(PlannerTargets::Next::kAtOnce, targets.OnStreamEnded("b:2", false));
-  EXPECT_EQ(PlannerTargets::Next::kSoon, targets.OnStreamEnded("", false));
+  EXPECT_EQ(PlannerTargets::Next::kSoon, targets.OnStreamEnded(std::nullopt, false));
 }
 
 }  // namespace

@@ -28,11 +28,12 @@ void LeaderDirectory::SetOnChange(std::function<void(const std::string&)> on_cha
 }
 
 grpc::Status NotLeader(grpc::CallbackServerContext* context, const std::string& leader) {
+  // Present even when empty: "a follower, ask again soon" (agents poll it).
+  context->AddTrailingMetadata(kLeaderMetadataKey, leader);
   if (leader.empty()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "not the leader, and no leader is elected yet; retry shortly");
   }
-  context->AddTrailingMetadata(kLeaderMetadataKey, leader);
   return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                       absl::StrCat("not the leader; the leader is at ", leader));
 }

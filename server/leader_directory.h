@@ -36,8 +36,8 @@ class LeaderDirectory {
 };
 
 // UNAVAILABLE "not the leader; the leader is at <address>" (or "no leader
-// is elected yet"), with the address in trailing metadata (kLeaderMetadataKey)
-// for clients that follow it. UNAVAILABLE: the call is worth retrying there.
+// is elected yet"), with the address (empty when none) in trailing metadata
+// (kLeaderMetadataKey) for clients that follow it. UNAVAILABLE: the call is worth retrying there.
 grpc::Status NotLeader(grpc::CallbackServerContext* context, const std::string& leader);
 
 }  // namespace craft::server

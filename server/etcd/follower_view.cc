@@ -35,6 +35,10 @@ void FollowerView::Refresh() {
   if (leader.ok()) {
     on_leader_(*leader);
   } else {
+    // Unreachable etcd or garbage in the key: this follower cannot vouch
+    // for any leader (readiness goes NOT_SERVING), though it keeps serving
+    // reads of the committed state it last read.
+    on_leader_("");
     log_error(leader.status());
   }
   absl::StatusOr<std::optional<PlannerState>> state =
