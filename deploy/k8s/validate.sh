@@ -2,7 +2,7 @@
 # Validates deploy/k8s offline: renders the base and every overlay with
 # `kubectl kustomize`, then checks the schemas (npm kubernetes-models, pinned
 # in validate/package-lock.json and installed here with `npm ci`) and craft's
-# own rules (validate/validate.mjs). A manifest broken on purpose must fail.
+# own rules (validate/validate.mjs). Manifests broken on purpose must fail.
 # Prints "PASS", "FAIL: ..." or "SKIPPED: ..." last; exit 0 unless FAIL.
 set -uo pipefail
 
@@ -32,6 +32,11 @@ done
 strip() { grep -v -e '^ *#' -e '^  nodes:' "$1"; }
 diff <(strip base/planner-config.yaml) <(strip overlays/sidecar/planner-config.yaml) ||
   { echo "FAIL: overlays/sidecar/planner-config.yaml differs from the base's beyond security.nodes"; exit 1; }
+# The ha overlay's is the base's with an ha section instead of state_path.
+strip_ha() { awk '/^ha:/ { skip = 1; next } skip && /^[^ #]/ { skip = 0 } !skip' "$1" |
+  grep -v -e '^ *#' -e '^state_path:'; }
+diff <(strip_ha base/planner-config.yaml) <(strip_ha overlays/ha/planner-config.yaml) ||
+  { echo "FAIL: overlays/ha/planner-config.yaml differs from the base's beyond ha and state_path"; exit 1; }
 
 # The checks catch mistakes: a non-integer replica count, a :latest image, a
 # plaintext planner and node names out of rank order.
@@ -44,4 +49,24 @@ grep -q 'Deployment/craft-planner: .*replicas' <<< "$out" || { echo "$out"; echo
 grep -q 'is not pinned' <<< "$out" || { echo "$out"; echo "FAIL: :latest not caught"; exit 1; }
 grep -q 'craft-planner: runs --insecure' <<< "$out" || { echo "$out"; echo "FAIL: --insecure not caught"; exit 1; }
 grep -q 'craft-node-ranks names .* security.nodes' <<< "$out" || { echo "$out"; echo "FAIL: node order not caught"; exit 1; }
+
+# ... and in the ha overlay: an agent missing a replica, a headless Service
+# hiding not-ready replicas, etcd files outside the mounts, etcd without TLS,
+# a disruption budget that allows none, and several replicas on a state file.
+sed -e 's/craft-planner-2\.craft-planner-pods\.craft\.svc:50051$/craft-planner-3.craft-planner-pods.craft.svc:50051/' \
+  -e 's/publishNotReadyAddresses: true/publishNotReadyAddresses: false/' \
+  -e 's#etcd_ca: /etc/craft-etcd-tls/ca.crt#etcd_ca: /etc/ca.crt#' \
+  -e 's/^\( *\)etcd_timeout_ms: 2000$/&\n\1etcd_insecure: true/' \
+  -e 's/^  minAvailable: 2$/  minAvailable: 3/' \
+  "$OUT/ha.yaml" > "$OUT/broken-ha.yaml"
+out=$(node validate/validate.mjs "$OUT/broken-ha.yaml")
+grep -q 'DaemonSet/craft-agent: its planners are' <<< "$out" || { echo "$out"; echo "FAIL: missing replica not caught"; exit 1; }
+grep -q 'not a headless Service with publishNotReadyAddresses' <<< "$out" || { echo "$out"; echo "FAIL: hidden not-ready replicas not caught"; exit 1; }
+grep -q "ha.etcd_ca '/etc/ca.crt' is not in a volume" <<< "$out" || { echo "$out"; echo "FAIL: unmounted etcd_ca not caught"; exit 1; }
+grep -q 'ha.etcd_insecure' <<< "$out" || { echo "$out"; echo "FAIL: etcd_insecure not caught"; exit 1; }
+grep -q 'allows no voluntary disruption' <<< "$out" || { echo "$out"; echo "FAIL: blocking PodDisruptionBudget not caught"; exit 1; }
+sed -e 's/^  replicas: 1$/  replicas: 3/' "$OUT/base.yaml" > "$OUT/broken-replicas.yaml"
+out=$(node validate/validate.mjs "$OUT/broken-replicas.yaml")
+grep -q "Deployment/craft-planner: 3 replicas without the config's ha section" <<< "$out" ||
+  { echo "$out"; echo "FAIL: replicas on a state file not caught"; exit 1; }
 echo PASS

@@ -12,6 +12,13 @@
 //   - the planner's security.nodes has one name per cluster.num_nodes, and
 //     they are the agents' node names: craft-node-ranks' keys in rank order
 //     for the DaemonSet, the pod names for agents in StatefulSet pods.
+//   - more than one planner replica only with the config's ha section; with
+//     it: --advertise_address, the etcd TLS files in mounted volumes (never
+//     etcd_insecure), a StatefulSet's replicas advertising names of its
+//     headless Service that publishes not-ready addresses, and agents given
+//     a list of planners naming exactly those replicas;
+//   - no PodDisruptionBudget leaves a Deployment or StatefulSet no voluntary
+//     disruption (minAvailable at or above its replicas).
 //
 //   node deploy/k8s/validate/validate.mjs rendered.yaml...
 import fs from 'node:fs';
@@ -67,7 +74,21 @@ function agentNodes(o, pod) {
   return null;
 }
 
+// The value of --name=VALUE in a container's command line ("" when absent),
+// a lone $VAR or ${VAR} taken from the container's env.
+function flagValue(c, name) {
+  const argv = [...(c.command ?? []), ...(c.args ?? [])].join(' ');
+  const value = argv.match(new RegExp(`--${name}=("?)([^\\s"]+)\\1`))?.[2] ?? '';
+  const variable = value.match(/^\$\{?(\w+)\}?$/)?.[1];
+  return variable ? (c.env ?? []).find((e) => e.name === variable)?.value ?? '' : value;
+}
+
 const portsByPodLabel = [];  // [{labels, ports}] for monitor checks
+const planners = [];  // [{where, o, c}]: craft-planner containers and their workloads
+const agentPlanners = [];  // [{where, targets}]: each craft-agent's --planner list
+const services = [];
+const budgets = [];  // PodDisruptionBudgets
+const scaled = [];  // Deployments and StatefulSets
 const configMaps = [];  // ConfigMaps, for the node-name checks
 const agentWorkloads = [];  // [{where, names} or {where, ranks}]
 
@@ -95,7 +116,16 @@ for (const file of process.argv.slice(2)) {
         ports: new Set(longRunning.flatMap((c) => (c.ports ?? []).map((p) => p.name))) });
       const nodes = agentNodes(o, pod);
       if (nodes) agentWorkloads.push({ where, ...nodes });
+      for (const c of longRunning) {
+        if ((c.image ?? '').startsWith('ghcr.io/craft-moe/craft-planner:')) planners.push({ where, o, c });
+        if ((c.image ?? '').startsWith('ghcr.io/craft-moe/craft-agent:')) {
+          agentPlanners.push({ where, targets: flagValue(c, 'planner').split(',').filter(Boolean) });
+        }
+      }
+      if (o.kind === 'Deployment' || o.kind === 'StatefulSet') scaled.push(o);
     }
+    if (o.kind === 'Service') services.push(o);
+    if (o.kind === 'PodDisruptionBudget') budgets.push(o);
     if (o.kind === 'ConfigMap') configMaps.push(o);
     if (o.kind === 'PodMonitor') {
       const selector = o.spec.selector.matchLabels;
@@ -136,6 +166,68 @@ if (plannerConfig) {
         const want = Array.from({ length: perNode }, (_, r) => i * perNode + r).join(',');
         if (node in ranks && ranks[node].replace(/\s/g, '') !== want) problems.push(`${w.where}: craft-node-ranks gives ${node} ranks ${ranks[node]}, node ${i} holds ${want}`);
       });
+    }
+  }
+  checkHighAvailability(where, config);
+}
+
+// Planner replicas and their config's ha section (server/config.h HaConfig).
+function checkHighAvailability(configWhere, config) {
+  const ha = config.ha;
+  if (ha?.etcd_insecure) problems.push(`${configWhere}: ha.etcd_insecure: etcd must be mutual TLS`);
+  const port = String(config.listen_address ?? '').split(':').pop();
+  for (const { where, o, c } of planners) {
+    const replicas = o.spec.replicas ?? 1;
+    if (!ha) {
+      if (replicas > 1) problems.push(`${where}: ${replicas} replicas without the config's ha section (one writer per state file)`);
+      continue;
+    }
+    for (const key of ['etcd_cert', 'etcd_key', 'etcd_ca']) {
+      const file = String(ha[key] ?? '');
+      if (!file && ha.etcd_insecure) continue;
+      const mounted = (c.volumeMounts ?? []).some((m) => file.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
+      if (!mounted) problems.push(`${where}: ha.${key} '${file}' is not in a volume the planner mounts`);
+    }
+    const advertise = flagValue(c, 'advertise_address');
+    if (!advertise) {
+      problems.push(`${where}: no --advertise_address (required with the config's ha section)`);
+      continue;
+    }
+    if (o.kind !== 'StatefulSet') continue;
+    // Each replica's advertised address, as the kubelet expands $(VAR).
+    const namespace = o.metadata.namespace ?? 'default';
+    const fields = (i) => ({ 'metadata.name': `${o.metadata.name}-${i}`, 'metadata.namespace': namespace });
+    const addresses = Array.from({ length: replicas }, (_, i) => advertise.replace(/\$\((\w+)\)/g, (ref, name) => {
+      const e = (c.env ?? []).find((v) => v.name === name);
+      return e?.value ?? fields(i)[e?.valueFrom?.fieldRef?.fieldPath] ?? ref;
+    }));
+    const headless = services.find((svc) => svc.metadata.name === o.spec.serviceName &&
+      (svc.metadata.namespace ?? 'default') === namespace);
+    if (!headless || headless.spec.clusterIP !== 'None' || !headless.spec.publishNotReadyAddresses) {
+      problems.push(`${where}: serviceName ${o.spec.serviceName} is not a headless Service with publishNotReadyAddresses (agents dial a new leader before it is ready)`);
+    }
+    addresses.forEach((address, i) => {
+      const want = `${o.metadata.name}-${i}.${o.spec.serviceName}.${namespace}.svc`;
+      if (address !== `${want}:${port}` && address !== `${want}.cluster.local:${port}`) {
+        problems.push(`${where}: replica ${i} advertises ${address}, not ${want}:${port} (its name in serviceName ${o.spec.serviceName}, the config's port)`);
+      }
+    });
+    // Agents given a list (not one Service address) must name every replica.
+    for (const agent of agentPlanners) {
+      if (agent.targets.length > 1 && [...agent.targets].sort().join() !== [...addresses].sort().join()) {
+        problems.push(`${agent.where}: its planners are [${agent.targets}], the replicas advertise [${addresses}]`);
+      }
+    }
+  }
+}
+
+for (const pdb of budgets) {
+  const selector = pdb.spec.selector?.matchLabels ?? {};
+  for (const o of scaled.filter((w) => w.metadata.namespace === pdb.metadata.namespace)) {
+    const labels = o.spec.template.metadata?.labels ?? {};
+    const selected = Object.keys(selector).length && Object.entries(selector).every(([k, v]) => labels[k] === v);
+    if (selected && typeof pdb.spec.minAvailable === 'number' && pdb.spec.minAvailable >= (o.spec.replicas ?? 1)) {
+      problems.push(`PodDisruptionBudget/${pdb.metadata.name}: minAvailable ${pdb.spec.minAvailable} of ${o.kind}/${o.metadata.name}'s ${o.spec.replicas ?? 1} replicas allows no voluntary disruption`);
     }
   }
 }
