@@ -377,6 +377,43 @@ TEST(ConfigTest, RooflineMistakesAreRejectedWithTheirKey) {
               HasSubstr("replan.roofline: is read only with replan.objective: roofline"));
 }
 
+TEST(ConfigTest, HighAvailabilitySectionParses) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(
+      absl::StrCat(kMinimal,
+                   "ha:\n  etcd_endpoints: [10.0.0.1:2379, 'etcd-1:2379']\n  prefix: /craft/prod\n"
+                   "  lease_ttl_s: 3\n  etcd_timeout_ms: 500\n  etcd_cert: c.pem\n"
+                   "  etcd_key: k.pem\n  etcd_ca: ca.pem\n  etcd_server_name: etcd\n"),
+      "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->ha.enabled());
+  EXPECT_EQ(config->ha.etcd_endpoints, (std::vector<std::string>{"10.0.0.1:2379", "etcd-1:2379"}));
+  EXPECT_EQ(config->ha.prefix, "/craft/prod");
+  EXPECT_EQ(config->ha.lease_ttl, absl::Seconds(3));
+  EXPECT_EQ(config->ha.etcd_timeout, absl::Milliseconds(500));
+  EXPECT_FALSE(ParseConfig(kMinimal, "planner.yaml")->ha.enabled());
+}
+
+TEST(ConfigTest, HighAvailabilityMistakesAreRejectedWithTheirKey) {
+  const auto ha = [](const std::string& body) {
+    return ErrorOf(absl::StrCat(kMinimal, "ha:\n", body));
+  };
+  EXPECT_THAT(ha("  prefix: /craft/x\n"), HasSubstr("missing required key 'ha.etcd_endpoints'"));
+  EXPECT_THAT(ha("  etcd_endpoints: []\n  etcd_insecure: true\n"),
+              HasSubstr("ha.etcd_endpoints: expected a non-empty sequence of host:port"));
+  EXPECT_THAT(ha("  etcd_endpoints: [etcd]\n  etcd_insecure: true\n"),
+              HasSubstr("ha.etcd_endpoints[0]: expected host:port"));
+  EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n  etcd_insecure: true\n  prefix: craft/\n"),
+              HasSubstr("ha.prefix: expected a key prefix"));
+  EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n  etcd_insecure: true\n  lease_ttl_s: 0\n"),
+              HasSubstr("ha.lease_ttl_s"));
+  EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n  etcd_insecure: maybe\n"),
+              HasSubstr("ha.etcd_insecure: expected true or false"));
+  EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n"),
+              HasSubstr("etcd_cert, etcd_key and etcd_ca are required"));
+  EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n  etcd_insecure: true\n  leader: me\n"),
+              HasSubstr("unknown key 'ha.leader'"));
+}
+
 TEST(ConfigTest, MissingFileIsNotFound) {
   absl::StatusOr<PlannerConfig> config = LoadConfigFile("/nonexistent/planner.yaml");
   EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);

@@ -87,6 +87,10 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
       .Add({})
       .Set(layers);
   epoch_ = &GaugeFamily(r, "craft_planner_epoch", "This planner's leadership term.").Add({});
+  leader_ = &GaugeFamily(r, "craft_planner_leader",
+                         "1 while this planner leads (always, without high availability); 0 on "
+                         "a follower, whose other planner gauges are not its own.")
+                 .Add({});
   committed_epoch_ = &GaugeFamily(r, "craft_planner_committed_layout_epoch",
                                   "Epoch part of the committed layout version <epoch>.<seq> "
                                   "(0 for the initial layout).")
@@ -243,6 +247,7 @@ void PlannerMetrics::Watch(const ApplyCoordinator* coordinator, const LoadStore*
   absl::MutexLock lock(&refresh_mutex());
   coordinator_ = coordinator;
   load_store_ = load_store;
+  leader_->Set(coordinator != nullptr ? 1 : 0);
   layout_version_.clear();
 }
 

@@ -79,6 +79,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   prometheus::Gauge* gpus_on_committed_;
   prometheus::Gauge* gpus_without_agent_;
   prometheus::Gauge* epoch_;
+  prometheus::Gauge* leader_;
   prometheus::Gauge* committed_epoch_;
   prometheus::Gauge* committed_seq_;
   prometheus::Gauge* apply_in_progress_;
