@@ -35,6 +35,8 @@
 
 ABSL_FLAG(std::string, config, "", "planner YAML config (see deploy/planner.yaml)");
 ABSL_FLAG(std::string, state_path, "", "overrides the config's state_path");
+ABSL_FLAG(std::string, listen_address, "",
+          "overrides the config's listen_address (replicas of one group share a config)");
 ABSL_FLAG(
     std::string, ready_file, "",
     "once listening, atomically write \"grpc_port=<port>\\n\" (and \"metrics_port=<port>\\n\" "
@@ -125,6 +127,8 @@ int Run(const sigset_t& signals) {
   }
   if (!absl::GetFlag(FLAGS_state_path).empty())
     config->state_path = absl::GetFlag(FLAGS_state_path);
+  if (!absl::GetFlag(FLAGS_listen_address).empty())
+    config->listen_address = absl::GetFlag(FLAGS_listen_address);
   if (config->state_path.empty() && !config->ha.enabled()) {
     CRAFT_LOG(ERROR) << "no state_path: set it in " << config_path << " or pass --state_path";
     return 2;

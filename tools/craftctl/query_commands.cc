@@ -90,6 +90,10 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
       status.pending_version().empty() ? "" : ", applying " + status.pending_version(),
       status.committed().layers_size(), status.committed().num_gpus(), redundant,
       status.measured_balancedness(), status.windows_ingested());
+  if (!status.leader().empty()) {
+    std::cout << (status.from_leader() ? "answered by the leader, " : "answered by a follower, ")
+              << status.leader() << " leads\n";
+  }
 }
 
 absl::Status RunLayout(const std::vector<std::string>& argv) {
