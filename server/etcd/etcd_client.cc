@@ -14,6 +14,21 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
+// `status` with etcd's way of saying "your deadline passed" read as ours.
+// The deadline travels with the request, and when it expires inside etcd (a
+// member cut off from its quorum waits for a read index or a proposal until
+// then) etcd 3.4 answers with Go's context error as UNKNOWN "context deadline
+// exceeded", which usually arrives before our own deadline fires. Left
+// UNKNOWN, it would end the failover loop on the one member that cannot
+// answer.
+grpc::Status Classified(grpc::Status status) {
+  if (status.error_code() == grpc::StatusCode::UNKNOWN &&
+      status.error_message() == "context deadline exceeded") {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, status.error_message());
+  }
+  return status;
+}
+
 bool TryNextMember(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -29,6 +44,11 @@ EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options))
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // Any response size, as etcd's own client: a value is bounded by the
+    // cluster's --max-request-bytes, and a value too large for craft is for
+    // the caller to name (ReadEtcdState's DATA_LOSS), not gRPC's 4 MiB
+    // default to turn into RESOURCE_EXHAUSTED.
+    args.SetMaxReceiveMessageSize(-1);
     std::shared_ptr<grpc::Channel> channel =
         MakeChannel(endpoint, options_.security, options_.server_name, args);
     members_.push_back(Member{endpoint, etcdserverpb::KV::NewStub(channel),
@@ -46,7 +66,7 @@ absl::Status EtcdClient::OnAnyMember(
     const size_t index = (first + i) % members_.size();
     grpc::ClientContext context;
     SetDeadline(&context, options_.request_timeout);
-    last = call(members_[index], &context);
+    last = Classified(call(members_[index], &context));
     if (last.ok()) {
       preferred_.store(index);
       return absl::OkStatus();
