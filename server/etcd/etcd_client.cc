@@ -178,7 +178,12 @@ absl::Status EtcdClient::Watch(
     return FromGrpcStatus(stream->Finish());
   }
   etcdserverpb::WatchResponse response;
-  while (!cancelled->load() && stream->Read(&response)) {
+  bool caller_done = false, stream_ended = false;
+  while (!cancelled->load()) {
+    if (!stream->Read(&response)) {
+      stream_ended = true;
+      break;
+    }
     if (response.canceled()) {
       context.TryCancel();
       stream->Finish();
@@ -188,16 +193,24 @@ absl::Status EtcdClient::Watch(
                            ? absl::StrCat(" (compacted at ", response.compact_revision(), ")")
                            : ""));
     }
-    if (!on_response(response)) break;
+    if (!on_response(response)) {
+      caller_done = true;
+      break;
+    }
   }
-  context.TryCancel();
-  grpc::Status finished = stream->Finish();
+  // Only when we end it: a cancel before Finish would replace the status of
+  // a stream that broke or ran out of time with CANCELLED.
+  if (!stream_ended) context.TryCancel();
+  grpc::Status finished = Classified(stream->Finish());
   if (cancelled->load()) return absl::CancelledError("watch stopped");
-  if (!finished.ok() && TryNextMember(finished) &&
-      finished.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+  if (caller_done || finished.ok()) return absl::OkStatus();
+  if (TryNextMember(finished) && finished.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
     preferred_.store((preferred_.load() + 1) % members_.size());
   }
-  return absl::OkStatus();
+  // The stream broke or `max_duration` passed: the caller must be able to
+  // tell that from its own end (and watch again, from the next revision).
+  const absl::Status status = FromGrpcStatus(finished);
+  return absl::Status(status.code(), absl::StrCat("etcd Watch: ", status.message()));
 }
 
 etcdserverpb::RangeRequest RangeOf(const std::string& key) {

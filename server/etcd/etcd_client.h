@@ -61,7 +61,10 @@ class EtcdClient {
   // Opens a Watch stream on [key, range_end) from `start_revision` and calls
   // `on_response` with every response until it returns false, the stream
   // breaks, or `*cancelled` (polled between responses and by a deadline of
-  // `max_duration`) is set. Returns why it ended.
+  // `max_duration`) is set. Returns why it ended: OK when `on_response`
+  // returned false, CANCELLED for `*cancelled`, ABORTED when etcd cancelled
+  // the watch (e.g. compacted), DEADLINE_EXCEEDED after `max_duration`, and
+  // the stream's status (UNAVAILABLE, ...) when it broke.
   absl::Status Watch(const etcdserverpb::WatchCreateRequest& create, absl::Duration max_duration,
                      const std::atomic<bool>* cancelled,
                      const std::function<bool(const etcdserverpb::WatchResponse&)>& on_response);
