@@ -128,6 +128,13 @@ absl::StatusOr<LeaderTerm> LeaderElection::Campaign() {
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) return absl::CancelledError("election stopped");
+      // A won term would show as not leading (lost_ stays set) while the
+      // keep-alive kept the leader key alive: nobody would lead.
+      if (leading_ || lost_) {
+        return absl::FailedPreconditionError(
+            leading_ && !lost_ ? "already leading"
+                               : "this election's leadership ended; campaign with a new one");
+      }
     }
     absl::StatusOr<int64_t> lease = EnsureLease();
     absl::StatusOr<std::optional<LeaderTerm>> term =
