@@ -43,7 +43,10 @@ EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options))
     // gRPC's default reconnect backoff (up to 120 s).
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: despite its name it is the floor
+    // of a connection attempt's timeout (default 20 s), and a floor near the
+    // backoff gave up attempts on a busy machine before the handshake was
+    // seen.
     // Any response size, as etcd's own client: a value is bounded by the
     // cluster's --max-request-bytes, and a value too large for craft is for
     // the caller to name (ReadEtcdState's DATA_LOSS), not gRPC's 4 MiB
@@ -66,6 +69,14 @@ absl::Status EtcdClient::OnAnyMember(
     const size_t index = (first + i) % members_.size();
     grpc::ClientContext context;
     SetDeadline(&context, options_.request_timeout);
+    // Wait for the member's channel to connect, up to the deadline, as
+    // etcd's own client does. A fail-fast call to a channel that is not
+    // connected returns at once without polling it, and nothing else polls
+    // a synchronous client's channels but gRPC's backup poller (every 5 s):
+    // a member that came back after an outage was reached again only 10-15 s
+    // later. (A watch stays fail-fast: it must not sit out its long deadline
+    // on a member that is down.)
+    context.set_wait_for_ready(true);
     last = Classified(call(members_[index], &context));
     if (last.ok()) {
       preferred_.store(index);

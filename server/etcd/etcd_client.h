@@ -4,7 +4,8 @@
 // when that one is unreachable or times out, to the next, until every
 // endpoint was tried once. Every attempt has its own deadline
 // (`request_timeout`), so a member cut off from its quorum costs one timeout,
-// not a hang.
+// not a hang; so does a member that is down (an attempt waits for its
+// channel to connect, which is how one that comes back is reached at once).
 //
 //   EtcdClient client(EtcdClientOptions{{"127.0.0.1:2379"}, security});
 //   CRAFT_ASSIGN_OR_RETURN(auto range, client.Range(RangeOf("/craft/c/state")));
