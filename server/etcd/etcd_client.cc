@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,14 +62,17 @@ EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options))
 }
 
 absl::Status EtcdClient::OnAnyMember(
-    const char* what, const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call) {
+    const char* what, const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call,
+    absl::Time give_up) {
   if (members_.empty()) return absl::FailedPreconditionError("no etcd endpoints configured");
   const size_t first = preferred_.load();
-  grpc::Status last;
+  grpc::Status last(grpc::StatusCode::DEADLINE_EXCEEDED, "gave up before trying a member");
   for (size_t i = 0; i < members_.size(); ++i) {
+    const absl::Time now = absl::Now();
+    if (now >= give_up) break;
     const size_t index = (first + i) % members_.size();
     grpc::ClientContext context;
-    SetDeadline(&context, options_.request_timeout);
+    context.set_deadline(absl::ToChronoTime(std::min(now + options_.request_timeout, give_up)));
     // Wait for the member's channel to connect, up to the deadline, as
     // etcd's own client does. A fail-fast call to a channel that is not
     // connected returns at once without polling it, and nothing else polls
@@ -89,11 +93,14 @@ absl::Status EtcdClient::OnAnyMember(
 }
 
 absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(
-    const etcdserverpb::RangeRequest& request) {
+    const etcdserverpb::RangeRequest& request, absl::Time give_up) {
   etcdserverpb::RangeResponse response;
-  absl::Status status = OnAnyMember("Range", [&](Member& m, grpc::ClientContext* context) {
-    return m.kv->Range(context, request, &response);
-  });
+  absl::Status status = OnAnyMember(
+      "Range",
+      [&](Member& m, grpc::ClientContext* context) {
+        return m.kv->Range(context, request, &response);
+      },
+      give_up);
   if (!status.ok()) return status;
   return response;
 }
@@ -149,25 +156,29 @@ absl::Status EtcdClient::LeaseRevoke(int64_t lease_id) {
   });
 }
 
-absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id) {
+absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id, absl::Time give_up) {
   etcdserverpb::LeaseKeepAliveRequest request;
   request.set_id(lease_id);
   etcdserverpb::LeaseKeepAliveResponse response;
-  absl::Status status = OnAnyMember("LeaseKeepAlive", [&](Member& m, grpc::ClientContext* context) {
-    std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
-                                             etcdserverpb::LeaseKeepAliveResponse>>
-        stream = m.lease->LeaseKeepAlive(context);
-    const bool exchanged = stream->Write(request) && stream->Read(&response);
-    if (exchanged) {
-      context->TryCancel();  // one round trip is all we wanted
-      stream->Finish();
-      return grpc::Status::OK;
-    }
-    stream->WritesDone();
-    grpc::Status finished = stream->Finish();
-    return finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed")
-                         : finished;
-  });
+  absl::Status status = OnAnyMember(
+      "LeaseKeepAlive",
+      [&](Member& m, grpc::ClientContext* context) {
+        std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
+                                                 etcdserverpb::LeaseKeepAliveResponse>>
+            stream = m.lease->LeaseKeepAlive(context);
+        const bool exchanged = stream->Write(request) && stream->Read(&response);
+        if (exchanged) {
+          context->TryCancel();  // one round trip is all we wanted
+          stream->Finish();
+          return grpc::Status::OK;
+        }
+        stream->WritesDone();
+        grpc::Status finished = stream->Finish();
+        return finished.ok()
+                   ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed")
+                   : finished;
+      },
+      give_up);
   if (!status.ok()) return status;
   return response.ttl();
 }
