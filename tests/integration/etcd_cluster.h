@@ -23,7 +23,8 @@ class EtcdCluster {
   EtcdCluster(int members, std::string dir);
   ~EtcdCluster();
 
-  // Starts every member and waits until the cluster answers.
+  // Starts every member and waits until the cluster answers (on fresh
+  // ports when a member could not bind its own).
   absl::Status Start();
   // SIGKILLs member `i` (its data directory stays).
   void Kill(int i);
@@ -39,6 +40,8 @@ class EtcdCluster {
   std::string endpoint_list() const;
 
  private:
+  // One attempt; ABORTED when a member exited.
+  absl::Status StartOnce();
   absl::Status StartMember(int i, bool fresh);
 
   std::string dir_;
