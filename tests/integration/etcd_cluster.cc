@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -153,7 +154,12 @@ absl::Status EtcdCluster::Restart(int i) {
 }
 
 void EtcdCluster::Pause(int i) {
-  if (members_[i] != nullptr && members_[i]->Running()) ::kill(members_[i]->pid(), SIGSTOP);
+  if (members_[i] == nullptr || !members_[i]->Running()) return;
+  ::kill(members_[i]->pid(), SIGSTOP);
+  // kill() returns before the member's threads have stopped: a request sent
+  // right after could still be answered. Wait until it is stopped.
+  int status = 0;
+  ::waitpid(members_[i]->pid(), &status, WUNTRACED);
 }
 
 void EtcdCluster::Resume(int i) {

@@ -30,7 +30,7 @@ class EtcdCluster {
   void Kill(int i);
   // Starts member `i` again on its data directory.
   absl::Status Restart(int i);
-  void Pause(int i);   // SIGSTOP
+  void Pause(int i);   // SIGSTOP; returns once the member is stopped
   void Resume(int i);  // SIGCONT
 
   int size() const { return static_cast<int>(client_ports_.size()); }
