@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,21 @@ namespace {
 
 void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+// `status` with etcd's way of saying "your deadline passed" read as ours.
+// The deadline travels with the request, and when it expires inside etcd (a
+// member cut off from its quorum waits for a read index or a proposal until
+// then) etcd 3.4 answers with Go's context error as UNKNOWN "context deadline
+// exceeded", which usually arrives before our own deadline fires. Left
+// UNKNOWN, it would end the failover loop on the one member that cannot
+// answer.
+grpc::Status Classified(grpc::Status status) {
+  if (status.error_code() == grpc::StatusCode::UNKNOWN &&
+      status.error_message() == "context deadline exceeded") {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, status.error_message());
+  }
+  return status;
 }
 
 bool TryNextMember(const grpc::Status& status) {
@@ -28,7 +44,15 @@ EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options))
     // gRPC's default reconnect backoff (up to 120 s).
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: despite its name it is the floor
+    // of a connection attempt's timeout (default 20 s), and a floor near the
+    // backoff gave up attempts on a busy machine before the handshake was
+    // seen.
+    // Any response size, as etcd's own client: a value is bounded by the
+    // cluster's --max-request-bytes, and a value too large for craft is for
+    // the caller to name (ReadEtcdState's DATA_LOSS), not gRPC's 4 MiB
+    // default to turn into RESOURCE_EXHAUSTED.
+    args.SetMaxReceiveMessageSize(-1);
     std::shared_ptr<grpc::Channel> channel =
         MakeChannel(endpoint, options_.security, options_.server_name, args);
     members_.push_back(Member{endpoint, etcdserverpb::KV::NewStub(channel),
@@ -38,15 +62,26 @@ EtcdClient::EtcdClient(EtcdClientOptions options) : options_(std::move(options))
 }
 
 absl::Status EtcdClient::OnAnyMember(
-    const char* what, const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call) {
+    const char* what, const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call,
+    absl::Time give_up) {
   if (members_.empty()) return absl::FailedPreconditionError("no etcd endpoints configured");
   const size_t first = preferred_.load();
-  grpc::Status last;
+  grpc::Status last(grpc::StatusCode::DEADLINE_EXCEEDED, "gave up before trying a member");
   for (size_t i = 0; i < members_.size(); ++i) {
+    const absl::Time now = absl::Now();
+    if (now >= give_up) break;
     const size_t index = (first + i) % members_.size();
     grpc::ClientContext context;
-    SetDeadline(&context, options_.request_timeout);
-    last = call(members_[index], &context);
+    context.set_deadline(absl::ToChronoTime(std::min(now + options_.request_timeout, give_up)));
+    // Wait for the member's channel to connect, up to the deadline, as
+    // etcd's own client does. A fail-fast call to a channel that is not
+    // connected returns at once without polling it, and nothing else polls
+    // a synchronous client's channels but gRPC's backup poller (every 5 s):
+    // a member that came back after an outage was reached again only 10-15 s
+    // later. (A watch stays fail-fast: it must not sit out its long deadline
+    // on a member that is down.)
+    context.set_wait_for_ready(true);
+    last = Classified(call(members_[index], &context));
     if (last.ok()) {
       preferred_.store(index);
       return absl::OkStatus();
@@ -58,11 +93,14 @@ absl::Status EtcdClient::OnAnyMember(
 }
 
 absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(
-    const etcdserverpb::RangeRequest& request) {
+    const etcdserverpb::RangeRequest& request, absl::Time give_up) {
   etcdserverpb::RangeResponse response;
-  absl::Status status = OnAnyMember("Range", [&](Member& m, grpc::ClientContext* context) {
-    return m.kv->Range(context, request, &response);
-  });
+  absl::Status status = OnAnyMember(
+      "Range",
+      [&](Member& m, grpc::ClientContext* context) {
+        return m.kv->Range(context, request, &response);
+      },
+      give_up);
   if (!status.ok()) return status;
   return response;
 }
@@ -118,25 +156,29 @@ absl::Status EtcdClient::LeaseRevoke(int64_t lease_id) {
   });
 }
 
-absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id) {
+absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id, absl::Time give_up) {
   etcdserverpb::LeaseKeepAliveRequest request;
   request.set_id(lease_id);
   etcdserverpb::LeaseKeepAliveResponse response;
-  absl::Status status = OnAnyMember("LeaseKeepAlive", [&](Member& m, grpc::ClientContext* context) {
-    std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
-                                             etcdserverpb::LeaseKeepAliveResponse>>
-        stream = m.lease->LeaseKeepAlive(context);
-    const bool exchanged = stream->Write(request) && stream->Read(&response);
-    if (exchanged) {
-      context->TryCancel();  // one round trip is all we wanted
-      stream->Finish();
-      return grpc::Status::OK;
-    }
-    stream->WritesDone();
-    grpc::Status finished = stream->Finish();
-    return finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed")
-                         : finished;
-  });
+  absl::Status status = OnAnyMember(
+      "LeaseKeepAlive",
+      [&](Member& m, grpc::ClientContext* context) {
+        std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest,
+                                                 etcdserverpb::LeaseKeepAliveResponse>>
+            stream = m.lease->LeaseKeepAlive(context);
+        const bool exchanged = stream->Write(request) && stream->Read(&response);
+        if (exchanged) {
+          context->TryCancel();  // one round trip is all we wanted
+          stream->Finish();
+          return grpc::Status::OK;
+        }
+        stream->WritesDone();
+        grpc::Status finished = stream->Finish();
+        return finished.ok()
+                   ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed")
+                   : finished;
+      },
+      give_up);
   if (!status.ok()) return status;
   return response.ttl();
 }
@@ -158,7 +200,12 @@ absl::Status EtcdClient::Watch(
     return FromGrpcStatus(stream->Finish());
   }
   etcdserverpb::WatchResponse response;
-  while (!cancelled->load() && stream->Read(&response)) {
+  bool caller_done = false, stream_ended = false;
+  while (!cancelled->load()) {
+    if (!stream->Read(&response)) {
+      stream_ended = true;
+      break;
+    }
     if (response.canceled()) {
       context.TryCancel();
       stream->Finish();
@@ -168,16 +215,24 @@ absl::Status EtcdClient::Watch(
                            ? absl::StrCat(" (compacted at ", response.compact_revision(), ")")
                            : ""));
     }
-    if (!on_response(response)) break;
+    if (!on_response(response)) {
+      caller_done = true;
+      break;
+    }
   }
-  context.TryCancel();
-  grpc::Status finished = stream->Finish();
+  // Only when we end it: a cancel before Finish would replace the status of
+  // a stream that broke or ran out of time with CANCELLED.
+  if (!stream_ended) context.TryCancel();
+  grpc::Status finished = Classified(stream->Finish());
   if (cancelled->load()) return absl::CancelledError("watch stopped");
-  if (!finished.ok() && TryNextMember(finished) &&
-      finished.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+  if (caller_done || finished.ok()) return absl::OkStatus();
+  if (TryNextMember(finished) && finished.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
     preferred_.store((preferred_.load() + 1) % members_.size());
   }
-  return absl::OkStatus();
+  // The stream broke or `max_duration` passed: the caller must be able to
+  // tell that from its own end (and watch again, from the next revision).
+  const absl::Status status = FromGrpcStatus(finished);
+  return absl::Status(status.code(), absl::StrCat("etcd Watch: ", status.message()));
 }
 
 etcdserverpb::RangeRequest RangeOf(const std::string& key) {

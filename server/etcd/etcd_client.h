@@ -4,7 +4,8 @@
 // when that one is unreachable or times out, to the next, until every
 // endpoint was tried once. Every attempt has its own deadline
 // (`request_timeout`), so a member cut off from its quorum costs one timeout,
-// not a hang.
+// not a hang; so does a member that is down (an attempt waits for its
+// channel to connect, which is how one that comes back is reached at once).
 //
 //   EtcdClient client(EtcdClientOptions{{"127.0.0.1:2379"}, security});
 //   CRAFT_ASSIGN_OR_RETURN(auto range, client.Range(RangeOf("/craft/c/state")));
@@ -47,7 +48,10 @@ class EtcdClient {
  public:
   explicit EtcdClient(EtcdClientOptions options);
 
-  absl::StatusOr<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& request);
+  // `give_up`: no attempt runs past it, whatever `request_timeout` allows
+  // (a leader's keep-alive must end by its lease's deadline).
+  absl::StatusOr<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& request,
+                                                    absl::Time give_up = absl::InfiniteFuture());
   absl::StatusOr<etcdserverpb::TxnResponse> Txn(const etcdserverpb::TxnRequest& request);
   absl::StatusOr<etcdserverpb::PutResponse> Put(const etcdserverpb::PutRequest& request);
   absl::StatusOr<etcdserverpb::DeleteRangeResponse> DeleteRange(
@@ -55,13 +59,18 @@ class EtcdClient {
   absl::StatusOr<etcdserverpb::LeaseGrantResponse> LeaseGrant(int64_t ttl_seconds);
   absl::Status LeaseRevoke(int64_t lease_id);
   // One keep-alive round trip on a short-lived LeaseKeepAlive stream; the
-  // remaining TTL in seconds (<= 0: the lease has expired).
-  absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
+  // remaining TTL in seconds (<= 0: the lease has expired). `give_up` as
+  // for Range.
+  absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id,
+                                             absl::Time give_up = absl::InfiniteFuture());
 
   // Opens a Watch stream on [key, range_end) from `start_revision` and calls
   // `on_response` with every response until it returns false, the stream
   // breaks, or `*cancelled` (polled between responses and by a deadline of
-  // `max_duration`) is set. Returns why it ended.
+  // `max_duration`) is set. Returns why it ended: OK when `on_response`
+  // returned false, CANCELLED for `*cancelled`, ABORTED when etcd cancelled
+  // the watch (e.g. compacted), DEADLINE_EXCEEDED after `max_duration`, and
+  // the stream's status (UNAVAILABLE, ...) when it broke.
   absl::Status Watch(const etcdserverpb::WatchCreateRequest& create, absl::Duration max_duration,
                      const std::atomic<bool>* cancelled,
                      const std::function<bool(const etcdserverpb::WatchResponse&)>& on_response);
@@ -79,9 +88,10 @@ class EtcdClient {
   // Runs `call` on each member in turn, starting at the one that answered
   // last, until one answers; statuses other than UNAVAILABLE and
   // DEADLINE_EXCEEDED end the loop (etcd answered: retrying elsewhere would
-  // get the same answer).
+  // get the same answer), and so does `give_up` (DEADLINE_EXCEEDED).
   absl::Status OnAnyMember(const char* what,
-                           const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call);
+                           const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call,
+                           absl::Time give_up = absl::InfiniteFuture());
 
   const EtcdClientOptions options_;
   std::vector<Member> members_;

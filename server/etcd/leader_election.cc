@@ -128,6 +128,13 @@ absl::StatusOr<LeaderTerm> LeaderElection::Campaign() {
     {
       absl::MutexLock lock(&mu_);
       if (stopped_) return absl::CancelledError("election stopped");
+      // A won term would show as not leading (lost_ stays set) while the
+      // keep-alive kept the leader key alive: nobody would lead.
+      if (leading_ || lost_) {
+        return absl::FailedPreconditionError(
+            leading_ && !lost_ ? "already leading"
+                               : "this election's leadership ended; campaign with a new one");
+      }
     }
     absl::StatusOr<int64_t> lease = EnsureLease();
     absl::StatusOr<std::optional<LeaderTerm>> term =
@@ -160,15 +167,20 @@ void LeaderElection::KeepAliveLoop() {
     int64_t lease_id = 0;
     LeaderTerm term;
     bool leading = false;
+    // A leader's calls end by its lease's deadline, however long the client
+    // would try (request_timeout per member): leadership is lost then, and
+    // the lost hook must not wait for a call that can no longer save it.
+    absl::Time give_up = absl::InfiniteFuture();
     {
       absl::MutexLock lock(&mu_);
       lease_id = lease_id_;
       term = term_;
       leading = leading_ && !lost_;
+      if (leading) give_up = lease_deadline_;
     }
     if (lease_id == 0) continue;
     const absl::Time sent = absl::Now();
-    absl::StatusOr<int64_t> ttl = client_->LeaseKeepAliveOnce(lease_id);
+    absl::StatusOr<int64_t> ttl = client_->LeaseKeepAliveOnce(lease_id, give_up);
     if (ttl.ok() && *ttl > 0) {
       absl::MutexLock lock(&mu_);
       if (lease_id_ == lease_id) lease_deadline_ = sent + absl::Seconds(*ttl);
@@ -188,13 +200,14 @@ void LeaderElection::KeepAliveLoop() {
       if (absl::Now() >= lease_deadline_) {
         lease_id_ = 0;
       }
+      give_up = lease_deadline_;
     }
     if (!Leading()) {
       MarkLost("no lease renewal within the TTL (etcd unreachable or this process paused)");
       continue;
     }
     absl::StatusOr<etcdserverpb::RangeResponse> leader =
-        client_->Range(RangeOf(LeaderKey(options_.prefix)));
+        client_->Range(RangeOf(LeaderKey(options_.prefix)), give_up);
     if (leader.ok() &&
         (leader->kvs_size() == 0 || leader->kvs(0).create_revision() != term.leader_revision)) {
       MarkLost(absl::StrCat("the leader key ", LeaderKey(options_.prefix),

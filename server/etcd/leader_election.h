@@ -73,7 +73,8 @@ class LeaderElection {
 
   // Blocks until this process leads, or Stop() (CANCELLED). etcd errors and
   // garbage in the epoch key are logged and retried, never fatal: the
-  // workers keep serving meanwhile.
+  // workers keep serving meanwhile. One term per object: FAILED_PRECONDITION
+  // once it led or resigned (a new term takes a new LeaderElection).
   absl::StatusOr<LeaderTerm> Campaign();
 
   // True from a won Campaign until leadership is lost.

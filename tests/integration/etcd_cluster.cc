@@ -1,15 +1,33 @@
 #include "tests/integration/etcd_cluster.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 namespace craft::testing {
+
+namespace {
+
+// The last `n` lines of a log, for an error message.
+std::string LastLines(const std::string& log, int n) {
+  size_t start = log.size();
+  // Skips the final newline, then walks back over n line breaks.
+  if (start > 0 && log[start - 1] == '\n') --start;
+  for (int found = 0; start > 0; --start) {
+    if (log[start - 1] == '\n' && ++found == n) break;
+  }
+  return log.substr(start);
+}
+
+}  // namespace
 
 std::string EtcdBinary() {
   const char* configured = std::getenv("CRAFT_ETCD");
@@ -66,13 +84,41 @@ absl::Status EtcdCluster::StartMember(int i, bool fresh) {
 
 absl::Status EtcdCluster::Start() {
   if (EtcdBinary().empty()) return absl::UnavailableError("no etcd binary");
+  // A port was free when FreePort picked it, but any outgoing connection on
+  // the machine may take it as its ephemeral port before etcd binds it; the
+  // member then exits at once ("address already in use"). Such a start is
+  // tried again, the whole cluster on fresh ports and data directories.
+  absl::Status status;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    if (attempt > 1) {
+      for (int i = 0; i < size(); ++i) Kill(i);
+      for (int i = 0; i < size(); ++i) {
+        client_ports_[i] = FreePort();
+        peer_ports_[i] = FreePort();
+      }
+      dir_ = absl::StrCat(dir_, "/retry", attempt);
+      ::mkdir(dir_.c_str(), 0755);
+    }
+    status = StartOnce();
+    if (!absl::IsAborted(status)) return status;
+  }
+  return status;
+}
+
+absl::Status EtcdCluster::StartOnce() {
   for (int i = 0; i < size(); ++i) {
     if (absl::Status s = StartMember(i, /*fresh=*/true); !s.ok()) return s;
   }
+  int exited = -1;
   const bool up = WaitFor(
       [&] {
         for (int i = 0; i < size(); ++i) {
-          if (!members_[i]->Running()) return false;
+          if (!members_[i]->Running()) {
+            exited = i;
+            return true;
+          }
+        }
+        for (int i = 0; i < size(); ++i) {
           // Logged once the member joined a quorum.
           if (members_[i]->Log().find("published local member to cluster") == std::string::npos) {
             return false;
@@ -81,7 +127,17 @@ absl::Status EtcdCluster::Start() {
         return true;
       },
       absl::Seconds(30));
-  if (!up) return absl::DeadlineExceededError("etcd cluster did not come up");
+  if (exited >= 0) {
+    return absl::AbortedError(absl::StrCat(
+        "etcd member ", exited, " exited at start: ", LastLines(members_[exited]->Log(), 5)));
+  }
+  if (!up) {
+    std::string logs;
+    for (int i = 0; i < size(); ++i) {
+      absl::StrAppend(&logs, "\n--- member ", i, ":\n", LastLines(members_[i]->Log(), 5));
+    }
+    return absl::DeadlineExceededError(absl::StrCat("etcd cluster did not come up", logs));
+  }
   return absl::OkStatus();
 }
 
@@ -98,7 +154,12 @@ absl::Status EtcdCluster::Restart(int i) {
 }
 
 void EtcdCluster::Pause(int i) {
-  if (members_[i] != nullptr && members_[i]->Running()) ::kill(members_[i]->pid(), SIGSTOP);
+  if (members_[i] == nullptr || !members_[i]->Running()) return;
+  ::kill(members_[i]->pid(), SIGSTOP);
+  // kill() returns before the member's threads have stopped: a request sent
+  // right after could still be answered. Wait until it is stopped.
+  int status = 0;
+  ::waitpid(members_[i]->pid(), &status, WUNTRACED);
 }
 
 void EtcdCluster::Resume(int i) {

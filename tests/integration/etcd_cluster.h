@@ -23,13 +23,14 @@ class EtcdCluster {
   EtcdCluster(int members, std::string dir);
   ~EtcdCluster();
 
-  // Starts every member and waits until the cluster answers.
+  // Starts every member and waits until the cluster answers (on fresh
+  // ports when a member could not bind its own).
   absl::Status Start();
   // SIGKILLs member `i` (its data directory stays).
   void Kill(int i);
   // Starts member `i` again on its data directory.
   absl::Status Restart(int i);
-  void Pause(int i);   // SIGSTOP
+  void Pause(int i);   // SIGSTOP; returns once the member is stopped
   void Resume(int i);  // SIGCONT
 
   int size() const { return static_cast<int>(client_ports_.size()); }
@@ -39,6 +40,8 @@ class EtcdCluster {
   std::string endpoint_list() const;
 
  private:
+  // One attempt; ABORTED when a member exited.
+  absl::Status StartOnce();
   absl::Status StartMember(int i, bool fresh);
 
   std::string dir_;
