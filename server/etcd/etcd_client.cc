@@ -92,45 +92,38 @@ absl::Status EtcdClient::OnAnyMember(
   return absl::Status(status.code(), absl::StrCat("etcd ", what, ": ", status.message()));
 }
 
-absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(
-    const etcdserverpb::RangeRequest& request, absl::Time give_up) {
-  etcdserverpb::RangeResponse response;
+template <typename Request, typename Response>
+absl::StatusOr<Response> EtcdClient::KvCall(
+    const char* what, const Request& request,
+    grpc::Status (etcdserverpb::KV::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    absl::Time give_up) {
+  Response response;
   absl::Status status = OnAnyMember(
-      "Range",
+      what,
       [&](Member& m, grpc::ClientContext* context) {
-        return m.kv->Range(context, request, &response);
+        return ((*m.kv).*method)(context, request, &response);
       },
       give_up);
   if (!status.ok()) return status;
   return response;
 }
 
+absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(
+    const etcdserverpb::RangeRequest& request, absl::Time give_up) {
+  return KvCall("Range", request, &etcdserverpb::KV::Stub::Range, give_up);
+}
+
 absl::StatusOr<etcdserverpb::TxnResponse> EtcdClient::Txn(const etcdserverpb::TxnRequest& request) {
-  etcdserverpb::TxnResponse response;
-  absl::Status status = OnAnyMember("Txn", [&](Member& m, grpc::ClientContext* context) {
-    return m.kv->Txn(context, request, &response);
-  });
-  if (!status.ok()) return status;
-  return response;
+  return KvCall("Txn", request, &etcdserverpb::KV::Stub::Txn);
 }
 
 absl::StatusOr<etcdserverpb::PutResponse> EtcdClient::Put(const etcdserverpb::PutRequest& request) {
-  etcdserverpb::PutResponse response;
-  absl::Status status = OnAnyMember("Put", [&](Member& m, grpc::ClientContext* context) {
-    return m.kv->Put(context, request, &response);
-  });
-  if (!status.ok()) return status;
-  return response;
+  return KvCall("Put", request, &etcdserverpb::KV::Stub::Put);
 }
 
 absl::StatusOr<etcdserverpb::DeleteRangeResponse> EtcdClient::DeleteRange(
     const etcdserverpb::DeleteRangeRequest& request) {
-  etcdserverpb::DeleteRangeResponse response;
-  absl::Status status = OnAnyMember("DeleteRange", [&](Member& m, grpc::ClientContext* context) {
-    return m.kv->DeleteRange(context, request, &response);
-  });
-  if (!status.ok()) return status;
-  return response;
+  return KvCall("DeleteRange", request, &etcdserverpb::KV::Stub::DeleteRange);
 }
 
 absl::StatusOr<etcdserverpb::LeaseGrantResponse> EtcdClient::LeaseGrant(int64_t ttl_seconds) {

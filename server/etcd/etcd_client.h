@@ -92,6 +92,12 @@ class EtcdClient {
   absl::Status OnAnyMember(const char* what,
                            const std::function<grpc::Status(Member&, grpc::ClientContext*)>& call,
                            absl::Time give_up = absl::InfiniteFuture());
+  // One unary KV call through OnAnyMember.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> KvCall(const char* what, const Request& request,
+                                  grpc::Status (etcdserverpb::KV::Stub::*method)(
+                                      grpc::ClientContext*, const Request&, Response*),
+                                  absl::Time give_up = absl::InfiniteFuture());
 
   const EtcdClientOptions options_;
   std::vector<Member> members_;
