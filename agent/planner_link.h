@@ -37,9 +37,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/backoff.h"
 #include "agent/channels.h"
 #include "agent/node_state.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"

@@ -4,8 +4,8 @@
 #include <memory>
 #include <utility>
 
+#include "common/backoff.h"
 #include "common/logging.h"
-#include "gpu_worker/random.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -223,17 +223,16 @@ grpc::Status AgentLink::RunOneStream() {
   return call_status_;
 }
 
-void AgentLink::SleepBeforeRetry(absl::Duration backoff) {
-  // Jitter in [0.5, 1.5) x backoff keeps restarted workers from reconnecting
-  // in lockstep.
-  SplitMix64 rng(static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
-  const absl::Duration delay = backoff * (0.5 + static_cast<double>(rng.Below(1000)) / 1000);
+void AgentLink::SleepBeforeRetry(absl::Duration delay) {
   absl::MutexLock lock(&mu_);
   clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
 }
 
 void AgentLink::Run() {
-  absl::Duration backoff = options_.min_backoff;
+  // Seeded from the clock so that workers restarted together draw different
+  // delays and do not reconnect in lockstep.
+  Backoff backoff(Backoff::Options{options_.min_backoff, options_.max_backoff, /*multiplier=*/2.0},
+                  static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -245,12 +244,12 @@ void AgentLink::Run() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
-    if (clock_->Now() - opened >= options_.healthy_after) backoff = options_.min_backoff;
+    if (clock_->Now() - opened >= options_.healthy_after) backoff.Reset();
+    const absl::Duration delay = backoff.NextDelay();
     CRAFT_LOG(WARNING) << "agent stream to " << options_.target << " ended (" << status.error_code()
-                       << ": " << status.error_message() << "); retrying in about "
-                       << absl::FormatDuration(backoff);
-    SleepBeforeRetry(backoff);
-    backoff = std::min(backoff * 2, options_.max_backoff);
+                       << ": " << status.error_message() << "); retrying in "
+                       << absl::FormatDuration(delay);
+    SleepBeforeRetry(delay);
   }
 }
 

@@ -1,6 +1,8 @@
 // The worker's end of NodeAgent.Attach: one bidirectional stream to the node
-// agent over its Unix socket, reopened with jittered exponential backoff
-// whenever it ends (the agent restarted, refused us, or is not up yet).
+// agent over its Unix socket, reopened after a Backoff (common/backoff.h: from
+// min_backoff doubling to max_backoff, full jitter, reset after a stream that
+// stayed open healthy_after) whenever it ends (the agent restarted, refused
+// us, or is not up yet).
 //
 // Every stream starts with a fresh WorkerHello (from `hello`, so it carries
 // the version served at that moment); then queued messages follow in order.
@@ -80,7 +82,7 @@ class AgentLink {
   void Run();
   // One stream, from hello to end; returns its final status.
   grpc::Status RunOneStream();
-  void SleepBeforeRetry(absl::Duration backoff);
+  void SleepBeforeRetry(absl::Duration delay);
 
   // Reactions of the current Call (gRPC callback threads).
   void OnCommand(const craft::v1::WorkerCommand& command);
