@@ -1,11 +1,11 @@
 #include "agent/planner_link.h"
 
 #include <algorithm>
-#include <deque>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 
@@ -46,75 +46,54 @@ std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options) 
   return MakeChannel(options.target, options.security, options.server_name, args);
 }
 
+bool IsLoad(const AgentMessage& message) { return message.has_load(); }
+
 }  // namespace
 
-// One Connect stream. Its mutable state is guarded by the link's mu_. Owned by
-// PlannerLink::Run(), which deletes it after OnDone.
+// One Connect stream. Owned by PlannerLink::Run(), which deletes it after
+// OnDone; the link calls it only under its mu_ while it is the current one.
 class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, PlannerMessage> {
  public:
-  Stream(PlannerLink* link, AgentMessage hello) : link_(link) {
-    queue_.push_back(std::move(hello));  // always the first write
+  Stream(PlannerLink* link, AgentMessage hello)
+      : link_(link),
+        // Loads are replaceable; answers are not: a full backlog drops the
+        // oldest load first.
+        writer_(
+            DropPolicy<AgentMessage>::DropOldestPreferring(link->options_.max_queued, IsLoad),
+            [this](const AgentMessage* message) { StartWrite(message); },
+            [this](const grpc::Status&) { RemoveHold(); },
+            [this](const AgentMessage& message) {
+              if (message.has_hello()) OnHelloSent();
+            }) {
+    writer_.Push(std::move(hello));  // always the first write
   }
 
   void Start() {
     link_->stub_->async()->Connect(&context_, this);  // binds: Start* allowed from here
     StartRead(&incoming_);
-    AddHold();  // writes start outside reactions (Send); released when reads end
-    {
-      absl::MutexLock lock(&link_->mu_);
-      started_ = true;
-      MaybeWriteLocked();
-    }
+    AddHold();  // writes start outside reactions (Send); the writer releases it at its end
+    writer_.Open();
     StartCall();
   }
 
   void EnqueueLocked(AgentMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) {
-    if (closing_) return;
-    if (queue_.size() >= link_->options_.max_queued) {
-      // Loads are replaceable; answers are not: drop the oldest load.
-      auto load = std::find_if(queue_.begin(), queue_.end(),
-                               [](const AgentMessage& m) { return m.has_load(); });
+    const StreamWriter<AgentMessage>::Pushed pushed = writer_.Push(std::move(message));
+    if (pushed.accepted && pushed.left_out.has_value()) {
       CRAFT_LOG(WARNING) << "planner stream backlog full: dropping the oldest "
-                         << (load != queue_.end() ? "load" : "message");
-      queue_.erase(load != queue_.end() ? load : queue_.begin());
+                         << (pushed.left_out->has_load() ? "load" : "message");
     }
-    queue_.push_back(std::move(message));
-    MaybeWriteLocked();
   }
 
   void CancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) { context_.TryCancel(); }
 
-  void OnWriteDone(bool ok) override {
-    bool connected_now = false;
-    {
-      absl::MutexLock lock(&link_->mu_);
-      write_in_flight_ = false;
-      if (!ok) {
-        closing_ = true;  // the call is over; the pending read fails next
-        queue_.clear();
-        return;
-      }
-      if (!hello_sent_) {
-        hello_sent_ = true;
-        connected_now = true;
-      }
-      MaybeWriteLocked();
-    }
-    // OnDone (and so OnPlannerDisconnected) cannot run before this returns.
-    if (connected_now) {
-      CRAFT_LOG(INFO) << "connected to planner " << link_->options_.target;
-      link_->node_->OnPlannerConnected();
-    }
-  }
+  // A failed write ends the writer; the pending read fails next.
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      {
-        absl::MutexLock lock(&link_->mu_);
-        closing_ = true;
-        queue_.clear();
-      }
-      RemoveHold();  // last touch: OnDone may follow on another thread
+      // Last touch: once the writer's last write is done it releases the
+      // hold, and OnDone may follow on another thread.
+      writer_.Close(grpc::Status::OK);
       return;
     }
     if (!received_any_) {
@@ -131,25 +110,18 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
   void OnDone(const grpc::Status& status) override { link_->OnStreamDone(status); }
 
  private:
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) {
-    if (!started_ || write_in_flight_ || closing_ || queue_.empty()) return;
-    writing_ = std::move(queue_.front());
-    queue_.pop_front();
-    write_in_flight_ = true;
-    StartWrite(&writing_);
+  // The writer's on_written for the hello, inside OnWriteDone: OnDone (and so
+  // OnPlannerDisconnected) cannot run before this returns.
+  void OnHelloSent() {
+    CRAFT_LOG(INFO) << "connected to planner " << link_->options_.target;
+    link_->node_->OnPlannerConnected();
   }
 
   PlannerLink* const link_;
   grpc::ClientContext context_;
   PlannerMessage incoming_;    // owned by the one pending read
   bool received_any_ = false;  // only touched by the read path
-
-  std::deque<AgentMessage> queue_ ABSL_GUARDED_BY(link_->mu_);
-  AgentMessage writing_ ABSL_GUARDED_BY(link_->mu_);
-  bool started_ ABSL_GUARDED_BY(link_->mu_) = false;  // bound to a call by Start()
-  bool write_in_flight_ ABSL_GUARDED_BY(link_->mu_) = false;
-  bool hello_sent_ ABSL_GUARDED_BY(link_->mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(link_->mu_) = false;  // no more writes
+  StreamWriter<AgentMessage> writer_;
 };
 
 PlannerLink::PlannerLink(Options options, Clock* clock)
