@@ -165,48 +165,57 @@ void PlannerLink::OnStreamDone(const grpc::Status& status) {
 
 void PlannerLink::Run() {
   while (true) {
-    // MakeHello takes NodeState's lock: not under mu_ (lock order).
-    AgentMessage hello;
-    *hello.mutable_hello() = node_->MakeHello();
-    auto stream = std::make_unique<Stream>(this, std::move(hello));
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) break;
-      ++attempts_;
-      CRAFT_LOG(INFO) << "connecting to planner " << options_.target << " (attempt " << attempts_
-                      << ")";
-      stream_ = stream.get();
-      stream_done_ = false;
-    }
-    stream->Start();
-    grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&stream_done_));
-      stream_ = nullptr;
-      status = done_status_;
-    }
-    stream.reset();  // OnStreamDone was the last thing OnDone did
+    const std::optional<grpc::Status> status = RunOneStream();
+    if (!status.has_value()) break;  // stopping
     node_->OnPlannerDisconnected();
-
-    absl::MutexLock lock(&mu_);
-    if (stopping_) break;
-    absl::Duration delay = backoff_.NextDelay();
-    const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
-                                         ": ", status.error_message());
-    if (IsTransient(status.error_code())) {
-      CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
-                         << absl::FormatDuration(delay);
-    } else {
-      // The planner refused us (e.g. a model mismatch): retrying fast will
-      // not help, and an operator should see it.
-      delay = std::max(delay, options_.backoff.max);
-      CRAFT_LOG(ERROR) << "planner refused the stream (" << why << "); retrying in "
-                       << absl::FormatDuration(delay);
-    }
-    clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
+    if (!SleepBeforeReconnect(*status)) break;
   }
   CRAFT_LOG(INFO) << "planner link stopped";
+}
+
+std::optional<grpc::Status> PlannerLink::RunOneStream() {
+  // MakeHello takes NodeState's lock: not under mu_ (lock order).
+  AgentMessage hello;
+  *hello.mutable_hello() = node_->MakeHello();
+  auto stream = std::make_unique<Stream>(this, std::move(hello));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return std::nullopt;
+    ++attempts_;
+    CRAFT_LOG(INFO) << "connecting to planner " << options_.target << " (attempt " << attempts_
+                    << ")";
+    stream_ = stream.get();
+    stream_done_ = false;
+  }
+  stream->Start();
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&stream_done_));
+    stream_ = nullptr;
+    status = done_status_;
+  }
+  stream.reset();  // OnStreamDone was the last thing OnDone did
+  return status;
+}
+
+bool PlannerLink::SleepBeforeReconnect(const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return false;
+  absl::Duration delay = backoff_.NextDelay();
+  const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
+                                       ": ", status.error_message());
+  if (IsTransient(status.error_code())) {
+    CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
+                       << absl::FormatDuration(delay);
+  } else {
+    // The planner refused us (e.g. a model mismatch): retrying fast will
+    // not help, and an operator should see it.
+    delay = std::max(delay, options_.backoff.max);
+    CRAFT_LOG(ERROR) << "planner refused the stream (" << why << "); retrying in "
+                     << absl::FormatDuration(delay);
+  }
+  return clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
 }
 
 }  // namespace craft::agent

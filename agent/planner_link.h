@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -73,7 +74,14 @@ class PlannerLink final : public PlannerChannel {
  private:
   class Stream;
 
+  // The connect loop: RunOneStream, then SleepBeforeReconnect, until Stop.
   void Run();
+  // Opens one stream to options_.target with a fresh hello and waits for its
+  // end; its final status, or nullopt when stopping before it opened.
+  std::optional<grpc::Status> RunOneStream();
+  // Waits the backoff after a stream that ended with `status`; false when
+  // stopping.
+  bool SleepBeforeReconnect(const grpc::Status& status);
   void OnStreamDone(const grpc::Status& status);
 
   const Options options_;
