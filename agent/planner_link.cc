@@ -1,11 +1,11 @@
 #include "agent/planner_link.h"
 
 #include <algorithm>
-#include <deque>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/wire_limits.h"
@@ -28,10 +28,6 @@ bool IsTransient(grpc::StatusCode code) {
 // receive limit; gRPC's default of 4 MiB would refuse large clusters' ones.
 constexpr int kMaxPlannerMessageBytes = 16 << 20;
 
-// How soon a follower is asked again after the leader it named was
-// unreachable (PlannerTargets::Next::kSoon).
-constexpr absl::Duration kFollowerRetryDelay = absl::Milliseconds(200);
-
 std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options,
                                            const std::string& target) {
   grpc::ChannelArguments args;
@@ -52,76 +48,61 @@ std::shared_ptr<grpc::Channel> MakeChannel(const PlannerLink::Options& options,
   return MakeChannel(target, options.security, options.server_name, args);
 }
 
+bool IsLoad(const AgentMessage& message) { return message.has_load(); }
+
+// How soon a follower is asked again after the leader it named was
+// unreachable, or while it knows no leader (PlannerTargets::Next::kSoon).
+constexpr absl::Duration kFollowerRetryDelay = absl::Milliseconds(200);
+
 }  // namespace
 
-// One Connect stream. Its mutable state is guarded by the link's mu_. Owned by
-// PlannerLink::Run(), which deletes it after OnDone.
+// One Connect stream. Owned by PlannerLink::Run(), which deletes it after
+// OnDone; the link calls it only under its mu_ while it is the current one.
 class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, PlannerMessage> {
  public:
-  Stream(PlannerLink* link, craft::v1::AgentGateway::Stub* stub, AgentMessage hello)
-      : link_(link), stub_(stub) {
-    queue_.push_back(std::move(hello));  // always the first write
+  Stream(PlannerLink* link, std::string target, craft::v1::AgentGateway::Stub* stub,
+         AgentMessage hello)
+      : link_(link),
+        target_(std::move(target)),
+        stub_(stub),
+        // Loads are replaceable; answers are not: a full backlog drops the
+        // oldest load first.
+        writer_(
+            DropPolicy<AgentMessage>::DropOldestPreferring(link->options_.max_queued, IsLoad),
+            [this](const AgentMessage* message) { StartWrite(message); },
+            [this](const grpc::Status&) { RemoveHold(); },
+            [this](const AgentMessage& message) {
+              if (message.has_hello()) OnHelloSent();
+            }) {
+    writer_.Push(std::move(hello));  // always the first write
   }
 
   void Start() {
     stub_->async()->Connect(&context_, this);  // binds: Start* allowed from here
     StartRead(&incoming_);
-    AddHold();  // writes start outside reactions (Send); released when reads end
-    {
-      absl::MutexLock lock(&link_->mu_);
-      started_ = true;
-      MaybeWriteLocked();
-    }
+    AddHold();  // writes start outside reactions (Send); the writer releases it at its end
+    writer_.Open();
     StartCall();
   }
 
   void EnqueueLocked(AgentMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) {
-    if (closing_) return;
-    if (queue_.size() >= link_->options_.max_queued) {
-      // Loads are replaceable; answers are not: drop the oldest load.
-      auto load = std::find_if(queue_.begin(), queue_.end(),
-                               [](const AgentMessage& m) { return m.has_load(); });
+    const StreamWriter<AgentMessage>::Pushed pushed = writer_.Push(std::move(message));
+    if (pushed.accepted && pushed.left_out.has_value()) {
       CRAFT_LOG(WARNING) << "planner stream backlog full: dropping the oldest "
-                         << (load != queue_.end() ? "load" : "message");
-      queue_.erase(load != queue_.end() ? load : queue_.begin());
+                         << (pushed.left_out->has_load() ? "load" : "message");
     }
-    queue_.push_back(std::move(message));
-    MaybeWriteLocked();
   }
 
   void CancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) { context_.TryCancel(); }
 
-  void OnWriteDone(bool ok) override {
-    bool connected_now = false;
-    {
-      absl::MutexLock lock(&link_->mu_);
-      write_in_flight_ = false;
-      if (!ok) {
-        closing_ = true;  // the call is over; the pending read fails next
-        queue_.clear();
-        return;
-      }
-      if (!hello_sent_) {
-        hello_sent_ = true;
-        connected_now = true;
-      }
-      MaybeWriteLocked();
-    }
-    // OnDone (and so OnPlannerDisconnected) cannot run before this returns.
-    if (connected_now) {
-      CRAFT_LOG(INFO) << "connected to planner " << link_->targets_.Current();
-      link_->node_->OnPlannerConnected();
-    }
-  }
+  // A failed write ends the writer; the pending read fails next.
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      {
-        absl::MutexLock lock(&link_->mu_);
-        closing_ = true;
-        queue_.clear();
-      }
-      RemoveHold();  // last touch: OnDone may follow on another thread
+      // Last touch: once the writer's last write is done it releases the
+      // hold, and OnDone may follow on another thread.
+      writer_.Close(grpc::Status::OK);
       return;
     }
     if (!received_any_) {
@@ -136,7 +117,7 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
   }
 
   void OnDone(const grpc::Status& status) override {
-    // A follower planner names the leader in its refusal.
+    // A follower planner names the leader (or "" while it knows none).
     std::optional<std::string> leader;
     const auto& trailers = context_.GetServerTrailingMetadata();
     if (auto it = trailers.find(kLeaderMetadataKey); it != trailers.end()) {
@@ -146,26 +127,20 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
   }
 
  private:
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) {
-    if (!started_ || write_in_flight_ || closing_ || queue_.empty()) return;
-    writing_ = std::move(queue_.front());
-    queue_.pop_front();
-    write_in_flight_ = true;
-    StartWrite(&writing_);
+  // The writer's on_written for the hello, inside OnWriteDone: OnDone (and so
+  // OnPlannerDisconnected) cannot run before this returns.
+  void OnHelloSent() {
+    CRAFT_LOG(INFO) << "connected to planner " << target_;
+    link_->node_->OnPlannerConnected();
   }
 
   PlannerLink* const link_;
+  const std::string target_;
   craft::v1::AgentGateway::Stub* const stub_;
   grpc::ClientContext context_;
   PlannerMessage incoming_;    // owned by the one pending read
   bool received_any_ = false;  // only touched by the read path
-
-  std::deque<AgentMessage> queue_ ABSL_GUARDED_BY(link_->mu_);
-  AgentMessage writing_ ABSL_GUARDED_BY(link_->mu_);
-  bool started_ ABSL_GUARDED_BY(link_->mu_) = false;  // bound to a call by Start()
-  bool write_in_flight_ ABSL_GUARDED_BY(link_->mu_) = false;
-  bool hello_sent_ ABSL_GUARDED_BY(link_->mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(link_->mu_) = false;  // no more writes
+  StreamWriter<AgentMessage> writer_;
 };
 
 PlannerLink::PlannerLink(Options options, Clock* clock)
@@ -218,56 +193,70 @@ void PlannerLink::OnStreamDone(const grpc::Status& status, std::optional<std::st
 
 void PlannerLink::Run() {
   while (true) {
-    // MakeHello takes NodeState's lock: not under mu_ (lock order).
-    AgentMessage hello;
-    *hello.mutable_hello() = node_->MakeHello();
-    const std::string target = targets_.Current();
-    auto stream = std::make_unique<Stream>(this, StubFor(target), std::move(hello));
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) break;
-      ++attempts_;
-      CRAFT_LOG(INFO) << "connecting to planner " << target << " (attempt " << attempts_ << ")";
-      stream_ = stream.get();
-      stream_done_ = false;
-    }
-    stream->Start();
-    grpc::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&stream_done_));
-      stream_ = nullptr;
-      status = done_status_;
-    }
-    stream.reset();  // OnStreamDone was the last thing OnDone did
+    const std::optional<grpc::Status> status = RunOneStream();
+    if (!status.has_value()) break;  // stopping
     node_->OnPlannerDisconnected();
-
-    absl::MutexLock lock(&mu_);
-    if (stopping_) break;
-    const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
-                                         ": ", status.error_message());
-    const PlannerTargets::Next next = targets_.OnStreamEnded(done_leader_, done_healthy_);
-    if (next == PlannerTargets::Next::kAtOnce) {
-      CRAFT_LOG(INFO) << "planner " << target << " is not the leader (" << why
-                      << "); going to the leader at " << targets_.Current();
-      continue;
-    }
-    // Asking a follower again does not grow the backoff.
-    absl::Duration delay =
-        next == PlannerTargets::Next::kSoon ? kFollowerRetryDelay : backoff_.NextDelay();
-    if (IsTransient(status.error_code())) {
-      CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
-                         << absl::FormatDuration(delay);
-    } else {
-      // The planner refused us (e.g. a model mismatch): retrying fast will
-      // not help, and an operator should see it.
-      delay = std::max(delay, options_.backoff.max);
-      CRAFT_LOG(ERROR) << "planner refused the stream (" << why << "); retrying in "
-                       << absl::FormatDuration(delay);
-    }
-    clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
+    if (!SleepBeforeReconnect(*status)) break;
   }
   CRAFT_LOG(INFO) << "planner link stopped";
+}
+
+std::optional<grpc::Status> PlannerLink::RunOneStream() {
+  // MakeHello takes NodeState's lock: not under mu_ (lock order).
+  AgentMessage hello;
+  *hello.mutable_hello() = node_->MakeHello();
+  std::string target;
+  {
+    absl::MutexLock lock(&mu_);
+    target = targets_.Current();
+  }
+  auto stream = std::make_unique<Stream>(this, target, StubFor(target), std::move(hello));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return std::nullopt;
+    ++attempts_;
+    CRAFT_LOG(INFO) << "connecting to planner " << target << " (attempt " << attempts_ << ")";
+    stream_ = stream.get();
+    stream_done_ = false;
+  }
+  stream->Start();
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&stream_done_));
+    stream_ = nullptr;
+    status = done_status_;
+  }
+  stream.reset();  // OnStreamDone was the last thing OnDone did
+  return status;
+}
+
+bool PlannerLink::SleepBeforeReconnect(const grpc::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return false;
+  const std::string why = absl::StrCat(absl::StatusCodeToString(FromGrpcStatus(status).code()),
+                                       ": ", status.error_message());
+  const std::string target = targets_.Current();
+  const PlannerTargets::Next next = targets_.OnStreamEnded(done_leader_, done_healthy_);
+  if (next == PlannerTargets::Next::kAtOnce) {
+    CRAFT_LOG(INFO) << "planner " << target << " is not the leader (" << why
+                    << "); going to the leader at " << targets_.Current();
+    return true;
+  }
+  // Asking a follower again does not grow the backoff.
+  absl::Duration delay =
+      next == PlannerTargets::Next::kSoon ? kFollowerRetryDelay : backoff_.NextDelay();
+  if (IsTransient(status.error_code())) {
+    CRAFT_LOG(WARNING) << "planner stream ended (" << why << "); reconnecting in "
+                       << absl::FormatDuration(delay);
+  } else {
+    // The planner refused us (e.g. a model mismatch): retrying fast will
+    // not help, and an operator should see it.
+    delay = std::max(delay, options_.backoff.max);
+    CRAFT_LOG(ERROR) << "planner refused the stream (" << why << "); retrying in "
+                     << absl::FormatDuration(delay);
+  }
+  return clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
 }
 
 }  // namespace craft::agent

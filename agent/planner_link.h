@@ -39,10 +39,10 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/backoff.h"
 #include "agent/channels.h"
 #include "agent/node_state.h"
 #include "agent/planner_targets.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
@@ -78,14 +78,22 @@ class PlannerLink final : public PlannerChannel {
  private:
   class Stream;
 
+  // The connect loop: RunOneStream, then SleepBeforeReconnect, until Stop.
   void Run();
+  // Opens one stream to the current target with a fresh hello and waits for its
+  // end; its final status, or nullopt when stopping before it opened.
+  std::optional<grpc::Status> RunOneStream();
+  // Waits the backoff after a stream that ended with `status`; false when
+  // stopping.
+  bool SleepBeforeReconnect(const grpc::Status& status);
   void OnStreamDone(const grpc::Status& status, std::optional<std::string> leader, bool healthy);
   craft::v1::AgentGateway::Stub* StubFor(const std::string& target);  // the Run thread only
 
   const Options options_;
   Clock* const clock_;
-  // The Run thread's: where to connect, and a stub per address seen.
-  PlannerTargets targets_;
+  // Where to connect (the Run thread's, read under mu_ for logs), and a
+  // stub per address seen (the Run thread's).
+  PlannerTargets targets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<craft::v1::AgentGateway::Stub>> stubs_;
   NodeState* node_ = nullptr;  // set by Start, before the thread starts
   std::thread thread_;

@@ -1,12 +1,12 @@
 #include "agent/worker_service.h"
 
 #include <atomic>
-#include <deque>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 
@@ -20,15 +20,29 @@ constexpr size_t kMaxQueuedCommands = 8;
 
 }  // namespace
 
-// One worker's stream. Lock order: WorkerService::mu_ -> NodeState -> mu_.
-// Never calls into NodeState while holding mu_ (NodeState calls Send with
-// its own lock held).
+// One worker's stream. Lock order: WorkerService::mu_ -> NodeState -> mu_ ->
+// the writer's. mu_ serializes the gRPC operations that the writer does not
+// (StartRead, StartSendInitialMetadata) with those it does (its hooks take
+// mu_), so the writer is never called with mu_ held, except for closed().
+// Never calls into NodeState while holding mu_ (NodeState calls Send with its
+// own lock held).
 class WorkerService::AttachReactor final
     : public grpc::ServerBidiReactor<WorkerMessage, WorkerCommand>,
       public WorkerChannel {
  public:
   AttachReactor(WorkerService* service, NodeState* node, grpc::CallbackServerContext* context)
-      : service_(service), node_(node), context_(context), peer_(context->peer()) {}
+      : service_(service),
+        node_(node),
+        context_(context),
+        peer_(context->peer()),
+        // Prepare, commit and abort are few; when they overflow, the oldest
+        // goes and the apply's timeout reports the worker.
+        writer_(
+            DropPolicy<WorkerCommand>::DropOldest(kMaxQueuedCommands),
+            [this](const WorkerCommand* command) { StartCommandWrite(command); },
+            [this](const grpc::Status& status) { FinishStream(status); }) {
+    writer_.Open();
+  }
 
   // Starts reading, or refuses the stream at once while draining.
   void Begin(bool refuse) {
@@ -42,14 +56,11 @@ class WorkerService::AttachReactor final
 
   // WorkerChannel: called by NodeState with its lock held.
   void Send(const WorkerCommand& command) override {
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    if (queue_.size() >= kMaxQueuedCommands) {
-      CRAFT_LOG(WARNING) << "gpu " << gpu_.load() << ": command queue full, dropping the oldest";
-      queue_.pop_front();
+    const int gpu = gpu_.load();
+    const StreamWriter<WorkerCommand>::Pushed pushed = writer_.Push(command);
+    if (pushed.accepted && pushed.left_out.has_value()) {
+      CRAFT_LOG(WARNING) << "gpu " << gpu << ": command queue full, dropping the oldest";
     }
-    queue_.push_back(command);
-    MaybeWriteLocked();
   }
 
   // WorkerChannel: NodeState detached this worker (its lock is held, so no
@@ -83,26 +94,18 @@ class WorkerService::AttachReactor final
       return;
     }
     absl::MutexLock lock(&mu_);
-    if (!finishing_) StartRead(&incoming_);
+    if (!writer_.closed()) StartRead(&incoming_);
   }
 
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    write_in_flight_ = false;
-    if (finishing_) {
-      Finish(finish_status_);
-      return;
-    }
-    if (ok) MaybeWriteLocked();
-    // Not ok: the stream is broken; the pending read fails and ends it.
-  }
+  // A failed write ends the stream (the writer finishes it).
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
 
   void OnCancel() override { End(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     Detach();
     service_->Remove(this);
-    { absl::MutexLock lock(&mu_); }  // let a thread inside End/Send leave first
+    { absl::MutexLock lock(&mu_); }  // let a thread inside a writer hook leave first
     delete this;
   }
 
@@ -149,7 +152,7 @@ class WorkerService::AttachReactor final
   // it twice is invalid).
   void SignalAccepted() {
     absl::MutexLock lock(&mu_);
-    if (finishing_ || metadata_sent_) return;
+    if (writer_.closed() || metadata_sent_) return;
     AddAttachedMetadataLocked();
     StartSendInitialMetadata();
   }
@@ -159,33 +162,38 @@ class WorkerService::AttachReactor final
     context_->AddInitialMetadata(kAttachedMetadataKey, std::to_string(hello_gpu_));
   }
 
+  // The writer's start_write.
+  void StartCommandWrite(const WorkerCommand* command) {
+    absl::MutexLock lock(&mu_);
+    if (!metadata_sent_) AddAttachedMetadataLocked();  // only attached streams get commands
+    StartWrite(command);
+  }
+
+  // The writer's on_closed.
+  void FinishStream(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    Finish(status);
+  }
+
   // Finishes with `status` once the write in flight (if any) is done; the
   // first call wins.
   void FinishWith(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    queue_.clear();
-    finish_status_ = status;
-    if (!status.ok()) {
-      CRAFT_LOG(WARNING) << "worker stream " << peer_ << " (gpu " << gpu_.load()
+    if (status.ok()) {
+      writer_.Close(status);
+      return;
+    }
+    // Copied first: once closed, the stream may be deleted at any moment.
+    const std::string peer = peer_;
+    const int gpu = gpu_.load();
+    if (writer_.Close(status)) {
+      CRAFT_LOG(WARNING) << "worker stream " << peer << " (gpu " << gpu
                          << ") ends: " << status.error_message();
     }
-    if (!write_in_flight_) Finish(finish_status_);
   }
 
   void Detach() {
     const int gpu = gpu_.load();
     if (gpu >= 0) node_->DetachWorker(gpu, this);
-  }
-
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || finishing_ || queue_.empty()) return;
-    writing_ = std::move(queue_.front());
-    queue_.pop_front();
-    write_in_flight_ = true;
-    if (!metadata_sent_) AddAttachedMetadataLocked();  // only attached streams get commands
-    StartWrite(&writing_);
   }
 
   WorkerService* const service_;
@@ -196,13 +204,9 @@ class WorkerService::AttachReactor final
   std::atomic<int> gpu_{-1};  // set once, when the hello is accepted
 
   absl::Mutex mu_;
-  std::deque<WorkerCommand> queue_ ABSL_GUARDED_BY(mu_);
-  WorkerCommand writing_ ABSL_GUARDED_BY(mu_);  // the write in flight
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // End called: no new reads or writes
   bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
   int hello_gpu_ ABSL_GUARDED_BY(mu_) = -1;  // the GPU the hello claims
-  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  StreamWriter<WorkerCommand> writer_;
 };
 
 grpc::ServerBidiReactor<WorkerMessage, WorkerCommand>* WorkerService::Attach(

@@ -4,8 +4,9 @@
 #include <memory>
 #include <utility>
 
+#include "common/backoff.h"
+#include "common/grpc/stream_writer.h"
 #include "common/logging.h"
-#include "gpu_worker/random.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -27,20 +28,30 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
 
 }  // namespace
 
-// The reactor of one Attach stream: forwards every reaction to the link,
-// which holds the stream's state under its mutex.
+// The reactor of one Attach stream. Its writer holds what waits to be
+// written on this stream; the link holds what waits for the next one.
 class AgentLink::Call
     : public grpc::ClientBidiReactor<craft::v1::WorkerMessage, craft::v1::WorkerCommand> {
  public:
-  explicit Call(AgentLink* link) : link_(link) {}
+  Call(AgentLink* link, size_t max_queued_windows)
+      : link_(link),
+        writer_(
+            DropPolicy<craft::v1::WorkerMessage>::DropOldestOf(max_queued_windows, IsWindow),
+            [this](const craft::v1::WorkerMessage* message) { StartWrite(message); },
+            [this](const grpc::Status&) { RemoveHold(); },
+            [this](const craft::v1::WorkerMessage& message) { link_->OnWritten(message); }) {}
 
-  // Writes `hello` first and keeps one read pending. The hold keeps the
-  // stream alive for writes started outside reactions (AgentLink::Send)
-  // until the link releases it.
-  void Begin(craft::v1::NodeAgent::Stub* stub, const craft::v1::WorkerMessage* hello) {
+  // Guarded by the link's mu_ while this is its current call (the link routes
+  // Send through it).
+  StreamWriter<craft::v1::WorkerMessage>& writer() { return writer_; }
+
+  // Starts the writes queued so far (the hello first) and keeps one read
+  // pending. The hold keeps the stream alive for writes started outside
+  // reactions (AgentLink::Send) until the writer's end releases it.
+  void Begin(craft::v1::NodeAgent::Stub* stub) {
     stub->async()->Attach(&context_, this);
     AddHold();
-    StartWrite(hello);
+    writer_.Open();
     StartRead(&command_);
     StartCall();
   }
@@ -49,7 +60,7 @@ class AgentLink::Call
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      link_->OnReadsEnded();
+      writer_.Close(grpc::Status::OK);
       return;
     }
     // Handled before the next read starts, so commands keep their order.
@@ -57,14 +68,18 @@ class AgentLink::Call
     command_.Clear();
     StartRead(&command_);
   }
-  void OnWriteDone(bool ok) override { link_->OnWriteDone(ok); }
+  // A failed write ends the writer; the pending read fails next.
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
   // The last reaction: the link thread deletes this Call once it has run.
   void OnDone(const grpc::Status& status) override { link_->OnCallDone(status); }
 
  private:
+  static bool IsWindow(const craft::v1::WorkerMessage& message) { return message.has_window(); }
+
   AgentLink* const link_;
   grpc::ClientContext context_;
   craft::v1::WorkerCommand command_;
+  StreamWriter<craft::v1::WorkerMessage> writer_;
 };
 
 AgentLink::AgentLink(Options options, HelloFn hello, CommandFn on_command, Clock* clock)
@@ -88,31 +103,38 @@ void AgentLink::Stop() {
 }
 
 void AgentLink::Send(craft::v1::WorkerMessage message) {
-  Call* call = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    if (!CanWriteLocked() && !message.has_window()) {
-      CRAFT_LOG(WARNING) << "no agent stream: dropping status of version "
-                         << message.status().version();
-      return;
-    }
-    EnqueueLocked(std::move(message));
-    if (!TakeNextWriteLocked()) return;
-    call = call_;
-  }
-  call->StartWrite(&in_flight_);
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  EnqueueLocked(std::move(message));
 }
 
 void AgentLink::EnqueueLocked(craft::v1::WorkerMessage message) {
-  queue_.push_back(std::move(message));
-  size_t windows = 0;
-  for (const auto& m : queue_) windows += m.has_window();
-  if (windows <= options_.max_queued_windows) return;
-  const auto oldest =
-      std::find_if(queue_.begin(), queue_.end(),
-                   [](const craft::v1::WorkerMessage& m) { return m.has_window(); });
-  queue_.erase(oldest);
+  if (call_ != nullptr) {
+    StreamWriter<craft::v1::WorkerMessage>::Pushed pushed =
+        call_->writer().Push(std::move(message));
+    if (pushed.accepted) {
+      if (pushed.left_out.has_value()) CountDroppedWindowLocked();
+      return;
+    }
+    message = std::move(*pushed.left_out);  // that stream has ended: as if none were open
+  }
+  if (!message.has_window()) {
+    CRAFT_LOG(WARNING) << "no agent stream: dropping status of version "
+                       << message.status().version();
+    return;
+  }
+  backlog_.push_back(std::move(message));
+  TrimBacklogLocked();
+}
+
+void AgentLink::TrimBacklogLocked() {
+  while (backlog_.size() > options_.max_queued_windows) {
+    backlog_.pop_front();
+    CountDroppedWindowLocked();
+  }
+}
+
+void AgentLink::CountDroppedWindowLocked() {
   ++dropped_windows_;  // logged once the next stream opens
   ++stats_.windows_dropped;
 }
@@ -124,63 +146,20 @@ AgentLink::Stats AgentLink::stats() const {
 
 bool AgentLink::CallDoneOrStopping() const { return call_done_ || stopping_; }
 
-bool AgentLink::CanWriteLocked() const {
-  return call_ != nullptr && !reads_ended_ && !write_failed_;
-}
-
-bool AgentLink::TakeNextWriteLocked() {
-  if (write_in_flight_ || queue_.empty() || !CanWriteLocked()) return false;
-  in_flight_ = std::move(queue_.front());
-  queue_.pop_front();
-  write_in_flight_ = true;
-  return true;
-}
-
-bool AgentLink::TakeHoldReleaseLocked() {
-  if (!reads_ended_ || write_in_flight_ || hold_released_) return false;
-  hold_released_ = true;
-  return true;
-}
-
 void AgentLink::OnCommand(const craft::v1::WorkerCommand& command) { on_command_(command); }
 
-void AgentLink::OnReadsEnded() {
-  Call* call = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    reads_ended_ = true;
-    if (!TakeHoldReleaseLocked()) return;
-    call = call_;
+void AgentLink::OnWritten(const craft::v1::WorkerMessage& message) {
+  if (!message.has_hello()) return;
+  absl::MutexLock lock(&mu_);
+  stats_.attached = true;
+  ++stats_.attaches;
+  CRAFT_LOG(INFO) << "attached to agent at " << options_.target << " (serving "
+                  << message.hello().committed_version() << ")";
+  if (dropped_windows_ > 0) {
+    CRAFT_LOG(WARNING) << "dropped the " << dropped_windows_
+                       << " oldest windows while no agent stream was open";
+    dropped_windows_ = 0;
   }
-  call->RemoveHold();
-}
-
-void AgentLink::OnWriteDone(bool ok) {
-  Call* call = nullptr;
-  bool start = false;
-  bool release = false;
-  {
-    absl::MutexLock lock(&mu_);
-    write_in_flight_ = false;
-    if (!ok) {
-      write_failed_ = true;
-    } else if (in_flight_.has_hello()) {
-      stats_.attached = true;
-      ++stats_.attaches;
-      CRAFT_LOG(INFO) << "attached to agent at " << options_.target << " (serving "
-                      << in_flight_.hello().committed_version() << ")";
-      if (dropped_windows_ > 0) {
-        CRAFT_LOG(WARNING) << "dropped the " << dropped_windows_
-                           << " oldest windows while no agent stream was open";
-        dropped_windows_ = 0;
-      }
-    }
-    start = TakeNextWriteLocked();
-    release = TakeHoldReleaseLocked();
-    call = call_;
-  }
-  if (start) call->StartWrite(&in_flight_);
-  if (release) call->RemoveHold();
 }
 
 void AgentLink::OnCallDone(const grpc::Status& status) {
@@ -197,15 +176,17 @@ grpc::Status AgentLink::RunOneStream() {
   *hello.mutable_hello() = hello_();
   std::shared_ptr<grpc::Channel> channel = NewChannel(options_.target);
   std::unique_ptr<craft::v1::NodeAgent::Stub> stub = craft::v1::NodeAgent::NewStub(channel);
-  auto call = std::make_unique<Call>(this);
+  auto call = std::make_unique<Call>(this, options_.max_queued_windows);
   {
     absl::MutexLock lock(&mu_);
     call_ = call.get();
-    reads_ended_ = write_failed_ = hold_released_ = call_done_ = false;
-    in_flight_ = std::move(hello);
-    write_in_flight_ = true;
+    call_done_ = false;
+    // The hello first, then the windows that waited for a stream.
+    EnqueueLocked(std::move(hello));
+    std::deque<craft::v1::WorkerMessage> waiting = std::exchange(backlog_, {});
+    for (craft::v1::WorkerMessage& message : waiting) EnqueueLocked(std::move(message));
   }
-  call->Begin(stub.get(), &in_flight_);
+  call->Begin(stub.get());
 
   mu_.Lock();
   mu_.Await(absl::Condition(this, &AgentLink::CallDoneOrStopping));
@@ -216,24 +197,28 @@ grpc::Status AgentLink::RunOneStream() {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(&call_done_));
   call_ = nullptr;
-  // Answers to the ended stream's commands mean nothing on the next one.
-  queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+  // The windows the stream did not send wait for the next one, ahead of those
+  // sent since it ended; answers to its commands mean nothing there.
+  std::deque<craft::v1::WorkerMessage> unsent = call->writer().TakeUnsent();
+  unsent.erase(std::remove_if(unsent.begin(), unsent.end(),
                               [](const craft::v1::WorkerMessage& m) { return !m.has_window(); }),
-               queue_.end());
+               unsent.end());
+  for (craft::v1::WorkerMessage& message : backlog_) unsent.push_back(std::move(message));
+  backlog_ = std::move(unsent);
+  TrimBacklogLocked();
   return call_status_;
 }
 
-void AgentLink::SleepBeforeRetry(absl::Duration backoff) {
-  // Jitter in [0.5, 1.5) x backoff keeps restarted workers from reconnecting
-  // in lockstep.
-  SplitMix64 rng(static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
-  const absl::Duration delay = backoff * (0.5 + static_cast<double>(rng.Below(1000)) / 1000);
+void AgentLink::SleepBeforeRetry(absl::Duration delay) {
   absl::MutexLock lock(&mu_);
   clock_->SleepUntil(clock_->Now() + delay, &mu_, &stopping_);
 }
 
 void AgentLink::Run() {
-  absl::Duration backoff = options_.min_backoff;
+  // Seeded from the clock so that workers restarted together draw different
+  // delays and do not reconnect in lockstep.
+  Backoff backoff(Backoff::Options{options_.min_backoff, options_.max_backoff, /*multiplier=*/2.0},
+                  static_cast<uint64_t>(absl::ToUnixNanos(clock_->Now())));
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -245,12 +230,12 @@ void AgentLink::Run() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
-    if (clock_->Now() - opened >= options_.healthy_after) backoff = options_.min_backoff;
+    if (clock_->Now() - opened >= options_.healthy_after) backoff.Reset();
+    const absl::Duration delay = backoff.NextDelay();
     CRAFT_LOG(WARNING) << "agent stream to " << options_.target << " ended (" << status.error_code()
-                       << ": " << status.error_message() << "); retrying in about "
-                       << absl::FormatDuration(backoff);
-    SleepBeforeRetry(backoff);
-    backoff = std::min(backoff * 2, options_.max_backoff);
+                       << ": " << status.error_message() << "); retrying in "
+                       << absl::FormatDuration(delay);
+    SleepBeforeRetry(delay);
   }
 }
 

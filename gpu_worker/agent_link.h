@@ -1,6 +1,8 @@
 // The worker's end of NodeAgent.Attach: one bidirectional stream to the node
-// agent over its Unix socket, reopened with jittered exponential backoff
-// whenever it ends (the agent restarted, refused us, or is not up yet).
+// agent over its Unix socket, reopened after a Backoff (common/backoff.h: from
+// min_backoff doubling to max_backoff, full jitter, reset after a stream that
+// stayed open healthy_after) whenever it ends (the agent restarted, refused
+// us, or is not up yet).
 //
 // Every stream starts with a fresh WorkerHello (from `hello`, so it carries
 // the version served at that moment); then queued messages follow in order.
@@ -80,22 +82,21 @@ class AgentLink {
   void Run();
   // One stream, from hello to end; returns its final status.
   grpc::Status RunOneStream();
-  void SleepBeforeRetry(absl::Duration backoff);
+  void SleepBeforeRetry(absl::Duration delay);
+
+  // Queues `message` on the current stream, or, when none is writable, keeps
+  // it for the next one if it is a window.
+  void EnqueueLocked(craft::v1::WorkerMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the oldest waiting windows beyond max_queued_windows.
+  void TrimBacklogLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountDroppedWindowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Reactions of the current Call (gRPC callback threads).
   void OnCommand(const craft::v1::WorkerCommand& command);
-  void OnReadsEnded();
-  void OnWriteDone(bool ok);
+  void OnWritten(const craft::v1::WorkerMessage& message);
   void OnCallDone(const grpc::Status& status);
 
   bool CallDoneOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool CanWriteLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves the next queued message into `in_flight_` when a write may start;
-  // the caller then starts it outside the lock.
-  bool TakeNextWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True once, when the stream's hold may go: reads ended, no write in flight.
-  bool TakeHoldReleaseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EnqueueLocked(craft::v1::WorkerMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const HelloFn hello_;
@@ -105,20 +106,14 @@ class AgentLink {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<craft::v1::WorkerMessage> queue_ ABSL_GUARDED_BY(mu_);
+  // Windows waiting for a stream (none open, or the current one has ended).
+  std::deque<craft::v1::WorkerMessage> backlog_ ABSL_GUARDED_BY(mu_);
   int64_t dropped_windows_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
-  // State of the current stream (reset for each).
+  // The current stream (reset for each).
   Call* call_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool reads_ended_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
   bool call_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status call_status_ ABSL_GUARDED_BY(mu_);
-  // The message being written; only touched while write_in_flight_ is false
-  // (under mu_) or by the one write that owns it.
-  craft::v1::WorkerMessage in_flight_;
 };
 
 }  // namespace craft::gpu_worker

@@ -5,10 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/peer_identity.h"
-#include "server/internal/latest_wins_writer.h"
 
 namespace craft::server {
 
@@ -24,13 +24,18 @@ constexpr int64_t kRejectionLogPeriod = 100;
 
 }  // namespace
 
-// One agent stream. Lives from Connect until OnDone deletes it.
-class AgentStream final
-    : public internal::LatestWinsWriter<grpc::ServerBidiReactor<AgentMessage, PlannerMessage>,
-                                        PlannerMessage> {
+// One agent stream. Lives from Connect until OnDone deletes it. Writes are
+// latest wins (proto/README.md): a newer message replaces one still waiting.
+class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMessage> {
  public:
   AgentStream(AgentGatewayService* gateway, const grpc::CallbackServerContext* context)
-      : gateway_(gateway), context_(context) {
+      : gateway_(gateway),
+        context_(context),
+        writer_(
+            DropPolicy<PlannerMessage>::KeepLatest(),
+            [this](const PlannerMessage* message) { StartWrite(message); },
+            [this](const grpc::Status& status) { Finish(status); }) {
+    writer_.Open();
     if (!gateway_->Register(this)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
       return;
@@ -49,9 +54,14 @@ class AgentStream final
       Close(status);
       return;
     }
-    if (!closing()) StartRead(&incoming_);
+    if (!writer_.closed()) StartRead(&incoming_);
   }
 
+  // Thread-safe; see StreamWriter.
+  void Push(const PlannerMessage& message) { writer_.Push(message); }
+  void Close(const grpc::Status& status) { writer_.Close(status); }
+
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
   void OnCancel() override { Close(grpc::Status::CANCELLED); }
 
   void OnDone() override {
@@ -156,6 +166,7 @@ class AgentStream final
   std::vector<int> gpus_;
   std::shared_ptr<Link> link_;
   int64_t rejections_ = 0;
+  StreamWriter<PlannerMessage> writer_;
 };
 
 namespace {

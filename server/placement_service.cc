@@ -6,10 +6,10 @@
 
 #include "absl/strings/match.h"
 #include "common/clock.h"
+#include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/layout_proto.h"
 #include "server/dry_run.h"
-#include "server/internal/latest_wins_writer.h"
 #include "server/replan_stages.h"
 
 namespace craft::server {
@@ -17,19 +17,30 @@ namespace craft::server {
 using craft::v1::LayoutStatus;
 
 // One WatchLayout stream. Lives from WatchLayout until OnDone deletes it.
-class LayoutWatcher final
-    : public internal::LatestWinsWriter<grpc::ServerWriteReactor<LayoutStatus>, LayoutStatus> {
+// Latest wins: a slow watcher skips to the newest status.
+class LayoutWatcher final : public grpc::ServerWriteReactor<LayoutStatus> {
  public:
   // A watcher refused by `admission` (the authorizer's answer) ends at once.
   LayoutWatcher(PlacementServiceImpl* service, const std::string& known_version,
                 const grpc::Status& admission)
-      : service_(service) {
+      : service_(service),
+        writer_(
+            DropPolicy<LayoutStatus>::KeepLatest(),
+            [this](const LayoutStatus* status) { StartWrite(status); },
+            [this](const grpc::Status& status) { Finish(status); }) {
+    writer_.Open();
     if (!admission.ok()) {
       Close(admission);
     } else if (!service_->AddWatcher(this, known_version)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
     }
   }
+
+  // Thread-safe; see StreamWriter.
+  void Push(const LayoutStatus& status) { writer_.Push(status); }
+  void Close(const grpc::Status& status) { writer_.Close(status); }
+
+  void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
   void OnCancel() override { Close(grpc::Status::CANCELLED); }
   void OnDone() override {
     service_->RemoveWatcher(this);
@@ -38,6 +49,7 @@ class LayoutWatcher final
 
  private:
   PlacementServiceImpl* const service_;
+  StreamWriter<LayoutStatus> writer_;
 };
 
 namespace {

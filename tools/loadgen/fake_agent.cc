@@ -12,40 +12,51 @@ namespace craft::loadgen {
 using craft::v1::AgentMessage;
 using craft::v1::PlannerMessage;
 
+namespace {
+
+bool IsLoad(const AgentMessage& message) { return message.has_load(); }
+
+}  // namespace
+
 FakeAgent::FakeAgent(FakeAgentOptions options, FakeAgentEnv env)
     : options_(std::move(options)),
       env_(std::move(env)),
       rng_(options_.seed),
       serving_version_(planner::kInitialLayoutVersion),
-      serving_(env_.initial) {}
+      serving_(env_.initial),
+      writer_(
+          DropPolicy<AgentMessage>::DropOldestOf(
+              static_cast<size_t>(std::max(options_.max_queued_loads, 0)), IsLoad),
+          [this](const AgentMessage* message) { StartWrite(message); },
+          [this](const grpc::Status&) { RemoveHold(); },
+          [this](const AgentMessage& message) { OnWritten(message); }) {}
 
 void FakeAgent::Start(craft::v1::AgentGateway::Stub* stub) {
   stub->async()->Connect(&context_, this);
-  {
-    absl::MutexLock lock(&mu_);
-    craft::v1::AgentHello* hello = writing_.mutable_hello();
-    hello->set_node(options_.node);
-    for (int rank : options_.gpus) {
-      craft::v1::GpuInfo* gpu = hello->add_gpus();
-      gpu->set_rank(rank);
-      gpu->set_transfer_endpoint("loadgen.invalid:1");  // never dialled: nothing is fetched
-    }
-    *hello->mutable_model() = options_.model;
-    hello->set_committed_version(planner::kInitialLayoutVersion);
-    write_in_flight_ = true;
+  AgentMessage message;
+  craft::v1::AgentHello* hello = message.mutable_hello();
+  hello->set_node(options_.node);
+  for (int rank : options_.gpus) {
+    craft::v1::GpuInfo* gpu = hello->add_gpus();
+    gpu->set_rank(rank);
+    gpu->set_transfer_endpoint("loadgen.invalid:1");  // never dialled: nothing is fetched
   }
-  StartWrite(&writing_);
+  *hello->mutable_model() = options_.model;
+  hello->set_committed_version(planner::kInitialLayoutVersion);
+  writer_.Push(std::move(message));
+  AddHold();  // writes also start outside reactions; the writer releases it at its end
+  writer_.Open();
   StartRead(&incoming_);
-  AddHold();  // writes also start outside reactions; released when reads end
   StartCall();
 }
 
 void FakeAgent::SendWindow(int64_t window_id) {
   std::shared_ptr<const SlotLoads> slots;
   std::string version;
+  if (writer_.closed()) return;
   {
     absl::MutexLock lock(&mu_);
-    if (closing_ || !welcomed_) return;
+    if (!welcomed_) return;
     slots = serving_;
     version = serving_version_;
   }
@@ -85,49 +96,36 @@ bool FakeAgent::welcomed() const {
   return welcomed_;
 }
 
-bool FakeAgent::closed() const {
-  absl::MutexLock lock(&mu_);
-  return closing_;
-}
+bool FakeAgent::closed() const { return writer_.closed(); }
 
-bool FakeAgent::idle() const {
-  absl::MutexLock lock(&mu_);
-  return !write_in_flight_ && queue_.empty();
-}
+bool FakeAgent::idle() const { return writer_.idle(); }
 
 FakeAgentCounters FakeAgent::counters() const {
   absl::MutexLock lock(&mu_);
-  return counters_;
+  FakeAgentCounters counters = counters_;
+  counters.loads_dropped = writer_.dropped();
+  return counters;
 }
 
 void FakeAgent::OnReadDone(bool ok) {
   if (!ok) {
-    {
-      absl::MutexLock lock(&mu_);
-      closing_ = true;
-      queue_.clear();
-    }
-    RemoveHold();  // OnDone may follow on another thread
+    // Once the write in flight (if any) is done the writer releases the
+    // hold, and OnDone may follow on another thread.
+    writer_.Close(grpc::Status::OK);
     return;
   }
   Handle(incoming_);
   StartRead(&incoming_);
 }
 
-void FakeAgent::OnWriteDone(bool ok) {
-  bool write_next = false;
-  {
-    absl::MutexLock lock(&mu_);
-    write_in_flight_ = false;
-    if (!ok) {  // the call is over; the pending read fails next
-      closing_ = true;
-      queue_.clear();
-      return;
-    }
-    if (writing_.has_load()) counters_.gpu_windows_sent += writing_.load().gpus_size();
-    write_next = TakeNextWriteLocked();
-  }
-  if (write_next) StartWrite(&writing_);  // inside a reaction: no hold needed
+// A failed write ends the writer: the call is over; the pending read fails
+// next.
+void FakeAgent::OnWriteDone(bool ok) { writer_.OnWriteDone(ok); }
+
+void FakeAgent::OnWritten(const AgentMessage& message) {
+  if (!message.has_load()) return;
+  absl::MutexLock lock(&mu_);
+  counters_.gpu_windows_sent += message.load().gpus_size();
 }
 
 void FakeAgent::OnDone(const grpc::Status& status) {
@@ -246,38 +244,6 @@ void FakeAgent::Answer(const std::string& nonce, const std::string& version,
   Enqueue(std::move(answer));
 }
 
-void FakeAgent::Enqueue(AgentMessage message) {
-  bool write_now = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (closing_) return;
-    if (message.has_load()) {
-      const auto loads = std::count_if(queue_.begin(), queue_.end(),
-                                       [](const AgentMessage& m) { return m.has_load(); });
-      if (loads >= options_.max_queued_loads) {
-        queue_.erase(std::find_if(queue_.begin(), queue_.end(),
-                                  [](const AgentMessage& m) { return m.has_load(); }));
-        ++counters_.loads_dropped;
-      }
-    }
-    queue_.push_back(std::move(message));
-    write_now = TakeNextWriteLocked();
-    // Outside a reaction a write needs a hold of its own until it is started:
-    // the stream's hold may be released as soon as mu_ is.
-    if (write_now) AddHold();
-  }
-  if (write_now) {
-    StartWrite(&writing_);
-    RemoveHold();
-  }
-}
-
-bool FakeAgent::TakeNextWriteLocked() {
-  if (write_in_flight_ || closing_ || queue_.empty()) return false;
-  writing_ = std::move(queue_.front());
-  queue_.pop_front();
-  write_in_flight_ = true;
-  return true;
-}
+void FakeAgent::Enqueue(AgentMessage message) { writer_.Push(std::move(message)); }
 
 }  // namespace craft::loadgen

@@ -29,7 +29,6 @@
 #define CRAFT_TOOLS_LOADGEN_FAKE_AGENT_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +37,7 @@
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc/stream_writer.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "tools/loadgen/apply_recorder.h"
@@ -109,9 +109,8 @@ class FakeAgent final
   void Answer(const std::string& nonce, const std::string& version, craft::v1::AckPhase phase);
   // Queues `message`; starts the write if none is in flight.
   void Enqueue(craft::v1::AgentMessage message) ABSL_LOCKS_EXCLUDED(mu_);
-  // Takes the next queued message as the write in flight; false if none may
-  // start now.
-  bool TakeNextWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The writer's on_written.
+  void OnWritten(const craft::v1::AgentMessage& message) ABSL_LOCKS_EXCLUDED(mu_);
 
   const FakeAgentOptions options_;
   const FakeAgentEnv env_;
@@ -124,13 +123,12 @@ class FakeAgent final
   std::shared_ptr<const SlotLoads> serving_ ABSL_GUARDED_BY(mu_);
   std::string prepared_version_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const SlotLoads> prepared_ ABSL_GUARDED_BY(mu_);
-  std::deque<craft::v1::AgentMessage> queue_ ABSL_GUARDED_BY(mu_);
-  craft::v1::AgentMessage writing_ ABSL_GUARDED_BY(mu_);  // read by gRPC until OnWriteDone
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // reads ended: no more writes
   bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
-  FakeAgentCounters counters_ ABSL_GUARDED_BY(mu_);
+  FakeAgentCounters counters_ ABSL_GUARDED_BY(mu_);  // but loads_dropped: the writer's
+
+  // Closed when reads end or a write fails. Lock order: mu_ -> the writer's.
+  StreamWriter<craft::v1::AgentMessage> writer_;
 };
 
 }  // namespace craft::loadgen

@@ -1,15 +1,20 @@
-// Reconnect delays: capped exponential backoff with full jitter (each delay is
-// uniform in [0, min(max, initial * multiplier^attempt)]), reset once the
-// other side has answered (Envoy's rule: not when the stream opens, so a
-// server that accepts and drops at once cannot cause a hot loop).
+// Reconnect delays, the one rule for every reconnect loop (the agent's link
+// to the planner, the worker's link to its agent): capped exponential backoff
+// with full jitter, each delay uniform in
+// [0, min(max, initial * multiplier^attempt)], so that many clients that lost
+// the same server do not come back in lockstep. The owner resets it once a
+// stream proved healthy; what "healthy" means is the owner's (the agent: the
+// planner answered, Envoy's rule, not merely the stream opened, so a server
+// that accepts and drops at once cannot cause a hot loop; the worker: the
+// stream stayed open a while).
 //
 //   Backoff backoff(Backoff::Options{}, /*seed=*/absl::ToUnixNanos(absl::Now()));
 //   absl::Duration wait = backoff.NextDelay();  // before each reconnect
-//   backoff.Reset();                            // after the first message received
+//   backoff.Reset();                            // once a stream proved healthy
 //
 // Not thread-safe: one owner.
-#ifndef CRAFT_AGENT_BACKOFF_H_
-#define CRAFT_AGENT_BACKOFF_H_
+#ifndef CRAFT_COMMON_BACKOFF_H_
+#define CRAFT_COMMON_BACKOFF_H_
 
 #include <cstdint>
 #include <random>
@@ -17,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
-namespace craft::agent {
+namespace craft {
 
 class Backoff {
  public:
@@ -50,6 +55,6 @@ class Backoff {
   int attempts_ = 0;
 };
 
-}  // namespace craft::agent
+}  // namespace craft
 
-#endif  // CRAFT_AGENT_BACKOFF_H_
+#endif  // CRAFT_COMMON_BACKOFF_H_

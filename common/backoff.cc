@@ -1,8 +1,8 @@
-#include "agent/backoff.h"
+#include "common/backoff.h"
 
 #include <algorithm>
 
-namespace craft::agent {
+namespace craft {
 
 absl::Status Backoff::Options::Validate() const {
   if (initial <= absl::ZeroDuration()) {
@@ -35,4 +35,4 @@ void Backoff::Reset() {
   attempts_ = 0;
 }
 
-}  // namespace craft::agent
+}  // namespace craft

@@ -1,8 +1,8 @@
-#include "agent/backoff.h"
+#include "common/backoff.h"
 
 #include "gtest/gtest.h"
 
-namespace craft::agent {
+namespace craft {
 namespace {
 
 TEST(BackoffTest, DelaysStayUnderAGrowingCappedBound) {
@@ -64,4 +64,4 @@ TEST(BackoffTest, OptionsAreValidated) {
 }
 
 }  // namespace
-}  // namespace craft::agent
+}  // namespace craft
