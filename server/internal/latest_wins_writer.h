@@ -1,5 +1,5 @@
 // Implementation detail of the planner's gRPC services: the write side of a
-// server-streaming reactor that is pushed to from any thread (DESIGN.md §4,
+// server-streaming reactor that is pushed to from any thread (docs/design.md §4,
 // "at most one message in flight per stream, latest wins").
 //
 // At most one write is in flight and at most one message waits; a newer Push
