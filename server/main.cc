@@ -18,11 +18,10 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/transport_flags.h"
@@ -138,10 +137,11 @@ int Run(const sigset_t& signals) {
 
 int main(int argc, char** argv) {
   const sigset_t signals = craft::server::BlockShutdownSignals();
-  absl::SetProgramUsageMessage(
-      "craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
-      "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT] "
-      "[--planner_threads N]");
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "craft-planner: the central planner service\n\n"
+                    "usage: craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM "
+                    "| --insecure)\n"
+                    "                     [--state_path PATH] [--ready_file PATH]\n"
+                    "                     [--metrics_listen HOST:PORT] [--planner_threads N]");
   return craft::server::Run(signals);
 }
