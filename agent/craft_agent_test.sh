@@ -100,6 +100,10 @@ expect_flag_error "--planner is required" --node n --gpus 0 --socket "$DIR/x.soc
 echo "highest_epoch=oops" >"$DIR/bad.state"
 expect_flag_error "bad highest_epoch" --node n --gpus 0 --socket "$DIR/x.sock" \
   --planner "$PLANNER" --state_file "$DIR/bad.state"
+expect_flag_error "Unknown command line flag 'no_such_flag'" --no_such_flag
+# --help lists the agent's flags and exits 0.
+"$AGENT" --help >"$DIR/help" 2>&1 || fail "--help exited $?"
+grep -q -- "^  --socket_mode=0660$" "$DIR/help" || fail "--help: $(head -c 300 "$DIR/help")"
 
 if ((failures > 0)); then
   echo "$failures failure(s)"

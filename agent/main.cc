@@ -20,8 +20,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +29,7 @@
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
 #include "common/clock.h"
+#include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/transport_flags.h"
@@ -200,9 +199,12 @@ int Run(absl::Notification* shutdown) {
 }  // namespace craft::agent
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "craft node agent: --node NAME --gpus 0,1,2,3 --socket PATH --planner HOST:PORT");
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(
+      argc, argv,
+      "craft-agent: the node agent\n\n"
+      "usage: craft-agent --node NAME --gpus 0,1,2,3 --socket PATH --planner HOST:PORT\n"
+      "                   (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
+      "[--state_file PATH]");
 
   // Block the signals before any thread exists (gRPC's included), so only
   // the sigwait thread ever sees them.

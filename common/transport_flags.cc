@@ -16,6 +16,16 @@ ABSL_FLAG(bool, insecure, false,
 namespace craft {
 
 absl::StatusOr<TransportSecurity> TransportSecurityFromFlags(absl::string_view program) {
+  absl::StatusOr<TransportSecurity> security = TransportSecurityFromFlagsQuietly();
+  if (security.ok() && security->insecure) {
+    CRAFT_LOG(WARNING) << "*** " << program
+                       << " runs with --insecure: plaintext and no identities on every TCP "
+                          "port; anyone who reaches them is trusted. Demo use only. ***";
+  }
+  return security;
+}
+
+absl::StatusOr<TransportSecurity> TransportSecurityFromFlagsQuietly() {
   TransportSecurity security;
   security.insecure = absl::GetFlag(FLAGS_insecure);
   security.cert_file = absl::GetFlag(FLAGS_tls_cert);
@@ -30,9 +40,6 @@ absl::StatusOr<TransportSecurity> TransportSecurityFromFlags(absl::string_view p
     if (!security.cert_file.empty() || !security.key_file.empty() || !security.ca_file.empty()) {
       return absl::InvalidArgumentError("--insecure and --tls_* contradict each other");
     }
-    CRAFT_LOG(WARNING) << "*** " << program
-                       << " runs with --insecure: plaintext and no identities on every TCP "
-                          "port; anyone who reaches them is trusted. Demo use only. ***";
     return security;
   }
   if (absl::Status valid = ValidateTransportSecurity(security); !valid.ok()) return valid;

@@ -17,6 +17,10 @@ namespace craft {
 // silent.
 absl::StatusOr<TransportSecurity> TransportSecurityFromFlags(absl::string_view program);
 
+// The same without the warning, for a one-shot client whose operator typed
+// --insecure on this very command line (craftctl).
+absl::StatusOr<TransportSecurity> TransportSecurityFromFlagsQuietly();
+
 }  // namespace craft
 
 #endif  // CRAFT_COMMON_TRANSPORT_FLAGS_H_

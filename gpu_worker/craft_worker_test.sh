@@ -24,6 +24,10 @@ expect_error() {
 }
 
 expect_error 2 "unknown backend 'cuda'" --backend=cuda
+expect_error 1 "Unknown command line flag 'no_such_flag'" --no_such_flag
+# --help lists the worker's flags and exits 0.
+"$WORKER" --help >"$TMP/out" 2>&1 || fail "--help exited $?"
+grep -q -- "^  --metrics_listen$" "$TMP/out" || fail "--help: $(head -c 300 "$TMP/out")"
 # Without --insecure the transfer port needs its certificate files.
 "$WORKER" >"$TMP/out" 2>&1
 [[ $? == 2 ]] && grep -q -- "--tls_cert is not set" "$TMP/out" || fail "no TLS flags: $(cat "$TMP/out")"

@@ -22,12 +22,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/file_io.h"
+#include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/status_macros.h"
@@ -215,8 +214,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::SetProgramUsageMessage("craft-worker: one GPU's expert slots, load windows and transfers");
-  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional = craft::ParseFlags(
+      argc, argv,
+      "craft-worker: one GPU's expert slots, load windows and transfers\n\n"
+      "usage: craft-worker --gpu RANK --agent unix:PATH [--backend cpu|cuda] [--num_gpus D ...]\n"
+      "                    (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure)");
   if (positional.size() > 1) {
     std::cerr << "craft-worker: error: unexpected argument '" << positional[1] << "'\n";
     return 2;

@@ -86,4 +86,11 @@ rc=0
 "$BIN" --config "$DIR/planner.yaml" --state_path "$DIR/state" 2> "$DIR/notls.log" || rc=$?
 [[ "$rc" == 2 ]] || fail "no TLS flags exit status $rc"
 grep -q -- "--tls_cert is not set" "$DIR/notls.log" || { cat "$DIR/notls.log" >&2; fail "no TLS message"; }
+# --help lists the planner's flags, the shared TLS ones included, and exits 0.
+"$BIN" --help > "$DIR/help" || fail "--help exit status $?"
+grep -q -- "^  --metrics_listen$" "$DIR/help" && grep -q -- "^  --tls_reload_s=60$" "$DIR/help" \
+  || fail "--help: $(head -c 300 "$DIR/help")"
+rc=0
+"$BIN" --no_such_flag 2> "$DIR/bad_flag.log" || rc=$?
+[[ "$rc" != 0 ]] && grep -q "no_such_flag" "$DIR/bad_flag.log" || fail "unknown flag: exit $rc"
 echo PASS

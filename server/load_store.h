@@ -1,4 +1,4 @@
-// The planner's store of load windows (DESIGN.md §3 step 1).
+// The planner's store of load windows (docs/design.md §3, step 1).
 //
 // Workers count tokens per physical slot of the layout version they serve;
 // the store maps each GpuWindow's counts to logical experts with that

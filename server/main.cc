@@ -4,7 +4,10 @@
 //   --insecure)
 //                 [--state_path PATH] [--ready_file PATH]
 //                 [--metrics_listen 0.0.0.0:9464] [--planner_threads N]
+//                 [--listen_address HOST:PORT] [--advertise_address HOST:PORT]
 //
+// With the config's ha section it runs as one replica of a highly available
+// group (server/ha_planner.h): --advertise_address is then required.
 // Exits 0 after a graceful drain on SIGTERM or SIGINT; non-zero when the
 // configuration or the state cannot be read or the port cannot be bound.
 #include <fcntl.h>
@@ -20,11 +23,10 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
+#include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/transport_flags.h"
@@ -199,10 +201,13 @@ int Run(const sigset_t& signals) {
 
 int main(int argc, char** argv) {
   const sigset_t signals = craft::server::BlockShutdownSignals();
-  absl::SetProgramUsageMessage(
-      "craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM | --insecure) "
-      "[--state_path PATH] [--ready_file PATH] [--metrics_listen HOST:PORT] "
-      "[--planner_threads N] [--advertise_address HOST:PORT]");
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "craft-planner: the central planner service\n\n"
+                    "usage: craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM "
+                    "| --insecure)\n"
+                    "                     [--state_path PATH] [--ready_file PATH]\n"
+                    "                     [--metrics_listen HOST:PORT] [--planner_threads N]\n"
+                    "                     [--listen_address HOST:PORT] [--advertise_address "
+                    "HOST:PORT]  (high availability: the config's ha section)");
   return craft::server::Run(signals);
 }

@@ -5,7 +5,7 @@
 // apply timeouts and runs posted jobs (RPCs whose work must not block a gRPC
 // thread: Replan, Plan dry runs), so planning never runs on a gRPC thread.
 //
-// The gate (DESIGN.md §3 step 10), on the same recent windows:
+// The gate (docs/design.md §3, step 10), on the same recent windows:
 //   gain       = 1 - step_time(new) / step_time(committed)     (EvaluateLayout)
 //   transfer_s = max bytes one GPU receives / (transfer_gbps * 1e9 / 8)
 //   push when gain > gain_threshold and horizon_s * gain > transfer_s,

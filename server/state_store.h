@@ -1,4 +1,4 @@
-// What the planner persists across restarts (DESIGN.md §5): the committed
+// What the planner persists across restarts (docs/design.md §5): the committed
 // layout, the version counter and the epoch. Behind an interface so tests use
 // memory and another backend (etcd) can replace the file.
 //

@@ -1,6 +1,6 @@
 // Uniform CRAFT: craft's replication, packing, stabilisation and incremental
 // moves for engines that need the same slots on every GPU in every layer
-// (SGLang and vLLM today; DESIGN.md's "uniform layouts").
+// (SGLang and vLLM today; docs/design.md §7).
 //
 // Every layer gets EPLB's slot count, E + r with r = PlanOptions's
 // redundant_per_layer (default D), so the knapsack has nothing to choose. What

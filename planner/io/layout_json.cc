@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
-#include "planner/io/json_util.h"
+#include "planner/io/internal/json_util.h"
 
 namespace craft::planner {
 namespace {

@@ -8,7 +8,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "planner/io/json_util.h"
+#include "planner/io/internal/json_util.h"
 #include "planner/io/trace_json_fast.h"
 
 namespace craft::planner {

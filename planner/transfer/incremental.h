@@ -1,4 +1,4 @@
-// The incremental planner (DESIGN.md §5b): a re-plan that starts from the
+// The incremental planner (docs/design.md §6): a re-plan that starts from the
 // committed layout and changes only what pays, instead of planning afresh and
 // moving most of the slots.
 //

@@ -1,4 +1,4 @@
-// "Moved", defined once (DESIGN.md §5b): what applying a new layout over the
+// "Moved", defined once (docs/design.md §6): what applying a new layout over the
 // committed one costs in expert weights that must arrive on a GPU.
 //
 // A replica (layer, GPU, expert) of `next` is moved when the GPU does not

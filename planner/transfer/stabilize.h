@@ -1,5 +1,5 @@
-// Stabilising a freshly planned layout against the committed one (DESIGN.md
-// §3 step 8), so that a re-plan moves as few expert weights as possible.
+// Stabilising a freshly planned layout against the committed one (docs/design.md
+// §3, step 8), so that a re-plan moves as few expert weights as possible.
 //
 // A planner decides, per layer, which multiset of experts each GPU serves
 // (a "bin"); which of several GPUs with the same slot count gets which bin

@@ -1,9 +1,9 @@
-// The transfer plan of a re-plan (DESIGN.md §3 step 9): for every slot that
+// The transfer plan of a re-plan (docs/design.md §3, step 9): for every slot that
 // needs weights, which replica of the committed layout to copy them from, and
 // the bytes that puts on every link.
 //
 // Sources are always read from the previous (committed) layout: the two-phase
-// apply (DESIGN.md §4) stages new weights into spare buffers while the old ones
+// apply (docs/design.md §4) stages new weights into spare buffers while the old ones
 // still serve, so every old replica stays readable until the commit, and no
 // transfer waits on another.
 //

@@ -25,13 +25,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/flags.h"
 #include "tests/fuzz/fuzz_target.h"
 #include "tests/fuzz/mutator.h"
 #include "tests/fuzz/seeds.h"
@@ -297,7 +297,11 @@ void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 int main(int argc, char** argv) {
   using namespace craft::fuzz;  // NOLINT: the runner's own names
-  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional =
+      craft::ParseFlags(argc, argv,
+                        "a fuzz target as a test: its seeds, then seeded mutations\n\n"
+                        "usage: <target>_test --corpus DIR [--seed N] [--runs N] [--seconds S]\n"
+                        "       <target>_test FILE...   (replays each file once)");
   g_report_fd = ::dup(STDERR_FILENO);
   SetReportFd(g_report_fd);
   g_malloc_limit = static_cast<size_t>(absl::GetFlag(FLAGS_malloc_limit_mb)) << 20;

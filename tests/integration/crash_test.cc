@@ -1,7 +1,7 @@
-// Crash-consistency trials (DESIGN.md §5, "Invariants under faults"): after a
-// crash of the planner, an agent or a worker at any step of prepare, commit
-// or flip, every worker converges to the planner's committed version within
-// seconds, and the next apply commits.
+// Crash-consistency trials (docs/design.md §5, "State and invariants under
+// faults"): after a crash of the planner, an agent or a worker at any step of
+// prepare, commit or flip, every worker converges to the planner's committed
+// version within seconds, and the next apply commits.
 //
 // One long-lived cluster runs N seeded trials. Each arms one crash point of
 // one process (common/crash_point.h), forces a replan, waits for the process
@@ -41,7 +41,7 @@ namespace {
 // (e.g. an agent whose workers had nothing to do still forwards, but a
 // planner that aborted never commits).
 constexpr absl::Duration kDeathWait = absl::Seconds(4);
-// DESIGN.md: "every rank converges to the committed version within seconds".
+// docs/design.md §5: "every rank converges to the committed version within seconds".
 constexpr absl::Duration kConvergeWait = absl::Seconds(10);
 // A forced replan is skipped while an apply is pending (up to the apply
 // timeout) and before the (restarted) planner has a complete load window.

@@ -86,12 +86,12 @@ for i, layer in enumerate(layout["layers"]):
     assert rows[3 + i] == layer["phy2log"], i
 PY
 fi
-expect_error "the trace has 8 layers but --num-hidden-layers 61 --moe-layers names 58 MoE layers" \
+expect_error "the trace has 8 layers but --num_hidden_layers 61 --moe_layers names 58 MoE layers" \
   "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm eplb --format sglang \
   --num-hidden-layers 61 --moe-layers 3-60
 expect_error "names 61 MoE layers" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm eplb --format sglang --num-hidden-layers 61
-expect_error "needs --num-hidden-layers" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
+expect_error "needs --num_hidden_layers" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm eplb --format sglang --moe-layers 3-60
 expect_error "need --format sglang" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm eplb --num-hidden-layers 61 --moe-layers 3-60
@@ -119,9 +119,37 @@ expect_error "do not divide over 8 GPUs" "$CRAFTCTL" plan --loads "$TMP/moe58.js
   --algorithm craft --uniform --redundant-per-layer 3
 expect_error "planned by craft" "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 \
   --algorithm craft-paper --uniform
-# --help after a command prints the usage.
+# --help after a command prints its usage and flags; craftctl --help the commands.
 "$CRAFTCTL" plan --help >"$TMP/help" 2>&1 || fail "plan --help exited non-zero"
-grep -q "^usage: craftctl" "$TMP/help" || fail "plan --help: $(head -c 200 "$TMP/help")"
+grep -q "^usage: craftctl plan" "$TMP/help" || fail "plan --help: $(head -c 200 "$TMP/help")"
+grep -q "^  --max_moved_fraction$" "$TMP/help" || fail "plan --help lacks its flags"
+grep -q "^  --count" "$TMP/help" && fail "plan --help lists watch's --count"
+for command in plan eval synth layout agents explain replan watch health; do
+  "$CRAFTCTL" "$command" --help >"$TMP/help" 2>&1 || fail "$command --help exited non-zero"
+  grep -q "^usage: craftctl $command" "$TMP/help" || fail "$command --help: $(head -c 200 "$TMP/help")"
+done
+"$CRAFTCTL" help eval | grep -q "^  --frontier_step=0.01$" || fail "help eval"
+"$CRAFTCTL" --help | grep -q "^  health " || fail "craftctl --help lacks health"
+
+# One flag convention: the declared names have underscores, and the dashed
+# spellings craftctl always documented mean the same flags.
+"$CRAFTCTL" plan --loads "$TMP/drifted.json" --gpus 8 --nodes 2 --budget 2 \
+  --previous "$TMP/craft.json" --max_moved_fraction=0.1 --max_moved_gb 0.5 \
+  --out "$TMP/underscores.json" 2>/dev/null || fail "plan with underscores"
+cmp -s "$TMP/incremental.json" "$TMP/underscores.json" || fail "dashes and underscores differ"
+expect_error "unknown flag --gpus" "$CRAFTCTL" synth --out "$TMP/x.json" --gpus 8
+expect_error "unknown flag --count" "$CRAFTCTL" layout --count 1
+expect_error "given twice" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --gpus=4 \
+  --algorithm none
+expect_error "Illegal value 'x' specified for flag 'gpus'" "$CRAFTCTL" plan \
+  --loads "$TMP/trace.json" --gpus x --algorithm none
+expect_error "needs comma-separated integers" "$CRAFTCTL" plan --loads "$TMP/trace.json" \
+  --gpus 8 --algorithm craft --candidates 1,a
+expect_error "--hbm_gb needs a number" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 \
+  --algorithm craft --hbm-gb nan
+expect_error "need --objective roofline" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 \
+  --algorithm craft --top-k 4
+expect_error "unexpected argument 'extra'" "$CRAFTCTL" plan --loads "$TMP/trace.json" extra
 
 # --threads: the same plan on any count; a negative count is refused.
 "$CRAFTCTL" plan --loads "$TMP/moe58.json" --gpus 8 --algorithm craft --threads 1 \
@@ -143,7 +171,8 @@ expect_error "expected 4" "$CRAFTCTL" plan --loads "$TMP/shape.json" --gpus 2 --
 expect_error "broken.json" "$CRAFTCTL" plan --loads "$TMP/broken.json" --gpus 2 --algorithm craft
 expect_error "cannot open" "$CRAFTCTL" plan --loads "$TMP/missing.json" --gpus 2 --algorithm none
 expect_error "unknown algorithm" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm x
-expect_error "gpus is required" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpu 8 --algorithm none
+expect_error "unknown flag --gpu " "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpu 8 --algorithm none
+expect_error "gpus is required" "$CRAFTCTL" plan --loads "$TMP/trace.json" --algorithm none
 expect_error "unknown flag --frob" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm none --frob 1
 expect_error "multiple of" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 6 --nodes 4 --algorithm none
 expect_error "budget" "$CRAFTCTL" plan --loads "$TMP/trace.json" --gpus 8 --algorithm craft --budget -1

@@ -1,6 +1,6 @@
 // craftctl eval --loads FILE --gpus D [--algorithms none,eplb,craft,craft-paper]
 //               [--holdout F] [--previous LAYOUT] [--layouts A,B] [--format table|csv|json]
-//               [--max-moved-fraction F] [--max-moved-gb G] [--frontier-step S]
+//               [--max_moved_fraction F] [--max_moved_gb G] [--frontier_step S]
 //
 // With --previous the table gains the replicas each layout moves (Movement,
 // planner/transfer/movement.h), as planned and stabilised, an `incremental`
@@ -9,6 +9,7 @@
 #include <iostream>
 #include <optional>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
@@ -18,8 +19,10 @@
 #include "planner/transfer/movement.h"
 #include "planner/transfer/stabilize.h"
 #include "tools/craftctl/commands.h"
-#include "tools/craftctl/common.h"
+#include "tools/craftctl/files.h"
+#include "tools/craftctl/flags.h"
 #include "tools/craftctl/frontier.h"
+#include "tools/craftctl/plan_options.h"
 #include "tools/craftctl/text_table.h"
 
 namespace craft::ctl {
@@ -146,21 +149,20 @@ absl::StatusOr<std::pair<planner::LoadTrace, planner::LoadTrace>> SplitTrace(
 
 }  // namespace
 
-absl::Status RunEval(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, PlanSwitches()));
-  CRAFT_ASSIGN_OR_RETURN(std::string loads_path, args.String("loads"));
-  CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, ReadPlanOptions(args));
-  const std::vector<std::string> algorithms =
-      args.ListOr("algorithms", {"none", "eplb", "craft", "craft-paper"});
-  const std::vector<std::string> layout_paths = args.ListOr("layouts", {});
-  CRAFT_ASSIGN_OR_RETURN(double holdout, args.DoubleOr("holdout", 0));
-  const std::string previous_path = args.StringOr("previous", "");
-  const std::string format = args.StringOr("format", "table");
-  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, ReadMoveLimit(args));
-  CRAFT_ASSIGN_OR_RETURN(double frontier_step, args.DoubleOr("frontier-step", 0.01));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+absl::Status RunEval() {
+  const std::string loads_path = absl::GetFlag(FLAGS_loads);
+  if (loads_path.empty()) return absl::InvalidArgumentError("--loads is required");
+  CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, PlanOptionsFromFlags());
+  const std::vector<std::string> algorithms = ListFlag(FLAGS_algorithms);
+  const std::vector<std::string> layout_paths = ListFlag(FLAGS_layouts);
+  CRAFT_ASSIGN_OR_RETURN(const double holdout, FiniteFlag(FLAGS_holdout));
+  const std::string previous_path = absl::GetFlag(FLAGS_previous);
+  std::string format = absl::GetFlag(FLAGS_format);
+  if (format.empty()) format = "table";
+  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, MoveLimitFromFlags());
+  CRAFT_ASSIGN_OR_RETURN(const double frontier_step, FiniteFlag(FLAGS_frontier_step));
   if (limit.has_value() && previous_path.empty()) {
-    return absl::InvalidArgumentError("--max-moved-fraction and --max-moved-gb need --previous");
+    return absl::InvalidArgumentError("--max_moved_fraction and --max_moved_gb need --previous");
   }
   if (format != "table" && format != "csv" && format != "json") {
     return absl::InvalidArgumentError("--format must be table, csv or json, got '" + format + "'");

@@ -6,25 +6,28 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "planner/replay.h"
+#include "tools/craftctl/flags.h"
 #include "tools/craftctl/text_table.h"
 
 namespace craft::ctl {
 
-absl::StatusOr<std::optional<planner::MoveLimit>> ReadMoveLimit(Args& args) {
-  if (!args.Has("max-moved-fraction") && !args.Has("max-moved-gb")) return std::nullopt;
+absl::StatusOr<std::optional<planner::MoveLimit>> MoveLimitFromFlags() {
+  CRAFT_ASSIGN_OR_RETURN(const std::optional<double> fraction,
+                         FiniteFlag(FLAGS_max_moved_fraction));
+  CRAFT_ASSIGN_OR_RETURN(const std::optional<double> gb, FiniteFlag(FLAGS_max_moved_gb));
+  if (!fraction.has_value() && !gb.has_value()) return std::nullopt;
   planner::MoveLimit limit;
-  CRAFT_ASSIGN_OR_RETURN(limit.max_moved_fraction, args.DoubleOr("max-moved-fraction", 1.0));
+  limit.max_moved_fraction = fraction.value_or(1.0);
   if (!(limit.max_moved_fraction >= 0 && limit.max_moved_fraction <= 1)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--max-moved-fraction must be in [0, 1], got ", limit.max_moved_fraction));
+        absl::StrCat("--max_moved_fraction must be in [0, 1], got ", limit.max_moved_fraction));
   }
-  if (args.Has("max-moved-gb")) {
-    CRAFT_ASSIGN_OR_RETURN(double gb, args.DoubleOr("max-moved-gb", 0));
-    if (!(gb >= 0) || gb > 1e9) {
+  if (gb.has_value()) {
+    if (!(*gb >= 0) || *gb > 1e9) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--max-moved-gb must be a non-negative number of GB, got ", gb));
+          absl::StrCat("--max_moved_gb must be a non-negative number of GB, got ", *gb));
     }
-    limit.max_bytes_into_gpu = static_cast<int64_t>(std::floor(gb * 1e9));
+    limit.max_bytes_into_gpu = static_cast<int64_t>(std::floor(*gb * 1e9));
   }
   CRAFT_RETURN_IF_ERROR(limit.Validate());
   return limit;

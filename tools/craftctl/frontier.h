@@ -12,18 +12,17 @@
 #include "planner/load_trace.h"
 #include "planner/plan.h"
 #include "planner/transfer/incremental.h"
-#include "tools/craftctl/args.h"
 
 namespace craft::ctl {
 
-// --max-moved-fraction F (in [0, 1]) and --max-moved-gb G (>= 0, the largest
+// --max_moved_fraction F (in [0, 1]) and --max_moved_gb G (>= 0, the largest
 // arrival into one GPU); nullopt when neither is given. INVALID_ARGUMENT for
 // values out of range.
-absl::StatusOr<std::optional<planner::MoveLimit>> ReadMoveLimit(Args& args);
+absl::StatusOr<std::optional<planner::MoveLimit>> MoveLimitFromFlags();
 
 // The incremental planner's options from the plan flags: R from --budget
 // (auto is refused: the incremental planner keeps a fixed R) and the expert
-// size from --expert-mb.
+// size from --expert_mb.
 absl::StatusOr<planner::IncrementalOptions> IncrementalOptionsFor(
     const planner::PlanOptions& options, const planner::MoveLimit& limit);
 

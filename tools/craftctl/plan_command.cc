@@ -1,12 +1,13 @@
 // craftctl plan --loads FILE --gpus D --algorithm NAME [...] [--out FILE]
-//              [--previous LAYOUT [--max-moved-fraction F] [--max-moved-gb G]]
-//              [--format sglang [--num-hidden-layers N --moe-layers SPEC]]
+//              [--previous LAYOUT [--max_moved_fraction F] [--max_moved_gb G]]
+//              [--format sglang [--num_hidden_layers N --moe_layers SPEC]]
 //
 // With --previous alone a fresh plan is stabilised against LAYOUT; with a
 // movement limit too, the incremental planner starts from LAYOUT instead and
 // the output is its frontier point within the limit.
 #include <iostream>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
@@ -17,8 +18,10 @@
 #include "planner/transfer/stabilize.h"
 #include "planner/transfer/transfer_plan.h"
 #include "tools/craftctl/commands.h"
-#include "tools/craftctl/common.h"
+#include "tools/craftctl/files.h"
+#include "tools/craftctl/flags.h"
 #include "tools/craftctl/frontier.h"
+#include "tools/craftctl/plan_options.h"
 
 namespace craft::ctl {
 namespace {
@@ -74,32 +77,31 @@ absl::StatusOr<planner::Layout> PlanIncrementally(const planner::Layout& previou
   return layout;
 }
 
-// The model shape --format sglang writes rows for: --num-hidden-layers N and
-// --moe-layers SPEC (both or neither; neither: every trace layer is MoE).
-absl::StatusOr<planner::SglangModel> ReadSglangModel(Args& args, const std::string& format) {
+// The model shape --format sglang writes rows for: --num_hidden_layers N and
+// --moe_layers SPEC (both or neither; neither: every trace layer is MoE).
+absl::StatusOr<planner::SglangModel> SglangModelFromFlags(const std::string& format) {
   planner::SglangModel model;
-  const bool has_rows = args.Has("num-hidden-layers");
-  const bool has_moe = args.Has("moe-layers");
-  if ((has_rows || has_moe) && format != "sglang") {
-    return absl::InvalidArgumentError("--num-hidden-layers and --moe-layers need --format sglang");
+  const std::optional<int> rows = absl::GetFlag(FLAGS_num_hidden_layers);
+  const std::string spec = absl::GetFlag(FLAGS_moe_layers);
+  if ((rows.has_value() || !spec.empty()) && format != "sglang") {
+    return absl::InvalidArgumentError("--num_hidden_layers and --moe_layers need --format sglang");
   }
-  if (has_moe && !has_rows) {
+  if (!spec.empty() && !rows.has_value()) {
     return absl::InvalidArgumentError(
-        "--moe-layers needs --num-hidden-layers (the model's num_hidden_layers, dense layers "
+        "--moe_layers needs --num_hidden_layers (the model's num_hidden_layers, dense layers "
         "included)");
   }
-  if (!has_rows) return model;
-  CRAFT_ASSIGN_OR_RETURN(model.num_hidden_layers, args.Int("num-hidden-layers"));
+  if (!rows.has_value()) return model;
+  model.num_hidden_layers = *rows;
   if (model.num_hidden_layers < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--num-hidden-layers must be positive, got ", model.num_hidden_layers));
+        absl::StrCat("--num_hidden_layers must be positive, got ", model.num_hidden_layers));
   }
-  if (has_moe) {
-    CRAFT_ASSIGN_OR_RETURN(std::string spec, args.String("moe-layers"));
+  if (!spec.empty()) {
     absl::StatusOr<std::vector<int>> layers =
         planner::ParseLayerSpec(spec, model.num_hidden_layers);
     if (!layers.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--moe-layers: ", layers.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("--moe_layers: ", layers.status().message()));
     }
     model.moe_layers = *std::move(layers);
   }
@@ -114,38 +116,41 @@ absl::Status CheckSglangLayers(const planner::SglangModel& model, int trace_laye
                                            : static_cast<int>(model.moe_layers.size());
   if (trace_layers == moe) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "the trace has ", trace_layers, " layers but --num-hidden-layers ", model.num_hidden_layers,
-      model.moe_layers.empty() ? " (every layer MoE)" : " --moe-layers", " names ", moe,
+      "the trace has ", trace_layers, " layers but --num_hidden_layers ", model.num_hidden_layers,
+      model.moe_layers.empty() ? " (every layer MoE)" : " --moe_layers", " names ", moe,
       " MoE layers; the trace must hold exactly the model's MoE layers, in order"));
 }
 
 }  // namespace
 
-absl::Status RunPlan(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, PlanSwitches()));
-  CRAFT_ASSIGN_OR_RETURN(std::string loads_path, args.String("loads"));
-  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, ReadMoveLimit(args));
+absl::Status RunPlan() {
+  const std::string loads_path = absl::GetFlag(FLAGS_loads);
+  if (loads_path.empty()) return absl::InvalidArgumentError("--loads is required");
+  CRAFT_ASSIGN_OR_RETURN(std::optional<planner::MoveLimit> limit, MoveLimitFromFlags());
   // The incremental planner plans CRAFT layouts, so --algorithm may be left out.
-  CRAFT_ASSIGN_OR_RETURN(std::string algorithm_name, limit.has_value()
-                                                         ? args.StringOr("algorithm", "craft")
-                                                         : args.String("algorithm"));
-  CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, ReadPlanOptions(args));
+  std::string algorithm_name = absl::GetFlag(FLAGS_algorithm);
+  if (algorithm_name.empty()) {
+    if (!limit.has_value()) return absl::InvalidArgumentError("--algorithm is required");
+    algorithm_name = "craft";
+  }
+  CRAFT_ASSIGN_OR_RETURN(planner::PlanOptions options, PlanOptionsFromFlags());
   CRAFT_ASSIGN_OR_RETURN(options.algorithm, planner::ParseAlgorithm(algorithm_name));
-  const std::string previous_path = args.StringOr("previous", "");
+  const std::string previous_path = absl::GetFlag(FLAGS_previous);
   if (limit.has_value() && previous_path.empty()) {
-    return absl::InvalidArgumentError("--max-moved-fraction and --max-moved-gb need --previous");
+    return absl::InvalidArgumentError("--max_moved_fraction and --max_moved_gb need --previous");
   }
   if (limit.has_value() && options.algorithm != planner::Algorithm::kCraft) {
     return absl::InvalidArgumentError(
         "a movement limit plans incrementally, which needs --algorithm craft");
   }
-  const std::string format = args.StringOr("format", "craft");
-  const std::string out = args.StringOr("out", "-");
+  std::string format = absl::GetFlag(FLAGS_format);
+  if (format.empty()) format = "craft";
+  std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) out = "-";
   if (format != "craft" && format != "sglang") {
     return absl::InvalidArgumentError("--format must be craft or sglang, got '" + format + "'");
   }
-  CRAFT_ASSIGN_OR_RETURN(planner::SglangModel sglang_model, ReadSglangModel(args, format));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  CRAFT_ASSIGN_OR_RETURN(planner::SglangModel sglang_model, SglangModelFromFlags(format));
 
   CRAFT_ASSIGN_OR_RETURN(planner::LoadTrace trace, LoadTraceFile(loads_path));
   CRAFT_RETURN_IF_ERROR(CheckSglangLayers(sglang_model, trace.num_layers()));

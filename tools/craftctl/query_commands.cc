@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/empty_call.h"
@@ -10,12 +11,14 @@
 #include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
+#include "common/transport_flags.h"
 #include "common/transport_security.h"
 #include "craft/v1/placement.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "planner/io/layout_json.h"
 #include "tools/craftctl/commands.h"
-#include "tools/craftctl/common.h"
+#include "tools/craftctl/files.h"
+#include "tools/craftctl/flags.h"
 
 namespace craft::ctl {
 namespace {
@@ -30,26 +33,11 @@ absl::Status FromGrpc(const grpc::Status& status, absl::string_view what) {
   return absl::Status(converted.code(), absl::StrCat(what, ": ", converted.message()));
 }
 
-// Switches every query takes besides its own.
-const std::vector<std::string> kConnectionSwitches = {"insecure"};
-
-std::vector<std::string> WithConnectionSwitches(std::vector<std::string> switches) {
-  switches.insert(switches.end(), kConnectionSwitches.begin(), kConnectionSwitches.end());
-  return switches;
-}
-
 // How to reach a craft port: --tls_cert/--tls_key/--tls_ca (mutual TLS, the
 // server's certificate must carry --server_name), or --insecure.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> SecureChannel(Args& args, const std::string& target,
-                                                             const std::string& default_name) {
-  TransportSecurity security;
-  security.insecure = args.Switch("insecure");
-  security.cert_file = args.StringOr("tls_cert", "");
-  security.key_file = args.StringOr("tls_key", "");
-  security.ca_file = args.StringOr("tls_ca", "");
-  const std::string server_name = args.StringOr("server_name", default_name);
-  CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(security));
-  return MakeChannel(target, security, server_name);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> SecureChannel(const std::string& target) {
+  CRAFT_ASSIGN_OR_RETURN(const TransportSecurity security, TransportSecurityFromFlagsQuietly());
+  return MakeChannel(target, security, absl::GetFlag(FLAGS_server_name));
 }
 
 // A client for --planner (default 127.0.0.1:7070); calls get --timeout_ms.
@@ -64,15 +52,13 @@ struct Connection {
   }
 };
 
-absl::StatusOr<Connection> Connect(Args& args) {
-  const std::string target = args.StringOr("planner", "127.0.0.1:7070");
-  CRAFT_ASSIGN_OR_RETURN(int timeout_ms, args.IntOr("timeout_ms", 5000));
+absl::StatusOr<Connection> Connect() {
   Connection connection;
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                         SecureChannel(args, target, "craft-planner"));
+                         SecureChannel(absl::GetFlag(FLAGS_planner)));
   connection.stub = PlacementService::NewStub(channel);
-  connection.timeout = absl::Milliseconds(timeout_ms);
-  if (const std::string token_file = args.StringOr("token_file", ""); !token_file.empty()) {
+  connection.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
     CRAFT_ASSIGN_OR_RETURN(connection.token, ReadTokenFile(token_file));
   }
   return connection;
@@ -96,11 +82,11 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
   }
 }
 
-absl::Status RunLayout(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
-  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
-  const std::string out = args.StringOr("out", "");
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+}  // namespace
+
+absl::Status RunLayout() {
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
+  const std::string out = absl::GetFlag(FLAGS_out);
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::LayoutStatus status;
@@ -114,10 +100,8 @@ absl::Status RunLayout(const std::vector<std::string>& argv) {
       planner::LayoutToJson(layout, "planner", {{"version", status.committed().version()}}) + "\n");
 }
 
-absl::Status RunAgents(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
-  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+absl::Status RunAgents() {
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ListAgentsResponse response;
@@ -142,10 +126,8 @@ absl::Status RunAgents(const std::vector<std::string>& argv) {
   return absl::OkStatus();
 }
 
-absl::Status RunExplain(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
-  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+absl::Status RunExplain() {
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ExplainResponse response;
@@ -190,12 +172,10 @@ absl::Status RunExplain(const std::vector<std::string>& argv) {
   return absl::OkStatus();
 }
 
-absl::Status RunReplan(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({"force"})));
-  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
+absl::Status RunReplan() {
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
   craft::v1::ReplanRequest request;
-  request.set_force(args.Switch("force"));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  request.set_force(absl::GetFlag(FLAGS_force));
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ReplanResponse response;
@@ -204,11 +184,9 @@ absl::Status RunReplan(const std::vector<std::string>& argv) {
   return absl::OkStatus();
 }
 
-absl::Status RunWatch(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
-  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect(args));
-  CRAFT_ASSIGN_OR_RETURN(int count, args.IntOr("count", 0));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+absl::Status RunWatch() {
+  CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
+  const int count = absl::GetFlag(FLAGS_count);
   grpc::ClientContext context;  // no deadline: a watch lasts
   if (!connection.token.empty()) {
     context.AddMetadata("authorization", "Bearer " + connection.token);
@@ -232,38 +210,18 @@ absl::Status RunWatch(const std::vector<std::string>& argv) {
 // grpc.health.v1.Health/Check of a whole server (planner or agent health
 // port) over mutual TLS: exits 0 only when it answers SERVING. For exec
 // probes, since Kubernetes' own gRPC probes cannot present a certificate.
-absl::Status RunHealth(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, WithConnectionSwitches({})));
-  const std::string target = args.StringOr("target", "127.0.0.1:7070");
-  CRAFT_ASSIGN_OR_RETURN(int timeout_ms, args.IntOr("timeout_ms", 5000));
-  CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                         SecureChannel(args, target, "craft-planner"));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
-  const EmptyCallReply reply = CallWithEmptyRequest(channel, kHealthCheckMethod,
-                                                    absl::Now() + absl::Milliseconds(timeout_ms));
+absl::Status RunHealth() {
+  const std::string target = absl::GetFlag(FLAGS_target);
+  CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, SecureChannel(target));
+  const EmptyCallReply reply =
+      CallWithEmptyRequest(channel, kHealthCheckMethod,
+                           absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
   CRAFT_RETURN_IF_ERROR(FromGrpc(reply.status, "Health/Check"));
   if (reply.bytes != kServingResponse) {
     return absl::UnavailableError(absl::StrCat(target, " is not SERVING"));
   }
   std::cout << "SERVING\n";
   return absl::OkStatus();
-}
-
-}  // namespace
-
-absl::Status RunQuery(const std::string& command, const std::vector<std::string>& argv) {
-  if (command == "layout") return RunLayout(argv);
-  if (command == "agents") return RunAgents(argv);
-  if (command == "explain") return RunExplain(argv);
-  if (command == "replan") return RunReplan(argv);
-  if (command == "watch") return RunWatch(argv);
-  if (command == "health") return RunHealth(argv);
-  return absl::InvalidArgumentError(absl::StrCat("unknown command '", command, "'"));
-}
-
-bool IsQueryCommand(const std::string& command) {
-  return command == "layout" || command == "agents" || command == "explain" ||
-         command == "replan" || command == "watch" || command == "health";
 }
 
 }  // namespace craft::ctl

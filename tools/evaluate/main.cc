@@ -11,24 +11,29 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/flags.h"
 #include "common/status_macros.h"
-#include "tools/craftctl/args.h"
 #include "tools/evaluate/report.h"
 #include "tools/evaluate/scale.h"
 #include "tools/evaluate/workloads.h"
 
+ABSL_FLAG(std::string, out, "",
+          "where the CSVs, Markdown tables and values.tsv go (created if missing); required");
+ABSL_FLAG(std::string, scale, "full",
+          "full: the published shapes (a few minutes on 2 cores); small: tiny shapes for CI "
+          "(seconds)");
+ABSL_FLAG(std::string, traces, "",
+          "recorded aggregate counts (counts235b.json, ...); rows of traces that are not there are "
+          "skipped");
+
 namespace craft::evaluate {
 namespace {
 
-constexpr char kUsage[] = R"(usage: craft-evaluate --out DIR [--scale full|small] [--traces DIR]
-
-  --out DIR      where the CSVs, Markdown tables and values.tsv go (created if missing)
-  --scale S      full: the published shapes (a few minutes on 2 cores);
-                 small: tiny shapes for CI (seconds). Default: full
-  --traces DIR   recorded aggregate counts (counts235b.json, ...); rows of traces
-                 that are not there are skipped
-)";
+constexpr char kUsage[] =
+    "craft-evaluate: the CRAFT paper's claims, reproduced with craft's planner\n\n"
+    "usage: craft-evaluate --out DIR [--scale full|small] [--traces DIR]";
 
 struct Flags {
   std::string out;
@@ -36,13 +41,12 @@ struct Flags {
   Scale scale = Scale::kFull;
 };
 
-absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(ctl::Args args, ctl::Args::Parse(argv, {}));
+absl::StatusOr<Flags> ReadFlags() {
   Flags flags;
-  CRAFT_ASSIGN_OR_RETURN(flags.out, args.String("out"));
-  flags.traces = args.StringOr("traces", "");
-  CRAFT_ASSIGN_OR_RETURN(flags.scale, ParseScale(args.StringOr("scale", "full")));
-  CRAFT_RETURN_IF_ERROR(args.CheckAllUsed());
+  flags.out = absl::GetFlag(FLAGS_out);
+  if (flags.out.empty()) return absl::InvalidArgumentError("--out is required");
+  flags.traces = absl::GetFlag(FLAGS_traces);
+  CRAFT_ASSIGN_OR_RETURN(flags.scale, ParseScale(absl::GetFlag(FLAGS_scale)));
   return flags;
 }
 
@@ -59,8 +63,8 @@ absl::StatusOr<std::vector<Workload>> LoadWorkloads(const ScaleConfig& config, c
   return workloads;
 }
 
-absl::Status Run(const std::vector<std::string>& argv) {
-  CRAFT_ASSIGN_OR_RETURN(Flags flags, ParseFlags(argv));
+absl::Status Run() {
+  CRAFT_ASSIGN_OR_RETURN(Flags flags, ReadFlags());
   std::error_code error;
   std::filesystem::create_directories(flags.out, error);
   if (error) {
@@ -83,14 +87,15 @@ absl::Status Run(const std::vector<std::string>& argv) {
 }  // namespace craft::evaluate
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << craft::evaluate::kUsage;
-    return 0;
+  const std::vector<char*> positional = craft::ParseFlags(argc, argv, craft::evaluate::kUsage);
+  absl::Status status = absl::OkStatus();
+  if (positional.size() > 1) {
+    status = absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[1], "'"));
   }
-  const absl::Status status = craft::evaluate::Run(args);
+  if (status.ok()) status = craft::evaluate::Run();
   if (!status.ok()) {
-    std::cerr << "craft-evaluate: error: " << status.message() << "\n" << craft::evaluate::kUsage;
+    std::cerr << "craft-evaluate: error: " << status.message() << "\n"
+              << craft::evaluate::kUsage << "\n";
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   return 0;

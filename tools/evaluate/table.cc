@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "tools/craftctl/common.h"
+#include "tools/craftctl/files.h"
 
 namespace craft::evaluate {
 namespace {

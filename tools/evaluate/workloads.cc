@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/synth/synth.h"
-#include "tools/craftctl/common.h"
+#include "tools/craftctl/files.h"
 
 namespace craft::evaluate {
 namespace {

@@ -12,9 +12,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "common/flags.h"
 #include "common/token_file.h"
 #include "common/transport_flags.h"
 #include "tools/loadgen/loadgen.h"
@@ -49,8 +48,9 @@ ABSL_FLAG(std::string, planner_name, "craft-planner",
           "the DNS name the planner's certificate must carry (mutual TLS)");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("craft-loadgen --planner HOST:PORT [--nodes N] [--duration_s S]");
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "craft-loadgen: simulated node agents against one craft-planner\n\n"
+                    "usage: craft-loadgen --planner HOST:PORT [--nodes N] [--duration_s S]");
   craft::loadgen::LoadgenOptions options;
   options.planner = absl::GetFlag(FLAGS_planner);
   if (options.planner.empty()) {

@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/flags.h"
 #include "common/transport_flags.h"
 #include "craft/v1/placement.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -89,7 +89,12 @@ Measurement Measure(const craft::TransportSecurity& security) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "craft-plan-flood: how much a flood of dry-run Plans slows Replan and "
+                    "GetLayout\n\n"
+                    "usage: craft-plan-flood --planner HOST:PORT [--flood_threads N]\n"
+                    "                        (--tls_cert PEM --tls_key PEM --tls_ca PEM | "
+                    "--insecure)");
   absl::StatusOr<craft::TransportSecurity> security =
       craft::TransportSecurityFromFlags("craft-plan-flood");
   if (!security.ok()) {

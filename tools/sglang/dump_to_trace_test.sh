@@ -118,7 +118,7 @@ for row in rows[3:]:
     assert sorted(set(row)) == list(range(16)), row
 PY
 # The trace must hold exactly the MoE layers.
-expect_error "the trace has 9 layers but --num-hidden-layers 9 --moe-layers names 6" \
+expect_error "the trace has 9 layers but --num_hidden_layers 9 --moe_layers names 6" \
   "$CRAFTCTL" plan --loads "$TMP/all_layers.json" --gpus 4 --algorithm eplb --format sglang \
   --num-hidden-layers 9 --moe-layers 3-8
 expect_error "is a torch file" "$CRAFTCTL" plan --loads "$TMP/windows.pt" --gpus 4 --algorithm eplb

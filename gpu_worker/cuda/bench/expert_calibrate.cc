@@ -24,13 +24,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/flags.h"
 #include "common/status_macros.h"
 #include "gpu_worker/cuda/device.h"
 #include "gpu_worker/cuda/median.h"
@@ -151,7 +151,10 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace craft::gpu::bench
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "expert_calibrate: one expert FFN's time against its token count, as a "
+                    "roofline calibration file\n\n"
+                    "usage: expert_calibrate --hidden 7168 --inter 2048 [--out FILE]");
   const absl::Status status = craft::gpu::bench::Main(argc, argv);
   if (!status.ok()) {
     std::cerr << "expert_calibrate: " << status << std::endl;

@@ -23,13 +23,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/file_io.h"
+#include "common/flags.h"
 #include "common/status_macros.h"
 #include "gpu_worker/cuda/bench/step_model.h"
 #include "gpu_worker/cuda/device.h"
@@ -332,7 +332,10 @@ absl::Status Main() {
 }  // namespace craft::gpu::bench
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(argc, argv,
+                    "step_bench: a MoE layer's measured step time under several layouts, against "
+                    "the modelled one\n\n"
+                    "usage: step_bench --trace FILE --layouts name=layout.json,...");
   const absl::Status status = craft::gpu::bench::Main();
   if (!status.ok()) {
     std::cerr << "step_bench: " << status << std::endl;

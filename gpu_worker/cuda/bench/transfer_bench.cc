@@ -30,10 +30,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/flags.h"
 #include "common/status_macros.h"
 #include "gpu_worker/cuda/barrier.h"
 #include "gpu_worker/cuda/device.h"
@@ -338,7 +338,10 @@ absl::Status Main() {
 }  // namespace craft::gpu
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  craft::ParseFlags(
+      argc, argv,
+      "transfer_bench: the worker's NCCL staging on a rebalance, against NCCL's own rate\n\n"
+      "usage: transfer_bench [--gpus N] [--moves 12] [--resident 16]");
   const absl::Status status = craft::gpu::Main();
   if (!status.ok()) {
     std::cerr << "transfer_bench: " << status << std::endl;

@@ -1,7 +1,7 @@
 // Helpers shared by craft's JSON readers: parsing with positioned errors and
 // typed access to members and arrays whose errors name the offending element.
-#ifndef CRAFT_PLANNER_IO_JSON_UTIL_H_
-#define CRAFT_PLANNER_IO_JSON_UTIL_H_
+#ifndef CRAFT_PLANNER_IO_INTERNAL_JSON_UTIL_H_
+#define CRAFT_PLANNER_IO_INTERNAL_JSON_UTIL_H_
 
 #include <cstdint>
 #include <optional>
@@ -54,4 +54,4 @@ absl::StatusOr<std::vector<int>> ReadIntArray(const Json& node, absl::string_vie
 
 }  // namespace craft::planner::io_internal
 
-#endif  // CRAFT_PLANNER_IO_JSON_UTIL_H_
+#endif  // CRAFT_PLANNER_IO_INTERNAL_JSON_UTIL_H_

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The roofline step-time model on one GPU (issue 13), from binaries and
-# inputs that gpu_worker/device/stage.sh staged in .device/. Run from the
+# inputs that gpu_worker/gpu_machine/stage.sh staged in .device/. Run from the
 # repository root; files go to $OUT (default .device/out).
 #
-#   gpu_worker/device/roofline.sh calibrate  # expert_calibrate for DeepSeek-V3- and
-#                                            # Qwen3-235B-sized experts -> $OUT/*.yaml
-#   gpu_worker/device/roofline.sh validate [CAL_DIR]
+#   gpu_worker/gpu_machine/roofline.sh calibrate  # expert_calibrate for DeepSeek-V3- and
+#                                                 # Qwen3-235B-sized experts -> $OUT/*.yaml
+#   gpu_worker/gpu_machine/roofline.sh validate [CAL_DIR]
 #       # measured vs roofline-modelled step for none/EPLB/CRAFT at 256 and 4096
 #       # tokens per GPU, D = 16 and 64 (CAL_DIR: the calibrations; default $OUT)
-#   gpu_worker/device/roofline.sh decode [CAL_DIR]
+#   gpu_worker/gpu_machine/roofline.sh decode [CAL_DIR]
 #       # the decode case: CRAFT planned by the token (step-time) and the
 #       # roofline objective at equal memory (R = 8), and by auto-R under each,
 #       # measured side by side
@@ -21,13 +21,13 @@ OUT="${OUT:-$STAGE/out}"
 mkdir -p "$OUT"
 BIN="$STAGE/bin"
 IN="$STAGE/inputs"
-# shellcheck source=gpu_worker/device/env.sh
-source "$ROOT/gpu_worker/device/env.sh"
+# shellcheck source=gpu_worker/gpu_machine/env.sh
+source "$ROOT/gpu_worker/gpu_machine/env.sh"
 status=0
 
 calibrate() {  # calibrate NAME HIDDEN INTER
   timeout 200 "$BIN/expert_calibrate" --hidden "$2" --inter "$3" --out "$OUT/$1.yaml" \
-    --command "gpu_worker/device/roofline.sh calibrate (expert_calibrate --hidden $2 --inter $3)" \
+    --command "gpu_worker/gpu_machine/roofline.sh calibrate (expert_calibrate --hidden $2 --inter $3)" \
     >"$OUT/$1.log" 2>&1 || status=1
   cat "$OUT/$1.log"
 }

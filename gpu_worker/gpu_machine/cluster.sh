@@ -4,7 +4,7 @@
 # `craft-worker-cuda --backend=cuda` (one per GPU, DeepSeek-sized experts in
 # device memory). Run from the repository root:
 #
-#   gpu_worker/device/cluster.sh [N]     # N GPUs (default: all visible)
+#   gpu_worker/gpu_machine/cluster.sh [N]     # N GPUs (default: all visible)
 #
 # Part 1, apply: skewed load reaches the planner, `craftctl replan --force`
 # pushes a CRAFT layout with the two-phase apply; the workers move experts
@@ -45,8 +45,8 @@ STAGE="$ROOT/.device"
 BIN="${CLUSTER_BIN:-$STAGE/bin}"
 BACKEND="${CLUSTER_BACKEND:-cuda}"
 FAULT="${CLUSTER_FAULT:-during}"
-# shellcheck source=gpu_worker/device/env.sh
-source "$ROOT/gpu_worker/device/env.sh"
+# shellcheck source=gpu_worker/gpu_machine/env.sh
+source "$ROOT/gpu_worker/gpu_machine/env.sh"
 export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"  # NCCL's own errors in the worker logs
 
 if [[ $# -gt 0 ]]; then
@@ -63,7 +63,7 @@ fi
 case "$BACKEND" in cuda | cpu) ;; *) echo "cluster.sh: CLUSTER_BACKEND is cuda or cpu" >&2; exit 2 ;; esac
 case "$FAULT" in during | before) ;; *) echo "cluster.sh: CLUSTER_FAULT is during or before" >&2; exit 2 ;; esac
 for b in craft-planner craft-agent craft-worker-cuda craftctl; do
-  [[ -x "$BIN/$b" ]] || { echo "cluster.sh: no $BIN/$b; run gpu_worker/device/stage.sh first" >&2; exit 2; }
+  [[ -x "$BIN/$b" ]] || { echo "cluster.sh: no $BIN/$b; run gpu_worker/gpu_machine/stage.sh first" >&2; exit 2; }
 done
 if [[ -n "$CRAFT_MISSING_LIBS" && "$BACKEND" == cuda ]]; then
   echo "cluster.sh: not found on this machine: $CRAFT_MISSING_LIBS" >&2

@@ -7,10 +7,10 @@
 # prometheus-cpp, OpenSSL, ... from Debian) in .device/lib, and inputs
 # (layouts planned by craftctl, traces) in .device/inputs. Then, on the GPU
 # machine, from the repository root:
-#   gpu_worker/device/run.sh          # GPU tests and benchmarks
-#   gpu_worker/device/cluster.sh [N]  # a live planner + agent + N CUDA workers
+#   gpu_worker/gpu_machine/run.sh          # GPU tests and benchmarks
+#   gpu_worker/gpu_machine/cluster.sh [N]  # a live planner + agent + N CUDA workers
 #
-# Usage: gpu_worker/device/stage.sh   (CRAFT_TRACES_DIR: where counts235b.json
+# Usage: gpu_worker/gpu_machine/stage.sh   (CRAFT_TRACES_DIR: where counts235b.json
 # lives; default ../shared/traces beside the checkout; skipped when absent.
 # CRAFT_BAZEL_STARTUP: bazel startup options, e.g. --output_base=/tmp/mine so
 # that a shared checkout's builds do not queue on one server;
@@ -99,5 +99,5 @@ if ((size_mib > 60)); then
   echo "stage: $STAGE is $size_mib MiB, over the 60 MiB a device call carries" >&2
   exit 1
 fi
-echo "staged in $STAGE ($size_mib MiB); on the GPU machine run gpu_worker/device/run.sh or"
-echo "gpu_worker/device/cluster.sh (carry .device)"
+echo "staged in $STAGE ($size_mib MiB); on the GPU machine run gpu_worker/gpu_machine/run.sh or"
+echo "gpu_worker/gpu_machine/cluster.sh (carry .device)"

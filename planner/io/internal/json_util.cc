@@ -1,4 +1,4 @@
-#include "planner/io/json_util.h"
+#include "planner/io/internal/json_util.h"
 
 #include <utility>
 

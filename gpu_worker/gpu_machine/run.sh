@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs the CUDA backend's GPU tests and benchmarks on a machine with 2-4 (or
-# more) GPUs, from binaries that gpu_worker/device/stage.sh built and staged
+# more) GPUs, from binaries that gpu_worker/gpu_machine/stage.sh built and staged
 # in .device/. Run from the repository root; logs go to $OUT (default
 # .device/out) and a summary to stdout.
 #
-#   gpu_worker/device/run.sh            # everything
-#   gpu_worker/device/run.sh tests      # or: transfer, step
+#   gpu_worker/gpu_machine/run.sh            # everything
+#   gpu_worker/gpu_machine/run.sh tests      # or: transfer, step
 #
 # The machine needs the NVIDIA driver, CUDA 13's runtime, cuBLAS and NCCL 2
 # (found under /usr/local/cuda*, the system library path, or a Python
@@ -23,8 +23,8 @@ IN="$STAGE/inputs"
 [[ -x "$BIN/transfer_bench" ]] || { echo "run.sh: no binaries in $BIN; run stage.sh first"; exit 1; }
 
 # NCCL settings and LD_LIBRARY_PATH (the staged libraries, the machine's CUDA).
-# shellcheck source=gpu_worker/device/env.sh
-source "$ROOT/gpu_worker/device/env.sh"
+# shellcheck source=gpu_worker/gpu_machine/env.sh
+source "$ROOT/gpu_worker/gpu_machine/env.sh"
 for lib in $CRAFT_MISSING_LIBS; do echo "run.sh: $lib not found"; done
 
 GPUS="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')"
