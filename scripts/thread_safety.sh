@@ -14,9 +14,9 @@
 # not checked.
 #
 # The build has an output base of its own (CRAFT_THREAD_SAFETY_OUTPUT_BASE,
-# default ~/.cache/craft-thread-safety-bazel): another compiler must not
-# invalidate the usual build's cache. Its Bazel server exits after 5 idle
-# minutes.
+# default ~/.cache/craft-thread-safety-bazel/HASH, HASH from the checkout's
+# path): another compiler must not invalidate the usual build's cache. Its
+# Bazel server exits after 5 idle minutes.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +26,9 @@ if ! command -v clang > /dev/null; then
   exit 1
 fi
 
-OUTPUT_BASE="${CRAFT_THREAD_SAFETY_OUTPUT_BASE:-$HOME/.cache/craft-thread-safety-bazel}"
+# One per checkout, as Bazel's own output bases are: checkouts side by side
+# would otherwise wait for each other and rebuild each other's work.
+OUTPUT_BASE="${CRAFT_THREAD_SAFETY_OUTPUT_BASE:-$HOME/.cache/craft-thread-safety-bazel/$(printf %s "$ROOT" | md5sum | cut -c1-12)}"
 BAZEL=(bazel --output_base="$OUTPUT_BASE" --max_idle_secs=300)
 
 # Libraries compiled by nvcc, and the programs that link them, are left out:
