@@ -95,6 +95,11 @@ class PlannerLink::Stream final : public grpc::ClientBidiReactor<AgentMessage, P
 
   void CancelLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mu_) { context_.TryCancel(); }
 
+  // The mutex that guards this stream: its link's mu_. The link holds it as
+  // its own mu_ and asserts it through this before calling a *Locked method,
+  // as the analysis cannot tell that link_ is that link.
+  absl::Mutex& mu() const ABSL_LOCK_RETURNED(link_->mu_) { return link_->mu_; }
+
   // A failed write ends the writer; the pending read fails next.
   void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
 
@@ -166,7 +171,10 @@ void PlannerLink::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    if (stream_ != nullptr) stream_->CancelLocked();
+    if (stream_ != nullptr) {
+      stream_->mu().AssertHeld();
+      stream_->CancelLocked();
+    }
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -174,12 +182,15 @@ void PlannerLink::Stop() {
 void PlannerLink::Send(const AgentMessage& message) {
   absl::MutexLock lock(&mu_);
   if (stream_ == nullptr) return;  // between streams: answers are moot, loads are buffered
+  stream_->mu().AssertHeld();
   stream_->EnqueueLocked(message);
 }
 
 void PlannerLink::Reconnect() {
   absl::MutexLock lock(&mu_);
-  if (stream_ != nullptr) stream_->CancelLocked();  // the loop reconnects
+  if (stream_ == nullptr) return;
+  stream_->mu().AssertHeld();
+  stream_->CancelLocked();  // the loop reconnects
 }
 
 void PlannerLink::OnStreamDone(const grpc::Status& status, std::optional<std::string> leader,

@@ -11,7 +11,10 @@
 namespace craft::logging_internal {
 
 LogLine::LogLine(Level level, const char* file, int line) {
-  const char* name = level == Level::kInfo ? "I" : level == Level::kWarning ? "W" : "E";
+  const char* name = level == Level::kInfo      ? "I"
+                     : level == Level::kWarning ? "W"
+                     : level == Level::kError   ? "E"
+                                                : "F";
   const char* base = std::strrchr(file, '/');
   stream_ << name << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
           << " " << (base ? base + 1 : file) << ":" << line << "] ";

@@ -9,7 +9,8 @@
 
 namespace craft::logging_internal {
 
-enum class Level { kInfo, kWarning, kError };
+// kFatal is CRAFT_CHECK's (common/check.h), which aborts after the line.
+enum class Level { kInfo, kWarning, kError, kFatal };
 
 class LogLine {
  public:

@@ -12,23 +12,22 @@
 namespace craft::gpu_worker {
 namespace {
 
+// The backend every build has.
+absl::StatusOr<std::unique_ptr<Backend>> MakeCpuBackend(const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(options.bytes_per_expert, options.capacity_bytes,
+                                      std::make_unique<GrpcExpertFetcher>(options.security));
+}
+
 struct Registry {
   absl::Mutex mu;
-  std::map<std::string, BackendMaker> makers ABSL_GUARDED_BY(mu);
+  // Initialised with the registry (no lock: no other thread can see it yet).
+  std::map<std::string, BackendMaker> makers ABSL_GUARDED_BY(mu) = {{"cpu", MakeCpuBackend}};
 };
 
 // Constructed on first use: registrations run during static initialisation,
 // in an order across files that C++ does not fix.
 Registry& TheRegistry() {
-  static Registry* registry = [] {
-    auto* r = new Registry;
-    r->makers["cpu"] =
-        [](const BackendOptions& options) -> absl::StatusOr<std::unique_ptr<Backend>> {
-      return std::make_unique<CpuBackend>(options.bytes_per_expert, options.capacity_bytes,
-                                          std::make_unique<GrpcExpertFetcher>(options.security));
-    };
-    return r;
-  }();
+  static Registry* registry = new Registry;
   return *registry;
 }
 

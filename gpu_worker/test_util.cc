@@ -1,8 +1,6 @@
 #include "gpu_worker/test_util.h"
 
-#include <cstdlib>
-#include <iostream>
-
+#include "common/check.h"
 #include "common/layout_proto.h"
 #include "planner/initial_layout.h"
 #include "planner/transfer/transfer_plan.h"
@@ -12,10 +10,7 @@ namespace {
 
 template <typename T>
 T OrDie(absl::StatusOr<T> value) {
-  if (!value.ok()) {
-    std::cerr << "test setup failed: " << value.status() << "\n";
-    std::abort();
-  }
+  CRAFT_CHECK(value.ok()) << "test setup failed: " << value.status();
   return *std::move(value);
 }
 

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/check.h"
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
@@ -527,10 +527,8 @@ Worker::LayoutState Worker::FlipIfCommitted() {
     if (!version.empty()) {
       // Commit() set pending_flip_ to the staged version, and nothing replaces
       // staging until the flip: anything else is a bug.
-      if (!staged_ || staged_->state.version != version) {
-        CRAFT_LOG(ERROR) << "flip to " << version << " without it staged";
-        std::abort();
-      }
+      CRAFT_CHECK(staged_ && staged_->state.version == version)
+          << "flip to " << version << " without it staged";
       flipped = backend_->store()->Flip(version);
       if (flipped.ok()) {
         serving_ = staged_->state;
@@ -545,7 +543,9 @@ Worker::LayoutState Worker::FlipIfCommitted() {
     state = serving_;
   }
   if (version.empty()) return state;
-  if (!flipped.ok()) {  // the store lost the staged bank: a bug, but keep serving
+  // The store lost the staged bank: a bug, but a contained one (the serving
+  // layout is whole, and the agent hears FAILED): docs/error_policy.md.
+  if (!flipped.ok()) {
     CRAFT_LOG(ERROR) << "flip to " << version << " failed: " << flipped;
     Report(version, craft::v1::FAILED, std::string(flipped.message()));
     return state;

@@ -37,6 +37,14 @@ TEST(LoadTraceTest, SliceSumsItsWindows) {
   EXPECT_EQ(tail.aggregate(0)[0], 5);
 }
 
+// A negative shape or a slice outside the trace is a caller's bug: readers
+// of outside data validate first (docs/error_policy.md).
+TEST(LoadTraceDeathTest, ChecksShapeAndSlice) {
+  EXPECT_DEATH(LoadTrace(2, -3), "check failed: .*: 2 layers, -3 experts, 0 windows");
+  const LoadTrace trace(1, 2, 3);
+  EXPECT_DEATH(trace.SliceWindows(2, 4), "check failed: .*: windows \\[2, 4\\) of 3");
+}
+
 TEST(LoadTraceTest, RejectsNegativeCounts) {
   LoadTrace trace(1, 2, 1);
   trace.mutable_window(0, 0)[1] = -1;

@@ -1,20 +1,29 @@
 #include "planner/load_trace.h"
 
-#include <cassert>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "common/check.h"
 
 namespace craft::planner {
+namespace {
+
+// `num_layers`, once the whole shape is known not to be negative: checked
+// before the constructor allocates by it.
+int CheckedLayers(int num_layers, int num_experts, int num_windows) {
+  CRAFT_CHECK(num_layers >= 0 && num_experts >= 0 && num_windows >= 0)
+      << num_layers << " layers, " << num_experts << " experts, " << num_windows << " windows";
+  return num_layers;
+}
+
+}  // namespace
 
 LoadTrace::LoadTrace(int num_layers, int num_experts, int num_windows)
-    : num_layers_(num_layers),
+    : num_layers_(CheckedLayers(num_layers, num_experts, num_windows)),
       num_experts_(num_experts),
       num_windows_(num_windows),
       aggregate_(static_cast<size_t>(num_layers) * num_experts, 0),
-      windows_(static_cast<size_t>(num_windows) * num_layers * num_experts, 0) {
-  assert(num_layers >= 0 && num_experts >= 0 && num_windows >= 0);
-}
+      windows_(static_cast<size_t>(num_windows) * num_layers * num_experts, 0) {}
 
 absl::Span<const int64_t> LoadTrace::aggregate(int layer) const {
   return absl::MakeConstSpan(aggregate_)
@@ -50,7 +59,8 @@ void LoadTrace::SetAggregateFromWindows() {
 }
 
 LoadTrace LoadTrace::SliceWindows(int begin, int end) const {
-  assert(0 <= begin && begin <= end && end <= num_windows_);
+  CRAFT_CHECK(0 <= begin && begin <= end && end <= num_windows_)
+      << "windows [" << begin << ", " << end << ") of " << num_windows_;
   LoadTrace slice(num_layers_, num_experts_, end - begin);
   const size_t stride = aggregate_.size();
   std::copy(windows_.begin() + begin * stride, windows_.begin() + end * stride,

@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   bazel-bootstrap bazel-rules-java          # Bazel 4.2.3 and the rules_java it needs offline
   g++ protobuf-compiler libprotobuf-dev     # compiler and protobuf
+  clang                                     # the thread-safety build (scripts/thread_safety.sh)
   protobuf-compiler-grpc libgrpc++-dev      # gRPC C++ (callback API)
   libabsl-dev                               # Abseil (Status, StatusOr, strings, flags)
   prometheus-cpp-dev libyaml-cpp-dev        # metrics and configuration

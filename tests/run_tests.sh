@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every craft test: installs the prerequisites if needed, builds and
 # tests all Bazel targets, validates the Kubernetes manifests
-# (deploy/k8s/validate.sh), and ends with one line "N passed, N failed, N skipped"
-# counting individual test cases (GoogleTest cases and shell test scripts).
+# (deploy/k8s/validate.sh), builds the programs with clang's thread-safety
+# analysis (scripts/thread_safety.sh), and ends with one line "N passed, N
+# failed, N skipped" counting individual test cases (GoogleTest cases and shell
+# test scripts; each of the two scripts is one).
 #
 # Tests that read the real traces find them through CRAFT_TRACES_DIR (default:
 # a sibling checkout's shared/traces when present); without it they skip.
@@ -44,21 +46,31 @@ failed=$((failed + missing))
 # A target that failed to build or crashed leaves no cases behind: count it.
 if ((bazel_rc != 0 && failed == 0)); then failed=1; fi
 
+# One case per script, which ends with one line: SKIPPED... counts as skipped,
+# any other line as passed, unless the script fails.
+script_case() {
+  local script="$1" log rc last start=$SECONDS
+  log="$(mktemp)"
+  "$ROOT/$script" > "$log" 2>&1
+  rc=$?
+  last="$(tail -n 1 "$log")"
+  echo "$script: $last ($((SECONDS - start)) s)"
+  if ((rc != 0)); then
+    cat "$log"
+    failed=$((failed + 1))
+  elif [[ "$last" == SKIPPED* ]]; then
+    skipped=$((skipped + 1))
+  else
+    passed=$((passed + 1))
+  fi
+  rm -f "$log"
+}
+
 # Kubernetes manifests: kubectl kustomize + offline schema checks (npm), outside
-# Bazel because they need the npm registry once. One case.
-k8s_log="$(mktemp)"
-"$ROOT/deploy/k8s/validate.sh" > "$k8s_log" 2>&1
-k8s_rc=$?
-k8s_last="$(tail -n 1 "$k8s_log")"
-echo "deploy/k8s/validate.sh: $k8s_last"
-if ((k8s_rc != 0)); then
-  cat "$k8s_log"
-  failed=$((failed + 1))
-elif [[ "$k8s_last" == SKIPPED* ]]; then
-  skipped=$((skipped + 1))
-else
-  passed=$((passed + 1))
-fi
-rm -f "$k8s_log"
+# Bazel because they need the npm registry once.
+script_case deploy/k8s/validate.sh
+# Clang's thread-safety analysis of the programs, in a Bazel output base of
+# its own (another compiler).
+script_case scripts/thread_safety.sh
 echo "${passed} passed, ${failed} failed, ${skipped} skipped"
 ((failed == 0))

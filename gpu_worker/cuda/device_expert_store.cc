@@ -36,9 +36,12 @@ absl::StatusOr<std::unique_ptr<DeviceExpertStore>> DeviceExpertStore::Create(
 }
 
 DeviceExpertStore::DeviceExpertStore(std::unique_ptr<DeviceSlots> pool, int64_t capacity_bytes)
-    : capacity_bytes_(capacity_bytes),
+    : device_(pool->device()),
+      bytes_per_expert_(pool->shape().bytes()),
+      pool_buffers_(pool->free_staging()),
+      capacity_bytes_(capacity_bytes),
       pool_(std::move(pool)),
-      references_(pool_->free_staging(), 0) {}
+      references_(pool_buffers_, 0) {}
 
 int DeviceExpertStore::free_buffers() const {
   absl::MutexLock lock(&mu_);

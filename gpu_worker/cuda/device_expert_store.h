@@ -54,13 +54,13 @@ class DeviceExpertStore : public gpu_worker::ExpertStore {
                                                                    const ExpertShape& shape,
                                                                    int64_t capacity_bytes);
 
-  int device() const { return pool_->device(); }
-  int pool_buffers() const { return static_cast<int>(references_.size()); }
+  int device() const { return device_; }
+  int pool_buffers() const { return pool_buffers_; }
   // Buffers no slot references.
   int free_buffers() const;
 
   // gpu_worker::ExpertStore.
-  int64_t bytes_per_expert() const override { return pool_->shape().bytes(); }
+  int64_t bytes_per_expert() const override { return bytes_per_expert_; }
   int64_t capacity_bytes() const override { return capacity_bytes_; }
   // The pool's free buffers: every arrival takes one.
   std::optional<int64_t> staging_headroom_bytes() const override {
@@ -122,6 +122,11 @@ class DeviceExpertStore : public gpu_worker::ExpertStore {
   absl::StatusOr<std::vector<uint64_t>> ExpectedChecksumsLocked(
       absl::Span<const ExpertId> experts) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Fixed at Create, so read without mu_: copies of the pool's own, as the
+  // pool is used under mu_ only.
+  const int device_;
+  const int64_t bytes_per_expert_;
+  const int pool_buffers_;
   const int64_t capacity_bytes_;
 
   mutable absl::Mutex mu_;

@@ -1,7 +1,6 @@
 #include "planner/io/layout_json.h"
 
 #include <array>
-#include <cassert>
 #include <climits>
 #include <optional>
 #include <utility>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/check.h"
 #include "common/status_macros.h"
 #include "planner/io/internal/json_util.h"
 
@@ -126,8 +126,9 @@ absl::Status NonUniformSlotsError(const Layout& layout) {
 
 std::string LayoutToJson(const Layout& layout, absl::string_view algorithm,
                          const nlohmann::json& extra) {
-  assert(layout.Validate().ok());
-  assert(extra.is_object());
+  const absl::Status valid = layout.Validate();
+  CRAFT_CHECK(valid.ok()) << valid;
+  CRAFT_CHECK(extra.is_object()) << "extra is a JSON " << extra.type_name();
   // ordered_json keeps the header and the caller's fields ahead of the long
   // per-layer arrays.
   OrderedJson json;
@@ -137,11 +138,9 @@ std::string LayoutToJson(const Layout& layout, absl::string_view algorithm,
   json["num_gpus"] = layout.cluster.num_gpus;
   json["num_nodes"] = layout.cluster.num_nodes;
   json["algorithm"] = std::string(algorithm);
-  if (extra.is_object()) {
-    for (const auto& [key, value] : extra.items()) {
-      assert(!IsReserved(key));
-      if (!IsReserved(key)) json[key] = OrderedJson(value);
-    }
+  for (const auto& [key, value] : extra.items()) {
+    CRAFT_CHECK(!IsReserved(key)) << "extra field \"" << key << "\" is the format's own";
+    json[key] = OrderedJson(value);
   }
   OrderedJson layers = OrderedJson::array();
   for (const LayerPlacement& layer : layout.layers) {

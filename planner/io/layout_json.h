@@ -35,8 +35,8 @@ inline constexpr int kMaxLayoutDimension = 1 << 16;
 // further top-level fields, for tools that report on a plan. Each layer also
 // carries "logcnt", the replicas of every expert, so readers need not derive
 // it.
-// Preconditions: layout.Validate() is OK; `extra` is an object whose keys are
-// not the format's own (the format's fields win over colliding ones).
+// Preconditions (CRAFT_CHECK): layout.Validate() is OK; `extra` is an object
+// whose keys are not the format's own.
 std::string LayoutToJson(const Layout& layout, absl::string_view algorithm,
                          const nlohmann::json& extra = nlohmann::json::object());
 

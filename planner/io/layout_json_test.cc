@@ -68,6 +68,13 @@ TEST(LayoutJsonTest, RoundTripsPerLayerLayoutWithExtraFields) {
   EXPECT_EQ(*parsed, layout);
 }
 
+TEST(LayoutJsonDeathTest, ExtraFieldsMayNotBeTheFormatsOwn) {
+  EXPECT_DEATH(LayoutToJson(UniformLayout(), "craft", {{"layers", 1}}),
+               "check failed: .*extra field \"layers\" is the format's own");
+  EXPECT_DEATH(LayoutToJson(UniformLayout(), "craft", nlohmann::json::array()),
+               "check failed: extra.is_object\\(\\): extra is a JSON array");
+}
+
 TEST(LayoutJsonTest, HeaderComesFirst) {
   const std::string json = LayoutToJson(UniformLayout(), "none");
   EXPECT_EQ(json.rfind(R"({"format":"craft.layout.v1","num_layers":2,)", 0), 0u) << json;

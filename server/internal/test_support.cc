@@ -1,9 +1,7 @@
 #include "server/internal/test_support.h"
 
-#include <cstdlib>
-
+#include "common/check.h"
 #include "common/layout_delta.h"
-#include "common/logging.h"
 
 namespace craft::server::testing {
 
@@ -112,10 +110,7 @@ std::vector<craft::v1::PlannerMessage> FakeConnection::sent() const {
 
 craft::v1::PlannerMessage FakeConnection::last() const {
   absl::MutexLock lock(&mu_);
-  if (sent_.empty()) {
-    CRAFT_LOG(ERROR) << "FakeConnection::last() with nothing sent";
-    std::abort();
-  }
+  CRAFT_CHECK(!sent_.empty()) << "FakeConnection::last() with nothing sent";
   return sent_.back();
 }
 

@@ -20,6 +20,12 @@ include paths, so a .cu file may include a plain C++ header of another target.
 Bazel's C++ toolchain never sees the CUDA headers: keep them out of `hdrs`
 that plain cc_library targets include.
 
+Each cuda_library NAME also has NAME_clang_check (manual, tagged
+"clang_host_check"; only where CUDA is available): its .cc sources compiled by
+clang with the build's --copt and --cxxopt for the diagnostics alone, which is
+how scripts/thread_safety.sh checks their lock annotations (gcc, nvcc's host
+compiler, ignores them). The cc_library carries the tag "nvcc".
+
 Flags: -O2 -std=c++17, device code for sm_90 plus compute_90 PTX, -fPIC host
 code. nvcc is not hermetic: it is /usr/local/cuda on the machine. On a
 machine without it (@local_cuda's CUDA_AVAILABLE is False) cuda_library and
@@ -60,12 +66,10 @@ _NVCC_FLAGS = [
     "-Xcompiler=-Wno-unused-parameter",
 ]
 
-def _nvcc_objects_impl(ctx):
-    compilation_contexts = [dep[CcInfo].compilation_context for dep in ctx.attr.deps if CcInfo in dep]
-    headers = depset(
-        ctx.files.hdrs,
-        transitive = [c.headers for c in compilation_contexts],
-    )
+def _include_flags(deps):
+    """Headers and include flags of `deps` (their CcInfo), for nvcc and clang."""
+    compilation_contexts = [dep[CcInfo].compilation_context for dep in deps if CcInfo in dep]
+    headers = depset(transitive = [c.headers for c in compilation_contexts])
     include_flags = ["-I."]
     for c in compilation_contexts:
         include_flags += ["-I" + p for p in c.includes.to_list()]
@@ -74,6 +78,11 @@ def _nvcc_objects_impl(ctx):
         for p in c.system_includes.to_list():
             include_flags += ["-isystem", p]
         include_flags += ["-D" + d for d in c.defines.to_list()]
+    return headers, include_flags
+
+def _nvcc_objects_impl(ctx):
+    dep_headers, include_flags = _include_flags(ctx.attr.deps)
+    headers = depset(ctx.files.hdrs, transitive = [dep_headers])
 
     objects = []
     for src in ctx.files.srcs:
@@ -107,6 +116,52 @@ _nvcc_objects = rule(
         "deps": attr.label_list(),
         "copts": attr.string_list(),
     },
+)
+
+# Debian's clang (scripts/install_deps.sh), and the headers nvcc finds itself.
+_CLANG = "clang++"
+_CUDA_INCLUDE = "/usr/local/cuda/include"
+
+def _clang_host_check_impl(ctx):
+    dep_headers, include_flags = _include_flags(ctx.attr.deps)
+    headers = depset(ctx.files.hdrs, transitive = [dep_headers])
+    cpp = ctx.fragments.cpp
+    stamps = []
+    for src in ctx.files.srcs:
+        if src.extension != "cc":
+            continue  # device code: nvcc only
+        stamp = ctx.actions.declare_file("_clang_check/%s/%s.ok" % (ctx.label.name, src.basename))
+        args = ctx.actions.args()
+        args.add(stamp)
+        args.add_all(["-fsyntax-only", "-std=c++17", "-isystem", _CUDA_INCLUDE])
+        args.add_all(cpp.copts)
+        args.add_all(cpp.cxxopts)
+        args.add_all(include_flags)
+        args.add(src)
+        ctx.actions.run_shell(
+            command = 'stamp="$1"; shift; %s "$@" && touch "$stamp"' % _CLANG,
+            arguments = [args],
+            inputs = depset([src], transitive = [headers]),
+            outputs = [stamp],
+            mnemonic = "ClangHostCheck",
+            progress_message = "clang check %s" % src.short_path,
+            use_default_shell_env = True,
+        )
+        stamps.append(stamp)
+    return [DefaultInfo(files = depset(stamps))]
+
+# The host sources of a cuda_library (.cc), compiled by clang for its
+# diagnostics only, with the build's --copt and --cxxopt: the thread-safety
+# build (scripts/thread_safety.sh) checks them this way, as nvcc hands them to
+# gcc, which ignores the annotations. Outputs are empty stamps.
+_clang_host_check = rule(
+    implementation = _clang_host_check_impl,
+    attrs = {
+        "srcs": attr.label_list(allow_files = [".cu", ".cc"]),
+        "hdrs": attr.label_list(allow_files = [".h", ".cuh"]),
+        "deps": attr.label_list(),
+    },
+    fragments = ["cpp"],
 )
 
 def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None, **kwargs):
@@ -143,6 +198,17 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None
         hdrs = hdrs,
         deps = deps,
         visibility = visibility,
-        tags = tags,
+        # Lets the thread-safety build leave nvcc's objects out.
+        tags = tags + ["nvcc"],
         **kwargs
     )
+    if CUDA_AVAILABLE:
+        _clang_host_check(
+            name = name + "_clang_check",
+            srcs = [s for s in srcs if s not in private_hdrs],
+            hdrs = hdrs + private_hdrs,
+            deps = deps,
+            visibility = ["//visibility:private"],
+            testonly = kwargs.get("testonly", False),
+            tags = ["manual", "clang_host_check"],
+        )

@@ -1,8 +1,6 @@
 #include "planner/transfer/internal/test_drift.h"
 
-#include <cstdlib>
-#include <iostream>
-
+#include "common/check.h"
 #include "planner/plan.h"
 #include "planner/synth/synth.h"
 
@@ -12,10 +10,7 @@ namespace {
 // Test inputs that cannot be built are a broken test, not a result.
 template <typename T>
 T OrDie(absl::StatusOr<T> value) {
-  if (!value.ok()) {
-    std::cerr << "test drift: " << value.status() << "\n";
-    std::abort();
-  }
+  CRAFT_CHECK(value.ok()) << "test drift: " << value.status();
   return *std::move(value);
 }
 
