@@ -11,28 +11,16 @@
 #include "common/file_io.h"
 #include "common/fnv1a.h"
 #include "gtest/gtest.h"
+#include "server/internal/test_support.h"
 
 namespace craft::server {
 namespace {
 
+using ::craft::server::testing::SamplePlannerState;
+
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
   return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
-}
-
-PlannerState SampleState(int64_t epoch, int64_t seq) {
-  PlannerState state;
-  state.epoch = epoch;
-  state.seq = seq;
-  state.committed.set_version(std::to_string(epoch) + "." + std::to_string(seq));
-  state.committed.set_num_experts(4);
-  state.committed.set_num_gpus(2);
-  state.committed.set_num_nodes(1);
-  craft::v1::LayerLayout* layer = state.committed.add_layers();
-  layer->add_slots_per_gpu(2);
-  layer->add_slots_per_gpu(2);
-  for (int e : {0, 1, 2, 3}) layer->add_phy2log(e);
-  return state;
 }
 
 std::string ReadAll(const std::string& path) { return ReadFileToString(path).value_or(""); }
@@ -52,9 +40,9 @@ TEST(FileStateStoreTest, MissingFileLoadsAsNothing) {
 TEST(FileStateStoreTest, SaveThenLoadRoundTrips) {
   const std::string path = TempPath("roundtrip.state");
   FileStateStore store(path);
-  ASSERT_TRUE(store.Save(SampleState(3, 17)).ok());
-  PlannerState latest = SampleState(4, 18);
-  latest.previous = SampleState(3, 17).committed;
+  ASSERT_TRUE(store.Save(SamplePlannerState(3, 17)).ok());
+  PlannerState latest = SamplePlannerState(4, 18);
+  latest.previous = SamplePlannerState(3, 17).committed;
   ASSERT_TRUE(store.Save(latest).ok());  // replaces atomically
   absl::StatusOr<std::optional<PlannerState>> state = FileStateStore(path).Load();
   ASSERT_TRUE(state.ok()) << state.status();
@@ -69,7 +57,7 @@ TEST(FileStateStoreTest, SaveThenLoadRoundTrips) {
 
 TEST(FileStateStoreTest, PreviousLayoutIsOptional) {
   const std::string path = TempPath("no_previous.state");
-  ASSERT_TRUE(FileStateStore(path).Save(SampleState(1, 0)).ok());
+  ASSERT_TRUE(FileStateStore(path).Save(SamplePlannerState(1, 0)).ok());
   absl::StatusOr<std::optional<PlannerState>> state = FileStateStore(path).Load();
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_FALSE((*state)->previous.has_value());
@@ -78,7 +66,7 @@ TEST(FileStateStoreTest, PreviousLayoutIsOptional) {
 TEST(FileStateStoreTest, CorruptionIsDataLossNotAFreshStart) {
   const std::string path = TempPath("corrupt.state");
   FileStateStore store(path);
-  ASSERT_TRUE(store.Save(SampleState(2, 5)).ok());
+  ASSERT_TRUE(store.Save(SamplePlannerState(2, 5)).ok());
   const std::string good = ReadAll(path);
 
   std::string flipped = good;
@@ -96,7 +84,7 @@ TEST(FileStateStoreTest, CorruptionIsDataLossNotAFreshStart) {
 TEST(FileStateStoreTest, AnEditedHeaderIsCaught) {
   const std::string path = TempPath("edited.state");
   FileStateStore store(path);
-  ASSERT_TRUE(store.Save(SampleState(7, 5)).ok());
+  ASSERT_TRUE(store.Save(SamplePlannerState(7, 5)).ok());
   const std::string good = ReadAll(path);
   // The epoch edited down (a version could be minted again): checksum.
   std::string lowered = good;
@@ -110,10 +98,10 @@ TEST(FileStateStoreTest, AnEditedHeaderIsCaught) {
 TEST(FileStateStoreTest, CountersOutOfRangeOrBehindTheirVersionsAreRefused) {
   const std::string path = TempPath("counters.state");
   FileStateStore store(path);
-  PlannerState overflowing = SampleState(7, 5);
+  PlannerState overflowing = SamplePlannerState(7, 5);
   overflowing.epoch = std::numeric_limits<int64_t>::max();
   EXPECT_EQ(store.Save(overflowing).code(), absl::StatusCode::kInvalidArgument);
-  PlannerState behind = SampleState(7, 5);
+  PlannerState behind = SamplePlannerState(7, 5);
   behind.seq = 4;  // 7.5 is committed: the next apply would mint 7.5 again
   const absl::Status refused = store.Save(behind);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
@@ -124,7 +112,7 @@ TEST(FileStateStoreTest, CountersOutOfRangeOrBehindTheirVersionsAreRefused) {
 TEST(FileStateStoreTest, AVersionOneFileIsStillRead) {
   // What the previous release wrote: no header checksum.
   const std::string path = TempPath("v1.state");
-  const PlannerState state = SampleState(3, 2);
+  const PlannerState state = SamplePlannerState(3, 2);
   const std::string committed = state.committed.SerializeAsString();
   WriteAll(path,
            absl::StrCat("craft-planner-state 1\nepoch 3\nseq 2\ncommitted ", committed.size(), " ",
@@ -136,15 +124,15 @@ TEST(FileStateStoreTest, AVersionOneFileIsStillRead) {
 
 TEST(FileStateStoreTest, UnwritableDirectoryFailsCleanly) {
   FileStateStore store("/nonexistent-dir/planner.state");
-  EXPECT_FALSE(store.Save(SampleState(1, 0)).ok());
+  EXPECT_FALSE(store.Save(SamplePlannerState(1, 0)).ok());
 }
 
 TEST(InMemoryStateStoreTest, KeepsTheLastSaveAndCanFail) {
   InMemoryStateStore store;
   EXPECT_FALSE(store.Load()->has_value());
-  ASSERT_TRUE(store.Save(SampleState(1, 2)).ok());
+  ASSERT_TRUE(store.Save(SamplePlannerState(1, 2)).ok());
   store.set_fail_saves(true);
-  EXPECT_FALSE(store.Save(SampleState(1, 3)).ok());
+  EXPECT_FALSE(store.Save(SamplePlannerState(1, 3)).ok());
   EXPECT_EQ((*store.Load())->seq, 2);
   EXPECT_EQ(store.saves(), 1);
 }

@@ -234,22 +234,31 @@ etcdserverpb::RangeRequest RangeOf(const std::string& key) {
   return request;
 }
 
-etcdserverpb::Compare CreateRevisionIs(const std::string& key, int64_t revision) {
+namespace {
+
+// "`key`'s create (or mod) revision is `revision`".
+etcdserverpb::Compare RevisionIs(const std::string& key,
+                                 etcdserverpb::Compare::CompareTarget target, int64_t revision) {
   etcdserverpb::Compare compare;
   compare.set_key(key);
-  compare.set_target(etcdserverpb::Compare::CREATE);
+  compare.set_target(target);
   compare.set_result(etcdserverpb::Compare::EQUAL);
-  compare.set_create_revision(revision);
+  if (target == etcdserverpb::Compare::CREATE) {
+    compare.set_create_revision(revision);
+  } else {
+    compare.set_mod_revision(revision);
+  }
   return compare;
 }
 
+}  // namespace
+
+etcdserverpb::Compare CreateRevisionIs(const std::string& key, int64_t revision) {
+  return RevisionIs(key, etcdserverpb::Compare::CREATE, revision);
+}
+
 etcdserverpb::Compare ModRevisionIs(const std::string& key, int64_t revision) {
-  etcdserverpb::Compare compare;
-  compare.set_key(key);
-  compare.set_target(etcdserverpb::Compare::MOD);
-  compare.set_result(etcdserverpb::Compare::EQUAL);
-  compare.set_mod_revision(revision);
-  return compare;
+  return RevisionIs(key, etcdserverpb::Compare::MOD, revision);
 }
 
 etcdserverpb::RequestOp PutOp(const std::string& key, const std::string& value, int64_t lease) {

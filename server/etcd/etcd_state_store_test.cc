@@ -15,29 +15,15 @@
 #include "server/etcd/etcd_client.h"
 #include "server/etcd/etcd_test_fixture.h"
 #include "server/etcd/leader_election.h"
+#include "server/internal/test_support.h"
 #include "server/state_store.h"
 
 namespace craft::server {
 namespace {
 
-using EtcdStateStoreTest = EtcdTest<1>;
+using ::craft::server::testing::SamplePlannerState;
 
-// A state whose committed layout is version <epoch>.<seq>: one layer of four
-// experts on two GPUs.
-PlannerState StateOf(int64_t epoch, int64_t seq) {
-  PlannerState state;
-  state.epoch = epoch;
-  state.seq = seq;
-  state.committed.set_version(absl::StrCat(epoch, ".", seq));
-  state.committed.set_num_experts(4);
-  state.committed.set_num_gpus(2);
-  state.committed.set_num_nodes(1);
-  craft::v1::LayerLayout* layer = state.committed.add_layers();
-  layer->add_slots_per_gpu(2);
-  layer->add_slots_per_gpu(2);
-  for (int e : {0, 1, 2, 3}) layer->add_phy2log(e);
-  return state;
-}
+using EtcdStateStoreTest = EtcdTest<1>;
 
 void ExpectSameState(const PlannerState& got, const PlannerState& want) {
   EXPECT_EQ(got.epoch, want.epoch);
@@ -70,9 +56,9 @@ TEST_F(EtcdStateStoreTest, ALeadersStateRoundTrips) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_FALSE(loaded->has_value()) << "nothing saved yet";
 
-  ASSERT_TRUE(store.Save(StateOf(term->epoch, 1)).ok());
-  PlannerState state = StateOf(term->epoch, 3);
-  state.previous = StateOf(term->epoch, 1).committed;
+  ASSERT_TRUE(store.Save(SamplePlannerState(term->epoch, 1)).ok());
+  PlannerState state = SamplePlannerState(term->epoch, 3);
+  state.previous = SamplePlannerState(term->epoch, 1).committed;
   const absl::Status saved = store.Save(state);
   ASSERT_TRUE(saved.ok()) << saved;
 
@@ -97,7 +83,7 @@ TEST_F(EtcdStateStoreTest, ADeposedLeaderCannotWrite) {
   absl::StatusOr<LeaderTerm> a_term = a.Campaign();
   ASSERT_TRUE(a_term.ok()) << a_term.status();
   EtcdStateStore a_store(&a, *a_term);
-  ASSERT_TRUE(a_store.Save(StateOf(a_term->epoch, 1)).ok());
+  ASSERT_TRUE(a_store.Save(SamplePlannerState(a_term->epoch, 1)).ok());
 
   // Behind A's back (an operator, or A's lease lost in a partition).
   std::unique_ptr<EtcdClient> b_client = NewClient(absl::Seconds(2));
@@ -107,17 +93,17 @@ TEST_F(EtcdStateStoreTest, ADeposedLeaderCannotWrite) {
   ASSERT_TRUE(b_term.ok()) << b_term.status();
   EXPECT_GT(b_term->epoch, a_term->epoch);
 
-  const absl::Status refused = a_store.Save(StateOf(a_term->epoch, 2));
+  const absl::Status refused = a_store.Save(SamplePlannerState(a_term->epoch, 2));
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
   EXPECT_FALSE(a.Leading());
   // The hook runs on whichever thread noticed first: this one (the guarded
   // write) or A's keep-alive thread (the leader key check).
-  EXPECT_TRUE(testing::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
+  EXPECT_TRUE(craft::testing::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
   EXPECT_EQ(a_lost.calls(), 1);
 
   EtcdStateStore b_store(&b, *b_term);
-  PlannerState b_state = StateOf(b_term->epoch, 1);
-  b_state.previous = StateOf(a_term->epoch, 1).committed;
+  PlannerState b_state = SamplePlannerState(b_term->epoch, 1);
+  b_state.previous = SamplePlannerState(a_term->epoch, 1).committed;
   const absl::Status saved = b_store.Save(b_state);
   ASSERT_TRUE(saved.ok()) << saved;
   ExpectSameState(ReadState(client()), b_state);
@@ -135,7 +121,7 @@ TEST_F(EtcdStateStoreTest, AWriteGuardedByAnotherTermIsRefusedAndEndsLeadership)
   LeaderTerm stale = *term;
   stale.leader_revision += 1000;
   EtcdStateStore store(&a, stale);
-  const absl::Status refused = store.Save(StateOf(term->epoch, 1));
+  const absl::Status refused = store.Save(SamplePlannerState(term->epoch, 1));
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
   EXPECT_NE(refused.message().find(LeaderKey(kTestPrefix)), std::string::npos) << refused;
   EXPECT_EQ(a_lost.calls(), 1) << "the hook runs on the writing thread";
@@ -149,12 +135,13 @@ TEST_F(EtcdStateStoreTest, AResignedLeaderDoesNotWrite) {
   ASSERT_TRUE(term.ok()) << term.status();
   EtcdStateStore store(&a, *term);
   a.Resign();
-  EXPECT_EQ(store.Save(StateOf(term->epoch, 1)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.Save(SamplePlannerState(term->epoch, 1)).code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE(StateKeyExists(client()));
 }
 
 TEST_F(EtcdStateStoreTest, GarbageInTheStateKeyIsDataLossNamingTheKey) {
-  const std::string good = EncodePlannerState(StateOf(3, 7)).value_or("");
+  const std::string good = EncodePlannerState(SamplePlannerState(3, 7)).value_or("");
   ASSERT_FALSE(good.empty());
   std::string flipped = good;
   flipped.back() ^= 0x55;
@@ -202,9 +189,9 @@ TEST_F(EtcdStateStoreTest, RepairIfDeletedWritesTheLastSavedStateBack) {
   store.RepairIfDeleted();
   EXPECT_FALSE(StateKeyExists(client())) << "nothing saved, nothing to repair";
 
-  ASSERT_TRUE(store.Save(StateOf(term->epoch, 1)).ok());
-  PlannerState last = StateOf(term->epoch, 2);
-  last.previous = StateOf(term->epoch, 1).committed;
+  ASSERT_TRUE(store.Save(SamplePlannerState(term->epoch, 1)).ok());
+  PlannerState last = SamplePlannerState(term->epoch, 2);
+  last.previous = SamplePlannerState(term->epoch, 1).committed;
   ASSERT_TRUE(store.Save(last).ok());
   absl::StatusOr<etcdserverpb::RangeResponse> before =
       client()->Range(RangeOf(StateKey(kTestPrefix)));

@@ -36,10 +36,11 @@ template <int kMembers>
 class EtcdTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (testing::EtcdBinary().empty()) GTEST_SKIP() << "no etcd binary (set CRAFT_ETCD)";
+    if (craft::testing::EtcdBinary().empty()) GTEST_SKIP() << "no etcd binary (set CRAFT_ETCD)";
     const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    cluster_ = std::make_unique<testing::EtcdCluster>(
-        kMembers, testing::TempDir(absl::StrCat(test->test_suite_name(), ".", test->name())));
+    cluster_ = std::make_unique<craft::testing::EtcdCluster>(
+        kMembers,
+        craft::testing::TempDir(absl::StrCat(test->test_suite_name(), ".", test->name())));
     const absl::Status started = cluster_->Start();
     ASSERT_TRUE(started.ok()) << started;
     client_ = NewClient(absl::Seconds(2));
@@ -54,11 +55,11 @@ class EtcdTest : public ::testing::Test {
     return std::make_unique<EtcdClient>(std::move(options));
   }
 
-  testing::EtcdCluster& cluster() { return *cluster_; }
+  craft::testing::EtcdCluster& cluster() { return *cluster_; }
   EtcdClient* client() { return client_.get(); }
 
  private:
-  std::unique_ptr<testing::EtcdCluster> cluster_;
+  std::unique_ptr<craft::testing::EtcdCluster> cluster_;
   std::unique_ptr<EtcdClient> client_;
 };
 

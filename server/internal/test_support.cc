@@ -1,5 +1,6 @@
 #include "server/internal/test_support.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "common/layout_delta.h"
 
@@ -62,6 +63,21 @@ craft::v1::GpuWindow Window(const planner::Layout& layout, const std::string& ve
     }
   }
   return window;
+}
+
+PlannerState SamplePlannerState(int64_t epoch, int64_t seq) {
+  PlannerState state;
+  state.epoch = epoch;
+  state.seq = seq;
+  state.committed.set_version(absl::StrCat(epoch, ".", seq));
+  state.committed.set_num_experts(4);
+  state.committed.set_num_gpus(2);
+  state.committed.set_num_nodes(1);
+  craft::v1::LayerLayout* layer = state.committed.add_layers();
+  layer->add_slots_per_gpu(2);
+  layer->add_slots_per_gpu(2);
+  for (int e : {0, 1, 2, 3}) layer->add_phy2log(e);
+  return state;
 }
 
 planner::Layout ReplicatedLayout() {

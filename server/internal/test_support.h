@@ -16,6 +16,7 @@
 #include "planner/layout.h"
 #include "server/apply_coordinator.h"
 #include "server/config.h"
+#include "server/state_store.h"
 
 namespace craft::server::testing {
 
@@ -37,6 +38,10 @@ craft::v1::GpuWindow Window(const planner::Layout& layout, const std::string& ve
 // A valid layout for SmallConfig() with replicas: expert 0 twice in layer 0
 // (GPUs 0 and 1), expert 1 twice in layer 1 (GPUs 1 and 2).
 planner::Layout ReplicatedLayout();
+
+// A planner state whose committed layout is version "<epoch>.<seq>": one
+// layer of four experts on two GPUs (state store tests, file and etcd).
+PlannerState SamplePlannerState(int64_t epoch, int64_t seq);
 
 // Skewed loads for SmallConfig(): expert 0 of every layer is hot.
 std::vector<std::vector<int64_t>> SkewedLoads();
