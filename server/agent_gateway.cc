@@ -34,13 +34,17 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
         writer_(
             DropPolicy<PlannerMessage>::KeepLatest(),
             [this](const PlannerMessage* message) { StartWrite(message); },
-            [this](const grpc::Status& status) { Finish(status); }) {
+            [this](const grpc::Status& status) {
+              absl::MutexLock lock(&read_mu_);
+              finished_ = true;
+              Finish(status);
+            }) {
     writer_.Open();
     if (!gateway_->Register(this)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
       return;
     }
-    StartRead(&incoming_);
+    ReadNext();
   }
 
   void OnReadDone(bool ok) override {
@@ -54,7 +58,7 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
       Close(status);
       return;
     }
-    if (!writer_.closed()) StartRead(&incoming_);
+    ReadNext();
   }
 
   // Thread-safe; see StreamWriter.
@@ -154,6 +158,14 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
     return grpc::Status::OK;
   }
 
+  // Another thread may end the stream at any time (Drain, the coordinator's
+  // Close): the check and the StartRead happen under the lock the end takes,
+  // so no read ever starts after Finish.
+  void ReadNext() {
+    absl::MutexLock lock(&read_mu_);
+    if (!finished_ && !writer_.closed()) StartRead(&incoming_);
+  }
+
   bool ShouldLogRejection() {
     ++rejections_;
     return rejections_ <= kRejectionsLoggedInFull || rejections_ % kRejectionLogPeriod == 0;
@@ -166,6 +178,8 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
   std::vector<int> gpus_;
   std::shared_ptr<Link> link_;
   int64_t rejections_ = 0;
+  absl::Mutex read_mu_;
+  bool finished_ ABSL_GUARDED_BY(read_mu_) = false;
   StreamWriter<PlannerMessage> writer_;
 };
 
