@@ -69,6 +69,22 @@ sigset_t BlockShutdownSignals() {
   return signals;
 }
 
+// Blocks until SIGTERM or SIGINT (blocked by BlockShutdownSignals).
+void WaitForShutdownSignal(const sigset_t& signals) {
+  int signal_number = 0;
+  while (sigwait(&signals, &signal_number) != 0) {
+  }
+  CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+// Writes --ready_file, if set, for a server listening on `port`.
+absl::Status WriteReadyFile(int port, const metrics::MetricsServer* metrics_server) {
+  const std::string ready = absl::GetFlag(FLAGS_ready_file);
+  if (ready.empty()) return absl::OkStatus();
+  return ::craft::WriteFileAtomically(
+      ready, absl::StrCat("grpc_port=", port, "\n", metrics::ReadyFileLine(metrics_server)));
+}
+
 // One replica of a highly available group: follows and leads (HaPlanner)
 // until SIGTERM or SIGINT, which a thread of its own waits for.
 int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options,
@@ -85,13 +101,9 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
   HaPlanner::Hooks hooks;
   hooks.on_started = [&](PlannerServer* server, bool leader) {
     metrics->Watch(server->coordinator(), server->load_store());
-    const std::string ready = absl::GetFlag(FLAGS_ready_file);
-    if (ready.empty() || ready_written) return;
+    if (ready_written) return;  // every role listens on the same port
     ready_written = true;
-    if (absl::Status s = ::craft::WriteFileAtomically(
-            ready, absl::StrCat("grpc_port=", server->port(), "\n",
-                                metrics::ReadyFileLine(metrics_server)));
-        !s.ok()) {
+    if (absl::Status s = WriteReadyFile(server->port(), metrics_server); !s.ok()) {
       CRAFT_LOG(ERROR) << s.message();
       ready_failed.store(true);
     }
@@ -99,10 +111,7 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
   hooks.on_stopping = [&](PlannerServer*) { metrics->Watch(nullptr, nullptr); };
   HaPlanner replica(config, options, advertise, std::move(hooks));
   std::thread signal_waiter([&] {
-    int signal_number = 0;
-    while (sigwait(&signals, &signal_number) != 0) {
-    }
-    CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+    WaitForShutdownSignal(signals);
     replica.RequestStop();
   });
   const absl::Status ended = replica.Run();
@@ -175,22 +184,11 @@ int Run(const sigset_t& signals) {
   }
   metrics->Watch((*server)->coordinator(), (*server)->load_store());
   int code = 0;
-  if (const std::string ready = absl::GetFlag(FLAGS_ready_file); !ready.empty()) {
-    if (absl::Status s = ::craft::WriteFileAtomically(
-            ready, absl::StrCat("grpc_port=", (*server)->port(), "\n",
-                                metrics::ReadyFileLine(metrics_server.get())));
-        !s.ok()) {
-      CRAFT_LOG(ERROR) << s.message();
-      code = 1;
-    }
+  if (absl::Status s = WriteReadyFile((*server)->port(), metrics_server.get()); !s.ok()) {
+    CRAFT_LOG(ERROR) << s.message();
+    code = 1;
   }
-
-  if (code == 0) {
-    int signal_number = 0;
-    while (sigwait(&signals, &signal_number) != 0) {
-    }
-    CRAFT_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
-  }
+  if (code == 0) WaitForShutdownSignal(signals);
   (*server)->Shutdown();
   metrics->Watch(nullptr, nullptr);  // before the components go away
   return code;
