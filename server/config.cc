@@ -753,11 +753,6 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
   return config;
 }
 
-std::vector<PlacementGroup> EffectiveGroups(const PlannerConfig& config) {
-  if (!config.groups.empty()) return config.groups;
-  return {PlacementGroup{kDefaultGroup, "", config}};
-}
-
 absl::StatusOr<PlannerConfig> LoadConfigFile(const std::string& path) {
   // A planner config is a few KiB; anything past 16 MiB is the wrong file,
   // refused before the YAML parser spends memory on it.

@@ -165,7 +165,11 @@ inline constexpr char kDefaultGroup[] = "default";
 inline constexpr int kMaxGroups = 256;
 
 // The groups a planner serves: config.groups, or the one default group.
-std::vector<PlacementGroup> EffectiveGroups(const PlannerConfig& config);
+// Inline: config.h is the header-only :config_types target.
+inline std::vector<PlacementGroup> EffectiveGroups(const PlannerConfig& config) {
+  if (!config.groups.empty()) return config.groups;
+  return {PlacementGroup{kDefaultGroup, "", config}};
+}
 
 // Bounds that keep int64 load sums exact: a count is at most 2^40, a window
 // sums at most kMaxGpus replicas of an expert, the aggregate at most

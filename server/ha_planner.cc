@@ -95,6 +95,7 @@ absl::Status HaPlanner::Run() {
               return;
             }
             placement->PublishCommit(
+                kDefaultGroup,
                 CommittedLayout{state.committed.version(),
                                 std::make_shared<const planner::Layout>(*std::move(layout))},
                 state.epoch);

@@ -87,6 +87,18 @@ absl::Status WriteReadyFile(int port, const metrics::MetricsServer* metrics_serv
 
 // One replica of a highly available group: follows and leads (HaPlanner)
 // until SIGTERM or SIGINT, which a thread of its own waits for.
+// The metrics read every group's coordinator and load store at scrape time.
+void WatchGroups(PlannerMetrics& metrics, PlannerServer* server) {
+  for (const std::unique_ptr<GroupStack>& group : server->groups().all()) {
+    metrics.Watch(group->name(), group->coordinator.get(), group->load_store.get());
+  }
+}
+void UnwatchGroups(PlannerMetrics& metrics, const PlannerServer& server) {
+  for (const std::unique_ptr<GroupStack>& group : server.groups().all()) {
+    metrics.Watch(group->name(), nullptr, nullptr);
+  }
+}
+
 int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options,
                        const std::shared_ptr<PlannerMetrics>& metrics,
                        metrics::MetricsServer* metrics_server, const sigset_t& signals) {
@@ -100,7 +112,7 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
   bool ready_written = false;  // the Run thread only
   HaPlanner::Hooks hooks;
   hooks.on_started = [&](PlannerServer* server, bool leader) {
-    metrics->Watch(server->coordinator(), server->load_store());
+    WatchGroups(*metrics, server);
     if (ready_written) return;  // every role listens on the same port
     ready_written = true;
     if (absl::Status s = WriteReadyFile(server->port(), metrics_server); !s.ok()) {
@@ -108,7 +120,7 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
       ready_failed.store(true);
     }
   };
-  hooks.on_stopping = [&](PlannerServer*) { metrics->Watch(nullptr, nullptr); };
+  hooks.on_stopping = [&](PlannerServer* server) { UnwatchGroups(*metrics, *server); };
   HaPlanner replica(config, options, advertise, std::move(hooks));
   std::thread signal_waiter([&] {
     WaitForShutdownSignal(signals);
@@ -153,7 +165,7 @@ int Run(const sigset_t& signals) {
 
   // Metrics first: a port that cannot be bound fails the start, not a scrape.
   std::unique_ptr<metrics::MetricsServer> metrics_server;
-  auto metrics = std::make_shared<PlannerMetrics>(*config);
+  auto metrics = std::make_shared<PlannerMetrics>(EffectiveGroups(*config));
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
     absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> started =
         metrics::MetricsServer::Start(listen);
@@ -182,7 +194,7 @@ int Run(const sigset_t& signals) {
     CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
     return 1;
   }
-  metrics->Watch((*server)->coordinator(), (*server)->load_store());
+  WatchGroups(*metrics, server->get());
   int code = 0;
   if (absl::Status s = WriteReadyFile((*server)->port(), metrics_server.get()); !s.ok()) {
     CRAFT_LOG(ERROR) << s.message();
@@ -190,7 +202,7 @@ int Run(const sigset_t& signals) {
   }
   if (code == 0) WaitForShutdownSignal(signals);
   (*server)->Shutdown();
-  metrics->Watch(nullptr, nullptr);  // before the components go away
+  UnwatchGroups(*metrics, **server);  // before the components go away
   return code;
 }
 

@@ -16,9 +16,9 @@ class PlannerObserver {
  public:
   virtual ~PlannerObserver() = default;
   // After every replan (periodic, triggered or an RPC's).
-  virtual void OnReplan(const ReplanOutcome& outcome) = 0;
+  virtual void OnReplan(const std::string& group, const ReplanOutcome& outcome) = 0;
   // When an apply reaches the commit point or is aborted.
-  virtual void OnApplyFinished(const ApplyRecord& record) = 0;
+  virtual void OnApplyFinished(const std::string& group, const ApplyRecord& record) = 0;
 };
 
 }  // namespace craft::server

@@ -120,6 +120,8 @@ ReplanLoop::ReplanLoop(const PlannerConfig& config, LoadStore* load_store,
 
 ReplanLoop::~ReplanLoop() { Stop(); }
 
+void ReplanLoop::PoolWith(std::vector<const LoadStore*> peers) { peers_ = std::move(peers); }
+
 void ReplanLoop::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopping_) return;
@@ -252,7 +254,7 @@ ReplanOutcome ReplanLoop::Decide(bool force, StageTimer* stages,
   }
   const CommittedLayout committed = coordinator_->committed();
   stages->Mark();
-  const planner::LoadTrace trace = load_store_->Trace();
+  const planner::LoadTrace trace = PooledTrace(*load_store_, peers_);
   stages->Lap(ReplanStage::kTrace);
   if (continuation_.has_value()) {
     if (committed.version == continuation_->version) {

@@ -71,11 +71,11 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
   }
   std::cout << absl::StrFormat(
       "version %s (epoch %d)%s: %d layers, %d GPUs, %d redundant slots; measured balancedness "
-      "%.4f (%d GPU windows ingested)\n",
+      "%.4f (%d GPU windows ingested); group %s\n",
       status.committed().version(), status.epoch(),
       status.pending_version().empty() ? "" : ", applying " + status.pending_version(),
       status.committed().layers_size(), status.committed().num_gpus(), redundant,
-      status.measured_balancedness(), status.windows_ingested());
+      status.measured_balancedness(), status.windows_ingested(), status.group());
   if (!status.leader().empty()) {
     std::cout << (status.from_leader() ? "answered by the leader, " : "answered by a follower, ")
               << status.leader() << " leads\n";
@@ -90,8 +90,10 @@ absl::Status RunLayout() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::LayoutStatus status;
-  CRAFT_RETURN_IF_ERROR(FromGrpc(
-      connection.stub->GetLayout(&context, craft::v1::GetLayoutRequest(), &status), "GetLayout"));
+  craft::v1::GetLayoutRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  CRAFT_RETURN_IF_ERROR(
+      FromGrpc(connection.stub->GetLayout(&context, request, &status), "GetLayout"));
   PrintStatus(status);
   if (out.empty()) return absl::OkStatus();
   CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, LayoutFromProto(status.committed()));
@@ -105,9 +107,10 @@ absl::Status RunAgents() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ListAgentsResponse response;
+  craft::v1::ListAgentsRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
   CRAFT_RETURN_IF_ERROR(
-      FromGrpc(connection.stub->ListAgents(&context, craft::v1::ListAgentsRequest(), &response),
-               "ListAgents"));
+      FromGrpc(connection.stub->ListAgents(&context, request, &response), "ListAgents"));
   std::cout << absl::StrFormat("%-20s %-10s %-10s %-9s %s\n", "node", "connected", "version",
                                "rejected",
                                "gpus (a GPU on another version: gpu=version, ? unknown)");
@@ -131,12 +134,14 @@ absl::Status RunExplain() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ExplainResponse response;
-  CRAFT_RETURN_IF_ERROR(FromGrpc(
-      connection.stub->Explain(&context, craft::v1::ExplainRequest(), &response), "Explain"));
+  craft::v1::ExplainRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  CRAFT_RETURN_IF_ERROR(
+      FromGrpc(connection.stub->Explain(&context, request, &response), "Explain"));
   std::cout << absl::StrFormat(
-      "version %s, %s (%s), R = %d, predicted balancedness %.4f\nlast replan: %s\n",
+      "version %s, %s (%s), R = %d, predicted balancedness %.4f; group %s\nlast replan: %s\n",
       response.version(), response.method().empty() ? "fresh" : response.method(),
-      response.algorithm(), response.budget(), response.predicted_balancedness(),
+      response.algorithm(), response.budget(), response.predicted_balancedness(), response.group(),
       response.decision());
   if (response.frontier_size() > 0) {
     std::cout << absl::StrFormat(
@@ -176,6 +181,7 @@ absl::Status RunReplan() {
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
   craft::v1::ReplanRequest request;
   request.set_force(absl::GetFlag(FLAGS_force));
+  request.set_group(absl::GetFlag(FLAGS_group));
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ReplanResponse response;
@@ -191,7 +197,9 @@ absl::Status RunWatch() {
   if (!connection.token.empty()) {
     context.AddMetadata("authorization", "Bearer " + connection.token);
   }
-  auto reader = connection.stub->WatchLayout(&context, craft::v1::WatchLayoutRequest());
+  craft::v1::WatchLayoutRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  auto reader = connection.stub->WatchLayout(&context, request);
   craft::v1::LayoutStatus status;
   int seen = 0;
   while (reader->Read(&status)) {
