@@ -309,12 +309,16 @@ TEST(ConfigTest, NonScalarKeyIsRejected) {
 
 TEST(ConfigTest, ShippedConfigsParse) {
   const char* root = std::getenv("TEST_SRCDIR");
-  for (const char* file : {"deploy/planner.yaml", "deploy/k8s/base/planner-config.yaml"}) {
+  for (const char* file : {"deploy/planner.yaml", "deploy/k8s/base/planner-config.yaml",
+                           "deploy/planner-disaggregated.yaml"}) {
     const std::string path = root ? std::string(root) + "/craft/" + file : file;
     absl::StatusOr<PlannerConfig> config = LoadConfigFile(path);
     ASSERT_TRUE(config.ok()) << file << ": " << config.status();
-    EXPECT_EQ(static_cast<int>(config->security.nodes.size()), config->cluster.num_nodes)
-        << file << " must name every node (secure by default)";
+    for (const PlacementGroup& group : EffectiveGroups(*config)) {
+      EXPECT_EQ(static_cast<int>(group.config.security.nodes.size()),
+                group.config.cluster.num_nodes)
+          << file << ", group " << group.name << " must name every node (secure by default)";
+    }
   }
 }
 
