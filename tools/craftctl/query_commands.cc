@@ -1,5 +1,6 @@
 // craftctl's planner queries over gRPC: layout, agents, explain, replan, watch,
 // and health (of any craft port).
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -158,21 +159,33 @@ absl::Status RunExplain() {
                                    point.applied() && !point.chosen() ? " <- this step" : "");
     }
   }
-  std::cout << absl::StrFormat("%5s %8s %9s %9s  %s\n", "layer", "replicas", "measured",
-                               "predicted", "curve (replicas:balancedness)");
+  // Under the roofline objective the layers carry modelled ms as well.
+  const bool ms = std::any_of(response.layers().begin(), response.layers().end(),
+                              [](const craft::v1::LayerPlan& layer) {
+                                return layer.predicted_ms_size() > 0 || layer.committed_ms() > 0;
+                              });
+  std::cout << absl::StrFormat(
+      "%5s %8s %9s %9s%s  %s\n", "layer", "replicas", "measured", "predicted",
+      ms ? " committed_ms predicted_ms" : "",
+      ms ? "curve (replicas:balancedness/ms)" : "curve (replicas:balancedness)");
   for (const auto& layer : response.layers()) {
     std::string curve;
-    double predicted = 0;
+    double predicted = 0, predicted_ms = 0;
     for (int k = 0; k < layer.candidate_replicas_size(); ++k) {
-      absl::StrAppendFormat(&curve, "%d:%.3f ", layer.candidate_replicas(k),
+      const bool has_ms = k < layer.predicted_ms_size();
+      absl::StrAppendFormat(&curve, "%d:%.3f", layer.candidate_replicas(k),
                             layer.predicted_balancedness(k));
+      if (has_ms) absl::StrAppendFormat(&curve, "/%.4f", layer.predicted_ms(k));
+      curve += " ";
       if (layer.candidate_replicas(k) == layer.chosen_replicas()) {
         predicted = layer.predicted_balancedness(k);
+        if (has_ms) predicted_ms = layer.predicted_ms(k);
       }
     }
-    std::cout << absl::StrFormat("%5d %8d %9.4f %9.4f  %s\n", layer.layer(),
-                                 layer.chosen_replicas(), layer.measured_balancedness(), predicted,
-                                 curve);
+    std::cout << absl::StrFormat(
+        "%5d %8d %9.4f %9.4f%s  %s\n", layer.layer(), layer.chosen_replicas(),
+        layer.measured_balancedness(), predicted,
+        ms ? absl::StrFormat(" %12.4f %12.4f", layer.committed_ms(), predicted_ms) : "", curve);
   }
   return absl::OkStatus();
 }
