@@ -736,11 +736,6 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
       CRAFT_RETURN_IF_ERROR(FinishScope(parser, scope, &config));
       return config;
     }
-    if (ha.enabled()) {
-      return parser.ErrorAtKey("groups",
-                               "placement groups are not yet supported with high availability "
-                               "(ha): run one planner per group");
-    }
     if (parser.Has("security.nodes")) {
       return parser.ErrorAtKey("security.nodes", "with groups, each group names its nodes");
     }

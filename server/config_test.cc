@@ -458,6 +458,15 @@ TEST(ConfigTest, GroupsInheritTheDocumentAndOverrideIt) {
   for (const PlacementGroup& group : groups) EXPECT_TRUE(group.config.groups.empty());
 }
 
+TEST(ConfigTest, GroupsWorkWithHighAvailability) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(
+      absl::StrCat(kGroups, "ha: {etcd_endpoints: [\"127.0.0.1:2379\"], etcd_insecure: true}\n"),
+      "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->ha.enabled());
+  EXPECT_EQ(config->groups.size(), 2u);
+}
+
 TEST(ConfigTest, WithoutGroupsThereIsOneDefaultGroup) {
   absl::StatusOr<PlannerConfig> config = ParseConfig(kMinimal, "planner.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
@@ -498,9 +507,6 @@ TEST(ConfigTest, GroupMistakesAreRejectedWithTheirKey) {
               HasSubstr("planner.yaml:8:5: groups[1].nodes: node 'n0' is already in group 'a'"));
   EXPECT_THAT(ErrorOf(head + "security: {nodes: [n0]}\ngroups:\n" + one),
               HasSubstr("security.nodes: with groups, each group names its nodes"));
-  EXPECT_THAT(ErrorOf(head + "ha: {etcd_endpoints: [\"127.0.0.1:2379\"], etcd_insecure: true}\n" +
-                      "groups:\n" + one),
-              HasSubstr("groups: placement groups are not yet supported with high availability"));
   EXPECT_THAT(
       ErrorOf(head + "groups:\n" + one + "    stats_family: f\n" +
               "  - name: b\n    cluster: {num_gpus: 2}\n    stats_family: f\n" +

@@ -77,6 +77,10 @@ absl::StatusOr<std::unique_ptr<GroupStack>> PlannerServer::BuildGroup(const Plan
       stack->history.get());
   if (options_.follower) return stack;
   StateStore* state_store = options_.state_store;
+  if (auto it = options_.group_state_stores.find(group.name);
+      it != options_.group_state_stores.end()) {
+    state_store = it->second;
+  }
   if (state_store == nullptr) {
     if (config.state_path.empty()) return absl::InvalidArgumentError("no state_path configured");
     stack->owned_state_store =

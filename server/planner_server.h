@@ -16,7 +16,9 @@
 #define CRAFT_SERVER_PLANNER_SERVER_H_
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -51,6 +53,9 @@ struct ServerOptions {
   // Given, it serves the only group (refused with several). Must outlive the
   // server.
   StateStore* state_store = nullptr;
+  // Per placement group, by name (high availability: one etcd key each);
+  // takes precedence over the two above. Must outlive the server.
+  std::map<std::string, StateStore*> group_state_stores;
   // Larger messages are refused by gRPC with RESOURCE_EXHAUSTED.
   // The largest legitimate message, a Plan request of a large model or a
   // node's load windows, is well under 1 MiB; every read buffer this admits
