@@ -18,8 +18,6 @@
 #include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "gpu_worker/expert_weights.h"
-#include "gpu_worker/random.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "planner/initial_layout.h"
@@ -80,10 +78,6 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
     return absl::InvalidArgumentError(
         absl::StrCat("the agent address must be unix:PATH, got '", options.agent, "'"));
   }
-  if (!(options.faults.fail_prepare_probability >= 0 &&
-        options.faults.fail_prepare_probability <= 1)) {
-    return absl::InvalidArgumentError("fail_prepare_probability must be in [0, 1]");
-  }
   CRAFT_ASSIGN_OR_RETURN(
       planner::Layout initial,
       planner::ContiguousLayout(shape.num_layers, shape.num_experts, shape.cluster));
@@ -102,11 +96,9 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficG
       backend_(std::move(backend)),
       traffic_(std::move(traffic)),
       clock_(clock),
-      fetch_stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
-      stager_(backend_->staging_engine() != nullptr ? backend_->staging_engine() : &fetch_stager_),
+      backend_staging_(backend_.get(), clock, {options_.fetch_timeout}),
       permits_(options_.shape.gpu, !options_.security.insecure),
-      transfer_service_(backend_->store(), &permits_,
-                        {options_.transfer_chunk_bytes, options_.faults.corrupt_served}),
+      transfer_service_(backend_->store(), &permits_, {options_.transfer_chunk_bytes}),
       serving_(std::move(initial)) {}
 
 Worker::~Worker() { Shutdown(); }
@@ -245,11 +237,6 @@ void Worker::MaybeAnnounceHeadroom() {
 // --- Commands ---------------------------------------------------------------
 
 void Worker::HandleCommand(const WorkerCommand& command) {
-  if (command.has_prepare() && options_.faults.exit_on_prepare) {
-    CRAFT_LOG(WARNING) << "exit_on_prepare: exiting on prepare of "
-                       << command.prepare().layout().version();
-    std::_Exit(kExitOnPrepareStatus);
-  }
   // Peers may fetch what this Prepare names from the moment it is here, even
   // while this worker still stages (or flips) before it.
   if (command.has_prepare()) permits_.Grant(command.prepare());
@@ -413,31 +400,15 @@ absl::StatusOr<Worker::Staged> Worker::Stage(const craft::v1::Prepare& prepare,
   const absl::Time start = clock_->Now();
   CRAFT_ASSIGN_OR_RETURN(StagePlan plan,
                          PlanStaging(prepare, options_.shape, serving.version, *serving.layout));
-  CRAFT_RETURN_IF_ERROR(InjectedPrepareFault(version));
   const absl::Time deadline = prepare.timeout_ms() > 0
                                   ? start + absl::Milliseconds(prepare.timeout_ms())
                                   : absl::InfiniteFuture();
   CRAFT_LOG(INFO) << "staging " << version << ": " << plan.CountOf(SlotSource::Kind::kFetch)
                   << " fetches, " << plan.sources.size() << " slots";
-  CRAFT_ASSIGN_OR_RETURN(StageResult result, stager_->Execute(plan, deadline, cancel_staging_));
+  CRAFT_ASSIGN_OR_RETURN(StageResult result,
+                         backend_staging_.engine()->Execute(plan, deadline, cancel_staging_));
   result.elapsed = clock_->Now() - start;
   return Staged{MakeLayoutState(std::move(plan.layout), version, options_.shape.gpu), result};
-}
-
-absl::Status Worker::InjectedPrepareFault(const std::string& version) {
-  const FaultOptions& faults = options_.faults;
-  if (faults.fail_prepare_probability > 0) {
-    const uint64_t draw = HashWords({options_.seed, Fnv1a64(version)}) % 1000000;
-    if (static_cast<double>(draw) < faults.fail_prepare_probability * 1000000) {
-      return absl::InternalError("injected failure (--fail_prepare_probability)");
-    }
-  }
-  // A slow prepare: sleep in slices so an Abort still cancels promptly.
-  const absl::Time until = clock_->Now() + faults.stage_delay;
-  while (clock_->Now() < until && !cancel_staging_) {
-    absl::SleepFor(std::min(absl::Milliseconds(10), until - clock_->Now()));
-  }
-  return absl::OkStatus();
 }
 
 void Worker::Commit(const std::string& version) {

@@ -68,20 +68,6 @@
 
 namespace craft::gpu_worker {
 
-// Faults for integration tests.
-struct FaultOptions {
-  // Exit the process (status kExitOnPrepareStatus) when a Prepare arrives.
-  bool exit_on_prepare = false;
-  // Fail a Prepare with this probability, decided by a hash of the worker's
-  // seed and the version (so a run is reproducible).
-  double fail_prepare_probability = 0;
-  // Wait this long (cancellably) before staging: a slow prepare.
-  absl::Duration stage_delay = absl::ZeroDuration();
-  // Serve corrupted expert bytes to peers (transfer_service.h).
-  bool corrupt_served = false;
-};
-
-inline constexpr int kExitOnPrepareStatus = 3;
 // The largest message the ExpertTransfer port reads (its requests are tiny).
 inline constexpr int kMaxTransferRequestBytes = 16 << 10;
 
@@ -103,9 +89,7 @@ struct WorkerOptions {
   bool log_windows = false;  // log every window's per-layer totals
   std::string ready_file;    // written once the transfer server listens
   std::string ready_extra;   // more "key=value\n" lines for the ready file
-  uint64_t seed = 1;
-  FaultOptions faults;
-  AgentLink::Options link;  // `target` is taken from `agent`
+  AgentLink::Options link;   // `target` is taken from `agent`
 };
 
 class Worker {
@@ -189,7 +173,6 @@ class Worker {
   void FinishStaging(const std::string& version, absl::StatusOr<Staged> staged)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<Staged> Stage(const craft::v1::Prepare& prepare, const LayoutState& serving);
-  absl::Status InjectedPrepareFault(const std::string& version);
   void Commit(const std::string& version);
   void Abort(const std::string& version);
   bool StoppingOrCommandQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -220,8 +203,7 @@ class Worker {
   const std::unique_ptr<Backend> backend_;
   const TrafficGenerator traffic_;
   Clock* const clock_;
-  Stager fetch_stager_;  // unless the backend has its own engine
-  StagingEngine* const stager_;
+  BackendStaging backend_staging_;
   TransferPermits permits_;  // what transfer_service_ may serve
   ExpertTransferService transfer_service_;
   std::unique_ptr<grpc::Server> transfer_server_;
