@@ -2,7 +2,9 @@
 // and counts the tokens of every window, reports windows to its node agent,
 // and applies new layouts in two phases (proto/README.md): Prepare stages and
 // verifies the new version's weights, Commit flips to it at the next window
-// boundary, Abort drops it.
+// boundary, Abort drops it. Which command may do what is VersionRules'
+// (version_rules.h); this class runs the rules on its threads against the
+// backend and the agent link.
 //
 // Threads:
 //  - the window loop: at every boundary of --window_ms (aligned on wall time,
@@ -15,24 +17,6 @@
 //    (fetches and copies) here, never on a gRPC thread;
 //  - gRPC threads: the ExpertTransfer server and the agent stream
 //    (AgentLink), whose commands HandleCommand only queues.
-//
-// Version rules (every answer is a WorkerStatus for the command's version):
-//  - Prepare V: READY{bytes_received, staging_ms} or FAILED{error}. V already
-//    serving, or already staged: READY again without copying. A Prepare for
-//    another version than the one staging cancels that staging (latest wins,
-//    no answer for the cancelled one); one arriving while a commit waits for
-//    its boundary waits for the flip.
-//  - Commit V: V staged -> flip at the next boundary, then FLIPPED; V already
-//    serving -> FLIPPED at once; anything else -> FAILED.
-//  - Abort V: V staged or staging -> dropped, DROPPED; V prepared before but
-//    no longer staged (it failed, was cancelled or replaced) -> DROPPED;
-//    V serving, V committed but not yet flipped, or never prepared -> FAILED.
-//  - Staging survives an agent reconnect, so a Commit that arrives on the
-//    next stream still applies.
-//  - A Prepare with load_missing_from_checkpoint is the agent bringing this
-//    worker to the node's committed version (it restarted, or missed a
-//    flip): from its arrival until a flip no window is served, because this
-//    worker's layout is not the one every other rank routes with.
 //
 // Thread-safety: HandleCommand and the accessors are thread-safe. Start and
 // Shutdown must be called from one thread.
@@ -56,15 +40,14 @@
 #include "craft/v1/worker.pb.h"
 #include "gpu_worker/agent_link.h"
 #include "gpu_worker/backend.h"
-#include "gpu_worker/local_layout.h"
-#include "gpu_worker/routing.h"
+#include "gpu_worker/layout_state.h"
 #include "gpu_worker/stager.h"
 #include "gpu_worker/traffic.h"
 #include "gpu_worker/transfer_permits.h"
 #include "gpu_worker/transfer_service.h"
+#include "gpu_worker/version_rules.h"
 #include "gpu_worker/worker_shape.h"
 #include "grpcpp/server.h"
-#include "planner/layout.h"
 
 namespace craft::gpu_worker {
 
@@ -140,22 +123,10 @@ class Worker {
   Stats stats() const;
 
  private:
-  // A layout version this worker can route with, shared between threads.
-  struct LayoutState {
-    std::string version;
-    std::shared_ptr<const planner::Layout> layout;
-    std::shared_ptr<const RoutingTable> routing;
-    std::shared_ptr<const LocalLayout> local;
-  };
-  struct Staged {
-    LayoutState state;
-    StageResult result;
-  };
+  using Staged = VersionRules::Staged;
 
   Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficGenerator traffic,
          Clock* clock, LayoutState initial);
-
-  static LayoutState MakeLayoutState(planner::Layout layout, std::string version, int gpu);
 
   absl::Status StartTransferServer();
   craft::v1::WorkerHello Hello() const;
@@ -165,8 +136,9 @@ class Worker {
   // Control thread.
   void ControlLoop();
   void Prepare(const craft::v1::Prepare& prepare);
-  // Decides what a Prepare needs: an answer at once (READY with the result,
-  // or an error for FAILED), or nullopt after marking the version as staging.
+  // Decides what a Prepare needs (VersionRules::ClaimStaging): an answer at
+  // once (READY with the result, or an error for FAILED), or nullopt after
+  // marking the version as staging.
   absl::StatusOr<std::optional<StageResult>> ClaimStagingLocked(const craft::v1::Prepare& prepare)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Keeps a staged version (unless cancelled meanwhile) and answers.
@@ -177,8 +149,6 @@ class Worker {
   void Abort(const std::string& version);
   bool StoppingOrCommandQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool StoppingOrNoFlipPending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RememberLocked(const std::string& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool KnownLocked(const std::string& version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Window loop.
   void WindowLoop();
@@ -217,17 +187,10 @@ class Worker {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  LayoutState serving_ ABSL_GUARDED_BY(mu_);
-  std::optional<Staged> staged_ ABSL_GUARDED_BY(mu_);
-  std::string staging_ ABSL_GUARDED_BY(mu_);       // version being staged, "" if none
-  std::string pending_flip_ ABSL_GUARDED_BY(mu_);  // committed, flips at the next boundary
-  // The version the agent resyncs this worker to: until a flip, the serving
-  // version is not the node's, so no window is served ("" = serving).
-  std::string held_for_ ABSL_GUARDED_BY(mu_);
+  VersionRules versions_ ABSL_GUARDED_BY(mu_);
   // The staging headroom the agent was last told in a hello update (the
   // first hello of every stream carries the current one anyway).
   std::optional<int64_t> announced_headroom_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
   std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);  // the cumulative counts
 };
