@@ -11,7 +11,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
 #include "common/crash_point.h"
 #include "common/logging.h"
@@ -90,11 +89,13 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficG
                Clock* clock, LayoutState initial)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      traffic_(std::move(traffic)),
       clock_(clock),
       backend_staging_(backend_.get(), clock, {options_.fetch_timeout}),
       permits_(options_.shape.gpu, !options_.security.insecure),
       transfer_service_(backend_->store(), &permits_, {options_.transfer_chunk_bytes}),
+      windows_({options_.shape.gpu, options_.window, options_.log_windows}, std::move(traffic),
+               backend_->counter(),
+               [this](WorkerMessage message) { SendToAgent(std::move(message)); }),
       versions_(std::move(initial)) {}
 
 Worker::~Worker() { Shutdown(); }
@@ -124,6 +125,7 @@ Worker::Stats Worker::stats() const {
     const Staged* staged = versions_.staged();
     stats.staged_slots = staged != nullptr ? SlotsOf(*staged->state.local) : 0;
   }
+  static_cast<WindowReporter::Stats&>(stats) = windows_.stats();
   // After mu_: the link never calls into the worker with its lock held, but
   // keep the two locks apart anyway.
   if (link_ != nullptr) stats.link = link_->stats();
@@ -423,10 +425,9 @@ void Worker::WindowLoop() {
     }
     if (!SleepUntilUnixMs((window_id + 1) * window_ms)) return;
     if (HeldForResync()) {
-      absl::MutexLock lock(&mu_);
-      ++stats_.windows_held;
+      windows_.Hold();
     } else {
-      ReportWindow(window_id, state);
+      windows_.Report(window_id, state);
     }
     // Windows missed while this process was not scheduled are skipped.
     window_id = std::max(window_id + 1, UnixMillis(clock_->Now()) / window_ms);
@@ -467,42 +468,6 @@ LayoutState Worker::FlipIfCommitted() {
 bool Worker::HeldForResync() const {
   absl::MutexLock lock(&mu_);
   return versions_.holding_windows();
-}
-
-void Worker::ReportWindow(int64_t window_id, const LayoutState& state) {
-  absl::StatusOr<std::vector<std::vector<int64_t>>> counts =
-      traffic_.CountWindow(window_id, *state.routing, *state.local, backend_->counter());
-  if (!counts.ok()) {
-    CRAFT_LOG(ERROR) << "window " << window_id << ": " << counts.status();
-    return;
-  }
-  const int64_t window_ms = absl::ToInt64Milliseconds(options_.window);
-  WorkerMessage message;
-  craft::v1::GpuWindow* window = message.mutable_window();
-  window->set_gpu(options_.shape.gpu);
-  window->set_layout_version(state.version);
-  window->set_window_id(window_id);
-  window->set_start_unix_ms(window_id * window_ms);
-  window->set_duration_ms(window_ms);
-  std::vector<int64_t> totals;
-  int64_t assignments = 0;
-  for (const std::vector<int64_t>& layer : *counts) {
-    window->add_layers()->mutable_counts()->Add(layer.begin(), layer.end());
-    int64_t total = 0;
-    for (int64_t c : layer) total += c;
-    totals.push_back(total);
-    assignments += total;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.windows_reported;
-    stats_.assignments += assignments;
-  }
-  if (options_.log_windows) {
-    CRAFT_LOG(INFO) << "window " << window_id << " gpu " << options_.shape.gpu << " version "
-                    << state.version << " tokens per layer [" << absl::StrJoin(totals, ",") << "]";
-  }
-  SendToAgent(std::move(message));
 }
 
 absl::Status Worker::Verify(const LayoutState& state) const {

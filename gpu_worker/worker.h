@@ -3,16 +3,17 @@
 // and applies new layouts in two phases (proto/README.md): Prepare stages and
 // verifies the new version's weights, Commit flips to it at the next window
 // boundary, Abort drops it. Which command may do what is VersionRules'
-// (version_rules.h); this class runs the rules on its threads against the
+// (version_rules.h); counting and reporting a window is WindowReporter's
+// (window_reporter.h); this class runs them on its threads against the
 // backend and the agent link.
 //
 // Threads:
 //  - the window loop: at every boundary of --window_ms (aligned on wall time,
 //    window id = floor(unix_ms / window_ms), so all workers' windows line up)
-//    it applies a committed flip, then at the window's end routes the
-//    window's tokens with the table that served it, counts its own slots and
-//    reports a GpuWindow. Flips happen only here, between windows, so tokens
-//    are never routed with a table that does not match the weights;
+//    it applies a committed flip, then at the window's end reports the
+//    window with the table that served it. Flips happen only here, between
+//    windows, so tokens are never routed with a table that does not match
+//    the weights;
 //  - the control thread: runs commands in arrival order; a Prepare stages
 //    (fetches and copies) here, never on a gRPC thread;
 //  - gRPC threads: the ExpertTransfer server and the agent stream
@@ -46,6 +47,7 @@
 #include "gpu_worker/transfer_permits.h"
 #include "gpu_worker/transfer_service.h"
 #include "gpu_worker/version_rules.h"
+#include "gpu_worker/window_reporter.h"
 #include "gpu_worker/worker_shape.h"
 #include "grpcpp/server.h"
 
@@ -103,21 +105,19 @@ class Worker {
   // Queues a command from the agent; never blocks (called on gRPC threads).
   void HandleCommand(const craft::v1::WorkerCommand& command);
 
-  // Cumulative counts since Create, plus current values (metrics).
-  struct Stats {
+  // Cumulative counts since Create, plus current values (metrics); the
+  // window counts are the WindowReporter's.
+  struct Stats : WindowReporter::Stats {
     std::string serving_version;
-    int64_t serving_slots = 0;  // this GPU's slots of the serving layout, over layers
-    int64_t staged_slots = 0;   // of a staged version waiting for commit (0: none)
-    int64_t windows_reported = 0;
-    int64_t assignments = 0;      // token-to-expert assignments counted on this GPU's slots
+    int64_t serving_slots = 0;    // this GPU's slots of the serving layout, over layers
+    int64_t staged_slots = 0;     // of a staged version waiting for commit (0: none)
     int64_t prepares_ready = 0;   // stagings that finished (READY)
     int64_t prepares_failed = 0;  // prepares answered FAILED
     int64_t fetched_bytes = 0;    // expert bytes received from peers while staging
     int64_t fetched_experts = 0;
     double staging_seconds = 0;  // time spent in finished stagings
     int64_t flips = 0;
-    int64_t drops = 0;         // staged versions dropped by an Abort
-    int64_t windows_held = 0;  // not served: on another version than the node's
+    int64_t drops = 0;  // staged versions dropped by an Abort
     AgentLink::Stats link;
   };
   Stats stats() const;
@@ -156,7 +156,6 @@ class Worker {
   bool SleepUntilUnixMs(int64_t ms);
   // Applies a pending flip, then returns what serves the next window.
   LayoutState FlipIfCommitted();
-  void ReportWindow(int64_t window_id, const LayoutState& state);
   // True while an agent resync runs: windows are neither routed nor reported.
   bool HeldForResync() const ABSL_LOCKS_EXCLUDED(mu_);
   // Checks every serving slot against its expected checksum and logs
@@ -171,7 +170,6 @@ class Worker {
 
   const WorkerOptions options_;
   const std::unique_ptr<Backend> backend_;
-  const TrafficGenerator traffic_;
   Clock* const clock_;
   BackendStaging backend_staging_;
   TransferPermits permits_;  // what transfer_service_ may serve
@@ -180,6 +178,7 @@ class Worker {
   std::string transfer_endpoint_;
   int transfer_port_ = 0;
   std::unique_ptr<AgentLink> link_;
+  WindowReporter windows_;  // the window loop's
   std::thread control_thread_;
   std::thread window_thread_;
   // Set to stop the staging in progress (an Abort, a newer Prepare, shutdown).
