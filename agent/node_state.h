@@ -64,32 +64,27 @@ class NodeState {
                                                            StateStore* store,
                                                            PlannerChannel* planner);
 
-  // ---- Workers (the UDS stream adapters).
-  // Errors: see WorkerRegistry::Attach; the caller ends the stream with it.
+  // ---- Workers (the UDS stream adapters): see ApplyRelay, and
+  // LoadForwarder::OnWindow for windows. An error ends the worker's stream.
   absl::Status AttachWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
-  // See ApplyRelay::UpdateWorker; the caller ends the stream with an error.
   absl::Status UpdateWorker(const craft::v1::WorkerHello& hello, WorkerChannel* channel);
-  // Idempotent; a no-op unless `gpu` is attached with `channel`.
   void DetachWorker(int gpu, WorkerChannel* channel);
-  // Non-OK only when the stream must end (a window for another GPU); windows
-  // with bad content are dropped and counted, the stream stays.
   absl::Status OnWorkerWindow(int gpu, const craft::v1::GpuWindow& window);
-  // Statuses for another version or out of turn are logged and ignored.
   void OnWorkerStatus(int gpu, const craft::v1::WorkerStatus& status);
   bool AllWorkersAttached() const;
 
-  // ---- Planner (the planner stream adapter).
-  // The first message of every stream.
+  // ---- Planner (the planner stream adapter): see ApplyRelay. The hello
+  // going out also releases the loads buffered while the planner was away.
   craft::v1::AgentHello MakeHello() const;
-  // The hello went out: buffered loads follow it.
   void OnPlannerConnected();
   void OnPlannerDisconnected();
   void OnPlannerMessage(const craft::v1::PlannerMessage& message);
 
-  // ---- Time: apply deadlines and load flushes. Call every few milliseconds.
+  // ---- Time: apply deadlines, resync retries and load flushes. Call every
+  // few milliseconds.
   void Poll();
 
-  // ---- Observers (see ApplyRelay's).
+  // ---- Observers: see ApplyRelay.
   std::string committed_version() const;
   int64_t highest_epoch() const;
   bool apply_pending() const;

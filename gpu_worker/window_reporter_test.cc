@@ -8,7 +8,6 @@
 #include "gpu_worker/cpu_backend.h"
 #include "gpu_worker/layout_state.h"
 #include "gpu_worker/test_util.h"
-#include "gpu_worker/traffic.h"
 #include "gtest/gtest.h"
 
 namespace craft::gpu_worker {
@@ -17,23 +16,13 @@ namespace {
 constexpr int kTokens = 64;
 constexpr int kTopK = 2;
 
-TrafficGenerator Traffic() {
-  TrafficOptions options;
-  options.tokens_per_window = kTokens;
-  options.top_k = kTopK;
-  options.seed = 5;
-  absl::StatusOr<TrafficGenerator> traffic = TrafficGenerator::Create(
-      options, *Popularity::Synthetic(2, 4, kTopK, /*skew=*/2, /*seed=*/5));
-  EXPECT_TRUE(traffic.ok()) << traffic.status();
-  return *std::move(traffic);
-}
-
 // Reporters for a GPU of the two-GPU layouts, sending into sent_.
 class WindowReporterTest : public ::testing::Test {
  protected:
   WindowReporter Reporter(int gpu, bool log_windows = false) {
     return WindowReporter(
-        {gpu, absl::Milliseconds(50), log_windows}, Traffic(), &counter_,
+        {gpu, absl::Milliseconds(50), log_windows}, testing::TwoGpuTraffic(kTokens, kTopK),
+        &counter_,
         [this](craft::v1::WorkerMessage message) { sent_.push_back(std::move(message)); });
   }
 
