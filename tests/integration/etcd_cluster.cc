@@ -14,6 +14,10 @@
 
 namespace craft::testing {
 
+using ::craft::local_cluster::FreePort;
+using ::craft::local_cluster::Process;
+using ::craft::local_cluster::WaitFor;
+
 namespace {
 
 // The last `n` lines of a log, for an error message.

@@ -1,7 +1,7 @@
 // Child processes for integration tests: real binaries, started with fork and
 // exec, their output in a log file, stopped with a signal.
-#ifndef CRAFT_TESTS_INTEGRATION_PROCESS_H_
-#define CRAFT_TESTS_INTEGRATION_PROCESS_H_
+#ifndef CRAFT_TOOLS_LOCAL_CLUSTER_PROCESS_H_
+#define CRAFT_TOOLS_LOCAL_CLUSTER_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace craft::testing {
+namespace craft::local_cluster {
 
 // One child process. Not thread-safe; the destructor kills the child.
 class Process {
@@ -64,6 +64,6 @@ int FreePort();
 // A fresh directory under TEST_TMPDIR.
 std::string TempDir(const std::string& name);
 
-}  // namespace craft::testing
+}  // namespace craft::local_cluster
 
-#endif  // CRAFT_TESTS_INTEGRATION_PROCESS_H_
+#endif  // CRAFT_TOOLS_LOCAL_CLUSTER_PROCESS_H_

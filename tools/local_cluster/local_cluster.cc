@@ -1,4 +1,4 @@
-#include "tests/integration/local_cluster.h"
+#include "tools/local_cluster/local_cluster.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,7 +16,7 @@
 #include "common/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 
-namespace craft::testing {
+namespace craft::local_cluster {
 namespace {
 
 // The size of `path`, 0 when it does not exist.
@@ -58,7 +58,8 @@ LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
     identities.push_back(absl::StrCat("node", node));
   }
   if (!options_.insecure) {
-    absl::StatusOr<TestCerts> certs = MakeTestCerts(dir_ + "/certs", identities);
+    absl::StatusOr<craft::testing::TestCerts> certs =
+        craft::testing::MakeTestCerts(dir_ + "/certs", identities);
     if (!certs.ok()) std::abort();  // nothing can start without them
     certs_ = *std::move(certs);
   }
@@ -403,4 +404,4 @@ bool LocalCluster::AllWorkersVerified(const std::string& version) {
   return true;
 }
 
-}  // namespace craft::testing
+}  // namespace craft::local_cluster

@@ -1,8 +1,8 @@
 // A real local craft cluster for integration tests: one craft-planner, node
 // agents and CPU workers as separate processes talking gRPC over loopback
 // and Unix sockets.
-#ifndef CRAFT_TESTS_INTEGRATION_LOCAL_CLUSTER_H_
-#define CRAFT_TESTS_INTEGRATION_LOCAL_CLUSTER_H_
+#ifndef CRAFT_TOOLS_LOCAL_CLUSTER_LOCAL_CLUSTER_H_
+#define CRAFT_TOOLS_LOCAL_CLUSTER_LOCAL_CLUSTER_H_
 
 #include <cstdint>
 #include <memory>
@@ -15,9 +15,9 @@
 #include "common/test_certs.h"
 #include "common/transport_security.h"
 #include "craft/v1/placement.grpc.pb.h"
-#include "tests/integration/process.h"
+#include "tools/local_cluster/process.h"
 
-namespace craft::testing {
+namespace craft::local_cluster {
 
 // The kinds of process in a cluster; with an index (node, GPU) they name one.
 enum class Role { kPlanner, kAgent, kWorker };
@@ -145,10 +145,10 @@ class LocalCluster {
   std::vector<std::vector<std::string>> worker_extra_flags_;  // for Restart
   // Where each worker's current incarnation starts in its (appended) log.
   std::vector<int64_t> worker_log_offsets_;
-  std::optional<TestCerts> certs_;  // unset when insecure
+  std::optional<craft::testing::TestCerts> certs_;  // unset when insecure
   std::unique_ptr<craft::v1::PlacementService::Stub> placement_;
 };
 
-}  // namespace craft::testing
+}  // namespace craft::local_cluster
 
-#endif  // CRAFT_TESTS_INTEGRATION_LOCAL_CLUSTER_H_
+#endif  // CRAFT_TOOLS_LOCAL_CLUSTER_LOCAL_CLUSTER_H_

@@ -1,4 +1,4 @@
-#include "tests/integration/process.h"
+#include "tools/local_cluster/process.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/file_io.h"
 
-namespace craft::testing {
+namespace craft::local_cluster {
 
 int FreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -175,4 +175,4 @@ std::string TempDir(const std::string& name) {
   return dir;
 }
 
-}  // namespace craft::testing
+}  // namespace craft::local_cluster
