@@ -1,20 +1,27 @@
 #include "tools/local_cluster/local_cluster.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
+#include <system_error>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/file_io.h"
 #include "common/grpc_status.h"
+#include "common/runfiles.h"
 #include "grpcpp/grpcpp.h"
+#include "tools/local_cluster/yaml_merge.h"
 
 namespace craft::local_cluster {
 namespace {
@@ -30,6 +37,17 @@ std::string ReadFrom(const std::string& path, int64_t offset) {
   return ReadFileToString(path, std::numeric_limits<int64_t>::max(), offset).value_or("");
 }
 
+// A fresh directory from a mkdtemp pattern; "" when none could be made.
+std::string MakeTempDir(const char* pattern) {
+  std::string path = pattern;
+  return ::mkdtemp(path.data()) != nullptr ? path : "";
+}
+
+std::string NodeName(int node) { return absl::StrCat("node", node); }
+
+// Unix socket names hold at most 107 bytes and a NUL.
+constexpr size_t kMaxSocketPath = 107;
+
 }  // namespace
 
 std::string ProcessName(Role role, int index) {
@@ -44,30 +62,87 @@ std::string ProcessName(Role role, int index) {
   return "?";
 }
 
-LocalCluster::LocalCluster(ClusterOptions options) : options_(options) {
-  char pattern[] = "/tmp/craft-it-XXXXXX";
-  dir_ = ::mkdtemp(pattern);
-  for (int i = 0; i < options_.planners; ++i) planner_ports_.push_back(FreePort());
+absl::StatusOr<Role> ParseRole(absl::string_view name) {
+  if (name == "planner") return Role::kPlanner;
+  if (name == "agent") return Role::kAgent;
+  if (name == "worker") return Role::kWorker;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown role '", name, "' (planner, agent or worker)"));
+}
+
+absl::StatusOr<ExtraFlag> ParseExtraFlag(absl::string_view text) {
+  const size_t colon = text.find(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not ROLE[INDEX]:FLAG (e.g. worker3:--seed=8)"));
+  }
+  absl::string_view who = text.substr(0, colon);
+  const size_t digits = who.find_first_of("0123456789");
+  ExtraFlag extra;
+  absl::StatusOr<Role> role = ParseRole(who.substr(0, digits));
+  if (!role.ok()) return role.status();
+  extra.role = *role;
+  if (digits != absl::string_view::npos && !absl::SimpleAtoi(who.substr(digits), &extra.index)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", who, "': a bad index"));
+  }
+  extra.flag = std::string(text.substr(colon + 1));
+  if (extra.flag.rfind("--", 0) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "': the flag must start with --"));
+  }
+  return extra;
+}
+
+LocalCluster::LocalCluster(ClusterOptions options) : options_(std::move(options)) {
+  if (options_.dir.empty()) {
+    dir_ = MakeTempDir("/tmp/craft-it-XXXXXX");  // short: socket names are limited
+    own_dir_ = !dir_.empty();
+    if (dir_.empty()) setup_ = absl::InternalError("cannot make a directory in /tmp");
+  } else {
+    dir_ = options_.dir;
+    std::error_code error;
+    std::filesystem::create_directories(dir_, error);
+    if (error)
+      setup_ = absl::InternalError(absl::StrCat("cannot make ", dir_, ": ", error.message()));
+  }
+  socket_dir_ = dir_;
+  if (absl::StrCat(dir_, "/agent", options_.num_nodes, ".sock").size() > kMaxSocketPath) {
+    socket_dir_ = MakeTempDir("/tmp/craft-sock-XXXXXX");
+  }
+  for (int i = 0; i < options_.planners; ++i) {
+    planner_ports_.push_back(options_.planner_port > 0 ? options_.planner_port + i : FreePort());
+  }
   planners_.resize(options_.planners);
   agents_.resize(options_.num_nodes);
   workers_.resize(num_gpus());
-  worker_extra_flags_.resize(num_gpus());
   worker_log_offsets_.resize(num_gpus());
   std::vector<std::string> identities = {"craft-planner:127.0.0.1", "ops"};
-  for (int node = 0; node < options_.num_nodes; ++node) {
-    identities.push_back(absl::StrCat("node", node));
-  }
-  if (!options_.insecure) {
+  for (int node = 0; node < options_.num_nodes; ++node) identities.push_back(NodeName(node));
+  if (!options_.insecure && setup_.ok()) {
     absl::StatusOr<craft::testing::TestCerts> certs =
         craft::testing::MakeTestCerts(dir_ + "/certs", identities);
-    if (!certs.ok()) std::abort();  // nothing can start without them
-    certs_ = *std::move(certs);
+    if (certs.ok()) {
+      certs_ = *std::move(certs);
+    } else {
+      setup_ = certs.status();  // nothing can start without them
+    }
   }
   placement_ = craft::v1::PlacementService::NewStub(ChannelAs("ops"));
 }
 
+std::string LocalCluster::Identity(Role role, int index) const {
+  switch (role) {
+    case Role::kPlanner:
+      return "craft-planner";
+    case Role::kAgent:
+      return NodeName(index);
+    case Role::kWorker:
+      break;
+  }
+  return NodeName(index / options_.gpus_per_node);
+}
+
 TransportSecurity LocalCluster::SecurityOf(const std::string& name) const {
-  if (options_.insecure) {
+  if (!certs_.has_value()) {  // insecure, or the certificates failed (setup_)
     TransportSecurity plaintext;
     plaintext.insecure = true;
     return plaintext;
@@ -91,8 +166,10 @@ LocalCluster::~LocalCluster() {
   workers_.clear();
   agents_.clear();
   planners_.clear();
-  if (std::getenv("CRAFT_KEEP_CLUSTER_DIR") == nullptr) {
-    (void)std::system(absl::StrCat("rm -rf ", dir_).c_str());
+  std::error_code ignored;
+  if (socket_dir_ != dir_) std::filesystem::remove_all(socket_dir_, ignored);
+  if (own_dir_ && std::getenv("CRAFT_KEEP_CLUSTER_DIR") == nullptr) {
+    std::filesystem::remove_all(dir_, ignored);
   }
 }
 
@@ -106,6 +183,32 @@ std::string LocalCluster::planner_addresses() const {
   return absl::StrJoin(addresses, ",");
 }
 
+std::string LocalCluster::FilePath(Role role, int index, absl::string_view suffix) const {
+  return absl::StrCat(dir_, "/", ProcessName(role, index), suffix);
+}
+
+std::string LocalCluster::config_path(int replica) const {
+  return FilePath(Role::kPlanner, replica, ".yaml");
+}
+
+std::string LocalCluster::socket_path(int node) const {
+  return absl::StrCat(socket_dir_, "/", ProcessName(Role::kAgent, node), ".sock");
+}
+
+std::string LocalCluster::Binary(Role role) const {
+  switch (role) {
+    case Role::kPlanner:
+      return options_.planner_binary.empty() ? Runfile("server/craft-planner")
+                                             : options_.planner_binary;
+    case Role::kAgent:
+      return options_.agent_binary.empty() ? Runfile("agent/craft-agent") : options_.agent_binary;
+    case Role::kWorker:
+      return options_.worker_binary.empty() ? Runfile("gpu_worker/craft-worker")
+                                            : options_.worker_binary;
+  }
+  return "";
+}
+
 absl::Status LocalCluster::Start() {
   for (int replica = 0; replica < options_.planners; ++replica) {
     if (absl::Status s = StartPlanner(replica); !s.ok()) return s;
@@ -113,113 +216,183 @@ absl::Status LocalCluster::Start() {
   for (int node = 0; node < options_.num_nodes; ++node) {
     if (absl::Status s = StartAgent(node); !s.ok()) return s;
   }
+  // Together: a GPU worker may take long to set its device up.
   for (int gpu = 0; gpu < num_gpus(); ++gpu) {
-    if (absl::Status s = StartWorker(gpu); !s.ok()) return s;
+    if (absl::Status s = Launch(Role::kWorker, gpu, WorkerFlags(gpu), {}); !s.ok()) return s;
+  }
+  for (int gpu = 0; gpu < num_gpus(); ++gpu) {
+    if (absl::Status s = WaitUntilReady(Role::kWorker, gpu); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-absl::Status LocalCluster::StartPlanner(int replica) {
-  std::vector<std::string> node_names;
-  for (int node = 0; node < options_.num_nodes; ++node) {
-    node_names.push_back(absl::StrCat("node", node));
+absl::Status LocalCluster::StartProcess(Role role, int index,
+                                        const std::vector<std::string>& extra_flags) {
+  absl::StatusOr<std::vector<std::string>> role_flags;
+  switch (role) {
+    case Role::kPlanner:
+      role_flags = PlannerFlags(index);
+      break;
+    case Role::kAgent:
+      role_flags = AgentFlags(index);
+      break;
+    case Role::kWorker:
+      role_flags = WorkerFlags(index);
+      break;
   }
-  const std::string name = ProcessName(Role::kPlanner, replica);
-  const std::string config = absl::StrCat(dir_, "/", name, ".yaml");
-  std::string ha;
+  if (!role_flags.ok()) return role_flags.status();
+  if (absl::Status s = Launch(role, index, *std::move(role_flags), extra_flags); !s.ok()) return s;
+  return WaitUntilReady(role, index);
+}
+
+absl::Status LocalCluster::StartPlanner(int replica, const std::vector<std::string>& extra_flags) {
+  return StartProcess(Role::kPlanner, replica, extra_flags);
+}
+
+absl::Status LocalCluster::StartAgent(int node, const std::vector<std::string>& extra_flags) {
+  return StartProcess(Role::kAgent, node, extra_flags);
+}
+
+absl::Status LocalCluster::StartWorker(int gpu, const std::vector<std::string>& extra_flags) {
+  return StartProcess(Role::kWorker, gpu, extra_flags);
+}
+
+absl::StatusOr<std::vector<std::string>> LocalCluster::PlannerFlags(int replica) const {
+  std::ostringstream config;
+  config << "listen_address: \"" << planner_address(replica) << "\"\n"
+         << "state_path: " << state_path() << "\n"
+         << "model:\n  num_layers: " << options_.num_layers
+         << "\n  num_experts: " << options_.num_experts << "\n  top_k: " << options_.top_k
+         << "\n  bytes_per_expert: " << options_.expert_bytes << "\n"
+         << "cluster:\n  num_gpus: " << num_gpus() << "\n  num_nodes: " << options_.num_nodes
+         << "\n"
+         << "loads:\n  window_horizon: 16\n"
+         << "replan:\n  interval_s: " << options_.replan_interval_s
+         << "\n  algorithm: craft\n  budget: " << options_.budget << "\n  gain_threshold: 0.01\n"
+         << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
+  if (!options_.insecure) {  // with --insecure the scripts' configs never had one
+    std::vector<std::string> node_names;
+    for (int node = 0; node < options_.num_nodes; ++node) node_names.push_back(NodeName(node));
+    config << "security:\n  nodes: [" << absl::StrJoin(node_names, ", ") << "]\n  admins: [ops]\n";
+  }
   if (!options_.etcd_endpoints.empty()) {
-    ha = absl::StrCat("ha:\n  etcd_endpoints: [", options_.etcd_endpoints,
-                      "]\n  prefix: /craft/it\n  lease_ttl_s: ", options_.lease_ttl_s,
-                      "\n  etcd_timeout_ms: 1000\n  etcd_insecure: true\n");
+    config << "ha:\n  etcd_endpoints: [" << options_.etcd_endpoints
+           << "]\n  prefix: /craft/it\n  lease_ttl_s: " << options_.lease_ttl_s
+           << "\n  etcd_timeout_ms: 1000\n  etcd_insecure: true\n";
   }
-  std::ofstream(config) << "listen_address: \"" << planner_address(replica) << "\"\n"
-                        << ha << "state_path: " << state_path() << "\n"
-                        << "model:\n  num_layers: " << options_.num_layers
-                        << "\n  num_experts: " << options_.num_experts
-                        << "\n  top_k: " << options_.top_k << "\n  bytes_per_expert: 4096\n"
-                        << "cluster:\n  num_gpus: " << num_gpus()
-                        << "\n  num_nodes: " << options_.num_nodes << "\n"
-                        << "security:\n  nodes: [" << absl::StrJoin(node_names, ", ")
-                        << "]\n  admins: [ops]\n"
-                        << "loads:\n  window_horizon: 16\n"
-                        << "replan:\n  interval_s: " << options_.replan_interval_s
-                        << "\n  algorithm: craft\n  budget: " << options_.budget
-                        << "\n  gain_threshold: 0.01\n"
-                        << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
-  const std::string ready = absl::StrCat(dir_, "/", name, ".ready");
-  std::remove(ready.c_str());
-  std::vector<std::string> flags = {"--config=" + config, "--ready_file=" + ready};
+  absl::StatusOr<std::string> merged = MergeYaml(config.str(), options_.planner_config);
+  if (!merged.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the planner config overrides: ", merged.status().message()));
+  }
+  const std::string path = config_path(replica);
+  if (!(std::ofstream(path) << *merged)) {
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  std::vector<std::string> flags = {"--config=" + path};
   if (!options_.etcd_endpoints.empty()) {
     flags.push_back("--advertise_address=" + planner_address(replica));
   }
-  for (std::string& flag : SecurityFlags("craft-planner")) flags.push_back(std::move(flag));
-  auto process =
-      Process::Start(Runfile("server/craft-planner"), flags, absl::StrCat(dir_, "/", name, ".log"),
-                     CrashEnv(Role::kPlanner, replica));
-  if (!process.ok()) return process.status();
-  planners_[replica] = std::make_unique<Process>(std::move(*process));
-  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+  return flags;
 }
 
-absl::Status LocalCluster::StartAgent(int node) {
+std::vector<std::string> LocalCluster::AgentFlags(int node) const {
   std::vector<int> gpus;
-  for (int i = 0; i < options_.gpus_per_node; ++i)
+  for (int i = 0; i < options_.gpus_per_node; ++i) {
     gpus.push_back(node * options_.gpus_per_node + i);
-  const std::string ready = absl::StrCat(dir_, "/agent", node, ".ready");
-  std::remove(ready.c_str());  // a restart must not find its predecessor's
-  std::vector<std::string> flags = {absl::StrCat("--node=node", node),
-                                    "--gpus=" + absl::StrJoin(gpus, ","),
-                                    absl::StrCat("--socket=", dir_, "/agent", node, ".sock"),
-                                    "--planner=" + planner_addresses(),
-                                    absl::StrCat("--state_file=", dir_, "/agent", node, ".state"),
-                                    "--ready_file=" + ready};
-  for (std::string& flag : SecurityFlags(absl::StrCat("node", node))) {
-    flags.push_back(std::move(flag));
   }
+  std::vector<std::string> flags = {
+      "--node=" + NodeName(node), "--gpus=" + absl::StrJoin(gpus, ","),
+      "--socket=" + socket_path(node), "--planner=" + planner_addresses(),
+      "--state_file=" + FilePath(Role::kAgent, node, ".state")};
   if (options_.agent_model_flags) {
     flags.push_back(absl::StrCat("--num_layers=", options_.num_layers));
     flags.push_back(absl::StrCat("--num_experts=", options_.num_experts));
     flags.push_back(absl::StrCat("--top_k=", options_.top_k));
   }
-  auto process =
-      Process::Start(Runfile("agent/craft-agent"), flags,
-                     absl::StrCat(dir_, "/agent", node, ".log"), CrashEnv(Role::kAgent, node));
-  if (!process.ok()) return process.status();
-  agents_[node] = std::make_unique<Process>(std::move(*process));
-  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+  return flags;
 }
 
-absl::Status LocalCluster::StartWorker(int gpu, const std::vector<std::string>& extra_flags) {
+std::vector<std::string> LocalCluster::WorkerFlags(int gpu) const {
   const int node = gpu / options_.gpus_per_node;
-  const std::string ready = absl::StrCat(dir_, "/worker", gpu, ".ready");
-  std::remove(ready.c_str());
   std::vector<std::string> flags = {
-      "--backend=cpu",
+      "--backend=" + options_.backend,
       absl::StrCat("--gpu=", gpu),
       absl::StrCat("--num_gpus=", num_gpus()),
       absl::StrCat("--num_nodes=", options_.num_nodes),
       absl::StrCat("--num_layers=", options_.num_layers),
       absl::StrCat("--num_experts=", options_.num_experts),
       absl::StrCat("--top_k=", options_.top_k),
-      absl::StrCat("--agent=unix:", dir_, "/agent", node, ".sock"),
+      absl::StrCat("--expert_bytes=", options_.expert_bytes),
+      "--agent=unix:" + socket_path(node),
       absl::StrCat("--window_ms=", options_.window_ms),
       absl::StrCat("--tokens_per_window=", options_.tokens_per_window),
-      absl::StrCat("--skew=", options_.skew),
-      "--seed=7",
-      "--verify_interval_ms=300",
-      "--ready_file=" + ready};
-  for (std::string& flag : SecurityFlags(absl::StrCat("node", node))) {
-    flags.push_back(std::move(flag));
+      options_.trace.empty() ? absl::StrCat("--skew=", options_.skew) : "--trace=" + options_.trace,
+      absl::StrCat("--seed=", options_.seed),
+      absl::StrCat("--verify_interval_ms=", options_.verify_interval_ms)};
+  return flags;
+}
+
+absl::Status LocalCluster::Launch(Role role, int index, std::vector<std::string> role_flags,
+                                  const std::vector<std::string>& extra_flags) {
+  if (!setup_.ok()) return setup_;
+  const std::string name = ProcessName(role, index);
+  const std::string ready = FilePath(role, index, ".ready");
+  std::remove(ready.c_str());  // a restart must not find its predecessor's
+  std::vector<std::string> flags = std::move(role_flags);
+  for (std::string& flag : SecurityFlags(Identity(role, index))) flags.push_back(std::move(flag));
+  flags.push_back("--ready_file=" + ready);
+  if (options_.metrics) flags.push_back("--metrics_listen=127.0.0.1:0");
+  for (const ExtraFlag& extra : options_.extra_flags) {
+    if (extra.role == role && (extra.index < 0 || extra.index == index)) {
+      flags.push_back(extra.flag);
+    }
   }
   flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
-  worker_extra_flags_[gpu] = extra_flags;
-  const std::string log = absl::StrCat(dir_, "/worker", gpu, ".log");
-  worker_log_offsets_[gpu] = FileSize(log);
-  auto process =
-      Process::Start(Runfile("gpu_worker/craft-worker"), flags, log, CrashEnv(Role::kWorker, gpu));
+  extra_flags_[name] = extra_flags;
+  const std::string log = FilePath(role, index, ".log");
+  if (role == Role::kWorker) worker_log_offsets_[index] = FileSize(log);
+  absl::StatusOr<Process> process = Process::Start(Binary(role), flags, log, CrashEnv(role, index));
   if (!process.ok()) return process.status();
-  workers_[gpu] = std::make_unique<Process>(std::move(*process));
-  return WaitForReadyFile(ready, absl::Seconds(20)).status();
+  slot(role, index) = std::make_unique<Process>(*std::move(process));
+  return absl::OkStatus();
+}
+
+absl::Status LocalCluster::WaitUntilReady(Role role, int index) {
+  Process& process = *slot(role, index);
+  const std::string name = ProcessName(role, index);
+  std::optional<std::map<std::string, std::string>> values;
+  WaitFor(
+      [&] {
+        values = ReadKeyValueFile(FilePath(role, index, ".ready"));
+        return values.has_value() || !process.Running();
+      },
+      options_.start_timeout);
+  if (values.has_value()) {
+    ready_values_[name] = *std::move(values);
+    return absl::OkStatus();
+  }
+  const std::string log_end =
+      absl::StrCat("; ", process.log_path(), " ends:\n", process.LogTail(10));
+  if (!process.Running()) {
+    return absl::UnavailableError(absl::StrCat(name, " exited with status ",
+                                               ShellExitCode(*process.exit_status()),
+                                               " before it was ready", log_end));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      name, " was not ready within ", absl::FormatDuration(options_.start_timeout), log_end));
+}
+
+std::unique_ptr<Process>& LocalCluster::slot(Role role, int index) {
+  switch (role) {
+    case Role::kPlanner:
+      return planners_[index];
+    case Role::kAgent:
+      return agents_[index];
+    case Role::kWorker:
+      break;
+  }
+  return workers_[index];
 }
 
 std::vector<std::string> LocalCluster::CrashEnv(Role role, int index) const {
@@ -227,24 +400,84 @@ std::vector<std::string> LocalCluster::CrashEnv(Role role, int index) const {
 }
 
 std::string LocalCluster::crash_file(Role role, int index) const {
-  return absl::StrCat(dir_, "/", ProcessName(role, index), ".crash");
+  return FilePath(role, index, ".crash");
 }
 
-Process* LocalCluster::process(Role role, int index) {
-  switch (role) {
-    case Role::kPlanner:
-      return planners_[index].get();
-    case Role::kAgent:
-      return agents_[index].get();
-    case Role::kWorker:
-      return workers_[index].get();
-  }
-  return nullptr;
-}
+Process* LocalCluster::process(Role role, int index) { return slot(role, index).get(); }
 
 bool LocalCluster::Running(Role role, int index) {
   Process* p = process(role, index);
   return p != nullptr && p->Running();
+}
+
+absl::StatusOr<int> LocalCluster::Stop(Role role, int index, int signal, absl::Duration grace) {
+  std::unique_ptr<Process>& p = slot(role, index);
+  if (p == nullptr) {
+    return absl::NotFoundError(absl::StrCat(ProcessName(role, index), " was never started"));
+  }
+  if (!p->Running()) return *p->exit_status();
+  absl::StatusOr<int> status = p->Stop(signal, grace);
+  return status.ok() ? status : *p->exit_status();
+}
+
+std::vector<std::pair<Role, int>> LocalCluster::AllProcesses() const {
+  std::vector<std::pair<Role, int>> all;
+  for (int i = 0; i < options_.planners; ++i) all.emplace_back(Role::kPlanner, i);
+  for (int i = 0; i < options_.num_nodes; ++i) all.emplace_back(Role::kAgent, i);
+  for (int i = 0; i < num_gpus(); ++i) all.emplace_back(Role::kWorker, i);
+  return all;
+}
+
+std::map<std::string, std::string> LocalCluster::ReadyValues(Role role, int index) const {
+  const auto it = ready_values_.find(ProcessName(role, index));
+  return it == ready_values_.end() ? std::map<std::string, std::string>{} : it->second;
+}
+
+std::vector<ProcessExit> LocalCluster::Shutdown(absl::Duration grace) {
+  struct Stopping {
+    Process* process;
+    ProcessExit exit;
+  };
+  std::vector<Stopping> stopping;
+  for (const auto& [role, index] : AllProcesses()) {
+    Process* p = process(role, index);
+    if (p == nullptr) continue;
+    Stopping s{p, {ProcessName(role, index), p->pid()}};
+    s.exit.before_shutdown = !p->Running();
+    stopping.push_back(std::move(s));
+  }
+  const absl::Time start = absl::Now();
+  for (Stopping& s : stopping) {
+    s.process->Signal(SIGTERM);
+    s.process->Signal(SIGCONT);  // a stopped process acts on SIGTERM only once continued
+  }
+  const absl::Time deadline = start + grace;
+  // Polled together, so that each exit is timed when it happens.
+  WaitFor(
+      [&] {
+        bool all_done = true;
+        for (Stopping& s : stopping) {
+          if (s.exit.before_shutdown || s.process->exit_status().has_value()) continue;
+          if (s.process->Running()) {
+            all_done = false;
+          } else {
+            s.exit.took = absl::Now() - start;
+          }
+        }
+        return all_done;
+      },
+      deadline - absl::Now());
+  for (Stopping& s : stopping) {
+    if (!s.process->exit_status().has_value()) {
+      s.exit.killed = true;
+      (void)s.process->Stop(SIGKILL, absl::Seconds(5));
+      s.exit.took = absl::Now() - start;
+    }
+    s.exit.status = *s.process->exit_status();
+  }
+  std::vector<ProcessExit> exits;
+  for (Stopping& s : stopping) exits.push_back(std::move(s.exit));
+  return exits;
 }
 
 absl::Status LocalCluster::ArmCrashPoint(Role role, int index, const std::string& point, int hit,
@@ -269,23 +502,13 @@ absl::Status LocalCluster::DisarmCrashPoint(Role role, int index) {
 }
 
 absl::Status LocalCluster::Restart(Role role, int index) {
-  switch (role) {
-    case Role::kPlanner:
-      planners_[index].reset();  // SIGKILLs a survivor; a dead one is not signalled
-      return StartPlanner(index);
-    case Role::kAgent:
-      agents_[index].reset();
-      return StartAgent(index);
-    case Role::kWorker:
-      workers_[index].reset();
-      return StartWorker(index, worker_extra_flags_[index]);
-  }
-  return absl::InvalidArgumentError("unknown role");
+  slot(role, index).reset();  // SIGKILLs a survivor; a dead one is not signalled
+  return StartProcess(role, index, extra_flags_[ProcessName(role, index)]);
 }
 
 std::string LocalCluster::WorkerServingVersion(int gpu) const {
   static constexpr char kVerified[] = "verify ok version=";
-  const std::string path = absl::StrCat(dir_, "/worker", gpu, ".log");
+  const std::string path = FilePath(Role::kWorker, gpu, ".log");
   // The tail first: verify lines come every 300 ms and logs grow with every
   // trial of a long test.
   constexpr int64_t kTail = 64 << 10;
