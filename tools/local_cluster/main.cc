@@ -47,6 +47,7 @@
 #include "absl/time/time.h"
 #include "common/atomic_file.h"
 #include "common/flags.h"
+#include "common/shutdown_signals.h"
 #include "tools/local_cluster/description.h"
 #include "tools/local_cluster/local_cluster.h"
 
@@ -331,14 +332,8 @@ int Run(const std::vector<char*>& positional, int signals) {
 }  // namespace craft::local_cluster
 
 int main(int argc, char** argv) {
-  // Blocked before any thread starts, so that every thread inherits the mask
-  // and only the signalfd sees them (the children unblock them again).
-  sigset_t shutdown;
-  sigemptyset(&shutdown);
-  sigaddset(&shutdown, SIGTERM);
-  sigaddset(&shutdown, SIGINT);
-  sigaddset(&shutdown, SIGHUP);
-  ::sigprocmask(SIG_BLOCK, &shutdown, nullptr);
+  // SIGHUP too: a closed terminal must not leave the cluster running.
+  const sigset_t shutdown = craft::BlockShutdownSignals({SIGHUP});
   const int signals = ::signalfd(-1, &shutdown, SFD_CLOEXEC);
   // Answers to commands go to a pipe whose reader may be gone.
   ::signal(SIGPIPE, SIG_IGN);
