@@ -48,6 +48,24 @@ std::string NodeName(int node) { return absl::StrCat("node", node); }
 // Unix socket names hold at most 107 bytes and a NUL.
 constexpr size_t kMaxSocketPath = 107;
 
+using PlacementStub = craft::v1::PlacementService::Stub;
+
+// One unary PlacementService call with a deadline.
+template <typename Request, typename Response>
+absl::StatusOr<Response> CallPlanner(PlacementStub& stub,
+                                     grpc::Status (PlacementStub::*method)(grpc::ClientContext*,
+                                                                           const Request&,
+                                                                           Response*),
+                                     const Request& request, absl::Duration timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  Response response;
+  if (absl::Status s = FromGrpcStatus((stub.*method)(&context, request, &response)); !s.ok()) {
+    return s;
+  }
+  return response;
+}
+
 }  // namespace
 
 std::string ProcessName(Role role, int index) {
@@ -531,13 +549,8 @@ std::vector<std::string> LocalCluster::WorkerServingVersions() const {
 }
 
 absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents() {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  craft::v1::ListAgentsResponse response;
-  if (absl::Status s = FromGrpcStatus(placement_->ListAgents(&context, {}, &response)); !s.ok()) {
-    return s;
-  }
-  return response;
+  return CallPlanner(*placement_, &PlacementStub::ListAgents, craft::v1::ListAgentsRequest(),
+                     absl::Seconds(5));
 }
 
 void LocalCluster::UsePlanner(int replica) {
@@ -545,25 +558,14 @@ void LocalCluster::UsePlanner(int replica) {
 }
 
 absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  craft::v1::LayoutStatus status;
-  if (absl::Status s = FromGrpcStatus(placement_->GetLayout(&context, {}, &status)); !s.ok()) {
-    return s;
-  }
-  return status;
+  return CallPlanner(*placement_, &PlacementStub::GetLayout, craft::v1::GetLayoutRequest(),
+                     absl::Seconds(5));
 }
 
 absl::StatusOr<craft::v1::ReplanResponse> LocalCluster::Replan(bool force) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   craft::v1::ReplanRequest request;
   request.set_force(force);
-  craft::v1::ReplanResponse response;
-  if (absl::Status s = FromGrpcStatus(placement_->Replan(&context, request, &response)); !s.ok()) {
-    return s;
-  }
-  return response;
+  return CallPlanner(*placement_, &PlacementStub::Replan, request, absl::Seconds(20));
 }
 
 bool LocalCluster::WaitForAgentsConnected(absl::Duration timeout) {
