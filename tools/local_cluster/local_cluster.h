@@ -145,7 +145,8 @@ class LocalCluster {
   // for each one's ready file (the workers start together). A process that
   // exits first, or is not ready within options().start_timeout, fails it.
   absl::Status Start();
-  // Start one process; `extra_flags` go last, and Restart reuses them.
+  // Starts one process and waits for its ready file; `extra_flags` go last
+  // on its command line, and Restart reuses them.
   absl::Status StartPlanner(int replica = 0, const std::vector<std::string>& extra_flags = {});
   absl::Status StartAgent(int node, const std::vector<std::string>& extra_flags = {});
   absl::Status StartWorker(int gpu, const std::vector<std::string>& extra_flags = {});
@@ -154,8 +155,8 @@ class LocalCluster {
   Process& planner(int replica = 0) { return *planners_[replica]; }
   Process& agent(int node) { return *agents_[node]; }
   Process& worker(int gpu) { return *workers_[gpu]; }
-  // The process of `role` (index: node, GPU or planner replica), or
-  // null when it was never started or was stopped.
+  // The process of `role` (index: node, GPU or planner replica), running or
+  // not; null when it was never started or StopWorker/StopPlanner took it.
   Process* process(Role role, int index);
   bool Running(Role role, int index);
   void StopWorker(int gpu) { workers_[gpu].reset(); }
