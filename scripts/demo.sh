@@ -61,6 +61,7 @@ coproc CLUSTER {
                max_moved_fraction: 0.15}}" 2>"$WORK/cluster.log"
 }
 # Copies: bash forgets a coprocess's variables once it has ended.
+# shellcheck disable=SC2153  # coproc CLUSTER sets CLUSTER_PID
 LAUNCHER_PID="$CLUSTER_PID" CLUSTER_IN="${CLUSTER[1]}" CLUSTER_OUT="${CLUSTER[0]}"
 cleanup() {
   if ((KEEP == 0)); then
