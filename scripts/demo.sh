@@ -79,6 +79,14 @@ restart_worker() {
   read -r reply <&"$CLUSTER_OUT" || reply="the launcher ended; see $WORK/cluster.log"
   [[ "$reply" == ok ]] || { echo "restarting worker $1: $reply"; exit 1; }
 }
+# worker_lines PATTERN N: the first N lines of the workers' logs that match
+# PATTERN, indented. A worker logs a flip or a return a moment after the
+# planner reports the commit: on a busy machine, seconds.
+worker_lines() {
+  for _ in $(seq 30); do grep -q "$1" "$WORK"/worker*.log && break; sleep 0.5; done
+  grep -q "$1" "$WORK"/worker*.log || { echo "no worker logged '$1'; see $WORK"; exit 1; }
+  grep -h "$1" "$WORK"/worker*.log | head -n "$2" | sed 's/^/   /'
+}
 Q=(--planner "127.0.0.1:$PORT" --insecure)
 echo "   started; workers send a load window every 500 ms"
 sleep 4
@@ -91,11 +99,11 @@ echo "-- asking the planner to re-plan (incremental from 0.0, R = 4, at most 15%
 "$CRAFTCTL" replan "${Q[@]}"
 for _ in $(seq 60); do
   v=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
-  [[ "$v" != "0.0" ]] && break
+  [[ -n "$v" && "$v" != "0.0" ]] && break
   sleep 0.5
 done
 echo "-- prepared on every worker (experts fetched from peers, checksums verified), committed:"
-grep -h "verify ok version=$v " "$WORK"/worker*.log | head -n 3 | sed 's/^/   /'
+worker_lines "verify ok version=$v " 3
 sleep 4
 "$CRAFTCTL" layout "${Q[@]}"
 echo
@@ -107,7 +115,7 @@ echo "   Each comes back on the initial layout; its agent brings it to $v (kept 
 echo "   copied experts, the rest from the checkpoint, verified) before it serves:"
 for gpu in $(seq 0 $((GPUS - 1))); do restart_worker "$gpu" 8; done
 sleep 2
-grep -h "serving again, on" "$WORK"/worker*.log | head -n 2 | sed 's/^/   /'
+worker_lines "serving again, on" 2
 echo "   waiting 12 s for the load horizon to fill with drifted windows..."
 sleep 12
 "$CRAFTCTL" layout "${Q[@]}"
@@ -116,7 +124,7 @@ echo "-- re-planning incrementally (at most 15% of the slots move; replan.max_mo
 "$CRAFTCTL" replan "${Q[@]}" | tee "$WORK/replan2.txt"
 for _ in $(seq 60); do
   v2=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
-  [[ "$v2" != "$v" ]] && break
+  [[ -n "$v2" && "$v2" != "$v" ]] && break
   sleep 0.5
 done
 sleep 4
