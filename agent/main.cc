@@ -33,6 +33,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/names.h"
+#include "common/shutdown_signals.h"
 #include "common/transport_flags.h"
 
 ABSL_FLAG(std::string, node, "", "this node's name (required)");
@@ -216,11 +217,7 @@ int main(int argc, char** argv) {
 
   // Block the signals before any thread exists (gRPC's included), so only
   // the sigwait thread ever sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = craft::BlockShutdownSignals();
   ::signal(SIGPIPE, SIG_IGN);
 
   // Only this thread notifies `shutdown` (Notify may run once).

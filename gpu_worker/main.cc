@@ -29,6 +29,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/shutdown_signals.h"
 #include "common/status_macros.h"
 #include "common/transport_flags.h"
 #include "gpu_worker/backend_factory.h"
@@ -218,11 +219,7 @@ int Run(const sigset_t& signals) {
 int main(int argc, char** argv) {
   // Block the shutdown signals before any thread starts, so every thread
   // inherits the mask and only sigwait() in Run() receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = craft::BlockShutdownSignals();
 
   const std::vector<char*> positional = craft::ParseFlags(
       argc, argv,

@@ -29,6 +29,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/shutdown_signals.h"
 #include "common/transport_flags.h"
 #include "server/config.h"
 #include "server/ha_planner.h"
@@ -57,17 +58,6 @@ ABSL_FLAG(int, planner_threads, 0,
 
 namespace craft::server {
 namespace {
-
-// Blocks the shutdown signals; called before any thread exists, so that
-// every thread (gRPC's included) inherits the mask and only sigwait sees them.
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
 
 // Blocks until SIGTERM or SIGINT (blocked by BlockShutdownSignals).
 void WaitForShutdownSignal(const sigset_t& signals) {
@@ -210,7 +200,7 @@ int Run(const sigset_t& signals) {
 }  // namespace craft::server
 
 int main(int argc, char** argv) {
-  const sigset_t signals = craft::server::BlockShutdownSignals();
+  const sigset_t signals = craft::BlockShutdownSignals();
   craft::ParseFlags(argc, argv,
                     "craft-planner: the central planner service\n\n"
                     "usage: craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM "

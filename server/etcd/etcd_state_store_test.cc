@@ -101,7 +101,7 @@ TEST_F(EtcdStateStoreTest, ADeposedLeaderCannotWrite) {
   EXPECT_FALSE(a.Leading());
   // The hook runs on whichever thread noticed first: this one (the guarded
   // write) or A's keep-alive thread (the leader key check).
-  EXPECT_TRUE(craft::testing::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
+  EXPECT_TRUE(local_cluster::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
   EXPECT_EQ(a_lost.calls(), 1);
 
   EtcdStateStore b_store(&b, *b_term);

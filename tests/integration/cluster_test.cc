@@ -14,9 +14,14 @@
 #include "craft/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/integration/local_cluster.h"
+#include "tools/local_cluster/local_cluster.h"
 
 namespace craft::testing {
+
+using ::craft::local_cluster::ClusterOptions;
+using ::craft::local_cluster::LocalCluster;
+using ::craft::local_cluster::Role;
+using ::craft::local_cluster::WaitFor;
 namespace {
 
 constexpr absl::Duration kApplyWait = absl::Seconds(40);

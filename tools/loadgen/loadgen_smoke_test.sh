@@ -11,6 +11,7 @@ rm -rf "$DIR"
 "$RUNFILES/tools/loadgen/run_benchmark.sh" --no_build \
   --planner_bin "$RUNFILES/server/craft-planner" \
   --loadgen_bin "$RUNFILES/tools/loadgen/craft-loadgen" \
+  --launcher_bin "$RUNFILES/tools/local_cluster/craft-local-cluster" \
   --out "$DIR" --nodes 4 --gpus_per_node 2 --num_layers 4 --num_experts 16 --top_k 2 \
   --bytes_per_expert 4096 --budget 2 --window_ms 200 --duration_s 4 \
   --replan_interval_s 1 --replan_every_s 1 --drain_s 10
