@@ -18,9 +18,15 @@
 #   tools/loadgen/run_benchmark.sh                      # 512 nodes x 8 GPUs, 60 s
 #   tools/loadgen/run_benchmark.sh --nodes 64 --duration_s 30
 #   tools/loadgen/run_benchmark.sh --replan_every_s 0 --duration_s 60  # ingest only
+#   tools/loadgen/run_benchmark.sh --groups 32 --nodes 512   # 32 placement groups x 128 GPUs
 #   tools/loadgen/run_benchmark.sh --no_build --planner_bin P --loadgen_bin L \
 #     --launcher_bin C --out DIR ...
 #
+# With --groups N the nodes split evenly into N placement groups g0..gN-1
+# (deploy/planner.yaml, "groups"), each with its own layout, replan loop and
+# apply, re-planned concurrently (a forced Replan RPC per group); latencies
+# are then over every group's applies and replans, and the planner-log
+# columns (whose versions repeat across groups) read n/a.
 # The loadgen runs on the same machine and shares its cores with the planner,
 # which craft-local-cluster starts alone (--nodes 0). DIR (default: a fresh
 # /tmp/craft-bench-XXXXXX) keeps planner.yaml, the logs, loadgen.txt (the
@@ -30,7 +36,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-NODES=512 GPUS_PER_NODE=8 DURATION_S=60
+NODES=512 GPUS_PER_NODE=8 DURATION_S=60 NUM_GROUPS=1
 NUM_LAYERS=58 NUM_EXPERTS=256 TOP_K=8 BYTES_PER_EXPERT=88080384
 WINDOW_MS=1000 WINDOW_HORIZON=64 BUDGET=8
 REPLAN_INTERVAL_S=3600 REPLAN_EVERY_S=5 GAIN_THRESHOLD=0.001 APPLY_TIMEOUT_MS=60000
@@ -38,11 +44,12 @@ METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
 BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" LAUNCHER_BIN="" OUT=""
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
     --gpus_per_node) GPUS_PER_NODE="$2"; shift 2 ;;
+    --groups) NUM_GROUPS="$2"; shift 2 ;;
     --duration_s) DURATION_S="$2"; shift 2 ;;
     --num_layers) NUM_LAYERS="$2"; shift 2 ;;
     --num_experts) NUM_EXPERTS="$2"; shift 2 ;;
@@ -86,6 +93,18 @@ fi
   { echo "no binaries (--planner_bin/--loadgen_bin/--launcher_bin)" >&2; exit 2; }
 
 GPUS=$((NODES * GPUS_PER_NODE))
+((NUM_GROUPS >= 1 && NODES % NUM_GROUPS == 0)) || { echo "--groups must divide --nodes" >&2; exit 2; }
+GROUP_NODES=$((NODES / NUM_GROUPS)) GROUP_GPUS=$((GPUS / NUM_GROUPS))
+# The planner's cluster, or its groups (named as craft-loadgen --groups names them).
+CLUSTER="cluster: {num_gpus: $GROUP_GPUS, num_nodes: $GROUP_NODES}"
+if ((NUM_GROUPS > 1)); then
+  CLUSTER="$CLUSTER, groups: ["
+  for ((g = 0; g < NUM_GROUPS; g++)); do
+    CLUSTER="$CLUSTER{name: g$g, cluster: {num_gpus: $GROUP_GPUS, num_nodes: $GROUP_NODES}}"
+    if ((g + 1 < NUM_GROUPS)); then CLUSTER="$CLUSTER, "; fi
+  done
+  CLUSTER="$CLUSTER]"
+fi
 
 LAUNCHER_PID="" LOADGEN_PID=""
 cleanup() {
@@ -120,7 +139,7 @@ now_s() { date +%s.%N; }
 "$LAUNCHER_BIN" --insecure --dir "$OUT" --planner_bin "$PLANNER_BIN" --nodes 0 \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
   --expert_bytes "$BYTES_PER_EXPERT" --start_timeout_s 30 --planner_config "{
-    cluster: {num_gpus: $GPUS, num_nodes: $NODES}, loads: {window_horizon: $WINDOW_HORIZON},
+    $CLUSTER, loads: {window_horizon: $WINDOW_HORIZON},
     replan: {interval_s: $REPLAN_INTERVAL_S, algorithm: craft, method: $METHOD,
              max_moved_fraction: $MAX_MOVED_FRACTION, budget: $BUDGET,
              gain_threshold: $GAIN_THRESHOLD},
@@ -132,6 +151,7 @@ cluster() { sed -n "s/^$1=//p" "$OUT/cluster.env"; }
 PLANNER="$(cluster planner_address)" PLANNER_PID="$(cluster planner_pid)"
 
 "$LOADGEN_BIN" --insecure --planner "$PLANNER" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
+  --groups "$NUM_GROUPS" \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
   --bytes_per_expert "$BYTES_PER_EXPERT" --window_ms "$WINDOW_MS" --duration_s "$DURATION_S" \
   --replan_every_s "$REPLAN_EVERY_S" --stage_delay_ms "$STAGE_DELAY_MS" \
@@ -176,6 +196,7 @@ awk '
 
 # Nearest-rank percentile $2 (0..1) of the numbers of kind $1 in planner_applies.txt.
 percentile() {
+  ((NUM_GROUPS == 1)) || { echo "n/a"; return; }
   awk -v kind="$1" '$1 == kind {print $2}' "$OUT/planner_applies.txt" | sort -g |
     awk -v q="$2" '{v[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
@@ -207,7 +228,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
 
 cat <<TABLE
-craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, $METHOD re-plans moving at most $MAX_MOVED_FRACTION of the slots, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
+craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs in $NUM_GROUPS placement group(s), $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, $METHOD re-plans moving at most $MAX_MOVED_FRACTION of the slots, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
 
 | metric | value |
 | --- | --- |
@@ -221,7 +242,7 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | warm-up apply (from the initial layout, not measured): prepare-to-commit, largest Prepare | $(value warmup_prepare_to_commit_ms) ms, $(kib warmup_max_prepare_bytes) KiB |
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
-| forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |
+| forced Replan RPCs: calls / applies started, latency p50 / p99 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_p99) / $(value replan_rpc_ms_max) ms |
 | replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
 

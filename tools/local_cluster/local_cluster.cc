@@ -282,16 +282,33 @@ absl::StatusOr<std::vector<std::string>> LocalCluster::PlannerFlags(int replica)
          << "model:\n  num_layers: " << options_.num_layers
          << "\n  num_experts: " << options_.num_experts << "\n  top_k: " << options_.top_k
          << "\n  bytes_per_expert: " << options_.expert_bytes << "\n"
-         << "cluster:\n  num_gpus: " << num_gpus() << "\n  num_nodes: " << options_.num_nodes
-         << "\n"
          << "loads:\n  window_horizon: 16\n"
          << "replan:\n  interval_s: " << options_.replan_interval_s
          << "\n  algorithm: craft\n  budget: " << options_.budget << "\n  gain_threshold: 0.01\n"
          << "apply:\n  timeout_ms: " << options_.apply_timeout_ms << "\n";
-  if (!options_.insecure) {  // with --insecure the scripts' configs never had one
+  // Every group's cluster and node names (with --insecure the scripts'
+  // configs never had a security section).
+  auto cluster_of = [&](int first_node, int nodes, absl::string_view indent) {
     std::vector<std::string> node_names;
-    for (int node = 0; node < options_.num_nodes; ++node) node_names.push_back(NodeName(node));
-    config << "security:\n  nodes: [" << absl::StrJoin(node_names, ", ") << "]\n  admins: [ops]\n";
+    for (int node = first_node; node < first_node + nodes; ++node) {
+      node_names.push_back(NodeName(node));
+    }
+    config << indent << "cluster: {num_gpus: " << nodes * options_.gpus_per_node
+           << ", num_nodes: " << nodes << "}\n";
+    if (options_.insecure) return;
+    config << indent << (indent.empty() ? "security:\n  nodes: [" : "nodes: [")
+           << absl::StrJoin(node_names, ", ") << "]\n";
+  };
+  if (options_.groups.empty()) {
+    cluster_of(0, options_.num_nodes, "");
+    if (!options_.insecure) config << "  admins: [ops]\n";
+  } else {
+    if (!options_.insecure) config << "security:\n  admins: [ops]\n";
+    config << "groups:\n";
+    for (size_t g = 0; g < options_.groups.size(); ++g) {
+      config << "  - name: " << options_.groups[g] << "\n";
+      cluster_of(static_cast<int>(g) * nodes_per_group(), nodes_per_group(), "    ");
+    }
   }
   if (!options_.etcd_endpoints.empty()) {
     config << "ha:\n  etcd_endpoints: [" << options_.etcd_endpoints
@@ -314,15 +331,31 @@ absl::StatusOr<std::vector<std::string>> LocalCluster::PlannerFlags(int replica)
   return flags;
 }
 
+int LocalCluster::nodes_per_group() const {
+  return options_.groups.empty() ? options_.num_nodes
+                                 : options_.num_nodes / static_cast<int>(options_.groups.size());
+}
+
+std::vector<std::string> LocalCluster::GroupNames() const {
+  return options_.groups.empty() ? std::vector<std::string>{""} : options_.groups;
+}
+
+std::string LocalCluster::group_of_node(int node) const {
+  return options_.groups.empty() ? "" : options_.groups[node / nodes_per_group()];
+}
+
 std::vector<std::string> LocalCluster::AgentFlags(int node) const {
+  // Ranks are the group's: node-major within it.
+  const int local_node = node % nodes_per_group();
   std::vector<int> gpus;
   for (int i = 0; i < options_.gpus_per_node; ++i) {
-    gpus.push_back(node * options_.gpus_per_node + i);
+    gpus.push_back(local_node * options_.gpus_per_node + i);
   }
   std::vector<std::string> flags = {
       "--node=" + NodeName(node), "--gpus=" + absl::StrJoin(gpus, ","),
       "--socket=" + socket_path(node), "--planner=" + planner_addresses(),
       "--state_file=" + FilePath(Role::kAgent, node, ".state")};
+  if (!options_.groups.empty()) flags.push_back("--group=" + group_of_node(node));
   if (options_.agent_model_flags) {
     flags.push_back(absl::StrCat("--num_layers=", options_.num_layers));
     flags.push_back(absl::StrCat("--num_experts=", options_.num_experts));
@@ -333,11 +366,12 @@ std::vector<std::string> LocalCluster::AgentFlags(int node) const {
 
 std::vector<std::string> LocalCluster::WorkerFlags(int gpu) const {
   const int node = gpu / options_.gpus_per_node;
+  const int group_gpus = nodes_per_group() * options_.gpus_per_node;
   std::vector<std::string> flags = {
       "--backend=" + options_.backend,
-      absl::StrCat("--gpu=", gpu),
-      absl::StrCat("--num_gpus=", num_gpus()),
-      absl::StrCat("--num_nodes=", options_.num_nodes),
+      absl::StrCat("--gpu=", gpu % group_gpus),
+      absl::StrCat("--num_gpus=", group_gpus),
+      absl::StrCat("--num_nodes=", nodes_per_group()),
       absl::StrCat("--num_layers=", options_.num_layers),
       absl::StrCat("--num_experts=", options_.num_experts),
       absl::StrCat("--top_k=", options_.top_k),
@@ -548,35 +582,43 @@ std::vector<std::string> LocalCluster::WorkerServingVersions() const {
   return versions;
 }
 
-absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents() {
-  return CallPlanner(*placement_, &PlacementStub::ListAgents, craft::v1::ListAgentsRequest(),
-                     absl::Seconds(5));
+absl::StatusOr<craft::v1::ListAgentsResponse> LocalCluster::ListAgents(const std::string& group) {
+  craft::v1::ListAgentsRequest request;
+  request.set_group(group);
+  return CallPlanner(*placement_, &PlacementStub::ListAgents, request, absl::Seconds(5));
 }
 
 void LocalCluster::UsePlanner(int replica) {
   placement_ = craft::v1::PlacementService::NewStub(ChannelAs("ops", replica));
 }
 
-absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout() {
-  return CallPlanner(*placement_, &PlacementStub::GetLayout, craft::v1::GetLayoutRequest(),
-                     absl::Seconds(5));
+absl::StatusOr<craft::v1::LayoutStatus> LocalCluster::GetLayout(const std::string& group) {
+  craft::v1::GetLayoutRequest request;
+  request.set_group(group);
+  return CallPlanner(*placement_, &PlacementStub::GetLayout, request, absl::Seconds(5));
 }
 
-absl::StatusOr<craft::v1::ReplanResponse> LocalCluster::Replan(bool force) {
+absl::StatusOr<craft::v1::ReplanResponse> LocalCluster::Replan(bool force,
+                                                               const std::string& group) {
   craft::v1::ReplanRequest request;
   request.set_force(force);
+  request.set_group(group);
   return CallPlanner(*placement_, &PlacementStub::Replan, request, absl::Seconds(20));
 }
 
 bool LocalCluster::WaitForAgentsConnected(absl::Duration timeout) {
   return WaitFor(
       [&] {
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-        craft::v1::ListAgentsResponse response;
-        if (!placement_->ListAgents(&context, {}, &response).ok()) return false;
         int connected = 0;
-        for (const auto& agent : response.agents()) connected += agent.connected() ? 1 : 0;
+        for (const std::string& group : GroupNames()) {
+          grpc::ClientContext context;
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+          craft::v1::ListAgentsRequest request;
+          request.set_group(group);
+          craft::v1::ListAgentsResponse response;
+          if (!placement_->ListAgents(&context, request, &response).ok()) return false;
+          for (const auto& agent : response.agents()) connected += agent.connected() ? 1 : 0;
+        }
         return connected == options_.num_nodes;
       },
       timeout);
@@ -585,8 +627,13 @@ bool LocalCluster::WaitForAgentsConnected(absl::Duration timeout) {
 bool LocalCluster::WaitForWindows(int64_t windows, absl::Duration timeout) {
   return WaitFor(
       [&] {
-        auto status = GetLayout();
-        return status.ok() && status->windows_ingested() >= windows * num_gpus();
+        int64_t ingested = 0;
+        for (const std::string& group : GroupNames()) {
+          auto status = GetLayout(group);
+          if (!status.ok()) return false;
+          ingested += status->windows_ingested();
+        }
+        return ingested >= windows * num_gpus();
       },
       timeout);
 }

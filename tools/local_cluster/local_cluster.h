@@ -71,6 +71,10 @@ struct ClusterOptions {
 
   int num_nodes = 2;  // 0: a planner alone (agents played by a load generator)
   int gpus_per_node = 4;
+  // Placement groups: the nodes split evenly, in order, into groups of
+  // these names, each with its own ranks from 0 (agents get --group, workers
+  // their rank in the group). Empty: one group of every node.
+  std::vector<std::string> groups;
   int num_layers = 6;
   int num_experts = 32;
   int top_k = 4;
@@ -177,6 +181,11 @@ class LocalCluster {
 
   const ClusterOptions& options() const { return options_; }
   int num_gpus() const { return options_.num_nodes * options_.gpus_per_node; }
+  // With options().groups: nodes per group, and the group of a node ("" without groups).
+  int nodes_per_group() const;
+  std::string group_of_node(int node) const;
+  // Every group's name as requests give it: {""} without groups.
+  std::vector<std::string> GroupNames() const;
   std::string planner_address(int replica = 0) const;
   // Every replica's address, comma-separated (the agents' --planner).
   std::string planner_addresses() const;
@@ -222,9 +231,10 @@ class LocalCluster {
   TransportSecurity SecurityOf(const std::string& name) const;
   // The --tls_* flags (or --insecure) of a process with identity `name`.
   std::vector<std::string> SecurityFlags(const std::string& name) const;
-  absl::StatusOr<craft::v1::LayoutStatus> GetLayout();
-  absl::StatusOr<craft::v1::ReplanResponse> Replan(bool force);
-  absl::StatusOr<craft::v1::ListAgentsResponse> ListAgents();
+  // Of placement group `group` ("": the only one).
+  absl::StatusOr<craft::v1::LayoutStatus> GetLayout(const std::string& group = "");
+  absl::StatusOr<craft::v1::ReplanResponse> Replan(bool force, const std::string& group = "");
+  absl::StatusOr<craft::v1::ListAgentsResponse> ListAgents(const std::string& group = "");
   // Waits until the planner measured the committed layout's balance on at
   // least one window every GPU reported; returns it.
   absl::StatusOr<double> WaitForMeasuredBalance(absl::Duration timeout);
