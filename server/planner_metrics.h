@@ -48,6 +48,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   // PlannerObserver.
   void OnReplan(const ReplanOutcome& outcome) override;
   void OnApplyFinished(const ApplyRecord& record) override;
+  void OnAgentLoadHandled(absl::Duration handling) override;
 
  private:
   // min / p10 / mean over layers, as three gauges.
@@ -120,6 +121,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   std::array<prometheus::Histogram*, kNumReplanStages> replan_stages_;
   prometheus::Histogram* prepare_to_commit_;
   prometheus::Histogram* apply_transfer_bytes_;
+  prometheus::Histogram* load_handling_;
 };
 
 }  // namespace craft::server

@@ -127,6 +127,17 @@ TEST_F(PlannerMetricsTest, ReplanStagesAreObservedUnderTheirStageLabel) {
   ExpectLintClean(text);
 }
 
+TEST_F(PlannerMetricsTest, NodeLoadHandlingTimesAreAFineHistogram) {
+  metrics_->OnAgentLoadHandled(absl::Microseconds(40));
+  metrics_->OnAgentLoadHandled(absl::Milliseconds(60));
+  const std::string text = metrics_->Serialize();
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_count 2"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"5e-05\"} 1"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"0.05\"} 1"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"0.1\"} 2"));
+  ExpectLintClean(text);
+}
+
 TEST_F(PlannerMetricsTest, ForcedApplyIsCountedTimedAndChangesTheLayoutGauges) {
   ConnectBoth();
   Report(Initial(), "0.0", 1, 3);

@@ -3,10 +3,12 @@
 //
 // Thread-safety: implementations must be thread-safe and must not block or
 // call into the planner: OnApplyFinished runs with the ApplyCoordinator's
-// mutex held, OnReplan on the replan loop thread.
+// mutex held, OnReplan on the replan loop thread, OnAgentLoadHandled on
+// gRPC's threads.
 #ifndef CRAFT_SERVER_PLANNER_OBSERVER_H_
 #define CRAFT_SERVER_PLANNER_OBSERVER_H_
 
+#include "absl/time/time.h"
 #include "server/apply_coordinator.h"
 #include "server/replan_loop.h"
 
@@ -19,6 +21,10 @@ class PlannerObserver {
   virtual void OnReplan(const ReplanOutcome& outcome) = 0;
   // When an apply reaches the commit point or is aborted.
   virtual void OnApplyFinished(const ApplyRecord& record) = 0;
+  // After every NodeLoad an agent stream handled, with how long that took
+  // (the locks it waited for included): the load stream's latency on the
+  // planner.
+  virtual void OnAgentLoadHandled(absl::Duration handling) = 0;
 };
 
 }  // namespace craft::server

@@ -64,9 +64,15 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   server->loop_ =
       std::make_unique<ReplanLoop>(config, server->load_store_.get(), server->coordinator_.get(),
                                    options.clock, std::move(on_replan));
-  server->gateway_ =
-      std::make_unique<AgentGatewayService>(server->authorizer_.get(), server->coordinator_.get(),
-                                            server->load_store_.get(), options.directory);
+  std::function<void(absl::Duration)> on_load_handled;
+  if (observer != nullptr) {
+    on_load_handled = [observer](absl::Duration handling) {
+      observer->OnAgentLoadHandled(handling);
+    };
+  }
+  server->gateway_ = std::make_unique<AgentGatewayService>(
+      server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get(),
+      options.directory, options.clock, std::move(on_load_handled));
   server->placement_ = std::make_unique<PlacementServiceImpl>(
       config, server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get(),
       server->loop_.get(), options.directory);

@@ -11,7 +11,11 @@
 # a few percent; 1 lets the frontier move as much as pays).
 # Prints windows ingested per second (planner and loadgen), planner CPU
 # seconds per wall second and RSS, prepare-to-commit latency p50/p99 (as the
-# agents see it and from the planner's log), applies committed/aborted and,
+# agents see it and from the planner's log), the load-stream latency on the
+# planner (the time it took to handle one NodeLoad, locks waited for
+# included: craft_planner_agent_load_handling_seconds, scraped from its
+# /metrics at the start and the end of the measured phase) p50/p99/max,
+# applies committed/aborted and,
 # per stage of the measured re-plans (trace, plan, evaluate, prepare: the
 # Replan RPC's stage_times), p50 and max (replan_stage_<stage>_ms_p50/_max).
 #
@@ -36,7 +40,7 @@ METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
 BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT=""
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -135,11 +139,18 @@ now_s() { date +%s.%N; }
 # Plaintext on loopback: the benchmark measures the planner, not TLS, and one
 # process plays every node.
 "$PLANNER_BIN" --insecure --config "$OUT/planner.yaml" --ready_file "$OUT/planner.ready" \
-  2> "$OUT/planner.log" &
+  --metrics_listen 127.0.0.1:0 2> "$OUT/planner.log" &
 PLANNER_PID=$!
 wait_for_line '^grpc_port=' 30 "$OUT/planner.ready" "$PLANNER_PID" ||
   { tail -5 "$OUT/planner.log" >&2; fail "the planner did not start"; }
 PORT="$(sed -n 's/^grpc_port=//p' "$OUT/planner.ready")"
+METRICS_PORT="$(sed -n 's/^metrics_port=//p' "$OUT/planner.ready")"
+
+# The buckets of the planner's NodeLoad handling-time histogram, into file $1.
+scrape_load_handling() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+    grep '^craft_planner_agent_load_handling_seconds_bucket' > "$1" || true
+}
 
 "$LOADGEN_BIN" --insecure --planner "127.0.0.1:$PORT" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
@@ -153,9 +164,11 @@ LOADGEN_PID=$!
 wait_for_line 'measure: start' 300 "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not start measuring"; }
 TICKS0="$(cpu_ticks "$PLANNER_PID")" T0="$(now_s)"
+scrape_load_handling "$OUT/load_handling.start"
 wait_for_line 'measure: end' $((${DURATION_S%.*} * 3 + 600)) "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not finish measuring"; }
 TICKS1="$(cpu_ticks "$PLANNER_PID")" T1="$(now_s)"
+scrape_load_handling "$OUT/load_handling.end"
 RSS_KB="$(status_kb "$PLANNER_PID" VmRSS)" HWM_KB="$(status_kb "$PLANNER_PID" VmHWM)"
 THREADS="$(status_kb "$PLANNER_PID" Threads)"
 
@@ -189,6 +202,32 @@ percentile() {
     awk -v q="$2" '{v[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
 }
+# Over the measured phase (the bucket deltas between the two scrapes), in ms:
+# the NodeLoads handled ($1 = count), a percentile ($1 = 0..1, interpolated
+# inside its bucket as PromQL's histogram_quantile does) or the max ($1 = max:
+# the upper bound of the highest bucket that got one).
+load_handling() {
+  awk -v q="$1" '
+    function le(line) { match(line, /le="[^"]*"/); return substr(line, RSTART + 4, RLENGTH - 5) }
+    FNR == NR { start[le($0)] = $NF; next }
+    { n++; bound[n] = le($0); count[n] = $NF - start[bound[n]] }
+    function ms(b) { return b == "+Inf" ? "inf" : sprintf("%.2f", 1000 * b) }
+    END {
+      total = n > 0 ? count[n] : 0
+      if (q == "count") { print total; exit }
+      if (total <= 0) { print "n/a"; exit }
+      if (q == "max") { for (i = 1; i <= n; i++) if (count[i] == total) { print ms(bound[i]); exit } }
+      rank = q * total; lower = 0; below = 0
+      for (i = 1; i <= n; i++) {
+        if (count[i] >= rank) {
+          if (bound[i] == "+Inf") { print "inf"; exit }
+          printf "%.2f\n", 1000 * (lower + (bound[i] - lower) * (rank - below) / (count[i] - below))
+          exit
+        }
+        lower = bound[i]; below = count[i]
+      }
+    }' "$OUT/load_handling.start" "$OUT/load_handling.end"
+}
 value() { sed -n "s/^$1=//p" "$OUT/loadgen.txt"; }
 kib() { local bytes; bytes="$(value "$1")"; echo $((${bytes:-0} / 1024)); }
 # "trace 1.2 / 3.4, plan ..." from the loadgen's replan_stage_<stage>_ms_p50/_max lines.
@@ -211,6 +250,10 @@ CLK_TCK="$(getconf CLK_TCK)"
   echo "planner_prepare_to_all_committed_ms_p50=$(percentile answered 0.5)"
   echo "planner_prepare_to_all_committed_ms_p99=$(percentile answered 0.99)"
   echo "planner_applies_aborted=$(grep -c '] aborting ' "$OUT/planner.log" || true)"
+  echo "planner_load_handling_count=$(load_handling count)"
+  echo "planner_load_handling_ms_p50=$(load_handling 0.5)"
+  echo "planner_load_handling_ms_p99=$(load_handling 0.99)"
+  echo "planner_load_handling_ms_max=$(load_handling max)"
   echo "cores=$(nproc)"
 } > "$OUT/summary.txt"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
@@ -230,6 +273,7 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | warm-up apply (from the initial layout, not measured): prepare-to-commit, largest Prepare | $(value warmup_prepare_to_commit_ms) ms, $(kib warmup_max_prepare_bytes) KiB |
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
+| NodeLoad handling on the planner (locks waited for included) p50 / p99 / max, NodeLoads | $(sv planner_load_handling_ms_p50) / $(sv planner_load_handling_ms_p99) / $(sv planner_load_handling_ms_max) ms, $(sv planner_load_handling_count) |
 | forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |
 | replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
