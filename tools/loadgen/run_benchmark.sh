@@ -22,8 +22,12 @@
 #   tools/loadgen/run_benchmark.sh                      # 512 nodes x 8 GPUs, 60 s
 #   tools/loadgen/run_benchmark.sh --nodes 64 --duration_s 30
 #   tools/loadgen/run_benchmark.sh --replan_every_s 0 --duration_s 60  # ingest only
+#   tools/loadgen/run_benchmark.sh --etcd    # the state in a local etcd (/usr/bin/etcd)
 #   tools/loadgen/run_benchmark.sh --no_build --planner_bin P --loadgen_bin L --out DIR ...
 #
+# With --etcd the planner keeps its state in etcd, as a highly available
+# group of one replica (the config's ha section) with a one-member etcd
+# started here: every commit's save is an etcd round trip, not a file write.
 # The loadgen runs on the same machine and shares its cores with the planner.
 # DIR (default: a fresh /tmp/craft-bench-XXXXXX) keeps planner.yaml, the logs,
 # loadgen.txt (the loadgen's key=value results) and summary.txt (everything,
@@ -38,9 +42,9 @@ WINDOW_MS=1000 WINDOW_HORIZON=64 BUDGET=8
 REPLAN_INTERVAL_S=3600 REPLAN_EVERY_S=5 GAIN_THRESHOLD=0.001 APPLY_TIMEOUT_MS=60000
 METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
-BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT=""
+BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT="" ETCD=0
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -62,6 +66,7 @@ while (($#)); do
     --stage_delay_ms) STAGE_DELAY_MS="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --drain_s) DRAIN_S="$2"; shift 2 ;;
+    --etcd) ETCD=1; shift ;;
     --no_build) BUILD=0; shift ;;
     --planner_bin) PLANNER_BIN="$2"; shift 2 ;;
     --loadgen_bin) LOADGEN_BIN="$2"; shift 2 ;;
@@ -82,9 +87,16 @@ if ((BUILD)); then
 fi
 [[ -x "$PLANNER_BIN" && -x "$LOADGEN_BIN" ]] || { echo "no binaries (--planner_bin/--loadgen_bin)" >&2; exit 2; }
 
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+LISTEN="127.0.0.1:0"
+if ((ETCD)); then
+  LISTEN="127.0.0.1:$(free_port)"  # a replica's address is fixed: it is advertised
+  ETCD_CLIENT="http://127.0.0.1:$(free_port)" ETCD_PEER="http://127.0.0.1:$(free_port)"
+fi
+
 GPUS=$((NODES * GPUS_PER_NODE))
 cat > "$OUT/planner.yaml" <<YAML
-listen_address: "127.0.0.1:0"
+listen_address: "$LISTEN"
 state_path: $OUT/planner.state
 model:
   num_layers: $NUM_LAYERS
@@ -106,8 +118,16 @@ replan:
 apply:
   timeout_ms: $APPLY_TIMEOUT_MS
 YAML
+if ((ETCD)); then
+  cat >> "$OUT/planner.yaml" <<YAML
+ha:
+  etcd_endpoints: [${ETCD_CLIENT#http://}]
+  prefix: /craft/bench
+  etcd_insecure: true
+YAML
+fi
 
-PLANNER_PID="" LOADGEN_PID=""
+PLANNER_PID="" LOADGEN_PID="" ETCD_PID=""
 cleanup() {
   [[ -n "$LOADGEN_PID" ]] && kill -KILL "$LOADGEN_PID" 2>/dev/null || true
   if [[ -n "$PLANNER_PID" ]] && kill -0 "$PLANNER_PID" 2>/dev/null; then
@@ -115,6 +135,7 @@ cleanup() {
     for _ in $(seq 100); do kill -0 "$PLANNER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$PLANNER_PID" 2>/dev/null || true
   fi
+  [[ -n "$ETCD_PID" ]] && kill -KILL "$ETCD_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 fail() { echo "run_benchmark: $*" >&2; exit 1; }
@@ -136,15 +157,36 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
+HA_FLAGS=()
+if ((ETCD)); then
+  etcd --name bench --data-dir "$OUT/etcd" --listen-client-urls "$ETCD_CLIENT" \
+    --advertise-client-urls "$ETCD_CLIENT" --listen-peer-urls "$ETCD_PEER" \
+    --initial-advertise-peer-urls "$ETCD_PEER" --initial-cluster "bench=$ETCD_PEER" \
+    --max-request-bytes 10485760 > "$OUT/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  for _ in $(seq 200); do curl -sf "$ETCD_CLIENT/health" > /dev/null && break; sleep 0.1; done
+  curl -sf "$ETCD_CLIENT/health" > /dev/null || fail "etcd did not start; see $OUT/etcd.log"
+  HA_FLAGS=(--advertise_address "$LISTEN")
+fi
+
 # Plaintext on loopback: the benchmark measures the planner, not TLS, and one
 # process plays every node.
 "$PLANNER_BIN" --insecure --config "$OUT/planner.yaml" --ready_file "$OUT/planner.ready" \
-  --metrics_listen 127.0.0.1:0 2> "$OUT/planner.log" &
+  --metrics_listen 127.0.0.1:0 "${HA_FLAGS[@]}" 2> "$OUT/planner.log" &
 PLANNER_PID=$!
 wait_for_line '^grpc_port=' 30 "$OUT/planner.ready" "$PLANNER_PID" ||
   { tail -5 "$OUT/planner.log" >&2; fail "the planner did not start"; }
 PORT="$(sed -n 's/^grpc_port=//p' "$OUT/planner.ready")"
 METRICS_PORT="$(sed -n 's/^metrics_port=//p' "$OUT/planner.ready")"
+# True once the planner leads (awk reads the whole page: no SIGPIPE for curl).
+leads() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+    awk '$1 == "craft_planner_leader" && $2 == 1 {found = 1} END {exit !found}'
+}
+if ((ETCD)); then  # a replica follows until it wins the election: agents go to a leader
+  for _ in $(seq 300); do leads && break; sleep 0.1; done
+  leads || fail "the planner did not lead; see $OUT/planner.log"
+fi
 
 # The buckets of the planner's NodeLoad handling-time histogram, into file $1.
 scrape_load_handling() {
