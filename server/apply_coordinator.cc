@@ -570,6 +570,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   apply_version_ = version;
   apply_layout_ = std::make_shared<const planner::Layout>(target);
   apply_started_ = clock_->Now();
+  apply_persist_duration_ = absl::ZeroDuration();
   apply_deadline_ = apply_started_ + options_.apply_timeout;
   apply_transfers_ = fanout.transfers_between_gpus();
   apply_transfer_bytes_ = int64_t{apply_transfers_} * options_.model.bytes_per_expert;
@@ -593,7 +594,10 @@ void ApplyCoordinator::CommitLocked() {
   state.seq = seq_;
   state.committed = LayoutToProto(*apply_layout_, apply_version_);
   state.previous = LayoutToProto(*committed_.layout, committed_.version);
-  if (absl::Status saved = state_store_->Save(state); !saved.ok()) {
+  const absl::Time save_started = clock_->Now();
+  const absl::Status saved = state_store_->Save(state);
+  apply_persist_duration_ = clock_->Now() - save_started;
+  if (!saved.ok()) {
     AbortLocked(AbortReason::kPersistFailed,
                 absl::StrCat("cannot persist the commit: ", saved.message()));
     return;
@@ -626,6 +630,7 @@ void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
   record.committed = committed;
   record.abort_reason = why;
   record.prepare_duration = clock_->Now() - apply_started_;
+  record.persist_duration = apply_persist_duration_;
   record.transfer_bytes = apply_transfer_bytes_;
   record.transfers = apply_transfers_;
   hooks_.on_apply_finished(record);

@@ -139,6 +139,8 @@ struct ApplyRecord {
   absl::Duration prepare_duration;  // from Prepare sent to the commit point (or abort)
   int64_t transfer_bytes = 0;       // expert bytes copied between GPUs
   int transfers = 0;                // experts copied between GPUs
+  // The commit point's StateStore::Save (committed, or kPersistFailed).
+  absl::Duration persist_duration;
 };
 
 // Cumulative counts since the coordinator was created.
@@ -362,6 +364,7 @@ class ApplyCoordinator {
   std::shared_ptr<const planner::Layout> apply_layout_ ABSL_GUARDED_BY(mu_);
   absl::Time apply_deadline_ ABSL_GUARDED_BY(mu_);
   absl::Time apply_started_ ABSL_GUARDED_BY(mu_);
+  absl::Duration apply_persist_duration_ ABSL_GUARDED_BY(mu_);  // ApplyRecord::persist_duration
   int64_t apply_transfer_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int apply_transfers_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Participant> participants_ ABSL_GUARDED_BY(mu_);  // by node

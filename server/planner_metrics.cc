@@ -247,6 +247,10 @@ PlannerMetrics::PlannerMetrics(const PlannerConfig& config) : config_(config) {
       &metrics::HistogramFamily(r, "craft_planner_apply_prepare_to_commit_seconds",
                                 "From Prepare sent to the commit point (every agent PREPARED).")
            .Add({}, metrics::DurationBuckets());
+  persist_ = &metrics::HistogramFamily(r, "craft_planner_apply_persist_seconds",
+                                       "Time the commit point's save took: the state file "
+                                       "written and fsynced, or the etcd transaction.")
+                  .Add({}, ShortDurationBuckets());
   apply_transfer_bytes_ =
       &metrics::HistogramFamily(r, "craft_planner_apply_transfer_bytes",
                                 "Expert bytes one committed apply copies between GPUs.")
@@ -283,6 +287,9 @@ void PlannerMetrics::OnReplan(const ReplanOutcome& outcome) {
 }
 
 void PlannerMetrics::OnApplyFinished(const ApplyRecord& record) {
+  if (record.committed || record.abort_reason == AbortReason::kPersistFailed) {
+    persist_->Observe(absl::ToDoubleSeconds(record.persist_duration));
+  }
   if (!record.committed) return;  // aborts are counted from CoordinatorStats
   prepare_to_commit_->Observe(absl::ToDoubleSeconds(record.prepare_duration));
   apply_transfer_bytes_->Observe(static_cast<double>(record.transfer_bytes));

@@ -120,6 +120,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   prometheus::Histogram* plan_duration_;
   std::array<prometheus::Histogram*, kNumReplanStages> replan_stages_;
   prometheus::Histogram* prepare_to_commit_;
+  prometheus::Histogram* persist_;
   prometheus::Histogram* apply_transfer_bytes_;
   prometheus::Histogram* load_handling_;
 };

@@ -159,6 +159,7 @@ TEST_F(PlannerMetricsTest, ForcedApplyIsCountedTimedAndChangesTheLayoutGauges) {
   EXPECT_THAT(text, HasSubstr("craft_planner_applies_total{result=\"committed\"} 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_count 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_sum 0.25"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_apply_persist_seconds_count 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_committed_layout_seq 1"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_in_progress 1"));  // commit acks pending
   // Agents still report the old version until they answer the commit.
@@ -194,6 +195,7 @@ TEST_F(PlannerMetricsTest, AbortsAreCountedByReasonAndNacksByCode) {
   EXPECT_THAT(text, HasSubstr("craft_planner_applies_total{result=\"aborted\"} 2"));
   EXPECT_THAT(text, HasSubstr("craft_planner_applies_started_total 2"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_count 0"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_apply_persist_seconds_count 0")) << "nothing saved";
 }
 
 TEST_F(PlannerMetricsTest, LoadWindowsAreCountedAndMeasured) {

@@ -29,4 +29,5 @@ value() { sed -n "s/^$1=//p" "$DIR/summary.txt"; }
 [[ -n "$(value replan_stage_plan_ms_p50)" ]] || fail "no replan stage times in the summary"
 (($(value planner_load_handling_count) > 0)) || fail "no NodeLoad handling time from the planner"
 [[ "$(value planner_load_handling_ms_max)" != "n/a" ]] || fail "no NodeLoad handling max"
+(($(value planner_persist_count) >= 1)) || fail "no commit save timed by the planner"
 echo PASS

@@ -14,7 +14,8 @@
 # agents see it and from the planner's log), the load-stream latency on the
 # planner (the time it took to handle one NodeLoad, locks waited for
 # included: craft_planner_agent_load_handling_seconds, scraped from its
-# /metrics at the start and the end of the measured phase) p50/p99/max,
+# /metrics at the start and the end of the measured phase) p50/p99/max, the
+# time each commit's save took (craft_planner_apply_persist_seconds) p50/max,
 # applies committed/aborted and,
 # per stage of the measured re-plans (trace, plan, evaluate, prepare: the
 # Replan RPC's stage_times), p50 and max (replan_stage_<stage>_ms_p50/_max).
@@ -44,7 +45,7 @@ METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
 BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT="" ETCD=0
 
-usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -188,10 +189,11 @@ if ((ETCD)); then  # a replica follows until it wins the election: agents go to 
   leads || fail "the planner did not lead; see $OUT/planner.log"
 fi
 
-# The buckets of the planner's NodeLoad handling-time histogram, into file $1.
-scrape_load_handling() {
+# The buckets of the planner's NodeLoad handling and commit save histograms,
+# into file $1.
+scrape_histograms() {
   curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
-    grep '^craft_planner_agent_load_handling_seconds_bucket' > "$1" || true
+    grep -E '^craft_planner_(agent_load_handling|apply_persist)_seconds_bucket' > "$1" || true
 }
 
 "$LOADGEN_BIN" --insecure --planner "127.0.0.1:$PORT" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
@@ -206,11 +208,11 @@ LOADGEN_PID=$!
 wait_for_line 'measure: start' 300 "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not start measuring"; }
 TICKS0="$(cpu_ticks "$PLANNER_PID")" T0="$(now_s)"
-scrape_load_handling "$OUT/load_handling.start"
+scrape_histograms "$OUT/histograms.start"
 wait_for_line 'measure: end' $((${DURATION_S%.*} * 3 + 600)) "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not finish measuring"; }
 TICKS1="$(cpu_ticks "$PLANNER_PID")" T1="$(now_s)"
-scrape_load_handling "$OUT/load_handling.end"
+scrape_histograms "$OUT/histograms.end"
 RSS_KB="$(status_kb "$PLANNER_PID" VmRSS)" HWM_KB="$(status_kb "$PLANNER_PID" VmHWM)"
 THREADS="$(status_kb "$PLANNER_PID" Threads)"
 
@@ -244,13 +246,14 @@ percentile() {
     awk -v q="$2" '{v[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
 }
-# Over the measured phase (the bucket deltas between the two scrapes), in ms:
-# the NodeLoads handled ($1 = count), a percentile ($1 = 0..1, interpolated
-# inside its bucket as PromQL's histogram_quantile does) or the max ($1 = max:
-# the upper bound of the highest bucket that got one).
-load_handling() {
-  awk -v q="$1" '
+# Of histogram $1 over the measured phase (the bucket deltas between the two
+# scrapes), in ms: the observations ($2 = count), a percentile ($2 = 0..1,
+# interpolated inside its bucket as PromQL's histogram_quantile does) or the
+# max ($2 = max: the upper bound of the highest bucket that got one).
+histogram() {
+  awk -v name="$1_bucket" -v q="$2" '
     function le(line) { match(line, /le="[^"]*"/); return substr(line, RSTART + 4, RLENGTH - 5) }
+    index($0, name "{") != 1 { next }
     FNR == NR { start[le($0)] = $NF; next }
     { n++; bound[n] = le($0); count[n] = $NF - start[bound[n]] }
     function ms(b) { return b == "+Inf" ? "inf" : sprintf("%.2f", 1000 * b) }
@@ -268,8 +271,10 @@ load_handling() {
         }
         lower = bound[i]; below = count[i]
       }
-    }' "$OUT/load_handling.start" "$OUT/load_handling.end"
+    }' "$OUT/histograms.start" "$OUT/histograms.end"
 }
+load_handling() { histogram craft_planner_agent_load_handling_seconds "$1"; }
+persist() { histogram craft_planner_apply_persist_seconds "$1"; }
 value() { sed -n "s/^$1=//p" "$OUT/loadgen.txt"; }
 kib() { local bytes; bytes="$(value "$1")"; echo $((${bytes:-0} / 1024)); }
 # "trace 1.2 / 3.4, plan ..." from the loadgen's replan_stage_<stage>_ms_p50/_max lines.
@@ -296,6 +301,9 @@ CLK_TCK="$(getconf CLK_TCK)"
   echo "planner_load_handling_ms_p50=$(load_handling 0.5)"
   echo "planner_load_handling_ms_p99=$(load_handling 0.99)"
   echo "planner_load_handling_ms_max=$(load_handling max)"
+  echo "planner_persist_count=$(persist count)"
+  echo "planner_persist_ms_p50=$(persist 0.5)"
+  echo "planner_persist_ms_max=$(persist max)"
   echo "cores=$(nproc)"
 } > "$OUT/summary.txt"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
@@ -316,6 +324,7 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
 | NodeLoad handling on the planner (locks waited for included) p50 / p99 / max, NodeLoads | $(sv planner_load_handling_ms_p50) / $(sv planner_load_handling_ms_p99) / $(sv planner_load_handling_ms_max) ms, $(sv planner_load_handling_count) |
+| commit saves on the planner p50 / max, saves | $(sv planner_persist_ms_p50) / $(sv planner_persist_ms_max) ms, $(sv planner_persist_count) |
 | forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |
 | replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
