@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/clip.h"
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
@@ -266,8 +267,11 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                             ? ""
                             : ", in doubt about " + hello.prepared_version());
     const std::string in_doubt = CanonicalVersion(hello.prepared_version());
+    // A version being persisted is not dead: the save decides, and the node
+    // gets its Commit (a resync) or its Abort once it returned.
+    const bool undecided = phase_ == Phase::kPersisting && in_doubt == apply_version_;
     if (!hello.prepared_version().empty() && in_doubt != committed_.version && in_sync &&
-        !node.refuses_our_epoch) {
+        !node.refuses_our_epoch && !undecided) {
       // Prepared but never committed (a commit would be the committed
       // version): the node may drop it. An out-of-sync node's resync below
       // supersedes it instead (one message in flight per stream).
@@ -359,12 +363,13 @@ void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std:
   if (it == participants_.end()) return;
   if (phase_ == Phase::kPreparing) {
     AbortLocked(AbortReason::kAgentLeft, absl::StrCat("node ", node, " ", why, " during prepare"));
-  } else if (phase_ == Phase::kCommitting) {
-    // Past the commit point nothing is undone; the node reports what it
-    // serves when it comes back and is resynchronised if needed.
-    participants_.erase(it);
-    FinishCommittingIfDoneLocked();
+    return;
   }
+  // Persisting, the save decides; past the commit point nothing is undone.
+  // The node reports what it serves when it comes back and is resynchronised
+  // if needed.
+  participants_.erase(it);
+  FinishCommittingIfDoneLocked();
 }
 
 ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::string& node,
@@ -379,9 +384,18 @@ ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::s
 
 void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection* connection,
                                  const craft::v1::Ack& ack) {
-  absl::MutexLock lock(&mu_);
+  std::optional<CommitToPersist> commit;
+  {
+    absl::MutexLock lock(&mu_);
+    commit = HandleAckLocked(node, connection, ack);
+  }
+  if (commit.has_value()) PersistCommit(*commit);
+}
+
+std::optional<ApplyCoordinator::CommitToPersist> ApplyCoordinator::HandleAckLocked(
+    const std::string& node, const AgentConnection* connection, const craft::v1::Ack& ack) {
   Node* state = SeenNode(node, connection);
-  if (state == nullptr) return;
+  if (state == nullptr) return std::nullopt;
   if (AnswersResyncLocked(*state, ack.nonce())) {
     if (ack.phase() == craft::v1::COMMITTED && ack.version() == committed_.version) {
       SetServing(*state, committed_.version);
@@ -389,28 +403,31 @@ void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection*
       ++stats_.resyncs_completed;
       CRAFT_LOG(INFO) << "agent " << node << " is on " << committed_.version << " again";
     }
-    return;
+    return std::nullopt;
   }
-  if (ack.phase() == craft::v1::ABORTED) return;  // aborts are fire-and-forget
+  if (ack.phase() == craft::v1::ABORTED) return std::nullopt;  // aborts are fire-and-forget
   const bool expected = (phase_ == Phase::kPreparing && ack.phase() == craft::v1::PREPARED) ||
                         (phase_ == Phase::kCommitting && ack.phase() == craft::v1::COMMITTED);
   if (!expected || ack.version() != apply_version_) {
     ++stats_.stale_answers_ignored;
-    return;
+    return std::nullopt;
   }
   Participant* participant = AwaitedParticipant(node, ack.nonce());
-  if (participant == nullptr) return;
+  if (participant == nullptr) return std::nullopt;
   participant->answered = true;
   if (phase_ == Phase::kCommitting) {
     SetServing(*state, apply_version_);
     state->needs_full_layout = false;  // it holds the layout it staged, fingerprint checked
     FinishCommittingIfDoneLocked();
-    return;
+    return std::nullopt;
   }
   for (const auto& [name, other] : participants_) {
-    if (!other.answered) return;
+    if (!other.answered) return std::nullopt;
   }
-  CommitLocked();
+  // Every agent is PREPARED: the commit point is the save, made without the
+  // mutex. From here until it is published, the apply only waits for it.
+  phase_ = Phase::kPersisting;
+  return CommitToPersist{seq_, {apply_version_, apply_layout_}, committed_};
 }
 
 void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection* connection,
@@ -588,22 +605,37 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   return version;
 }
 
-void ApplyCoordinator::CommitLocked() {
+void ApplyCoordinator::PersistCommit(const CommitToPersist& commit) {
   PlannerState state;
   state.epoch = epoch_;
-  state.seq = seq_;
-  state.committed = LayoutToProto(*apply_layout_, apply_version_);
-  state.previous = LayoutToProto(*committed_.layout, committed_.version);
+  state.seq = commit.seq;
+  state.committed = LayoutToProto(*commit.next.layout, commit.next.version);
+  state.previous = LayoutToProto(*commit.previous.layout, commit.previous.version);
   const absl::Time save_started = clock_->Now();
   const absl::Status saved = state_store_->Save(state);
-  apply_persist_duration_ = clock_->Now() - save_started;
-  if (!saved.ok()) {
-    AbortLocked(AbortReason::kPersistFailed,
-                absl::StrCat("cannot persist the commit: ", saved.message()));
-    return;
+  const absl::Duration save_took = clock_->Now() - save_started;
+  // The commit point: once saved, commit.next is the committed layout,
+  // whether or not a Commit leaves before a crash.
+  if (saved.ok()) CRAFT_CRASH_POINT("planner.commit_persisted");
+  std::function<void()> on_deadline_changed;
+  {
+    absl::MutexLock lock(&mu_);
+    CRAFT_CHECK(phase_ == Phase::kPersisting && apply_version_ == commit.next.version)
+        << "the apply of " << commit.next.version << " left the persisting phase during its save";
+    apply_persist_duration_ = save_took;
+    if (saved.ok()) {
+      PublishCommitLocked();
+    } else {
+      AbortLocked(AbortReason::kPersistFailed,
+                  absl::StrCat("cannot persist the commit: ", saved.message()));
+    }
+    DriveResyncsLocked();                              // held back while persisting
+    on_deadline_changed = hooks_.on_deadline_changed;  // the apply's deadline moved
   }
-  // The commit point: apply_version_ is now the committed layout.
-  CRAFT_CRASH_POINT("planner.commit_persisted");
+  if (on_deadline_changed) on_deadline_changed();
+}
+
+void ApplyCoordinator::PublishCommitLocked() {
   committed_ = {apply_version_, apply_layout_};
   history_->AddCommitted(apply_version_, apply_layout_);
   ++stats_.applies_committed;
@@ -612,15 +644,19 @@ void ApplyCoordinator::CommitLocked() {
   phase_ = Phase::kCommitting;
   apply_deadline_ = clock_->Now() + options_.apply_timeout;
   for (auto& [name, participant] : participants_) {
+    // A participant that left while persisting was dropped from the apply.
+    Node* node = CurrentNode(name, participant.connection);
+    CRAFT_CHECK(node != nullptr) << "participant " << name << " is not on its stream any more";
     craft::v1::PlannerMessage message = NewMessage();
     message.mutable_commit()->set_version(apply_version_);
     participant.nonce = message.nonce();
     participant.answered = false;
-    nodes_[name].connection->Send(message);
+    node->connection->Send(message);
   }
   CRAFT_LOG(INFO) << "committed " << apply_version_;
   CRAFT_CRASH_POINT("planner.commit_sent");
   if (hooks_.on_commit) hooks_.on_commit(committed_, epoch_);
+  FinishCommittingIfDoneLocked();  // every participant may have left while persisting
 }
 
 void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
@@ -672,15 +708,19 @@ bool ApplyCoordinator::AnswersResyncLocked(Node& node, const std::string& nonce)
   return true;
 }
 
+bool ApplyCoordinator::ResyncHeldBackLocked(const std::string& name, const Node& node) const {
+  return draining_ || phase_ == Phase::kPersisting ||
+         node.refuses_our_epoch ||  // it would refuse the commit
+         (phase_ != Phase::kIdle && participants_.count(name) > 0);
+}
+
 void ApplyCoordinator::DriveResyncsLocked() {
-  if (draining_) return;
   const absl::Time now = clock_->Now();
   std::optional<craft::v1::Layout> layout;  // built once, for the first node that needs it
   for (auto& [name, node] : nodes_) {
     if (node.connection == nullptr || InSync(node, committed_.version)) continue;
-    if (node.refuses_our_epoch) continue;  // it would refuse the commit
     if (!node.resync_nonce.empty() || now < node.resync_retry_at) continue;
-    if (phase_ != Phase::kIdle && participants_.count(name) > 0) continue;  // after the apply
+    if (ResyncHeldBackLocked(name, node)) continue;
     if (!layout.has_value()) layout = LayoutToProto(*committed_.layout, committed_.version);
     craft::v1::PlannerMessage message = NewMessage();
     message.mutable_commit()->set_version(committed_.version);
@@ -705,7 +745,9 @@ void ApplyCoordinator::CheckTimeouts() {
     ++stats_.resyncs_failed;
   }
   DriveResyncsLocked();
-  if (phase_ == Phase::kIdle || now < apply_deadline_) return;
+  // Persisting, the save decides: a deadline that passes meanwhile aborts
+  // nothing.
+  if (phase_ == Phase::kIdle || phase_ == Phase::kPersisting || now < apply_deadline_) return;
   std::vector<std::string> waiting;
   for (const auto& [name, participant] : participants_) {
     if (!participant.answered) waiting.push_back(name);
@@ -730,10 +772,14 @@ std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
   std::optional<absl::Time> next;
   const auto consider = [&next](absl::Time t) { next = next.has_value() ? std::min(*next, t) : t; };
-  if (phase_ != Phase::kIdle) consider(apply_deadline_);
+  if (phase_ == Phase::kPreparing || phase_ == Phase::kCommitting) consider(apply_deadline_);
   for (const auto& [name, node] : nodes_) {
     if (node.connection == nullptr || InSync(node, committed_.version)) continue;
-    consider(node.resync_nonce.empty() ? node.resync_retry_at : node.resync_deadline);
+    if (!node.resync_nonce.empty()) {
+      consider(node.resync_deadline);
+    } else if (!ResyncHeldBackLocked(name, node)) {
+      consider(node.resync_retry_at);
+    }
   }
   return next;
 }
@@ -741,6 +787,8 @@ std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
 void ApplyCoordinator::BeginDrain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
+  // A commit being persisted is left to its save, and one past the commit
+  // point is not undone.
   if (phase_ == Phase::kPreparing) AbortLocked(AbortReason::kDraining, "planner draining");
 }
 
@@ -751,7 +799,7 @@ CommittedLayout ApplyCoordinator::committed() const {
 
 std::string ApplyCoordinator::pending_version() const {
   absl::MutexLock lock(&mu_);
-  return phase_ == Phase::kPreparing ? apply_version_ : "";
+  return phase_ == Phase::kPreparing || phase_ == Phase::kPersisting ? apply_version_ : "";
 }
 
 bool ApplyCoordinator::apply_in_progress() const {

@@ -6,11 +6,24 @@
 //
 // States of one apply:
 //
-//   idle --StartApply--> preparing --every agent Ack{PREPARED}--> (persist: commit point)
-//     ^                      |                                          |
-//     |   Nack / timeout / participant disconnects / drain             v
-//     +---- Abort to all <---+                                     committing
-//     +------------- every agent Ack{COMMITTED} (or timeout) ----------+
+//   idle --StartApply--> preparing --every agent Ack{PREPARED}--> persisting
+//     ^                      |                                     |       |
+//     |   Nack / timeout / participant disconnects / drain        |       | saved:
+//     +---- Abort to all <---+                                     |       | the commit point
+//     +---- Abort to all <------------ the save failed ------------+       v
+//     +------------- every agent Ack{COMMITTED} (or timeout) --------- committing
+//
+// Persisting: the commit is being written to the StateStore, with the mutex
+// released (a file fsync, or an etcd round trip), by the HandleAck that
+// brought the last PREPARED. The version's fate is the save's alone, so
+// nothing that happens meanwhile aborts it: not a participant leaving or
+// reconnecting (it is dropped from the apply, as after the commit point), a
+// late Ack or Nack (ignored: every participant answered), a timeout or a
+// drain. No apply starts, no resync is driven (the committed version is about
+// to move), and a hello in doubt about the version gets no Abort. Once the
+// save returns, the mutex is retaken and the commit published (Commit to the
+// participants, resyncs to the nodes that left or came meanwhile) or, when
+// the save failed, the apply aborted (kPersistFailed).
 //
 //   CRAFT_ASSIGN_OR_RETURN(auto coordinator,
 //                          ApplyCoordinator::Create(options, &state_store, &history, clock));
@@ -32,11 +45,15 @@
 // so no version is ever minted twice, even across restarts. A Nack or an Ack
 // whose nonce is not the one awaited from that node is ignored (counted).
 //
-// Thread-safety: all methods are thread-safe (one internal mutex). The
-// coordinator calls AgentConnection methods and the commit hook with that
+// Thread-safety: all methods are thread-safe (one internal mutex), and the
+// mutex is never held across I/O: the StateStore::Save of a commit runs
+// without it (persisting, above), so agents' loads and hellos, views and
+// timeouts never wait for the disk or etcd. The coordinator calls
+// AgentConnection methods and the commit and apply-finished hooks with the
 // mutex held, so they must not block or call back into the coordinator. The
 // out-of-sync hook is called without it. Lock order: coordinator, then
-// LayoutHistory / connection / hook internals.
+// LayoutHistory / connection / hook internals; the state store's own lock is
+// never taken while the coordinator's is held.
 #ifndef CRAFT_SERVER_APPLY_COORDINATOR_H_
 #define CRAFT_SERVER_APPLY_COORDINATOR_H_
 
@@ -202,6 +219,8 @@ class ApplyCoordinator {
                        std::shared_ptr<AgentConnection> connection);
   // The stream ended. Ignored unless `connection` is the node's current one.
   void Disconnect(const std::string& node, const AgentConnection* connection);
+  // The Ack that completes a prepare persists the commit (with the mutex
+  // released) and publishes it before returning.
   void HandleAck(const std::string& node, const AgentConnection* connection,
                  const craft::v1::Ack& ack);
   void HandleNack(const std::string& node, const AgentConnection* connection,
@@ -227,15 +246,18 @@ class ApplyCoordinator {
   void CheckTimeouts();
   // When CheckTimeouts next has something to do; nullopt when idle.
   std::optional<absl::Time> NextDeadline() const;
-  // Stops accepting agents and aborts a prepare in progress.
+  // Stops accepting agents and aborts a prepare in progress (a commit being
+  // persisted is not: the save decides).
   void BeginDrain();
 
   // ---- Views ----
   CommittedLayout committed() const;
   int64_t epoch() const { return epoch_; }
-  // The version being prepared; "" otherwise.
+  // The version being prepared or persisted (not committed yet); ""
+  // otherwise.
   std::string pending_version() const;
-  // Preparing, or committed but still waiting for Ack{COMMITTED}s.
+  // Preparing, persisting, or committed but still waiting for
+  // Ack{COMMITTED}s.
   bool apply_in_progress() const;
   // Why the last apply was aborted ("" if none was).
   std::string last_abort_reason() const;
@@ -296,7 +318,14 @@ class ApplyCoordinator {
     bool answered = false;   // PREPARED while preparing, COMMITTED (or NACKed) while committing
     bool got_delta = false;  // its Prepare carried a layout delta, not the full layout
   };
-  enum class Phase { kIdle, kPreparing, kCommitting };
+  enum class Phase { kIdle, kPreparing, kPersisting, kCommitting };
+  // What the commit point saves, taken under the mutex when the last agent
+  // is PREPARED; saved without it.
+  struct CommitToPersist {
+    int64_t seq = 0;
+    CommittedLayout next;      // the apply's version and layout
+    CommittedLayout previous;  // the committed one until then
+  };
 
   ApplyCoordinator(const CoordinatorOptions& options, StateStore* state_store,
                    LayoutHistory* history, Clock* clock, int64_t epoch, int64_t seq,
@@ -315,14 +344,32 @@ class ApplyCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   craft::v1::PlannerMessage NewMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<int> GpusWithoutAgentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HandleAck under the mutex; what to persist when the Ack completed the
+  // prepare (the phase is then kPersisting).
+  std::optional<CommitToPersist> HandleAckLocked(const std::string& node,
+                                                 const AgentConnection* connection,
+                                                 const craft::v1::Ack& ack)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves `commit`, then retakes the mutex to publish it or, when the save
+  // failed, abort the apply.
+  void PersistCommit(const CommitToPersist& commit) ABSL_LOCKS_EXCLUDED(mu_);
+  // The commit point passed: `apply_version_` is the committed layout.
+  void PublishCommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortLocked(AbortReason why, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reports the apply in progress to the on_apply_finished hook.
   void RecordFinishedLocked(bool committed, AbortReason why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishCommittingIfDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends a Commit of the committed layout to every connected node not on it
-  // that has no resync in flight and no retry pending, outside applies.
+  // that has no resync in flight, no retry pending and is not held back.
   void DriveResyncsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when a connected node that is not on the committed version must not
+  // be resynced now whatever the time: it refuses our epoch, it takes part in
+  // the apply in progress (it is resynced after it), the commit point is
+  // being persisted (the committed version is about to move), or the planner
+  // drains. One rule for DriveResyncsLocked and NextDeadline, so that the
+  // loop is never woken for a resync that will not go out.
+  bool ResyncHeldBackLocked(const std::string& name, const Node& node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True when `nonce` answers the node's resync in flight (then consumed).
   bool AnswersResyncLocked(Node& node, const std::string& nonce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Connected nodes that refuse this planner's epoch.
@@ -332,7 +379,8 @@ class ApplyCoordinator {
   // HandleNack under the mutex; true when NextDeadline may have moved.
   bool HandleNackLocked(const std::string& node, const AgentConnection* connection,
                         const craft::v1::Nack& nack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A participant left (disconnect or replacement): aborts a prepare.
+  // A participant left (disconnect or replacement): aborts a prepare; drops
+  // it from an apply past the prepare (persisting or committing).
   void ParticipantLeftLocked(const std::string& node, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
