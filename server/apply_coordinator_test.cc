@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/layout_delta.h"
 #include "common/layout_proto.h"
+#include "common/wire_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
@@ -440,49 +441,6 @@ TEST_F(ApplyCoordinatorTest, TheWelcomeStatesTheModelToAnAgentThatLeavesItOpen) 
   EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
 }
 
-TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {
-  auto connection = std::make_shared<FakeConnection>();
-  craft::v1::AgentHello wrong_model = Hello("a", {0, 1});
-  wrong_model.mutable_model()->set_top_k(3);
-  absl::Status status = coordinator_->Connect(wrong_model, connection);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
-
-  EXPECT_EQ(coordinator_->Connect(Hello("", {0}), connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(coordinator_->Connect(Hello("a", {}), connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {4}), connection).message(),
-              HasSubstr("outside [0, 4)"));
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 1}), connection).message(),
-              HasSubstr("listed twice"));
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 2}), connection).message(),
-              HasSubstr("different nodes"));
-  // Identifiers are bounded: a 1 MiB name once made ListAgents exceed 4 MB.
-  EXPECT_THAT(coordinator_->Connect(Hello(std::string(1 << 20, 'n'), {0}), connection).message(),
-              HasSubstr("a DNS name"));
-  EXPECT_THAT(coordinator_->Connect(Hello("node a", {0}), connection).message(),
-              HasSubstr("a DNS name"));
-  craft::v1::AgentHello long_endpoint = Hello("a", {0, 1});
-  long_endpoint.mutable_gpus(0)->set_transfer_endpoint(std::string(300, 'x'));
-  EXPECT_THAT(coordinator_->Connect(long_endpoint, connection).message(),
-              HasSubstr("transfer_endpoint over"));
-  craft::v1::AgentHello long_version = Hello("a", {0, 1});
-  long_version.set_prepared_version(std::string(200, '1'));
-  EXPECT_EQ(coordinator_->Connect(long_version, connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(coordinator_->Agents().empty());
-}
-
-TEST_F(ApplyCoordinatorTest, GpusClaimedByAnotherNodeAreRefused) {
-  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
-  absl::Status status = coordinator_->Connect(Hello("imposter", {1}), b_);
-  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
-  // Once "a" is gone its GPUs are free.
-  coordinator_->Disconnect("a", a_.get());
-  EXPECT_TRUE(coordinator_->Connect(Hello("replacement", {0, 1}), b_).ok());
-}
-
 TEST_F(ApplyCoordinatorTest, ASecondStreamOfANodeReplacesTheFirst) {
   ConnectBoth();
   StartReplicated();
@@ -709,88 +667,51 @@ TEST_F(ApplyCoordinatorTest, DrainAbortsAPrepareAndRefusesAgents) {
             absl::StatusCode::kUnavailable);
 }
 
-// A transfer group id of the right size, distinct per `fill`.
-std::string GroupId(char fill) { return std::string(kTransferGroupIdBytes, fill); }
-
-// Node "a"'s hello (GPUs 0, 1) with `id` as GPU `id_rank`'s transfer group id.
-craft::v1::AgentHello HelloWithGroup(const std::string& id, int id_rank = 0) {
-  craft::v1::AgentHello hello = Hello("a", {0, 1});
-  hello.mutable_gpus(id_rank)->set_transfer_group_id(id);
-  return hello;
-}
-
-TEST_F(ApplyCoordinatorTest, PreparesCarryRankZerosLatestTransferGroupId) {
+TEST_F(ApplyCoordinatorTest, PreparesCarryTheTransferGroupIdRankZeroAnnounced) {
   // None known (CPU backends): Prepares carry none.
   ConnectBoth();
   StartReplicated();
   EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
   EXPECT_EQ(b_->last().prepare().transfer_group_id(), "");
   coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
-  // Node "a" comes back on a new stream with `hello`.
-  auto reconnect_a = [this](const craft::v1::AgentHello& hello) {
-    a_ = std::make_shared<FakeConnection>();
-    ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
-  };
-
-  // Rank 0's id reaches every agent's Prepare, also node b's, which has no
-  // transfer with rank 0 but joins the same communicator.
-  reconnect_a(HelloWithGroup(GroupId('x')));
+  // Rank 0's id (AgentRegistry::Register says which one counts) reaches
+  // every agent's Prepare, also node b's, which has no transfer with rank 0
+  // but joins the same communicator.
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  const std::string id(kTransferGroupIdBytes, 'x');
+  hello.mutable_gpus(0)->set_transfer_group_id(id);
+  a_ = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
   StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('x'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('x'));
-  for (const AgentSnapshot& agent : coordinator_->Agents()) {
-    EXPECT_EQ(agent.has_transfer_group, agent.node == "a") << agent.node;
-  }
-
-  // Rank 0's communicator was aborted: its agent re-announces the node with
-  // a new id (a new stream, which aborts the prepare); the next Prepare
-  // carries the new id.
-  reconnect_a(HelloWithGroup(GroupId('y')));
-  EXPECT_TRUE(b_->last().has_abort());
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
-  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
-
-  // A hello without one for rank 0 (its worker not attached yet), or with one
-  // for another rank, keeps the latest.
-  reconnect_a(HelloWithGroup(GroupId('z'), /*id_rank=*/1));
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), id);
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), id);
 }
 
-TEST_F(ApplyCoordinatorTest, HelloWithAMalformedTransferGroupIdIsRefused) {
-  absl::Status status = coordinator_->Connect(HelloWithGroup("12345"), a_);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("transfer_group_id has 5 bytes"));
+TEST_F(ApplyCoordinatorTest, AHelloTheRegistryRefusesRegistersNothing) {
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.mutable_gpus(0)->set_transfer_group_id("12345");
+  EXPECT_EQ(coordinator_->Connect(hello, a_).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(coordinator_->Agents().empty());
+  EXPECT_EQ(a_->welcomes(), 0);
   // The planner keeps serving: the same node connects with a good hello.
   ConnectBoth();
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
+  EXPECT_EQ(a_->welcomes(), 1);
 }
 
-TEST_F(ApplyCoordinatorTest, NodeNamesCannotGrowPastTheClusterAndRejectionsCountPerNode) {
+TEST_F(ApplyCoordinatorTest, NodesTheRegistryForgotCanComeBack) {
   ConnectBoth();  // the cluster has 2 nodes: both are known
-  auto stranger = std::make_shared<FakeConnection>();
-  EXPECT_FALSE(coordinator_->Connect(Hello("c", {2, 3}), stranger).ok());
-  coordinator_->CountRejectedWindows("a", 1);
-  coordinator_->CountRejectedWindows("a", 1);
-  // Names come and go on b's GPUs: each new one takes the place of the
-  // disconnected one before it, so the list stays at 2.
+  // Names come and go on b's GPUs, each forgetting the one before.
   coordinator_->Disconnect("b", b_.get());
-  for (const std::string name : {"c", "d", "e"}) {
+  for (const std::string name : {"c", "d", "b"}) {
     auto connection = std::make_shared<FakeConnection>();
     ASSERT_TRUE(coordinator_->Connect(Hello(name, {2, 3}), connection).ok()) << name;
-    coordinator_->Disconnect(name, connection.get());
+    if (name != "b") coordinator_->Disconnect(name, connection.get());
+    b_ = connection;
   }
-  const std::vector<AgentSnapshot> agents = coordinator_->Agents();
-  ASSERT_EQ(agents.size(), 2u);
-  EXPECT_EQ(agents[0].node, "a");
-  EXPECT_EQ(agents[0].windows_rejected, 2);
-  EXPECT_EQ(agents[1].node, "e");
-  EXPECT_EQ(agents[1].windows_rejected, 0);
+  EXPECT_EQ(coordinator_->Agents().size(), 2u);
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  const std::string version = ApplyReplicated();
+  EXPECT_EQ(coordinator_->committed().version, version);
 }
 
 // 64 experts per layer: layouts big enough that a delta is the smaller
