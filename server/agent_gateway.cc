@@ -139,27 +139,34 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
         coordinator->HandleNack(node_, link_.get(), message.nack());
         break;
       case AgentMessage::kLoad:
-        coordinator->OnLoad(node_, link_.get(), message.load());
-        {
-          int64_t rejected = 0;
-          for (const craft::v1::GpuWindow& window : message.load().gpus()) {
-            absl::Status ingested = group_->load_store->Ingest(window, gpus_);
-            if (ingested.ok()) continue;
-            ++rejected;
-            if (ShouldLogRejection()) {
-              CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " ("
-                                 << rejections_ << " rejected on this stream)";
-            }
-          }
-          // Once per message: the coordinator's lock is not taken per window.
-          if (rejected > 0) coordinator->CountRejectedWindows(node_, rejected);
-        }
+        HandleLoad(message.load());
         break;
       case AgentMessage::BODY_NOT_SET:
         CRAFT_LOG(WARNING) << "agent " << node_ << " sent an empty message; ignored";
         break;
     }
     return grpc::Status::OK;
+  }
+
+  // Timed from before the coordinator's lock is taken: what an agent's load
+  // stream waits for on the planner.
+  void HandleLoad(const craft::v1::NodeLoad& load) {
+    ApplyCoordinator* coordinator = group_->coordinator.get();
+    const absl::Time start = gateway_->clock_->Now();
+    coordinator->OnLoad(node_, link_.get(), load);
+    int64_t rejected = 0;
+    for (const craft::v1::GpuWindow& window : load.gpus()) {
+      absl::Status ingested = group_->load_store->Ingest(window, gpus_);
+      if (ingested.ok()) continue;
+      ++rejected;
+      if (ShouldLogRejection()) {
+        CRAFT_LOG(WARNING) << "agent " << node_ << ": " << ingested.message() << " (" << rejections_
+                           << " rejected on this stream)";
+      }
+    }
+    // Once per message: the coordinator's lock is not taken per window.
+    if (rejected > 0) coordinator->CountRejectedWindows(node_, rejected);
+    if (gateway_->on_load_handled_) gateway_->on_load_handled_(gateway_->clock_->Now() - start);
   }
 
   // Another thread may end the stream at any time (Drain, the coordinator's
@@ -200,8 +207,12 @@ class RefusedStream final : public grpc::ServerBidiReactor<AgentMessage, Planner
 }  // namespace
 
 AgentGatewayService::AgentGatewayService(const PlacementGroups* groups,
-                                         const LeaderDirectory* directory)
-    : groups_(groups), directory_(directory) {}
+                                         const LeaderDirectory* directory, Clock* clock,
+                                         std::function<void(absl::Duration)> on_load_handled)
+    : groups_(groups),
+      directory_(directory),
+      clock_(clock),
+      on_load_handled_(std::move(on_load_handled)) {}
 
 grpc::ServerBidiReactor<AgentMessage, PlannerMessage>* AgentGatewayService::Connect(
     grpc::CallbackServerContext* context) {

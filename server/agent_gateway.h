@@ -6,7 +6,8 @@
 // authorizer and ApplyCoordinator; loads go to the group's LoadStore
 // (a rejected window is counted and the stream continues); Acks and Nacks go
 // to the coordinator, which reaches the stream back through an
-// AgentConnection.
+// AgentConnection. How long each NodeLoad took to handle (locks waited for
+// included: the load stream's latency on the planner) goes to a hook.
 //
 // Thread-safety: gRPC calls Connect and the reactions on its threads; Drain
 // and open_streams are thread-safe. Lock order: coordinator, then a stream's
@@ -20,6 +21,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "server/apply_coordinator.h"
 #include "server/leader_directory.h"
@@ -35,8 +38,13 @@ class AgentGatewayService final : public craft::v1::AgentGateway::CallbackServic
   // names its placement group, whose authorizer, coordinator and load store
   // then serve the stream. A follower (high availability) has no
   // coordinators: it answers every stream with NotLeader and the address in
-  // `directory`, so the agent goes to the leader.
-  AgentGatewayService(const PlacementGroups* groups, const LeaderDirectory* directory = nullptr);
+  // `directory`, so the agent goes to the leader. `on_load_handled` (may be
+  // empty) gets the time one NodeLoad took from its read to its last window
+  // ingested, timed on `clock`; it is called on gRPC's threads and must not
+  // block.
+  AgentGatewayService(const PlacementGroups* groups, const LeaderDirectory* directory = nullptr,
+                      Clock* clock = Clock::Real(),
+                      std::function<void(absl::Duration)> on_load_handled = nullptr);
 
   grpc::ServerBidiReactor<craft::v1::AgentMessage, craft::v1::PlannerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -54,6 +62,8 @@ class AgentGatewayService final : public craft::v1::AgentGateway::CallbackServic
 
   const PlacementGroups* const groups_;
   const LeaderDirectory* const directory_;
+  Clock* const clock_;
+  const std::function<void(absl::Duration)> on_load_handled_;
 
   mutable absl::Mutex mu_;
   std::set<AgentStream*> streams_ ABSL_GUARDED_BY(mu_);

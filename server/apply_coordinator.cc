@@ -1,17 +1,16 @@
 #include "server/apply_coordinator.h"
 
 #include <algorithm>
-#include <set>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/check.h"
 #include "common/clip.h"
 #include "common/crash_point.h"
 #include "common/layout_proto.h"
 #include "common/logging.h"
-#include "common/names.h"
 #include "common/status_macros.h"
 #include "planner/initial_layout.h"
 #include "server/prepare_fanout.h"
@@ -108,84 +107,25 @@ ApplyCoordinator::ApplyCoordinator(const CoordinatorOptions& options, StateStore
       clock_(clock),
       epoch_(epoch),
       seq_(seq),
-      committed_(std::move(committed)) {}
+      committed_(std::move(committed)),
+      registry_(options.model, options.cluster, clock) {}
+
+ApplyCoordinator::NodeApplyState& ApplyCoordinator::ApplyStateOf(const std::string& name) {
+  auto it = node_apply_.find(name);
+  CRAFT_CHECK(it != node_apply_.end()) << "node " << name << " has no apply state";
+  return it->second;
+}
+
+const ApplyCoordinator::NodeApplyState& ApplyCoordinator::ApplyStateOf(
+    const std::string& name) const {
+  auto it = node_apply_.find(name);
+  CRAFT_CHECK(it != node_apply_.end()) << "node " << name << " has no apply state";
+  return it->second;
+}
 
 void ApplyCoordinator::SetHooks(Hooks hooks) {
   absl::MutexLock lock(&mu_);
   hooks_ = std::move(hooks);
-}
-
-absl::Status ApplyCoordinator::CheckHello(const craft::v1::AgentHello& hello) const {
-  if (hello.node().empty()) return absl::InvalidArgumentError("AgentHello.node is empty");
-  // Names end up in logs, metrics, ListAgents and every Prepare's endpoints:
-  // a node name is a DNS subdomain (Kubernetes node names are), and every
-  // string a hello carries has a small bound.
-  if (!IsValidName(hello.node())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "AgentHello.node must be 1 to ", kMaxNameBytes,
-        " letters, digits, '-', '.' or '_' (a DNS name); got ", hello.node().size(), " bytes"));
-  }
-  for (const std::string* version : {&hello.committed_version(), &hello.prepared_version()}) {
-    if (version->size() > kMaxVersionBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a version in AgentHello is longer than ", kMaxVersionBytes, " bytes"));
-    }
-  }
-  // The hello states what the agent's own configuration says; a field of 0
-  // is one it leaves to this planner (the Welcome says it, and the agent
-  // checks its workers against it).
-  const craft::v1::ModelShape& model = hello.model();
-  const ModelShape& want = options_.model;
-  auto differs = [](int64_t agent, int64_t planner) { return agent != 0 && agent != planner; };
-  if (differs(model.num_layers(), want.num_layers) ||
-      differs(model.num_experts(), want.num_experts) || differs(model.top_k(), want.top_k) ||
-      differs(model.bytes_per_expert(), want.bytes_per_expert)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model shape mismatch: agent ", hello.node(), " runs num_layers=", model.num_layers(),
-        " num_experts=", model.num_experts(), " top_k=", model.top_k(),
-        " bytes_per_expert=", model.bytes_per_expert(), ", the planner is configured for ",
-        want.num_layers, "/", want.num_experts, "/", want.top_k, "/", want.bytes_per_expert));
-  }
-  if (hello.gpus().empty()) return absl::InvalidArgumentError("AgentHello lists no GPUs");
-  const planner::ClusterShape& cluster = options_.cluster;
-  std::set<int> ranks;
-  for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
-    if (gpu.rank() < 0 || gpu.rank() >= cluster.num_gpus) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPU rank ", gpu.rank(), " outside [0, ", cluster.num_gpus, ")"));
-    }
-    if (!ranks.insert(gpu.rank()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("GPU rank ", gpu.rank(), " listed twice"));
-    }
-    if (gpu.transfer_endpoint().size() > kMaxEndpointBytes ||
-        gpu.serving_version().size() > kMaxVersionBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPU rank ", gpu.rank(), ": transfer_endpoint over ", kMaxEndpointBytes,
-                       " bytes or serving_version over ", kMaxVersionBytes, " bytes"));
-    }
-    if (!gpu.transfer_group_id().empty() &&
-        gpu.transfer_group_id().size() != kTransferGroupIdBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPU rank ", gpu.rank(), ": transfer_group_id has ",
-                       gpu.transfer_group_id().size(), " bytes, not 0 or ", kTransferGroupIdBytes));
-    }
-    if (cluster.NodeOf(gpu.rank()) != cluster.NodeOf(hello.gpus(0).rank())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("GPU ranks ", hello.gpus(0).rank(), " and ", gpu.rank(),
-                       " are on different nodes of the cluster (ranks are node-major, ",
-                       cluster.gpus_per_node(), " per node)"));
-    }
-  }
-  for (const auto& [name, node] : nodes_) {
-    if (name == hello.node() || node.connection == nullptr) continue;
-    for (int gpu : node.gpus) {
-      if (ranks.count(gpu) > 0) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("GPU rank ", gpu, " is already claimed by connected node ", name));
-      }
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
@@ -194,58 +134,25 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
   {
     absl::MutexLock lock(&mu_);
     if (draining_) return absl::UnavailableError("planner draining");
-    CRAFT_RETURN_IF_ERROR(CheckHello(hello));
-    CRAFT_RETURN_IF_ERROR(MakeRoomForLocked(hello.node()));
-    Node& node = nodes_[hello.node()];
-    if (node.connection != nullptr) {
+    CRAFT_RETURN_IF_ERROR(registry_.CheckHello(hello));
+    CRAFT_ASSIGN_OR_RETURN(std::optional<std::string> forgotten,
+                           registry_.MakeRoomFor(hello.node()));
+    if (forgotten.has_value()) node_apply_.erase(*forgotten);
+    if (AgentRegistry::Node* known = registry_.Find(hello.node());
+        known != nullptr && known->connection != nullptr) {
       CRAFT_LOG(INFO) << "agent " << hello.node() << " reconnected; closing its older stream";
       ParticipantLeftLocked(hello.node(), "reconnected");  // may still send it an Abort
-      node.connection->Close(absl::AbortedError("replaced by a newer stream from the same node"));
+      known->connection->Close(absl::AbortedError("replaced by a newer stream from the same node"));
     }
-    node.gpus.clear();
-    node.endpoints.clear();
-    node.headroom.clear();
-    node.serving_version = CanonicalVersion(hello.committed_version());
-    node.gpu_serving.clear();
-    for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
-      node.gpus.push_back(gpu.rank());
-      node.endpoints[gpu.rank()] = gpu.transfer_endpoint();
-      if (gpu.has_staging_headroom_bytes() && gpu.staging_headroom_bytes() >= 0) {
-        node.headroom[gpu.rank()] = gpu.staging_headroom_bytes();
-      }
-      node.gpu_serving[gpu.rank()] = gpu.serving_version().empty()
-                                         ? node.serving_version
-                                         : CanonicalVersion(gpu.serving_version());
-    }
-    std::sort(node.gpus.begin(), node.gpus.end());
-    for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
-      if (gpu.transfer_group_id().empty()) continue;
-      if (gpu.rank() != 0) {
-        // Only rank 0 creates the communicator's id; another rank's is a
-        // worker bug, and relaying it would split the cluster in two groups.
-        CRAFT_LOG(WARNING) << "agent " << hello.node() << ": GPU rank " << gpu.rank()
-                           << " reports a transfer group id; only rank 0's is used";
-        continue;
-      }
-      // Latest wins: rank 0 makes a new id whenever its communicator was
-      // aborted, and its agent re-announces the node with it. Never log the
-      // bytes: they admit a process to the cluster's communicator.
-      if (gpu.transfer_group_id() != transfer_group_id_) {
-        CRAFT_LOG(INFO) << "agent " << hello.node()
-                        << " announced a new weight-transfer group id for GPU rank 0";
-      }
-      transfer_group_id_ = gpu.transfer_group_id();
-      transfer_group_node_ = hello.node();
-    }
-    node.connection = std::move(connection);
-    node.last_seen = clock_->Now();
+    const AgentRegistry::Node& node = registry_.Register(hello, std::move(connection));
     ++stats_.agent_connects;
-    node.resync_nonce.clear();
-    node.resync_retry_at = absl::InfinitePast();  // a new hello is worth a resync at once
+    NodeApplyState& apply = node_apply_[hello.node()];
+    apply.resync_nonce.clear();
+    apply.resync_retry_at = absl::InfinitePast();  // a new hello is worth a resync at once
     // A claim, not a proof: it stops this planner pushing to that node (which
     // would refuse anyway) until the node says otherwise, and nothing else.
-    node.refuses_our_epoch = hello.highest_epoch() > epoch_;
-    if (node.refuses_our_epoch) {
+    apply.refuses_our_epoch = hello.highest_epoch() > epoch_;
+    if (apply.refuses_our_epoch) {
       CRAFT_LOG(ERROR) << "agent " << hello.node() << " has seen epoch " << hello.highest_epoch()
                        << " > ours (" << epoch_
                        << "): another planner leads, or led; nothing is applied while it is "
@@ -258,7 +165,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     model->set_top_k(options_.model.top_k);
     model->set_bytes_per_expert(options_.model.bytes_per_expert);
     node.connection->Send(welcome);
-    const bool in_sync = InSync(node, committed_.version);
+    const bool in_sync = node.InSync(committed_.version);
     CRAFT_LOG(INFO) << "agent " << hello.node() << " connected: GPUs ["
                     << absl::StrJoin(node.gpus, ",") << "], serving " << node.serving_version
                     << (in_sync ? "" : " (out of sync with " + committed_.version + ")")
@@ -266,8 +173,11 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                             ? ""
                             : ", in doubt about " + hello.prepared_version());
     const std::string in_doubt = CanonicalVersion(hello.prepared_version());
+    // A version being persisted is not dead: the save decides, and the node
+    // gets its Commit (a resync) or its Abort once it returned.
+    const bool undecided = phase_ == Phase::kPersisting && in_doubt == apply_version_;
     if (!hello.prepared_version().empty() && in_doubt != committed_.version && in_sync &&
-        !node.refuses_our_epoch) {
+        !apply.refuses_our_epoch && !undecided) {
       // Prepared but never committed (a commit would be the committed
       // version): the node may drop it. An out-of-sync node's resync below
       // supersedes it instead (one message in flight per stream).
@@ -285,46 +195,10 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
   return absl::OkStatus();
 }
 
-bool ApplyCoordinator::InSync(const Node& node, const std::string& version) {
-  if (node.serving_version != version) return false;
-  for (const auto& [gpu, serving] : node.gpu_serving) {
-    if (serving != version) return false;
-  }
-  return true;
-}
-
-void ApplyCoordinator::SetServing(Node& node, const std::string& version) {
-  node.serving_version = version;
-  for (auto& [gpu, serving] : node.gpu_serving) serving = version;
-}
-
-void ApplyCoordinator::MarkLagging(Node& node, const craft::v1::Nack& nack) {
-  for (const craft::v1::GpuError& error : nack.error().gpus()) {
-    auto it = node.gpu_serving.find(error.gpu());
-    if (it != node.gpu_serving.end()) it->second.clear();  // matches no version
-  }
-}
-
-ApplyCoordinator::Node* ApplyCoordinator::CurrentNode(const std::string& node,
-                                                      const AgentConnection* connection) {
-  auto it = nodes_.find(node);
-  if (it == nodes_.end() || it->second.connection.get() != connection) return nullptr;
-  return &it->second;
-}
-
-ApplyCoordinator::Node* ApplyCoordinator::SeenNode(const std::string& node,
-                                                   const AgentConnection* connection) {
-  Node* state = CurrentNode(node, connection);
-  if (state != nullptr) state->last_seen = clock_->Now();
-  return state;
-}
-
 void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection* connection) {
   absl::MutexLock lock(&mu_);
-  Node* state = CurrentNode(node, connection);
-  if (state == nullptr) return;  // an older, replaced stream
-  state->connection = nullptr;
-  state->resync_nonce.clear();
+  if (!registry_.Disconnect(node, connection)) return;  // an older, replaced stream
+  ApplyStateOf(node).resync_nonce.clear();
   ++stats_.agent_disconnects;
   CRAFT_LOG(INFO) << "agent " << node << " disconnected";
   ParticipantLeftLocked(node, "disconnected");
@@ -333,25 +207,12 @@ void ApplyCoordinator::Disconnect(const std::string& node, const AgentConnection
 void ApplyCoordinator::OnLoad(const std::string& node, const AgentConnection* connection,
                               const craft::v1::NodeLoad& load) {
   absl::MutexLock lock(&mu_);
-  Node* state = SeenNode(node, connection);
-  if (state == nullptr) return;
-  for (const craft::v1::StagingHeadroom& headroom : load.headroom()) {
-    if (headroom.bytes() < 0 ||
-        !std::binary_search(state->gpus.begin(), state->gpus.end(), headroom.gpu())) {
-      continue;
-    }
-    state->headroom[headroom.gpu()] = headroom.bytes();
-  }
+  registry_.OnLoad(node, connection, load);
 }
 
 std::optional<int64_t> ApplyCoordinator::MinStagingHeadroom() const {
   absl::MutexLock lock(&mu_);
-  std::optional<int64_t> least;
-  for (const auto& [name, node] : nodes_) {
-    if (node.connection == nullptr) continue;
-    for (const auto& [gpu, bytes] : node.headroom) least = least ? std::min(*least, bytes) : bytes;
-  }
-  return least;
+  return registry_.MinStagingHeadroom();
 }
 
 void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std::string& why) {
@@ -359,12 +220,13 @@ void ApplyCoordinator::ParticipantLeftLocked(const std::string& node, const std:
   if (it == participants_.end()) return;
   if (phase_ == Phase::kPreparing) {
     AbortLocked(AbortReason::kAgentLeft, absl::StrCat("node ", node, " ", why, " during prepare"));
-  } else if (phase_ == Phase::kCommitting) {
-    // Past the commit point nothing is undone; the node reports what it
-    // serves when it comes back and is resynchronised if needed.
-    participants_.erase(it);
-    FinishCommittingIfDoneLocked();
+    return;
   }
+  // Persisting, the save decides; past the commit point nothing is undone.
+  // The node reports what it serves when it comes back and is resynchronised
+  // if needed.
+  participants_.erase(it);
+  FinishCommittingIfDoneLocked();
 }
 
 ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::string& node,
@@ -379,38 +241,51 @@ ApplyCoordinator::Participant* ApplyCoordinator::AwaitedParticipant(const std::s
 
 void ApplyCoordinator::HandleAck(const std::string& node, const AgentConnection* connection,
                                  const craft::v1::Ack& ack) {
-  absl::MutexLock lock(&mu_);
-  Node* state = SeenNode(node, connection);
-  if (state == nullptr) return;
-  if (AnswersResyncLocked(*state, ack.nonce())) {
+  std::optional<CommitToPersist> commit;
+  {
+    absl::MutexLock lock(&mu_);
+    commit = HandleAckLocked(node, connection, ack);
+  }
+  if (commit.has_value()) PersistCommit(*commit);
+}
+
+std::optional<ApplyCoordinator::CommitToPersist> ApplyCoordinator::HandleAckLocked(
+    const std::string& node, const AgentConnection* connection, const craft::v1::Ack& ack) {
+  AgentRegistry::Node* state = registry_.Seen(node, connection);
+  if (state == nullptr) return std::nullopt;
+  NodeApplyState& apply = ApplyStateOf(node);
+  if (AnswersResync(apply, ack.nonce())) {
     if (ack.phase() == craft::v1::COMMITTED && ack.version() == committed_.version) {
-      SetServing(*state, committed_.version);
-      state->needs_full_layout = false;  // it holds the layout the resync carried
+      state->SetServing(committed_.version);
+      apply.needs_full_layout = false;  // it holds the layout the resync carried
       ++stats_.resyncs_completed;
       CRAFT_LOG(INFO) << "agent " << node << " is on " << committed_.version << " again";
     }
-    return;
+    return std::nullopt;
   }
-  if (ack.phase() == craft::v1::ABORTED) return;  // aborts are fire-and-forget
+  if (ack.phase() == craft::v1::ABORTED) return std::nullopt;  // aborts are fire-and-forget
   const bool expected = (phase_ == Phase::kPreparing && ack.phase() == craft::v1::PREPARED) ||
                         (phase_ == Phase::kCommitting && ack.phase() == craft::v1::COMMITTED);
   if (!expected || ack.version() != apply_version_) {
     ++stats_.stale_answers_ignored;
-    return;
+    return std::nullopt;
   }
   Participant* participant = AwaitedParticipant(node, ack.nonce());
-  if (participant == nullptr) return;
+  if (participant == nullptr) return std::nullopt;
   participant->answered = true;
   if (phase_ == Phase::kCommitting) {
-    SetServing(*state, apply_version_);
-    state->needs_full_layout = false;  // it holds the layout it staged, fingerprint checked
+    state->SetServing(apply_version_);
+    apply.needs_full_layout = false;  // it holds the layout it staged, fingerprint checked
     FinishCommittingIfDoneLocked();
-    return;
+    return std::nullopt;
   }
   for (const auto& [name, other] : participants_) {
-    if (!other.answered) return;
+    if (!other.answered) return std::nullopt;
   }
-  CommitLocked();
+  // Every agent is PREPARED: the commit point is the save, made without the
+  // mutex. From here until it is published, the apply only waits for it.
+  phase_ = Phase::kPersisting;
+  return CommitToPersist{seq_, {apply_version_, apply_layout_}, committed_};
 }
 
 void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection* connection,
@@ -425,26 +300,27 @@ void ApplyCoordinator::HandleNack(const std::string& node, const AgentConnection
 
 bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConnection* connection,
                                         const craft::v1::Nack& nack) {
-  Node* state = SeenNode(node, connection);
+  AgentRegistry::Node* state = registry_.Seen(node, connection);
   if (state == nullptr) return false;
+  NodeApplyState& apply = ApplyStateOf(node);
   // Clipped: it is logged and becomes the abort's reason.
   const std::string error = absl::StrCat(craft::v1::ErrorCode_Name(nack.error().code()), ": ",
                                          Clip(nack.error().message()));
   if (craft::v1::ErrorCode_IsValid(nack.error().code())) {
     ++stats_.nacks_by_code[nack.error().code()];
   }
-  if (nack.error().code() == craft::v1::STALE_EPOCH && !state->refuses_our_epoch) {
-    state->refuses_our_epoch = true;  // until its next hello
+  if (nack.error().code() == craft::v1::STALE_EPOCH && !apply.refuses_our_epoch) {
+    apply.refuses_our_epoch = true;  // until its next hello
     CRAFT_LOG(ERROR) << "agent " << node << " refused epoch " << epoch_
                      << " as stale: another planner leads, or led; nothing is applied while it "
                         "is connected";
   }
-  if (AnswersResyncLocked(*state, nack.nonce())) {
+  if (AnswersResync(apply, nack.nonce())) {
     if (!nack.last_good_version().empty()) {
-      SetServing(*state, CanonicalVersion(nack.last_good_version()));
+      state->SetServing(CanonicalVersion(nack.last_good_version()));
     }
-    MarkLagging(*state, nack);
-    state->resync_retry_at = clock_->Now() + options_.resync_retry;
+    state->MarkLagging(nack);
+    apply.resync_retry_at = clock_->Now() + options_.resync_retry;
     ++stats_.resyncs_failed;
     CRAFT_LOG(WARNING) << "agent " << node << " could not resync to " << committed_.version << " ("
                        << error << "); again in " << absl::FormatDuration(options_.resync_retry);
@@ -457,11 +333,11 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   Participant* participant = AwaitedParticipant(node, nack.nonce());
   if (participant == nullptr) return false;
   if (!nack.last_good_version().empty()) {
-    SetServing(*state, CanonicalVersion(nack.last_good_version()));
+    state->SetServing(CanonicalVersion(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
     if (participant->got_delta && nack.error().code() == craft::v1::BAD_LAYOUT) {
-      state->needs_full_layout = true;  // it could not rebuild our layout from its own
+      apply.needs_full_layout = true;  // it could not rebuild our layout from its own
     }
     AbortLocked(AbortReason::kAgentNack,
                 absl::StrCat("node ", node, " refused ", apply_version_, " (", error, ")"));
@@ -469,7 +345,7 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   }
   // A refused commit: the GPUs that did not flip are out of sync; a resync
   // brings them to the committed version once the apply is over.
-  MarkLagging(*state, nack);
+  state->MarkLagging(nack);
   CRAFT_LOG(WARNING) << "agent " << node << " refused commit of " << apply_version_ << " (" << error
                      << "); serving " << state->serving_version;
   participant->answered = true;
@@ -482,19 +358,6 @@ craft::v1::PlannerMessage ApplyCoordinator::NewMessage() {
   message.set_epoch(epoch_);
   message.set_nonce(absl::StrCat(epoch_, "-", ++nonce_counter_));
   return message;
-}
-
-std::vector<int> ApplyCoordinator::GpusWithoutAgentLocked() const {
-  std::vector<bool> claimed(options_.cluster.num_gpus, false);
-  for (const auto& [name, node] : nodes_) {
-    if (node.connection == nullptr) continue;
-    for (int gpu : node.gpus) claimed[gpu] = true;
-  }
-  std::vector<int> missing;
-  for (int g = 0; g < options_.cluster.num_gpus; ++g) {
-    if (!claimed[g]) missing.push_back(g);
-  }
-  return missing;
 }
 
 absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& target) {
@@ -513,7 +376,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
         absl::StrCat("the apply of ", apply_version_, " is still in progress"));
   }
   CRAFT_RETURN_IF_ERROR(CheckLayoutFits(target, options_.model, options_.cluster));
-  if (std::vector<int> missing = GpusWithoutAgentLocked(); !missing.empty()) {
+  if (std::vector<int> missing = registry_.GpusWithoutAgent(); !missing.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("GPUs [", absl::StrJoin(missing, ","), "] have no connected agent"));
   }
@@ -524,7 +387,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   }
   // Every GPU's weights come from the version it serves.
   std::vector<ServingGpu> serving(options_.cluster.num_gpus);
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : registry_.nodes()) {
     if (node.connection == nullptr) continue;
     for (const auto& [gpu, version] : node.gpu_serving) {
       serving[gpu] = {version, history_->Find(version)};
@@ -543,7 +406,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   inputs.transfers = std::move(plan.transfers);
   inputs.endpoints.resize(options_.cluster.num_gpus);
   inputs.node_names.resize(options_.cluster.num_gpus);
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : registry_.nodes()) {
     if (node.connection == nullptr) continue;
     for (const auto& [gpu, endpoint] : node.endpoints) inputs.endpoints[gpu] = endpoint;
     for (int gpu : node.gpus) inputs.node_names[gpu] = name;
@@ -552,15 +415,15 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   inputs.common.set_timeout_ms(absl::ToInt64Milliseconds(options_.apply_timeout));
   // Every worker needs it, not just those with transfers: joining the
   // communicator is collective over all ranks.
-  inputs.common.set_transfer_group_id(transfer_group_id_);
+  inputs.common.set_transfer_group_id(registry_.transfer_group_id());
   CRAFT_ASSIGN_OR_RETURN(const PrepareFanout fanout, PrepareFanout::Create(std::move(inputs)));
   participants_.clear();
   int full_layouts = 0;
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : registry_.nodes()) {
     if (node.connection == nullptr) continue;
     craft::v1::PlannerMessage message = NewMessage();
-    *message.mutable_prepare() =
-        fanout.ForNode(options_.cluster.NodeOf(node.gpus.front()), node.needs_full_layout);
+    *message.mutable_prepare() = fanout.ForNode(options_.cluster.NodeOf(node.gpus.front()),
+                                                ApplyStateOf(name).needs_full_layout);
     const bool delta = message.prepare().has_layout_delta();
     if (!delta) ++full_layouts;
     participants_[name] = Participant{node.connection.get(), message.nonce(), false, delta};
@@ -570,6 +433,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   apply_version_ = version;
   apply_layout_ = std::make_shared<const planner::Layout>(target);
   apply_started_ = clock_->Now();
+  apply_persist_duration_ = absl::ZeroDuration();
   apply_deadline_ = apply_started_ + options_.apply_timeout;
   apply_transfers_ = fanout.transfers_between_gpus();
   apply_transfer_bytes_ = int64_t{apply_transfers_} * options_.model.bytes_per_expert;
@@ -587,19 +451,37 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   return version;
 }
 
-void ApplyCoordinator::CommitLocked() {
+void ApplyCoordinator::PersistCommit(const CommitToPersist& commit) {
   PlannerState state;
   state.epoch = epoch_;
-  state.seq = seq_;
-  state.committed = LayoutToProto(*apply_layout_, apply_version_);
-  state.previous = LayoutToProto(*committed_.layout, committed_.version);
-  if (absl::Status saved = state_store_->Save(state); !saved.ok()) {
-    AbortLocked(AbortReason::kPersistFailed,
-                absl::StrCat("cannot persist the commit: ", saved.message()));
-    return;
+  state.seq = commit.seq;
+  state.committed = LayoutToProto(*commit.next.layout, commit.next.version);
+  state.previous = LayoutToProto(*commit.previous.layout, commit.previous.version);
+  const absl::Time save_started = clock_->Now();
+  const absl::Status saved = state_store_->Save(state);
+  const absl::Duration save_took = clock_->Now() - save_started;
+  // The commit point: once saved, commit.next is the committed layout,
+  // whether or not a Commit leaves before a crash.
+  if (saved.ok()) CRAFT_CRASH_POINT("planner.commit_persisted");
+  std::function<void()> on_deadline_changed;
+  {
+    absl::MutexLock lock(&mu_);
+    CRAFT_CHECK(phase_ == Phase::kPersisting && apply_version_ == commit.next.version)
+        << "the apply of " << commit.next.version << " left the persisting phase during its save";
+    apply_persist_duration_ = save_took;
+    if (saved.ok()) {
+      PublishCommitLocked();
+    } else {
+      AbortLocked(AbortReason::kPersistFailed,
+                  absl::StrCat("cannot persist the commit: ", saved.message()));
+    }
+    DriveResyncsLocked();                              // held back while persisting
+    on_deadline_changed = hooks_.on_deadline_changed;  // the apply's deadline moved
   }
-  // The commit point: apply_version_ is now the committed layout.
-  CRAFT_CRASH_POINT("planner.commit_persisted");
+  if (on_deadline_changed) on_deadline_changed();
+}
+
+void ApplyCoordinator::PublishCommitLocked() {
   committed_ = {apply_version_, apply_layout_};
   history_->AddCommitted(apply_version_, apply_layout_);
   ++stats_.applies_committed;
@@ -608,15 +490,19 @@ void ApplyCoordinator::CommitLocked() {
   phase_ = Phase::kCommitting;
   apply_deadline_ = clock_->Now() + options_.apply_timeout;
   for (auto& [name, participant] : participants_) {
+    // A participant that left while persisting was dropped from the apply.
+    AgentRegistry::Node* node = registry_.Current(name, participant.connection);
+    CRAFT_CHECK(node != nullptr) << "participant " << name << " is not on its stream any more";
     craft::v1::PlannerMessage message = NewMessage();
     message.mutable_commit()->set_version(apply_version_);
     participant.nonce = message.nonce();
     participant.answered = false;
-    nodes_[name].connection->Send(message);
+    node->connection->Send(message);
   }
   CRAFT_LOG(INFO) << "committed " << apply_version_;
   CRAFT_CRASH_POINT("planner.commit_sent");
   if (hooks_.on_commit) hooks_.on_commit(committed_, epoch_);
+  FinishCommittingIfDoneLocked();  // every participant may have left while persisting
 }
 
 void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
@@ -626,6 +512,7 @@ void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
   record.committed = committed;
   record.abort_reason = why;
   record.prepare_duration = clock_->Now() - apply_started_;
+  record.persist_duration = apply_persist_duration_;
   record.transfer_bytes = apply_transfer_bytes_;
   record.transfers = apply_transfers_;
   hooks_.on_apply_finished(record);
@@ -633,7 +520,7 @@ void ApplyCoordinator::RecordFinishedLocked(bool committed, AbortReason why) {
 
 void ApplyCoordinator::AbortLocked(AbortReason why, const std::string& reason) {
   CRAFT_LOG(WARNING) << "aborting " << apply_version_ << ": " << reason;
-  for (auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : registry_.nodes()) {
     if (node.connection == nullptr) continue;
     craft::v1::PlannerMessage message = NewMessage();
     message.mutable_abort()->set_version(apply_version_);
@@ -661,27 +548,33 @@ void ApplyCoordinator::FinishCommittingIfDoneLocked() {
   DriveResyncsLocked();  // nodes that refused the commit
 }
 
-bool ApplyCoordinator::AnswersResyncLocked(Node& node, const std::string& nonce) {
-  if (node.resync_nonce.empty() || node.resync_nonce != nonce) return false;
-  node.resync_nonce.clear();
+bool ApplyCoordinator::AnswersResync(NodeApplyState& apply, const std::string& nonce) {
+  if (apply.resync_nonce.empty() || apply.resync_nonce != nonce) return false;
+  apply.resync_nonce.clear();
   return true;
 }
 
+bool ApplyCoordinator::ResyncHeldBackLocked(const std::string& name,
+                                            const NodeApplyState& apply) const {
+  return draining_ || phase_ == Phase::kPersisting ||
+         apply.refuses_our_epoch ||  // it would refuse the commit
+         (phase_ != Phase::kIdle && participants_.count(name) > 0);
+}
+
 void ApplyCoordinator::DriveResyncsLocked() {
-  if (draining_) return;
   const absl::Time now = clock_->Now();
   std::optional<craft::v1::Layout> layout;  // built once, for the first node that needs it
-  for (auto& [name, node] : nodes_) {
-    if (node.connection == nullptr || InSync(node, committed_.version)) continue;
-    if (node.refuses_our_epoch) continue;  // it would refuse the commit
-    if (!node.resync_nonce.empty() || now < node.resync_retry_at) continue;
-    if (phase_ != Phase::kIdle && participants_.count(name) > 0) continue;  // after the apply
+  for (const auto& [name, node] : registry_.nodes()) {
+    if (node.connection == nullptr || node.InSync(committed_.version)) continue;
+    NodeApplyState& apply = ApplyStateOf(name);
+    if (!apply.resync_nonce.empty() || now < apply.resync_retry_at) continue;
+    if (ResyncHeldBackLocked(name, apply)) continue;
     if (!layout.has_value()) layout = LayoutToProto(*committed_.layout, committed_.version);
     craft::v1::PlannerMessage message = NewMessage();
     message.mutable_commit()->set_version(committed_.version);
     *message.mutable_commit()->mutable_layout() = *layout;
-    node.resync_nonce = message.nonce();
-    node.resync_deadline = now + options_.apply_timeout;
+    apply.resync_nonce = message.nonce();
+    apply.resync_deadline = now + options_.apply_timeout;
     ++stats_.resyncs_started;
     CRAFT_LOG(INFO) << "resync: re-driving the commit of " << committed_.version << " to agent "
                     << name << " (serving " << node.serving_version << ")";
@@ -692,15 +585,17 @@ void ApplyCoordinator::DriveResyncsLocked() {
 void ApplyCoordinator::CheckTimeouts() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
-  for (auto& [name, node] : nodes_) {
-    if (node.resync_nonce.empty() || now < node.resync_deadline) continue;
+  for (auto& [name, apply] : node_apply_) {
+    if (apply.resync_nonce.empty() || now < apply.resync_deadline) continue;
     CRAFT_LOG(WARNING) << "agent " << name << " did not answer its resync to " << committed_.version
                        << " in time; re-driving it";
-    node.resync_nonce.clear();
+    apply.resync_nonce.clear();
     ++stats_.resyncs_failed;
   }
   DriveResyncsLocked();
-  if (phase_ == Phase::kIdle || now < apply_deadline_) return;
+  // Persisting, the save decides: a deadline that passes meanwhile aborts
+  // nothing.
+  if (phase_ == Phase::kIdle || phase_ == Phase::kPersisting || now < apply_deadline_) return;
   std::vector<std::string> waiting;
   for (const auto& [name, participant] : participants_) {
     if (!participant.answered) waiting.push_back(name);
@@ -714,7 +609,11 @@ void ApplyCoordinator::CheckTimeouts() {
   }
   CRAFT_LOG(WARNING) << "no commit answer for " << apply_version_ << " from ["
                      << absl::StrJoin(waiting, ",") << "]; resyncing them";
-  for (const std::string& name : waiting) nodes_[name].serving_version.clear();
+  for (const std::string& name : waiting) {
+    if (AgentRegistry::Node* node = registry_.Find(name); node != nullptr) {
+      node->serving_version.clear();
+    }
+  }
   phase_ = Phase::kIdle;
   participants_.clear();
   apply_layout_.reset();
@@ -725,10 +624,15 @@ std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
   std::optional<absl::Time> next;
   const auto consider = [&next](absl::Time t) { next = next.has_value() ? std::min(*next, t) : t; };
-  if (phase_ != Phase::kIdle) consider(apply_deadline_);
-  for (const auto& [name, node] : nodes_) {
-    if (node.connection == nullptr || InSync(node, committed_.version)) continue;
-    consider(node.resync_nonce.empty() ? node.resync_retry_at : node.resync_deadline);
+  if (phase_ == Phase::kPreparing || phase_ == Phase::kCommitting) consider(apply_deadline_);
+  for (const auto& [name, node] : registry_.nodes()) {
+    if (node.connection == nullptr || node.InSync(committed_.version)) continue;
+    const NodeApplyState& apply = ApplyStateOf(name);
+    if (!apply.resync_nonce.empty()) {
+      consider(apply.resync_deadline);
+    } else if (!ResyncHeldBackLocked(name, apply)) {
+      consider(apply.resync_retry_at);
+    }
   }
   return next;
 }
@@ -736,6 +640,8 @@ std::optional<absl::Time> ApplyCoordinator::NextDeadline() const {
 void ApplyCoordinator::BeginDrain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
+  // A commit being persisted is left to its save, and one past the commit
+  // point is not undone.
   if (phase_ == Phase::kPreparing) AbortLocked(AbortReason::kDraining, "planner draining");
 }
 
@@ -746,7 +652,7 @@ CommittedLayout ApplyCoordinator::committed() const {
 
 std::string ApplyCoordinator::pending_version() const {
   absl::MutexLock lock(&mu_);
-  return phase_ == Phase::kPreparing ? apply_version_ : "";
+  return phase_ == Phase::kPreparing || phase_ == Phase::kPersisting ? apply_version_ : "";
 }
 
 bool ApplyCoordinator::apply_in_progress() const {
@@ -766,53 +672,22 @@ bool ApplyCoordinator::fenced() const {
 
 std::vector<std::string> ApplyCoordinator::RefusingNodesLocked() const {
   std::vector<std::string> refusing;
-  for (const auto& [name, node] : nodes_) {
-    if (node.connection != nullptr && node.refuses_our_epoch) refusing.push_back(name);
+  for (const auto& [name, node] : registry_.nodes()) {
+    if (node.connection != nullptr && ApplyStateOf(name).refuses_our_epoch) {
+      refusing.push_back(name);
+    }
   }
   return refusing;
 }
 
 std::vector<AgentSnapshot> ApplyCoordinator::Agents() const {
   absl::MutexLock lock(&mu_);
-  std::vector<AgentSnapshot> agents;
-  for (const auto& [name, node] : nodes_) {
-    std::vector<std::string> gpu_versions;
-    for (int gpu : node.gpus) {
-      auto it = node.gpu_serving.find(gpu);
-      gpu_versions.push_back(it == node.gpu_serving.end() ? "" : it->second);
-    }
-    agents.push_back({name, node.gpus, node.serving_version, std::move(gpu_versions),
-                      node.connection != nullptr, node.last_seen,
-                      !transfer_group_id_.empty() && name == transfer_group_node_,
-                      node.windows_rejected});
-  }
-  return agents;
-}
-
-absl::Status ApplyCoordinator::MakeRoomForLocked(const std::string& name) {
-  if (nodes_.count(name) > 0 || static_cast<int>(nodes_.size()) < options_.cluster.num_nodes) {
-    return absl::OkStatus();
-  }
-  auto oldest = nodes_.end();
-  for (auto it = nodes_.begin(); it != nodes_.end(); ++it) {
-    if (it->second.connection != nullptr || participants_.count(it->first) > 0) continue;
-    if (oldest == nodes_.end() || it->second.last_seen < oldest->second.last_seen) oldest = it;
-  }
-  if (oldest == nodes_.end()) {
-    return absl::ResourceExhaustedError(absl::StrCat("all ", options_.cluster.num_nodes,
-                                                     " nodes of the cluster are connected; node '",
-                                                     name, "' would be one too many"));
-  }
-  CRAFT_LOG(INFO) << "forgetting disconnected node " << oldest->first << " to make room for "
-                  << name;
-  nodes_.erase(oldest);
-  return absl::OkStatus();
+  return registry_.Snapshots();
 }
 
 void ApplyCoordinator::CountRejectedWindows(const std::string& node, int64_t count) {
   absl::MutexLock lock(&mu_);
-  auto it = nodes_.find(node);
-  if (it != nodes_.end()) it->second.windows_rejected += count;
+  registry_.CountRejectedWindows(node, count);
 }
 
 std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {
@@ -822,16 +697,18 @@ std::vector<std::string> ApplyCoordinator::OutOfSyncNodes() const {
 
 std::vector<std::string> ApplyCoordinator::OutOfSyncNodesLocked() const {
   std::vector<std::string> nodes;
-  for (const auto& [name, node] : nodes_) {
+  for (const auto& [name, node] : registry_.nodes()) {
     if (node.connection == nullptr) continue;
-    if (!InSync(node, committed_.version) || !node.resync_nonce.empty()) nodes.push_back(name);
+    if (!node.InSync(committed_.version) || !ApplyStateOf(name).resync_nonce.empty()) {
+      nodes.push_back(name);
+    }
   }
   return nodes;
 }
 
 std::vector<int> ApplyCoordinator::GpusWithoutAgent() const {
   absl::MutexLock lock(&mu_);
-  return GpusWithoutAgentLocked();
+  return registry_.GpusWithoutAgent();
 }
 
 CoordinatorStats ApplyCoordinator::stats() const {

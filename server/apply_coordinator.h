@@ -1,16 +1,32 @@
-// The planner's view of its agents and the two-phase apply (proto/README.md,
-// "Two-phase apply"), free of gRPC: agents are reached through the
+// The two-phase apply (proto/README.md, "Two-phase apply") and the resyncs
+// of the committed layout ("Recovery"), as a state machine over an
+// AgentRegistry of the agents, free of gRPC: agents are reached through the
 // AgentConnection seam, time through a Clock, persistence through a
 // StateStore, so every path (happy, NACK, timeout, disconnect, stale nonce,
-// restart, resync) is unit-tested with fakes.
+// restart, resync) is unit-tested with fakes. Its agent-facing methods keep
+// the registry current (hellos, loads, disconnects) and decide what each
+// event means for the apply.
 //
 // States of one apply:
 //
-//   idle --StartApply--> preparing --every agent Ack{PREPARED}--> (persist: commit point)
-//     ^                      |                                          |
-//     |   Nack / timeout / participant disconnects / drain             v
-//     +---- Abort to all <---+                                     committing
-//     +------------- every agent Ack{COMMITTED} (or timeout) ----------+
+//   idle --StartApply--> preparing --every agent Ack{PREPARED}--> persisting
+//     ^                      |                                     |       |
+//     |   Nack / timeout / participant disconnects / drain        |       | saved:
+//     +---- Abort to all <---+                                     |       | the commit point
+//     +---- Abort to all <------------ the save failed ------------+       v
+//     +------------- every agent Ack{COMMITTED} (or timeout) --------- committing
+//
+// Persisting: the commit is being written to the StateStore, with the mutex
+// released (a file fsync, or an etcd round trip), by the HandleAck that
+// brought the last PREPARED. The version's fate is the save's alone, so
+// nothing that happens meanwhile aborts it: not a participant leaving or
+// reconnecting (it is dropped from the apply, as after the commit point), a
+// late Ack or Nack (ignored: every participant answered), a timeout or a
+// drain. No apply starts, no resync is driven (the committed version is about
+// to move), and a hello in doubt about the version gets no Abort. Once the
+// save returns, the mutex is retaken and the commit published (Commit to the
+// participants, resyncs to the nodes that left or came meanwhile) or, when
+// the save failed, the apply aborted (kPersistFailed).
 //
 //   CRAFT_ASSIGN_OR_RETURN(auto coordinator,
 //                          ApplyCoordinator::Create(options, &state_store, &history, clock));
@@ -32,11 +48,16 @@
 // so no version is ever minted twice, even across restarts. A Nack or an Ack
 // whose nonce is not the one awaited from that node is ignored (counted).
 //
-// Thread-safety: all methods are thread-safe (one internal mutex). The
-// coordinator calls AgentConnection methods and the commit hook with that
+// Thread-safety: all methods are thread-safe. One internal mutex guards the
+// apply and the registry together (agent_registry.h says why one), and it is
+// never held across I/O: the StateStore::Save of a commit runs without it
+// (persisting, above), so agents' loads and hellos, views and timeouts never
+// wait for the disk or etcd. The coordinator calls
+// AgentConnection methods and the commit and apply-finished hooks with the
 // mutex held, so they must not block or call back into the coordinator. The
 // out-of-sync hook is called without it. Lock order: coordinator, then
-// LayoutHistory / connection / hook internals.
+// LayoutHistory / connection / hook internals; the state store's own lock is
+// never taken while the coordinator's is held.
 #ifndef CRAFT_SERVER_APPLY_COORDINATOR_H_
 #define CRAFT_SERVER_APPLY_COORDINATOR_H_
 
@@ -57,32 +78,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "planner/cluster.h"
 #include "planner/layout.h"
+#include "server/agent_registry.h"
 #include "server/config.h"
 #include "server/layout_history.h"
 #include "server/state_store.h"
 
 namespace craft::server {
-
-// One agent's stream as the coordinator sees it: the transport seam. The gRPC
-// gateway implements it over a ServerBidiReactor; tests use a fake.
-// Implementations must not block and must not call into the coordinator.
-class AgentConnection {
- public:
-  virtual ~AgentConnection() = default;
-  // Queues `message` for the agent. At most one message waits: a newer one
-  // replaces a message not yet written (latest wins).
-  virtual void Send(const craft::v1::PlannerMessage& message) = 0;
-  // Ends the stream with `status` once any write in flight completes.
-  virtual void Close(const absl::Status& status) = 0;
-};
-
-// Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT), besides
-// the version and transfer-group id sizes in common/wire_limits.h.
-inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
 
 struct CoordinatorOptions {
   ModelShape model;
@@ -102,21 +106,6 @@ struct CoordinatorOptions {
 struct CommittedLayout {
   std::string version;
   std::shared_ptr<const planner::Layout> layout;
-};
-
-struct AgentSnapshot {
-  std::string node;
-  std::vector<int> gpus;
-  std::string serving_version;            // what the agent last reported it serves
-  std::vector<std::string> gpu_versions;  // per entry of `gpus`
-  bool connected = false;
-  absl::Time last_seen;
-  // The weight-transfer group id Prepares carry (global rank 0's) came from
-  // this node's hello.
-  bool has_transfer_group = false;
-  // Load windows of this node's GPUs the load store refused (clock skew,
-  // wrong shape, ...), over this planner's life.
-  int64_t windows_rejected = 0;
 };
 
 // Why an apply was aborted (the `reason` label of
@@ -139,6 +128,8 @@ struct ApplyRecord {
   absl::Duration prepare_duration;  // from Prepare sent to the commit point (or abort)
   int64_t transfer_bytes = 0;       // expert bytes copied between GPUs
   int transfers = 0;                // experts copied between GPUs
+  // The commit point's StateStore::Save (committed, or kPersistFailed).
+  absl::Duration persist_duration;
 };
 
 // Cumulative counts since the coordinator was created.
@@ -190,22 +181,22 @@ class ApplyCoordinator {
 
   // ---- Agent streams (the gateway) ----
 
-  // Registers the stream's AgentHello. INVALID_ARGUMENT for a hello that does
-  // not fit the configured model and cluster (or whose transfer_group_id is
-  // neither empty nor kTransferGroupIdBytes long), ALREADY_EXISTS when another
-  // connected node claims one of its GPUs, UNAVAILABLE while draining. A
-  // node already connected is replaced: its old stream is closed (and an
-  // apply it takes part in is aborted).
+  // Registers the stream's AgentHello (AgentRegistry::CheckHello says what
+  // is refused; UNAVAILABLE while draining). A node already connected is
+  // replaced: its old stream is closed (and a prepare it takes part in is
+  // aborted). The node gets a Welcome, and a resync or an Abort of its
+  // in-doubt version as "Recovery" says.
   absl::Status Connect(const craft::v1::AgentHello& hello,
                        std::shared_ptr<AgentConnection> connection);
   // The stream ended. Ignored unless `connection` is the node's current one.
   void Disconnect(const std::string& node, const AgentConnection* connection);
+  // The Ack that completes a prepare persists the commit (with the mutex
+  // released) and publishes it before returning.
   void HandleAck(const std::string& node, const AgentConnection* connection,
                  const craft::v1::Ack& ack);
   void HandleNack(const std::string& node, const AgentConnection* connection,
                   const craft::v1::Nack& nack);
-  // A NodeLoad from the node: refreshes last_seen and its GPUs' staging
-  // headroom (entries for GPUs of other nodes or negative are ignored).
+  // A NodeLoad from the node: AgentRegistry::OnLoad.
   void OnLoad(const std::string& node, const AgentConnection* connection,
               const craft::v1::NodeLoad& load);
 
@@ -225,15 +216,18 @@ class ApplyCoordinator {
   void CheckTimeouts();
   // When CheckTimeouts next has something to do; nullopt when idle.
   std::optional<absl::Time> NextDeadline() const;
-  // Stops accepting agents and aborts a prepare in progress.
+  // Stops accepting agents and aborts a prepare in progress (a commit being
+  // persisted is not: the save decides).
   void BeginDrain();
 
   // ---- Views ----
   CommittedLayout committed() const;
   int64_t epoch() const { return epoch_; }
-  // The version being prepared; "" otherwise.
+  // The version being prepared or persisted (not committed yet); ""
+  // otherwise.
   std::string pending_version() const;
-  // Preparing, or committed but still waiting for Ack{COMMITTED}s.
+  // Preparing, persisting, or committed but still waiting for
+  // Ack{COMMITTED}s.
   bool apply_in_progress() const;
   // Why the last apply was aborted ("" if none was).
   std::string last_abort_reason() const;
@@ -243,10 +237,8 @@ class ApplyCoordinator {
   // A claim is no proof (proto/README.md): it fences this planner only as
   // long as that node's stream lasts, and never changes what is persisted.
   bool fenced() const;
-  // At most cluster.num_nodes entries: a hello of a new node name when that
-  // many are known forgets the disconnected one heard from least recently,
-  // or is refused (RESOURCE_EXHAUSTED) when all are connected, so that hellos
-  // under ever new names cannot grow this list (or ListAgents).
+  // Every node the registry knows (at most cluster.num_nodes: see
+  // AgentRegistry::MakeRoomFor).
   std::vector<AgentSnapshot> Agents() const;
   // `count` more load windows of `node`'s GPUs refused by the load store.
   void CountRejectedWindows(const std::string& node, int64_t count);
@@ -260,14 +252,9 @@ class ApplyCoordinator {
   CoordinatorStats stats() const;
 
  private:
-  struct Node {
-    std::vector<int> gpus;
-    std::map<int, std::string> endpoints;         // by GPU
-    std::string serving_version;                  // the node's committed version
-    std::map<int, std::string> gpu_serving;       // by GPU: a restarted worker may differ
-    std::map<int, int64_t> headroom;              // by GPU: staging headroom, when reported
-    std::shared_ptr<AgentConnection> connection;  // null: disconnected
-    absl::Time last_seen;
+  // What the apply and the resyncs know of one node of the registry, beside
+  // what the registry knows (one per registered node, forgotten with it).
+  struct NodeApplyState {
     // A resync Commit awaiting its answer: its nonce and deadline.
     std::string resync_nonce;
     absl::Time resync_deadline;
@@ -275,54 +262,70 @@ class ApplyCoordinator {
     // Its hello claimed a newer epoch than ours, or it NACKed one of our
     // messages STALE_EPOCH: it refuses this planner until its next hello.
     bool refuses_our_epoch = false;
-    int64_t windows_rejected = 0;  // AgentSnapshot::windows_rejected
     // It refused a Prepare carrying a layout delta (BAD_LAYOUT): its copy of
     // the committed layout is not ours, so its Prepares carry the full
     // layout until it answers a commit.
     bool needs_full_layout = false;
   };
-  // True when the node and every one of its GPUs serve `version`.
-  static bool InSync(const Node& node, const std::string& version);
-  // After an ACK or NACK that names what the whole node serves; the GPUs a
-  // NACK lists did not get there (unknown until the node says).
-  static void SetServing(Node& node, const std::string& version);
-  static void MarkLagging(Node& node, const craft::v1::Nack& nack);
+  // True when `nonce` answers the resync in flight (then consumed).
+  static bool AnswersResync(NodeApplyState& apply, const std::string& nonce);
 
+  // A node taking part in the apply in progress. It is connected, on
+  // `connection`: one that leaves aborts a prepare, or is dropped from the
+  // apply past it.
   struct Participant {
     const AgentConnection* connection = nullptr;
     std::string nonce;       // of the last message sent to it in this apply
     bool answered = false;   // PREPARED while preparing, COMMITTED (or NACKed) while committing
     bool got_delta = false;  // its Prepare carried a layout delta, not the full layout
   };
-  enum class Phase { kIdle, kPreparing, kCommitting };
+  enum class Phase { kIdle, kPreparing, kPersisting, kCommitting };
+  // What the commit point saves, taken under the mutex when the last agent
+  // is PREPARED; saved without it.
+  struct CommitToPersist {
+    int64_t seq = 0;
+    CommittedLayout next;      // the apply's version and layout
+    CommittedLayout previous;  // the committed one until then
+  };
 
   ApplyCoordinator(const CoordinatorOptions& options, StateStore* state_store,
                    LayoutHistory* history, Clock* clock, int64_t epoch, int64_t seq,
                    CommittedLayout committed);
 
-  absl::Status CheckHello(const craft::v1::AgentHello& hello) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status MakeRoomForLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The node if `connection` is its current stream, else nullptr.
-  Node* CurrentNode(const std::string& node, const AgentConnection* connection)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // CurrentNode, and the node was heard from now (last_seen).
-  Node* SeenNode(const std::string& node, const AgentConnection* connection)
+  // The apply's state of registered node `name`; every registered node has
+  // one.
+  NodeApplyState& ApplyStateOf(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const NodeApplyState& ApplyStateOf(const std::string& name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Participant* AwaitedParticipant(const std::string& node, const std::string& nonce)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   craft::v1::PlannerMessage NewMessage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<int> GpusWithoutAgentLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HandleAck under the mutex; what to persist when the Ack completed the
+  // prepare (the phase is then kPersisting).
+  std::optional<CommitToPersist> HandleAckLocked(const std::string& node,
+                                                 const AgentConnection* connection,
+                                                 const craft::v1::Ack& ack)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves `commit`, then retakes the mutex to publish it or, when the save
+  // failed, abort the apply.
+  void PersistCommit(const CommitToPersist& commit) ABSL_LOCKS_EXCLUDED(mu_);
+  // The commit point passed: `apply_version_` is the committed layout.
+  void PublishCommitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortLocked(AbortReason why, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reports the apply in progress to the on_apply_finished hook.
   void RecordFinishedLocked(bool committed, AbortReason why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishCommittingIfDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sends a Commit of the committed layout to every connected node not on it
-  // that has no resync in flight and no retry pending, outside applies.
+  // that has no resync in flight, no retry pending and is not held back.
   void DriveResyncsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // True when `nonce` answers the node's resync in flight (then consumed).
-  bool AnswersResyncLocked(Node& node, const std::string& nonce) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when a connected node that is not on the committed version must not
+  // be resynced now whatever the time: it refuses our epoch, it takes part in
+  // the apply in progress (it is resynced after it), the commit point is
+  // being persisted (the committed version is about to move), or the planner
+  // drains. One rule for DriveResyncsLocked and NextDeadline, so that the
+  // loop is never woken for a resync that will not go out.
+  bool ResyncHeldBackLocked(const std::string& name, const NodeApplyState& apply) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Connected nodes that refuse this planner's epoch.
   std::vector<std::string> RefusingNodesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Connected nodes not on the committed version, or still answering a resync.
@@ -330,7 +333,8 @@ class ApplyCoordinator {
   // HandleNack under the mutex; true when NextDeadline may have moved.
   bool HandleNackLocked(const std::string& node, const AgentConnection* connection,
                         const craft::v1::Nack& nack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A participant left (disconnect or replacement): aborts a prepare.
+  // A participant left (disconnect or replacement): aborts a prepare; drops
+  // it from an apply past the prepare (persisting or committing).
   void ParticipantLeftLocked(const std::string& node, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -345,16 +349,11 @@ class ApplyCoordinator {
   int64_t seq_ ABSL_GUARDED_BY(mu_);
   int64_t nonce_counter_ ABSL_GUARDED_BY(mu_) = 0;
   CommittedLayout committed_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  AgentRegistry registry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeApplyState> node_apply_ ABSL_GUARDED_BY(mu_);  // by node
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   CoordinatorStats stats_ ABSL_GUARDED_BY(mu_);
   std::string last_abort_reason_ ABSL_GUARDED_BY(mu_);
-  // The latest non-empty GpuInfo.transfer_group_id a hello reported for
-  // global rank 0 (an ncclUniqueId), and the node that reported it; "" until
-  // one does (CPU backends never do). Not persisted: after a restart the
-  // agents' hellos bring it back.
-  std::string transfer_group_id_ ABSL_GUARDED_BY(mu_);
-  std::string transfer_group_node_ ABSL_GUARDED_BY(mu_);
 
   // The apply in progress.
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
@@ -362,6 +361,7 @@ class ApplyCoordinator {
   std::shared_ptr<const planner::Layout> apply_layout_ ABSL_GUARDED_BY(mu_);
   absl::Time apply_deadline_ ABSL_GUARDED_BY(mu_);
   absl::Time apply_started_ ABSL_GUARDED_BY(mu_);
+  absl::Duration apply_persist_duration_ ABSL_GUARDED_BY(mu_);  // ApplyRecord::persist_duration
   int64_t apply_transfer_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int apply_transfers_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Participant> participants_ ABSL_GUARDED_BY(mu_);  // by node

@@ -3,11 +3,14 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/layout_delta.h"
 #include "common/layout_proto.h"
+#include "common/wire_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
@@ -24,6 +27,53 @@ using testing::NackOf;
 using testing::ReplicatedLayout;
 using testing::SmallConfig;
 using ::testing::UnorderedElementsAre;
+
+// An InMemoryStateStore whose saves can be held at a gate: a barrier
+// between the thread that persists a commit and the test, which meanwhile
+// calls into the coordinator. A held save gives up waiting after a few
+// seconds, so that a test whose call waited for the save fails (gave_up)
+// instead of hanging.
+class GatedStateStore : public InMemoryStateStore {
+ public:
+  // The next saves wait at the gate until Release.
+  void Hold() {
+    absl::MutexLock lock(&gate_mu_);
+    held_ = true;
+  }
+  // Blocks until a save waits at the gate.
+  void AwaitHeldSave() {
+    absl::MutexLock lock(&gate_mu_);
+    gate_mu_.Await(absl::Condition(&waiting_));
+  }
+  void Release() {
+    absl::MutexLock lock(&gate_mu_);
+    held_ = false;
+  }
+  bool gave_up() const {
+    absl::MutexLock lock(&gate_mu_);
+    return gave_up_;
+  }
+
+  absl::Status Save(const PlannerState& state) override {
+    {
+      absl::MutexLock lock(&gate_mu_);
+      waiting_ = held_;
+      if (!gate_mu_.AwaitWithTimeout(absl::Condition(
+                                         +[](bool* held) { return !*held; }, &held_),
+                                     absl::Seconds(5))) {
+        gave_up_ = true;
+      }
+      waiting_ = false;
+    }
+    return InMemoryStateStore::Save(state);
+  }
+
+ private:
+  mutable absl::Mutex gate_mu_;
+  bool held_ ABSL_GUARDED_BY(gate_mu_) = false;
+  bool waiting_ ABSL_GUARDED_BY(gate_mu_) = false;
+  bool gave_up_ ABSL_GUARDED_BY(gate_mu_) = false;
+};
 
 class ApplyCoordinatorTest : public ::testing::Test {
  protected:
@@ -65,6 +115,20 @@ class ApplyCoordinatorTest : public ::testing::Test {
     coordinator_->HandleAck(node, connection.get(), AckOf(connection->last(), phase));
   }
 
+  // `version` was aborted, for a reason naming `why`, on every connection
+  // in `told`, and the committed layout is still the initial one.
+  void ExpectAborted(const std::string& version,
+                     const std::vector<std::shared_ptr<FakeConnection>>& told,
+                     const std::string& why) {
+    for (const auto& connection : told) {
+      ASSERT_TRUE(connection->last().has_abort());
+      EXPECT_EQ(connection->last().abort().version(), version);
+    }
+    EXPECT_EQ(coordinator_->committed().version, "0.0");
+    EXPECT_FALSE(coordinator_->apply_in_progress());
+    EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr(why));
+  }
+
   // Runs a whole apply of ReplicatedLayout() to the end.
   std::string ApplyReplicated() {
     const std::string version = StartReplicated();
@@ -76,7 +140,7 @@ class ApplyCoordinatorTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  InMemoryStateStore store_;
+  GatedStateStore store_;
   std::unique_ptr<LayoutHistory> history_;
   std::unique_ptr<ApplyCoordinator> coordinator_;
   std::shared_ptr<FakeConnection> a_;
@@ -161,13 +225,7 @@ TEST_F(ApplyCoordinatorTest, NackAbortsAndKeepsTheOldLayout) {
   const std::string version = StartReplicated();
   Ack("a", a_, craft::v1::PREPARED);
   coordinator_->HandleNack("b", b_.get(), NackOf(b_->last(), craft::v1::WORKER_FAILED, "0.0"));
-  for (const auto& connection : {a_, b_}) {
-    ASSERT_TRUE(connection->last().has_abort());
-    EXPECT_EQ(connection->last().abort().version(), version);
-  }
-  EXPECT_EQ(coordinator_->committed().version, "0.0");
-  EXPECT_FALSE(coordinator_->apply_in_progress());
-  EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("node b refused"));
+  ExpectAborted(version, {a_, b_}, "node b refused");
   EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("WORKER_FAILED"));
   EXPECT_TRUE(commits_.empty());
 }
@@ -383,49 +441,6 @@ TEST_F(ApplyCoordinatorTest, TheWelcomeStatesTheModelToAnAgentThatLeavesItOpen) 
   EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
 }
 
-TEST_F(ApplyCoordinatorTest, HelloMustFitTheModelAndCluster) {
-  auto connection = std::make_shared<FakeConnection>();
-  craft::v1::AgentHello wrong_model = Hello("a", {0, 1});
-  wrong_model.mutable_model()->set_top_k(3);
-  absl::Status status = coordinator_->Connect(wrong_model, connection);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("model shape mismatch"));
-
-  EXPECT_EQ(coordinator_->Connect(Hello("", {0}), connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(coordinator_->Connect(Hello("a", {}), connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {4}), connection).message(),
-              HasSubstr("outside [0, 4)"));
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 1}), connection).message(),
-              HasSubstr("listed twice"));
-  EXPECT_THAT(coordinator_->Connect(Hello("a", {1, 2}), connection).message(),
-              HasSubstr("different nodes"));
-  // Identifiers are bounded: a 1 MiB name once made ListAgents exceed 4 MB.
-  EXPECT_THAT(coordinator_->Connect(Hello(std::string(1 << 20, 'n'), {0}), connection).message(),
-              HasSubstr("a DNS name"));
-  EXPECT_THAT(coordinator_->Connect(Hello("node a", {0}), connection).message(),
-              HasSubstr("a DNS name"));
-  craft::v1::AgentHello long_endpoint = Hello("a", {0, 1});
-  long_endpoint.mutable_gpus(0)->set_transfer_endpoint(std::string(300, 'x'));
-  EXPECT_THAT(coordinator_->Connect(long_endpoint, connection).message(),
-              HasSubstr("transfer_endpoint over"));
-  craft::v1::AgentHello long_version = Hello("a", {0, 1});
-  long_version.set_prepared_version(std::string(200, '1'));
-  EXPECT_EQ(coordinator_->Connect(long_version, connection).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(coordinator_->Agents().empty());
-}
-
-TEST_F(ApplyCoordinatorTest, GpusClaimedByAnotherNodeAreRefused) {
-  ASSERT_TRUE(coordinator_->Connect(Hello("a", {0, 1}), a_).ok());
-  absl::Status status = coordinator_->Connect(Hello("imposter", {1}), b_);
-  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
-  // Once "a" is gone its GPUs are free.
-  coordinator_->Disconnect("a", a_.get());
-  EXPECT_TRUE(coordinator_->Connect(Hello("replacement", {0, 1}), b_).ok());
-}
-
 TEST_F(ApplyCoordinatorTest, ASecondStreamOfANodeReplacesTheFirst) {
   ConnectBoth();
   StartReplicated();
@@ -471,6 +486,147 @@ TEST_F(ApplyCoordinatorTest, FailingToPersistTheCommitAborts) {
   EXPECT_THAT(coordinator_->last_abort_reason(), HasSubstr("cannot persist"));
 }
 
+// An apply of ReplicatedLayout() that node a has PREPARED; node b's PREPARED
+// comes from another thread, whose save of the commit the store holds.
+class PersistingTest : public ApplyCoordinatorTest {
+ protected:
+  void SetUp() override {
+    ConnectBoth();
+    version_ = StartReplicated();
+    Ack("a", a_, craft::v1::PREPARED);
+  }
+  // A test that stopped half-way still lets the persisting thread end.
+  void TearDown() override {
+    if (persisting_.joinable()) ReleaseTheSave();
+  }
+
+  // Node b answers PREPARED, as the last agent: the commit is persisted on
+  // that thread, and its save waits at the store's gate when this returns.
+  void HoldTheSave() {
+    store_.Hold();
+    const craft::v1::Ack prepared = AckOf(b_->last(), craft::v1::PREPARED);
+    persisting_ =
+        std::thread([this, b = b_, prepared] { coordinator_->HandleAck("b", b.get(), prepared); });
+    store_.AwaitHeldSave();
+  }
+
+  // Lets the save return, then waits for the commit to be published (or
+  // aborted). Fails when a call made meanwhile waited for the save.
+  void ReleaseTheSave() {
+    store_.Release();
+    persisting_.join();
+    EXPECT_FALSE(store_.gave_up()) << "a call waited for the save";
+  }
+
+  std::string version_;
+  std::thread persisting_;
+};
+
+TEST_F(PersistingTest, LoadsHellosAndViewsDoNotWaitForTheSave) {
+  HoldTheSave();
+  // Each call takes the coordinator's mutex; none may wait for the save.
+  craft::v1::NodeLoad load;
+  craft::v1::StagingHeadroom* headroom = load.add_headroom();
+  headroom->set_gpu(1);
+  headroom->set_bytes(123);
+  coordinator_->OnLoad("a", a_.get(), load);
+  EXPECT_EQ(coordinator_->MinStagingHeadroom(), 123);
+  EXPECT_EQ(coordinator_->Agents().size(), 2u);
+  EXPECT_EQ(coordinator_->Connect(Hello("c", {0}), std::make_shared<FakeConnection>()).code(),
+            absl::StatusCode::kAlreadyExists);
+  // Not committed before the save returns, and no other apply starts.
+  EXPECT_EQ(coordinator_->committed().version, "0.0");
+  EXPECT_EQ(coordinator_->pending_version(), version_);
+  EXPECT_TRUE(coordinator_->apply_in_progress());
+  EXPECT_EQ(coordinator_->StartApply(ReplicatedLayout()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(coordinator_->NextDeadline().has_value()) << "nothing to wake the loop for";
+  ReleaseTheSave();
+  EXPECT_EQ(coordinator_->committed().version, version_);
+  EXPECT_EQ((*store_.Load())->committed.version(), version_);
+  EXPECT_TRUE(a_->last().has_commit());
+  EXPECT_TRUE(b_->last().has_commit());
+  EXPECT_EQ(commits_, std::vector<std::string>{version_});
+}
+
+TEST_F(PersistingTest, EventsDuringTheSaveDoNotBreakTheCommit) {
+  HoldTheSave();
+  // A late Nack of the prepare (node a already answered it): ignored.
+  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
+  // The prepare's deadline passes: the save decides, not the clock.
+  clock_.Advance(absl::Seconds(10));
+  coordinator_->CheckTimeouts();
+  // Node b's stream ends and the node comes back, in doubt about the
+  // version: neither an Abort of it nor a resync to the old layout.
+  coordinator_->Disconnect("b", b_.get());
+  auto b_again = std::make_shared<FakeConnection>();
+  craft::v1::AgentHello hello = Hello("b", {2, 3}, "0.0");
+  hello.set_prepared_version(version_);
+  ASSERT_TRUE(coordinator_->Connect(hello, b_again).ok());
+  EXPECT_TRUE(b_again->sent().empty());
+  EXPECT_TRUE(a_->last().has_prepare());
+  EXPECT_FALSE(coordinator_->NextDeadline().has_value());
+  const int deadline_hooks = deadline_hooks_;
+  ReleaseTheSave();
+
+  EXPECT_EQ(coordinator_->committed().version, version_);
+  EXPECT_EQ(coordinator_->stats().applies_aborted, 0);
+  EXPECT_EQ(coordinator_->stats().stale_answers_ignored, 1);
+  ASSERT_TRUE(a_->last().has_commit());
+  EXPECT_TRUE(b_->last().has_prepare()) << "nothing is sent to a stream that ended";
+  ExpectResync(*b_again, version_);  // the node commits it from its staging
+  EXPECT_GT(deadline_hooks_, deadline_hooks) << "the loop must look at the new deadlines";
+  // Node b left the apply: node a's answer finishes it.
+  Ack("a", a_, craft::v1::COMMITTED);
+  EXPECT_FALSE(coordinator_->apply_in_progress());
+  coordinator_->HandleAck("b", b_again.get(), AckOf(b_again->last(), craft::v1::COMMITTED));
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+}
+
+TEST_F(PersistingTest, ADrainDuringTheSaveLeavesTheCommitToIt) {
+  HoldTheSave();
+  coordinator_->BeginDrain();
+  EXPECT_TRUE(a_->last().has_prepare()) << "no Abort of a version being persisted";
+  ReleaseTheSave();
+  EXPECT_EQ(coordinator_->committed().version, version_);
+  EXPECT_TRUE(a_->last().has_commit());
+  EXPECT_TRUE(b_->last().has_commit());
+}
+
+TEST_F(PersistingTest, AFailedSaveAbortsCleanlyWhateverCameMeanwhile) {
+  store_.set_fail_saves(true);
+  HoldTheSave();
+  // Node b comes back on a new stream, in doubt about the version.
+  auto b_again = std::make_shared<FakeConnection>();
+  craft::v1::AgentHello hello = Hello("b", {2, 3}, "0.0");
+  hello.set_prepared_version(version_);
+  ASSERT_TRUE(coordinator_->Connect(hello, b_again).ok());
+  EXPECT_TRUE(b_again->sent().empty());
+  ReleaseTheSave();
+
+  ExpectAborted(version_, {a_, b_again}, "cannot persist");
+  EXPECT_EQ(coordinator_->stats().aborts_by_reason[static_cast<int>(AbortReason::kPersistFailed)],
+            1);
+  EXPECT_TRUE(commits_.empty());
+  // Nothing is wedged: once the store saves again, the next apply commits.
+  store_.set_fail_saves(false);
+  b_ = b_again;
+  const std::string next = ApplyReplicated();
+  EXPECT_EQ(coordinator_->committed().version, next);
+}
+
+TEST_F(ApplyCoordinatorTest, NoDeadlineForAResyncThatWouldNotGoOut) {
+  ConnectBoth();
+  // Node a comes back on another version, claiming a newer epoch: it is not
+  // resynced (it would refuse), so the loop has nothing to wake up for.
+  auto claimant = std::make_shared<FakeConnection>();
+  craft::v1::AgentHello hello = Hello("a", {0, 1}, "7.3");
+  hello.set_highest_epoch(7);
+  ASSERT_TRUE(coordinator_->Connect(hello, claimant).ok());
+  EXPECT_TRUE(claimant->sent().empty());
+  EXPECT_FALSE(coordinator_->NextDeadline().has_value());
+}
+
 TEST_F(ApplyCoordinatorTest, AStaleEpochNackFencesOnlyWhileThatNodeSaysSo) {
   ConnectBoth();
   StartReplicated();
@@ -511,88 +667,51 @@ TEST_F(ApplyCoordinatorTest, DrainAbortsAPrepareAndRefusesAgents) {
             absl::StatusCode::kUnavailable);
 }
 
-// A transfer group id of the right size, distinct per `fill`.
-std::string GroupId(char fill) { return std::string(kTransferGroupIdBytes, fill); }
-
-// Node "a"'s hello (GPUs 0, 1) with `id` as GPU `id_rank`'s transfer group id.
-craft::v1::AgentHello HelloWithGroup(const std::string& id, int id_rank = 0) {
-  craft::v1::AgentHello hello = Hello("a", {0, 1});
-  hello.mutable_gpus(id_rank)->set_transfer_group_id(id);
-  return hello;
-}
-
-TEST_F(ApplyCoordinatorTest, PreparesCarryRankZerosLatestTransferGroupId) {
+TEST_F(ApplyCoordinatorTest, PreparesCarryTheTransferGroupIdRankZeroAnnounced) {
   // None known (CPU backends): Prepares carry none.
   ConnectBoth();
   StartReplicated();
   EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
   EXPECT_EQ(b_->last().prepare().transfer_group_id(), "");
   coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
-  // Node "a" comes back on a new stream with `hello`.
-  auto reconnect_a = [this](const craft::v1::AgentHello& hello) {
-    a_ = std::make_shared<FakeConnection>();
-    ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
-  };
-
-  // Rank 0's id reaches every agent's Prepare, also node b's, which has no
-  // transfer with rank 0 but joins the same communicator.
-  reconnect_a(HelloWithGroup(GroupId('x')));
+  // Rank 0's id (AgentRegistry::Register says which one counts) reaches
+  // every agent's Prepare, also node b's, which has no transfer with rank 0
+  // but joins the same communicator.
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  const std::string id(kTransferGroupIdBytes, 'x');
+  hello.mutable_gpus(0)->set_transfer_group_id(id);
+  a_ = std::make_shared<FakeConnection>();
+  ASSERT_TRUE(coordinator_->Connect(hello, a_).ok());
   StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('x'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('x'));
-  for (const AgentSnapshot& agent : coordinator_->Agents()) {
-    EXPECT_EQ(agent.has_transfer_group, agent.node == "a") << agent.node;
-  }
-
-  // Rank 0's communicator was aborted: its agent re-announces the node with
-  // a new id (a new stream, which aborts the prepare); the next Prepare
-  // carries the new id.
-  reconnect_a(HelloWithGroup(GroupId('y')));
-  EXPECT_TRUE(b_->last().has_abort());
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
-  coordinator_->HandleNack("a", a_.get(), NackOf(a_->last(), craft::v1::WORKER_FAILED, "0.0"));
-
-  // A hello without one for rank 0 (its worker not attached yet), or with one
-  // for another rank, keeps the latest.
-  reconnect_a(HelloWithGroup(GroupId('z'), /*id_rank=*/1));
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), GroupId('y'));
-  EXPECT_EQ(b_->last().prepare().transfer_group_id(), GroupId('y'));
+  EXPECT_EQ(a_->last().prepare().transfer_group_id(), id);
+  EXPECT_EQ(b_->last().prepare().transfer_group_id(), id);
 }
 
-TEST_F(ApplyCoordinatorTest, HelloWithAMalformedTransferGroupIdIsRefused) {
-  absl::Status status = coordinator_->Connect(HelloWithGroup("12345"), a_);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(status.message(), HasSubstr("transfer_group_id has 5 bytes"));
+TEST_F(ApplyCoordinatorTest, AHelloTheRegistryRefusesRegistersNothing) {
+  craft::v1::AgentHello hello = Hello("a", {0, 1});
+  hello.mutable_gpus(0)->set_transfer_group_id("12345");
+  EXPECT_EQ(coordinator_->Connect(hello, a_).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(coordinator_->Agents().empty());
+  EXPECT_EQ(a_->welcomes(), 0);
   // The planner keeps serving: the same node connects with a good hello.
   ConnectBoth();
-  StartReplicated();
-  EXPECT_EQ(a_->last().prepare().transfer_group_id(), "");
+  EXPECT_EQ(a_->welcomes(), 1);
 }
 
-TEST_F(ApplyCoordinatorTest, NodeNamesCannotGrowPastTheClusterAndRejectionsCountPerNode) {
+TEST_F(ApplyCoordinatorTest, NodesTheRegistryForgotCanComeBack) {
   ConnectBoth();  // the cluster has 2 nodes: both are known
-  auto stranger = std::make_shared<FakeConnection>();
-  EXPECT_FALSE(coordinator_->Connect(Hello("c", {2, 3}), stranger).ok());
-  coordinator_->CountRejectedWindows("a", 1);
-  coordinator_->CountRejectedWindows("a", 1);
-  // Names come and go on b's GPUs: each new one takes the place of the
-  // disconnected one before it, so the list stays at 2.
+  // Names come and go on b's GPUs, each forgetting the one before.
   coordinator_->Disconnect("b", b_.get());
-  for (const std::string name : {"c", "d", "e"}) {
+  for (const std::string name : {"c", "d", "b"}) {
     auto connection = std::make_shared<FakeConnection>();
     ASSERT_TRUE(coordinator_->Connect(Hello(name, {2, 3}), connection).ok()) << name;
-    coordinator_->Disconnect(name, connection.get());
+    if (name != "b") coordinator_->Disconnect(name, connection.get());
+    b_ = connection;
   }
-  const std::vector<AgentSnapshot> agents = coordinator_->Agents();
-  ASSERT_EQ(agents.size(), 2u);
-  EXPECT_EQ(agents[0].node, "a");
-  EXPECT_EQ(agents[0].windows_rejected, 2);
-  EXPECT_EQ(agents[1].node, "e");
-  EXPECT_EQ(agents[1].windows_rejected, 0);
+  EXPECT_EQ(coordinator_->Agents().size(), 2u);
+  EXPECT_TRUE(coordinator_->OutOfSyncNodes().empty());
+  const std::string version = ApplyReplicated();
+  EXPECT_EQ(coordinator_->committed().version, version);
 }
 
 // 64 experts per layer: layouts big enough that a delta is the smaller

@@ -43,6 +43,16 @@ prometheus::Labels With(prometheus::Labels labels, const prometheus::Labels& mor
   return labels;
 }
 
+// Histogram buckets for short waits: 10 us .. 10 s, six per decade (1, 1.5,
+// 2, 3, 5, 7), so that a percentile read from them is off by less than half
+// a bucket.
+prometheus::Histogram::BucketBoundaries ShortDurationBuckets() {
+  return {0.00001, 0.000015, 0.00002, 0.00003, 0.00005, 0.00007, 0.0001, 0.00015, 0.0002, 0.0003,
+          0.0005,  0.0007,   0.001,   0.0015,  0.002,   0.003,   0.005,  0.007,   0.01,   0.015,
+          0.02,    0.03,     0.05,    0.07,    0.1,     0.15,    0.2,    0.3,     0.5,    0.7,
+          1,       1.5,      2,       3,       5,       7,       10};
+}
+
 // min / p10 / mean over layers, as three gauges.
 struct LayerSummary {
   prometheus::Gauge* min = nullptr;
@@ -160,6 +170,7 @@ class PlannerMetrics::GroupSeries {
   prometheus::Histogram* plan_duration_;
   std::array<prometheus::Histogram*, kNumReplanStages> replan_stages_;
   prometheus::Histogram* prepare_to_commit_;
+  prometheus::Histogram* persist_;
   prometheus::Histogram* apply_transfer_bytes_;
 };
 
@@ -344,6 +355,10 @@ PlannerMetrics::GroupSeries::GroupSeries(prometheus::Registry& r, const Placemen
       &metrics::HistogramFamily(r, "craft_planner_apply_prepare_to_commit_seconds",
                                 "From Prepare sent to the commit point (every agent PREPARED).")
            .Add(labels_, metrics::DurationBuckets());
+  persist_ = &metrics::HistogramFamily(r, "craft_planner_apply_persist_seconds",
+                                       "Time the commit point's save took: the state file "
+                                       "written and fsynced, or the etcd transaction.")
+                  .Add(labels_, ShortDurationBuckets());
   apply_transfer_bytes_ =
       &metrics::HistogramFamily(r, "craft_planner_apply_transfer_bytes",
                                 "Expert bytes one committed apply copies between GPUs.")
@@ -373,6 +388,9 @@ void PlannerMetrics::GroupSeries::OnReplan(const ReplanOutcome& outcome) {
 }
 
 void PlannerMetrics::GroupSeries::OnApplyFinished(const ApplyRecord& record) {
+  if (record.committed || record.abort_reason == AbortReason::kPersistFailed) {
+    persist_->Observe(absl::ToDoubleSeconds(record.persist_duration));
+  }
   if (!record.committed) return;  // aborts are counted from CoordinatorStats
   prepare_to_commit_->Observe(absl::ToDoubleSeconds(record.prepare_duration));
   apply_transfer_bytes_->Observe(static_cast<double>(record.transfer_bytes));
@@ -480,9 +498,20 @@ PlannerMetrics::PlannerMetrics(const std::vector<PlacementGroup>& groups) {
                          "1 while this planner leads (always, without high availability); 0 on "
                          "a follower, whose other planner gauges are not its own.")
                  .Add({});
+  load_handling_ =
+      &metrics::HistogramFamily(r, "craft_planner_agent_load_handling_seconds",
+                                "Time the planner took to handle one NodeLoad of an agent "
+                                "stream (of any group), from its read to its last window "
+                                "ingested, waits for the coordinator's and the load store's "
+                                "locks included.")
+           .Add({}, ShortDurationBuckets());
 }
 
 PlannerMetrics::~PlannerMetrics() = default;
+
+void PlannerMetrics::OnAgentLoadHandled(absl::Duration handling) {
+  load_handling_->Observe(absl::ToDoubleSeconds(handling));
+}
 
 PlannerMetrics::GroupSeries* PlannerMetrics::Find(const std::string& group) const {
   const auto it = groups_.find(group);

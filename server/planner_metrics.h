@@ -52,6 +52,7 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   // PlannerObserver; events of a group that was not configured are ignored.
   void OnReplan(const std::string& group, const ReplanOutcome& outcome) override;
   void OnApplyFinished(const std::string& group, const ApplyRecord& record) override;
+  void OnAgentLoadHandled(absl::Duration handling) override;
 
  private:
   class GroupSeries;
@@ -66,6 +67,8 @@ class PlannerMetrics final : public metrics::ScrapedRegistry, public PlannerObse
   // Planner-wide.
   prometheus::Gauge* epoch_;
   prometheus::Gauge* leader_;
+  // Every group's agents' NodeLoads, handled on one planner.
+  prometheus::Histogram* load_handling_;
 };
 
 }  // namespace craft::server

@@ -155,6 +155,17 @@ TEST_F(PlannerMetricsTest, ReplanStagesAreObservedUnderTheirStageLabel) {
   ExpectLintClean(text);
 }
 
+TEST_F(PlannerMetricsTest, NodeLoadHandlingTimesAreAFineHistogram) {
+  metrics_->OnAgentLoadHandled(absl::Microseconds(40));
+  metrics_->OnAgentLoadHandled(absl::Milliseconds(60));
+  const std::string text = metrics_->Serialize();
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_count 2"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"5e-05\"} 1"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"0.05\"} 1"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_agent_load_handling_seconds_bucket{le=\"0.1\"} 2"));
+  ExpectLintClean(text);
+}
+
 TEST_F(PlannerMetricsTest, ForcedApplyIsCountedTimedAndChangesTheLayoutGauges) {
   ConnectBoth();
   group_.Report(group_.Initial(), "0.0", 1, 3);
@@ -186,6 +197,7 @@ TEST_F(PlannerMetricsTest, ForcedApplyIsCountedTimedAndChangesTheLayoutGauges) {
   EXPECT_THAT(text, HasSubstr("craft_planner_committed_layout_seq{group=\"default\"} 1"));
   // Commit acks pending.
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_in_progress{group=\"default\"} 1"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_apply_persist_seconds_count{group=\"default\"} 1"));
   // Agents still report the old version until they answer the commit.
   EXPECT_THAT(text, HasSubstr("craft_planner_agents_on_committed_layout{group=\"default\"} 0"));
   EXPECT_THAT(text, HasSubstr("craft_planner_apply_balancedness{group=\"default\",stat=\"mean\","
@@ -228,6 +240,8 @@ TEST_F(PlannerMetricsTest, AbortsAreCountedByReasonAndNacksByCode) {
   EXPECT_THAT(text, HasSubstr("craft_planner_applies_started_total{group=\"default\"} 2"));
   EXPECT_THAT(
       text, HasSubstr("craft_planner_apply_prepare_to_commit_seconds_count{group=\"default\"} 0"));
+  EXPECT_THAT(text, HasSubstr("craft_planner_apply_persist_seconds_count{group=\"default\"} 0"))
+      << "nothing saved";
 }
 
 TEST_F(PlannerMetricsTest, LoadWindowsAreCountedAndMeasured) {

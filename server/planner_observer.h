@@ -5,12 +5,14 @@
 //
 // Thread-safety: implementations must be thread-safe and must not block or
 // call into the planner: OnApplyFinished runs with the group's
-// ApplyCoordinator's mutex held, OnReplan on the group's replan loop thread.
+// ApplyCoordinator's mutex held, OnReplan on the group's replan loop thread,
+// OnAgentLoadHandled on gRPC's threads.
 #ifndef CRAFT_SERVER_PLANNER_OBSERVER_H_
 #define CRAFT_SERVER_PLANNER_OBSERVER_H_
 
 #include <string>
 
+#include "absl/time/time.h"
 #include "server/apply_coordinator.h"
 #include "server/replan_loop.h"
 
@@ -23,6 +25,10 @@ class PlannerObserver {
   virtual void OnReplan(const std::string& group, const ReplanOutcome& outcome) = 0;
   // When an apply of `group` reaches the commit point or is aborted.
   virtual void OnApplyFinished(const std::string& group, const ApplyRecord& record) = 0;
+  // After every NodeLoad an agent stream handled (of any group), with how
+  // long that took (the locks it waited for included): the load stream's
+  // latency on the planner.
+  virtual void OnAgentLoadHandled(absl::Duration handling) = 0;
 };
 
 }  // namespace craft::server

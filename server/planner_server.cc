@@ -35,8 +35,14 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   // Roles are the document's (admins, readers, token): any group's
   // authorizer grants them alike.
   const Authorizer* roles = server->first().agents.get();
-  server->gateway_ =
-      std::make_unique<AgentGatewayService>(server->groups_.get(), options.directory);
+  std::function<void(absl::Duration)> on_load_handled;
+  if (PlannerObserver* observer = options.observer; observer != nullptr) {
+    on_load_handled = [observer](absl::Duration handling) {
+      observer->OnAgentLoadHandled(handling);
+    };
+  }
+  server->gateway_ = std::make_unique<AgentGatewayService>(
+      server->groups_.get(), options.directory, options.clock, std::move(on_load_handled));
   server->placement_ = std::make_unique<PlacementServiceImpl>(config, roles, server->groups_.get(),
                                                               options.directory);
   if (options.follower) {

@@ -97,6 +97,15 @@ class AgentClient {
       stream_;
 };
 
+// Counts the NodeLoads the gateway reports as handled.
+class LoadCountingObserver : public PlannerObserver {
+ public:
+  void OnReplan(const std::string&, const ReplanOutcome&) override {}
+  void OnApplyFinished(const std::string&, const ApplyRecord&) override {}
+  void OnAgentLoadHandled(absl::Duration) override { ++loads_handled; }
+  std::atomic<int> loads_handled{0};
+};
+
 class PlannerServerTest : public ::testing::Test {
  protected:
   void StartServer(const PlannerConfig& config = SmallConfig(),
@@ -107,6 +116,7 @@ class PlannerServerTest : public ::testing::Test {
     options.state_store = &store_;
     options.max_receive_message_bytes = max_receive_message_bytes;
     options.shutdown_grace = absl::Seconds(2);
+    options.observer = &observer_;
     absl::StatusOr<std::unique_ptr<PlannerServer>> server = PlannerServer::Start(config, options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -179,6 +189,7 @@ class PlannerServerTest : public ::testing::Test {
   std::optional<craft::testing::TestCerts> certs_;
   FakeClock clock_;
   InMemoryStateStore store_;
+  LoadCountingObserver observer_;
   std::unique_ptr<PlannerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<craft::v1::PlacementService::Stub> placement_;
@@ -316,6 +327,8 @@ TEST_F(PlannerServerTest, MalformedWindowsAreDroppedAndTheStreamContinues) {
   EXPECT_EQ(store->rejected(RejectReason::kWrongSlotCount), 1);
   EXPECT_EQ(store->rejected(RejectReason::kGpuNotOnNode), 1);
   EXPECT_EQ(server_->coordinator()->Agents().at(0).connected, true);
+  // Every NodeLoad is timed, also one whose windows were all rejected.
+  EXPECT_TRUE(Eventually([&] { return observer_.loads_handled == 3; }));
 }
 
 TEST_F(PlannerServerTest, OversizedMessageIsRefusedAndTheServerKeepsServing) {

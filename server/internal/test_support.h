@@ -14,7 +14,7 @@
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/load.pb.h"
 #include "planner/layout.h"
-#include "server/apply_coordinator.h"
+#include "server/agent_registry.h"
 #include "server/config.h"
 #include "server/state_store.h"
 

@@ -28,6 +28,9 @@ value() { sed -n "s/^$1=//p" "$DIR/summary.txt"; }
 [[ "$(value planner_prepare_to_commit_point_ms_p50)" != "n/a" ]] ||
   fail "no apply in the planner's log"
 [[ -n "$(value replan_stage_plan_ms_p50)" ]] || fail "no replan stage times in the summary"
+(($(value planner_load_handling_count) > 0)) || fail "no NodeLoad handling time from the planner"
+[[ "$(value planner_load_handling_ms_max)" != "n/a" ]] || fail "no NodeLoad handling max"
+(($(value planner_persist_count) >= 1)) || fail "no commit save timed by the planner"
 
 # Two placement groups of 2 nodes each, re-planned concurrently: both commit.
 rm -rf "$DIR"

@@ -11,7 +11,12 @@
 # a few percent; 1 lets the frontier move as much as pays).
 # Prints windows ingested per second (planner and loadgen), planner CPU
 # seconds per wall second and RSS, prepare-to-commit latency p50/p99 (as the
-# agents see it and from the planner's log), applies committed/aborted and,
+# agents see it and from the planner's log), the load-stream latency on the
+# planner (the time it took to handle one NodeLoad, locks waited for
+# included: craft_planner_agent_load_handling_seconds, scraped from its
+# /metrics at the start and the end of the measured phase) p50/p99/max, the
+# time each commit's save took (craft_planner_apply_persist_seconds) p50/max,
+# applies committed/aborted and,
 # per stage of the measured re-plans (trace, plan, evaluate, prepare: the
 # Replan RPC's stage_times), p50 and max (replan_stage_<stage>_ms_p50/_max).
 #
@@ -19,6 +24,7 @@
 #   tools/loadgen/run_benchmark.sh --nodes 64 --duration_s 30
 #   tools/loadgen/run_benchmark.sh --replan_every_s 0 --duration_s 60  # ingest only
 #   tools/loadgen/run_benchmark.sh --groups 32 --nodes 512   # 32 placement groups x 128 GPUs
+#   tools/loadgen/run_benchmark.sh --etcd    # the state in a local etcd (/usr/bin/etcd)
 #   tools/loadgen/run_benchmark.sh --no_build --planner_bin P --loadgen_bin L \
 #     --launcher_bin C --out DIR ...
 #
@@ -27,6 +33,9 @@
 # apply, re-planned concurrently (a forced Replan RPC per group); latencies
 # are then over every group's applies and replans, and the planner-log
 # columns (whose versions repeat across groups) read n/a.
+# With --etcd the planner keeps its state in etcd, as a highly available
+# group of one replica (the config's ha section) with a one-member etcd
+# started here: every commit's save is an etcd round trip, not a file write.
 # The loadgen runs on the same machine and shares its cores with the planner,
 # which craft-local-cluster starts alone (--nodes 0). DIR (default: a fresh
 # /tmp/craft-bench-XXXXXX) keeps planner.yaml, the logs, loadgen.txt (the
@@ -42,9 +51,9 @@ WINDOW_MS=1000 WINDOW_HORIZON=64 BUDGET=8
 REPLAN_INTERVAL_S=3600 REPLAN_EVERY_S=5 GAIN_THRESHOLD=0.001 APPLY_TIMEOUT_MS=60000
 METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
-BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" LAUNCHER_BIN="" OUT=""
+BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" LAUNCHER_BIN="" OUT="" ETCD=0
 
-usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
@@ -67,6 +76,7 @@ while (($#)); do
     --stage_delay_ms) STAGE_DELAY_MS="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --drain_s) DRAIN_S="$2"; shift 2 ;;
+    --etcd) ETCD=1; shift ;;
     --no_build) BUILD=0; shift ;;
     --planner_bin) PLANNER_BIN="$2"; shift 2 ;;
     --loadgen_bin) LOADGEN_BIN="$2"; shift 2 ;;
@@ -92,6 +102,13 @@ fi
 [[ -x "$PLANNER_BIN" && -x "$LOADGEN_BIN" && -x "$LAUNCHER_BIN" ]] ||
   { echo "no binaries (--planner_bin/--loadgen_bin/--launcher_bin)" >&2; exit 2; }
 
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+LISTEN="127.0.0.1:0"
+if ((ETCD)); then
+  LISTEN="127.0.0.1:$(free_port)"  # a replica's address is fixed: it is advertised
+  ETCD_CLIENT="http://127.0.0.1:$(free_port)" ETCD_PEER="http://127.0.0.1:$(free_port)"
+fi
+
 GPUS=$((NODES * GPUS_PER_NODE))
 ((NUM_GROUPS >= 1 && NODES % NUM_GROUPS == 0)) || { echo "--groups must divide --nodes" >&2; exit 2; }
 GROUP_NODES=$((NODES / NUM_GROUPS)) GROUP_GPUS=$((GPUS / NUM_GROUPS))
@@ -106,11 +123,17 @@ if ((NUM_GROUPS > 1)); then
   CLUSTER="$CLUSTER]"
 fi
 
-LAUNCHER_PID="" LOADGEN_PID=""
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if ((ETCD)); then
+  ETCD_CLIENT="http://127.0.0.1:$(free_port)" ETCD_PEER="http://127.0.0.1:$(free_port)"
+fi
+
+LAUNCHER_PID="" LOADGEN_PID="" ETCD_PID=""
 cleanup() {
   [[ -n "$LOADGEN_PID" ]] && kill -KILL "$LOADGEN_PID" 2>/dev/null || true
   # The launcher stops the planner (SIGTERM, SIGKILL 10 s later).
   [[ -n "$LAUNCHER_PID" ]] && kill -TERM "$LAUNCHER_PID" 2>/dev/null && wait "$LAUNCHER_PID"
+  [[ -n "$ETCD_PID" ]] && kill -KILL "$ETCD_PID" 2>/dev/null || true
   true
 }
 trap cleanup EXIT
@@ -133,12 +156,24 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
+LAUNCH_FLAGS=()
+if ((ETCD)); then
+  etcd --name bench --data-dir "$OUT/etcd" --listen-client-urls "$ETCD_CLIENT" \
+    --advertise-client-urls "$ETCD_CLIENT" --listen-peer-urls "$ETCD_PEER" \
+    --initial-advertise-peer-urls "$ETCD_PEER" --initial-cluster "bench=$ETCD_PEER" \
+    --max-request-bytes 10485760 > "$OUT/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  for _ in $(seq 200); do curl -sf "$ETCD_CLIENT/health" > /dev/null && break; sleep 0.1; done
+  curl -sf "$ETCD_CLIENT/health" > /dev/null || fail "etcd did not start; see $OUT/etcd.log"
+  LAUNCH_FLAGS=(--etcd_endpoints "${ETCD_CLIENT#http://}")
+fi
+
 # The planner alone (the loadgen plays every node), its config in
 # $OUT/planner.yaml. Plaintext on loopback: the benchmark measures the
 # planner, not TLS, and one process plays every node.
-"$LAUNCHER_BIN" --insecure --dir "$OUT" --planner_bin "$PLANNER_BIN" --nodes 0 \
+"$LAUNCHER_BIN" --insecure --dir "$OUT" --planner_bin "$PLANNER_BIN" --nodes 0 --metrics \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
-  --expert_bytes "$BYTES_PER_EXPERT" --start_timeout_s 30 --planner_config "{
+  --expert_bytes "$BYTES_PER_EXPERT" --start_timeout_s 30 "${LAUNCH_FLAGS[@]}" --planner_config "{
     $CLUSTER, loads: {window_horizon: $WINDOW_HORIZON},
     replan: {interval_s: $REPLAN_INTERVAL_S, algorithm: craft, method: $METHOD,
              max_moved_fraction: $MAX_MOVED_FRACTION, budget: $BUDGET,
@@ -149,6 +184,23 @@ wait_for_line '^planner_address=' 40 "$OUT/cluster.env" "$LAUNCHER_PID" ||
   { tail -5 "$OUT/cluster.log" >&2; fail "the planner did not start"; }
 cluster() { sed -n "s/^$1=//p" "$OUT/cluster.env"; }
 PLANNER="$(cluster planner_address)" PLANNER_PID="$(cluster planner_pid)"
+METRICS_PORT="$(cluster planner_metrics_port)"
+# True once the planner leads (awk reads the whole page: no SIGPIPE for curl).
+leads() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+    awk '$1 == "craft_planner_leader" && $2 == 1 {found = 1} END {exit !found}'
+}
+if ((ETCD)); then  # a replica follows until it wins the election: agents go to a leader
+  for _ in $(seq 300); do leads && break; sleep 0.1; done
+  leads || fail "the planner did not lead; see $OUT/planner.log"
+fi
+
+# The buckets of the planner's NodeLoad handling and commit save histograms,
+# into file $1.
+scrape_histograms() {
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+    grep -E '^craft_planner_(agent_load_handling|apply_persist)_seconds_bucket' > "$1" || true
+}
 
 "$LOADGEN_BIN" --insecure --planner "$PLANNER" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
   --groups "$NUM_GROUPS" \
@@ -163,9 +215,11 @@ LOADGEN_PID=$!
 wait_for_line 'measure: start' 300 "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not start measuring"; }
 TICKS0="$(cpu_ticks "$PLANNER_PID")" T0="$(now_s)"
+scrape_histograms "$OUT/histograms.start"
 wait_for_line 'measure: end' $((${DURATION_S%.*} * 3 + 600)) "$OUT/loadgen.log" "$LOADGEN_PID" ||
   { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen did not finish measuring"; }
 TICKS1="$(cpu_ticks "$PLANNER_PID")" T1="$(now_s)"
+scrape_histograms "$OUT/histograms.end"
 RSS_KB="$(status_kb "$PLANNER_PID" VmRSS)" HWM_KB="$(status_kb "$PLANNER_PID" VmHWM)"
 THREADS="$(status_kb "$PLANNER_PID" Threads)"
 
@@ -201,6 +255,38 @@ percentile() {
     awk -v q="$2" '{v[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
 }
+# Of histogram $1 over the measured phase (the bucket deltas between the two
+# scrapes), in ms: the observations ($2 = count), a percentile ($2 = 0..1,
+# interpolated inside its bucket as PromQL's histogram_quantile does) or the
+# max ($2 = max: the upper bound of the highest bucket that got one), summed
+# over every placement group's series.
+histogram() {
+  awk -v name="$1_bucket" -v q="$2" '
+    function le(line) { match(line, /le="[^"]*"/); return substr(line, RSTART + 4, RLENGTH - 5) }
+    index($0, name "{") != 1 { next }
+    FNR == NR { start[le($0)] += $NF; next }
+    # One series per placement group: their buckets add up.
+    { b = le($0); if (!(b in at)) { n++; at[b] = n; bound[n] = b }
+      count[at[b]] += $NF - start[b]; start[b] = 0 }
+    function ms(b) { return b == "+Inf" ? "inf" : sprintf("%.2f", 1000 * b) }
+    END {
+      total = n > 0 ? count[n] : 0
+      if (q == "count") { print total; exit }
+      if (total <= 0) { print "n/a"; exit }
+      if (q == "max") { for (i = 1; i <= n; i++) if (count[i] == total) { print ms(bound[i]); exit } }
+      rank = q * total; lower = 0; below = 0
+      for (i = 1; i <= n; i++) {
+        if (count[i] >= rank) {
+          if (bound[i] == "+Inf") { print "inf"; exit }
+          printf "%.2f\n", 1000 * (lower + (bound[i] - lower) * (rank - below) / (count[i] - below))
+          exit
+        }
+        lower = bound[i]; below = count[i]
+      }
+    }' "$OUT/histograms.start" "$OUT/histograms.end"
+}
+load_handling() { histogram craft_planner_agent_load_handling_seconds "$1"; }
+persist() { histogram craft_planner_apply_persist_seconds "$1"; }
 value() { sed -n "s/^$1=//p" "$OUT/loadgen.txt"; }
 kib() { local bytes; bytes="$(value "$1")"; echo $((${bytes:-0} / 1024)); }
 # "trace 1.2 / 3.4, plan ..." from the loadgen's replan_stage_<stage>_ms_p50/_max lines.
@@ -223,6 +309,13 @@ CLK_TCK="$(getconf CLK_TCK)"
   echo "planner_prepare_to_all_committed_ms_p50=$(percentile answered 0.5)"
   echo "planner_prepare_to_all_committed_ms_p99=$(percentile answered 0.99)"
   echo "planner_applies_aborted=$(grep -c '] aborting ' "$OUT/planner.log" || true)"
+  echo "planner_load_handling_count=$(load_handling count)"
+  echo "planner_load_handling_ms_p50=$(load_handling 0.5)"
+  echo "planner_load_handling_ms_p99=$(load_handling 0.99)"
+  echo "planner_load_handling_ms_max=$(load_handling max)"
+  echo "planner_persist_count=$(persist count)"
+  echo "planner_persist_ms_p50=$(persist 0.5)"
+  echo "planner_persist_ms_max=$(persist max)"
   echo "cores=$(nproc)"
 } > "$OUT/summary.txt"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
@@ -242,6 +335,8 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs in $NUM_
 | warm-up apply (from the initial layout, not measured): prepare-to-commit, largest Prepare | $(value warmup_prepare_to_commit_ms) ms, $(kib warmup_max_prepare_bytes) KiB |
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
+| NodeLoad handling on the planner (locks waited for included) p50 / p99 / max, NodeLoads | $(sv planner_load_handling_ms_p50) / $(sv planner_load_handling_ms_p99) / $(sv planner_load_handling_ms_max) ms, $(sv planner_load_handling_count) |
+| commit saves on the planner p50 / max, saves | $(sv planner_persist_ms_p50) / $(sv planner_persist_ms_max) ms, $(sv planner_persist_count) |
 | forced Replan RPCs: calls / applies started, latency p50 / p99 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_p99) / $(value replan_rpc_ms_max) ms |
 | replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
