@@ -7,13 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crash_point.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "common/wire_limits.h"
 #include "planner/initial_layout.h"
 #include "planner/layout.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
+#include "wire/limits.h"
 
 namespace craft::agent {
 namespace {

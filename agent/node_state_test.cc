@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::agent {
 namespace {

@@ -8,7 +8,7 @@
 #include "common/grpc/stream_writer.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
-#include "common/wire_limits.h"
+#include "wire/metadata.h"
 
 namespace craft::agent {
 namespace {

@@ -18,10 +18,10 @@
 #include "absl/status/status.h"
 #include "agent/channels.h"
 #include "agent/node_model.h"
-#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/layout.pb.h"
 #include "craft/v1/worker.pb.h"
+#include "wire/limits.h"
 
 namespace craft::agent {
 

@@ -15,7 +15,6 @@
 #include "common/atomic_file.h"
 #include "common/check.h"
 #include "common/crash_point.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "gpu_worker/expert_weights.h"
@@ -23,6 +22,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft::gpu_worker {
 namespace {

@@ -9,13 +9,13 @@
 #include "absl/strings/str_join.h"
 #include "common/clip.h"
 #include "common/crash_point.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/names.h"
 #include "common/status_macros.h"
 #include "planner/initial_layout.h"
 #include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 namespace {

@@ -57,13 +57,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "planner/cluster.h"
 #include "planner/layout.h"
 #include "server/config.h"
 #include "server/layout_history.h"
 #include "server/state_store.h"
+#include "wire/limits.h"
 
 namespace craft::server {
 
@@ -81,7 +81,7 @@ class AgentConnection {
 };
 
 // Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT), besides
-// the version and transfer-group id sizes in common/wire_limits.h.
+// the version and transfer-group id sizes in wire/limits.h.
 inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
 
 struct CoordinatorOptions {

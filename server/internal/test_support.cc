@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/layout_delta.h"
+#include "wire/layout_delta.h"
 
 namespace craft::server::testing {
 

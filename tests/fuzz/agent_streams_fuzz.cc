@@ -20,11 +20,11 @@
 #include "agent/node_state.h"
 #include "agent/state_file.h"
 #include "common/clock.h"
-#include "common/layout_proto.h"
-#include "common/wire_limits.h"
 #include "server/apply_coordinator.h"
 #include "tests/fuzz/fuzz_session.pb.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "wire/layout_proto.h"
+#include "wire/limits.h"
 
 namespace craft::fuzz {
 namespace {

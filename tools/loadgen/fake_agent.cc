@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_delta.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_delta.h"
 
 namespace craft::loadgen {
 

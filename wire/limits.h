@@ -2,8 +2,8 @@
 // worker all check: one definition, so that no service takes what another
 // refuses (a version the agent keeps but the planner rejects would get every
 // hello of that node refused).
-#ifndef CRAFT_COMMON_WIRE_LIMITS_H_
-#define CRAFT_COMMON_WIRE_LIMITS_H_
+#ifndef CRAFT_WIRE_LIMITS_H_
+#define CRAFT_WIRE_LIMITS_H_
 
 #include <cstddef>
 
@@ -15,15 +15,10 @@ namespace craft {
 inline constexpr size_t kTransferGroupIdBytes = 128;
 
 // The longest layout version any message may carry (longer is
-// INVALID_ARGUMENT). Versions are opaque, but end up in logs, acks, metrics
-// labels and the state files.
+// INVALID_ARGUMENT). Versions end up in logs, acks, metrics labels and the
+// state files; wire/version.h says what one is.
 inline constexpr size_t kMaxVersionBytes = 128;
-
-// High availability: the trailing-metadata key with which a follower planner
-// names the leader's address when it refuses a call (UNAVAILABLE), so that
-// agents and clients go there (proto/README.md, "High availability").
-inline constexpr char kLeaderMetadataKey[] = "craft-leader";
 
 }  // namespace craft
 
-#endif  // CRAFT_COMMON_WIRE_LIMITS_H_
+#endif  // CRAFT_WIRE_LIMITS_H_

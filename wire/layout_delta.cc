@@ -1,4 +1,4 @@
-#include "common/layout_delta.h"
+#include "wire/layout_delta.h"
 
 #include <utility>
 #include <vector>
