@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crash_point.h"
@@ -14,6 +13,7 @@
 #include "wire/layout_delta.h"
 #include "wire/layout_proto.h"
 #include "wire/limits.h"
+#include "wire/version.h"
 
 namespace craft::agent {
 namespace {
@@ -28,13 +28,6 @@ constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
 // above any expert-parallel group: the agent builds that layout itself, one
 // slot count per GPU and layer, so the bound keeps a bad delta cheap.
 constexpr int kMaxClusterGpus = 1 << 16;
-
-// Versions are opaque but end up in logs, acks and the state file.
-bool IsSaneVersion(const std::string& version) {
-  if (version.empty() || version.size() > kMaxVersionBytes) return false;
-  return std::all_of(version.begin(), version.end(),
-                     [](char c) { return absl::ascii_isgraph(static_cast<unsigned char>(c)); });
-}
 
 bool SameModel(const std::optional<craft::v1::ModelShape>& a,
                const std::optional<craft::v1::ModelShape>& b) {
@@ -160,7 +153,7 @@ absl::Status NodeState::AttachWorker(const craft::v1::WorkerHello& hello, Worker
     CRAFT_LOG(WARNING) << "refused worker: " << s;
     return s;
   }
-  const std::string serving = NormalizeVersion(hello.committed_version());
+  const std::string serving = VersionOrInitial(hello.committed_version());
   CRAFT_LOG(INFO) << "worker attached: gpu " << hello.gpu() << " serving " << serving
                   << " endpoint '" << hello.transfer_endpoint() << "'"
                   << (hello.transfer_group_id().empty() ? "" : " with a transfer group id");
@@ -186,7 +179,7 @@ absl::Status NodeState::UpdateWorker(const craft::v1::WorkerHello& hello, Worker
   }
   // Never the id's bytes: it admits a process to the cluster's communicator.
   CRAFT_LOG(INFO) << "worker of gpu " << hello.gpu() << " updated its hello: serving "
-                  << NormalizeVersion(hello.committed_version()) << ", endpoint '"
+                  << VersionOrInitial(hello.committed_version()) << ", endpoint '"
                   << hello.transfer_endpoint() << "', "
                   << (hello.transfer_group_id().empty() ? "without" : "with")
                   << " a transfer group id";
@@ -288,7 +281,7 @@ absl::Status NodeState::OnWorkerWindow(int gpu, const craft::v1::GpuWindow& wind
     for (int64_t count : layer.counts()) assignments += count;
   }
   craft::v1::GpuWindow copy = window;
-  copy.set_layout_version(NormalizeVersion(window.layout_version()));
+  copy.set_layout_version(VersionOrInitial(window.layout_version()));
   EmitLoads(batcher_.Add(std::move(copy), clock_->Now(), registry_.AttachedGpus()));
   return absl::OkStatus();
 }
@@ -469,7 +462,7 @@ void NodeState::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
 
 absl::Status NodeState::ValidatePrepare(const craft::v1::Prepare& prepare) const {
   const std::string& version = prepare.layout().version();
-  if (!IsSaneVersion(version)) {
+  if (!IsVersionName(version)) {
     return absl::InvalidArgumentError(absl::StrCat("layout version '", version,
                                                    "' is empty, longer than ", kMaxVersionBytes,
                                                    " bytes or has blanks"));
@@ -533,9 +526,8 @@ absl::StatusOr<craft::v1::Layout> NodeState::LayoutFromDelta(
   absl::StatusOr<planner::Layout> base;
   if (committed_layout_.has_value() && committed_layout_->version() == base_version) {
     base = ParseNodeLayout(*committed_layout_);
-  } else if (base_version == planner::kInitialLayoutVersion && committed_version_.empty() &&
-             (CommittedVersionLocked().empty() ||
-              CommittedVersionLocked() == planner::kInitialLayoutVersion)) {
+  } else if (base_version == kInitialVersion && committed_version_.empty() &&
+             (CommittedVersionLocked().empty() || CommittedVersionLocked() == kInitialVersion)) {
     // Every party knows the initial layout of a shape; the shape must be this
     // node's model, so a delta cannot make the agent build an arbitrary one.
     const std::optional<craft::v1::ModelShape> model = registry_.model();
@@ -590,7 +582,7 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
     absl::StatusOr<craft::v1::Layout> layout = LayoutFromDelta(received.layout_delta());
     if (!layout.ok()) {
       SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(layout.status().message()));
-      if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+      if (IsVersionName(version) && !RecentOutcome(version).has_value()) {
         Remember(version, /*aborted=*/true);
       }
       return;
@@ -603,7 +595,7 @@ void NodeState::HandlePrepare(const std::string& nonce, const craft::v1::Prepare
   if (absl::Status s = ValidatePrepare(prepare); !s.ok()) {
     SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(s.message()));
     // The planner answers a Nack with Abort{V}: let that be acknowledged.
-    if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+    if (IsVersionName(version) && !RecentOutcome(version).has_value()) {
       Remember(version, /*aborted=*/true);
     }
     return;
@@ -768,7 +760,7 @@ void NodeState::HandleWelcome(const craft::v1::Welcome& welcome) {
 
 void NodeState::HandleResync(const std::string& nonce, const craft::v1::Commit& commit) {
   const std::string& version = commit.version();
-  if (!IsSaneVersion(version)) {
+  if (!IsVersionName(version)) {
     SendNack(nonce, version, craft::v1::BAD_LAYOUT,
              absl::StrCat("commit version '", version, "' is not a sane version"));
     return;

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "planner/initial_layout.h"
+#include "wire/version.h"
 
 namespace craft::agent {
 namespace {
@@ -13,10 +13,6 @@ namespace {
 constexpr size_t kMaxStringField = 256;
 
 }  // namespace
-
-std::string NormalizeVersion(const std::string& version) {
-  return version.empty() ? std::string(planner::kInitialLayoutVersion) : version;
-}
 
 WorkerRegistry::WorkerRegistry(std::vector<int> gpus) : gpus_(std::move(gpus)) {}
 
@@ -102,7 +98,7 @@ absl::Status WorkerRegistry::Update(const craft::v1::WorkerHello& hello, WorkerC
 }
 
 void WorkerRegistry::Record(const craft::v1::WorkerHello& hello, Attached& entry) {
-  entry.committed_version = NormalizeVersion(hello.committed_version());
+  entry.committed_version = VersionOrInitial(hello.committed_version());
   entry.model = hello.model();
   craft::v1::GpuInfo& info = infos_[hello.gpu()];
   info.set_rank(hello.gpu());

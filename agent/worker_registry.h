@@ -25,9 +25,6 @@
 
 namespace craft::agent {
 
-// "" (a worker's "initial layout") as the version the wire uses for it.
-std::string NormalizeVersion(const std::string& version);
-
 class WorkerRegistry {
  public:
   // `gpus`: the node's global ranks, sorted, unique, non-negative.

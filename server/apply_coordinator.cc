@@ -16,6 +16,7 @@
 #include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
 #include "wire/layout_proto.h"
+#include "wire/version.h"
 
 namespace craft::server {
 namespace {
@@ -65,7 +66,7 @@ absl::StatusOr<std::unique_ptr<ApplyCoordinator>> ApplyCoordinator::Create(
   CRAFT_ASSIGN_OR_RETURN(planner::Layout initial_layout,
                          planner::ContiguousLayout(options.model.num_layers,
                                                    options.model.num_experts, options.cluster));
-  const CommittedLayout initial{planner::kInitialLayoutVersion,
+  const CommittedLayout initial{kInitialVersion,
                                 std::make_shared<const planner::Layout>(std::move(initial_layout))};
   std::optional<CommittedLayout> committed, previous;
   if (state.has_value()) {
@@ -205,7 +206,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
     node.gpus.clear();
     node.endpoints.clear();
     node.headroom.clear();
-    node.serving_version = CanonicalVersion(hello.committed_version());
+    node.serving_version = VersionOrInitial(hello.committed_version());
     node.gpu_serving.clear();
     for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
       node.gpus.push_back(gpu.rank());
@@ -215,7 +216,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
       }
       node.gpu_serving[gpu.rank()] = gpu.serving_version().empty()
                                          ? node.serving_version
-                                         : CanonicalVersion(gpu.serving_version());
+                                         : VersionOrInitial(gpu.serving_version());
     }
     std::sort(node.gpus.begin(), node.gpus.end());
     for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
@@ -265,7 +266,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                     << (hello.prepared_version().empty()
                             ? ""
                             : ", in doubt about " + hello.prepared_version());
-    const std::string in_doubt = CanonicalVersion(hello.prepared_version());
+    const std::string in_doubt = VersionOrInitial(hello.prepared_version());
     if (!hello.prepared_version().empty() && in_doubt != committed_.version && in_sync &&
         !node.refuses_our_epoch) {
       // Prepared but never committed (a commit would be the committed
@@ -441,7 +442,7 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   }
   if (AnswersResyncLocked(*state, nack.nonce())) {
     if (!nack.last_good_version().empty()) {
-      SetServing(*state, CanonicalVersion(nack.last_good_version()));
+      SetServing(*state, VersionOrInitial(nack.last_good_version()));
     }
     MarkLagging(*state, nack);
     state->resync_retry_at = clock_->Now() + options_.resync_retry;
@@ -457,7 +458,7 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   Participant* participant = AwaitedParticipant(node, nack.nonce());
   if (participant == nullptr) return false;
   if (!nack.last_good_version().empty()) {
-    SetServing(*state, CanonicalVersion(nack.last_good_version()));
+    SetServing(*state, VersionOrInitial(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
     if (participant->got_delta && nack.error().code() == craft::v1::BAD_LAYOUT) {
@@ -533,7 +534,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   CRAFT_ASSIGN_OR_RETURN(SourcedTransfers plan,
                          PlanSourcedTransfers(target, serving, options_.model.bytes_per_expert));
 
-  const std::string version = absl::StrCat(epoch_, ".", ++seq_);
+  const std::string version = Version(epoch_, ++seq_).ToString();
   PrepareFanout::Inputs inputs;
   inputs.base = committed_.layout.get();
   inputs.base_version = committed_.version;

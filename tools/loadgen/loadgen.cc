@@ -21,6 +21,7 @@
 #include "tools/loadgen/fake_agent.h"
 #include "tools/loadgen/slot_loads.h"
 #include "tools/loadgen/timer_queue.h"
+#include "wire/version.h"
 
 namespace craft::loadgen {
 namespace {
@@ -198,7 +199,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   std::optional<ExpertLoads> drifted;  // outlives the agents that report it
   SlotLoadCache slot_loads(&loads);
   CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> initial_slots,
-                         slot_loads.Get(planner::kInitialLayoutVersion, initial));
+                         slot_loads.Get(kInitialVersion, initial));
 
   craft::v1::ModelShape model;
   model.set_num_layers(options.num_layers);
