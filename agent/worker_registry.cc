@@ -8,11 +8,6 @@
 #include "wire/version.h"
 
 namespace craft::agent {
-namespace {
-
-constexpr size_t kMaxStringField = 256;
-
-}  // namespace
 
 WorkerRegistry::WorkerRegistry(std::vector<int> gpus) : gpus_(std::move(gpus)) {}
 
@@ -41,10 +36,10 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
     return absl::InvalidArgumentError(absl::StrCat(
         "gpu ", gpu, ": negative staging_headroom_bytes ", hello.staging_headroom_bytes()));
   }
-  if (hello.transfer_endpoint().size() > kMaxStringField ||
+  if (hello.transfer_endpoint().size() > kMaxEndpointBytes ||
       hello.committed_version().size() > kMaxVersionBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("gpu ", gpu, ": transfer_endpoint longer than ", kMaxStringField,
+        absl::StrCat("gpu ", gpu, ": transfer_endpoint longer than ", kMaxEndpointBytes,
                      " bytes or committed_version longer than ", kMaxVersionBytes, " bytes"));
   }
   // Every rank hands the id to ncclCommInitRank as an ncclUniqueId: any other

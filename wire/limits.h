@@ -14,6 +14,11 @@ namespace craft {
 // unread, by the agent and the planner to every rank.
 inline constexpr size_t kTransferGroupIdBytes = 128;
 
+// The longest transfer_endpoint (WorkerHello, GpuInfo) any service takes: a
+// DNS name, ':', a port. The agent relays it to the planner, which names it in
+// the Prepares of every GPU that fetches from it.
+inline constexpr size_t kMaxEndpointBytes = 261;
+
 // The longest layout version any message may carry (longer is
 // INVALID_ARGUMENT). Versions end up in logs, acks, metrics labels and the
 // state files; wire/version.h says what one is.
