@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_io.h"
-#include "common/grpc_status.h"
+#include "common/grpc/status.h"
 #include "grpcpp/grpcpp.h"
 
 namespace craft::testing {

@@ -7,7 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/empty_call.h"
-#include "common/grpc_status.h"
+#include "common/grpc/status.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "common/transport_flags.h"
