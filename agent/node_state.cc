@@ -12,6 +12,7 @@
 #include "planner/layout.h"
 #include "wire/layout_delta.h"
 #include "wire/layout_proto.h"
+#include "wire/layout_shape.h"
 #include "wire/limits.h"
 #include "wire/version.h"
 
@@ -508,14 +509,12 @@ absl::StatusOr<planner::Layout> NodeState::ParseNodeLayout(const craft::v1::Layo
     }
   }
   if (std::optional<craft::v1::ModelShape> model = registry_.model()) {
-    if (model->num_layers() > 0 && layout->num_layers() != model->num_layers()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout has ", layout->num_layers(), " layers; the model has ", model->num_layers()));
-    }
-    if (model->num_experts() > 0 && layout->num_experts != model->num_experts()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout has ", layout->num_experts, " experts; the model has ", model->num_experts()));
-    }
+    // The node knows its model's layers and experts (both set, NodeModel),
+    // not the cluster's size: the GPUs and nodes are the layout's own,
+    // checked above against this node's GPUs.
+    CRAFT_RETURN_IF_ERROR(CheckLayoutShape(
+        "layout", layout->shape(), "the shape this node's model needs",
+        {model->num_layers(), model->num_experts(), cluster.num_gpus, cluster.num_nodes}));
   }
   return layout;
 }

@@ -16,6 +16,7 @@
 #include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
 #include "wire/layout_proto.h"
+#include "wire/layout_shape.h"
 #include "wire/version.h"
 
 namespace craft::server {
@@ -24,15 +25,9 @@ namespace {
 absl::Status CheckLayoutFits(const planner::Layout& layout, const ModelShape& model,
                              const planner::ClusterShape& cluster) {
   CRAFT_RETURN_IF_ERROR(layout.Validate());
-  const planner::LayoutShape configured{model.num_layers, model.num_experts, cluster.num_gpus,
-                                        cluster.num_nodes};
-  if (layout.shape() != configured) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout shape ", layout.shape().ToString(), " does not match the configured ",
-                     model.num_layers, " x ", model.num_experts, " on ", cluster.num_gpus, " / ",
-                     cluster.num_nodes));
-  }
-  return absl::OkStatus();
+  return CheckLayoutShape(
+      "layout", layout.shape(), "the configured shape",
+      {model.num_layers, model.num_experts, cluster.num_gpus, cluster.num_nodes});
 }
 
 // A stored layout, if it parses and fits the configuration.
