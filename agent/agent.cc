@@ -50,7 +50,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(AgentOptions options, Clock*
     agent->store_ = std::make_unique<FileStateStore>(o.state_file);
   }
   agent->link_ = std::make_unique<PlannerLink>(
-      PlannerLink::Options{o.planner_target, o.security, o.planner_name, o.backoff, o.seed}, clock);
+      PlannerLink::Options{o.planner_target, o.security, o.planner_name, o.group, o.backoff,
+                           o.seed},
+      clock);
   absl::StatusOr<std::unique_ptr<NodeState>> node =
       NodeState::Create(o.node, clock, agent->store_.get(), agent->link_.get());
   if (!node.ok()) return node.status();

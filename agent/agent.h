@@ -44,6 +44,7 @@ struct AgentOptions {
   // the name the planner's certificate must carry.
   TransportSecurity security;
   std::string planner_name = "craft-planner";
+  std::string group;        // the placement group (PlannerLink::Options::group)
   std::string state_file;   // "" = keep epoch and version in memory only
   std::string ready_file;   // "" = none; else "socket=<path>\n" once listening
   std::string ready_extra;  // more "key=value\n" lines for the ready file

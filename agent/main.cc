@@ -32,6 +32,8 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/names.h"
+#include "common/shutdown_signals.h"
 #include "common/transport_flags.h"
 
 ABSL_FLAG(std::string, node, "", "this node's name (required)");
@@ -46,6 +48,9 @@ ABSL_FLAG(int64_t, socket_allowed_gid, -1,
 ABSL_FLAG(std::string, planner, "", "the planner's AgentGateway address host:port (required)");
 ABSL_FLAG(std::string, planner_name, "craft-planner",
           "the DNS name the planner's certificate must carry (mutual TLS)");
+ABSL_FLAG(std::string, group, "",
+          "the placement group this node's GPUs serve, as the planner's config names it; "
+          "empty: the planner's only group");
 ABSL_FLAG(int32_t, num_layers, 0,
           "if > 0, workers must report this many MoE layers; 0: as the planner says (its Welcome, "
           "kept in --state_file)");
@@ -144,6 +149,10 @@ absl::StatusOr<AgentOptions> OptionsFromFlags() {
   if (!security.ok()) return security.status();
   options.security = *std::move(security);
   options.planner_name = absl::GetFlag(FLAGS_planner_name);
+  options.group = absl::GetFlag(FLAGS_group);
+  if (!options.group.empty() && !IsValidName(options.group)) {
+    return absl::InvalidArgumentError(absl::StrCat("--group: '", options.group, "' is not a name"));
+  }
   options.state_file = absl::GetFlag(FLAGS_state_file);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
@@ -208,11 +217,7 @@ int main(int argc, char** argv) {
 
   // Block the signals before any thread exists (gRPC's included), so only
   // the sigwait thread ever sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = craft::BlockShutdownSignals();
   ::signal(SIGPIPE, SIG_IGN);
 
   // Only this thread notifies `shutdown` (Notify may run once).

@@ -15,7 +15,7 @@
 //   model.AdoptPlannerShape(welcome.model());
 //   model.shape();                           // the planner's
 //
-// Not thread-safe: NodeState owns it and guards it with its lock.
+// Not thread-safe: ApplyRelay owns it; NodeState's lock guards it.
 #ifndef CRAFT_AGENT_NODE_MODEL_H_
 #define CRAFT_AGENT_NODE_MODEL_H_
 

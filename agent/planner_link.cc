@@ -216,6 +216,7 @@ std::optional<grpc::Status> PlannerLink::RunOneStream() {
   // MakeHello takes NodeState's lock: not under mu_ (lock order).
   AgentMessage hello;
   *hello.mutable_hello() = node_->MakeHello();
+  hello.mutable_hello()->set_group(options_.group);
   std::string target;
   {
     absl::MutexLock lock(&mu_);

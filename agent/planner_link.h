@@ -58,6 +58,9 @@ class PlannerLink final : public PlannerChannel {
     std::string target;
     TransportSecurity security;
     std::string server_name;  // the name the planner's certificate carries
+    // The placement group this node serves, named in every hello; "": the
+    // planner's only group.
+    std::string group;
     Backoff::Options backoff;
     uint64_t seed = 0;       // backoff jitter
     size_t max_queued = 64;  // outgoing messages waiting on one stream

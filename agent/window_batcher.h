@@ -8,7 +8,7 @@
 // every attached GPU reported that id, or `flush_delay` after its first
 // window arrived (a slow or detached worker cannot hold the others back).
 //
-// Not thread-safe: NodeState owns it and guards it with its lock.
+// Not thread-safe: LoadForwarder owns it; NodeState's lock guards it.
 #ifndef CRAFT_AGENT_WINDOW_BATCHER_H_
 #define CRAFT_AGENT_WINDOW_BATCHER_H_
 

@@ -4,7 +4,8 @@
 // model shape, which it is told (NodeModel: from the agent's flags or the
 // planner, never from a worker).
 //
-// Not thread-safe: NodeState owns it and guards it with its lock.
+// Not thread-safe: NodeState owns it and guards it with its lock; ApplyRelay
+// attaches and detaches workers, LoadForwarder checks their window ids.
 #ifndef CRAFT_AGENT_WORKER_REGISTRY_H_
 #define CRAFT_AGENT_WORKER_REGISTRY_H_
 

@@ -4,16 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/runfiles.h"
 
 namespace craft::testing {
-namespace {
-
-std::string MakeCertsScript() {
-  const char* root = std::getenv("TEST_SRCDIR");
-  return root ? absl::StrCat(root, "/craft/scripts/make_certs.sh") : "scripts/make_certs.sh";
-}
-
-}  // namespace
 
 TransportSecurity TestCerts::For(const std::string& name) const {
   TransportSecurity security;
@@ -26,7 +19,7 @@ TransportSecurity TestCerts::For(const std::string& name) const {
 
 absl::StatusOr<TestCerts> MakeTestCerts(const std::string& dir,
                                         const std::vector<std::string>& specs) {
-  const std::string command = absl::StrCat("'", MakeCertsScript(), "' '", dir, "' '",
+  const std::string command = absl::StrCat("'", Runfile("scripts/make_certs.sh"), "' '", dir, "' '",
                                            absl::StrJoin(specs, "' '"), "' >/dev/null");
   if (std::system(command.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("make_certs.sh failed: ", command));

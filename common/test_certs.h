@@ -1,5 +1,6 @@
-// Test-only: a fresh CA and certificates made at test time with openssl, by
-// scripts/make_certs.sh (a data dependency of the test).
+// A fresh CA and certificates made at run time with openssl, by
+// scripts/make_certs.sh (a data dependency), for tests and local clusters
+// (tools/local_cluster); deployments bring their own.
 //
 //   absl::StatusOr<TestCerts> certs = MakeTestCerts(dir, {"craft-planner:127.0.0.1", "node0"});
 //   TransportSecurity planner = certs->For("craft-planner");

@@ -29,9 +29,11 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/shutdown_signals.h"
 #include "common/status_macros.h"
 #include "common/transport_flags.h"
 #include "gpu_worker/backend_factory.h"
+#include "gpu_worker/fault_injection.h"
 #include "gpu_worker/traffic.h"
 #include "gpu_worker/worker.h"
 #include "gpu_worker/worker_metrics.h"
@@ -73,7 +75,7 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(std::string, metrics_listen, "",
           "serve Prometheus metrics on GET http://<this address>/metrics, e.g. 0.0.0.0:9470 "
           "(port 0 picks one; the ready file gets 'metrics_port=<port>'); empty: no metrics");
-ABSL_FLAG(bool, exit_on_prepare, false, "fault: exit with status 3 when a prepare arrives");
+ABSL_FLAG(bool, exit_on_prepare, false, "fault: exit with status 3 when a prepare starts staging");
 ABSL_FLAG(double, fail_prepare_probability, 0, "fault: fail a prepare with this probability");
 ABSL_FLAG(int64_t, stage_delay_ms, 0, "fault: wait this long before staging a prepare");
 ABSL_FLAG(bool, corrupt_transfers, false, "fault: serve corrupted expert bytes to peers");
@@ -130,12 +132,19 @@ absl::StatusOr<WorkerOptions> OptionsFromFlags() {
   options.verify_interval = absl::Milliseconds(absl::GetFlag(FLAGS_verify_interval_ms));
   options.log_windows = absl::GetFlag(FLAGS_log_windows);
   options.ready_file = absl::GetFlag(FLAGS_ready_file);
-  options.seed = absl::GetFlag(FLAGS_seed);
-  options.faults.exit_on_prepare = absl::GetFlag(FLAGS_exit_on_prepare);
-  options.faults.fail_prepare_probability = absl::GetFlag(FLAGS_fail_prepare_probability);
-  options.faults.stage_delay = absl::Milliseconds(absl::GetFlag(FLAGS_stage_delay_ms));
-  options.faults.corrupt_served = absl::GetFlag(FLAGS_corrupt_transfers);
   return options;
+}
+
+// The fault flags: a worker that fails on purpose, for tests and demos.
+absl::StatusOr<FaultOptions> FaultsFromFlags() {
+  FaultOptions faults;
+  faults.exit_on_prepare = absl::GetFlag(FLAGS_exit_on_prepare);
+  faults.fail_prepare_probability = absl::GetFlag(FLAGS_fail_prepare_probability);
+  faults.seed = absl::GetFlag(FLAGS_seed);
+  faults.stage_delay = absl::Milliseconds(absl::GetFlag(FLAGS_stage_delay_ms));
+  faults.corrupt_served = absl::GetFlag(FLAGS_corrupt_transfers);
+  CRAFT_RETURN_IF_ERROR(faults.Validate());
+  return faults;
 }
 
 // Everything that can fail before the worker runs: INVALID_ARGUMENT is a flag
@@ -156,11 +165,13 @@ absl::StatusOr<std::unique_ptr<Worker>> BuildWorker(const std::string& ready_ext
   backend_options.security = options.security;
   CRAFT_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                          MakeBackend(absl::GetFlag(FLAGS_backend), backend_options));
+  CRAFT_ASSIGN_OR_RETURN(const FaultOptions faults, FaultsFromFlags());
+  backend = WithFaults(std::move(backend), faults, Clock::Real(), {options.fetch_timeout});
   CRAFT_ASSIGN_OR_RETURN(Popularity popularity, PopularityFromFlags(options.shape));
   TrafficOptions traffic_options;
   traffic_options.tokens_per_window = absl::GetFlag(FLAGS_tokens_per_window);
   traffic_options.top_k = options.shape.top_k;
-  traffic_options.seed = options.seed;
+  traffic_options.seed = absl::GetFlag(FLAGS_seed);
   CRAFT_ASSIGN_OR_RETURN(TrafficGenerator traffic,
                          TrafficGenerator::Create(traffic_options, std::move(popularity)));
   return Worker::Create(std::move(options), std::move(backend), std::move(traffic), Clock::Real());
@@ -208,11 +219,7 @@ int Run(const sigset_t& signals) {
 int main(int argc, char** argv) {
   // Block the shutdown signals before any thread starts, so every thread
   // inherits the mask and only sigwait() in Run() receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = craft::BlockShutdownSignals();
 
   const std::vector<char*> positional = craft::ParseFlags(
       argc, argv,

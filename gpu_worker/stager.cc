@@ -196,6 +196,11 @@ absl::StatusOr<StagePlan> PlanStaging(const craft::v1::Prepare& prepare, const W
 Stager::Stager(ExpertStore* store, ExpertFetcher* fetcher, Clock* clock, Options options)
     : store_(store), fetcher_(fetcher), clock_(clock), options_(options) {}
 
+BackendStaging::BackendStaging(Backend* backend, Clock* clock, Stager::Options options)
+    : expert_by_expert_(backend->store(), backend->fetcher(), clock, options),
+      engine_(backend->staging_engine() != nullptr ? backend->staging_engine()
+                                                   : &expert_by_expert_) {}
+
 absl::StatusOr<StageResult> Stager::Execute(const StagePlan& plan, absl::Time deadline,
                                             const std::atomic<bool>& cancelled) {
   const absl::Time start = clock_->Now();

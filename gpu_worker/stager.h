@@ -158,6 +158,26 @@ class Stager : public StagingEngine {
   const Options options_;
 };
 
+// The engine a backend's versions are staged with: the backend's own
+// (Backend::staging_engine(): transfers where both ends take part, NCCL) when
+// it has one, else a Stager over its store and fetcher.
+//
+//   BackendStaging staging(backend, clock, {options.fetch_timeout});
+//   staging.engine()->Execute(plan, deadline, cancelled);
+//
+// Thread-safety: as the engine's.
+class BackendStaging {
+ public:
+  // `backend` and `clock` are not owned and must outlive this.
+  BackendStaging(Backend* backend, Clock* clock, Stager::Options options);
+
+  StagingEngine* engine() const { return engine_; }
+
+ private:
+  Stager expert_by_expert_;  // unless the backend has its own engine
+  StagingEngine* const engine_;
+};
+
 }  // namespace craft::gpu_worker
 
 #endif  // CRAFT_GPU_WORKER_STAGER_H_

@@ -50,4 +50,13 @@ craft::v1::Prepare MakePrepare(const planner::Layout& from, const std::string& f
   return prepare;
 }
 
+TrafficGenerator TwoGpuTraffic(int tokens_per_window, int top_k) {
+  TrafficOptions options;
+  options.tokens_per_window = tokens_per_window;
+  options.top_k = top_k;
+  options.seed = 5;
+  return OrDie(TrafficGenerator::Create(
+      options, OrDie(Popularity::Synthetic(2, 4, top_k, /*skew=*/2, /*seed=*/5))));
+}
+
 }  // namespace craft::gpu_worker::testing

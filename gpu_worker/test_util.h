@@ -7,6 +7,7 @@
 #include <string>
 
 #include "craft/v1/agent.pb.h"
+#include "gpu_worker/traffic.h"
 #include "planner/layout.h"
 
 namespace craft::gpu_worker::testing {
@@ -28,6 +29,10 @@ craft::v1::Prepare MakePrepare(const planner::Layout& from, const std::string& f
                                const planner::Layout& to, const std::string& version,
                                const std::map<int, std::string>& endpoints,
                                int64_t bytes_per_expert);
+
+// The tokens of the two-GPU layouts' model (2 layers of 4 experts): skewed
+// synthetic popularity, seed 5.
+TrafficGenerator TwoGpuTraffic(int tokens_per_window, int top_k);
 
 }  // namespace craft::gpu_worker::testing
 

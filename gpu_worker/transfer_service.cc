@@ -71,7 +71,6 @@ grpc::ServerWriteReactor<craft::v1::ExpertChunk>* ExpertTransferService::FetchEx
   }
   absl::StatusOr<std::string> expert = store_->ReadServingExpert(
       request->layout_version(), request->layer(), request->slot(), request->expert());
-  if (expert.ok() && options_.corrupt && !expert->empty()) (*expert)[0] ^= 0x5a;
   return new ChunkWriter(std::move(expert), std::max<int64_t>(options_.chunk_bytes, 1));
 }
 

@@ -34,9 +34,6 @@ class ExpertTransferService final : public craft::v1::ExpertTransfer::CallbackSe
  public:
   struct Options {
     int64_t chunk_bytes = 64 << 10;
-    // Fault injection: flip one byte of every expert served and checksum the
-    // flipped bytes, as a source with corrupted weights would.
-    bool corrupt = false;
   };
 
   // `store` and `permits` are not owned and must outlive the server.

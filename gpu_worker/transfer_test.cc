@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gpu_worker/cpu_backend.h"
 #include "gpu_worker/expert_weights.h"
+#include "gpu_worker/fault_injection.h"
 #include "gpu_worker/local_layout.h"
 #include "gpu_worker/stager.h"
 #include "gpu_worker/test_util.h"
@@ -49,13 +50,16 @@ const craft::testing::TestCerts& Certs() {
 std::string NodeOf(int gpu) { return "node" + std::to_string(gpu); }
 
 // One simulated GPU: a store serving the initial layout, its permits, its
-// server and its fetcher, with its node's certificate.
+// server (serving corrupted experts when `corrupt`) and its fetcher, with its
+// node's certificate.
 struct Gpu {
   Gpu(int gpu, bool corrupt)
       : security(Certs().For(NodeOf(gpu))),
         store(kBytes, 0),
+        corrupting(&store),
         permits(gpu, /*check_identity=*/true),
-        service(&store, &permits, {kChunk, corrupt}),
+        service(corrupt ? static_cast<const ExpertStore*>(&corrupting) : &store, &permits,
+                {kChunk}),
         fetcher(security) {
     shape.gpu = gpu;
     shape.cluster = {2, 1};
@@ -76,6 +80,7 @@ struct Gpu {
   TransportSecurity security;
   WorkerShape shape;
   CpuExpertStore store;
+  CorruptingExpertStore corrupting;
   TransferPermits permits;
   ExpertTransferService service;
   GrpcExpertFetcher fetcher;

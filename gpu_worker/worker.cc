@@ -11,14 +11,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
-#include "common/check.h"
 #include "common/crash_point.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "gpu_worker/expert_weights.h"
-#include "gpu_worker/random.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "planner/initial_layout.h"
@@ -34,8 +30,6 @@ using craft::v1::WorkerState;
 
 // Commands queue only while a Prepare stages; the agent sends one at a time.
 constexpr size_t kMaxQueuedCommands = 64;
-// Prepare versions remembered to answer a late Abort with DROPPED.
-constexpr size_t kRememberedVersions = 64;
 constexpr absl::Duration kServerShutdownGrace = absl::Seconds(1);
 
 // The host of "host:port" ("[::1]:0" -> "[::1]").
@@ -81,14 +75,10 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
     return absl::InvalidArgumentError(
         absl::StrCat("the agent address must be unix:PATH, got '", options.agent, "'"));
   }
-  if (!(options.faults.fail_prepare_probability >= 0 &&
-        options.faults.fail_prepare_probability <= 1)) {
-    return absl::InvalidArgumentError("fail_prepare_probability must be in [0, 1]");
-  }
   CRAFT_ASSIGN_OR_RETURN(
       planner::Layout initial,
       planner::ContiguousLayout(shape.num_layers, shape.num_experts, shape.cluster));
-  LayoutState state = MakeLayoutState(std::move(initial), kInitialVersion, shape.gpu);
+  LayoutState state = LayoutState::Of(std::move(initial), kInitialVersion, shape.gpu);
   CRAFT_RETURN_IF_ERROR(backend->store()->LoadServing(*state.local));
   std::unique_ptr<Worker> worker(
       new Worker(std::move(options), std::move(backend), std::move(traffic), clock, state));
@@ -100,29 +90,20 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficG
                Clock* clock, LayoutState initial)
     : options_(std::move(options)),
       backend_(std::move(backend)),
-      traffic_(std::move(traffic)),
       clock_(clock),
-      fetch_stager_(backend_->store(), backend_->fetcher(), clock, {options_.fetch_timeout}),
-      stager_(backend_->staging_engine() != nullptr ? backend_->staging_engine() : &fetch_stager_),
+      backend_staging_(backend_.get(), clock, {options_.fetch_timeout}),
       permits_(options_.shape.gpu, !options_.security.insecure),
-      transfer_service_(backend_->store(), &permits_,
-                        {options_.transfer_chunk_bytes, options_.faults.corrupt_served}),
-      serving_(std::move(initial)) {}
+      transfer_service_(backend_->store(), &permits_, {options_.transfer_chunk_bytes}),
+      windows_({options_.shape.gpu, options_.window, options_.log_windows}, std::move(traffic),
+               backend_->counter(),
+               [this](WorkerMessage message) { SendToAgent(std::move(message)); }),
+      versions_(std::move(initial)) {}
 
 Worker::~Worker() { Shutdown(); }
 
-Worker::LayoutState Worker::MakeLayoutState(planner::Layout layout, std::string version, int gpu) {
-  LayoutState state;
-  state.local = std::make_shared<const LocalLayout>(LocalLayout::Of(layout, version, gpu));
-  state.routing = std::make_shared<const RoutingTable>(layout);
-  state.layout = std::make_shared<const planner::Layout>(std::move(layout));
-  state.version = std::move(version);
-  return state;
-}
-
 std::string Worker::serving_version() const {
   absl::MutexLock lock(&mu_);
-  return serving_.version;
+  return versions_.serving().version;
 }
 
 namespace {
@@ -140,10 +121,12 @@ Worker::Stats Worker::stats() const {
   {
     absl::MutexLock lock(&mu_);
     stats = stats_;
-    stats.serving_version = serving_.version;
-    stats.serving_slots = SlotsOf(*serving_.local);
-    stats.staged_slots = staged_ ? SlotsOf(*staged_->state.local) : 0;
+    stats.serving_version = versions_.serving().version;
+    stats.serving_slots = SlotsOf(*versions_.serving().local);
+    const Staged* staged = versions_.staged();
+    stats.staged_slots = staged != nullptr ? SlotsOf(*staged->state.local) : 0;
   }
+  static_cast<WindowReporter::Stats&>(stats) = windows_.stats();
   // After mu_: the link never calls into the worker with its lock held, but
   // keep the two locks apart anyway.
   if (link_ != nullptr) stats.link = link_->stats();
@@ -245,33 +228,18 @@ void Worker::MaybeAnnounceHeadroom() {
 // --- Commands ---------------------------------------------------------------
 
 void Worker::HandleCommand(const WorkerCommand& command) {
-  if (command.has_prepare() && options_.faults.exit_on_prepare) {
-    CRAFT_LOG(WARNING) << "exit_on_prepare: exiting on prepare of "
-                       << command.prepare().layout().version();
-    std::_Exit(kExitOnPrepareStatus);
-  }
   // Peers may fetch what this Prepare names from the moment it is here, even
   // while this worker still stages (or flips) before it.
   if (command.has_prepare()) permits_.Grant(command.prepare());
   if (command.has_abort()) permits_.Revoke(command.abort().version());
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  // A newer Prepare, or an Abort of the version staging, stops that staging.
-  const std::string version = command.has_prepare() ? command.prepare().layout().version()
-                              : command.has_abort() ? command.abort().version()
-                                                    : "";
-  const bool supersedes = command.has_prepare() && version != staging_;
-  const bool aborts = command.has_abort() && version == staging_;
-  if (command.has_prepare() && command.prepare().load_missing_from_checkpoint() &&
-      version != serving_.version && held_for_.empty()) {
-    // The agent's resync: this node committed `version`, so what this worker
-    // serves must not serve any more (ranks would route with different
-    // layouts). Hold the windows until the flip.
-    held_for_ = version;
-    CRAFT_LOG(WARNING) << "serving " << serving_.version << " but the node committed " << version
-                       << ": not serving until it is loaded and flipped";
+  const VersionRules::Arrival arrival = versions_.OnArrival(command);
+  if (arrival.hold_windows) {
+    CRAFT_LOG(WARNING) << "serving " << versions_.serving().version << " but the node committed "
+                       << versions_.held_for() << ": not serving until it is loaded and flipped";
   }
-  if (!staging_.empty() && (supersedes || aborts)) cancel_staging_ = true;
+  if (arrival.cancel_staging) cancel_staging_ = true;
   if (commands_.size() >= kMaxQueuedCommands) {
     CRAFT_LOG(ERROR) << "command queue full: dropping the oldest command";
     commands_.pop_front();
@@ -308,17 +276,7 @@ void Worker::ControlLoop() {
 
 bool Worker::StoppingOrCommandQueued() const { return stopping_ || !commands_.empty(); }
 
-bool Worker::StoppingOrNoFlipPending() const { return stopping_ || pending_flip_.empty(); }
-
-void Worker::RememberLocked(const std::string& version) {
-  if (KnownLocked(version)) return;
-  prepared_.push_back(version);
-  if (prepared_.size() > kRememberedVersions) prepared_.pop_front();
-}
-
-bool Worker::KnownLocked(const std::string& version) const {
-  return std::find(prepared_.begin(), prepared_.end(), version) != prepared_.end();
-}
+bool Worker::StoppingOrNoFlipPending() const { return stopping_ || !versions_.flip_pending(); }
 
 void Worker::Prepare(const craft::v1::Prepare& prepare) {
   const std::string& version = prepare.layout().version();
@@ -330,7 +288,7 @@ void Worker::Prepare(const craft::v1::Prepare& prepare) {
     mu_.Await(absl::Condition(this, &Worker::StoppingOrNoFlipPending));
     if (stopping_) return;
     claimed = ClaimStagingLocked(prepare);
-    serving = serving_;
+    serving = versions_.serving();
   }
   if (!claimed.ok()) {
     {
@@ -357,24 +315,13 @@ void Worker::Prepare(const craft::v1::Prepare& prepare) {
 
 absl::StatusOr<std::optional<StageResult>> Worker::ClaimStagingLocked(
     const craft::v1::Prepare& prepare) {
-  const std::string& version = prepare.layout().version();
-  if (version.empty()) return absl::InvalidArgumentError("prepare without a layout version");
-  RememberLocked(version);
-  if (version == serving_.version) {
-    absl::StatusOr<planner::Layout> layout = LayoutFromProto(prepare.layout());
-    if (!layout.ok() || !(*layout == *serving_.layout)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("version ", version, " is serving with another layout"));
-    }
-    return StageResult{};
+  CRAFT_ASSIGN_OR_RETURN(VersionRules::Claim claim, versions_.ClaimStaging(prepare));
+  if (claim.ready.has_value()) return claim.ready;
+  if (!claim.replaced.empty()) {
+    CRAFT_LOG(INFO) << "prepare " << prepare.layout().version() << " replaces staged "
+                    << claim.replaced;
+    backend_->store()->DropStaging(claim.replaced).IgnoreError();
   }
-  if (staged_ && staged_->state.version == version) return staged_->result;
-  if (staged_) {
-    CRAFT_LOG(INFO) << "prepare " << version << " replaces staged " << staged_->state.version;
-    backend_->store()->DropStaging(staged_->state.version).IgnoreError();
-    staged_.reset();
-  }
-  staging_ = version;
   cancel_staging_ = false;
   return std::nullopt;
 }
@@ -383,12 +330,11 @@ void Worker::FinishStaging(const std::string& version, absl::StatusOr<Staged> st
   bool cancelled = false;
   {
     absl::MutexLock lock(&mu_);
-    staging_.clear();
     cancelled = cancel_staging_ || stopping_;
+    versions_.EndStaging(staged.ok() && !cancelled ? std::optional<Staged>(*staged) : std::nullopt);
     if (staged.ok() && cancelled) {
       backend_->store()->DropStaging(version).IgnoreError();
     } else if (staged.ok()) {
-      staged_ = *staged;
       ++stats_.prepares_ready;
       stats_.fetched_bytes += staged->result.bytes_received;
       stats_.fetched_experts += staged->result.fetched;
@@ -413,75 +359,48 @@ absl::StatusOr<Worker::Staged> Worker::Stage(const craft::v1::Prepare& prepare,
   const absl::Time start = clock_->Now();
   CRAFT_ASSIGN_OR_RETURN(StagePlan plan,
                          PlanStaging(prepare, options_.shape, serving.version, *serving.layout));
-  CRAFT_RETURN_IF_ERROR(InjectedPrepareFault(version));
   const absl::Time deadline = prepare.timeout_ms() > 0
                                   ? start + absl::Milliseconds(prepare.timeout_ms())
                                   : absl::InfiniteFuture();
   CRAFT_LOG(INFO) << "staging " << version << ": " << plan.CountOf(SlotSource::Kind::kFetch)
                   << " fetches, " << plan.sources.size() << " slots";
-  CRAFT_ASSIGN_OR_RETURN(StageResult result, stager_->Execute(plan, deadline, cancel_staging_));
+  CRAFT_ASSIGN_OR_RETURN(StageResult result,
+                         backend_staging_.engine()->Execute(plan, deadline, cancel_staging_));
   result.elapsed = clock_->Now() - start;
-  return Staged{MakeLayoutState(std::move(plan.layout), version, options_.shape.gpu), result};
-}
-
-absl::Status Worker::InjectedPrepareFault(const std::string& version) {
-  const FaultOptions& faults = options_.faults;
-  if (faults.fail_prepare_probability > 0) {
-    const uint64_t draw = HashWords({options_.seed, Fnv1a64(version)}) % 1000000;
-    if (static_cast<double>(draw) < faults.fail_prepare_probability * 1000000) {
-      return absl::InternalError("injected failure (--fail_prepare_probability)");
-    }
-  }
-  // A slow prepare: sleep in slices so an Abort still cancels promptly.
-  const absl::Time until = clock_->Now() + faults.stage_delay;
-  while (clock_->Now() < until && !cancel_staging_) {
-    absl::SleepFor(std::min(absl::Milliseconds(10), until - clock_->Now()));
-  }
-  return absl::OkStatus();
+  return Staged{LayoutState::Of(std::move(plan.layout), version, options_.shape.gpu), result};
 }
 
 void Worker::Commit(const std::string& version) {
-  std::string error;
-  bool flipped_already = false;
+  absl::StatusOr<VersionRules::CommitAction> action;
   {
     absl::MutexLock lock(&mu_);
-    if (!version.empty() && pending_flip_ == version) return;  // a repeat: FLIPPED follows
-    if (version == serving_.version) {
-      flipped_already = true;
-    } else if (staged_ && staged_->state.version == version) {
-      pending_flip_ = version;
+    action = versions_.Commit(version);
+    if (action.ok() && *action == VersionRules::CommitAction::kFlipAtBoundary) {
       CRAFT_LOG(INFO) << "commit " << version << ": flipping at the next window boundary";
       CRAFT_CRASH_POINT("worker.commit_received");
-    } else {
-      error = absl::StrCat("cannot commit version ", version, ": it is not staged (serving ",
-                           serving_.version, ", staged ", staged_ ? staged_->state.version : "none",
-                           ")");
     }
   }
-  if (flipped_already) Report(version, craft::v1::FLIPPED);
-  if (!error.empty()) Report(version, craft::v1::FAILED, error);
+  if (!action.ok()) {
+    Report(version, craft::v1::FAILED, std::string(action.status().message()));
+  } else if (*action == VersionRules::CommitAction::kServing) {
+    Report(version, craft::v1::FLIPPED);
+  }  // else FLIPPED follows the flip
 }
 
 void Worker::Abort(const std::string& version) {
-  std::string error;
+  absl::StatusOr<VersionRules::AbortAction> action;
   {
     absl::MutexLock lock(&mu_);
-    if (!version.empty() && version == pending_flip_) {
-      error = absl::StrCat("cannot abort version ", version, ": it is committed");
-    } else if (staged_ && staged_->state.version == version) {
+    action = versions_.Abort(version);
+    if (action.ok() && *action == VersionRules::AbortAction::kDropStaged) {
       backend_->store()->DropStaging(version).IgnoreError();
-      staged_.reset();
       ++stats_.drops;
-    } else if (version == serving_.version) {
-      error = absl::StrCat("cannot abort version ", version, ": it is serving");
-    } else if (!KnownLocked(version)) {
-      error = absl::StrCat("cannot abort version ", version, ": unknown version");
     }
   }
-  if (error.empty()) {
+  if (action.ok()) {
     Report(version, craft::v1::DROPPED);
   } else {
-    Report(version, craft::v1::FAILED, error);
+    Report(version, craft::v1::FAILED, std::string(action.status().message()));
   }
 }
 
@@ -507,40 +426,30 @@ void Worker::WindowLoop() {
     }
     if (!SleepUntilUnixMs((window_id + 1) * window_ms)) return;
     if (HeldForResync()) {
-      absl::MutexLock lock(&mu_);
-      ++stats_.windows_held;
+      windows_.Hold();
     } else {
-      ReportWindow(window_id, state);
+      windows_.Report(window_id, state);
     }
     // Windows missed while this process was not scheduled are skipped.
     window_id = std::max(window_id + 1, UnixMillis(clock_->Now()) / window_ms);
   }
 }
 
-Worker::LayoutState Worker::FlipIfCommitted() {
+LayoutState Worker::FlipIfCommitted() {
   std::string version;
   absl::Status flipped;
   LayoutState state;
   {
     absl::MutexLock lock(&mu_);
-    version = std::exchange(pending_flip_, "");
+    version = versions_.TakePendingFlip();
     if (!version.empty()) {
-      // Commit() set pending_flip_ to the staged version, and nothing replaces
-      // staging until the flip: anything else is a bug.
-      CRAFT_CHECK(staged_ && staged_->state.version == version)
-          << "flip to " << version << " without it staged";
       flipped = backend_->store()->Flip(version);
-      if (flipped.ok()) {
-        serving_ = staged_->state;
-        ++stats_.flips;
-        if (!held_for_.empty()) {
-          CRAFT_LOG(INFO) << "serving again, on " << version;
-          held_for_.clear();
-        }
+      if (flipped.ok()) ++stats_.flips;
+      if (versions_.FinishFlip(flipped.ok())) {
+        CRAFT_LOG(INFO) << "serving again, on " << version;
       }
-      staged_.reset();
     }
-    state = serving_;
+    state = versions_.serving();
   }
   if (version.empty()) return state;
   // The store lost the staged bank: a bug, but a contained one (the serving
@@ -559,43 +468,7 @@ Worker::LayoutState Worker::FlipIfCommitted() {
 
 bool Worker::HeldForResync() const {
   absl::MutexLock lock(&mu_);
-  return !held_for_.empty();
-}
-
-void Worker::ReportWindow(int64_t window_id, const LayoutState& state) {
-  absl::StatusOr<std::vector<std::vector<int64_t>>> counts =
-      traffic_.CountWindow(window_id, *state.routing, *state.local, backend_->counter());
-  if (!counts.ok()) {
-    CRAFT_LOG(ERROR) << "window " << window_id << ": " << counts.status();
-    return;
-  }
-  const int64_t window_ms = absl::ToInt64Milliseconds(options_.window);
-  WorkerMessage message;
-  craft::v1::GpuWindow* window = message.mutable_window();
-  window->set_gpu(options_.shape.gpu);
-  window->set_layout_version(state.version);
-  window->set_window_id(window_id);
-  window->set_start_unix_ms(window_id * window_ms);
-  window->set_duration_ms(window_ms);
-  std::vector<int64_t> totals;
-  int64_t assignments = 0;
-  for (const std::vector<int64_t>& layer : *counts) {
-    window->add_layers()->mutable_counts()->Add(layer.begin(), layer.end());
-    int64_t total = 0;
-    for (int64_t c : layer) total += c;
-    totals.push_back(total);
-    assignments += total;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.windows_reported;
-    stats_.assignments += assignments;
-  }
-  if (options_.log_windows) {
-    CRAFT_LOG(INFO) << "window " << window_id << " gpu " << options_.shape.gpu << " version "
-                    << state.version << " tokens per layer [" << absl::StrJoin(totals, ",") << "]";
-  }
-  SendToAgent(std::move(message));
+  return versions_.holding_windows();
 }
 
 absl::Status Worker::Verify(const LayoutState& state) const {

@@ -2,37 +2,22 @@
 // and counts the tokens of every window, reports windows to its node agent,
 // and applies new layouts in two phases (proto/README.md): Prepare stages and
 // verifies the new version's weights, Commit flips to it at the next window
-// boundary, Abort drops it.
+// boundary, Abort drops it. Which command may do what is VersionRules'
+// (version_rules.h); counting and reporting a window is WindowReporter's
+// (window_reporter.h); this class runs them on its threads against the
+// backend and the agent link.
 //
 // Threads:
 //  - the window loop: at every boundary of --window_ms (aligned on wall time,
 //    window id = floor(unix_ms / window_ms), so all workers' windows line up)
-//    it applies a committed flip, then at the window's end routes the
-//    window's tokens with the table that served it, counts its own slots and
-//    reports a GpuWindow. Flips happen only here, between windows, so tokens
-//    are never routed with a table that does not match the weights;
+//    it applies a committed flip, then at the window's end reports the
+//    window with the table that served it. Flips happen only here, between
+//    windows, so tokens are never routed with a table that does not match
+//    the weights;
 //  - the control thread: runs commands in arrival order; a Prepare stages
 //    (fetches and copies) here, never on a gRPC thread;
 //  - gRPC threads: the ExpertTransfer server and the agent stream
 //    (AgentLink), whose commands HandleCommand only queues.
-//
-// Version rules (every answer is a WorkerStatus for the command's version):
-//  - Prepare V: READY{bytes_received, staging_ms} or FAILED{error}. V already
-//    serving, or already staged: READY again without copying. A Prepare for
-//    another version than the one staging cancels that staging (latest wins,
-//    no answer for the cancelled one); one arriving while a commit waits for
-//    its boundary waits for the flip.
-//  - Commit V: V staged -> flip at the next boundary, then FLIPPED; V already
-//    serving -> FLIPPED at once; anything else -> FAILED.
-//  - Abort V: V staged or staging -> dropped, DROPPED; V prepared before but
-//    no longer staged (it failed, was cancelled or replaced) -> DROPPED;
-//    V serving, V committed but not yet flipped, or never prepared -> FAILED.
-//  - Staging survives an agent reconnect, so a Commit that arrives on the
-//    next stream still applies.
-//  - A Prepare with load_missing_from_checkpoint is the agent bringing this
-//    worker to the node's committed version (it restarted, or missed a
-//    flip): from its arrival until a flip no window is served, because this
-//    worker's layout is not the one every other rank routes with.
 //
 // Thread-safety: HandleCommand and the accessors are thread-safe. Start and
 // Shutdown must be called from one thread.
@@ -56,32 +41,18 @@
 #include "craft/v1/worker.pb.h"
 #include "gpu_worker/agent_link.h"
 #include "gpu_worker/backend.h"
-#include "gpu_worker/local_layout.h"
-#include "gpu_worker/routing.h"
+#include "gpu_worker/layout_state.h"
 #include "gpu_worker/stager.h"
 #include "gpu_worker/traffic.h"
 #include "gpu_worker/transfer_permits.h"
 #include "gpu_worker/transfer_service.h"
+#include "gpu_worker/version_rules.h"
+#include "gpu_worker/window_reporter.h"
 #include "gpu_worker/worker_shape.h"
 #include "grpcpp/server.h"
-#include "planner/layout.h"
 
 namespace craft::gpu_worker {
 
-// Faults for integration tests.
-struct FaultOptions {
-  // Exit the process (status kExitOnPrepareStatus) when a Prepare arrives.
-  bool exit_on_prepare = false;
-  // Fail a Prepare with this probability, decided by a hash of the worker's
-  // seed and the version (so a run is reproducible).
-  double fail_prepare_probability = 0;
-  // Wait this long (cancellably) before staging: a slow prepare.
-  absl::Duration stage_delay = absl::ZeroDuration();
-  // Serve corrupted expert bytes to peers (transfer_service.h).
-  bool corrupt_served = false;
-};
-
-inline constexpr int kExitOnPrepareStatus = 3;
 // The largest message the ExpertTransfer port reads (its requests are tiny).
 inline constexpr int kMaxTransferRequestBytes = 16 << 10;
 
@@ -103,9 +74,7 @@ struct WorkerOptions {
   bool log_windows = false;  // log every window's per-layer totals
   std::string ready_file;    // written once the transfer server listens
   std::string ready_extra;   // more "key=value\n" lines for the ready file
-  uint64_t seed = 1;
-  FaultOptions faults;
-  AgentLink::Options link;  // `target` is taken from `agent`
+  AgentLink::Options link;   // `target` is taken from `agent`
 };
 
 class Worker {
@@ -136,42 +105,28 @@ class Worker {
   // Queues a command from the agent; never blocks (called on gRPC threads).
   void HandleCommand(const craft::v1::WorkerCommand& command);
 
-  // Cumulative counts since Create, plus current values (metrics).
-  struct Stats {
+  // Cumulative counts since Create, plus current values (metrics); the
+  // window counts are the WindowReporter's.
+  struct Stats : WindowReporter::Stats {
     std::string serving_version;
-    int64_t serving_slots = 0;  // this GPU's slots of the serving layout, over layers
-    int64_t staged_slots = 0;   // of a staged version waiting for commit (0: none)
-    int64_t windows_reported = 0;
-    int64_t assignments = 0;      // token-to-expert assignments counted on this GPU's slots
+    int64_t serving_slots = 0;    // this GPU's slots of the serving layout, over layers
+    int64_t staged_slots = 0;     // of a staged version waiting for commit (0: none)
     int64_t prepares_ready = 0;   // stagings that finished (READY)
     int64_t prepares_failed = 0;  // prepares answered FAILED
     int64_t fetched_bytes = 0;    // expert bytes received from peers while staging
     int64_t fetched_experts = 0;
     double staging_seconds = 0;  // time spent in finished stagings
     int64_t flips = 0;
-    int64_t drops = 0;         // staged versions dropped by an Abort
-    int64_t windows_held = 0;  // not served: on another version than the node's
+    int64_t drops = 0;  // staged versions dropped by an Abort
     AgentLink::Stats link;
   };
   Stats stats() const;
 
  private:
-  // A layout version this worker can route with, shared between threads.
-  struct LayoutState {
-    std::string version;
-    std::shared_ptr<const planner::Layout> layout;
-    std::shared_ptr<const RoutingTable> routing;
-    std::shared_ptr<const LocalLayout> local;
-  };
-  struct Staged {
-    LayoutState state;
-    StageResult result;
-  };
+  using Staged = VersionRules::Staged;
 
   Worker(WorkerOptions options, std::unique_ptr<Backend> backend, TrafficGenerator traffic,
          Clock* clock, LayoutState initial);
-
-  static LayoutState MakeLayoutState(planner::Layout layout, std::string version, int gpu);
 
   absl::Status StartTransferServer();
   craft::v1::WorkerHello Hello() const;
@@ -181,21 +136,19 @@ class Worker {
   // Control thread.
   void ControlLoop();
   void Prepare(const craft::v1::Prepare& prepare);
-  // Decides what a Prepare needs: an answer at once (READY with the result,
-  // or an error for FAILED), or nullopt after marking the version as staging.
+  // Decides what a Prepare needs (VersionRules::ClaimStaging): an answer at
+  // once (READY with the result, or an error for FAILED), or nullopt after
+  // marking the version as staging.
   absl::StatusOr<std::optional<StageResult>> ClaimStagingLocked(const craft::v1::Prepare& prepare)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Keeps a staged version (unless cancelled meanwhile) and answers.
   void FinishStaging(const std::string& version, absl::StatusOr<Staged> staged)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<Staged> Stage(const craft::v1::Prepare& prepare, const LayoutState& serving);
-  absl::Status InjectedPrepareFault(const std::string& version);
   void Commit(const std::string& version);
   void Abort(const std::string& version);
   bool StoppingOrCommandQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool StoppingOrNoFlipPending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RememberLocked(const std::string& version) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool KnownLocked(const std::string& version) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Window loop.
   void WindowLoop();
@@ -203,7 +156,6 @@ class Worker {
   bool SleepUntilUnixMs(int64_t ms);
   // Applies a pending flip, then returns what serves the next window.
   LayoutState FlipIfCommitted();
-  void ReportWindow(int64_t window_id, const LayoutState& state);
   // True while an agent resync runs: windows are neither routed nor reported.
   bool HeldForResync() const ABSL_LOCKS_EXCLUDED(mu_);
   // Checks every serving slot against its expected checksum and logs
@@ -218,16 +170,15 @@ class Worker {
 
   const WorkerOptions options_;
   const std::unique_ptr<Backend> backend_;
-  const TrafficGenerator traffic_;
   Clock* const clock_;
-  Stager fetch_stager_;  // unless the backend has its own engine
-  StagingEngine* const stager_;
+  BackendStaging backend_staging_;
   TransferPermits permits_;  // what transfer_service_ may serve
   ExpertTransferService transfer_service_;
   std::unique_ptr<grpc::Server> transfer_server_;
   std::string transfer_endpoint_;
   int transfer_port_ = 0;
   std::unique_ptr<AgentLink> link_;
+  WindowReporter windows_;  // the window loop's
   std::thread control_thread_;
   std::thread window_thread_;
   // Set to stop the staging in progress (an Abort, a newer Prepare, shutdown).
@@ -235,17 +186,10 @@ class Worker {
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  LayoutState serving_ ABSL_GUARDED_BY(mu_);
-  std::optional<Staged> staged_ ABSL_GUARDED_BY(mu_);
-  std::string staging_ ABSL_GUARDED_BY(mu_);       // version being staged, "" if none
-  std::string pending_flip_ ABSL_GUARDED_BY(mu_);  // committed, flips at the next boundary
-  // The version the agent resyncs this worker to: until a flip, the serving
-  // version is not the node's, so no window is served ("" = serving).
-  std::string held_for_ ABSL_GUARDED_BY(mu_);
+  VersionRules versions_ ABSL_GUARDED_BY(mu_);
   // The staging headroom the agent was last told in a hello update (the
   // first hello of every stream carries the current one anyway).
   std::optional<int64_t> announced_headroom_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> prepared_ ABSL_GUARDED_BY(mu_);  // recent Prepare versions
   std::deque<craft::v1::WorkerCommand> commands_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);  // the cumulative counts
 };

@@ -189,15 +189,9 @@ class WorkerTest : public ::testing::Test {
     backend_options.security = options.security;
     absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend("cpu", backend_options);
     ASSERT_TRUE(backend.ok()) << backend.status();
-    TrafficOptions traffic_options;
-    traffic_options.tokens_per_window = kTokens;
-    traffic_options.top_k = kTopK;
-    traffic_options.seed = 5;
-    absl::StatusOr<TrafficGenerator> traffic = TrafficGenerator::Create(
-        traffic_options, *Popularity::Synthetic(2, 4, kTopK, /*skew=*/2, /*seed=*/5));
-    ASSERT_TRUE(traffic.ok()) << traffic.status();
     absl::StatusOr<std::unique_ptr<Worker>> worker =
-        Worker::Create(std::move(options), *std::move(backend), *std::move(traffic), Clock::Real());
+        Worker::Create(std::move(options), *std::move(backend),
+                       testing::TwoGpuTraffic(kTokens, kTopK), Clock::Real());
     ASSERT_TRUE(worker.ok()) << worker.status();
     ASSERT_TRUE((*worker)->Start().ok());
     workers_[gpu] = *std::move(worker);

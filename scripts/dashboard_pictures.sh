@@ -12,7 +12,7 @@ if ! command -v gnuplot > /dev/null; then
   if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gnuplot-nox
 fi
-bazel build //server:craft-planner //agent:craft-agent //gpu_worker:craft-worker //tools/craftctl
+bazel build //tools/local_cluster:craft-local-cluster //tools/craftctl
 BIN="$(bazel info bazel-bin 2> /dev/null)"
 node tests/e2e/prometheus_e2e.mjs --bin "$BIN" --root "$ROOT" --out docs/dashboards --settle "${SETTLE:-45}"
 echo "docs/dashboards: $(ls docs/dashboards)"

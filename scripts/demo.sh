@@ -20,13 +20,14 @@ KEEP=0
 
 ./scripts/install_deps.sh
 echo "== building (bazel -c opt)"
-bazel build -c opt //tools/craftctl //server:craft-planner //agent:craft-agent \
-  //gpu_worker:craft-worker >/dev/null 2>&1 ||
-  bazel build -c opt //tools/craftctl //server:craft-planner //agent:craft-agent //gpu_worker:craft-worker
+TARGETS=(//tools/craftctl //tools/local_cluster:craft-local-cluster //server:craft-planner
+         //agent:craft-agent //gpu_worker:craft-worker)
+bazel build -c opt "${TARGETS[@]}" >/dev/null 2>&1 || bazel build -c opt "${TARGETS[@]}"
 BIN="$(bazel info -c opt bazel-bin 2>/dev/null)"
 WORK="${CRAFT_DEMO_DIR:-$(mktemp -d /tmp/craft-demo-XXXXXX)}"
 mkdir -p "$WORK"
-for b in tools/craftctl/craftctl server/craft-planner agent/craft-agent gpu_worker/craft-worker; do
+for b in tools/craftctl/craftctl tools/local_cluster/craft-local-cluster server/craft-planner \
+  agent/craft-agent gpu_worker/craft-worker; do
   install -m 755 "$BIN/$b" "$WORK/"
 done
 CRAFTCTL="$WORK/craftctl"
@@ -43,56 +44,49 @@ echo "   (eplb: one redundant slot per GPU per layer; craft R=8: 8 redundant slo
 echo
 echo "== part 2: a live local cluster: 1 planner, 2 agents, 8 CPU workers"
 PORT="${CRAFT_DEMO_PORT:-7070}"
-LAYERS=12 EXPERTS=64 TOPK=4 GPUS=8 NODES=2
-cat >"$WORK/planner.yaml" <<YAML
-listen_address: "127.0.0.1:$PORT"
-state_path: $WORK/planner.state
-model: {num_layers: $LAYERS, num_experts: $EXPERTS, top_k: $TOPK, bytes_per_expert: 65536}
-cluster: {num_gpus: $GPUS, num_nodes: $NODES}
-loads: {window_horizon: 20}
-replan: {interval_s: 3600, method: incremental, budget: 4, gain_threshold: 0.02,
-         max_moved_fraction: 0.15}
-apply: {timeout_ms: 20000}
-YAML
-PIDS=()
-cleanup() {
-  if ((KEEP == 0)); then
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-wait_file() { for _ in $(seq 100); do [[ -s "$1" ]] && return 0; sleep 0.1; done; echo "timed out: $1"; exit 1; }
-
+GPUS=8
+# craft-local-cluster starts and stops the processes (logs, configs and state
+# in $WORK). With --commands it takes "restart worker GPU FLAGS" on its stdin
+# and answers each command with a line: a coprocess.
 # --insecure: plaintext on loopback for this one-machine demo (each binary
 # says so loudly). Deployments run mutual TLS: --tls_cert/--tls_key/--tls_ca,
 # README "Security".
-"$WORK/craft-planner" --insecure --config "$WORK/planner.yaml" --ready_file "$WORK/planner.ready" \
-  >"$WORK/planner.log" 2>&1 &
-PIDS+=($!)
-wait_file "$WORK/planner.ready"
-for node in 0 1; do
-  gpus=$(seq -s, $((node * 4)) $((node * 4 + 3)))
-  "$WORK/craft-agent" --insecure --node "node$node" --gpus "$gpus" --socket "$WORK/agent$node.sock" \
-    --planner "127.0.0.1:$PORT" --state_file "$WORK/agent$node.state" \
-    --ready_file "$WORK/agent$node.ready" >"$WORK/agent$node.log" 2>&1 &
-  PIDS+=($!)
-  wait_file "$WORK/agent$node.ready"
-done
-# start_worker GPU SEED: a CPU worker whose traffic (hot experts) follows SEED.
-start_worker() {
-  rm -f "$WORK/worker$1.ready"
-  "$WORK/craft-worker" --insecure --backend cpu --gpu "$1" --num_gpus $GPUS --num_nodes $NODES \
-    --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK --expert_bytes 65536 \
-    --agent "unix:$WORK/agent$(($1 / 4)).sock" --window_ms 500 --tokens_per_window 8192 \
-    --skew 12 --seed "$2" --verify_interval_ms 1000 --ready_file "$WORK/worker$1.ready" \
-    >>"$WORK/worker$1.log" 2>&1 &
-  WORKER_PIDS[$1]=$!
-  PIDS+=($!)
-  wait_file "$WORK/worker$1.ready"
+coproc CLUSTER {
+  exec "$WORK/craft-local-cluster" --insecure --commands --dir "$WORK" --bin_dir "$WORK" \
+    --planner_port "$PORT" --nodes 2 --gpus_per_node 4 --agent_model_flags=false \
+    --num_layers 12 --num_experts 64 --top_k 4 --expert_bytes 65536 \
+    --window_ms 500 --tokens_per_window 8192 --skew 12 --seed 7 --verify_interval_ms 1000 \
+    --planner_config "{loads: {window_horizon: 20}, apply: {timeout_ms: 20000},
+      replan: {interval_s: 3600, method: incremental, budget: 4, gain_threshold: 0.02,
+               max_moved_fraction: 0.15}}" 2>"$WORK/cluster.log"
 }
-declare -a WORKER_PIDS
-for gpu in $(seq 0 $((GPUS - 1))); do start_worker "$gpu" 7; done
+# Copies: bash forgets a coprocess's variables once it has ended.
+# shellcheck disable=SC2153  # coproc CLUSTER sets CLUSTER_PID
+LAUNCHER_PID="$CLUSTER_PID" CLUSTER_IN="${CLUSTER[1]}" CLUSTER_OUT="${CLUSTER[0]}"
+cleanup() {
+  if ((KEEP == 0)); then
+    kill "$LAUNCHER_PID" 2>/dev/null || true
+    wait "$LAUNCHER_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+# The launcher prints its description's path once every process is ready.
+read -r _ <&"$CLUSTER_OUT" || { tail -n 5 "$WORK/cluster.log"; exit 1; }
+# restart_worker GPU SEED: the worker restarts with traffic (hot experts) of SEED.
+restart_worker() {
+  local reply
+  echo "restart worker $1 --seed=$2" >&"$CLUSTER_IN"
+  read -r reply <&"$CLUSTER_OUT" || reply="the launcher ended; see $WORK/cluster.log"
+  [[ "$reply" == ok ]] || { echo "restarting worker $1: $reply"; exit 1; }
+}
+# worker_lines PATTERN N: the first N lines of the workers' logs that match
+# PATTERN, indented. A worker logs a flip or a return a moment after the
+# planner reports the commit: on a busy machine, seconds.
+worker_lines() {
+  for _ in $(seq 30); do grep -q "$1" "$WORK"/worker*.log && break; sleep 0.5; done
+  grep -q "$1" "$WORK"/worker*.log || { echo "no worker logged '$1'; see $WORK"; exit 1; }
+  grep -h "$1" "$WORK"/worker*.log | head -n "$2" | sed 's/^/   /'
+}
 Q=(--planner "127.0.0.1:$PORT" --insecure)
 echo "   started; workers send a load window every 500 ms"
 sleep 4
@@ -105,11 +99,11 @@ echo "-- asking the planner to re-plan (incremental from 0.0, R = 4, at most 15%
 "$CRAFTCTL" replan "${Q[@]}"
 for _ in $(seq 60); do
   v=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
-  [[ "$v" != "0.0" ]] && break
+  [[ -n "$v" && "$v" != "0.0" ]] && break
   sleep 0.5
 done
 echo "-- prepared on every worker (experts fetched from peers, checksums verified), committed:"
-grep -h "verify ok version=$v " "$WORK"/worker*.log | head -n 3 | sed 's/^/   /'
+worker_lines "verify ok version=$v " 3
 sleep 4
 "$CRAFTCTL" layout "${Q[@]}"
 echo
@@ -119,13 +113,9 @@ echo
 echo "-- the traffic drifts: the workers restart with other hot experts (--seed 8)."
 echo "   Each comes back on the initial layout; its agent brings it to $v (kept and"
 echo "   copied experts, the rest from the checkpoint, verified) before it serves:"
-for gpu in $(seq 0 $((GPUS - 1))); do
-  kill "${WORKER_PIDS[$gpu]}"
-  wait "${WORKER_PIDS[$gpu]}" 2>/dev/null || true
-  start_worker "$gpu" 8
-done
+for gpu in $(seq 0 $((GPUS - 1))); do restart_worker "$gpu" 8; done
 sleep 2
-grep -h "serving again, on" "$WORK"/worker*.log | head -n 2 | sed 's/^/   /'
+worker_lines "serving again, on" 2
 echo "   waiting 12 s for the load horizon to fill with drifted windows..."
 sleep 12
 "$CRAFTCTL" layout "${Q[@]}"
@@ -134,7 +124,7 @@ echo "-- re-planning incrementally (at most 15% of the slots move; replan.max_mo
 "$CRAFTCTL" replan "${Q[@]}" | tee "$WORK/replan2.txt"
 for _ in $(seq 60); do
   v2=$("$CRAFTCTL" layout "${Q[@]}" | awk '{print $2}')
-  [[ "$v2" != "$v" ]] && break
+  [[ -n "$v2" && "$v2" != "$v" ]] && break
   sleep 0.5
 done
 sleep 4
@@ -148,7 +138,7 @@ if ((KEEP == 1)); then
   echo "  $CRAFTCTL explain --planner 127.0.0.1:$PORT --insecure"
   echo "  $CRAFTCTL watch --planner 127.0.0.1:$PORT --insecure"
   echo "  $CRAFTCTL replan --planner 127.0.0.1:$PORT --insecure --force"
-  echo "Stop it with: kill ${PIDS[*]}"
+  echo "Stop it with: kill $LAUNCHER_PID"
 else
   echo "Stopping the cluster (run with --keep to leave it up and query it with craftctl)."
 fi

@@ -71,7 +71,7 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
   void OnDone() override {
     if (link_ != nullptr) {
       link_->Detach();
-      gateway_->coordinator_->Disconnect(node_, link_.get());
+      group_->coordinator->Disconnect(node_, link_.get());
     }
     gateway_->Unregister(this);
     delete this;
@@ -104,27 +104,31 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
   // Reads are sequential, so the members below are only touched by one
   // reaction at a time (and by OnDone, after every reaction).
   grpc::Status Handle(const AgentMessage& message) {
-    ApplyCoordinator* coordinator = gateway_->coordinator_;
     if (node_.empty()) {
       if (message.body_case() != AgentMessage::kHello) {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "the first message on a stream must be AgentHello");
       }
-      if (absl::Status allowed = gateway_->authorizer_->AuthorizeAgent(*context_, message.hello());
+      const craft::v1::AgentHello& hello = message.hello();
+      absl::StatusOr<GroupStack*> group = gateway_->groups_->Find(hello.group());
+      if (!group.ok()) return ToGrpcStatus(group.status());
+      if (absl::Status allowed = (*group)->agents->AuthorizeAgent(*context_, hello);
           !allowed.ok()) {
         CRAFT_LOG(WARNING) << "refused an agent hello from " << PeerLabel(*context_) << ": "
                            << allowed.message();
         return ToGrpcStatus(allowed);
       }
       auto link = std::make_shared<Link>(this);
-      if (absl::Status connected = coordinator->Connect(message.hello(), link); !connected.ok()) {
+      if (absl::Status connected = (*group)->coordinator->Connect(hello, link); !connected.ok()) {
         return ToGrpcStatus(connected);
       }
+      group_ = *group;
       link_ = std::move(link);
-      node_ = message.hello().node();
-      for (const craft::v1::GpuInfo& gpu : message.hello().gpus()) gpus_.push_back(gpu.rank());
+      node_ = hello.node();
+      for (const craft::v1::GpuInfo& gpu : hello.gpus()) gpus_.push_back(gpu.rank());
       return grpc::Status::OK;
     }
+    ApplyCoordinator* coordinator = group_->coordinator.get();
     switch (message.body_case()) {
       case AgentMessage::kHello:
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "AgentHello sent twice");
@@ -139,7 +143,7 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
         {
           int64_t rejected = 0;
           for (const craft::v1::GpuWindow& window : message.load().gpus()) {
-            absl::Status ingested = gateway_->load_store_->Ingest(window, gpus_);
+            absl::Status ingested = group_->load_store->Ingest(window, gpus_);
             if (ingested.ok()) continue;
             ++rejected;
             if (ShouldLogRejection()) {
@@ -174,7 +178,8 @@ class AgentStream final : public grpc::ServerBidiReactor<AgentMessage, PlannerMe
   AgentGatewayService* const gateway_;
   const grpc::CallbackServerContext* const context_;  // valid until OnDone
   AgentMessage incoming_;
-  std::string node_;  // set by a successful hello
+  std::string node_;             // set by a successful hello
+  GroupStack* group_ = nullptr;  // the hello's group, set with node_
   std::vector<int> gpus_;
   std::shared_ptr<Link> link_;
   int64_t rejections_ = 0;
@@ -194,17 +199,13 @@ class RefusedStream final : public grpc::ServerBidiReactor<AgentMessage, Planner
 
 }  // namespace
 
-AgentGatewayService::AgentGatewayService(const Authorizer* authorizer,
-                                         ApplyCoordinator* coordinator, LoadStore* load_store,
+AgentGatewayService::AgentGatewayService(const PlacementGroups* groups,
                                          const LeaderDirectory* directory)
-    : authorizer_(authorizer),
-      coordinator_(coordinator),
-      load_store_(load_store),
-      directory_(directory) {}
+    : groups_(groups), directory_(directory) {}
 
 grpc::ServerBidiReactor<AgentMessage, PlannerMessage>* AgentGatewayService::Connect(
     grpc::CallbackServerContext* context) {
-  if (coordinator_ == nullptr) {
+  if (groups_->all().front()->coordinator == nullptr) {
     return new RefusedStream(NotLeader(context, directory_ ? directory_->Get() : ""));
   }
   return new AgentStream(this, context);

@@ -2,7 +2,8 @@
 // reactor per agent stream, no thread per stream. Each reactor keeps one read
 // pending at all times and at most one write in flight, with the newest
 // planner message waiting behind it (latest wins). The first message must be
-// an AgentHello, checked by the ApplyCoordinator; loads go to the LoadStore
+// an AgentHello naming the node's placement group, checked by that group's
+// authorizer and ApplyCoordinator; loads go to the group's LoadStore
 // (a rejected window is counted and the stream continues); Acks and Nacks go
 // to the coordinator, which reaches the stream back through an
 // AgentConnection.
@@ -21,9 +22,8 @@
 #include "absl/synchronization/mutex.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "server/apply_coordinator.h"
-#include "server/authorizer.h"
 #include "server/leader_directory.h"
-#include "server/load_store.h"
+#include "server/placement_groups.h"
 
 namespace craft::server {
 
@@ -31,12 +31,12 @@ class AgentStream;
 
 class AgentGatewayService final : public craft::v1::AgentGateway::CallbackService {
  public:
-  // The pointers must outlive every stream (i.e. the grpc::Server). A
-  // follower (high availability) has no coordinator (null): it answers every
-  // stream with NotLeader and the address in `directory`, so the agent goes
-  // to the leader.
-  AgentGatewayService(const Authorizer* authorizer, ApplyCoordinator* coordinator,
-                      LoadStore* load_store, const LeaderDirectory* directory = nullptr);
+  // The pointers must outlive every stream (i.e. the grpc::Server). A hello
+  // names its placement group, whose authorizer, coordinator and load store
+  // then serve the stream. A follower (high availability) has no
+  // coordinators: it answers every stream with NotLeader and the address in
+  // `directory`, so the agent goes to the leader.
+  AgentGatewayService(const PlacementGroups* groups, const LeaderDirectory* directory = nullptr);
 
   grpc::ServerBidiReactor<craft::v1::AgentMessage, craft::v1::PlannerMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -52,9 +52,7 @@ class AgentGatewayService final : public craft::v1::AgentGateway::CallbackServic
   bool Register(AgentStream* stream);
   void Unregister(AgentStream* stream);
 
-  const Authorizer* const authorizer_;
-  ApplyCoordinator* const coordinator_;
-  LoadStore* const load_store_;
+  const PlacementGroups* const groups_;
   const LeaderDirectory* const directory_;
 
   mutable absl::Mutex mu_;

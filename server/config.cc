@@ -7,10 +7,12 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -332,68 +334,87 @@ class Parser {
   std::map<std::string, YAML::Mark> key_marks_;  // every key seen, by dotted path
 };
 
+// Where a set of keys lives: the document root, or one entry of `groups`,
+// whose keys override the root's. Its key lookups fall back to the root's
+// key, which the group inherited.
+struct Scope {
+  std::string prefix;  // "" or "groups[i]."
+  // Read by the fields, resolved by FinishScope.
+  bool memory_expert_mb_given = false;
+  std::string roofline_calibration;
+  double roofline_tokens = 0;
+
+  std::string Key(const Parser& parser, absl::string_view path) const {
+    std::string own = absl::StrCat(prefix, path);
+    if (!parser.Has(own) && parser.Has(path)) return std::string(path);
+    return own;
+  }
+  bool Has(const Parser& parser, absl::string_view path) const {
+    return parser.Has(absl::StrCat(prefix, path)) || parser.Has(path);
+  }
+  absl::Status ErrorAtKey(const Parser& parser, absl::string_view path,
+                          absl::string_view reason) const {
+    return parser.ErrorAtKey(Key(parser, path), reason);
+  }
+};
+
 // The roofline objective's model: the calibration file the config names, at
 // the configured regime and the model's top-k.
-absl::Status ResolveRoofline(const Parser& parser, const std::string& calibration_path,
-                             double tokens_per_gpu, PlannerConfig* config) {
+absl::Status ResolveRoofline(const Parser& parser, const Scope& scope, PlannerConfig* config) {
   const bool roofline = config->plan.objective == planner::CraftObjective::kRoofline;
   if (!roofline) {
-    if (!parser.Has("replan.roofline")) return absl::OkStatus();
-    return parser.ErrorAtKey("replan.roofline", "is read only with replan.objective: roofline");
+    if (!scope.Has(parser, "replan.roofline")) return absl::OkStatus();
+    return scope.ErrorAtKey(parser, "replan.roofline",
+                            "is read only with replan.objective: roofline");
   }
-  if (!parser.Has("replan.roofline")) {
-    return parser.ErrorAtKey(
-        "replan.objective",
+  if (!scope.Has(parser, "replan.roofline")) {
+    return scope.ErrorAtKey(
+        parser, "replan.objective",
         "roofline needs replan.roofline: {calibration: FILE, tokens_per_gpu: N}");
   }
   if (config->replan_method == ReplanMethod::kIncremental) {
-    return parser.ErrorAtKey(
-        "replan.objective",
+    return scope.ErrorAtKey(
+        parser, "replan.objective",
         "the incremental method's frontier counts tokens; roofline needs replan.method: fresh");
   }
-  absl::StatusOr<planner::Calibration> calibration = planner::LoadCalibrationFile(calibration_path);
+  absl::StatusOr<planner::Calibration> calibration =
+      planner::LoadCalibrationFile(scope.roofline_calibration);
   if (!calibration.ok()) {
-    return parser.ErrorAtKey("replan.roofline.calibration", calibration.status().message());
+    return scope.ErrorAtKey(parser, "replan.roofline.calibration", calibration.status().message());
   }
   config->plan.roofline.emplace(calibration->params,
-                                planner::Regime{tokens_per_gpu, config->model.top_k});
+                                planner::Regime{scope.roofline_tokens, config->model.top_k});
   return absl::OkStatus();
 }
 
 // Checks that need several keys at once, reported at the key that decides.
-absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config) {
-  const HaConfig& ha = config.ha;
-  if (ha.enabled() && !ha.etcd_insecure &&
-      (ha.etcd_cert_file.empty() || ha.etcd_key_file.empty() || ha.etcd_ca_file.empty())) {
-    return parser.ErrorAtKey("ha",
-                             "etcd_cert, etcd_key and etcd_ca are required (mutual TLS with "
-                             "etcd), or etcd_insecure: true for a demo");
-  }
+absl::Status CheckCombinations(const Parser& parser, const Scope& scope,
+                               const PlannerConfig& config) {
   if (config.cluster.num_gpus % config.cluster.num_nodes != 0) {
-    return parser.ErrorAtKey(
-        parser.Has("cluster.num_nodes") ? "cluster.num_nodes" : "cluster.num_gpus",
+    return scope.ErrorAtKey(
+        parser, scope.Has(parser, "cluster.num_nodes") ? "cluster.num_nodes" : "cluster.num_gpus",
         absl::StrCat(config.cluster.num_gpus, " GPUs do not divide evenly over ",
                      config.cluster.num_nodes, " nodes"));
   }
   if (!config.security.nodes.empty() &&
       static_cast<int>(config.security.nodes.size()) != config.cluster.num_nodes) {
-    return parser.ErrorAtKey(
-        "security.nodes",
+    return scope.ErrorAtKey(
+        parser, scope.prefix.empty() ? "security.nodes" : "nodes",
         absl::StrCat(config.security.nodes.size(), " node names for ", config.cluster.num_nodes,
                      " nodes (cluster.num_nodes): name every node, in "
                      "rank order"));
   }
   if (config.model.top_k > config.model.num_experts) {
-    return parser.ErrorAtKey("model.top_k",
-                             absl::StrCat("top_k ", config.model.top_k, " exceeds num_experts ",
-                                          config.model.num_experts));
+    return scope.ErrorAtKey(parser, "model.top_k",
+                            absl::StrCat("top_k ", config.model.top_k, " exceeds num_experts ",
+                                         config.model.num_experts));
   }
   const int64_t max_candidate =
       static_cast<int64_t>(config.model.num_experts) * (config.cluster.num_gpus - 1);
   for (int candidate : config.plan.candidates) {
     if (candidate > max_candidate) {
-      return parser.ErrorAtKey(
-          "replan.candidates",
+      return scope.ErrorAtKey(
+          parser, "replan.candidates",
           absl::StrCat("candidate ", candidate, " exceeds num_experts x (num_gpus - 1) = ",
                        max_candidate, " (at most one replica per expert per GPU)"));
     }
@@ -401,35 +422,204 @@ absl::Status CheckCombinations(const Parser& parser, const PlannerConfig& config
   if (config.plan.uniform) {
     if (config.plan.algorithm != planner::Algorithm::kCraft &&
         config.plan.algorithm != planner::Algorithm::kEplb) {
-      return parser.ErrorAtKey("replan.uniform",
-                               "uniform layouts are planned by craft (eplb's always are)");
+      return scope.ErrorAtKey(parser, "replan.uniform",
+                              "uniform layouts are planned by craft (eplb's always are)");
     }
     const absl::StatusOr<int> redundant =
         planner::UniformRedundantPerLayer(config.model.num_experts, config.plan);
     if (!redundant.ok()) {
-      return parser.ErrorAtKey(parser.Has("replan.redundant_per_layer")
-                                   ? "replan.redundant_per_layer"
-                                   : "replan.uniform",
-                               redundant.status().message());
+      return scope.ErrorAtKey(parser,
+                              scope.Has(parser, "replan.redundant_per_layer")
+                                  ? "replan.redundant_per_layer"
+                                  : "replan.uniform",
+                              redundant.status().message());
     }
   }
   if (config.replan_method == ReplanMethod::kIncremental && !config.plan.uniform &&
       !config.plan.budget.has_value()) {
-    return parser.ErrorAtKey("replan.budget",
-                             "the incremental method moves replicas within a fixed budget R; give "
-                             "replan.budget a number or set replan.method: fresh");
+    return scope.ErrorAtKey(parser, "replan.budget",
+                            "the incremental method moves replicas within a fixed budget R; give "
+                            "replan.budget a number or set replan.method: fresh");
   }
   if (config.plan.forbid_duplicates && config.plan.algorithm == planner::Algorithm::kEplb) {
-    return parser.ErrorAtKey("replan.no_duplicates",
-                             "eplb reproduces DeepSeek's algorithm exactly, which may put two "
-                             "replicas of an expert on one GPU; no_duplicates needs none, craft "
-                             "or craft-paper");
+    return scope.ErrorAtKey(parser, "replan.no_duplicates",
+                            "eplb reproduces DeepSeek's algorithm exactly, which may put two "
+                            "replicas of an expert on one GPU; no_duplicates needs none, craft "
+                            "or craft-paper");
   }
   if (config.plan.memory.non_expert_bytes >= config.plan.memory.hbm_bytes) {
-    return parser.ErrorAtKey(
-        parser.Has("replan.memory.non_expert_gb") ? "replan.memory.non_expert_gb"
-                                                  : "replan.memory.hbm_gb",
+    return scope.ErrorAtKey(
+        parser,
+        scope.Has(parser, "replan.memory.non_expert_gb") ? "replan.memory.non_expert_gb"
+                                                         : "replan.memory.hbm_gb",
         "non_expert_gb must be below hbm_gb (no memory would be left for experts and KV cache)");
+  }
+  return absl::OkStatus();
+}
+
+// The keys a placement group may set, at the root or in a `groups` entry:
+// model, cluster, loads, replan and apply.
+std::vector<Parser::Field> ScopedFields(Parser& parser, Scope* scope, PlannerConfig* config) {
+  std::vector<Parser::Field> memory_fields = {
+      {"hbm_gb", parser.ScaledField(&config->plan.memory.hbm_bytes, 1e9)},
+      {"non_expert_gb", parser.ScaledField(&config->plan.memory.non_expert_bytes, 1e9)},
+      {"expert_mb",
+       [&parser, scope, config](const Value& value) {
+         scope->memory_expert_mb_given = true;
+         return parser.ScaledField(&config->plan.memory.bytes_per_expert, 1e6)(value);
+       }},
+      {"kv_bytes_per_token", parser.ScaledField(&config->plan.memory.kv_bytes_per_token, 1)},
+  };
+  return {
+      {"model", parser.Section({
+                    {"num_layers", parser.IntField(&config->model.num_layers, 1, 100'000), true},
+                    {"num_experts", parser.IntField(&config->model.num_experts, 1, 100'000), true},
+                    {"top_k", parser.IntField(&config->model.top_k, 1, 100'000), true},
+                    {"bytes_per_expert",
+                     parser.IntField(&config->model.bytes_per_expert, 1, int64_t{1} << 40), true},
+                })},
+      {"cluster", parser.Section({
+                      {"num_gpus", parser.IntField(&config->cluster.num_gpus, 1, kMaxGpus), true},
+                      {"num_nodes", parser.IntField(&config->cluster.num_nodes, 1, kMaxGpus)},
+                  })},
+      {"loads",
+       parser.Section({
+           {"window_horizon", parser.IntField(&config->window_horizon, 1, kMaxWindowHorizon)},
+           {"max_clock_skew_s",
+            parser.NonNegativeDurationField(&config->max_clock_skew, absl::Seconds(1), 86400)},
+           {"decay", parser.OptionalDoubleField(&config->decay, 0, 1,
+                                                /*min_exclusive=*/true)},
+       })},
+      {"replan",
+       parser.Section({
+           {"interval_s", parser.DurationField(&config->replan_interval, absl::Seconds(1), 86400)},
+           {"algorithm",
+            parser.NamedField(&config->plan.algorithm, &planner::ParseAlgorithm, "an algorithm")},
+           {"method",
+            parser.NamedField(&config->replan_method, &ParseReplanMethod, "incremental or fresh")},
+           {"max_moved_fraction", parser.DoubleField(&config->max_moved_fraction, 0, 1)},
+           {"max_step_gb", parser.ScaledField(&config->max_step_bytes, 1e9)},
+           {"budget", parser.BudgetField(&config->plan.budget)},
+           {"memory", parser.Section(std::move(memory_fields))},
+           {"candidates", parser.IntListField(&config->plan.candidates)},
+           {"no_duplicates", parser.BoolField(&config->plan.forbid_duplicates)},
+           {"uniform", parser.BoolField(&config->plan.uniform)},
+           {"redundant_per_layer",
+            [&parser, config](const Value& value) {
+              int redundant = 0;
+              CRAFT_RETURN_IF_ERROR(parser.IntField(&redundant, 0, 100'000)(value));
+              config->plan.redundant_per_layer = redundant;
+              return absl::OkStatus();
+            }},
+           {"objective",
+            parser.NamedField(&config->plan.objective, &planner::ParseObjective, "an objective")},
+           {"roofline",
+            parser.Section({
+                {"calibration", parser.StringField(&scope->roofline_calibration), true},
+                {"tokens_per_gpu",
+                 parser.DoubleField(&scope->roofline_tokens, 0, 1e9, /*min_exclusive=*/true), true},
+            })},
+           {"gain_threshold", parser.DoubleField(&config->gain_threshold, 0, 1)},
+           {"horizon_s", parser.DoubleField(&config->horizon_s, 0, 1e9)},
+           {"transfer_gbps", parser.DoubleField(&config->transfer_gbps, 0, 1e6,
+                                                /*min_exclusive=*/true)},
+       })},
+      {"apply", parser.Section({
+                    {"timeout_ms",
+                     parser.DurationField(&config->apply_timeout, absl::Milliseconds(1), 3.6e6)},
+                })},
+  };
+}
+
+// What a scope's keys imply once all are read, and its cross-key checks.
+absl::Status FinishScope(const Parser& parser, const Scope& scope, PlannerConfig* config) {
+  if (!scope.memory_expert_mb_given) {
+    config->plan.memory.bytes_per_expert = static_cast<double>(config->model.bytes_per_expert);
+  }
+  config->plan.cluster = config->cluster;
+  CRAFT_RETURN_IF_ERROR(ResolveRoofline(parser, scope, config));
+  return CheckCombinations(parser, scope, *config);
+}
+
+// A group name ends up in metric labels, file names and etcd keys: a DNS
+// label.
+bool IsGroupName(absl::string_view name) {
+  return !name.empty() && name.size() <= 63 && absl::ascii_isalnum(name.front()) &&
+         absl::ascii_isalnum(name.back()) && std::all_of(name.begin(), name.end(), [](char c) {
+           return (absl::ascii_isalnum(c) && !absl::ascii_isupper(c)) || c == '-';
+         });
+}
+
+// `groups`: a sequence of mappings, each a copy of the root's config (before
+// it was finished) with the entry's keys on top.
+absl::Status ParseGroups(Parser& parser, const Value& groups, const Scope& root_scope,
+                         const PlannerConfig& root, std::vector<PlacementGroup>* out) {
+  if (!groups.node.IsSequence() || groups.node.size() == 0) {
+    return parser.ErrorAt(groups, "expected a non-empty sequence of groups");
+  }
+  if (groups.node.size() > static_cast<size_t>(kMaxGroups)) {
+    return parser.ErrorAt(
+        groups, absl::StrCat(groups.node.size(), " groups; at most ", kMaxGroups, " per planner"));
+  }
+  std::map<std::string, std::string> node_group;  // node name -> its group
+  std::map<std::string, const PlacementGroup*> family_first;
+  for (size_t i = 0; i < groups.node.size(); ++i) {
+    const Value entry{groups.node[i], groups.node[i].Mark(), absl::StrCat("groups[", i, "]")};
+    PlacementGroup group;
+    group.config = root;
+    Scope scope = root_scope;
+    scope.prefix = absl::StrCat(entry.path, ".");
+    std::vector<Parser::Field> fields = ScopedFields(parser, &scope, &group.config);
+    fields.push_back({"name", parser.StringField(&group.name), true});
+    fields.push_back({"stats_family", parser.StringField(&group.stats_family)});
+    fields.push_back({"nodes", parser.NameListField(&group.config.security.nodes, /*star=*/false)});
+    CRAFT_RETURN_IF_ERROR(parser.ParseMapping(entry, fields));
+    const std::string at = scope.prefix;
+    if (!IsGroupName(group.name)) {
+      return parser.ErrorAtKey(absl::StrCat(at, "name"),
+                               absl::StrCat("'", group.name,
+                                            "' is not a group name (1 to 63 lower-case letters, "
+                                            "digits or '-', starting and ending alphanumeric)"));
+    }
+    for (const PlacementGroup& other : *out) {
+      if (other.name == group.name) {
+        return parser.ErrorAtKey(absl::StrCat(at, "name"),
+                                 absl::StrCat("group '", group.name, "' is declared twice"));
+      }
+    }
+    if (!parser.Has(absl::StrCat(at, "cluster"))) {
+      return parser.ErrorAt(entry, "missing required key 'cluster' (each group has its own GPUs)");
+    }
+    if (!group.stats_family.empty() && !IsGroupName(group.stats_family)) {
+      return parser.ErrorAtKey(absl::StrCat(at, "stats_family"),
+                               absl::StrCat("'", group.stats_family, "' is not a family name"));
+    }
+    CRAFT_RETURN_IF_ERROR(FinishScope(parser, scope, &group.config));
+    for (const std::string& node : group.config.security.nodes) {
+      auto [it, inserted] = node_group.emplace(node, group.name);
+      if (!inserted) {
+        return parser.ErrorAtKey(scope.Key(parser, "nodes"),
+                                 absl::StrCat("node '", node, "' is already in group '", it->second,
+                                              "': a node's agent serves one group"));
+      }
+    }
+    out->push_back(std::move(group));
+  }
+  // Pooled windows are summed per layer and expert: one family, one shape.
+  for (size_t i = 0; i < out->size(); ++i) {
+    const PlacementGroup& group = (*out)[i];
+    if (group.stats_family.empty()) continue;
+    auto [it, first] = family_first.emplace(group.stats_family, &group);
+    const ModelShape& a = it->second->config.model;
+    const ModelShape& b = group.config.model;
+    if (!first && (a.num_layers != b.num_layers || a.num_experts != b.num_experts)) {
+      return parser.ErrorAtKey(
+          absl::StrCat("groups[", i, "].stats_family"),
+          absl::StrCat("group '", group.name, "' (", b.num_layers, " layers x ", b.num_experts,
+                       " experts) cannot pool loads with group '", it->second->name, "' (",
+                       a.num_layers, " x ", a.num_experts, ") in family '", group.stats_family,
+                       "'"));
+    }
   }
   return absl::OkStatus();
 }
@@ -450,20 +640,10 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
   }
 
   PlannerConfig config;
-  bool memory_expert_mb_given = false;
-  std::vector<Parser::Field> memory_fields = {
-      {"hbm_gb", parser.ScaledField(&config.plan.memory.hbm_bytes, 1e9)},
-      {"non_expert_gb", parser.ScaledField(&config.plan.memory.non_expert_bytes, 1e9)},
-      {"expert_mb",
-       [&](const Value& value) {
-         memory_expert_mb_given = true;
-         return parser.ScaledField(&config.plan.memory.bytes_per_expert, 1e6)(value);
-       }},
-      {"kv_bytes_per_token", parser.ScaledField(&config.plan.memory.kv_bytes_per_token, 1)},
-  };
-  std::string roofline_calibration;  // replan.roofline, resolved once the model is known
-  double roofline_tokens = 0;
-  std::vector<Parser::Field> fields = {
+  Scope scope;
+  std::optional<Value> groups;  // parsed once the root's keys are all read
+  std::vector<Parser::Field> fields = ScopedFields(parser, &scope, &config);
+  std::vector<Parser::Field> global_fields = {
       {"listen_address", parser.ListenAddressField(&config.listen_address)},
       {"state_path", parser.StringField(&config.state_path)},
       {"admin_token",
@@ -475,63 +655,6 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
                        {"readers", parser.NameListField(&config.security.readers, /*star=*/true)},
                        {"admin_token_file", parser.StringField(&config.security.admin_token_file)},
                    })},
-      {"model",
-       parser.Section({
-           {"num_layers", parser.IntField(&config.model.num_layers, 1, 100'000), true},
-           {"num_experts", parser.IntField(&config.model.num_experts, 1, 100'000), true},
-           {"top_k", parser.IntField(&config.model.top_k, 1, 100'000), true},
-           {"bytes_per_expert",
-            parser.IntField(&config.model.bytes_per_expert, 1, int64_t{1} << 40), true},
-       }),
-       true},
-      {"cluster",
-       parser.Section({
-           {"num_gpus", parser.IntField(&config.cluster.num_gpus, 1, kMaxGpus), true},
-           {"num_nodes", parser.IntField(&config.cluster.num_nodes, 1, kMaxGpus)},
-       }),
-       true},
-      {"loads",
-       parser.Section({
-           {"window_horizon", parser.IntField(&config.window_horizon, 1, kMaxWindowHorizon)},
-           {"max_clock_skew_s",
-            parser.NonNegativeDurationField(&config.max_clock_skew, absl::Seconds(1), 86400)},
-           {"decay", parser.OptionalDoubleField(&config.decay, 0, 1,
-                                                /*min_exclusive=*/true)},
-       })},
-      {"replan",
-       parser.Section({
-           {"interval_s", parser.DurationField(&config.replan_interval, absl::Seconds(1), 86400)},
-           {"algorithm",
-            parser.NamedField(&config.plan.algorithm, &planner::ParseAlgorithm, "an algorithm")},
-           {"method",
-            parser.NamedField(&config.replan_method, &ParseReplanMethod, "incremental or fresh")},
-           {"max_moved_fraction", parser.DoubleField(&config.max_moved_fraction, 0, 1)},
-           {"max_step_gb", parser.ScaledField(&config.max_step_bytes, 1e9)},
-           {"budget", parser.BudgetField(&config.plan.budget)},
-           {"memory", parser.Section(memory_fields)},
-           {"candidates", parser.IntListField(&config.plan.candidates)},
-           {"no_duplicates", parser.BoolField(&config.plan.forbid_duplicates)},
-           {"uniform", parser.BoolField(&config.plan.uniform)},
-           {"redundant_per_layer",
-            [&](const Value& value) {
-              int redundant = 0;
-              CRAFT_RETURN_IF_ERROR(parser.IntField(&redundant, 0, 100'000)(value));
-              config.plan.redundant_per_layer = redundant;
-              return absl::OkStatus();
-            }},
-           {"objective",
-            parser.NamedField(&config.plan.objective, &planner::ParseObjective, "an objective")},
-           {"roofline",
-            parser.Section({
-                {"calibration", parser.StringField(&roofline_calibration), true},
-                {"tokens_per_gpu",
-                 parser.DoubleField(&roofline_tokens, 0, 1e9, /*min_exclusive=*/true), true},
-            })},
-           {"gain_threshold", parser.DoubleField(&config.gain_threshold, 0, 1)},
-           {"horizon_s", parser.DoubleField(&config.horizon_s, 0, 1e9)},
-           {"transfer_gbps", parser.DoubleField(&config.transfer_gbps, 0, 1e6,
-                                                /*min_exclusive=*/true)},
-       })},
       {"limits", parser.Section({
                      {"max_concurrent_plans", parser.IntField(&config.max_concurrent_plans, 1, 64)},
                      {"max_plan_work", parser.IntField(&config.max_plan_work, 1,
@@ -586,23 +709,43 @@ absl::StatusOr<PlannerConfig> ParseConfig(absl::string_view yaml_text,
            {"etcd_ca", parser.StringField(&config.ha.etcd_ca_file)},
            {"etcd_server_name", parser.StringField(&config.ha.etcd_server_name)},
        })},
-      {"apply", parser.Section({
-                    {"timeout_ms",
-                     parser.DurationField(&config.apply_timeout, absl::Milliseconds(1), 3.6e6)},
-                })},
+      {"groups",
+       [&](const Value& value) {
+         groups = value;
+         return absl::OkStatus();
+       }},
   };
+  for (Parser::Field& field : global_fields) fields.push_back(std::move(field));
   config.plan.budget = 8;  // the default R when replan.budget is absent
   try {
     CRAFT_RETURN_IF_ERROR(parser.ParseMapping(Value{root, root.Mark(), ""}, fields));
+    // The root's model is every group's unless a group gives its own; its
+    // cluster is required only without groups (each group has its own).
+    for (absl::string_view key : {"model", "cluster"}) {
+      if (!parser.Has(key) && (key == "model" || !groups.has_value())) {
+        return parser.ErrorAt(root.Mark(), absl::StrCat("missing required key '", key, "'"));
+      }
+    }
+    const HaConfig& ha = config.ha;
+    if (ha.enabled() && !ha.etcd_insecure &&
+        (ha.etcd_cert_file.empty() || ha.etcd_key_file.empty() || ha.etcd_ca_file.empty())) {
+      return parser.ErrorAtKey("ha",
+                               "etcd_cert, etcd_key and etcd_ca are required (mutual TLS with "
+                               "etcd), or etcd_insecure: true for a demo");
+    }
+    if (!groups.has_value()) {
+      CRAFT_RETURN_IF_ERROR(FinishScope(parser, scope, &config));
+      return config;
+    }
+    if (parser.Has("security.nodes")) {
+      return parser.ErrorAtKey("security.nodes", "with groups, each group names its nodes");
+    }
+    std::vector<PlacementGroup> parsed;
+    CRAFT_RETURN_IF_ERROR(ParseGroups(parser, *groups, scope, config, &parsed));
+    config.groups = std::move(parsed);
   } catch (const YAML::Exception& e) {
     return parser.ErrorAt(e.mark, e.msg);
   }
-  if (!memory_expert_mb_given) {
-    config.plan.memory.bytes_per_expert = static_cast<double>(config.model.bytes_per_expert);
-  }
-  config.plan.cluster = config.cluster;
-  CRAFT_RETURN_IF_ERROR(ResolveRoofline(parser, roofline_calibration, roofline_tokens, &config));
-  CRAFT_RETURN_IF_ERROR(CheckCombinations(parser, config));
   return config;
 }
 

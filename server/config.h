@@ -93,6 +93,8 @@ struct HaConfig {
   bool enabled() const { return !etcd_endpoints.empty(); }
 };
 
+struct PlacementGroup;
+
 struct PlannerConfig {
   // host:port for every gRPC service; port 0 picks a free port.
   std::string listen_address = "0.0.0.0:50051";
@@ -138,7 +140,36 @@ struct PlannerConfig {
 
   // Two-phase apply: the planner aborts a phase that takes longer.
   absl::Duration apply_timeout = absl::Seconds(60);
+
+  // Placement groups (deploy/planner.yaml, "groups"): independent
+  // expert-parallel groups served by this planner, each with its own
+  // cluster, committed layout, replan loop and two-phase apply. Empty: one
+  // group, kDefaultGroup, made of the keys above.
+  std::vector<PlacementGroup> groups;
 };
+
+// One placement group as configured: the document's keys with the group's
+// own `model`, `cluster`, `nodes`, `loads`, `replan` and `apply` keys
+// overriding them.
+struct PlacementGroup {
+  std::string name;
+  // Groups of one family (one model in one role) pool their load windows for
+  // planning: each plans on every member's recent windows. "": none.
+  std::string stats_family;
+  PlannerConfig config;  // its `groups` is empty
+};
+
+// The group of a config without `groups`, and the one an agent or a request
+// that names none means when there is only one.
+inline constexpr char kDefaultGroup[] = "default";
+inline constexpr int kMaxGroups = 256;
+
+// The groups a planner serves: config.groups, or the one default group.
+// Inline: config.h is the header-only :config_types target.
+inline std::vector<PlacementGroup> EffectiveGroups(const PlannerConfig& config) {
+  if (!config.groups.empty()) return config.groups;
+  return {PlacementGroup{kDefaultGroup, "", config}};
+}
 
 // Bounds that keep int64 load sums exact: a count is at most 2^40, a window
 // sums at most kMaxGpus replicas of an expert, the aggregate at most

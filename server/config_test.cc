@@ -309,12 +309,16 @@ TEST(ConfigTest, NonScalarKeyIsRejected) {
 
 TEST(ConfigTest, ShippedConfigsParse) {
   const char* root = std::getenv("TEST_SRCDIR");
-  for (const char* file : {"deploy/planner.yaml", "deploy/k8s/base/planner-config.yaml"}) {
+  for (const char* file : {"deploy/planner.yaml", "deploy/k8s/base/planner-config.yaml",
+                           "deploy/planner-disaggregated.yaml"}) {
     const std::string path = root ? std::string(root) + "/craft/" + file : file;
     absl::StatusOr<PlannerConfig> config = LoadConfigFile(path);
     ASSERT_TRUE(config.ok()) << file << ": " << config.status();
-    EXPECT_EQ(static_cast<int>(config->security.nodes.size()), config->cluster.num_nodes)
-        << file << " must name every node (secure by default)";
+    for (const PlacementGroup& group : EffectiveGroups(*config)) {
+      EXPECT_EQ(static_cast<int>(group.config.security.nodes.size()),
+                group.config.cluster.num_nodes)
+          << file << ", group " << group.name << " must name every node (secure by default)";
+    }
   }
 }
 
@@ -412,6 +416,115 @@ TEST(ConfigTest, HighAvailabilityMistakesAreRejectedWithTheirKey) {
               HasSubstr("etcd_cert, etcd_key and etcd_ca are required"));
   EXPECT_THAT(ha("  etcd_endpoints: [e:1]\n  etcd_insecure: true\n  leader: me\n"),
               HasSubstr("unknown key 'ha.leader'"));
+}
+
+// A prefill and a decode pool of one model, pooling their load statistics.
+constexpr char kGroups[] = R"(model:
+  num_layers: 2
+  num_experts: 4
+  top_k: 2
+  bytes_per_expert: 1000
+replan:
+  budget: 4
+groups:
+  - name: prefill
+    stats_family: dsv3
+    cluster: {num_gpus: 4, num_nodes: 2}
+    nodes: [p0, p1]
+  - name: decode
+    stats_family: dsv3
+    cluster: {num_gpus: 8, num_nodes: 2}
+    nodes: [d0, d1]
+    replan: {budget: 2, interval_s: 5}
+)";
+
+TEST(ConfigTest, GroupsInheritTheDocumentAndOverrideIt) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(kGroups, "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::vector<PlacementGroup> groups = EffectiveGroups(*config);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].name, "prefill");
+  EXPECT_EQ(groups[0].stats_family, "dsv3");
+  EXPECT_EQ(groups[0].config.cluster.num_gpus, 4);
+  EXPECT_EQ(groups[0].config.plan.cluster.num_gpus, 4);
+  EXPECT_EQ(groups[0].config.model.num_layers, 2);
+  EXPECT_EQ(groups[0].config.plan.budget, 4);
+  EXPECT_EQ(groups[0].config.replan_interval, absl::Seconds(30));
+  EXPECT_THAT(groups[0].config.security.nodes, ::testing::ElementsAre("p0", "p1"));
+  EXPECT_EQ(groups[1].config.cluster.num_gpus, 8);
+  EXPECT_EQ(groups[1].config.plan.budget, 2);
+  EXPECT_EQ(groups[1].config.replan_interval, absl::Seconds(5));
+  EXPECT_DOUBLE_EQ(groups[1].config.plan.memory.bytes_per_expert, 1000);
+  for (const PlacementGroup& group : groups) EXPECT_TRUE(group.config.groups.empty());
+}
+
+TEST(ConfigTest, GroupsWorkWithHighAvailability) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(
+      absl::StrCat(kGroups, "ha: {etcd_endpoints: [\"127.0.0.1:2379\"], etcd_insecure: true}\n"),
+      "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->ha.enabled());
+  EXPECT_EQ(config->groups.size(), 2u);
+}
+
+TEST(ConfigTest, WithoutGroupsThereIsOneDefaultGroup) {
+  absl::StatusOr<PlannerConfig> config = ParseConfig(kMinimal, "planner.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::vector<PlacementGroup> groups = EffectiveGroups(*config);
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].name, kDefaultGroup);
+  EXPECT_EQ(groups[0].config.cluster.num_gpus, 64);
+}
+
+TEST(ConfigTest, GroupMistakesAreRejectedWithTheirKey) {
+  const std::string head =
+      "model: {num_layers: 2, num_experts: 4, top_k: 2, bytes_per_expert: 1}\n";
+  const std::string one = "  - name: a\n    cluster: {num_gpus: 2}\n";
+  EXPECT_THAT(ErrorOf(head + "groups: 3\n"),
+              HasSubstr("planner.yaml:2:9: groups: expected a non-empty sequence of groups"));
+  EXPECT_THAT(ErrorOf(head + "groups: []\n"), HasSubstr("expected a non-empty sequence"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n  - 5\n"),
+              HasSubstr("planner.yaml:3:5: groups[0] must be a mapping, got a scalar"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n  - cluster: {num_gpus: 2}\n"),
+              HasSubstr("planner.yaml:3:5: missing required key 'groups[0].name'"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n  - name: a\n"),
+              HasSubstr("planner.yaml:3:5: groups[0]: missing required key 'cluster'"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n  - name: Prefill_1\n    cluster: {num_gpus: 2}\n"),
+              HasSubstr("planner.yaml:3:5: groups[0].name: 'Prefill_1' is not a group name"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n" + one + one),
+              HasSubstr("planner.yaml:5:5: groups[1].name: group 'a' is declared twice"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n" + one + "    listen_address: \"1.2.3.4:5\"\n"),
+              HasSubstr("planner.yaml:5:5: unknown key 'groups[0].listen_address'"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n" + one + "    replan: {budget: lots}\n"),
+              HasSubstr("planner.yaml:5:22: groups[0].replan.budget: expected an integer in [0, "
+                        "1000000] or 'auto'"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n  - name: a\n    cluster: {num_gpus: 3, num_nodes: 2}\n"),
+              HasSubstr("planner.yaml:4:28: groups[0].cluster.num_nodes: 3 GPUs do not divide"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n" + one + "    nodes: [n0, n1]\n"),
+              HasSubstr("groups[0].nodes: 2 node names for 1 nodes"));
+  EXPECT_THAT(ErrorOf(head + "groups:\n" + one + "    nodes: [n0]\n" +
+                      "  - name: b\n    cluster: {num_gpus: 2}\n    nodes: [n0]\n"),
+              HasSubstr("planner.yaml:8:5: groups[1].nodes: node 'n0' is already in group 'a'"));
+  EXPECT_THAT(ErrorOf(head + "security: {nodes: [n0]}\ngroups:\n" + one),
+              HasSubstr("security.nodes: with groups, each group names its nodes"));
+  EXPECT_THAT(
+      ErrorOf(head + "groups:\n" + one + "    stats_family: f\n" +
+              "  - name: b\n    cluster: {num_gpus: 2}\n    stats_family: f\n" +
+              "    model: {num_layers: 3, num_experts: 4, top_k: 2, bytes_per_expert: 1}\n"),
+      HasSubstr("groups[1].stats_family: group 'b' (3 layers x 4 experts) cannot pool "
+                "loads with group 'a' (2 x 4) in family 'f'"));
+  EXPECT_THAT(ErrorOf("cluster: {num_gpus: 2}\ngroups:\n" + one),
+              HasSubstr("missing required key 'model'"));
+  EXPECT_THAT(ErrorOf(head), HasSubstr("missing required key 'cluster'"));
+}
+
+TEST(ConfigTest, AGroupsInheritedMistakeIsReportedAtTheDocumentsKey) {
+  const std::string text =
+      "model: {num_layers: 2, num_experts: 4, top_k: 2, bytes_per_expert: 1}\n"
+      "replan:\n  candidates: [0, 7]\n"
+      "groups:\n  - name: big\n    cluster: {num_gpus: 4}\n  - name: small\n"
+      "    cluster: {num_gpus: 2}\n";
+  EXPECT_THAT(ErrorOf(text), HasSubstr("planner.yaml:3:3: replan.candidates: candidate 7 exceeds"));
 }
 
 TEST(ConfigTest, MissingFileIsNotFound) {

@@ -58,7 +58,7 @@ exec 3<&-
 kill -TERM "$pid"
 wait "$pid" || fail "exit status $? after SIGTERM with metrics"
 grep -q '^craft_planner_epoch 3$' <<< "$scrape" || fail "scrape: $scrape"
-grep -q '^craft_planner_configured_gpus 4$' <<< "$scrape" || fail "scrape: $scrape"
+grep -q '^craft_planner_configured_gpus{group="default"} 4$' <<< "$scrape" || fail "scrape: $scrape"
 # A metrics address that cannot be used fails the start.
 rc=0
 "$BIN" --insecure --config "$DIR/planner.yaml" --state_path "$DIR/state" --metrics_listen 256.0.0.1:1 \

@@ -1,7 +1,9 @@
 #include "server/ha_planner.h"
 
+#include <map>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -52,6 +54,10 @@ absl::Status HaPlanner::Run() {
   EtcdClient client(client_options);
   const ElectionOptions election_options{config_.ha.prefix, advertise_address_,
                                          config_.ha.lease_ttl};
+  std::map<std::string, std::string> state_keys;  // by placement group
+  for (const PlacementGroup& group : EffectiveGroups(config_)) {
+    state_keys[group.name] = GroupStateKey(config_, config_.ha.prefix, group.name);
+  }
   while (true) {
     LeaderElection election(&client, election_options);
     LeaderDirectory directory;
@@ -86,8 +92,8 @@ absl::Status HaPlanner::Run() {
       if (hooks_.on_started) hooks_.on_started(serving, /*leader=*/false);
       PlacementServiceImpl* placement = serving->placement();
       FollowerView view(
-          &election,
-          [placement](const PlannerState& state) {
+          &election, state_keys,
+          [placement](const std::string& group, const PlannerState& state) {
             absl::StatusOr<planner::Layout> layout = LayoutFromProto(state.committed);
             if (!layout.ok()) {
               CRAFT_LOG(WARNING) << "the committed layout in etcd does not parse: "
@@ -95,6 +101,7 @@ absl::Status HaPlanner::Run() {
               return;
             }
             placement->PublishCommit(
+                group,
                 CommittedLayout{state.committed.version(),
                                 std::make_shared<const planner::Layout>(*std::move(layout))},
                 state.epoch);
@@ -114,9 +121,13 @@ absl::Status HaPlanner::Run() {
     }
 
     // Lead.
-    EtcdStateStore store(&election, *term);
+    // One store per placement group, each at its own key.
+    std::vector<std::unique_ptr<EtcdStateStore>> stores;
     ServerOptions leader_options = options_;
-    leader_options.state_store = &store;
+    for (const auto& [group, key] : state_keys) {
+      stores.push_back(std::make_unique<EtcdStateStore>(&election, *term, key));
+      leader_options.group_state_stores[group] = stores.back().get();
+    }
     leader_options.epoch = term->epoch;
     leader_options.may_push = [&election] { return election.Leading(); };
     leader_options.directory = &directory;
@@ -134,7 +145,7 @@ absl::Status HaPlanner::Run() {
       auto done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || lost_; };
       while (!mu_.AwaitWithTimeout(absl::Condition(&done), config_.ha.lease_ttl / 3)) {
         mu_.Unlock();
-        store.RepairIfDeleted();
+        for (const std::unique_ptr<EtcdStateStore>& store : stores) store->RepairIfDeleted();
         mu_.Lock();
       }
     }

@@ -243,4 +243,38 @@ int64_t LoadStore::rejected_total() const {
   return total;
 }
 
+planner::LoadTrace PooledTrace(const LoadStore& own, const std::vector<const LoadStore*>& peers) {
+  planner::LoadTrace first = own.Trace();
+  if (peers.empty()) return first;
+  std::vector<planner::LoadTrace> traces;
+  traces.push_back(std::move(first));
+  int num_windows = traces.front().num_windows();
+  for (const LoadStore* peer : peers) {
+    traces.push_back(peer->Trace());
+    num_windows += traces.back().num_windows();
+  }
+  const int num_layers = traces.front().num_layers();
+  const int num_experts = traces.front().num_experts();
+  planner::LoadTrace pooled(num_layers, num_experts, num_windows);
+  int next = 0;
+  for (const planner::LoadTrace& trace : traces) {
+    for (int w = 0; w < trace.num_windows(); ++w, ++next) {
+      for (int l = 0; l < num_layers; ++l) {
+        absl::Span<const int64_t> counts = trace.window(w, l);
+        std::copy(counts.begin(), counts.end(), pooled.mutable_window(next, l).begin());
+      }
+    }
+    for (int l = 0; l < num_layers; ++l) {
+      absl::Span<const int64_t> counts = trace.aggregate(l);
+      absl::Span<int64_t> sum = pooled.mutable_aggregate(l);
+      for (int e = 0; e < num_experts; ++e) {
+        sum[e] = counts[e] > std::numeric_limits<int64_t>::max() - sum[e]
+                     ? std::numeric_limits<int64_t>::max()
+                     : sum[e] + counts[e];
+      }
+    }
+  }
+  return pooled;
+}
+
 }  // namespace craft::server

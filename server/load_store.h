@@ -150,6 +150,12 @@ class LoadStore {
   std::array<int64_t, kNumRejectReasons> rejected_ ABSL_GUARDED_BY(mu_) = {};
 };
 
+// The windows a group of a statistics family plans on (config.h,
+// PlacementGroup): its own, followed by its peers' (each a sample of one
+// instance's routing), with the sum of their aggregates, saturating so that
+// pooled counts never wrap. Every store must have the same layers and experts.
+planner::LoadTrace PooledTrace(const LoadStore& own, const std::vector<const LoadStore*>& peers);
+
 }  // namespace craft::server
 
 #endif  // CRAFT_SERVER_LOAD_STORE_H_

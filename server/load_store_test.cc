@@ -55,6 +55,24 @@ class LoadStoreTest : public ::testing::Test {
   planner::Layout replicated_;
 };
 
+TEST_F(LoadStoreTest, PooledTraceConcatenatesAFamilysWindowsAndSumsTheirAggregates) {
+  LoadStore own = MakeStore();
+  LoadStore peer = MakeStore();
+  LoadStore idle = MakeStore();  // a member without windows adds none
+  ReportAll(own, initial_, "0.0", 1, SkewedLoads());
+  ReportAll(peer, initial_, "0.0", 1, SkewedLoads());
+  ReportAll(peer, initial_, "0.0", 2, SkewedLoads());
+  const planner::LoadTrace alone = PooledTrace(own, {});
+  EXPECT_EQ(alone.num_windows(), 1);
+  const planner::LoadTrace pooled = PooledTrace(own, {&peer, &idle});
+  ASSERT_EQ(pooled.num_windows(), 3);
+  for (int w = 0; w < 3; ++w) {
+    EXPECT_THAT(pooled.window(w, 0), ElementsAre(4000, 100, 100, 100));
+  }
+  EXPECT_THAT(pooled.aggregate(0), ElementsAre(12000, 300, 300, 300));
+  EXPECT_THAT(PooledTrace(idle, {&own}).aggregate(1), ElementsAre(100, 4000, 100, 100));
+}
+
 TEST_F(LoadStoreTest, SumsGpusOfAWindowIntoLogicalExperts) {
   LoadStore store = MakeStore();
   ReportAll(store, initial_, "0.0", 7, SkewedLoads());

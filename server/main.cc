@@ -29,6 +29,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/shutdown_signals.h"
 #include "common/transport_flags.h"
 #include "server/config.h"
 #include "server/ha_planner.h"
@@ -58,17 +59,6 @@ ABSL_FLAG(int, planner_threads, 0,
 namespace craft::server {
 namespace {
 
-// Blocks the shutdown signals; called before any thread exists, so that
-// every thread (gRPC's included) inherits the mask and only sigwait sees them.
-sigset_t BlockShutdownSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
 // Blocks until SIGTERM or SIGINT (blocked by BlockShutdownSignals).
 void WaitForShutdownSignal(const sigset_t& signals) {
   int signal_number = 0;
@@ -87,6 +77,18 @@ absl::Status WriteReadyFile(int port, const metrics::MetricsServer* metrics_serv
 
 // One replica of a highly available group: follows and leads (HaPlanner)
 // until SIGTERM or SIGINT, which a thread of its own waits for.
+// The metrics read every group's coordinator and load store at scrape time.
+void WatchGroups(PlannerMetrics& metrics, PlannerServer* server) {
+  for (const std::unique_ptr<GroupStack>& group : server->groups().all()) {
+    metrics.Watch(group->name(), group->coordinator.get(), group->load_store.get());
+  }
+}
+void UnwatchGroups(PlannerMetrics& metrics, const PlannerServer& server) {
+  for (const std::unique_ptr<GroupStack>& group : server.groups().all()) {
+    metrics.Watch(group->name(), nullptr, nullptr);
+  }
+}
+
 int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options,
                        const std::shared_ptr<PlannerMetrics>& metrics,
                        metrics::MetricsServer* metrics_server, const sigset_t& signals) {
@@ -100,7 +102,7 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
   bool ready_written = false;  // the Run thread only
   HaPlanner::Hooks hooks;
   hooks.on_started = [&](PlannerServer* server, bool leader) {
-    metrics->Watch(server->coordinator(), server->load_store());
+    WatchGroups(*metrics, server);
     if (ready_written) return;  // every role listens on the same port
     ready_written = true;
     if (absl::Status s = WriteReadyFile(server->port(), metrics_server); !s.ok()) {
@@ -108,7 +110,7 @@ int RunHighlyAvailable(const PlannerConfig& config, const ServerOptions& options
       ready_failed.store(true);
     }
   };
-  hooks.on_stopping = [&](PlannerServer*) { metrics->Watch(nullptr, nullptr); };
+  hooks.on_stopping = [&](PlannerServer* server) { UnwatchGroups(*metrics, *server); };
   HaPlanner replica(config, options, advertise, std::move(hooks));
   std::thread signal_waiter([&] {
     WaitForShutdownSignal(signals);
@@ -153,7 +155,7 @@ int Run(const sigset_t& signals) {
 
   // Metrics first: a port that cannot be bound fails the start, not a scrape.
   std::unique_ptr<metrics::MetricsServer> metrics_server;
-  auto metrics = std::make_shared<PlannerMetrics>(*config);
+  auto metrics = std::make_shared<PlannerMetrics>(EffectiveGroups(*config));
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
     absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> started =
         metrics::MetricsServer::Start(listen);
@@ -182,7 +184,7 @@ int Run(const sigset_t& signals) {
     CRAFT_LOG(ERROR) << "cannot start: " << server.status().message();
     return 1;
   }
-  metrics->Watch((*server)->coordinator(), (*server)->load_store());
+  WatchGroups(*metrics, server->get());
   int code = 0;
   if (absl::Status s = WriteReadyFile((*server)->port(), metrics_server.get()); !s.ok()) {
     CRAFT_LOG(ERROR) << s.message();
@@ -190,7 +192,7 @@ int Run(const sigset_t& signals) {
   }
   if (code == 0) WaitForShutdownSignal(signals);
   (*server)->Shutdown();
-  metrics->Watch(nullptr, nullptr);  // before the components go away
+  UnwatchGroups(*metrics, **server);  // before the components go away
   return code;
 }
 
@@ -198,7 +200,7 @@ int Run(const sigset_t& signals) {
 }  // namespace craft::server
 
 int main(int argc, char** argv) {
-  const sigset_t signals = craft::server::BlockShutdownSignals();
+  const sigset_t signals = craft::BlockShutdownSignals();
   craft::ParseFlags(argc, argv,
                     "craft-planner: the central planner service\n\n"
                     "usage: craft-planner --config PATH (--tls_cert PEM --tls_key PEM --tls_ca PEM "

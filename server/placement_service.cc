@@ -21,9 +21,10 @@ using craft::v1::LayoutStatus;
 class LayoutWatcher final : public grpc::ServerWriteReactor<LayoutStatus> {
  public:
   // A watcher refused by `admission` (the authorizer's answer) ends at once.
-  LayoutWatcher(PlacementServiceImpl* service, const std::string& known_version,
-                const grpc::Status& admission)
+  LayoutWatcher(PlacementServiceImpl* service, const std::string& group,
+                const std::string& known_version, const grpc::Status& admission)
       : service_(service),
+        group_(group),
         writer_(
             DropPolicy<LayoutStatus>::KeepLatest(),
             [this](const LayoutStatus* status) { StartWrite(status); },
@@ -31,7 +32,7 @@ class LayoutWatcher final : public grpc::ServerWriteReactor<LayoutStatus> {
     writer_.Open();
     if (!admission.ok()) {
       Close(admission);
-    } else if (!service_->AddWatcher(this, known_version)) {
+    } else if (!service_->AddWatcher(this, group_, known_version)) {
       Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
     }
   }
@@ -43,12 +44,13 @@ class LayoutWatcher final : public grpc::ServerWriteReactor<LayoutStatus> {
   void OnWriteDone(bool ok) override { writer_.OnWriteDone(ok); }
   void OnCancel() override { Close(grpc::Status::CANCELLED); }
   void OnDone() override {
-    service_->RemoveWatcher(this);
+    service_->RemoveWatcher(this, group_);
     delete this;
   }
 
  private:
   PlacementServiceImpl* const service_;
+  const std::string group_;
   StreamWriter<LayoutStatus> writer_;
 };
 
@@ -81,25 +83,29 @@ grpc::ServerUnaryReactor* OnLoop(ReplanLoop* loop, grpc::CallbackServerContext* 
 
 PlacementServiceImpl::PlacementServiceImpl(const PlannerConfig& config,
                                            const Authorizer* authorizer,
-                                           ApplyCoordinator* coordinator, LoadStore* load_store,
-                                           ReplanLoop* loop, const LeaderDirectory* directory)
+                                           const PlacementGroups* groups,
+                                           const LeaderDirectory* directory)
     : config_(config),
       authorizer_(authorizer),
-      coordinator_(coordinator),
-      load_store_(load_store),
-      loop_(loop),
+      groups_(groups),
       directory_(directory),
-      max_plan_work_(config.max_plan_work > 0 ? config.max_plan_work : DefaultMaxPlanWork(config)),
       dry_runs_(config.max_concurrent_plans, /*max_queued=*/0, JobPool::Priority::kBackground) {
-  if (coordinator_ == nullptr) return;  // a follower: PublishCommit tells it
-  // Built before taking watchers_mu_: the lock order is coordinator, then
-  // watchers (PublishCommit runs under the coordinator's lock).
-  LayoutStatus status = BuildStatus(coordinator_->committed(), "", coordinator_->epoch());
-  absl::MutexLock lock(&watchers_mu_);
-  current_ = std::move(status);
+  for (const std::unique_ptr<GroupStack>& group : groups_->all()) {
+    LayoutStatus status;
+    // A follower's groups: PublishCommit tells them.
+    if (group->coordinator != nullptr) {
+      // Built before taking watchers_mu_: the lock order is coordinator, then
+      // watchers (PublishCommit runs under the coordinator's lock).
+      status =
+          BuildStatus(*group, group->coordinator->committed(), "", group->coordinator->epoch());
+    }
+    absl::MutexLock lock(&watchers_mu_);
+    views_[group->name()].current = std::move(status);
+  }
 }
 
-LayoutStatus PlacementServiceImpl::BuildStatus(const CommittedLayout& committed,
+LayoutStatus PlacementServiceImpl::BuildStatus(const GroupStack& group,
+                                               const CommittedLayout& committed,
                                                const std::string& pending_version,
                                                int64_t epoch) const {
   LayoutStatus status;
@@ -107,11 +113,12 @@ LayoutStatus PlacementServiceImpl::BuildStatus(const CommittedLayout& committed,
   status.set_pending_version(pending_version);
   status.set_epoch(epoch);
   // 0 until a complete window was recorded under the committed layout.
-  if (std::optional<MeasuredBalance> measured = load_store_->Measured(committed.version)) {
+  if (std::optional<MeasuredBalance> measured = group.load_store->Measured(committed.version)) {
     status.set_measured_balancedness(measured->mean);
   }
-  status.set_windows_ingested(load_store_->windows_ingested());
-  status.set_from_leader(coordinator_ != nullptr);
+  status.set_windows_ingested(group.load_store->windows_ingested());
+  status.set_from_leader(group.coordinator != nullptr);
+  status.set_group(group.name());
   return status;
 }
 
@@ -126,55 +133,75 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::GetLayout(
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "GetLayout"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
-  if (coordinator_ == nullptr) {
+  absl::StatusOr<GroupStack*> group = groups_->Find(request->group());
+  if (!group.ok()) return Done(context, ToGrpcStatus(group.status()));
+  const ApplyCoordinator* coordinator = (*group)->coordinator.get();
+  if (coordinator == nullptr) {
     absl::MutexLock lock(&watchers_mu_);
-    if (!current_.has_committed()) {
+    const LayoutStatus& current = views_[(*group)->name()].current;
+    if (!current.has_committed()) {
       return Done(context, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                         "this follower has not read the committed layout yet"));
     }
-    *response = WithLeader(current_);
+    *response = WithLeader(current);
     return Done(context, grpc::Status::OK);
   }
-  *response = WithLeader(BuildStatus(coordinator_->committed(), coordinator_->pending_version(),
-                                     coordinator_->epoch()));
+  *response = WithLeader(BuildStatus(**group, coordinator->committed(),
+                                     coordinator->pending_version(), coordinator->epoch()));
   return Done(context, grpc::Status::OK);
 }
 
 grpc::ServerWriteReactor<LayoutStatus>* PlacementServiceImpl::WatchLayout(
     grpc::CallbackServerContext* context, const craft::v1::WatchLayoutRequest* request) {
-  return new LayoutWatcher(
-      this, request->known_version(),
-      ToGrpcStatus(authorizer_->Authorize(*context, Role::kRead, "WatchLayout")));
+  absl::Status admission = authorizer_->Authorize(*context, Role::kRead, "WatchLayout");
+  std::string group;
+  if (admission.ok()) {
+    absl::StatusOr<GroupStack*> found = groups_->Find(request->group());
+    if (found.ok()) {
+      group = (*found)->name();
+    } else {
+      admission = found.status();
+    }
+  }
+  return new LayoutWatcher(this, group, request->known_version(), ToGrpcStatus(admission));
 }
 
-bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string& known_version) {
+bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string& group,
+                                      const std::string& known_version) {
   absl::MutexLock lock(&watchers_mu_);
   if (draining_) return false;
-  watchers_.insert(watcher);
-  if (current_.has_committed() && current_.committed().version() != known_version) {
-    watcher->Push(WithLeader(current_));
+  GroupView& view = views_[group];
+  view.watchers.insert(watcher);
+  if (view.current.has_committed() && view.current.committed().version() != known_version) {
+    watcher->Push(WithLeader(view.current));
   }
   return true;
 }
 
-void PlacementServiceImpl::RemoveWatcher(LayoutWatcher* watcher) {
+void PlacementServiceImpl::RemoveWatcher(LayoutWatcher* watcher, const std::string& group) {
   absl::MutexLock lock(&watchers_mu_);
-  watchers_.erase(watcher);
+  views_[group].watchers.erase(watcher);
 }
 
-void PlacementServiceImpl::PublishCommit(const CommittedLayout& committed, int64_t epoch) {
-  LayoutStatus status = BuildStatus(committed, "", epoch);
+void PlacementServiceImpl::PublishCommit(const std::string& group, const CommittedLayout& committed,
+                                         int64_t epoch) {
+  absl::StatusOr<GroupStack*> stack = groups_->Find(group);
+  if (!stack.ok()) return;  // the planner's own groups only
+  LayoutStatus status = BuildStatus(**stack, committed, "", epoch);
   absl::MutexLock lock(&watchers_mu_);
-  current_ = std::move(status);
-  const LayoutStatus pushed = WithLeader(current_);
-  for (LayoutWatcher* watcher : watchers_) watcher->Push(pushed);
+  GroupView& view = views_[group];
+  view.current = std::move(status);
+  const LayoutStatus pushed = WithLeader(view.current);
+  for (LayoutWatcher* watcher : view.watchers) watcher->Push(pushed);
 }
 
 void PlacementServiceImpl::Drain() {
   absl::MutexLock lock(&watchers_mu_);
   draining_ = true;
-  for (LayoutWatcher* watcher : watchers_) {
-    watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+  for (auto& [name, view] : views_) {
+    for (LayoutWatcher* watcher : view.watchers) {
+      watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "planner draining"));
+    }
   }
 }
 
@@ -184,8 +211,11 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::ListAgents(
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "ListAgents"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
-  if (coordinator_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
-  for (const AgentSnapshot& agent : coordinator_->Agents()) {
+  absl::StatusOr<GroupStack*> group = groups_->Find(request->group());
+  if (!group.ok()) return Done(context, ToGrpcStatus(group.status()));
+  const ApplyCoordinator* coordinator = (*group)->coordinator.get();
+  if (coordinator == nullptr) return Done(context, NotLeader(context, directory_->Get()));
+  for (const AgentSnapshot& agent : coordinator->Agents()) {
     craft::v1::AgentInfo* info = response->add_agents();
     info->set_node(agent.node);
     info->mutable_gpus()->Add(agent.gpus.begin(), agent.gpus.end());
@@ -205,8 +235,11 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Explain(grpc::CallbackServerCont
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kRead, "Explain"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
-  if (loop_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
-  *response = loop_->LastExplain();
+  absl::StatusOr<GroupStack*> group = groups_->Find(request->group());
+  if (!group.ok()) return Done(context, ToGrpcStatus(group.status()));
+  if ((*group)->loop == nullptr) return Done(context, NotLeader(context, directory_->Get()));
+  *response = (*group)->loop->LastExplain();
+  response->set_group((*group)->name());
   return Done(context, grpc::Status::OK);
 }
 
@@ -236,7 +269,15 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Plan(grpc::CallbackServerContext
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the PlanRequest does not parse"));
       return;
     }
-    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(parsed, config_, max_plan_work_);
+    absl::StatusOr<GroupStack*> group = groups_->Find(parsed.group());
+    if (!group.ok()) {
+      reactor->Finish(ToGrpcStatus(group.status()));
+      return;
+    }
+    const PlannerConfig& config = (*group)->config();
+    const int64_t max_work =
+        config_.max_plan_work > 0 ? config_.max_plan_work : DefaultMaxPlanWork(config);
+    absl::StatusOr<craft::v1::PlanResponse> plan = PlanDryRun(parsed, config, max_work);
     if (!plan.ok()) {
       reactor->Finish(ToGrpcStatus(plan.status()));
       return;
@@ -261,10 +302,13 @@ grpc::ServerUnaryReactor* PlacementServiceImpl::Replan(grpc::CallbackServerConte
   if (absl::Status auth = authorizer_->Authorize(*context, Role::kAdmin, "Replan"); !auth.ok()) {
     return Done(context, ToGrpcStatus(auth));
   }
-  if (loop_ == nullptr) return Done(context, NotLeader(context, directory_->Get()));
+  absl::StatusOr<GroupStack*> group = groups_->Find(request->group());
+  if (!group.ok()) return Done(context, ToGrpcStatus(group.status()));
+  ReplanLoop* loop = (*group)->loop.get();
+  if (loop == nullptr) return Done(context, NotLeader(context, directory_->Get()));
   const bool force = request->force();
-  return OnLoop(loop_, context, [this, force, response] {
-    ReplanOutcome outcome = loop_->RunOnce(force);
+  return OnLoop(loop, context, [loop, force, response] {
+    ReplanOutcome outcome = loop->RunOnce(force);
     response->set_decision(outcome.decision);
     response->set_version(outcome.version);
     for (const StageTime& stage : outcome.stage_times) {

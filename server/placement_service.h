@@ -16,6 +16,7 @@
 #define CRAFT_SERVER_PLACEMENT_SERVICE_H_
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 
@@ -27,8 +28,7 @@
 #include "server/config.h"
 #include "server/job_pool.h"
 #include "server/leader_directory.h"
-#include "server/load_store.h"
-#include "server/replan_loop.h"
+#include "server/placement_groups.h"
 
 namespace craft::server {
 
@@ -37,14 +37,15 @@ class LayoutWatcher;
 class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCallbackMethod_Plan<
                                        craft::v1::PlacementService::CallbackService> {
  public:
-  // The pointers must outlive the grpc::Server. High availability:
-  // `directory` names the leader (this planner when it leads); a follower
-  // has no coordinator or loop (null): it serves GetLayout, WatchLayout and
-  // Plan from what PublishCommit gave it (the committed state in etcd) and
-  // answers ListAgents, Explain and Replan with NotLeader.
+  // The pointers must outlive the grpc::Server. Every request names its
+  // placement group ("" for the only one). `authorizer` grants the roles;
+  // `config` gives the limits. High availability: `directory` names the
+  // leader (this planner when it leads); a follower's groups have no
+  // coordinator or loop: it serves GetLayout, WatchLayout and Plan from
+  // what PublishCommit gave it (the committed state in etcd) and answers
+  // ListAgents, Explain and Replan with NotLeader.
   PlacementServiceImpl(const PlannerConfig& config, const Authorizer* authorizer,
-                       ApplyCoordinator* coordinator, LoadStore* load_store, ReplanLoop* loop,
-                       const LeaderDirectory* directory = nullptr);
+                       const PlacementGroups* groups, const LeaderDirectory* directory = nullptr);
 
   grpc::ServerUnaryReactor* GetLayout(grpc::CallbackServerContext* context,
                                       const craft::v1::GetLayoutRequest* request,
@@ -67,35 +68,38 @@ class PlacementServiceImpl final : public craft::v1::PlacementService::WithRawCa
                                    const craft::v1::ReplanRequest* request,
                                    craft::v1::ReplanResponse* response) override;
 
-  // Sends the new committed layout to every watcher (the commit hook).
-  void PublishCommit(const CommittedLayout& committed, int64_t epoch);
+  // Sends `group`'s new committed layout to its watchers (the commit hook).
+  void PublishCommit(const std::string& group, const CommittedLayout& committed, int64_t epoch);
   // Ends every watch with UNAVAILABLE "planner draining" and refuses new ones.
   void Drain();
 
  private:
   friend class LayoutWatcher;
-  craft::v1::LayoutStatus BuildStatus(const CommittedLayout& committed,
+  // One group as watchers see it.
+  struct GroupView {
+    std::set<LayoutWatcher*> watchers;
+    // What a new watcher gets first: the last published commit.
+    craft::v1::LayoutStatus current;
+  };
+
+  craft::v1::LayoutStatus BuildStatus(const GroupStack& group, const CommittedLayout& committed,
                                       const std::string& pending_version, int64_t epoch) const;
   // `status` with the leader this planner knows.
   craft::v1::LayoutStatus WithLeader(craft::v1::LayoutStatus status) const;
   // False while draining.
-  bool AddWatcher(LayoutWatcher* watcher, const std::string& known_version);
-  void RemoveWatcher(LayoutWatcher* watcher);
+  bool AddWatcher(LayoutWatcher* watcher, const std::string& group,
+                  const std::string& known_version);
+  void RemoveWatcher(LayoutWatcher* watcher, const std::string& group);
 
   const PlannerConfig config_;
   const Authorizer* const authorizer_;
-  ApplyCoordinator* const coordinator_;
-  LoadStore* const load_store_;
-  ReplanLoop* const loop_;
+  const PlacementGroups* const groups_;
   const LeaderDirectory* const directory_;
 
-  const int64_t max_plan_work_;
   JobPool dry_runs_;  // after config_: its jobs read it, so it stops first
 
   absl::Mutex watchers_mu_;
-  std::set<LayoutWatcher*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
-  // What a new watcher gets first: the last published commit.
-  craft::v1::LayoutStatus current_ ABSL_GUARDED_BY(watchers_mu_);
+  std::map<std::string, GroupView> views_ ABSL_GUARDED_BY(watchers_mu_);  // by group
   bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
 };
 

@@ -21,75 +21,118 @@ absl::StatusOr<std::unique_ptr<PlannerServer>> PlannerServer::Start(const Planne
   std::unique_ptr<PlannerServer> server(new PlannerServer());
   server->options_ = options;
   CRAFT_RETURN_IF_ERROR(ValidateTransportSecurity(options.security));
-  absl::StatusOr<Authorizer> authorizer =
-      Authorizer::Create(config.security, config.cluster, options.security.insecure);
-  if (!authorizer.ok()) return authorizer.status();
-  server->authorizer_ = std::make_unique<Authorizer>(*std::move(authorizer));
-  StateStore* state_store = options.state_store;
-  if (state_store == nullptr && !options.follower) {
-    if (config.state_path.empty()) {
-      return absl::InvalidArgumentError("no state_path configured");
-    }
-    server->owned_state_store_ = std::make_unique<FileStateStore>(config.state_path);
-    state_store = server->owned_state_store_.get();
+  const std::vector<PlacementGroup> groups = EffectiveGroups(config);
+  if (options.state_store != nullptr && groups.size() > 1) {
+    return absl::InvalidArgumentError("an injected state store serves one placement group");
   }
-  server->history_ = std::make_unique<LayoutHistory>(options.layout_history);
-  server->load_store_ = std::make_unique<LoadStore>(
-      LoadStoreOptions{config.model.num_layers, config.model.num_experts, config.cluster,
-                       config.window_horizon, config.decay, options.clock, config.max_clock_skew},
-      server->history_.get());
+  std::vector<std::unique_ptr<GroupStack>> stacks;
+  for (const PlacementGroup& group : groups) {
+    CRAFT_ASSIGN_OR_RETURN(std::unique_ptr<GroupStack> stack,
+                           server->BuildGroup(config, group, groups.size() == 1));
+    stacks.push_back(std::move(stack));
+  }
+  server->groups_ = std::make_unique<PlacementGroups>(std::move(stacks));
+  // Roles are the document's (admins, readers, token): any group's
+  // authorizer grants them alike.
+  const Authorizer* roles = server->first().agents.get();
+  server->gateway_ =
+      std::make_unique<AgentGatewayService>(server->groups_.get(), options.directory);
+  server->placement_ = std::make_unique<PlacementServiceImpl>(config, roles, server->groups_.get(),
+                                                              options.directory);
   if (options.follower) {
-    server->gateway_ = std::make_unique<AgentGatewayService>(
-        server->authorizer_.get(), nullptr, server->load_store_.get(), options.directory);
-    server->placement_ = std::make_unique<PlacementServiceImpl>(config, server->authorizer_.get(),
-                                                                nullptr, server->load_store_.get(),
-                                                                nullptr, options.directory);
     CRAFT_RETURN_IF_ERROR(server->Serve(config));
     server->SetServing(false);  // until a leader is known
     CRAFT_LOG(INFO) << "craft-planner following on port " << server->port_;
     return server;
   }
-  CoordinatorOptions coordinator_options{config.model, config.cluster, config.apply_timeout};
-  coordinator_options.epoch = options.epoch;
-  coordinator_options.may_push = options.may_push;
+  for (const std::unique_ptr<GroupStack>& group : server->groups_->all()) {
+    server->ConnectGroup(group.get());
+  }
+  CRAFT_RETURN_IF_ERROR(server->Serve(config));
+  for (const std::unique_ptr<GroupStack>& group : server->groups_->all()) {
+    group->loop->Start();
+    CRAFT_LOG(INFO) << "placement group " << group->name() << ": "
+                    << group->config().cluster.num_gpus << " GPUs, committed "
+                    << group->coordinator->committed().version;
+  }
+  CRAFT_LOG(INFO) << "craft-planner listening on port " << server->port_ << " (epoch "
+                  << server->first().coordinator->epoch() << ", " << server->groups_->all().size()
+                  << " placement group" << (server->groups_->all().size() == 1 ? "" : "s") << ")";
+  return server;
+}
+
+absl::StatusOr<std::unique_ptr<GroupStack>> PlannerServer::BuildGroup(const PlannerConfig& config,
+                                                                      const PlacementGroup& group,
+                                                                      bool only_group) {
+  auto stack = std::make_unique<GroupStack>();
+  stack->group = group;
+  const PlannerConfig& own = stack->group.config;
+  CRAFT_ASSIGN_OR_RETURN(Authorizer authorizer,
+                         Authorizer::Create(own.security, own.cluster, options_.security.insecure));
+  stack->agents = std::make_unique<Authorizer>(std::move(authorizer));
+  stack->history = std::make_unique<LayoutHistory>(options_.layout_history);
+  stack->load_store = std::make_unique<LoadStore>(
+      LoadStoreOptions{own.model.num_layers, own.model.num_experts, own.cluster, own.window_horizon,
+                       own.decay, options_.clock, own.max_clock_skew},
+      stack->history.get());
+  if (options_.follower) return stack;
+  StateStore* state_store = options_.state_store;
+  if (auto it = options_.group_state_stores.find(group.name);
+      it != options_.group_state_stores.end()) {
+    state_store = it->second;
+  }
+  if (state_store == nullptr) {
+    if (config.state_path.empty()) return absl::InvalidArgumentError("no state_path configured");
+    stack->owned_state_store =
+        std::make_unique<FileStateStore>(GroupStatePath(config, config.state_path, group.name));
+    state_store = stack->owned_state_store.get();
+  }
+  CoordinatorOptions coordinator_options{own.model, own.cluster, own.apply_timeout};
+  coordinator_options.epoch = options_.epoch;
+  coordinator_options.may_push = options_.may_push;
   absl::StatusOr<std::unique_ptr<ApplyCoordinator>> coordinator = ApplyCoordinator::Create(
-      coordinator_options, state_store, server->history_.get(), options.clock);
-  if (!coordinator.ok()) return coordinator.status();
-  server->coordinator_ = *std::move(coordinator);
-  PlannerObserver* observer = options.observer;
+      coordinator_options, state_store, stack->history.get(), options_.clock);
+  if (!coordinator.ok()) {
+    if (only_group) return coordinator.status();
+    return absl::Status(
+        coordinator.status().code(),
+        absl::StrCat("placement group ", group.name, ": ", coordinator.status().message()));
+  }
+  stack->coordinator = *std::move(coordinator);
+  return stack;
+}
+
+void PlannerServer::ConnectGroup(GroupStack* group) {
+  PlannerObserver* observer = options_.observer;
+  const std::string name = group->name();
   ReplanLoop::Observer on_replan;
   if (observer != nullptr) {
-    on_replan = [observer](const ReplanOutcome& outcome) { observer->OnReplan(outcome); };
+    on_replan = [observer, name](const ReplanOutcome& outcome) {
+      observer->OnReplan(name, outcome);
+    };
   }
-  server->loop_ =
-      std::make_unique<ReplanLoop>(config, server->load_store_.get(), server->coordinator_.get(),
-                                   options.clock, std::move(on_replan));
-  server->gateway_ =
-      std::make_unique<AgentGatewayService>(server->authorizer_.get(), server->coordinator_.get(),
-                                            server->load_store_.get(), options.directory);
-  server->placement_ = std::make_unique<PlacementServiceImpl>(
-      config, server->authorizer_.get(), server->coordinator_.get(), server->load_store_.get(),
-      server->loop_.get(), options.directory);
+  group->loop =
+      std::make_unique<ReplanLoop>(group->config(), group->load_store.get(),
+                                   group->coordinator.get(), options_.clock, std::move(on_replan));
+  std::vector<const LoadStore*> peers;
+  for (const GroupStack* peer : groups_->FamilyPeers(*group)) {
+    peers.push_back(peer->load_store.get());
+  }
+  group->loop->PoolWith(std::move(peers));
 
-  PlacementServiceImpl* placement = server->placement_.get();
-  ReplanLoop* loop = server->loop_.get();
+  PlacementServiceImpl* placement = placement_.get();
+  ReplanLoop* loop = group->loop.get();
   ApplyCoordinator::Hooks hooks;
-  hooks.on_commit = [placement](const CommittedLayout& committed, int64_t epoch) {
-    placement->PublishCommit(committed, epoch);
+  hooks.on_commit = [placement, name](const CommittedLayout& committed, int64_t epoch) {
+    placement->PublishCommit(name, committed, epoch);
   };
   hooks.on_deadline_changed = [loop] { loop->Wake(); };
   if (observer != nullptr) {
-    hooks.on_apply_finished = [observer](const ApplyRecord& record) {
-      observer->OnApplyFinished(record);
+    hooks.on_apply_finished = [observer, name](const ApplyRecord& record) {
+      observer->OnApplyFinished(name, record);
     };
   }
-  server->coordinator_->SetHooks(std::move(hooks));
-
-  CRAFT_RETURN_IF_ERROR(server->Serve(config));
-  server->loop_->Start();
-  CRAFT_LOG(INFO) << "craft-planner listening on port " << server->port_ << " (epoch "
-                  << server->coordinator_->epoch() << ")";
-  return server;
+  group->coordinator->SetHooks(std::move(hooks));
 }
 
 absl::Status PlannerServer::Serve(const PlannerConfig& config) {
@@ -120,17 +163,26 @@ void PlannerServer::SetServing(bool serving) {
 
 PlannerServer::~PlannerServer() { Shutdown(); }
 
+void PlannerServer::StopLoops() {
+  if (groups_ == nullptr) return;
+  for (const std::unique_ptr<GroupStack>& group : groups_->all()) {
+    if (group->loop != nullptr) group->loop->Stop();
+  }
+}
+
 void PlannerServer::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ == nullptr) {  // Start failed half-way: nothing is serving
-    if (loop_ != nullptr) loop_->Stop();
+    StopLoops();
     return;
   }
   CRAFT_LOG(INFO) << "draining";
   server_->GetHealthCheckService()->Shutdown();  // NOT_SERVING from now on
-  if (coordinator_ != nullptr) coordinator_->BeginDrain();
-  if (loop_ != nullptr) loop_->Stop();
+  for (const std::unique_ptr<GroupStack>& group : groups_->all()) {
+    if (group->coordinator != nullptr) group->coordinator->BeginDrain();
+  }
+  StopLoops();
   gateway_->Drain();
   placement_->Drain();
   // A real deadline: gRPC's clock, not the injected one.

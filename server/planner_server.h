@@ -1,5 +1,6 @@
-// The planner service assembled: state store, layout history, load store,
-// apply coordinator, replan loop and the gRPC server (AgentGateway,
+// The planner service assembled: per placement group a state store, layout
+// history, load store, apply coordinator and replan loop
+// (server/placement_groups.h), and the gRPC server (AgentGateway,
 // PlacementService, health, reflection) listening on the configured address.
 // main.cc is flags and signals around this; tests start it on 127.0.0.1:0.
 //
@@ -15,7 +16,9 @@
 #define CRAFT_SERVER_PLANNER_SERVER_H_
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -27,6 +30,7 @@
 #include "server/layout_history.h"
 #include "server/leader_directory.h"
 #include "server/load_store.h"
+#include "server/placement_groups.h"
 #include "server/planner_observer.h"
 #include "server/replan_loop.h"
 #include "server/state_store.h"
@@ -45,8 +49,13 @@ struct ServerOptions {
   // is assumed.
   TransportSecurity security;
   Clock* clock = Clock::Real();
-  // Null: a FileStateStore at config.state_path. Must outlive the server.
+  // Null: a FileStateStore per group at GroupStatePath(config.state_path).
+  // Given, it serves the only group (refused with several). Must outlive the
+  // server.
   StateStore* state_store = nullptr;
+  // Per placement group, by name (high availability: one etcd key each);
+  // takes precedence over the two above. Must outlive the server.
+  std::map<std::string, StateStore*> group_state_stores;
   // Larger messages are refused by gRPC with RESOURCE_EXHAUSTED.
   // The largest legitimate message, a Plan request of a large model or a
   // node's load windows, is well under 1 MiB; every read buffer this admits
@@ -91,26 +100,35 @@ class PlannerServer {
   // knows a leader to send agents to.
   void SetServing(bool serving);
 
-  // Null on a follower.
-  ApplyCoordinator* coordinator() { return coordinator_.get(); }
-  const ApplyCoordinator* coordinator() const { return coordinator_.get(); }
-  LoadStore* load_store() { return load_store_.get(); }
-  const LoadStore* load_store() const { return load_store_.get(); }
-  ReplanLoop* replan_loop() { return loop_.get(); }
+  // Every placement group's components (coordinators and loops are null on
+  // a follower).
+  const PlacementGroups& groups() const { return *groups_; }
+  // The first group's (the only one's without `groups`): null on a follower.
+  ApplyCoordinator* coordinator() { return first().coordinator.get(); }
+  const ApplyCoordinator* coordinator() const { return first().coordinator.get(); }
+  LoadStore* load_store() { return first().load_store.get(); }
+  const LoadStore* load_store() const { return first().load_store.get(); }
+  ReplanLoop* replan_loop() { return first().loop.get(); }
   PlacementServiceImpl* placement() { return placement_.get(); }
 
  private:
   PlannerServer() = default;
   // Registers the services and starts listening on config.listen_address.
   absl::Status Serve(const PlannerConfig& config);
+  // A group's authorizer, history and load store; on a leader also its
+  // state store and coordinator (the loop comes once every group's load
+  // store exists: families pool them).
+  absl::StatusOr<std::unique_ptr<GroupStack>> BuildGroup(const PlannerConfig& config,
+                                                         const PlacementGroup& group,
+                                                         bool only_group);
+  // The group's loop and the coordinator's hooks into it, the placement
+  // service and the observer.
+  void ConnectGroup(GroupStack* group);
+  void StopLoops();
+  GroupStack& first() const { return *groups_->all().front(); }
 
   ServerOptions options_;
-  std::unique_ptr<Authorizer> authorizer_;
-  std::unique_ptr<StateStore> owned_state_store_;
-  std::unique_ptr<LayoutHistory> history_;
-  std::unique_ptr<LoadStore> load_store_;
-  std::unique_ptr<ApplyCoordinator> coordinator_;
-  std::unique_ptr<ReplanLoop> loop_;
+  std::unique_ptr<PlacementGroups> groups_;
   std::unique_ptr<AgentGatewayService> gateway_;
   std::unique_ptr<PlacementServiceImpl> placement_;
   std::unique_ptr<grpc::Server> server_;

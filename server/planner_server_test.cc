@@ -544,5 +544,127 @@ TEST_F(PlannerServerTest, RestartedPlannerKeepsTheCommittedVersion) {
   EXPECT_EQ(status.epoch(), 2);
 }
 
+// Two placement groups (a prefill and a decode pool) on one planner: each
+// agent joins its own group, each group applies on its own, and a fault in
+// one group's apply leaves the other applying.
+TEST_F(PlannerServerTest, PlacementGroupsApplyIndependently) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  PlannerConfig config = SmallConfig();
+  config.state_path = absl::StrCat(tmp ? tmp : "/tmp", "/groups.state");
+  for (const char* name : {"prefill", "decode"}) {
+    PlacementGroup group{name, "", SmallConfig()};
+    config.groups.push_back(group);
+  }
+  ServerOptions options;
+  options.security = security_;
+  options.clock = &clock_;
+  options.shutdown_grace = absl::Seconds(2);
+  absl::StatusOr<std::unique_ptr<PlannerServer>> started = PlannerServer::Start(config, options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = *std::move(started);
+  channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                 grpc::InsecureChannelCredentials());
+  placement_ = craft::v1::PlacementService::NewStub(channel_);
+  auto group_of = [&](const std::string& name) { return *server_->groups().Find(name); };
+  auto hello = [](const std::string& node, std::vector<int> gpus, const std::string& group) {
+    craft::v1::AgentHello message = Hello(node, gpus);
+    message.set_group(group);
+    return message;
+  };
+
+  // A hello must name a group this planner serves.
+  {
+    AgentClient unnamed(channel_);
+    ASSERT_TRUE(unnamed.SendHello(Hello("x", {0, 1})));
+    const grpc::Status status = unnamed.Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("2 placement groups; name one (prefill, decode)"));
+    AgentClient unknown(channel_);
+    ASSERT_TRUE(unknown.SendHello(hello("x", {0, 1}, "embed")));
+    EXPECT_EQ(unknown.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+
+  AgentClient pa(channel_), pb(channel_), da(channel_), db(channel_);
+  ASSERT_TRUE(pa.SendHello(hello("pa", {0, 1}, "prefill")));
+  ASSERT_TRUE(pb.SendHello(hello("pb", {2, 3}, "prefill")));
+  ASSERT_TRUE(da.SendHello(hello("da", {0, 1}, "decode")));
+  ASSERT_TRUE(db.SendHello(hello("db", {2, 3}, "decode")));
+  for (int id = 0; id < 4; ++id) {
+    ASSERT_TRUE(pa.SendLoad(Load({0, 1}, id)));
+    ASSERT_TRUE(pb.SendLoad(Load({2, 3}, id)));
+    ASSERT_TRUE(da.SendLoad(Load({0, 1}, id)));
+    ASSERT_TRUE(db.SendLoad(Load({2, 3}, id)));
+  }
+  ASSERT_TRUE(Eventually([&] {
+    return group_of("prefill")->load_store->windows_ingested() == 16 &&
+           group_of("decode")->load_store->windows_ingested() == 16;
+  }));
+
+  auto replan = [&](const std::string& group) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    craft::v1::ReplanRequest request;
+    request.set_force(true);
+    request.set_group(group);
+    craft::v1::ReplanResponse response;
+    const grpc::Status status = placement_->Replan(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.version();
+  };
+  auto layout = [&](const std::string& group) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    craft::v1::GetLayoutRequest request;
+    request.set_group(group);
+    craft::v1::LayoutStatus status;
+    EXPECT_TRUE(placement_->GetLayout(&context, request, &status).ok());
+    return status;
+  };
+
+  // Both groups prepare at once; the decode group's apply fails (an agent
+  // leaves mid-prepare), the prefill group's commits.
+  EXPECT_EQ(replan("prefill"), "1.1");
+  EXPECT_EQ(replan("decode"), "1.1");
+  std::optional<craft::v1::PlannerMessage> prepare_pa = pa.Read();
+  std::optional<craft::v1::PlannerMessage> prepare_pb = pb.Read();
+  std::optional<craft::v1::PlannerMessage> prepare_da = da.Read();
+  ASSERT_TRUE(prepare_pa && prepare_pa->has_prepare() && prepare_pb && prepare_pb->has_prepare());
+  ASSERT_TRUE(prepare_da && prepare_da->has_prepare());
+  db.Cancel();
+  ASSERT_TRUE(Eventually([&] { return !group_of("decode")->coordinator->apply_in_progress(); }));
+  EXPECT_EQ(layout("decode").committed().version(), "0.0");
+
+  ASSERT_TRUE(pa.SendAck(*prepare_pa, craft::v1::PREPARED));
+  ASSERT_TRUE(pb.SendAck(*prepare_pb, craft::v1::PREPARED));
+  std::optional<craft::v1::PlannerMessage> commit_pa = pa.Read();
+  std::optional<craft::v1::PlannerMessage> commit_pb = pb.Read();
+  ASSERT_TRUE(commit_pa && commit_pa->has_commit() && commit_pb && commit_pb->has_commit());
+  ASSERT_TRUE(pa.SendAck(*commit_pa, craft::v1::COMMITTED));
+  ASSERT_TRUE(pb.SendAck(*commit_pb, craft::v1::COMMITTED));
+  ASSERT_TRUE(Eventually([&] { return !group_of("prefill")->coordinator->apply_in_progress(); }));
+
+  const craft::v1::LayoutStatus prefill = layout("prefill");
+  EXPECT_EQ(prefill.committed().version(), "1.1");
+  EXPECT_EQ(prefill.group(), "prefill");
+  EXPECT_EQ(layout("decode").committed().version(), "0.0");
+  // Each group persists its own state.
+  EXPECT_EQ((*FileStateStore(config.state_path + ".prefill").Load())->committed.version(), "1.1");
+
+  // A request must name its group too.
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  craft::v1::LayoutStatus unnamed;
+  EXPECT_EQ(placement_->GetLayout(&context, {}, &unnamed).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext explain_context;
+  SetDeadline(&explain_context);
+  craft::v1::ExplainRequest explain_request;
+  explain_request.set_group("decode");
+  craft::v1::ExplainResponse explain;
+  ASSERT_TRUE(placement_->Explain(&explain_context, explain_request, &explain).ok());
+  EXPECT_EQ(explain.group(), "decode");
+}
+
 }  // namespace
 }  // namespace craft::server

@@ -17,9 +17,13 @@
 namespace craft::server {
 namespace {
 
-// Per-layer benefit curves and choices for Explain.
+// Per-layer benefit curves and choices for Explain; under the roofline
+// objective also each layer's modelled ms, per candidate and as committed.
 void DescribePlan(const planner::PlanResult& plan, const planner::LayoutStats& committed,
-                  craft::v1::ExplainResponse* explain) {
+                  const planner::Layout& committed_layout, const planner::LoadTrace& trace,
+                  const planner::PlanOptions& options, craft::v1::ExplainResponse* explain) {
+  const bool roofline =
+      options.objective == planner::CraftObjective::kRoofline && options.roofline.has_value();
   for (int l = 0; l < static_cast<int>(plan.replicas_per_layer.size()); ++l) {
     craft::v1::LayerPlan* layer = explain->add_layers();
     layer->set_layer(l);
@@ -28,6 +32,11 @@ void DescribePlan(const planner::PlanResult& plan, const planner::LayoutStats& c
       layer->mutable_candidate_replicas()->Add(curve.replicas.begin(), curve.replicas.end());
       layer->mutable_predicted_balancedness()->Add(curve.balancedness.begin(),
                                                    curve.balancedness.end());
+      for (double us : curve.modelled_us) layer->add_predicted_ms(us / 1000);
+    }
+    if (roofline && l < committed_layout.num_layers()) {
+      layer->set_committed_ms(options.roofline->MeanLayerUs(committed_layout.layers[l], trace, l) /
+                              1000);
     }
     layer->set_chosen_replicas(plan.replicas_per_layer[l]);
     if (l < static_cast<int>(committed.layers.size())) {
@@ -119,6 +128,8 @@ ReplanLoop::ReplanLoop(const PlannerConfig& config, LoadStore* load_store,
       observer_(std::move(observer)) {}
 
 ReplanLoop::~ReplanLoop() { Stop(); }
+
+void ReplanLoop::PoolWith(std::vector<const LoadStore*> peers) { peers_ = std::move(peers); }
 
 void ReplanLoop::Start() {
   absl::MutexLock lock(&mu_);
@@ -252,7 +263,7 @@ ReplanOutcome ReplanLoop::Decide(bool force, StageTimer* stages,
   }
   const CommittedLayout committed = coordinator_->committed();
   stages->Mark();
-  const planner::LoadTrace trace = load_store_->Trace();
+  const planner::LoadTrace trace = PooledTrace(*load_store_, peers_);
   stages->Lap(ReplanStage::kTrace);
   if (continuation_.has_value()) {
     if (committed.version == continuation_->version) {
@@ -320,7 +331,7 @@ ReplanOutcome ReplanLoop::DecideFresh(bool force, const planner::LoadTrace& trac
       return nothing(absl::StrCat("evaluation failed: ", status.message()), ReplanResult::kFailed);
     }
   }
-  DescribePlan(*plan, *now, explain);
+  DescribePlan(*plan, *now, *committed.layout, trace, config_.plan, explain);
   measured.balancedness_before = PerLayerBalancedness(*now);
   measured.balancedness_after = PerLayerBalancedness(*next);
   explain->set_predicted_balancedness(next->mean_balancedness);

@@ -87,6 +87,11 @@ class ReplanLoop {
              Clock* clock, Observer observer = nullptr);
   ~ReplanLoop();  // Stop()s
 
+  // Plans on the windows of `peers` too (the other groups of this group's
+  // statistics family: config.h, PlacementGroup). Before Start; the stores
+  // must outlive the loop.
+  void PoolWith(std::vector<const LoadStore*> peers);
+
   void Start();
   // Stops the thread after the current step; queued jobs get run = false.
   // Idempotent.
@@ -149,6 +154,7 @@ class ReplanLoop {
 
   const PlannerConfig config_;
   LoadStore* const load_store_;
+  std::vector<const LoadStore*> peers_;  // set before Start
   ApplyCoordinator* const coordinator_;
   Clock* const clock_;
   const Observer observer_;

@@ -184,6 +184,19 @@ TEST_F(ReplanLoopTest, UnderRooflineTheGateWeighsModelledMilliseconds) {
   const ReplanOutcome prefill = loop_->RunOnce(false);
   EXPECT_THAT(prefill.decision, StartsWith("pushing: modelled gain"));
   EXPECT_THAT(prefill.decision, HasSubstr(" ms, "));
+  // Explain gives every layer's modelled ms, per candidate and as committed;
+  // the chosen count is modelled faster than the committed layout.
+  const craft::v1::ExplainResponse explain = loop_->LastExplain();
+  ASSERT_GT(explain.layers_size(), 0);
+  for (const craft::v1::LayerPlan& layer : explain.layers()) {
+    ASSERT_EQ(layer.predicted_ms_size(), layer.candidate_replicas_size());
+    EXPECT_GT(layer.committed_ms(), 0);
+    for (int k = 0; k < layer.candidate_replicas_size(); ++k) {
+      if (layer.candidate_replicas(k) == layer.chosen_replicas() && layer.layer() == 0) {
+        EXPECT_LT(layer.predicted_ms(k), layer.committed_ms());
+      }
+    }
+  }
 
   params.fixed_us = 1000;
   params.per_token_us = 1e-6;

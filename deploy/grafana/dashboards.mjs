@@ -6,6 +6,12 @@
 // query filters on the `job` and `instance` variables and uses
 // $__rate_interval in rates, and every panel has a unit and a description:
 // tools/dashlint checks all of it.
+//
+// Planner series belong to a placement group (the `group` label; "default"
+// without groups), all but the planner's own craft_planner_epoch and
+// craft_planner_leader. Queries of group series also filter on the `group`
+// variable and keep the groups apart (`by (group, ...)`, {{group}} in
+// legends); dashlint checks that too.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,13 +19,22 @@ import { fileURLToPath } from 'node:url';
 const DS = { type: 'prometheus', uid: '${datasource}' };
 const RATE = '$__rate_interval';
 
-// A selector of `metric` filtered by the job and instance variables.
-const sel = (metric, matchers = '') =>
-  `${metric}{job=~"$job",instance=~"$instance"${matchers ? ',' + matchers : ''}}`;
+const PLANNER_WIDE = new Set(['craft_planner_epoch', 'craft_planner_leader']);
+const perGroup = (metric) => metric.startsWith('craft_planner_') && !PLANNER_WIDE.has(metric);
+
+// A selector of `metric` filtered by the job and instance variables, and by
+// the group variable when it is a series of a placement group.
+const sel = (metric, matchers = '') => {
+  const all = ['job=~"$job"', 'instance=~"$instance"'];
+  if (perGroup(metric)) all.push('group=~"$group"');
+  if (matchers) all.push(matchers);
+  return `${metric}{${all.join(',')}}`;
+};
 const rate = (metric, matchers = '') => `rate(${sel(metric, matchers)}[${RATE}])`;
 const increase = (metric, matchers = '') => `increase(${sel(metric, matchers)}[${RATE}])`;
+// The q-quantile of a planner histogram, per group.
 const quantile = (q, metric) =>
-  `histogram_quantile(${q}, sum by (le) (${rate(metric + '_bucket')}))`;
+  `histogram_quantile(${q}, sum by (group, le) (${rate(metric + '_bucket')}))`;
 
 const target = (expr, legendFormat = '') => ({ expr, legendFormat });
 
@@ -151,6 +166,8 @@ function dashboard(uid, title, description, panels) {
         },
         variable('job', 'Job', 'label_values(up{job=~"craft.*"}, job)'),
         variable('instance', 'Instance', 'label_values(up{job=~"$job"}, instance)'),
+        variable('group', 'Group',
+          'label_values(craft_planner_configured_gpus{job=~"$job",instance=~"$instance"}, group)'),
       ],
     },
     time: { from: 'now-1h', to: 'now' },
@@ -169,80 +186,80 @@ const overview = dashboard('craft-overview', 'craft / Cluster overview',
   'Is the MoE cluster balanced, how much does it serve, which layout runs and are the agents there?', [
   stat('Balancedness (mean over layers)',
     'Measured mean / max GPU tokens per layer under the committed layout, averaged over layers (1 = perfectly balanced). From the planner\'s recent complete load windows.',
-    'percentunit', [target(sel('craft_planner_balancedness', 'stat="mean"'), 'mean')], balance()),
+    'percentunit', [target(sel('craft_planner_balancedness', 'stat="mean"'), '{{group}}')], balance()),
   stat('Worst layer balancedness',
     'The lowest per-layer balancedness: the layer whose busiest GPU holds up every step the most.',
-    'percentunit', [target(sel('craft_planner_balancedness', 'stat="min"'), 'min')], balance()),
-  stat('Tokens / s', 'Tokens the cluster routes per second (planner load windows: assignments / (layers x top_k)).',
-    'short', [target(`sum(${rate('craft_planner_tokens_total')})`, 'tokens/s')]),
+    'percentunit', [target(sel('craft_planner_balancedness', 'stat="min"'), '{{group}}')], balance()),
+  stat('Tokens / s', 'Tokens each group routes per second (planner load windows: assignments / (layers x top_k)).',
+    'short', [target(`sum by (group) (${rate('craft_planner_tokens_total')})`, '{{group}}')]),
   stat('Committed layout', 'The committed layout version <epoch>.<seq>: its epoch and its sequence number.',
-    'none', [target(sel('craft_planner_committed_layout_epoch'), 'epoch'),
-      target(sel('craft_planner_committed_layout_seq'), 'seq')]),
+    'none', [target(sel('craft_planner_committed_layout_epoch'), '{{group}} epoch'),
+      target(sel('craft_planner_committed_layout_seq'), '{{group}} seq')]),
   stat('Agents connected', 'Agents with an open stream to the planner, and the nodes configured.',
-    'none', [target(sel('craft_planner_connected_agents'), 'connected'),
-      target(sel('craft_planner_configured_nodes'), 'configured')]),
+    'none', [target(sel('craft_planner_connected_agents'), '{{group}} connected'),
+      target(sel('craft_planner_configured_nodes'), '{{group}} configured')]),
   stat('GPUs on the committed layout', 'GPUs whose agent is connected and in sync with the committed layout, and the GPUs configured.',
-    'none', [target(sel('craft_planner_gpus_on_committed_layout'), 'on committed'),
-      target(sel('craft_planner_configured_gpus'), 'configured')]),
+    'none', [target(sel('craft_planner_gpus_on_committed_layout'), '{{group}} on committed'),
+      target(sel('craft_planner_configured_gpus'), '{{group}} configured')]),
   timeseries('Balancedness over layers',
     'min, 10th percentile and mean over layers of the measured per-layer balancedness. Gaps right after an apply: the new layout has no complete window yet.',
-    'percentunit', [target(sel('craft_planner_balancedness'), '{{stat}}')], balance()),
-  timeseries('Tokens / s', 'Tokens routed per second, from the planner\'s ingested load windows.',
-    'short', [target(`sum(${rate('craft_planner_tokens_total')})`, 'tokens/s')]),
+    'percentunit', [target(sel('craft_planner_balancedness'), '{{group}} {{stat}}')], balance()),
+  timeseries('Tokens / s', 'Tokens each group routes per second, from the planner\'s ingested load windows.',
+    'short', [target(`sum by (group) (${rate('craft_planner_tokens_total')})`, '{{group}}')]),
   timeseries('Token load per GPU',
     'Token-to-expert assignments each GPU computes per second (workers). Even lines mean a balanced cluster.',
     'cps', [target(`sum by (gpu) (${rate('craft_worker_expert_tokens_total')})`, 'GPU {{gpu}}')]),
   timeseries('Agents', 'Connected agents, those serving the committed layout, and those out of sync (the planner re-drives its commit to them).',
-    'none', [target(sel('craft_planner_connected_agents'), 'connected'),
-      target(sel('craft_planner_agents_on_committed_layout'), 'on committed layout'),
-      target(sel('craft_planner_agents_out_of_sync'), 'out of sync')]),
+    'none', [target(sel('craft_planner_connected_agents'), '{{group}} connected'),
+      target(sel('craft_planner_agents_on_committed_layout'), '{{group}} on committed layout'),
+      target(sel('craft_planner_agents_out_of_sync'), '{{group}} out of sync')]),
 ]);
 
 const layers = dashboard('craft-layers', 'craft / Per layer',
   'Balance and replicas layer by layer: where the skew is and where the replicas went.', [
   heatmap('Balancedness per layer over time',
     'Measured balancedness of every layer (rows) under the committed layout: red rows are skewed layers that hold up every step.',
-    'percentunit', [target(sel('craft_planner_layer_balancedness'), '{{layer}}')], { w: 24, h: 10 }),
+    'percentunit', [target(sel('craft_planner_layer_balancedness'), '{{group}} {{layer}}')], { w: 24, h: 10 }),
   bargauge('Replicas per layer', 'Redundant replicas of each layer in the committed layout (slots beyond one per expert).',
-    'none', [target(sel('craft_planner_layer_replicas'), '{{layer}}')]),
+    'none', [target(sel('craft_planner_layer_replicas'), '{{group}} {{layer}}')]),
   bargauge('Replica memory per GPU', 'Expert memory each GPU holds in the committed layout beyond the replica-free initial layout.',
-    'bytes', [target(sel('craft_planner_gpu_replica_memory_bytes'), '{{gpu}}')]),
+    'bytes', [target(sel('craft_planner_gpu_replica_memory_bytes'), '{{group}} {{gpu}}')]),
   bargauge('Last apply: balancedness gain per layer',
     'At the last pushed plan, per layer: the new layout\'s balancedness minus the committed layout\'s, both replayed on the planning windows.',
-    'percentunit', [target(`${sel('craft_planner_apply_layer_balancedness', 'when="after"')} - ignoring(when) ${sel('craft_planner_apply_layer_balancedness', 'when="before"')}`, '{{layer}}')]),
+    'percentunit', [target(`${sel('craft_planner_apply_layer_balancedness', 'when="after"')} - ignoring(when) ${sel('craft_planner_apply_layer_balancedness', 'when="before"')}`, '{{group}} {{layer}}')]),
   timeseries('Last apply: balancedness before and after',
     'mean and min over layers of the balancedness at the last pushed plan: before (committed layout) and after (new layout), on the planning windows.',
-    'percentunit', [target(sel('craft_planner_apply_balancedness', 'stat=~"mean|min"'), '{{when}} {{stat}}')], balance()),
+    'percentunit', [target(sel('craft_planner_apply_balancedness', 'stat=~"mean|min"'), '{{group}} {{when}} {{stat}}')], balance()),
 ]);
 
 const apply = dashboard('craft-apply', 'craft / Apply pipeline',
   'The two-phase apply: how often, how long, how many bytes, and why applies abort.', [
   timeseries('Applies', 'Applies finished per interval, by result: committed or aborted.',
-    'none', [target(`sum by (result) (${increase('craft_planner_applies_total')})`, '{{result}}')]),
+    'none', [target(`sum by (group, result) (${increase('craft_planner_applies_total')})`, '{{group}} {{result}}')]),
   timeseries('Aborts by reason', 'Aborted applies per interval: agent_nack (see Nacks), timeout, agent_left, draining, persist_failed.',
-    'none', [target(`sum by (reason) (${increase('craft_planner_apply_aborts_total')})`, '{{reason}}')]),
+    'none', [target(`sum by (group, reason) (${increase('craft_planner_apply_aborts_total')})`, '{{group}} {{reason}}')]),
   timeseries('Prepare to commit',
     'From Prepare sent to every agent PREPARED (the commit point): 50th and 90th percentile per interval, and the mean since start.',
-    's', [target(quantile(0.5, 'craft_planner_apply_prepare_to_commit_seconds'), 'p50'),
-      target(quantile(0.9, 'craft_planner_apply_prepare_to_commit_seconds'), 'p90'),
-      target(`${sel('craft_planner_apply_prepare_to_commit_seconds_sum')} / ${sel('craft_planner_apply_prepare_to_commit_seconds_count')}`, 'mean since start')]),
+    's', [target(quantile(0.5, 'craft_planner_apply_prepare_to_commit_seconds'), '{{group}} p50'),
+      target(quantile(0.9, 'craft_planner_apply_prepare_to_commit_seconds'), '{{group}} p90'),
+      target(`${sel('craft_planner_apply_prepare_to_commit_seconds_sum')} / ${sel('craft_planner_apply_prepare_to_commit_seconds_count')}`, '{{group}} mean since start')]),
   timeseries('Bytes moved', 'Expert bytes copied between GPUs per second: planned by committed applies (planner) and received by workers.',
-    'Bps', [target(`sum(${rate('craft_planner_transfer_bytes_total')})`, 'committed applies'),
+    'Bps', [target(`sum by (group) (${rate('craft_planner_transfer_bytes_total')})`, '{{group}} committed applies'),
       target(`sum(${rate('craft_worker_fetched_bytes_total')})`, 'received by workers')]),
   timeseries('Transfer rate while staging',
     'Bytes a worker fetched from peers per second of staging (fetch, copy, verify), per worker; empty between applies.',
     'Bps', [target(`sum by (instance) (${rate('craft_worker_fetched_bytes_total')}) / sum by (instance) (${rate('craft_worker_staging_seconds_total')})`, '{{instance}}')]),
   timeseries('Layout version rollout', 'Sequence number of the committed layout (planner) and of the layout each worker serves: lines join when a commit reached every GPU.',
-    'none', [target(sel('craft_planner_committed_layout_seq'), 'committed'),
+    'none', [target(sel('craft_planner_committed_layout_seq'), '{{group}} committed'),
       target(`max by (instance) (${sel('craft_worker_serving_layout_seq')})`, '{{instance}}')]),
   timeseries('Worker prepares', 'Prepares answered by workers per interval: ready (staged and verified) or failed.',
     'none', [target(`sum by (result) (${increase('craft_worker_prepares_total')})`, '{{result}}')]),
   timeseries('Nacks by code', 'Nacks the planner received per interval, by error code (worker_failed, worker_missing, timeout, ...).',
-    'none', [target(`sum by (code) (${increase('craft_planner_agent_nacks_total')})`, '{{code}}')]),
+    'none', [target(`sum by (group, code) (${increase('craft_planner_agent_nacks_total')})`, '{{group}} {{code}}')]),
   stat('Apply in progress', '1 while an apply is preparing or waiting for commit acks.', 'none',
-    [target(sel('craft_planner_apply_in_progress'), 'in progress')]),
+    [target(sel('craft_planner_apply_in_progress'), '{{group}}')]),
   stat('Agents out of sync', 'Connected agents serving another version than the committed one.', 'none',
-    [target(sel('craft_planner_agents_out_of_sync'), 'out of sync')]),
+    [target(sel('craft_planner_agents_out_of_sync'), '{{group}}')]),
 ]);
 
 const health = dashboard('craft-planner-health', 'craft / Planner health',
@@ -252,24 +269,24 @@ const health = dashboard('craft-planner-health', 'craft / Planner health',
   stat('Epoch', 'The planner\'s leadership term (bumped on every start).', 'none',
     [target(sel('craft_planner_epoch'), 'epoch')]),
   stat('Fenced', '1 while a connected agent has seen a newer planner epoch: it refuses this planner, so nothing is applied (lifts when that agent reconnects without the claim).', 'none',
-    [target(sel('craft_planner_fenced'), 'fenced')]),
+    [target(sel('craft_planner_fenced'), '{{group}}')]),
   stat('GPUs without agent', 'Configured GPUs no connected agent claims; applies wait while above 0.', 'none',
-    [target(sel('craft_planner_gpus_without_agent'), 'GPUs')]),
+    [target(sel('craft_planner_gpus_without_agent'), '{{group}}')]),
   timeseries('Plan duration', 'Time to compute one plan: 50th and 99th percentile per interval.', 's',
-    [target(quantile(0.5, 'craft_planner_plan_duration_seconds'), 'p50'),
-      target(quantile(0.99, 'craft_planner_plan_duration_seconds'), 'p99')]),
+    [target(quantile(0.5, 'craft_planner_plan_duration_seconds'), '{{group}} p50'),
+      target(quantile(0.99, 'craft_planner_plan_duration_seconds'), '{{group}} p99')]),
   timeseries('Replans by result', 'Replans per interval: pushed, gated (gain too small), no_loads, skipped (an apply or a resync in progress), failed.', 'none',
-    [target(`sum by (result) (${increase('craft_planner_replans_total')})`, '{{result}}')]),
+    [target(`sum by (group, result) (${increase('craft_planner_replans_total')})`, '{{group}} {{result}}')]),
   timeseries('Resyncs', 'Commits of the committed layout re-driven to nodes not on it (after a crash or restart), by result, and windows workers held back while being brought to it. Started without completed for long: a node cannot reach the committed layout.', 'none',
-    [target(`sum by (result) (${increase('craft_planner_resyncs_total')})`, '{{result}}'),
+    [target(`sum by (group, result) (${increase('craft_planner_resyncs_total')})`, '{{group}} {{result}}'),
       target(`sum(${increase('craft_worker_windows_held_total')})`, 'windows held')]),
   timeseries('Agent streams', 'Agent streams accepted and ended per interval (planner), and reconnects the agents made.', 'none',
-    [target(`sum(${increase('craft_planner_agent_connects_total')})`, 'accepted'),
-      target(`sum(${increase('craft_planner_agent_disconnects_total')})`, 'ended'),
+    [target(`sum by (group) (${increase('craft_planner_agent_connects_total')})`, '{{group}} accepted'),
+      target(`sum by (group) (${increase('craft_planner_agent_disconnects_total')})`, '{{group}} ended'),
       target(`sum(${increase('craft_agent_planner_reconnects_total')})`, 'agent reconnects')]),
   timeseries('Load windows', 'Per-GPU load windows ingested per second, and rejected per second by reason (planner and agents).', 'cps',
-    [target(`sum(${rate('craft_planner_load_windows_ingested_total')})`, 'ingested'),
-      target(`sum by (reason) (${rate('craft_planner_load_windows_rejected_total')})`, 'rejected {{reason}}'),
+    [target(`sum by (group) (${rate('craft_planner_load_windows_ingested_total')})`, '{{group}} ingested'),
+      target(`sum by (group, reason) (${rate('craft_planner_load_windows_rejected_total')})`, '{{group}} rejected {{reason}}'),
       target(`sum by (reason) (${rate('craft_agent_load_windows_rejected_total')})`, 'agent rejected {{reason}}')]),
   timeseries('Token load per GPU (agents)', 'Token-to-expert assignments per second of each GPU, from the windows the agents accepted.', 'cps',
     [target(`sum by (gpu) (${rate('craft_agent_gpu_expert_tokens_total')})`, 'GPU {{gpu}}')]),

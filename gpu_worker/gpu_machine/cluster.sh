@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A live craft cluster on one GPU machine, from the binaries stage.sh staged in
-# .device/: one craft-planner, one craft-agent (one node) and N
-# `craft-worker-cuda --backend=cuda` (one per GPU, DeepSeek-sized experts in
-# device memory). Run from the repository root:
+# .device/: craft-local-cluster starts one craft-planner, one craft-agent (one
+# node) and N `craft-worker-cuda --backend=cuda` (one per GPU, DeepSeek-sized
+# experts in device memory). Run from the repository root:
 #
 #   gpu_worker/gpu_machine/cluster.sh [N]     # N GPUs (default: all visible)
 #
@@ -18,8 +18,8 @@
 #     never answers, its peers stage and wait for it in NCCL, and then it is
 #     killed (SIGKILL);
 #   before: before the replan (the agent refuses the Prepare: WORKER_MISSING).
-# Then everything is shut down with SIGTERM; a process that does not exit in
-# time counts as hung.
+# Then everything is shut down with SIGTERM (the launcher's); a process that
+# does not exit in time counts as hung.
 #
 # Logs, configs and a summary go to ${OUT:-.device/out}/cluster_N/. Exit status
 # 0 when both parts passed, 1 otherwise.
@@ -27,16 +27,18 @@
 # Other knobs (environment):
 #   CLUSTER_BACKEND=cpu  test the plumbing without a GPU: the same worker binary
 #                        with --backend=cpu and 64 KiB experts (N defaults to 2)
-#   CLUSTER_BIN          folder with craft-planner, craft-agent, craftctl and
-#                        craft-worker-cuda (default .device/bin)
+#   CLUSTER_BIN          folder with craft-local-cluster, craft-planner,
+#                        craft-agent, craftctl and craft-worker-cuda (default
+#                        .device/bin)
 #   CLUSTER_TRAFFIC      trace JSON, or skew:X for --skew X (default: the
 #                        trace stage.sh made for this shape, else skew:4)
 #   CLUSTER_MEMORY_BYTES --memory_bytes per worker (default: serving + one
 #                        staged bank of the largest layout + slack)
 #   CLUSTER_BUDGET       replan.budget R (default 8 redundant slots per GPU)
 #   CLUSTER_APPLIES      forced replans in part 1 (default 2: cold, then warm NCCL connections)
-#   CLUSTER_WORKER_FLAGS more flags for every worker (split on spaces), e.g.
-#                        --fail_prepare_probability=1 to see part 1 fail
+#   CLUSTER_WORKER_FLAGS more flags for every worker (split on spaces, each
+#                        --name=value), e.g. --fail_prepare_probability=1 to
+#                        see part 1 fail
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -62,7 +64,7 @@ if ! [[ "$N" =~ ^[0-9]+$ ]] || ((N < 2)); then
 fi
 case "$BACKEND" in cuda | cpu) ;; *) echo "cluster.sh: CLUSTER_BACKEND is cuda or cpu" >&2; exit 2 ;; esac
 case "$FAULT" in during | before) ;; *) echo "cluster.sh: CLUSTER_FAULT is during or before" >&2; exit 2 ;; esac
-for b in craft-planner craft-agent craft-worker-cuda craftctl; do
+for b in craft-local-cluster craft-planner craft-agent craft-worker-cuda craftctl; do
   [[ -x "$BIN/$b" ]] || { echo "cluster.sh: no $BIN/$b; run gpu_worker/gpu_machine/stage.sh first" >&2; exit 2; }
 done
 if [[ -n "$CRAFT_MISSING_LIBS" && "$BACKEND" == cuda ]]; then
@@ -114,9 +116,11 @@ WORKERS=()
 for ((r = 0; r < N; r++)); do WORKERS+=("worker$r"); done
 
 # --- Processes ----------------------------------------------------------------
+# craft-local-cluster starts and stops them; its report goes to
+# $D/cluster.log, their pids and ports to $D/cluster.env.
+LAUNCHER_PID=""
 declare -A PID_OF=()    # name -> pid
 declare -A GONE=()      # names that are meant to have exited
-declare -A EXIT_OF=()   # name -> exit status, once stopped
 ALL=()                  # names, in start order
 now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((10#$t / 1000)); }
 T0=$(now_ms)
@@ -128,25 +132,20 @@ say() {
 out() { echo "$*" | tee -a "$D/summary.txt"; }
 strip_prefix() { sed -E 's/^[A-Z][0-9T:.Z-]+ [^ ]+\] //'; }
 
-start() {  # start NAME COMMAND...: in the background, output in $D/NAME.log
-  local name="$1"
-  shift
-  echo "$*" >"$D/$name.cmd"
-  "$@" >"$D/$name.log" 2>&1 &
-  PID_OF[$name]=$!
-  ALL+=("$name")
-}
-
+# A value of the cluster's description (tools/local_cluster/description.h).
+cluster() { sed -n "s/^$1=//p" "$D/cluster.env"; }
+# Dead once the launcher reaped it (and reported it in cluster.log).
 alive() { kill -0 "${PID_OF[$1]}" 2>/dev/null; }
 
 # Fails when a process that should run has exited.
 check_alive() {
   local name
+  kill -0 "$LAUNCHER_PID" 2>/dev/null || fail "craft-local-cluster exited; its log ends:" cluster
   for name in "${ALL[@]}"; do
     [[ -n "${GONE[$name]:-}" ]] && continue
     if ! alive "$name"; then
-      wait "${PID_OF[$name]}" 2>/dev/null
-      fail "$name (pid ${PID_OF[$name]}) exited with status $?; its log ends:" "$name"
+      fail "$(grep -m 1 "^$name (pid [0-9]*) exited" "$D/cluster.log" ||
+        echo "$name (pid ${PID_OF[$name]}) exited"); its log ends:" "$name"
     fi
   done
 }
@@ -164,36 +163,27 @@ fail() {  # fail MESSAGE [LOG NAME...]: report, show log tails, stop
   exit 1
 }
 
-# Stops every process still running: SIGTERM, then SIGKILL after `grace`
-# seconds. HUNG: the processes that did not exit in time.
+# Stops every process still running: SIGTERM to the launcher, which sends
+# SIGTERM (and SIGCONT, for a frozen one) to every process, SIGKILLs what
+# has not exited --stop_timeout_s later, and reports in cluster.log ("NAME:
+# exit status S after T ms"). HUNG: the processes that did not exit in time.
 HUNG=()
-stop_all() {
-  local grace="$1" name pid deadline start
-  start=$(now_ms)
-  for name in "${ALL[@]}"; do
-    [[ -n "${GONE[$name]:-}" ]] || kill -TERM "${PID_OF[$name]}" 2>/dev/null
-    [[ -n "${GONE[$name]:-}" ]] || kill -CONT "${PID_OF[$name]}" 2>/dev/null  # a frozen one
-  done
-  deadline=$(($(now_ms) + grace * 1000))
-  for name in "${ALL[@]}"; do
-    [[ -n "${GONE[$name]:-}" ]] && continue
-    pid="${PID_OF[$name]}"
-    while kill -0 "$pid" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      say "$name (pid $pid) did not exit ${grace}s after SIGTERM: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null
-      HUNG+=("$name")
-    fi
-    wait "$pid" 2>/dev/null
-    EXIT_OF[$name]="$? after $(($(now_ms) - start)) ms"
-    GONE[$name]=1
-  done
+stop_cluster() {
+  local line
+  [[ -n "$LAUNCHER_PID" ]] || return 0
+  kill -TERM "$LAUNCHER_PID" 2>/dev/null
+  wait "$LAUNCHER_PID" 2>/dev/null
+  LAUNCHER_PID=""
+  while read -r line; do
+    say "$line"
+    HUNG+=("${line%% *}")
+  done < <(grep -E '^[a-z0-9]+ \(pid [0-9]+\) did not exit' "$D/cluster.log")
 }
 
 cleanup() {
   local code=$?
   trap - EXIT INT TERM
-  stop_all 10
+  stop_cluster
   if ((FAILED || code)); then out "cluster.sh: FAILED; logs in $D"; fi
   exit "$code"
 }
@@ -209,7 +199,7 @@ wait_until() {
   until "$@"; do
     check_alive
     if (($(now_ms) > deadline)); then
-      fail "timed out after ${timeout}s waiting for $what" planner agent
+      fail "timed out after ${timeout}s waiting for $what" planner agent0
     fi
     sleep 0.2
   done
@@ -245,42 +235,30 @@ out "  logs in $D"
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; ldd "$BIN/craft-worker-cuda"
 } >"$D/env.log" 2>&1
 
-cat >"$D/planner.yaml" <<YAML
-listen_address: "127.0.0.1:0"
-state_path: $D/planner.state
-model: {num_layers: $LAYERS, num_experts: $EXPERTS, top_k: $TOPK, bytes_per_expert: $EXPERT_BYTES}
-cluster: {num_gpus: $N, num_nodes: 1}
-loads: {window_horizon: 20}
-replan: {interval_s: 3600, method: fresh, algorithm: craft, budget: $BUDGET, gain_threshold: 0.02}
-apply: {timeout_ms: $APPLY_TIMEOUT_MS}
-YAML
+WORKER_FLAGS=(--memory_bytes="$MEMORY_BYTES" --log_windows)
+if [[ "$BACKEND" == cuda ]]; then
+  WORKER_FLAGS+=(--expert_hidden="$HIDDEN" --expert_inter="$INTER" --transfer_timeout_ms="$TRANSFER_TIMEOUT_MS")
+fi
+# shellcheck disable=SC2206  # split on purpose
+WORKER_FLAGS+=(${CLUSTER_WORKER_FLAGS:-})
 # Plaintext on one host's loopback (--insecure): this script measures moves.
-start planner "$BIN/craft-planner" --insecure --config "$D/planner.yaml" --ready_file "$D/planner.ready"
-wait_until 30 "the planner's ready file" file_has "$D/planner.ready"
-PORT="$(sed -n 's/^grpc_port=//p' "$D/planner.ready")"
-
-SOCK="$D/agent.sock"
-((${#SOCK} < 100)) || SOCK="$(mktemp -u /tmp/craft-agent-XXXXXX.sock)"  # sun_path limit
-start agent "$BIN/craft-agent" --insecure --node node0 --gpus "$(seq -s, 0 $((N - 1)))" --socket "$SOCK" \
-  --planner "127.0.0.1:$PORT" --state_file "$D/agent.state" --ready_file "$D/agent.ready" \
-  --num_layers $LAYERS --num_experts $EXPERTS --top_k $TOPK \
-  --worker_wait_ms $((START_TIMEOUT * 1000))
-wait_until 30 "the agent's ready file" file_has "$D/agent.ready"
-
-for ((r = 0; r < N; r++)); do
-  flags=(--insecure --backend "$BACKEND" --gpu "$r" --num_gpus "$N" --num_nodes 1 --num_layers "$LAYERS"
-         --num_experts "$EXPERTS" --top_k "$TOPK" --expert_bytes "$EXPERT_BYTES"
-         --memory_bytes "$MEMORY_BYTES" --agent "unix:$SOCK" --window_ms "$WINDOW_MS"
-         --tokens_per_window "$TOKENS" "${TRAFFIC_FLAGS[@]}" --seed 7 --log_windows
-         --ready_file "$D/worker$r.ready")
-  if [[ "$BACKEND" == cuda ]]; then
-    flags+=(--expert_hidden "$HIDDEN" --expert_inter "$INTER" --transfer_timeout_ms "$TRANSFER_TIMEOUT_MS")
-  fi
-  # shellcheck disable=SC2206  # split on purpose
-  flags+=(${CLUSTER_WORKER_FLAGS:-})
-  start "worker$r" "$BIN/craft-worker-cuda" "${flags[@]}"
+# A worker may spend up to the transfer timeout closing its NCCL communicator.
+"$BIN/craft-local-cluster" --insecure --dir "$D" --bin_dir "$BIN" --worker_bin "$BIN/craft-worker-cuda" \
+  --nodes 1 --gpus_per_node "$N" --num_layers "$LAYERS" --num_experts "$EXPERTS" --top_k "$TOPK" \
+  --expert_bytes "$EXPERT_BYTES" --backend "$BACKEND" --window_ms "$WINDOW_MS" \
+  --tokens_per_window "$TOKENS" "${TRAFFIC_FLAGS[@]}" --seed 7 --verify_interval_ms 0 \
+  --start_timeout_s "$START_TIMEOUT" --stop_timeout_s $((TRANSFER_TIMEOUT_MS / 1000 + 10)) \
+  --planner_config "{loads: {window_horizon: 20}, apply: {timeout_ms: $APPLY_TIMEOUT_MS},
+    replan: {interval_s: 3600, method: fresh, algorithm: craft, budget: $BUDGET, gain_threshold: 0.02}}" \
+  -- "agent:--worker_wait_ms=$((START_TIMEOUT * 1000))" "${WORKER_FLAGS[@]/#/worker:}" \
+  >/dev/null 2>"$D/cluster.log" &
+LAUNCHER_PID=$!
+wait_until $((START_TIMEOUT + 60)) "the cluster (craft-local-cluster)" file_has "$D/cluster.env"
+for name in planner agent0 "${WORKERS[@]}"; do
+  PID_OF[$name]="$(cluster "${name}_pid")"
+  ALL+=("$name")
 done
-for w in "${WORKERS[@]}"; do wait_until "$START_TIMEOUT" "$w's ready file" file_has "$D/$w.ready"; done
+PORT="$(cluster planner_grpc_port)" SOCK="$(cluster agent0_socket)"
 say "planner on 127.0.0.1:$PORT, agent on $SOCK, $N workers up"
 # Every worker attached and verified its initial weights; rank 0's NCCL id
 # reached the planner.
@@ -321,7 +299,7 @@ apply_and_check() {
   if [[ "$(apply_state)" != committed ]]; then
     out "  planner: $(grep -hE "aborting $VX:" "$D/planner.log" | strip_prefix)"
     grep -hE "status FAILED version=$VX|verify FAILED" "$D"/worker*.log | strip_prefix | sed 's/^/  /' | tee -a "$D/summary.txt"
-    fail "the apply of $V aborted" planner agent "${WORKERS[@]}"
+    fail "the apply of $V aborted" planner agent0 "${WORKERS[@]}"
   fi
   say "committed $V after $((t_commit - t_replan)) ms"
   wait_until 30 "every worker to flip to $V" every_log "status FLIPPED version=$VX( |\$)" "${WORKERS[@]}"
@@ -365,11 +343,11 @@ out ""
 say "part 2: SIGKILL of rank $VICTIM ($FAULT the Prepare), then replan --force"
 # Part 2's lines of the planner's and the agent's logs start after these.
 P2_PLANNER=$(($(wc -l <"$D/planner.log") + 1))
-P2_AGENT=$(($(wc -l <"$D/agent.log") + 1))
+P2_AGENT=$(($(wc -l <"$D/agent0.log") + 1))
 kill_victim() {
   t_kill=$(now_ms)
   kill -KILL "${PID_OF[worker$VICTIM]}"
-  wait "${PID_OF[worker$VICTIM]}" 2>/dev/null
+  while alive "worker$VICTIM"; do sleep 0.05; done
   GONE[worker$VICTIM]=1
   say "killed rank $VICTIM (pid ${PID_OF[worker$VICTIM]})"
 }
@@ -377,7 +355,7 @@ SURVIVORS=()
 for ((r = 0; r < N; r++)); do ((r == VICTIM)) || SURVIVORS+=("worker$r"); done
 if [[ "$FAULT" == before ]]; then
   kill_victim
-  wait_until 10 "the agent to see rank $VICTIM detach" log_has agent "worker detached: gpu $VICTIM"
+  wait_until 10 "the agent to see rank $VICTIM detach" log_has agent0 "worker detached: gpu $VICTIM"
 else
   kill -STOP "${PID_OF[worker$VICTIM]}"
   say "froze rank $VICTIM (SIGSTOP)"
@@ -386,19 +364,19 @@ t_replan2=$(now_ms)
 DECISION2="$(ctl replan --force 2>&1)"
 out "  $DECISION2"
 V2="$(sed -nE 's/.*; applying ([^ ;]+)$/\1/p' <<<"$DECISION2")"
-[[ -n "$V2" ]] || fail "the second replan did not start an apply (expected one that aborts)" planner agent
+[[ -n "$V2" ]] || fail "the second replan did not start an apply (expected one that aborts)" planner agent0
 V2X="${V2//./\\.}"
 if [[ "$FAULT" == during ]]; then
   # The Prepare reached the node; the survivors stage while rank VICTIM is frozen.
-  wait_until 10 "the agent to forward the Prepare of $V2" log_has agent "preparing $V2X on gpus"
+  wait_until 10 "the agent to forward the Prepare of $V2" log_has agent0 "preparing $V2X on gpus"
   sleep 1
-  log_has planner "aborting $V2X:" && fail "$V2 aborted before rank $VICTIM was killed" planner agent
+  log_has planner "aborting $V2X:" && fail "$V2 aborted before rank $VICTIM was killed" planner agent0
   kill_victim
 fi
 aborted2() { log_has planner "aborting $V2X:" || is_committed "$V2"; }
 wait_until $((APPLY_TIMEOUT_MS / 1000 + 10)) "the apply of $V2 to abort" aborted2
 t_abort=$(now_ms)
-is_committed "$V2" && fail "$V2 committed without rank $VICTIM" planner agent
+is_committed "$V2" && fail "$V2 committed without rank $VICTIM" planner agent0
 abort_ms=$((t_abort - t_replan2))
 say "the planner aborted $V2 $abort_ms ms after the replan, $((t_abort - t_kill)) ms after the kill (apply timeout $APPLY_TIMEOUT_MS ms)"
 ((abort_ms <= APPLY_TIMEOUT_MS + 5000)) || fail "the abort took longer than the apply timeout" planner
@@ -411,7 +389,7 @@ answered2() {
     log_has "$w" "status [A-Z]+ version=$V2X( |:|$)|staging of $V2X cancelled" || return 1
   done
 }
-if log_has agent "preparing $V2X on gpus"; then
+if log_has agent0 "preparing $V2X on gpus"; then
   wait_until $((TRANSFER_TIMEOUT_MS / 1000 + 30)) "every survivor to answer $V2" answered2
   say "every survivor answered $V2 $(($(now_ms) - t_replan2)) ms after the replan"
 fi
@@ -432,7 +410,7 @@ out ""
 out "== part 2 summary: rank $VICTIM killed $FAULT the Prepare of $V2"
 tail -n "+$P2_PLANNER" "$D/planner.log" | grep -vE "replan: " | strip_prefix | head -n 20 |
   sed 's/^/  planner: /' | tee -a "$D/summary.txt"
-tail -n "+$P2_AGENT" "$D/agent.log" | grep -vE "worker_service|planner_link" | strip_prefix |
+tail -n "+$P2_AGENT" "$D/agent0.log" | grep -vE "worker_service|planner_link" | strip_prefix |
   head -n 20 | sed 's/^/  agent: /' | tee -a "$D/summary.txt"
 for w in "${SURVIVORS[@]}"; do
   out "  $w:"
@@ -453,10 +431,9 @@ fi
 
 # --- Shutdown -------------------------------------------------------------------
 say "SIGTERM to every process"
-# A worker may spend up to the transfer timeout closing its NCCL communicator.
-stop_all $((TRANSFER_TIMEOUT_MS / 1000 + 10))
+stop_cluster
 for name in "${ALL[@]}"; do
-  [[ "$name" == "worker$VICTIM" ]] || out "  $name: exit status ${EXIT_OF[$name]}"
+  [[ "$name" == "worker$VICTIM" ]] || out "  $(grep -m 1 "^$name: exit status" "$D/cluster.log")"
 done
 ((${#HUNG[@]} == 0)) || fail "did not shut down in time: ${HUNG[*]}"
 say "part 2 passed; every process shut down"

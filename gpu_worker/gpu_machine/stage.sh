@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the CUDA backend's GPU tests and benchmarks and the control plane
-# (craft-planner, craft-agent, craft-worker-cuda, craftctl) here (bazel -c opt)
-# and stages them for a GPU machine under .device/ (ignored by git): the
-# binaries in .device/bin, the shared libraries they need that a stock Ubuntu
-# 24.04 with CUDA 13 and NCCL lacks (Abseil, gRPC, protobuf, yaml-cpp,
-# prometheus-cpp, OpenSSL, ... from Debian) in .device/lib, and inputs
+# (craft-local-cluster, craft-planner, craft-agent, craft-worker-cuda,
+# craftctl) here (bazel -c opt) and stages them for a GPU machine under
+# .device/ (ignored by git): the binaries in .device/bin, the shared
+# libraries they need that a stock Ubuntu 24.04 with CUDA 13 and NCCL lacks
+# (Abseil, gRPC, protobuf, yaml-cpp, prometheus-cpp, OpenSSL, ... from
+# Debian) in .device/lib, and inputs
 # (layouts planned by craftctl, traces) in .device/inputs. Then, on the GPU
 # machine, from the repository root:
 #   gpu_worker/gpu_machine/run.sh          # GPU tests and benchmarks
@@ -27,10 +28,10 @@ TESTS=(device_slots_test load_counter_test nccl_transfer_test moe_emulator_test 
        expert_hash_test routing_test)
 BENCHES=(transfer_bench step_bench expert_calibrate)
 # The control plane for cluster.sh: bazel target -> path under bazel-bin.
-CLUSTER=(server/craft-planner agent/craft-agent gpu_worker/cuda/craft-worker-cuda
-         tools/craftctl/craftctl)
-targets=(//server:craft-planner //agent:craft-agent //gpu_worker/cuda:craft-worker-cuda
-         //tools/craftctl)
+CLUSTER=(tools/local_cluster/craft-local-cluster server/craft-planner agent/craft-agent
+         gpu_worker/cuda/craft-worker-cuda tools/craftctl/craftctl)
+targets=(//tools/local_cluster:craft-local-cluster //server:craft-planner //agent:craft-agent
+         //gpu_worker/cuda:craft-worker-cuda //tools/craftctl)
 for t in "${TESTS[@]}"; do targets+=("//gpu_worker/cuda:$t"); done
 for b in "${BENCHES[@]}"; do targets+=("//gpu_worker/cuda/bench:$b"); done
 # shellcheck disable=SC2086  # startup options are words

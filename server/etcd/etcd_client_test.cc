@@ -111,7 +111,7 @@ TEST_F(EtcdClientTest, ALeaseExpiresWithoutKeepAlive) {
   absl::StatusOr<etcdserverpb::LeaseGrantResponse> lease = client()->LeaseGrant(1);
   ASSERT_TRUE(lease.ok()) << lease.status();
   ASSERT_TRUE(client()->Put(PutOf("/t/leased", "x", lease->id())).ok());
-  EXPECT_TRUE(testing::WaitFor(
+  EXPECT_TRUE(local_cluster::WaitFor(
       [&] {
         absl::StatusOr<etcdserverpb::RangeResponse> range = client()->Range(RangeOf("/t/leased"));
         return range.ok() && range->kvs_size() == 0;
@@ -152,8 +152,8 @@ TEST_F(EtcdClientTest, ARestartedMemberIsReachedAgainAtOnce) {
   ASSERT_TRUE(cluster().Restart(0).ok());
   const absl::Time restarted = absl::Now();
   // etcd itself takes about a second to serve again.
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return client->Range(RangeOf("/t/k")).ok(); }, absl::Seconds(10)));
+  ASSERT_TRUE(local_cluster::WaitFor([&] { return client->Range(RangeOf("/t/k")).ok(); },
+                                     absl::Seconds(10)));
   EXPECT_LT(absl::Now() - restarted, absl::Seconds(5));
   absl::StatusOr<etcdserverpb::RangeResponse> range = this->client()->Range(RangeOf("/t/k"));
   ASSERT_TRUE(range.ok()) << range.status();
@@ -236,7 +236,7 @@ TEST_F(EtcdClientQuorumTest, AWatchWhoseMemberDiesSaysSoAndTheNextOneMovesOn) {
                               return true;
                             });
   });
-  ASSERT_TRUE(testing::WaitFor([&] { return created.load(); }, absl::Seconds(5)));
+  ASSERT_TRUE(local_cluster::WaitFor([&] { return created.load(); }, absl::Seconds(5)));
   cluster().Kill(0);
   watcher.join();
   EXPECT_EQ(ended.code(), absl::StatusCode::kUnavailable) << ended;
@@ -309,8 +309,8 @@ TEST_F(EtcdClientQuorumTest, WithoutAQuorumCallsFailInBoundedTime) {
   // Once the members are back, calls succeed again.
   ASSERT_TRUE(cluster().Restart(0).ok());
   ASSERT_TRUE(cluster().Restart(1).ok());
-  EXPECT_TRUE(
-      testing::WaitFor([&] { return client->Put(PutOf("/t/k", "back")).ok(); }, absl::Seconds(15)));
+  EXPECT_TRUE(local_cluster::WaitFor([&] { return client->Put(PutOf("/t/k", "back")).ok(); },
+                                     absl::Seconds(15)));
   range = client->Range(RangeOf("/t/k"));
   ASSERT_TRUE(range.ok()) << range.status();
   ASSERT_EQ(range->kvs_size(), 1);

@@ -9,9 +9,8 @@
 namespace craft::server {
 
 absl::StatusOr<std::optional<PlannerState>> ReadEtcdState(EtcdClient* client,
-                                                          absl::string_view prefix) {
-  const std::string key = StateKey(prefix);
-  absl::StatusOr<etcdserverpb::RangeResponse> range = client->Range(RangeOf(key));
+                                                          absl::string_view key) {
+  absl::StatusOr<etcdserverpb::RangeResponse> range = client->Range(RangeOf(std::string(key)));
   if (!range.ok()) return range.status();
   if (range->kvs_size() == 0) return std::nullopt;
   const std::string& value = range->kvs(0).value();
@@ -25,11 +24,19 @@ absl::StatusOr<std::optional<PlannerState>> ReadEtcdState(EtcdClient* client,
   return state;
 }
 
-EtcdStateStore::EtcdStateStore(LeaderElection* election, LeaderTerm term)
-    : election_(election), term_(term) {}
+std::string GroupStateKey(const PlannerConfig& config, absl::string_view prefix,
+                          absl::string_view group) {
+  if (config.groups.empty()) return StateKey(prefix);
+  return absl::StrCat(StateKey(prefix), ".", group);
+}
+
+EtcdStateStore::EtcdStateStore(LeaderElection* election, LeaderTerm term, std::string key)
+    : election_(election),
+      term_(term),
+      key_(key.empty() ? StateKey(election->options().prefix) : std::move(key)) {}
 
 absl::StatusOr<std::optional<PlannerState>> EtcdStateStore::Load() {
-  return ReadEtcdState(election_->client(), election_->options().prefix);
+  return ReadEtcdState(election_->client(), key_);
 }
 
 absl::Status EtcdStateStore::Save(const PlannerState& state) {
@@ -41,7 +48,7 @@ absl::Status EtcdStateStore::Save(const PlannerState& state) {
   const std::string& prefix = election_->options().prefix;
   etcdserverpb::TxnRequest txn;
   *txn.add_compare() = CreateRevisionIs(LeaderKey(prefix), term_.leader_revision);
-  *txn.add_success() = PutOp(StateKey(prefix), encoded);
+  *txn.add_success() = PutOp(key_, encoded);
   absl::StatusOr<etcdserverpb::TxnResponse> answer = election_->client()->Txn(txn);
   if (!answer.ok()) return absl::UnavailableError(answer.status().message());
   if (!answer->succeeded()) {
@@ -57,18 +64,18 @@ absl::Status EtcdStateStore::Save(const PlannerState& state) {
 void EtcdStateStore::RepairIfDeleted() {
   const std::string& prefix = election_->options().prefix;
   absl::StatusOr<etcdserverpb::RangeResponse> range = [&] {
-    etcdserverpb::RangeRequest request = RangeOf(StateKey(prefix));
+    etcdserverpb::RangeRequest request = RangeOf(key_);
     request.set_count_only(true);
     return election_->client()->Range(request);
   }();
   if (!range.ok() || range->count() > 0) return;
   absl::MutexLock lock(&mu_);
   if (!last_saved_.has_value() || !election_->Leading()) return;
-  CRAFT_LOG(ERROR) << "etcd key " << StateKey(prefix)
+  CRAFT_LOG(ERROR) << "etcd key " << key_
                    << " was deleted under the leader; writing the committed state back";
   etcdserverpb::TxnRequest txn;
   *txn.add_compare() = CreateRevisionIs(LeaderKey(prefix), term_.leader_revision);
-  *txn.add_success() = PutOp(StateKey(prefix), *last_saved_);
+  *txn.add_success() = PutOp(key_, *last_saved_);
   absl::StatusOr<etcdserverpb::TxnResponse> answer = election_->client()->Txn(txn);
   if (answer.ok() && !answer->succeeded()) {
     election_->MarkLost("a guarded write found the leader key changed");

@@ -19,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/config.h"
 #include "server/etcd/leader_election.h"
 #include "server/state_store.h"
 
@@ -28,22 +29,30 @@ namespace craft::server {
 // craft's key is not craft's (two 4096-GPU layouts take well under 1 MiB).
 inline constexpr size_t kMaxStateValueBytes = 4 << 20;
 
-// Reads <prefix>/state: nullopt when absent, DATA_LOSS (naming the key) for
-// an oversized, garbled or unknown-version value. For leaders and followers.
+// Reads the state at `key` (StateKey or GroupStateKey): nullopt when absent,
+// DATA_LOSS (naming the key) for an oversized, garbled or unknown-version
+// value. For leaders and followers.
 absl::StatusOr<std::optional<PlannerState>> ReadEtcdState(EtcdClient* client,
-                                                          absl::string_view prefix);
+                                                          absl::string_view key);
+
+// Where a placement group's state lives: <prefix>/state for the only group
+// of a config without groups, else <prefix>/state.<group> (as the state
+// file's name is, GroupStatePath).
+std::string GroupStateKey(const PlannerConfig& config, absl::string_view prefix,
+                          absl::string_view group);
 
 class EtcdStateStore : public StateStore {
  public:
-  // `election` must outlive the store and have won `term`.
-  EtcdStateStore(LeaderElection* election, LeaderTerm term);
+  // `election` must outlive the store and have won `term`. The state lives
+  // at `key`; "" is StateKey(prefix) (the only placement group's).
+  EtcdStateStore(LeaderElection* election, LeaderTerm term, std::string key = "");
 
   absl::StatusOr<std::optional<PlannerState>> Load() override;
   // FAILED_PRECONDITION when this planner no longer leads (and the election
   // is told); UNAVAILABLE when etcd cannot be reached.
   absl::Status Save(const PlannerState& state) override;
 
-  // Writes the last saved state back when <prefix>/state vanished under the
+  // Writes the last saved state back when its key vanished under the
   // leader (an operator's delete): logged as an error, repaired. Called
   // periodically by the leader.
   void RepairIfDeleted();
@@ -51,6 +60,7 @@ class EtcdStateStore : public StateStore {
  private:
   LeaderElection* const election_;
   const LeaderTerm term_;
+  const std::string key_;
   absl::Mutex mu_;  // one write at a time, in order
   std::optional<std::string> last_saved_ ABSL_GUARDED_BY(mu_);
 };

@@ -3,17 +3,20 @@
 // the state key reads as, and the repair of a deleted state key.
 #include "server/etcd/etcd_state_store.h"
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "craft/v1/layout.pb.h"
 #include "gtest/gtest.h"
 #include "server/etcd/etcd_client.h"
 #include "server/etcd/etcd_test_fixture.h"
+#include "server/etcd/follower_view.h"
 #include "server/etcd/leader_election.h"
 #include "server/internal/test_support.h"
 #include "server/state_store.h"
@@ -37,7 +40,7 @@ void ExpectSameState(const PlannerState& got, const PlannerState& want) {
 
 // What ReadEtcdState finds, which must be a state.
 PlannerState ReadState(EtcdClient* client) {
-  absl::StatusOr<std::optional<PlannerState>> state = ReadEtcdState(client, kTestPrefix);
+  absl::StatusOr<std::optional<PlannerState>> state = ReadEtcdState(client, StateKey(kTestPrefix));
   EXPECT_TRUE(state.ok()) << state.status();
   EXPECT_TRUE(state.ok() && state->has_value()) << "no state in etcd";
   return state.ok() && state->has_value() ? **state : PlannerState{};
@@ -98,7 +101,7 @@ TEST_F(EtcdStateStoreTest, ADeposedLeaderCannotWrite) {
   EXPECT_FALSE(a.Leading());
   // The hook runs on whichever thread noticed first: this one (the guarded
   // write) or A's keep-alive thread (the leader key check).
-  EXPECT_TRUE(craft::testing::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
+  EXPECT_TRUE(local_cluster::WaitFor([&] { return a_lost.calls() > 0; }, absl::Seconds(2)));
   EXPECT_EQ(a_lost.calls(), 1);
 
   EtcdStateStore b_store(&b, *b_term);
@@ -161,7 +164,8 @@ TEST_F(EtcdStateStoreTest, GarbageInTheStateKeyIsDataLossNamingTheKey) {
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.name);
     PutKey(client(), StateKey(kTestPrefix), c.value);
-    absl::StatusOr<std::optional<PlannerState>> state = ReadEtcdState(client(), kTestPrefix);
+    absl::StatusOr<std::optional<PlannerState>> state =
+        ReadEtcdState(client(), StateKey(kTestPrefix));
     EXPECT_EQ(state.status().code(), absl::StatusCode::kDataLoss) << state.status();
     EXPECT_NE(state.status().message().find(StateKey(kTestPrefix)), std::string::npos)
         << state.status();
@@ -176,7 +180,8 @@ TEST_F(EtcdStateStoreTest, GarbageInTheStateKeyIsDataLossNamingTheKey) {
 
   // Deleted, the key reads as nothing saved yet.
   DeleteKey(client(), StateKey(kTestPrefix));
-  absl::StatusOr<std::optional<PlannerState>> state = ReadEtcdState(client(), kTestPrefix);
+  absl::StatusOr<std::optional<PlannerState>> state =
+      ReadEtcdState(client(), StateKey(kTestPrefix));
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_FALSE(state->has_value());
 }
@@ -214,6 +219,53 @@ TEST_F(EtcdStateStoreTest, RepairIfDeletedWritesTheLastSavedStateBack) {
   DeleteKey(client(), StateKey(kTestPrefix));
   store.RepairIfDeleted();
   EXPECT_FALSE(StateKeyExists(client()));
+}
+
+// Placement groups under high availability: each group's state at its own
+// key, written by the leader's store for it and handed on by a follower's
+// view per group.
+TEST_F(EtcdStateStoreTest, EachPlacementGroupHasItsOwnKeyAndFollowersSeeEach) {
+  PlannerConfig config;
+  EXPECT_EQ(GroupStateKey(config, kTestPrefix, kDefaultGroup), StateKey(kTestPrefix));
+  config.groups.push_back(PlacementGroup{"prefill", "", PlannerConfig{}});
+  config.groups.push_back(PlacementGroup{"decode", "", PlannerConfig{}});
+  const std::string prefill_key = GroupStateKey(config, kTestPrefix, "prefill");
+  const std::string decode_key = GroupStateKey(config, kTestPrefix, "decode");
+  EXPECT_EQ(prefill_key, StateKey(kTestPrefix) + ".prefill");
+
+  LeaderElection a(client(), FastElection("a:1", absl::Seconds(2)));
+  absl::StatusOr<LeaderTerm> term = a.Campaign();
+  ASSERT_TRUE(term.ok()) << term.status();
+  EtcdStateStore prefill(&a, *term, prefill_key);
+  EtcdStateStore decode(&a, *term, decode_key);
+  ASSERT_TRUE(prefill.Save(SamplePlannerState(term->epoch, 4)).ok());
+  ASSERT_TRUE(decode.Save(SamplePlannerState(term->epoch, 7)).ok());
+  EXPECT_EQ((*prefill.Load())->committed.version(),
+            SamplePlannerState(term->epoch, 4).committed.version());
+  EXPECT_EQ((*decode.Load())->committed.version(),
+            SamplePlannerState(term->epoch, 7).committed.version());
+  EXPECT_FALSE(StateKeyExists(client())) << "no group wrote the single-group key";
+
+  LeaderElection b(client(), FastElection("b:1", absl::Seconds(2)));
+  absl::Mutex mu;
+  std::map<std::string, std::string> seen;  // group -> version
+  FollowerView view(
+      &b, {{"prefill", prefill_key}, {"decode", decode_key}},
+      [&](const std::string& group, const PlannerState& state) {
+        absl::MutexLock lock(&mu);
+        seen[group] = state.committed.version();
+      },
+      [](const std::string&) {}, absl::Milliseconds(100));
+  view.Start();
+  auto both_seen = [&] {
+    absl::MutexLock lock(&mu);
+    return seen.size() == 2;
+  };
+  for (int i = 0; i < 100 && !both_seen(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  view.Stop();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(seen["prefill"], SamplePlannerState(term->epoch, 4).committed.version());
+  EXPECT_EQ(seen["decode"], SamplePlannerState(term->epoch, 7).committed.version());
 }
 
 }  // namespace

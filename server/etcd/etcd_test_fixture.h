@@ -28,7 +28,7 @@
 #include "server/etcd/etcd_client.h"
 #include "server/etcd/leader_election.h"
 #include "tests/integration/etcd_cluster.h"
-#include "tests/integration/process.h"
+#include "tools/local_cluster/process.h"
 
 namespace craft::server {
 
@@ -39,8 +39,7 @@ class EtcdTest : public ::testing::Test {
     if (craft::testing::EtcdBinary().empty()) GTEST_SKIP() << "no etcd binary (set CRAFT_ETCD)";
     const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
     cluster_ = std::make_unique<craft::testing::EtcdCluster>(
-        kMembers,
-        craft::testing::TempDir(absl::StrCat(test->test_suite_name(), ".", test->name())));
+        kMembers, local_cluster::TempDir(absl::StrCat(test->test_suite_name(), ".", test->name())));
     const absl::Status started = cluster_->Start();
     ASSERT_TRUE(started.ok()) << started;
     client_ = NewClient(absl::Seconds(2));

@@ -7,9 +7,10 @@
 
 namespace craft::server {
 
-FollowerView::FollowerView(LeaderElection* election, OnState on_state, OnLeader on_leader,
-                           absl::Duration refresh)
+FollowerView::FollowerView(LeaderElection* election, std::map<std::string, std::string> state_keys,
+                           OnState on_state, OnLeader on_leader, absl::Duration refresh)
     : election_(election),
+      state_keys_(std::move(state_keys)),
       on_state_(std::move(on_state)),
       on_leader_(std::move(on_leader)),
       refresh_(refresh) {}
@@ -41,18 +42,20 @@ void FollowerView::Refresh() {
     on_leader_("");
     log_error(leader.status());
   }
-  absl::StatusOr<std::optional<PlannerState>> state =
-      ReadEtcdState(election_->client(), election_->options().prefix);
-  if (!state.ok()) {
-    log_error(state.status());
-    return;
+  for (const auto& [group, key] : state_keys_) {
+    absl::StatusOr<std::optional<PlannerState>> state = ReadEtcdState(election_->client(), key);
+    if (!state.ok()) {
+      log_error(state.status());
+      continue;
+    }
+    if (!state->has_value()) continue;
+    const PlannerState& read = **state;
+    std::pair<std::string, int64_t> handed{read.committed.version(), read.epoch};
+    auto [it, first] = last_handed_.emplace(group, handed);
+    if (!first && it->second == handed) continue;
+    it->second = std::move(handed);
+    on_state_(group, read);
   }
-  if (!state->has_value()) return;
-  const PlannerState& read = **state;
-  if (read.committed.version() == last_version_ && read.epoch == last_epoch_) return;
-  last_version_ = read.committed.version();
-  last_epoch_ = read.epoch;
-  on_state_(read);
 }
 
 void FollowerView::Run() {

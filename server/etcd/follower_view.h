@@ -3,7 +3,7 @@
 // (and at least every `refresh`), so followers answer reads with what the
 // leader committed and point agents at the leader.
 //
-//   FollowerView view(&election, on_state, on_leader);
+//   FollowerView view(&election, {{"default", StateKey(prefix)}}, on_state, on_leader);
 //   view.Start();
 //   ...
 //   view.Stop();
@@ -18,8 +18,10 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "server/etcd/leader_election.h"
@@ -29,13 +31,14 @@ namespace craft::server {
 
 class FollowerView {
  public:
-  using OnState = std::function<void(const PlannerState&)>;
+  // A placement group's committed state, as read from its key.
+  using OnState = std::function<void(const std::string& group, const PlannerState&)>;
   using OnLeader = std::function<void(const std::string& address)>;
 
   // `election` (for its client, prefix and CurrentLeader) must outlive the
-  // view.
-  FollowerView(LeaderElection* election, OnState on_state, OnLeader on_leader,
-               absl::Duration refresh = absl::Seconds(2));
+  // view. `state_keys`: each placement group's state key, under the prefix.
+  FollowerView(LeaderElection* election, std::map<std::string, std::string> state_keys,
+               OnState on_state, OnLeader on_leader, absl::Duration refresh = absl::Seconds(2));
   ~FollowerView();  // Stop()
 
   void Start();
@@ -46,12 +49,14 @@ class FollowerView {
   void Refresh();
 
   LeaderElection* const election_;
+  const std::map<std::string, std::string> state_keys_;  // by group
   const OnState on_state_;
   const OnLeader on_leader_;
   const absl::Duration refresh_;
   std::atomic<bool> stopped_{false};
-  std::string last_version_;  // of the state last handed on; the view's thread only
-  int64_t last_epoch_ = 0;
+  // Per group, the version and epoch of the state last handed on; the view's
+  // thread only.
+  std::map<std::string, std::pair<std::string, int64_t>> last_handed_;
   absl::Time last_logged_ = absl::InfinitePast();
   std::thread thread_;
 };

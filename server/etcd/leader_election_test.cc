@@ -151,8 +151,8 @@ TEST_F(LeaderElectionTest, OfTwoRivalsForAVacancyExactlyOneWins) {
   BackgroundCampaign c_campaign(&c);
   absl::SleepFor(absl::Milliseconds(200));
   a.Resign();
-  ASSERT_TRUE(
-      testing::WaitFor([&] { return b_campaign.Done() || c_campaign.Done(); }, absl::Seconds(2)));
+  ASSERT_TRUE(local_cluster::WaitFor([&] { return b_campaign.Done() || c_campaign.Done(); },
+                                     absl::Seconds(2)));
   absl::SleepFor(absl::Milliseconds(300));  // six more polls for the loser
   ASSERT_NE(b_campaign.Done(), c_campaign.Done()) << "two winners";
   LeaderElection& winner = b_campaign.Done() ? b : c;
@@ -222,9 +222,9 @@ void ExpectLeadershipEndsWithinTheTtl(const std::function<std::unique_ptr<EtcdCl
 
   const absl::Time cut = absl::Now();
   cut_off();
-  ASSERT_TRUE(testing::WaitFor([&] { return !a.Leading(); }, kTtl + absl::Seconds(2)));
+  ASSERT_TRUE(local_cluster::WaitFor([&] { return !a.Leading(); }, kTtl + absl::Seconds(2)));
   EXPECT_LE(absl::Now() - cut, renewals_after_cut + kTtl + absl::Milliseconds(250));
-  ASSERT_TRUE(testing::WaitFor([&] { return hook.calls() > 0; }, absl::Seconds(10)));
+  ASSERT_TRUE(local_cluster::WaitFor([&] { return hook.calls() > 0; }, absl::Seconds(10)));
   // The lease's deadline, then at most one keep-alive interval (ttl/3).
   EXPECT_LE(hook.at() - cut, renewals_after_cut + kTtl + kTtl / 3 + absl::Milliseconds(500));
   EXPECT_NE(hook.why().find("no lease renewal"), std::string::npos) << hook.why();
@@ -285,7 +285,7 @@ TEST_F(LeaderElectionTest, GarbageInTheEpochKeyBlocksTheCampaignWithDataLoss) {
     PutKey(client(), EpochKey(kTestPrefix), garbage);
     const std::string quoted =
         absl::StrCat("'", absl::CHexEscape(garbage), "' (", garbage.size(), " bytes)");
-    ASSERT_TRUE(testing::WaitFor(
+    ASSERT_TRUE(local_cluster::WaitFor(
         [&] { return a.LastCampaignError().message().find(quoted) != std::string::npos; },
         absl::Seconds(3)))
         << a.LastCampaignError();

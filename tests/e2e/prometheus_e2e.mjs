@@ -9,8 +9,9 @@
 //
 //   node tests/e2e/prometheus_e2e.mjs --bin DIR --root DIR --out DIR [--settle S]
 //
-// --bin holds server/craft-planner, agent/craft-agent, gpu_worker/craft-worker
-// and tools/craftctl/craftctl (forced replans drive the applies);
+// --bin holds tools/local_cluster/craft-local-cluster (which starts the
+// cluster, with the binaries in its runfiles) and tools/craftctl/craftctl
+// (forced replans drive the applies);
 // --root the source tree (deploy/, tools/dashlint); --out gets the PNGs and
 // a summary; --settle S keeps traffic flowing S seconds after the applies
 // (default 4; longer pictures). Plain Node (>= 18), no packages. Exits 0 on
@@ -40,12 +41,13 @@ function start(name, binary, argv) {
   return child;
 }
 
-async function readyFile(file, key, timeoutMs = 20000) {
+// The key=value lines of `file` once it has `key` (while `child` runs).
+async function readyFile(file, key, child, timeoutMs = 60000) {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && child.exitCode === null) {
     if (fs.existsSync(file)) {
       const values = Object.fromEntries(fs.readFileSync(file, 'utf8').trim().split('\n')
-        .map((line) => line.split('=', 2)));
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
       if (values[key]) return values;
     }
     await sleep(50);
@@ -67,46 +69,25 @@ async function getJson(url) {
   return response.json();
 }
 
+// The cluster, from craft-local-cluster: every process's metrics port from
+// its description (tools/local_cluster/description.h).
 async function startCluster() {
-  fs.writeFileSync(path.join(dir, 'planner.yaml'), [
-    'listen_address: "127.0.0.1:0"',
-    `state_path: ${dir}/planner.state`,
-    `model: {num_layers: ${LAYERS}, num_experts: ${EXPERTS}, top_k: 4, bytes_per_expert: 4096}`,
-    `cluster: {num_gpus: ${GPUS}, num_nodes: ${NODES}}`,
-    'loads: {window_horizon: 16}',
+  const launcher = start('cluster', `${BIN}/tools/local_cluster/craft-local-cluster`, [
+    '--insecure', '--metrics', `--dir=${dir}`, `--nodes=${NODES}`, `--gpus_per_node=${GPUS / NODES}`,
+    `--num_layers=${LAYERS}`, `--num_experts=${EXPERTS}`, '--top_k=4', '--expert_bytes=4096',
+    '--window_ms=200', '--tokens_per_window=4096', '--skew=8', '--seed=7', '--verify_interval_ms=0',
     // Replans come from craftctl once Prometheus scrapes (see main).
-    'replan: {interval_s: 3600, algorithm: craft, budget: 2, gain_threshold: 0.01}',
-    'apply: {timeout_ms: 10000}', ''].join('\n'));
+    '--planner_config={loads: {window_horizon: 16}, apply: {timeout_ms: 10000}, '
+      + 'replan: {interval_s: 3600, algorithm: craft, budget: 2, gain_threshold: 0.01}}',
+    // One flaky GPU: some prepares fail, so applies also abort (agent_nack).
+    '--', 'worker3:--fail_prepare_probability=0.5']);
+  const cluster = await readyFile(`${dir}/cluster.env`, 'launcher_pid', launcher);
   const targets = { 'craft-planner': [], 'craft-agent': [], 'craft-worker': [] };
-  let plannerAddress;
-  start('planner', `${BIN}/server/craft-planner`, ['--insecure', `--config=${dir}/planner.yaml`,
-    `--ready_file=${dir}/planner.ready`, '--metrics_listen=127.0.0.1:0']);
-  const planner = await readyFile(`${dir}/planner.ready`, 'metrics_port');
-  targets['craft-planner'].push(`127.0.0.1:${planner.metrics_port}`);
-  plannerAddress = `127.0.0.1:${planner.grpc_port}`;
-  const perNode = GPUS / NODES;
-  for (let n = 0; n < NODES; n++) {
-    const gpus = Array.from({ length: perNode }, (_, i) => n * perNode + i);
-    start(`agent${n}`, `${BIN}/agent/craft-agent`, ['--insecure', `--node=node${n}`, `--gpus=${gpus.join(',')}`,
-      `--socket=${dir}/agent${n}.sock`, `--planner=127.0.0.1:${planner.grpc_port}`,
-      `--num_layers=${LAYERS}`, `--num_experts=${EXPERTS}`, '--top_k=4',
-      `--ready_file=${dir}/agent${n}.ready`, '--metrics_listen=127.0.0.1:0']);
-    const agent = await readyFile(`${dir}/agent${n}.ready`, 'metrics_port');
-    targets['craft-agent'].push(`127.0.0.1:${agent.metrics_port}`);
+  for (const [key, port] of Object.entries(cluster)) {
+    const role = key.match(/^(planner|agent|worker)\d*_metrics_port$/)?.[1];
+    if (role) targets[`craft-${role}`].push(`127.0.0.1:${port}`);
   }
-  const workers = [];
-  for (let g = 0; g < GPUS; g++) {
-    start(`worker${g}`, `${BIN}/gpu_worker/craft-worker`, ['--insecure', '--backend=cpu', `--gpu=${g}`,
-      `--num_gpus=${GPUS}`, `--num_nodes=${NODES}`, `--num_layers=${LAYERS}`,
-      `--num_experts=${EXPERTS}`, '--top_k=4', `--agent=unix:${dir}/agent${Math.floor(g / perNode)}.sock`,
-      '--window_ms=200', '--tokens_per_window=4096', '--skew=8', '--seed=7',
-      // One flaky GPU: some prepares fail, so applies also abort (agent_nack).
-      ...(g === 3 ? ['--fail_prepare_probability=0.5'] : []),
-      `--ready_file=${dir}/worker${g}.ready`, '--metrics_listen=127.0.0.1:0']);
-    workers.push(readyFile(`${dir}/worker${g}.ready`, 'metrics_port'));
-  }
-  for (const w of await Promise.all(workers)) targets['craft-worker'].push(`127.0.0.1:${w.metrics_port}`);
-  return { targets, plannerAddress };
+  return { targets, plannerAddress: cluster.planner_address };
 }
 
 async function startPrometheus(targets) {
@@ -290,9 +271,11 @@ async function main() {
   return problems;
 }
 
+// SIGTERM to the launcher (which stops the cluster, SIGKILL after 10 s) and
+// to Prometheus.
 async function stopAll() {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  const deadline = Date.now() + 8000;
+  const deadline = Date.now() + 15000;
   while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) await sleep(100);
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }

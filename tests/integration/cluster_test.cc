@@ -14,9 +14,14 @@
 #include "craft/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/integration/local_cluster.h"
+#include "tools/local_cluster/local_cluster.h"
 
 namespace craft::testing {
+
+using ::craft::local_cluster::ClusterOptions;
+using ::craft::local_cluster::LocalCluster;
+using ::craft::local_cluster::Role;
+using ::craft::local_cluster::WaitFor;
 namespace {
 
 constexpr absl::Duration kApplyWait = absl::Seconds(40);
@@ -108,6 +113,75 @@ TEST(ClusterTest, WorkerDyingDuringPrepareAbortsAndTheNextReplanSucceeds) {
   const std::string version = ReplanAndCommit(*cluster, "0.0");
   ASSERT_FALSE(version.empty());
   EXPECT_TRUE(WaitFor([&] { return cluster->AllWorkersVerified(version); }, absl::Seconds(15)));
+}
+
+// One planner, two placement groups (a prefill and a decode pool, one node
+// each, ranks from 0 in each): a worker of the decode group dies mid-prepare,
+// which aborts the decode group's apply only; the prefill group commits and
+// its workers serve the new layout while the decode workers serve 0.0.
+TEST(ClusterTest, PlacementGroupsApplyIndependentlyAndAFaultStaysInItsGroup) {
+  ClusterOptions options;
+  options.groups = {"prefill", "decode"};
+  auto cluster = std::make_unique<LocalCluster>(options);
+  ASSERT_TRUE(cluster->StartPlanner().ok());
+  for (int node = 0; node < 2; ++node) ASSERT_TRUE(cluster->StartAgent(node).ok());
+  constexpr int kDying = 5;  // the decode group's rank 1
+  for (int gpu = 0; gpu < 8; ++gpu) {
+    ASSERT_TRUE(cluster
+                    ->StartWorker(gpu, gpu == kDying ? std::vector<std::string>{"--exit_on_prepare"}
+                                                     : std::vector<std::string>{})
+                    .ok());
+  }
+  ASSERT_TRUE(cluster->WaitForAgentsConnected(absl::Seconds(30)));
+  ASSERT_TRUE(cluster->WaitForWindows(2, absl::Seconds(30)));
+  auto agents = cluster->ListAgents("decode");
+  ASSERT_TRUE(agents.ok()) << agents.status();
+  ASSERT_EQ(agents->agents_size(), 1);
+  EXPECT_EQ(agents->agents(0).node(), "node1");
+  EXPECT_EQ(cluster->GetLayout().status().code(), absl::StatusCode::kInvalidArgument)
+      << "a request must name its group";
+
+  // The decode apply reaches the dying worker: aborted, 0.0 serves on.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)cluster->Replan(/*force=*/true, "decode");
+        return !cluster->worker(kDying).Running();
+      },
+      absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = cluster->GetLayout("decode");
+        return status.ok() && status->pending_version().empty();
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(cluster->GetLayout("decode")->committed().version(), "0.0");
+
+  // The prefill group applies regardless.
+  std::string version;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)cluster->Replan(/*force=*/true, "prefill");
+        auto status = cluster->GetLayout("prefill");
+        if (!status.ok() || status->committed().version() == "0.0") return false;
+        version = status->committed().version();
+        return true;
+      },
+      kApplyWait))
+      << cluster->planner().Log();
+  EXPECT_EQ(cluster->GetLayout("prefill")->group(), "prefill");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (int gpu = 0; gpu < 4; ++gpu) {
+          if (cluster->WorkerServingVersion(gpu) != version) return false;
+        }
+        return true;
+      },
+      absl::Seconds(15)));
+  for (int gpu = 4; gpu < 8; ++gpu) {
+    if (gpu == kDying) continue;
+    EXPECT_EQ(cluster->worker(gpu).Log().find("FLIPPED"), std::string::npos) << "gpu " << gpu;
+  }
+  EXPECT_EQ(cluster->GetLayout("decode")->committed().version(), "0.0");
 }
 
 TEST(ClusterTest, PlannerRestartKeepsTheVersionAndMovesNothing) {

@@ -32,9 +32,16 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "tests/integration/local_cluster.h"
+#include "tools/local_cluster/local_cluster.h"
 
 namespace craft::testing {
+
+using ::craft::local_cluster::ClusterOptions;
+using ::craft::local_cluster::LocalCluster;
+using ::craft::local_cluster::Process;
+using ::craft::local_cluster::ProcessName;
+using ::craft::local_cluster::Role;
+using ::craft::local_cluster::WaitFor;
 namespace {
 
 // A crash point that is not reached by then was not on this apply's path

@@ -14,20 +14,9 @@
 
 namespace craft::testing {
 
-namespace {
-
-// The last `n` lines of a log, for an error message.
-std::string LastLines(const std::string& log, int n) {
-  size_t start = log.size();
-  // Skips the final newline, then walks back over n line breaks.
-  if (start > 0 && log[start - 1] == '\n') --start;
-  for (int found = 0; start > 0; --start) {
-    if (log[start - 1] == '\n' && ++found == n) break;
-  }
-  return log.substr(start);
-}
-
-}  // namespace
+using ::craft::local_cluster::FreePort;
+using ::craft::local_cluster::Process;
+using ::craft::local_cluster::WaitFor;
 
 std::string EtcdBinary() {
   const char* configured = std::getenv("CRAFT_ETCD");
@@ -128,13 +117,13 @@ absl::Status EtcdCluster::StartOnce() {
       },
       absl::Seconds(30));
   if (exited >= 0) {
-    return absl::AbortedError(absl::StrCat(
-        "etcd member ", exited, " exited at start: ", LastLines(members_[exited]->Log(), 5)));
+    return absl::AbortedError(
+        absl::StrCat("etcd member ", exited, " exited at start: ", members_[exited]->LogTail(5)));
   }
   if (!up) {
     std::string logs;
     for (int i = 0; i < size(); ++i) {
-      absl::StrAppend(&logs, "\n--- member ", i, ":\n", LastLines(members_[i]->Log(), 5));
+      absl::StrAppend(&logs, "\n--- member ", i, ":\n", members_[i]->LogTail(5));
     }
     return absl::DeadlineExceededError(absl::StrCat("etcd cluster did not come up", logs));
   }

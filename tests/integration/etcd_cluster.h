@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "tests/integration/process.h"
+#include "tools/local_cluster/process.h"
 
 namespace craft::testing {
 
@@ -47,7 +47,7 @@ class EtcdCluster {
   std::string dir_;
   std::vector<int> client_ports_;
   std::vector<int> peer_ports_;
-  std::vector<std::unique_ptr<Process>> members_;
+  std::vector<std::unique_ptr<local_cluster::Process>> members_;
 };
 
 }  // namespace craft::testing

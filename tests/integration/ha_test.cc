@@ -15,10 +15,17 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/etcd_cluster.h"
-#include "tests/integration/local_cluster.h"
+#include "tools/local_cluster/local_cluster.h"
 #include "wire/version.h"
 
 namespace craft::testing {
+
+using ::craft::local_cluster::ClusterOptions;
+using ::craft::local_cluster::LocalCluster;
+using ::craft::local_cluster::Process;
+using ::craft::local_cluster::Role;
+using ::craft::local_cluster::TempDir;
+using ::craft::local_cluster::WaitFor;
 namespace {
 
 constexpr int kReplicas = 3;

@@ -38,10 +38,11 @@ const Flags kPlanOptions = {"gpus",
 const Flags kMoveLimit = {"max_moved_fraction", "max_moved_gb"};
 // Reaching a craft gRPC port (common/transport_flags.h for the TLS files).
 const Flags kTls = {"tls_cert", "tls_key", "tls_ca", "insecure", "server_name"};
-const Flags kQuery = Join({{"planner", "timeout_ms"}, kTls, {"token_file"}});
+const Flags kQuery = Join({{"planner", "group", "timeout_ms"}, kTls, {"token_file"}});
 
 constexpr char kQueryUsage[] =
-    "Against a running planner: --planner HOST:PORT, over mutual TLS as a certificate "
+    "Against a running planner: --planner HOST:PORT (and --group NAME when it serves several "
+    "placement groups), over mutual TLS as a certificate "
     "(--tls_cert, --tls_key, --tls_ca; the planner's must name --server_name), or --insecure "
     "against a demo planner.";
 

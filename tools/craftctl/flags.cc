@@ -148,6 +148,8 @@ ABSL_FLAG(double, drift, kSynth.drift,
           "per-window random walk of every expert's log-popularity (standard deviation)");
 
 ABSL_FLAG(std::string, planner, "127.0.0.1:7070", "the planner's address, HOST:PORT");
+ABSL_FLAG(std::string, group, "",
+          "the planner's placement group to ask about; empty: its only group");
 ABSL_FLAG(std::string, target, "127.0.0.1:7070",
           "the gRPC port to check, HOST:PORT: the planner's, or an agent's --health_listen");
 ABSL_FLAG(int, timeout_ms, 5000, "deadline of the call");

@@ -91,6 +91,7 @@ ABSL_DECLARE_FLAG(double, drift);
 
 // Planner queries.
 ABSL_DECLARE_FLAG(std::string, planner);
+ABSL_DECLARE_FLAG(std::string, group);
 ABSL_DECLARE_FLAG(std::string, target);
 ABSL_DECLARE_FLAG(int, timeout_ms);
 ABSL_DECLARE_FLAG(std::string, server_name);

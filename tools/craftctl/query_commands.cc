@@ -1,5 +1,6 @@
 // craftctl's planner queries over gRPC: layout, agents, explain, replan, watch,
 // and health (of any craft port).
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -71,11 +72,11 @@ void PrintStatus(const craft::v1::LayoutStatus& status) {
   }
   std::cout << absl::StrFormat(
       "version %s (epoch %d)%s: %d layers, %d GPUs, %d redundant slots; measured balancedness "
-      "%.4f (%d GPU windows ingested)\n",
+      "%.4f (%d GPU windows ingested); group %s\n",
       status.committed().version(), status.epoch(),
       status.pending_version().empty() ? "" : ", applying " + status.pending_version(),
       status.committed().layers_size(), status.committed().num_gpus(), redundant,
-      status.measured_balancedness(), status.windows_ingested());
+      status.measured_balancedness(), status.windows_ingested(), status.group());
   if (!status.leader().empty()) {
     std::cout << (status.from_leader() ? "answered by the leader, " : "answered by a follower, ")
               << status.leader() << " leads\n";
@@ -90,8 +91,10 @@ absl::Status RunLayout() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::LayoutStatus status;
-  CRAFT_RETURN_IF_ERROR(FromGrpc(
-      connection.stub->GetLayout(&context, craft::v1::GetLayoutRequest(), &status), "GetLayout"));
+  craft::v1::GetLayoutRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  CRAFT_RETURN_IF_ERROR(
+      FromGrpc(connection.stub->GetLayout(&context, request, &status), "GetLayout"));
   PrintStatus(status);
   if (out.empty()) return absl::OkStatus();
   CRAFT_ASSIGN_OR_RETURN(planner::Layout layout, LayoutFromProto(status.committed()));
@@ -105,9 +108,10 @@ absl::Status RunAgents() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ListAgentsResponse response;
+  craft::v1::ListAgentsRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
   CRAFT_RETURN_IF_ERROR(
-      FromGrpc(connection.stub->ListAgents(&context, craft::v1::ListAgentsRequest(), &response),
-               "ListAgents"));
+      FromGrpc(connection.stub->ListAgents(&context, request, &response), "ListAgents"));
   std::cout << absl::StrFormat("%-20s %-10s %-10s %-9s %s\n", "node", "connected", "version",
                                "rejected",
                                "gpus (a GPU on another version: gpu=version, ? unknown)");
@@ -131,12 +135,14 @@ absl::Status RunExplain() {
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ExplainResponse response;
-  CRAFT_RETURN_IF_ERROR(FromGrpc(
-      connection.stub->Explain(&context, craft::v1::ExplainRequest(), &response), "Explain"));
+  craft::v1::ExplainRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  CRAFT_RETURN_IF_ERROR(
+      FromGrpc(connection.stub->Explain(&context, request, &response), "Explain"));
   std::cout << absl::StrFormat(
-      "version %s, %s (%s), R = %d, predicted balancedness %.4f\nlast replan: %s\n",
+      "version %s, %s (%s), R = %d, predicted balancedness %.4f; group %s\nlast replan: %s\n",
       response.version(), response.method().empty() ? "fresh" : response.method(),
-      response.algorithm(), response.budget(), response.predicted_balancedness(),
+      response.algorithm(), response.budget(), response.predicted_balancedness(), response.group(),
       response.decision());
   if (response.frontier_size() > 0) {
     std::cout << absl::StrFormat(
@@ -153,21 +159,33 @@ absl::Status RunExplain() {
                                    point.applied() && !point.chosen() ? " <- this step" : "");
     }
   }
-  std::cout << absl::StrFormat("%5s %8s %9s %9s  %s\n", "layer", "replicas", "measured",
-                               "predicted", "curve (replicas:balancedness)");
+  // Under the roofline objective the layers carry modelled ms as well.
+  const bool ms = std::any_of(response.layers().begin(), response.layers().end(),
+                              [](const craft::v1::LayerPlan& layer) {
+                                return layer.predicted_ms_size() > 0 || layer.committed_ms() > 0;
+                              });
+  std::cout << absl::StrFormat(
+      "%5s %8s %9s %9s%s  %s\n", "layer", "replicas", "measured", "predicted",
+      ms ? " committed_ms predicted_ms" : "",
+      ms ? "curve (replicas:balancedness/ms)" : "curve (replicas:balancedness)");
   for (const auto& layer : response.layers()) {
     std::string curve;
-    double predicted = 0;
+    double predicted = 0, predicted_ms = 0;
     for (int k = 0; k < layer.candidate_replicas_size(); ++k) {
-      absl::StrAppendFormat(&curve, "%d:%.3f ", layer.candidate_replicas(k),
+      const bool has_ms = k < layer.predicted_ms_size();
+      absl::StrAppendFormat(&curve, "%d:%.3f", layer.candidate_replicas(k),
                             layer.predicted_balancedness(k));
+      if (has_ms) absl::StrAppendFormat(&curve, "/%.4f", layer.predicted_ms(k));
+      curve += " ";
       if (layer.candidate_replicas(k) == layer.chosen_replicas()) {
         predicted = layer.predicted_balancedness(k);
+        if (has_ms) predicted_ms = layer.predicted_ms(k);
       }
     }
-    std::cout << absl::StrFormat("%5d %8d %9.4f %9.4f  %s\n", layer.layer(),
-                                 layer.chosen_replicas(), layer.measured_balancedness(), predicted,
-                                 curve);
+    std::cout << absl::StrFormat(
+        "%5d %8d %9.4f %9.4f%s  %s\n", layer.layer(), layer.chosen_replicas(),
+        layer.measured_balancedness(), predicted,
+        ms ? absl::StrFormat(" %12.4f %12.4f", layer.committed_ms(), predicted_ms) : "", curve);
   }
   return absl::OkStatus();
 }
@@ -176,6 +194,7 @@ absl::Status RunReplan() {
   CRAFT_ASSIGN_OR_RETURN(Connection connection, Connect());
   craft::v1::ReplanRequest request;
   request.set_force(absl::GetFlag(FLAGS_force));
+  request.set_group(absl::GetFlag(FLAGS_group));
   grpc::ClientContext context;
   connection.Prepare(&context);
   craft::v1::ReplanResponse response;
@@ -191,7 +210,9 @@ absl::Status RunWatch() {
   if (!connection.token.empty()) {
     context.AddMetadata("authorization", "Bearer " + connection.token);
   }
-  auto reader = connection.stub->WatchLayout(&context, craft::v1::WatchLayoutRequest());
+  craft::v1::WatchLayoutRequest request;
+  request.set_group(absl::GetFlag(FLAGS_group));
+  auto reader = connection.stub->WatchLayout(&context, request);
   craft::v1::LayoutStatus status;
   int seen = 0;
   while (reader->Read(&status)) {

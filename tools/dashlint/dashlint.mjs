@@ -9,7 +9,7 @@
 //   dashboard:  uid ([a-z0-9-], at most 40), title, schemaVersion, id null,
 //               panels, no __inputs/__requires (export-only sections)
 //   template:   a `datasource` variable (type datasource, query prometheus),
-//               and `job` and `instance` query variables that use it
+//               and `job`, `instance` and `group` query variables that use it
 //   datasource: every datasource reference is {type: prometheus, uid: ${datasource}};
 //               no hard-coded uid anywhere
 //   panel:      unique id, title, description, gridPos inside 24 columns,
@@ -17,6 +17,11 @@
 //   target:     unique refId, an expr; every craft_* / up selector matches
 //               job=~"$job" and instance=~"$instance"; rate/irate/increase/delta
 //               ranges are [$__rate_interval]
+//   group:      every selector of a placement group's planner series (all
+//               craft_planner_* but craft_planner_epoch and craft_planner_leader)
+//               matches group=~"$group", and an expression that selects one
+//               keeps `group` through every aggregation (by (group, ...)) and
+//               in its legend ({{group}})
 //   promql:     every expr (variables substituted) parses: `promtool check rules`
 //               on the exprs wrapped as recording rules (skipped, with a note,
 //               when promtool is not installed)
@@ -36,8 +41,17 @@ const DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
 export function substitute(expr, rateInterval = '1m') {
   return expr.replaceAll('$__rate_interval', rateInterval)
     .replaceAll('${job}', '.*').replaceAll('$job', '.*')
-    .replaceAll('${instance}', '.*').replaceAll('$instance', '.*');
+    .replaceAll('${instance}', '.*').replaceAll('$instance', '.*')
+    .replaceAll('${group}', '.*').replaceAll('$group', '.*');
 }
+
+// The planner's own series; every other craft_planner_* series belongs to a
+// placement group and carries its `group` label.
+const PLANNER_WIDE = new Set(['craft_planner_epoch', 'craft_planner_leader']);
+const isGroupSeries = (metric) => metric.startsWith('craft_planner_') && !PLANNER_WIDE.has(metric);
+
+// Aggregation operators with their optional by/without clause (leading form).
+const AGGREGATION = /\b(sum|avg|min|max|count|stddev|stdvar|topk|bottomk|quantile|group)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(/g;
 
 function isDatasourceVariable(ds) {
   return ds && typeof ds === 'object' && ds.type === DATASOURCE.type && ds.uid === DATASOURCE.uid;
@@ -82,6 +96,17 @@ export function checkExpr(expr) {
     }
   }
   if (selectors(expr).length === 0) problems.push('no craft metric in the query');
+  const groupSeries = selectors(expr).filter(({ metric }) => isGroupSeries(metric));
+  for (const { metric, matchers } of groupSeries) {
+    if (!matchers.includes('group=~"$group"')) problems.push(`${metric} has no group=~"$group" matcher`);
+  }
+  if (groupSeries.length > 0) {
+    for (const m of expr.matchAll(AGGREGATION)) {
+      const labels = (m[3] ?? '').split(',').map((l) => l.trim());
+      const keeps = m[2] === 'without' ? !labels.includes('group') : labels.includes('group');
+      if (!keeps) problems.push(`${m[1]}${m[2] ? ` ${m[2]} (${m[3]})` : ''} merges the groups of ${groupSeries[0].metric} (keep group: by (group, ...))`);
+    }
+  }
   for (const m of expr.matchAll(/\b(rate|irate|increase|delta|deriv)\s*\([^\[]*\[([^\]]*)\]/g)) {
     if (m[2] !== '$__rate_interval') problems.push(`${m[1]}() over [${m[2]}], not [$__rate_interval]`);
   }
@@ -94,7 +119,7 @@ function checkTemplating(d, where, errors) {
   if (!ds || ds.type !== 'datasource' || ds.query !== 'prometheus') {
     errors.push(`${where}: no datasource variable (type datasource, query prometheus)`);
   }
-  for (const name of ['job', 'instance']) {
+  for (const name of ['job', 'instance', 'group']) {
     const v = vars.get(name);
     if (!v || v.type !== 'query') errors.push(`${where}: no ${name} query variable`);
     else if (!isDatasourceVariable(v.datasource)) errors.push(`${where}: variable ${name} does not use \${datasource}`);
@@ -141,6 +166,11 @@ export function lintDashboard(d, file) {
       refIds.add(t.refId);
       if (!t.expr) { errors.push(`${where}: target ${t.refId} has no expr`); continue; }
       for (const problem of checkExpr(t.expr)) errors.push(`${where}: ${t.refId}: ${problem}`);
+      const legend = t.legendFormat ?? '';
+      const namesGroup = legend === '' || legend === '__auto' || legend.includes('{{group}}');
+      if (!namesGroup && selectors(t.expr).some(({ metric }) => isGroupSeries(metric))) {
+        errors.push(`${where}: ${t.refId}: legend "${legend}" does not tell the groups apart ({{group}})`);
+      }
       queries.push({ dashboard: d.uid, panel: p.title, type: p.type, unit, refId: t.refId,
         legend: t.legendFormat, expr: t.expr });
     }

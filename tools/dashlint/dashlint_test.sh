@@ -28,6 +28,12 @@ expect 'panel "No description, no unit": no description'
 expect 'panel "No description, no unit": no unit'
 expect 'craft_planner_tokens_total has no instance=~"$instance" matcher'
 expect 'rate() over [5m], not [$__rate_interval]'
+expect 'no group query variable'
+expect 'A: craft_planner_tokens_total has no group=~"$group" matcher'
+expect 'B: sum merges the groups of craft_planner_tokens_total'
+expect 'B: legend "tokens/s" does not tell the groups apart'
+# The planner's own series have no group.
+if grep -qF 'craft_planner_epoch has no group' <<< "$out"; then fail "group asked of craft_planner_epoch"; fi
 expect 'panel "Broken": duplicate id 1'
 expect 'panel "Broken": bad gridPos'
 expect 'panel "Broken": unknown unit furlongs'
@@ -39,5 +45,5 @@ fi
 queries=$(node "$LINT" --queries --rate-interval 20s "$ROOT"/deploy/grafana/dashboards/*.json 2> /dev/null)
 [[ $(wc -l <<< "$queries") -ge 40 ]] || fail "too few queries"
 grep -q '\[20s\]' <<< "$queries" || fail "rate interval not substituted"
-if grep -q '\$job\|\$instance\|__rate_interval' <<< "$queries"; then fail "variables left"; fi
+if grep -q '\$job\|\$instance\|\$group\|__rate_interval' <<< "$queries"; then fail "variables left"; fi
 echo PASS

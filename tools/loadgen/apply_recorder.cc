@@ -53,6 +53,19 @@ bool ApplyRecorder::InProgress() const {
   return false;
 }
 
+void ApplySummary::Add(const ApplySummary& other) {
+  prepared += other.prepared;
+  committed += other.committed;
+  aborted += other.aborted;
+  unfinished += other.unfinished;
+  for (auto [to, from] : {std::pair{&prepare_to_commit_ms, &other.prepare_to_commit_ms},
+                          std::pair{&prepare_fanout_ms, &other.prepare_fanout_ms},
+                          std::pair{&commit_fanout_ms, &other.commit_fanout_ms}}) {
+    to->insert(to->end(), from->begin(), from->end());
+  }
+  max_prepare_bytes = std::max(max_prepare_bytes, other.max_prepare_bytes);
+}
+
 ApplySummary ApplyRecorder::Summarize() const {
   absl::MutexLock lock(&mu_);
   ApplySummary summary;

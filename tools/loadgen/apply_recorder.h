@@ -34,6 +34,9 @@ struct ApplySummary {
   std::vector<double> prepare_fanout_ms;     // first Prepare -> last Prepare
   std::vector<double> commit_fanout_ms;      // first Commit -> last Commit
   int64_t max_prepare_bytes = 0;             // the largest Prepare one agent received
+
+  // Adds another recorder's applies (another placement group's).
+  void Add(const ApplySummary& other);
 };
 
 // The `q`-quantile (0..1) by nearest rank; 0 for no values.

@@ -36,6 +36,7 @@ void FakeAgent::Start(craft::v1::AgentGateway::Stub* stub) {
   AgentMessage message;
   craft::v1::AgentHello* hello = message.mutable_hello();
   hello->set_node(options_.node);
+  hello->set_group(options_.group);
   for (int rank : options_.gpus) {
     craft::v1::GpuInfo* gpu = hello->add_gpus();
     gpu->set_rank(rank);

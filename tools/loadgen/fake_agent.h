@@ -48,7 +48,8 @@ namespace craft::loadgen {
 
 struct FakeAgentOptions {
   std::string node;
-  std::vector<int> gpus;  // global ranks
+  std::string group;      // the placement group named in the hello; "": the only one
+  std::vector<int> gpus;  // the group's ranks
   craft::v1::ModelShape model;
   int window_ms = 1000;
   double jitter = 0.05;  // relative, per count and window

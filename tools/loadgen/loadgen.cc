@@ -28,6 +28,58 @@ namespace {
 
 using AgentList = std::vector<std::unique_ptr<FakeAgent>>;
 
+// One placement group's simulated side. Versions are per group ("1.1" in
+// every group), so each has its own slot-load cache and apply recorder.
+struct GroupRig {
+  std::string name;  // "" with one group: the planner's only group
+  std::unique_ptr<SlotLoadCache> slot_loads;
+  std::unique_ptr<ApplyRecorder> recorder;
+  FakeAgentEnv env;
+};
+using GroupRigs = std::vector<std::unique_ptr<GroupRig>>;
+
+// The name the planner's config gives group `g` of `groups`
+// (run_benchmark.sh writes the same).
+std::string GroupName(int g, int groups) { return groups == 1 ? "" : absl::StrCat("g", g); }
+
+ApplySummary SummarizeApplies(const GroupRigs& rigs) {
+  ApplySummary summary;
+  for (const auto& rig : rigs) summary.Add(rig->recorder->Summarize());
+  return summary;
+}
+
+bool AnyApplyInProgress(const GroupRigs& rigs) {
+  for (const auto& rig : rigs) {
+    if (rig->recorder->InProgress()) return true;
+  }
+  return false;
+}
+
+// A Replanner per group, re-planning concurrently.
+class Replanners {
+ public:
+  Replanners(craft::v1::PlacementService::Stub* placement, const GroupRigs& rigs,
+             const ReplannerOptions& options) {
+    for (const auto& rig : rigs) {
+      ReplannerOptions own = options;
+      own.group = rig->name;
+      replanners_.push_back(std::make_unique<Replanner>(placement, own));
+    }
+    for (const auto& replanner : replanners_) replanner->Start();
+  }
+  ReplanStats Stop() {
+    ReplanStats stats;
+    for (const auto& replanner : replanners_) {
+      replanner->Stop();
+      stats.Add(replanner->stats());
+    }
+    return stats;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Replanner>> replanners_;
+};
+
 double CpuSeconds() {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
@@ -52,15 +104,23 @@ std::shared_ptr<grpc::Channel> NewChannel(const LoadgenOptions& options) {
   return MakeChannel(options.planner, options.security, options.planner_name, args);
 }
 
-absl::StatusOr<int64_t> WindowsIngested(craft::v1::PlacementService::Stub* placement) {
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  craft::v1::LayoutStatus status;
-  const grpc::Status rpc = placement->GetLayout(&context, {}, &status);
-  if (!rpc.ok()) {
-    return absl::UnavailableError(absl::StrCat("GetLayout failed: ", rpc.error_message()));
+// Over every group.
+absl::StatusOr<int64_t> WindowsIngested(craft::v1::PlacementService::Stub* placement,
+                                        const GroupRigs& rigs) {
+  int64_t ingested = 0;
+  for (const auto& rig : rigs) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    craft::v1::GetLayoutRequest request;
+    request.set_group(rig->name);
+    craft::v1::LayoutStatus status;
+    const grpc::Status rpc = placement->GetLayout(&context, request, &status);
+    if (!rpc.ok()) {
+      return absl::UnavailableError(absl::StrCat("GetLayout failed: ", rpc.error_message()));
+    }
+    ingested += status.windows_ingested();
   }
-  return status.windows_ingested();
+  return ingested;
 }
 
 int64_t GpuWindowsSent(const AgentList& agents) {
@@ -116,20 +176,27 @@ void AwaitWritten(const AgentList& agents, absl::Duration timeout) {
   while (!all_idle() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
 }
 
-// Before measuring, one apply: the first takes the cluster from the initial
-// layout to a CRAFT layout and moves nearly every slot, once; the measured
-// phase is about the re-plans that follow it. Windows flow meanwhile (the
-// planner plans from them), and Replan RPCs repeat until an apply commits.
+// Before measuring, one apply per group: the first takes a group from the
+// initial layout to a CRAFT layout and moves nearly every slot, once; the
+// measured phase is about the re-plans that follow it. Windows flow
+// meanwhile (the planner plans from them), and Replan RPCs repeat until
+// every group committed an apply.
 absl::Status WarmUp(const LoadgenOptions& options, const AgentList& agents,
-                    craft::v1::PlacementService::Stub* placement, const ApplyRecorder* recorder,
+                    craft::v1::PlacementService::Stub* placement, const GroupRigs& rigs,
                     std::ostream& progress) {
   progress << "warm-up: until the first apply commits" << std::endl;
   const absl::Time start = absl::Now();
   const absl::Duration window = absl::Milliseconds(options.window_ms);
-  Replanner replanner(placement, ReplannerOptions{std::max(options.replan_every, 3 * window),
-                                                  options.replan_force, options.admin_token});
-  replanner.Start();
-  while (recorder->Summarize().committed == 0 || recorder->InProgress()) {
+  Replanners replanners(placement, rigs,
+                        ReplannerOptions{std::max(options.replan_every, 3 * window),
+                                         options.replan_force, options.admin_token});
+  auto every_group_committed = [&rigs] {
+    for (const auto& rig : rigs) {
+      if (rig->recorder->Summarize().committed == 0) return false;
+    }
+    return true;
+  };
+  while (!every_group_committed() || AnyApplyInProgress(rigs)) {
     if (absl::Now() - start > options.warmup_timeout) {
       return absl::DeadlineExceededError(
           absl::StrCat("no apply committed within the warm-up's ",
@@ -137,7 +204,7 @@ absl::Status WarmUp(const LoadgenOptions& options, const AgentList& agents,
     }
     SendWindowsUntil(agents, options.window_ms, absl::Now() + window);
   }
-  replanner.Stop();
+  replanners.Stop();
   progress << "warm-up: done in "
            << absl::StrFormat("%.1f s", absl::ToDoubleSeconds(absl::Now() - start)) << std::endl;
   return absl::OkStatus();
@@ -145,37 +212,33 @@ absl::Status WarmUp(const LoadgenOptions& options, const AgentList& agents,
 
 // The measured phase: windows (and Replan RPCs) for options.duration.
 absl::Status Measure(const LoadgenOptions& options, const AgentList& agents,
-                     craft::v1::PlacementService::Stub* placement, std::ostream& progress,
-                     LoadgenReport* report) {
-  CRAFT_ASSIGN_OR_RETURN(const int64_t ingested_before, WindowsIngested(placement));
+                     craft::v1::PlacementService::Stub* placement, const GroupRigs& rigs,
+                     std::ostream& progress, LoadgenReport* report) {
+  CRAFT_ASSIGN_OR_RETURN(const int64_t ingested_before, WindowsIngested(placement, rigs));
   const int64_t sent_before = GpuWindowsSent(agents);
   const double cpu_before = CpuSeconds();
   const absl::Time start = absl::Now();
   progress << "measure: start (" << absl::FormatDuration(options.duration) << ")" << std::endl;
 
-  std::unique_ptr<Replanner> replanner;
+  std::unique_ptr<Replanners> replanners;
   if (options.replan_every > absl::ZeroDuration()) {
-    replanner = std::make_unique<Replanner>(
-        placement,
+    replanners = std::make_unique<Replanners>(
+        placement, rigs,
         ReplannerOptions{options.replan_every, options.replan_force, options.admin_token});
-    replanner->Start();
   }
   const absl::Time until = start + options.duration;
   report->window_send_lag_ms =
       absl::ToDoubleMilliseconds(SendWindowsUntil(agents, options.window_ms, until));
   AwaitWritten(agents, absl::Milliseconds(options.window_ms));
   absl::SleepFor(until - absl::Now());  // rates over the whole duration, not to the last window
-  if (replanner != nullptr) {
-    replanner->Stop();
-    report->replans = replanner->stats();
-  }
+  if (replanners != nullptr) report->replans = replanners->Stop();
 
   const absl::Time end = absl::Now();
   report->measured_s = absl::ToDoubleSeconds(end - start);
   report->gpu_windows_sent = GpuWindowsSent(agents) - sent_before;
   report->loadgen_cpu_s = CpuSeconds() - cpu_before;
   report->loadgen_threads = ThreadCount();
-  CRAFT_ASSIGN_OR_RETURN(const int64_t ingested_after, WindowsIngested(placement));
+  CRAFT_ASSIGN_OR_RETURN(const int64_t ingested_after, WindowsIngested(placement, rigs));
   report->planner_windows_ingested = ingested_after - ingested_before;
   progress << "measure: end" << std::endl;
   return absl::OkStatus();
@@ -187,7 +250,13 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   if (options.nodes <= 0 || options.gpus_per_node <= 0 || options.window_ms <= 0) {
     return absl::InvalidArgumentError("nodes, gpus_per_node and window_ms must be positive");
   }
-  const planner::ClusterShape cluster{options.nodes * options.gpus_per_node, options.nodes};
+  if (options.groups <= 0 || options.nodes % options.groups != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("groups (", options.groups, ") must divide nodes (", options.nodes, ")"));
+  }
+  // Every group has the same shape: nodes / groups nodes, ranks from 0.
+  const int nodes_per_group = options.nodes / options.groups;
+  const planner::ClusterShape cluster{nodes_per_group * options.gpus_per_node, nodes_per_group};
   CRAFT_ASSIGN_OR_RETURN(
       const ExpertLoads loads,
       ExpertLoads::Synthesize({options.num_layers, options.num_experts, options.top_k,
@@ -197,9 +266,6 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
       const planner::Layout initial,
       planner::ContiguousLayout(options.num_layers, options.num_experts, cluster));
   std::optional<ExpertLoads> drifted;  // outlives the agents that report it
-  SlotLoadCache slot_loads(&loads);
-  CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> initial_slots,
-                         slot_loads.Get(kInitialVersion, initial));
 
   craft::v1::ModelShape model;
   model.set_num_layers(options.num_layers);
@@ -207,10 +273,20 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   model.set_top_k(options.top_k);
   model.set_bytes_per_expert(options.bytes_per_expert);
 
-  ApplyRecorder recorder(options.nodes);
   TimerQueue timers;
   absl::BlockingCounter streams_done(options.nodes);
-  const FakeAgentEnv env{&slot_loads, &recorder, &timers, &streams_done, initial_slots};
+  GroupRigs rigs;
+  for (int g = 0; g < options.groups; ++g) {
+    auto rig = std::make_unique<GroupRig>();
+    rig->name = GroupName(g, options.groups);
+    rig->slot_loads = std::make_unique<SlotLoadCache>(&loads);
+    CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> initial_slots,
+                           rig->slot_loads->Get(kInitialVersion, initial));
+    rig->recorder = std::make_unique<ApplyRecorder>(nodes_per_group);
+    rig->env = FakeAgentEnv{rig->slot_loads.get(), rig->recorder.get(), &timers, &streams_done,
+                            initial_slots};
+    rigs.push_back(std::move(rig));
+  }
 
   const int connections =
       options.connections > 0 ? std::min(options.connections, options.nodes) : options.nodes;
@@ -218,23 +294,26 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   for (int c = 0; c < connections; ++c) {
     stubs.push_back(craft::v1::AgentGateway::NewStub(NewChannel(options)));
   }
-  progress << "starting " << options.nodes << " agents x " << options.gpus_per_node << " GPUs ("
-           << cluster.num_gpus << " GPUs, " << options.num_layers << " x " << options.num_experts
-           << " top-" << options.top_k << ") on " << connections << " connections to "
-           << options.planner << std::endl;
+  progress << "starting " << options.nodes << " agents x " << options.gpus_per_node << " GPUs in "
+           << options.groups << " group(s) of " << cluster.num_gpus << " GPUs ("
+           << options.num_layers << " x " << options.num_experts << " top-" << options.top_k
+           << ") on " << connections << " connections to " << options.planner << std::endl;
   AgentList agents;
   for (int n = 0; n < options.nodes; ++n) {
+    const GroupRig& rig = *rigs[n / nodes_per_group];
+    const int local = n % nodes_per_group;
     FakeAgentOptions agent;
     agent.node = absl::StrCat("loadgen-node", n);
+    agent.group = rig.name;
     for (int i = 0; i < options.gpus_per_node; ++i) {
-      agent.gpus.push_back(n * options.gpus_per_node + i);
+      agent.gpus.push_back(local * options.gpus_per_node + i);
     }
     agent.model = model;
     agent.window_ms = options.window_ms;
     agent.jitter = options.jitter;
     agent.stage_delay = options.stage_delay;
     agent.seed = options.seed * 1'000'003 + n;
-    agents.push_back(std::make_unique<FakeAgent>(std::move(agent), env));
+    agents.push_back(std::make_unique<FakeAgent>(std::move(agent), rig.env));
   }
   for (int n = 0; n < options.nodes; ++n) agents[n]->Start(stubs[n % connections].get());
 
@@ -245,26 +324,28 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
   absl::Status status = AwaitWelcomes(agents, options.connect_timeout, progress);
   report.connect_s = absl::ToDoubleSeconds(absl::Now() - connect_start);
   if (status.ok() && options.warmup_apply && options.replan_every > absl::ZeroDuration()) {
-    status = WarmUp(options, agents, placement.get(), &recorder, progress);
-    report.warmup = recorder.Summarize();
-    recorder.ForgetFinished();
+    status = WarmUp(options, agents, placement.get(), rigs, progress);
+    report.warmup = SummarizeApplies(rigs);
+    for (const auto& rig : rigs) rig->recorder->ForgetFinished();
     if (status.ok() && options.drift) {
       absl::StatusOr<ExpertLoads> next = ExpertLoads::Synthesize(
           {options.num_layers, options.num_experts, options.top_k, cluster.num_gpus,
            options.tokens_per_gpu, options.hot_ratio, options.seed + 1});
       if (next.ok()) {
         drifted = *std::move(next);
-        slot_loads.SetLoads(&*drifted);
+        for (const auto& rig : rigs) rig->slot_loads->SetLoads(&*drifted);
         progress << "the traffic drifts: other experts are hot" << std::endl;
       } else {
         status = next.status();
       }
     }
   }
-  if (status.ok()) status = Measure(options, agents, placement.get(), progress, &report);
+  if (status.ok()) status = Measure(options, agents, placement.get(), rigs, progress, &report);
   if (status.ok()) {
     const absl::Time deadline = absl::Now() + options.drain;
-    while (recorder.InProgress() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+    while (AnyApplyInProgress(rigs) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
   }
 
   // Streams that ended on their own failed; then close the rest.
@@ -283,7 +364,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
       report.first_failure = absl::StrCat("agent ", n, ": ", agents[n]->status().error_message());
     }
   }
-  report.applies = recorder.Summarize();
+  report.applies = SummarizeApplies(rigs);
   return report;
 }
 
@@ -297,6 +378,7 @@ void PrintReport(const LoadgenReport& report, std::ostream& out) {
     line(key, absl::StrFormat("%.2f", value));
   };
   line("agents", o.nodes);
+  line("groups", o.groups);
   line("gpus", o.nodes * o.gpus_per_node);
   line("window_ms", o.window_ms);
   number("connect_s", report.connect_s);
@@ -335,6 +417,7 @@ void PrintReport(const LoadgenReport& report, std::ostream& out) {
   line("replan_rpcs_failed", r.failed);
   line("replan_rpcs_applying", r.applies);
   number("replan_rpc_ms_p50", Percentile(r.ms, 0.50));
+  number("replan_rpc_ms_p99", Percentile(r.ms, 0.99));
   number("replan_rpc_ms_max", Percentile(r.ms, 1.0));
   for (const StageSamples& stage : r.stages) {
     number(absl::StrCat("replan_stage_", stage.stage, "_ms_p50"), Percentile(stage.ms, 0.50));

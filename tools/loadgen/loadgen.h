@@ -39,6 +39,9 @@ struct LoadgenOptions {
   std::string planner_name = "craft-planner";
   int nodes = 512;
   int gpus_per_node = 8;
+  // Placement groups: the nodes split evenly into `groups` groups named
+  // g0, g1, ... (none named with one group), each with ranks from 0.
+  int groups = 1;
   int num_layers = 58;
   int num_experts = 256;
   int top_k = 8;

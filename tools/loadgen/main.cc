@@ -21,6 +21,9 @@
 ABSL_FLAG(std::string, planner, "", "the planner's host:port (required)");
 ABSL_FLAG(int, nodes, 512, "simulated node agents");
 ABSL_FLAG(int, gpus_per_node, 8, "GPUs per node; global ranks are node-major");
+ABSL_FLAG(int, groups, 1,
+          "placement groups g0, g1, ... the nodes split evenly into (as the planner's config "
+          "declares them); 1: the planner's only group");
 ABSL_FLAG(int, num_layers, 58, "MoE layers (must match the planner's model)");
 ABSL_FLAG(int, num_experts, 256, "experts per layer (must match the planner's model)");
 ABSL_FLAG(int, top_k, 8, "experts per token (must match the planner's model)");
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.nodes = absl::GetFlag(FLAGS_nodes);
+  options.groups = absl::GetFlag(FLAGS_groups);
   options.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
   options.num_layers = absl::GetFlag(FLAGS_num_layers);
   options.num_experts = absl::GetFlag(FLAGS_num_experts);

@@ -23,6 +23,22 @@ void ReplanStats::AddStageTimes(const craft::v1::ReplanResponse& response) {
   }
 }
 
+void ReplanStats::Add(const ReplanStats& other) {
+  calls += other.calls;
+  failed += other.failed;
+  applies += other.applies;
+  ms.insert(ms.end(), other.ms.begin(), other.ms.end());
+  for (const StageSamples& samples : other.stages) {
+    auto it = std::find_if(stages.begin(), stages.end(), [&samples](const StageSamples& mine) {
+      return mine.stage == samples.stage;
+    });
+    if (it == stages.end()) it = stages.insert(stages.end(), StageSamples{samples.stage, {}});
+    it->ms.insert(it->ms.end(), samples.ms.begin(), samples.ms.end());
+  }
+  if (!other.last_error.empty()) last_error = other.last_error;
+  if (!other.last_decision.empty()) last_decision = other.last_decision;
+}
+
 Replanner::~Replanner() { Stop(); }
 
 void Replanner::Start() {
@@ -59,6 +75,7 @@ void Replanner::Run() {
     }
     craft::v1::ReplanRequest request;
     request.set_force(options_.force);
+    request.set_group(options_.group);
     craft::v1::ReplanResponse response;
     const absl::Time start = absl::Now();
     const grpc::Status status = stub_->Replan(&context, request, &response);

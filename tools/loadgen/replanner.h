@@ -30,6 +30,7 @@ struct ReplannerOptions {
   absl::Duration period = absl::Seconds(10);
   bool force = true;
   std::string admin_token;  // sent as "authorization: Bearer <token>" when set
+  std::string group;        // the placement group re-planned; "": the only one
 };
 
 // One replan stage's time in each successful call whose replan ran it.
@@ -49,6 +50,8 @@ struct ReplanStats {
 
   // Adds one successful call's stage times.
   void AddStageTimes(const craft::v1::ReplanResponse& response);
+  // Adds another Replanner's calls (another placement group's).
+  void Add(const ReplanStats& other);
 };
 
 class Replanner {

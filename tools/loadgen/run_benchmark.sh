@@ -18,29 +18,38 @@
 #   tools/loadgen/run_benchmark.sh                      # 512 nodes x 8 GPUs, 60 s
 #   tools/loadgen/run_benchmark.sh --nodes 64 --duration_s 30
 #   tools/loadgen/run_benchmark.sh --replan_every_s 0 --duration_s 60  # ingest only
-#   tools/loadgen/run_benchmark.sh --no_build --planner_bin P --loadgen_bin L --out DIR ...
+#   tools/loadgen/run_benchmark.sh --groups 32 --nodes 512   # 32 placement groups x 128 GPUs
+#   tools/loadgen/run_benchmark.sh --no_build --planner_bin P --loadgen_bin L \
+#     --launcher_bin C --out DIR ...
 #
-# The loadgen runs on the same machine and shares its cores with the planner.
-# DIR (default: a fresh /tmp/craft-bench-XXXXXX) keeps planner.yaml, the logs,
-# loadgen.txt (the loadgen's key=value results) and summary.txt (everything,
-# key=value). Exits non-zero when the planner or the loadgen fails.
+# With --groups N the nodes split evenly into N placement groups g0..gN-1
+# (deploy/planner.yaml, "groups"), each with its own layout, replan loop and
+# apply, re-planned concurrently (a forced Replan RPC per group); latencies
+# are then over every group's applies and replans, and the planner-log
+# columns (whose versions repeat across groups) read n/a.
+# The loadgen runs on the same machine and shares its cores with the planner,
+# which craft-local-cluster starts alone (--nodes 0). DIR (default: a fresh
+# /tmp/craft-bench-XXXXXX) keeps planner.yaml, the logs, loadgen.txt (the
+# loadgen's key=value results) and summary.txt (everything, key=value). Exits
+# non-zero when the planner or the loadgen fails.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-NODES=512 GPUS_PER_NODE=8 DURATION_S=60
+NODES=512 GPUS_PER_NODE=8 DURATION_S=60 NUM_GROUPS=1
 NUM_LAYERS=58 NUM_EXPERTS=256 TOP_K=8 BYTES_PER_EXPERT=88080384
 WINDOW_MS=1000 WINDOW_HORIZON=64 BUDGET=8
 REPLAN_INTERVAL_S=3600 REPLAN_EVERY_S=5 GAIN_THRESHOLD=0.001 APPLY_TIMEOUT_MS=60000
 METHOD=incremental MAX_MOVED_FRACTION=0.05
 STAGE_DELAY_MS=0 CONNECTIONS=0 DRAIN_S=60
-BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" OUT=""
+BUILD=1 PLANNER_BIN="" LOADGEN_BIN="" LAUNCHER_BIN="" OUT=""
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 while (($#)); do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;
     --gpus_per_node) GPUS_PER_NODE="$2"; shift 2 ;;
+    --groups) NUM_GROUPS="$2"; shift 2 ;;
     --duration_s) DURATION_S="$2"; shift 2 ;;
     --num_layers) NUM_LAYERS="$2"; shift 2 ;;
     --num_experts) NUM_EXPERTS="$2"; shift 2 ;;
@@ -61,6 +70,7 @@ while (($#)); do
     --no_build) BUILD=0; shift ;;
     --planner_bin) PLANNER_BIN="$2"; shift 2 ;;
     --loadgen_bin) LOADGEN_BIN="$2"; shift 2 ;;
+    --launcher_bin) LAUNCHER_BIN="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
@@ -70,47 +80,38 @@ done
 OUT="${OUT:-$(mktemp -d /tmp/craft-bench-XXXXXX)}"
 mkdir -p "$OUT"
 if ((BUILD)); then
-  (cd "$ROOT" && bazel build -c opt //server:craft-planner //tools/loadgen:craft-loadgen)
+  (cd "$ROOT" && bazel build -c opt //server:craft-planner //tools/loadgen:craft-loadgen \
+    //tools/local_cluster:craft-local-cluster)
   BIN="$(cd "$ROOT" && bazel info -c opt bazel-bin 2>/dev/null)"
   # Copies: a concurrent build must not swap the binaries under a running benchmark.
-  install -m 755 "$BIN/server/craft-planner" "$BIN/tools/loadgen/craft-loadgen" "$OUT/"
+  install -m 755 "$BIN/server/craft-planner" "$BIN/tools/loadgen/craft-loadgen" \
+    "$BIN/tools/local_cluster/craft-local-cluster" "$OUT/"
   PLANNER_BIN="$OUT/craft-planner" LOADGEN_BIN="$OUT/craft-loadgen"
+  LAUNCHER_BIN="$OUT/craft-local-cluster"
 fi
-[[ -x "$PLANNER_BIN" && -x "$LOADGEN_BIN" ]] || { echo "no binaries (--planner_bin/--loadgen_bin)" >&2; exit 2; }
+[[ -x "$PLANNER_BIN" && -x "$LOADGEN_BIN" && -x "$LAUNCHER_BIN" ]] ||
+  { echo "no binaries (--planner_bin/--loadgen_bin/--launcher_bin)" >&2; exit 2; }
 
 GPUS=$((NODES * GPUS_PER_NODE))
-cat > "$OUT/planner.yaml" <<YAML
-listen_address: "127.0.0.1:0"
-state_path: $OUT/planner.state
-model:
-  num_layers: $NUM_LAYERS
-  num_experts: $NUM_EXPERTS
-  top_k: $TOP_K
-  bytes_per_expert: $BYTES_PER_EXPERT
-cluster:
-  num_gpus: $GPUS
-  num_nodes: $NODES
-loads:
-  window_horizon: $WINDOW_HORIZON
-replan:
-  interval_s: $REPLAN_INTERVAL_S
-  algorithm: craft
-  method: $METHOD
-  max_moved_fraction: $MAX_MOVED_FRACTION
-  budget: $BUDGET
-  gain_threshold: $GAIN_THRESHOLD
-apply:
-  timeout_ms: $APPLY_TIMEOUT_MS
-YAML
+((NUM_GROUPS >= 1 && NODES % NUM_GROUPS == 0)) || { echo "--groups must divide --nodes" >&2; exit 2; }
+GROUP_NODES=$((NODES / NUM_GROUPS)) GROUP_GPUS=$((GPUS / NUM_GROUPS))
+# The planner's cluster, or its groups (named as craft-loadgen --groups names them).
+CLUSTER="cluster: {num_gpus: $GROUP_GPUS, num_nodes: $GROUP_NODES}"
+if ((NUM_GROUPS > 1)); then
+  CLUSTER="$CLUSTER, groups: ["
+  for ((g = 0; g < NUM_GROUPS; g++)); do
+    CLUSTER="$CLUSTER{name: g$g, cluster: {num_gpus: $GROUP_GPUS, num_nodes: $GROUP_NODES}}"
+    if ((g + 1 < NUM_GROUPS)); then CLUSTER="$CLUSTER, "; fi
+  done
+  CLUSTER="$CLUSTER]"
+fi
 
-PLANNER_PID="" LOADGEN_PID=""
+LAUNCHER_PID="" LOADGEN_PID=""
 cleanup() {
   [[ -n "$LOADGEN_PID" ]] && kill -KILL "$LOADGEN_PID" 2>/dev/null || true
-  if [[ -n "$PLANNER_PID" ]] && kill -0 "$PLANNER_PID" 2>/dev/null; then
-    kill -TERM "$PLANNER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$PLANNER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PLANNER_PID" 2>/dev/null || true
-  fi
+  # The launcher stops the planner (SIGTERM, SIGKILL 10 s later).
+  [[ -n "$LAUNCHER_PID" ]] && kill -TERM "$LAUNCHER_PID" 2>/dev/null && wait "$LAUNCHER_PID"
+  true
 }
 trap cleanup EXIT
 fail() { echo "run_benchmark: $*" >&2; exit 1; }
@@ -132,16 +133,25 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kb() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 now_s() { date +%s.%N; }
 
-# Plaintext on loopback: the benchmark measures the planner, not TLS, and one
-# process plays every node.
-"$PLANNER_BIN" --insecure --config "$OUT/planner.yaml" --ready_file "$OUT/planner.ready" \
-  2> "$OUT/planner.log" &
-PLANNER_PID=$!
-wait_for_line '^grpc_port=' 30 "$OUT/planner.ready" "$PLANNER_PID" ||
-  { tail -5 "$OUT/planner.log" >&2; fail "the planner did not start"; }
-PORT="$(sed -n 's/^grpc_port=//p' "$OUT/planner.ready")"
+# The planner alone (the loadgen plays every node), its config in
+# $OUT/planner.yaml. Plaintext on loopback: the benchmark measures the
+# planner, not TLS, and one process plays every node.
+"$LAUNCHER_BIN" --insecure --dir "$OUT" --planner_bin "$PLANNER_BIN" --nodes 0 \
+  --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
+  --expert_bytes "$BYTES_PER_EXPERT" --start_timeout_s 30 --planner_config "{
+    $CLUSTER, loads: {window_horizon: $WINDOW_HORIZON},
+    replan: {interval_s: $REPLAN_INTERVAL_S, algorithm: craft, method: $METHOD,
+             max_moved_fraction: $MAX_MOVED_FRACTION, budget: $BUDGET,
+             gain_threshold: $GAIN_THRESHOLD},
+    apply: {timeout_ms: $APPLY_TIMEOUT_MS}}" > /dev/null 2> "$OUT/cluster.log" &
+LAUNCHER_PID=$!
+wait_for_line '^planner_address=' 40 "$OUT/cluster.env" "$LAUNCHER_PID" ||
+  { tail -5 "$OUT/cluster.log" >&2; fail "the planner did not start"; }
+cluster() { sed -n "s/^$1=//p" "$OUT/cluster.env"; }
+PLANNER="$(cluster planner_address)" PLANNER_PID="$(cluster planner_pid)"
 
-"$LOADGEN_BIN" --insecure --planner "127.0.0.1:$PORT" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
+"$LOADGEN_BIN" --insecure --planner "$PLANNER" --nodes "$NODES" --gpus_per_node "$GPUS_PER_NODE" \
+  --groups "$NUM_GROUPS" \
   --num_layers "$NUM_LAYERS" --num_experts "$NUM_EXPERTS" --top_k "$TOP_K" \
   --bytes_per_expert "$BYTES_PER_EXPERT" --window_ms "$WINDOW_MS" --duration_s "$DURATION_S" \
   --replan_every_s "$REPLAN_EVERY_S" --stage_delay_ms "$STAGE_DELAY_MS" \
@@ -164,9 +174,10 @@ wait "$LOADGEN_PID" || rc=$?
 LOADGEN_PID=""
 ((rc == 0)) || { tail -5 "$OUT/loadgen.log" >&2; fail "the loadgen exited with $rc"; }
 kill -0 "$PLANNER_PID" 2>/dev/null || fail "the planner died; see $OUT/planner.log"
-kill -TERM "$PLANNER_PID"
-wait "$PLANNER_PID" || fail "the planner did not stop cleanly"
-PLANNER_PID=""
+# The launcher exits 0 only when the planner stopped cleanly on its SIGTERM.
+kill -TERM "$LAUNCHER_PID"
+wait "$LAUNCHER_PID" || fail "the planner did not stop cleanly; see $OUT/cluster.log"
+LAUNCHER_PID=""
 
 # The planner's own view of every apply, from its log (millisecond stamps):
 # "preparing V" (Prepares queued) -> "committed V" (commit point) -> "every
@@ -185,6 +196,7 @@ awk '
 
 # Nearest-rank percentile $2 (0..1) of the numbers of kind $1 in planner_applies.txt.
 percentile() {
+  ((NUM_GROUPS == 1)) || { echo "n/a"; return; }
   awk -v kind="$1" '$1 == kind {print $2}' "$OUT/planner_applies.txt" | sort -g |
     awk -v q="$2" '{v[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
       r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; printf "%.1f", v[r]}'
@@ -216,7 +228,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 sv() { sed -n "s/^$1=//p" "$OUT/summary.txt"; }
 
 cat <<TABLE
-craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, $METHOD re-plans moving at most $MAX_MOVED_FRACTION of the slots, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
+craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs in $NUM_GROUPS placement group(s), $NUM_LAYERS x $NUM_EXPERTS top-$TOP_K, $METHOD re-plans moving at most $MAX_MOVED_FRACTION of the slots, window ${WINDOW_MS} ms, $(value measured_s) s measured, $(sv cores) cores shared by planner and loadgen
 
 | metric | value |
 | --- | --- |
@@ -230,7 +242,7 @@ craft planner at scale: $NODES nodes x $GPUS_PER_NODE GPUs = $GPUS GPUs, $NUM_LA
 | warm-up apply (from the initial layout, not measured): prepare-to-commit, largest Prepare | $(value warmup_prepare_to_commit_ms) ms, $(kib warmup_max_prepare_bytes) KiB |
 | prepare -> commit point p50 / p99, planner log | $(sv planner_prepare_to_commit_point_ms_p50) / $(sv planner_prepare_to_commit_point_ms_p99) ms |
 | prepare -> every commit answered p50 / p99, planner log | $(sv planner_prepare_to_all_committed_ms_p50) / $(sv planner_prepare_to_all_committed_ms_p99) ms |
-| forced Replan RPCs: calls / applies started, latency p50 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_max) ms |
+| forced Replan RPCs: calls / applies started, latency p50 / p99 / max (one replan each) | $(value replan_rpcs) / $(value replan_rpcs_applying), $(value replan_rpc_ms_p50) / $(value replan_rpc_ms_p99) / $(value replan_rpc_ms_max) ms |
 | replan stages on the planner, p50 / max | $(stages) ms |
 | loadgen CPU s / wall s, threads | $(value loadgen_cpu_s_per_s), $(value loadgen_threads) |
 

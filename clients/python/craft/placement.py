@@ -89,12 +89,16 @@ def make_channel(target, *, tls_cert=None, tls_key=None, tls_ca=None,
 
 
 class PlacementClient:
-    """A client of the planner's PlacementService. Thread-safe; close() when done."""
+    """A client of the planner's PlacementService. Thread-safe; close() when done.
+    `group`: the placement group asked about, as the planner's config names it; "" means the
+    planner's only group."""
 
     def __init__(self, target, *, tls_cert=None, tls_key=None, tls_ca=None,
-                 server_name="craft-planner", insecure=False, token_file=None, timeout_s=5):
+                 server_name="craft-planner", insecure=False, token_file=None, timeout_s=5,
+                 group=""):
         self.target = target
         self.timeout_s = timeout_s
+        self.group = group
         self._metadata = ()
         if token_file:
             self._metadata = (("authorization", "Bearer " + read_token_file(token_file)),)
@@ -151,15 +155,16 @@ class PlacementClient:
 
     def layout(self):
         """LayoutStatus: the committed layout, pending version, epoch, measured balancedness."""
-        return self._call("GetLayout", placement_pb2.GetLayoutRequest(), retry=True)
+        return self._call("GetLayout", placement_pb2.GetLayoutRequest(group=self.group), retry=True)
 
     def agents(self):
         """[AgentInfo]: every node the planner knows."""
-        return list(self._call("ListAgents", placement_pb2.ListAgentsRequest(), retry=True).agents)
+        return list(self._call("ListAgents", placement_pb2.ListAgentsRequest(group=self.group),
+                               retry=True).agents)
 
     def explain(self):
         """ExplainResponse: the last replan's per-layer benefit curves and decision."""
-        return self._call("Explain", placement_pb2.ExplainRequest(), retry=True)
+        return self._call("Explain", placement_pb2.ExplainRequest(group=self.group), retry=True)
 
     def plan(self, request):
         """Dry run. `request`: a PlanRequest, or a dict in its JSON form, e.g.
@@ -171,11 +176,14 @@ class PlacementClient:
                 raise ValueError("bad PlanRequest: %s" % e) from None
         elif not isinstance(request, placement_pb2.PlanRequest):
             raise TypeError("plan() takes a PlanRequest or a dict, not %s" % type(request).__name__)
+        if not request.group:
+            request.group = self.group
         return self._call("Plan", request, retry=True)
 
     def replan(self, force=False):
         """ReplanResponse (admin: an admin certificate, or the token)."""
-        return self._call("Replan", placement_pb2.ReplanRequest(force=force), retry=False)
+        return self._call("Replan", placement_pb2.ReplanRequest(force=force, group=self.group),
+                          retry=False)
 
     def watch(self, known_version="", *, reconnect=True, min_backoff_s=0.1, max_backoff_s=5.0):
         """Yields LayoutStatus: the current layout (unless it is `known_version`), then every
@@ -187,7 +195,7 @@ class PlacementClient:
         while not self._closed.is_set():
             stub = self._stub
             call = stub.WatchLayout(
-                placement_pb2.WatchLayoutRequest(known_version=known_version),
+                placement_pb2.WatchLayoutRequest(known_version=known_version, group=self.group),
                 metadata=self._metadata)
             try:
                 for status in call:

@@ -1,4 +1,4 @@
-#include "tests/integration/process.h"
+#include "tools/local_cluster/process.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/file_io.h"
 
-namespace craft::testing {
+namespace craft::local_cluster {
 
 int FreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -69,30 +69,49 @@ absl::StatusOr<Process> Process::Start(const std::string& binary,
   const std::vector<char*> argv = NullTerminated(argv_strings);
   const std::vector<std::string> env_strings = ChildEnvironment(env);
   const std::vector<char*> envp = NullTerminated(env_strings);
-  const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) return absl::InternalError(absl::StrCat("cannot open ", log_path));
+  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0) {
+    ::close(log);
+    return absl::InternalError("cannot open /dev/null");
+  }
   const pid_t pid = ::fork();
-  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid < 0) {
+    ::close(log);
+    ::close(null);
+    return absl::InternalError("fork failed");
+  }
   if (pid == 0) {
+    // dup2 clears close-on-exec on the copies.
+    ::dup2(null, STDIN_FILENO);
     ::dup2(log, STDOUT_FILENO);
     ::dup2(log, STDERR_FILENO);
     ::setpgid(0, 0);
+    // A parent that waits for its signals with sigwait blocks them; exec
+    // would hand the mask on, and the child would never see SIGTERM.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
     ::execve(binary.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(log);
+  ::close(null);
   return Process(pid, log_path);
 }
 
 Process::Process(Process&& other) noexcept
-    : pid_(other.pid_), log_path_(std::move(other.log_path_)) {
+    : pid_(other.pid_), exit_status_(other.exit_status_), log_path_(std::move(other.log_path_)) {
   other.pid_ = -1;
 }
 
 Process& Process::operator=(Process&& other) noexcept {
   if (this != &other) {
-    if (pid_ > 0) (void)Stop(SIGKILL);
+    if (Running()) (void)Stop(SIGKILL);
     pid_ = other.pid_;
+    exit_status_ = other.exit_status_;
     log_path_ = std::move(other.log_path_);
     other.pid_ = -1;
   }
@@ -100,33 +119,40 @@ Process& Process::operator=(Process&& other) noexcept {
 }
 
 Process::~Process() {
-  if (pid_ > 0) (void)Stop(SIGKILL, absl::Seconds(5));
+  if (Running()) (void)Stop(SIGKILL, absl::Seconds(5));
 }
 
 bool Process::Running() {
-  if (pid_ <= 0) return false;
+  if (pid_ <= 0 || reaped()) return false;
   int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) == 0) return true;
-  pid_ = -1;  // reaped
+  const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+  if (done == 0) return true;
+  exit_status_ = done == pid_ ? status : 0;  // < 0: reaped elsewhere
   return false;
 }
 
-absl::StatusOr<int> Process::Stop(int signal, absl::Duration timeout) {
-  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
-  ::kill(pid_, signal);
-  const absl::Time deadline = absl::Now() + timeout;
-  int status = 0;
-  while (absl::Now() < deadline) {
-    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-    if (done == pid_ || done < 0) {
-      pid_ = -1;
-      return status;
-    }
+void Process::Signal(int signal) {
+  if (Running()) ::kill(pid_, signal);
+}
+
+absl::StatusOr<int> Process::WaitForExit(absl::Time deadline) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("no process");
+  while (Running()) {
+    if (absl::Now() >= deadline) return absl::DeadlineExceededError("did not exit in time");
     absl::SleepFor(absl::Milliseconds(20));
   }
+  return *exit_status_;
+}
+
+absl::StatusOr<int> Process::Stop(int signal, absl::Duration timeout) {
+  if (!Running()) return absl::FailedPreconditionError("not running");
+  Signal(signal);
+  absl::StatusOr<int> status = WaitForExit(absl::Now() + timeout);
+  if (status.ok()) return status;
   ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
+  int killed = 0;
+  ::waitpid(pid_, &killed, 0);
+  exit_status_ = killed;
   return absl::DeadlineExceededError("did not exit in time; killed");
 }
 
@@ -135,22 +161,31 @@ std::string Process::Log() const {
   return ReadFileToString(log_path_).value_or("");
 }
 
-absl::StatusOr<std::map<std::string, std::string>> WaitForReadyFile(const std::string& path,
-                                                                    absl::Duration timeout) {
+std::string Process::LogTail(int lines) const {
+  const std::string log = Log();
+  size_t start = log.size();
+  // Skips the final newline, then walks back over `lines` line breaks.
+  if (start > 0 && log[start - 1] == '\n') --start;
+  for (int found = 0; start > 0; --start) {
+    if (log[start - 1] == '\n' && ++found == lines) break;
+  }
+  return log.substr(start);
+}
+
+int ShellExitCode(int wait_status) {
+  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+  return WEXITSTATUS(wait_status);
+}
+
+std::optional<std::map<std::string, std::string>> ReadKeyValueFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return std::nullopt;
   std::map<std::string, std::string> values;
-  const bool ready = WaitFor(
-      [&] {
-        absl::StatusOr<std::string> text = ReadFileToString(path);
-        if (!text.ok()) return false;
-        values.clear();
-        for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-          std::vector<std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
-          if (kv.size() == 2) values[kv[0]] = kv[1];
-        }
-        return !values.empty();
-      },
-      timeout);
-  if (!ready) return absl::DeadlineExceededError(absl::StrCat("no ready file ", path));
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    std::vector<std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    if (kv.size() == 2 && !absl::StartsWith(kv[0], "#")) values[kv[0]] = kv[1];
+  }
+  if (values.empty()) return std::nullopt;
   return values;
 }
 
@@ -163,11 +198,6 @@ bool WaitFor(const std::function<bool()>& predicate, absl::Duration timeout) {
   return predicate();
 }
 
-std::string Runfile(const std::string& path) {
-  const char* root = std::getenv("TEST_SRCDIR");
-  return root ? absl::StrCat(root, "/craft/", path) : path;
-}
-
 std::string TempDir(const std::string& name) {
   const char* root = std::getenv("TEST_TMPDIR");
   const std::string dir = absl::StrCat(root ? root : "/tmp", "/", name);
@@ -175,4 +205,4 @@ std::string TempDir(const std::string& name) {
   return dir;
 }
 
-}  // namespace craft::testing
+}  // namespace craft::local_cluster
