@@ -12,7 +12,6 @@
 #include "planner/layout.h"
 #include "wire/layout_delta.h"
 #include "wire/layout_proto.h"
-#include "wire/layout_shape.h"
 #include "wire/limits.h"
 #include "wire/version.h"
 
@@ -450,7 +449,7 @@ absl::StatusOr<planner::Layout> ApplyRelay::ParseNodeLayout(const craft::v1::Lay
     // The node knows its model's layers and experts (both set, NodeModel),
     // not the cluster's size: the GPUs and nodes are the layout's own,
     // checked above against this node's GPUs.
-    CRAFT_RETURN_IF_ERROR(CheckLayoutShape(
+    CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(
         "layout", layout->shape(), "the shape this node's model needs",
         {model->num_layers(), model->num_experts(), cluster.num_gpus, cluster.num_nodes}));
   }

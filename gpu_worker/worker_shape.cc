@@ -2,7 +2,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "wire/layout_shape.h"
 
 namespace craft::gpu_worker {
 namespace {
@@ -27,8 +26,8 @@ absl::Status WorkerShape::Validate() const {
 }
 
 absl::Status WorkerShape::CheckLayout(const planner::Layout& layout) const {
-  return CheckLayoutShape("layout", layout.shape(), "this worker's",
-                          {num_layers, num_experts, cluster.num_gpus, cluster.num_nodes});
+  return planner::CheckLayoutShape("layout", layout.shape(), "this worker's",
+                                   {num_layers, num_experts, cluster.num_gpus, cluster.num_nodes});
 }
 
 craft::v1::ModelShape WorkerShape::ModelProto() const {

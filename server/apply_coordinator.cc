@@ -16,7 +16,6 @@
 #include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
 #include "wire/layout_proto.h"
-#include "wire/layout_shape.h"
 #include "wire/version.h"
 
 namespace craft::server {
@@ -25,7 +24,7 @@ namespace {
 absl::Status CheckLayoutFits(const planner::Layout& layout, const ModelShape& model,
                              const planner::ClusterShape& cluster) {
   CRAFT_RETURN_IF_ERROR(layout.Validate());
-  return CheckLayoutShape(
+  return planner::CheckLayoutShape(
       "layout", layout.shape(), "the configured shape",
       {model.num_layers, model.num_experts, cluster.num_gpus, cluster.num_nodes});
 }

@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/transfer/transfer_plan.h"
-#include "wire/layout_shape.h"
 
 namespace craft::server {
 namespace {
@@ -65,8 +64,9 @@ absl::StatusOr<SourcedTransfers> PlanSourcedTransfers(const planner::Layout& tar
   }
   for (const ServingGpu& gpu : serving) {
     if (gpu.layout != nullptr) {
-      CRAFT_RETURN_IF_ERROR(CheckLayoutShape(absl::StrCat("layout ", gpu.version),
-                                             gpu.layout->shape(), "the target's", target.shape()));
+      CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(absl::StrCat("layout ", gpu.version),
+                                                      gpu.layout->shape(), "the target's",
+                                                      target.shape()));
     }
   }
   SlotOffsetCache offsets;

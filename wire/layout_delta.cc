@@ -8,7 +8,6 @@
 #include "absl/types/span.h"
 #include "common/fnv1a.h"
 #include "common/status_macros.h"
-#include "wire/layout_shape.h"
 
 namespace craft {
 namespace {
@@ -115,9 +114,9 @@ absl::StatusOr<craft::v1::LayoutDelta> MakeLayoutDelta(const planner::Layout& ba
                                                        const planner::Layout& target,
                                                        const std::string& version) {
   const planner::LayoutShape shape = target.shape();
-  CRAFT_RETURN_IF_ERROR(CheckLayoutShape(absl::StrCat("layout ", version), shape,
-                                         absl::StrCat("its base ", base_version, "'s"),
-                                         base.shape()));
+  CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(absl::StrCat("layout ", version), shape,
+                                                  absl::StrCat("its base ", base_version, "'s"),
+                                                  base.shape()));
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   if (absl::Status s = CheckSlotCounts(target, "the target"); !s.ok()) return s;
   craft::v1::LayoutDelta delta;
@@ -152,9 +151,9 @@ absl::StatusOr<planner::Layout> ApplyLayoutDelta(const planner::Layout& base,
   const planner::LayoutShape shape = base.shape();
   const planner::LayoutShape claimed{delta.num_layers(), delta.num_experts(), delta.num_gpus(),
                                      delta.num_nodes()};
-  CRAFT_RETURN_IF_ERROR(
-      CheckLayoutShape(absl::StrCat("layout delta ", delta.base_version(), " -> ", delta.version()),
-                       claimed, "its base's", shape));
+  CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(
+      absl::StrCat("layout delta ", delta.base_version(), " -> ", delta.version()), claimed,
+      "its base's", shape));
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   // Every entry is checked before anything is built: a bad one changes nothing.
   std::vector<std::vector<const craft::v1::GpuLayerSlots*>> by_layer(shape.num_layers);
