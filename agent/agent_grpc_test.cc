@@ -16,7 +16,6 @@
 #include "agent/agent.h"
 #include "agent/worker_service.h"
 #include "common/file_io.h"
-#include "common/layout_proto.h"
 #include "craft/v1/agent.grpc.pb.h"
 #include "craft/v1/worker.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -24,6 +23,7 @@
 #include "grpcpp/impl/codegen/sync_stream.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft::agent {
 namespace {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "wire/version.h"
 
 namespace craft::agent {
 namespace {
@@ -132,9 +133,10 @@ void AgentMetrics::Refresh() const {
     AdvanceTo(*counter, Value(CountOf(stats.gpu_assignments, gpu)));
   }
   highest_epoch_->Set(Value(node_->highest_epoch()));
-  const metrics::VersionNumbers version = metrics::ParseVersion(node_->committed_version());
-  committed_epoch_->Set(Value(version.epoch));
-  committed_seq_->Set(Value(version.seq));
+  // Versions are not labels, but their numbers are gauges ("": the initial one).
+  const Version version = Version::Parse(node_->committed_version()).value_or(Version::Initial());
+  committed_epoch_->Set(Value(version.epoch()));
+  committed_seq_->Set(Value(version.seq()));
   apply_in_progress_->Set(node_->apply_pending() ? 1 : 0);
   AdvanceTo(*windows_received_, Value(stats.windows_received));
   AdvanceTo(*windows_malformed_, Value(stats.windows_malformed));

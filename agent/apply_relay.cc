@@ -3,17 +3,17 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crash_point.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "common/wire_limits.h"
 #include "planner/initial_layout.h"
 #include "planner/layout.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
+#include "wire/limits.h"
+#include "wire/version.h"
 
 namespace craft::agent {
 namespace {
@@ -28,13 +28,6 @@ constexpr absl::Duration kMaxApplyTimeout = absl::Hours(24);
 // above any expert-parallel group: the agent builds that layout itself, one
 // slot count per GPU and layer, so the bound keeps a bad delta cheap.
 constexpr int kMaxClusterGpus = 1 << 16;
-
-// Versions are opaque but end up in logs, acks and the state file.
-bool IsSaneVersion(const std::string& version) {
-  if (version.empty() || version.size() > kMaxVersionBytes) return false;
-  return std::all_of(version.begin(), version.end(),
-                     [](char c) { return absl::ascii_isgraph(static_cast<unsigned char>(c)); });
-}
 
 bool SameModel(const std::optional<craft::v1::ModelShape>& a,
                const std::optional<craft::v1::ModelShape>& b) {
@@ -147,7 +140,7 @@ absl::Status ApplyRelay::AttachWorker(const craft::v1::WorkerHello& hello, Worke
     CRAFT_LOG(WARNING) << "refused worker: " << s;
     return s;
   }
-  const std::string serving = NormalizeVersion(hello.committed_version());
+  const std::string serving = VersionOrInitial(hello.committed_version());
   CRAFT_LOG(INFO) << "worker attached: gpu " << hello.gpu() << " serving " << serving
                   << " endpoint '" << hello.transfer_endpoint() << "'"
                   << (hello.transfer_group_id().empty() ? "" : " with a transfer group id");
@@ -172,7 +165,7 @@ absl::Status ApplyRelay::UpdateWorker(const craft::v1::WorkerHello& hello, Worke
   }
   // Never the id's bytes: it admits a process to the cluster's communicator.
   CRAFT_LOG(INFO) << "worker of gpu " << hello.gpu() << " updated its hello: serving "
-                  << NormalizeVersion(hello.committed_version()) << ", endpoint '"
+                  << VersionOrInitial(hello.committed_version()) << ", endpoint '"
                   << hello.transfer_endpoint() << "', "
                   << (hello.transfer_group_id().empty() ? "without" : "with")
                   << " a transfer group id";
@@ -407,7 +400,7 @@ void ApplyRelay::OnPlannerMessage(const craft::v1::PlannerMessage& message) {
 
 absl::Status ApplyRelay::ValidatePrepare(const craft::v1::Prepare& prepare) const {
   const std::string& version = prepare.layout().version();
-  if (!IsSaneVersion(version)) {
+  if (!IsVersionName(version)) {
     return absl::InvalidArgumentError(absl::StrCat("layout version '", version,
                                                    "' is empty, longer than ", kMaxVersionBytes,
                                                    " bytes or has blanks"));
@@ -453,14 +446,12 @@ absl::StatusOr<planner::Layout> ApplyRelay::ParseNodeLayout(const craft::v1::Lay
     }
   }
   if (std::optional<craft::v1::ModelShape> model = workers_->model()) {
-    if (model->num_layers() > 0 && layout->num_layers() != model->num_layers()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout has ", layout->num_layers(), " layers; the model has ", model->num_layers()));
-    }
-    if (model->num_experts() > 0 && layout->num_experts != model->num_experts()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout has ", layout->num_experts, " experts; the model has ", model->num_experts()));
-    }
+    // The node knows its model's layers and experts (both set, NodeModel),
+    // not the cluster's size: the GPUs and nodes are the layout's own,
+    // checked above against this node's GPUs.
+    CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(
+        "layout", layout->shape(), "the shape this node's model needs",
+        {model->num_layers(), model->num_experts(), cluster.num_gpus, cluster.num_nodes}));
   }
   return layout;
 }
@@ -471,9 +462,8 @@ absl::StatusOr<craft::v1::Layout> ApplyRelay::LayoutFromDelta(
   absl::StatusOr<planner::Layout> base;
   if (committed_layout_.has_value() && committed_layout_->version() == base_version) {
     base = ParseNodeLayout(*committed_layout_);
-  } else if (base_version == planner::kInitialLayoutVersion && committed_version_.empty() &&
-             (committed_version().empty() ||
-              committed_version() == planner::kInitialLayoutVersion)) {
+  } else if (base_version == kInitialVersion && committed_version_.empty() &&
+             (committed_version().empty() || committed_version() == kInitialVersion)) {
     // Every party knows the initial layout of a shape; the shape must be this
     // node's model, so a delta cannot make the agent build an arbitrary one.
     const std::optional<craft::v1::ModelShape> model = workers_->model();
@@ -528,7 +518,7 @@ void ApplyRelay::HandlePrepare(const std::string& nonce, const craft::v1::Prepar
     absl::StatusOr<craft::v1::Layout> layout = LayoutFromDelta(received.layout_delta());
     if (!layout.ok()) {
       SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(layout.status().message()));
-      if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+      if (IsVersionName(version) && !RecentOutcome(version).has_value()) {
         Remember(version, /*aborted=*/true);
       }
       return;
@@ -541,7 +531,7 @@ void ApplyRelay::HandlePrepare(const std::string& nonce, const craft::v1::Prepar
   if (absl::Status s = ValidatePrepare(prepare); !s.ok()) {
     SendNack(nonce, version, craft::v1::BAD_LAYOUT, std::string(s.message()));
     // The planner answers a Nack with Abort{V}: let that be acknowledged.
-    if (IsSaneVersion(version) && !RecentOutcome(version).has_value()) {
+    if (IsVersionName(version) && !RecentOutcome(version).has_value()) {
       Remember(version, /*aborted=*/true);
     }
     return;
@@ -706,7 +696,7 @@ void ApplyRelay::HandleWelcome(const craft::v1::Welcome& welcome) {
 
 void ApplyRelay::HandleResync(const std::string& nonce, const craft::v1::Commit& commit) {
   const std::string& version = commit.version();
-  if (!IsSaneVersion(version)) {
+  if (!IsVersionName(version)) {
     SendNack(nonce, version, craft::v1::BAD_LAYOUT,
              absl::StrCat("commit version '", version, "' is not a sane version"));
     return;

@@ -177,7 +177,7 @@ class ApplyRelay {
 
   void HandlePrepare(const std::string& nonce, const craft::v1::Prepare& received);
   // The full layout a Prepare's delta makes from the committed layout
-  // (common/layout_delta.h). FAILED_PRECONDITION when this node does not
+  // (wire/layout_delta.h). FAILED_PRECONDITION when this node does not
   // hold the delta's base or the result's fingerprint differs (the planner
   // then sends the full layout), INVALID_ARGUMENT for a malformed delta.
   absl::StatusOr<craft::v1::Layout> LayoutFromDelta(const craft::v1::LayoutDelta& delta) const;

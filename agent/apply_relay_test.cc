@@ -11,10 +11,10 @@
 #include "agent/test_util.h"
 #include "agent/worker_registry.h"
 #include "common/clock.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::agent {
 namespace {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "wire/version.h"
 
 namespace craft::agent {
 
@@ -48,7 +49,7 @@ absl::Status LoadForwarder::OnWindow(int gpu, const craft::v1::GpuWindow& window
     for (int64_t count : layer.counts()) assignments += count;
   }
   craft::v1::GpuWindow copy = window;
-  copy.set_layout_version(NormalizeVersion(window.layout_version()));
+  copy.set_layout_version(VersionOrInitial(window.layout_version()));
   Emit(batcher_.Add(std::move(copy), clock_->Now(), workers_->AttachedGpus()));
   return absl::OkStatus();
 }

@@ -5,10 +5,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc/status.h"
 #include "common/grpc/stream_writer.h"
-#include "common/grpc_status.h"
 #include "common/logging.h"
-#include "common/wire_limits.h"
+#include "wire/metadata.h"
 
 namespace craft::agent {
 namespace {

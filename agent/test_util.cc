@@ -1,10 +1,10 @@
 #include "agent/test_util.h"
 
 #include "absl/status/statusor.h"
-#include "common/layout_proto.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
 #include "planner/layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft::agent::testing {
 

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/wire_limits.h"
+#include "wire/limits.h"
 
 namespace craft::agent {
 absl::Status ValidateWindowContent(const craft::v1::GpuWindow& window, int num_layers) {

@@ -5,18 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "planner/initial_layout.h"
+#include "wire/version.h"
 
 namespace craft::agent {
-namespace {
-
-constexpr size_t kMaxStringField = 256;
-
-}  // namespace
-
-std::string NormalizeVersion(const std::string& version) {
-  return version.empty() ? std::string(planner::kInitialLayoutVersion) : version;
-}
 
 WorkerRegistry::WorkerRegistry(std::vector<int> gpus) : gpus_(std::move(gpus)) {}
 
@@ -45,10 +36,10 @@ absl::Status WorkerRegistry::CheckHello(const craft::v1::WorkerHello& hello) con
     return absl::InvalidArgumentError(absl::StrCat(
         "gpu ", gpu, ": negative staging_headroom_bytes ", hello.staging_headroom_bytes()));
   }
-  if (hello.transfer_endpoint().size() > kMaxStringField ||
+  if (hello.transfer_endpoint().size() > kMaxEndpointBytes ||
       hello.committed_version().size() > kMaxVersionBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("gpu ", gpu, ": transfer_endpoint longer than ", kMaxStringField,
+        absl::StrCat("gpu ", gpu, ": transfer_endpoint longer than ", kMaxEndpointBytes,
                      " bytes or committed_version longer than ", kMaxVersionBytes, " bytes"));
   }
   // Every rank hands the id to ncclCommInitRank as an ncclUniqueId: any other
@@ -102,7 +93,7 @@ absl::Status WorkerRegistry::Update(const craft::v1::WorkerHello& hello, WorkerC
 }
 
 void WorkerRegistry::Record(const craft::v1::WorkerHello& hello, Attached& entry) {
-  entry.committed_version = NormalizeVersion(hello.committed_version());
+  entry.committed_version = VersionOrInitial(hello.committed_version());
   entry.model = hello.model();
   craft::v1::GpuInfo& info = infos_[hello.gpu()];
   info.set_rank(hello.gpu());

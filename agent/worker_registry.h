@@ -19,15 +19,12 @@
 #include "absl/status/status.h"
 #include "agent/channels.h"
 #include "agent/node_model.h"
-#include "common/wire_limits.h"
 #include "craft/v1/agent.pb.h"
 #include "craft/v1/layout.pb.h"
 #include "craft/v1/worker.pb.h"
+#include "wire/limits.h"
 
 namespace craft::agent {
-
-// "" (a worker's "initial layout") as the version the wire uses for it.
-std::string NormalizeVersion(const std::string& version);
 
 class WorkerRegistry {
  public:

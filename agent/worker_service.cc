@@ -6,8 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc/status.h"
 #include "common/grpc/stream_writer.h"
-#include "common/grpc_status.h"
 #include "common/logging.h"
 
 namespace craft::agent {

@@ -6,9 +6,7 @@
 #include <exception>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 
 namespace craft::metrics {
 
@@ -104,16 +102,6 @@ void AdvanceTo(prometheus::Counter& counter, double total) {
 prometheus::Histogram::BucketBoundaries DurationBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
           1,     2.5,    5,     10,   25,    60,   120, 300,  600};
-}
-
-VersionNumbers ParseVersion(absl::string_view version) {
-  const std::vector<absl::string_view> parts = absl::StrSplit(version, '.');
-  VersionNumbers numbers;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &numbers.epoch) ||
-      !absl::SimpleAtoi(parts[1], &numbers.seq)) {
-    return {};
-  }
-  return numbers;
 }
 
 }  // namespace craft::metrics

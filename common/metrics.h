@@ -26,14 +26,12 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
 namespace prometheus {
@@ -125,15 +123,6 @@ void AdvanceTo(prometheus::Counter& counter, double total);
 
 // Bucket boundaries in seconds from 1 ms to 10 min, roughly x2.5 apart.
 prometheus::Histogram::BucketBoundaries DurationBuckets();
-
-// The parts of a layout version "<epoch>.<seq>" (proto/README.md): versions
-// are not labels, but their numbers are gauges. {0, 0} for "" (the initial
-// layout) or anything unparsable.
-struct VersionNumbers {
-  int64_t epoch = 0;
-  int64_t seq = 0;
-};
-VersionNumbers ParseVersion(absl::string_view version);
 
 }  // namespace craft::metrics
 

@@ -84,14 +84,6 @@ TEST(PromtoolTest, FlagsBadNames) {
   EXPECT_FALSE(lint.ok());
 }
 
-TEST(ParseVersionTest, SplitsEpochAndSequence) {
-  EXPECT_EQ(ParseVersion("3.17").epoch, 3);
-  EXPECT_EQ(ParseVersion("3.17").seq, 17);
-  EXPECT_EQ(ParseVersion("").epoch, 0);
-  EXPECT_EQ(ParseVersion("x.y").seq, 0);
-  EXPECT_EQ(ParseVersion("1.2.3").epoch, 0);
-}
-
 // Sends GET /metrics to 127.0.0.1:port and returns the whole response.
 std::string HttpGet(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -7,9 +7,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/empty_call.h"
 #include "common/peer_identity.h"
 #include "common/test_certs.h"
-#include "craft/v1/placement.grpc.pb.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "gtest/gtest.h"
 
 namespace craft {
@@ -26,19 +27,17 @@ std::string TempDir(const std::string& name) {
   return dir;
 }
 
-// Answers GetLayout and remembers who asked.
-class Recorder final : public craft::v1::PlacementService::CallbackService {
+// Answers any method with its request and remembers who called: a service
+// without generated code, as what is tested is the transport under it.
+class Recorder final : public grpc::CallbackGenericService {
  public:
-  grpc::ServerUnaryReactor* GetLayout(grpc::CallbackServerContext* context,
-                                      const craft::v1::GetLayoutRequest*,
-                                      craft::v1::LayoutStatus*) override {
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override {
     {
       absl::MutexLock lock(&mu_);
       names_ = PeerDnsNames(*context);
     }
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    return new Echo();
   }
   std::vector<std::string> names() {
     absl::MutexLock lock(&mu_);
@@ -46,6 +45,23 @@ class Recorder final : public craft::v1::PlacementService::CallbackService {
   }
 
  private:
+  // One unary call: reads the request, writes it back, finishes.
+  class Echo final : public grpc::ServerGenericBidiReactor {
+   public:
+    Echo() { StartRead(&request_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
+        return;
+      }
+      StartWriteAndFinish(&request_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    grpc::ByteBuffer request_;
+  };
+
   absl::Mutex mu_;
   std::vector<std::string> names_ ABSL_GUARDED_BY(mu_);
 };
@@ -56,18 +72,16 @@ class TransportSecurityTest : public ::testing::Test {
     ASSERT_TRUE(ValidateTransportSecurity(security).ok());
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", MakeServerCredentials(security), &port_);
-    builder.RegisterService(&recorder_);
+    builder.RegisterCallbackGenericService(&recorder_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
   }
 
   grpc::Status Call(const TransportSecurity& client, const std::string& server_name) {
-    auto stub = craft::v1::PlacementService::NewStub(
-        MakeChannel("127.0.0.1:" + std::to_string(port_), client, server_name));
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-    craft::v1::LayoutStatus status;
-    return stub->GetLayout(&context, craft::v1::GetLayoutRequest(), &status);
+    return CallWithEmptyRequest(
+               MakeChannel("127.0.0.1:" + std::to_string(port_), client, server_name),
+               "/craft.test.Echo/Call", absl::Now() + absl::Seconds(3))
+        .status;
   }
 
   void TearDown() override {

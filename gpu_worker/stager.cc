@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_proto.h"
 #include "common/status_macros.h"
+#include "wire/layout_proto.h"
 
 namespace craft::gpu_worker {
 namespace {

@@ -1,9 +1,9 @@
 #include "gpu_worker/test_util.h"
 
 #include "common/check.h"
-#include "common/layout_proto.h"
 #include "planner/initial_layout.h"
 #include "planner/transfer/transfer_plan.h"
+#include "wire/layout_proto.h"
 
 namespace craft::gpu_worker::testing {
 namespace {

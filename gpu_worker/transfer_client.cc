@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/grpc_status.h"
+#include "common/grpc/status.h"
 #include "craft/v1/worker.grpc.pb.h"
 #include "gpu_worker/expert_weights.h"
 #include "grpcpp/client_context.h"

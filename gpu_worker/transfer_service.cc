@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
-#include "common/grpc_status.h"
+#include "common/grpc/status.h"
 #include "common/peer_identity.h"
 #include "gpu_worker/expert_weights.h"
 

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/layout_proto.h"
 #include "planner/layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft::gpu_worker {
 namespace {

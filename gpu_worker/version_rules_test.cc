@@ -4,13 +4,13 @@
 #include <optional>
 #include <string>
 
-#include "common/layout_proto.h"
 #include "gmock/gmock.h"
 #include "gpu_worker/layout_state.h"
 #include "gpu_worker/stager.h"
 #include "gpu_worker/test_util.h"
 #include "gtest/gtest.h"
 #include "planner/layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft::gpu_worker {
 namespace {

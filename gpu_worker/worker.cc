@@ -18,6 +18,8 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_proto.h"
+#include "wire/version.h"
 
 namespace craft::gpu_worker {
 namespace {
@@ -76,8 +78,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
   CRAFT_ASSIGN_OR_RETURN(
       planner::Layout initial,
       planner::ContiguousLayout(shape.num_layers, shape.num_experts, shape.cluster));
-  LayoutState state =
-      LayoutState::Of(std::move(initial), planner::kInitialLayoutVersion, shape.gpu);
+  LayoutState state = LayoutState::Of(std::move(initial), kInitialVersion, shape.gpu);
   CRAFT_RETURN_IF_ERROR(backend->store()->LoadServing(*state.local));
   std::unique_ptr<Worker> worker(
       new Worker(std::move(options), std::move(backend), std::move(traffic), clock, state));

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "wire/version.h"
 
 namespace craft::gpu_worker {
 namespace {
@@ -93,9 +94,10 @@ void WorkerMetrics::Watch(const Worker* worker) {
 void WorkerMetrics::Refresh() const {
   if (worker_ == nullptr) return;
   const Worker::Stats stats = worker_->stats();
-  const metrics::VersionNumbers version = metrics::ParseVersion(stats.serving_version);
-  serving_epoch_->Set(Value(version.epoch));
-  serving_seq_->Set(Value(version.seq));
+  // Versions are not labels, but their numbers are gauges.
+  const Version version = Version::Parse(stats.serving_version).value_or(Version::Initial());
+  serving_epoch_->Set(Value(version.epoch()));
+  serving_seq_->Set(Value(version.seq()));
   serving_slots_->Set(Value(stats.serving_slots));
   serving_memory_->Set(Value(stats.serving_slots * bytes_per_expert_));
   staged_memory_->Set(Value(stats.staged_slots * bytes_per_expert_));

@@ -26,13 +26,8 @@ absl::Status WorkerShape::Validate() const {
 }
 
 absl::Status WorkerShape::CheckLayout(const planner::Layout& layout) const {
-  if (layout.shape() !=
-      planner::LayoutShape{num_layers, num_experts, cluster.num_gpus, cluster.num_nodes}) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "layout shape ", layout.shape().ToString(), " does not match this worker's ", num_layers,
-        " x ", num_experts, " on ", cluster.num_gpus, " / ", cluster.num_nodes));
-  }
-  return absl::OkStatus();
+  return planner::CheckLayoutShape("layout", layout.shape(), "this worker's",
+                                   {num_layers, num_experts, cluster.num_gpus, cluster.num_nodes});
 }
 
 craft::v1::ModelShape WorkerShape::ModelProto() const {

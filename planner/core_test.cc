@@ -78,6 +78,22 @@ TEST(LayoutTest, ShapeIsLayersExpertsGpusAndNodes) {
   EXPECT_NE(more_layers.shape(), shape);
 }
 
+TEST(CheckLayoutShapeTest, SameShapeIsOk) {
+  EXPECT_TRUE(
+      CheckLayoutShape("layout", {12, 64, 8, 2}, "the configured shape", {12, 64, 8, 2}).ok());
+}
+
+TEST(CheckLayoutShapeTest, AnyDimensionDifferingIsRefusedNamingBoth) {
+  const LayoutShape want{12, 64, 8, 2};
+  for (const LayoutShape& got : {LayoutShape{11, 64, 8, 2}, LayoutShape{12, 63, 8, 2},
+                                 LayoutShape{12, 64, 16, 2}, LayoutShape{12, 64, 8, 1}}) {
+    const absl::Status status = CheckLayoutShape("layout 1.4", got, "this worker's", want);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << got.ToString();
+    EXPECT_EQ(status.message(),
+              "layout 1.4 has shape " + got.ToString() + "; this worker's is " + want.ToString());
+  }
+}
+
 TEST(LayoutTest, RejectsBrokenLayouts) {
   Layout missing = TwoGpuLayout();
   missing.layers[0].phy2log = {0, 1, 0, 0};  // expert 2 unplaced

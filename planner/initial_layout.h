@@ -1,4 +1,5 @@
-// The layout every worker starts with, known to all parties without being sent.
+// The layout every worker starts with, known to all parties without being sent
+// (its version on the wire is wire/version.h's kInitialVersion).
 #ifndef CRAFT_PLANNER_INITIAL_LAYOUT_H_
 #define CRAFT_PLANNER_INITIAL_LAYOUT_H_
 
@@ -7,9 +8,6 @@
 #include "planner/layout.h"
 
 namespace craft::planner {
-
-// Version of the initial layout on the wire.
-inline constexpr char kInitialLayoutVersion[] = "0.0";
 
 // No replicas; each layer's E slots spread by AssignSlots (equal per-GPU
 // totals over layers, within one per layer); expert e in global slot e, as

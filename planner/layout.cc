@@ -13,6 +13,13 @@ std::string LayoutShape::ToString() const {
                       num_nodes, " nodes");
 }
 
+absl::Status CheckLayoutShape(absl::string_view what, const LayoutShape& actual,
+                              absl::string_view expected_what, const LayoutShape& expected) {
+  if (actual == expected) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " has shape ", actual.ToString(), "; ",
+                                                 expected_what, " is ", expected.ToString()));
+}
+
 int LayerPlacement::SlotOffset(int gpu) const {
   return std::accumulate(slots_per_gpu.begin(), slots_per_gpu.begin() + gpu, 0);
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "planner/cluster.h"
 
 namespace craft::planner {
@@ -53,6 +54,16 @@ struct LayoutShape {
   // "12 layers x 64 experts on 8 GPUs / 2 nodes", for error messages.
   std::string ToString() const;
 };
+
+// The one check that a layout has the shape it must before it is indexed or
+// compared slot by slot: the configured model and cluster (the planner, a
+// worker, an agent's model), a delta's base, the layout it is moved from.
+// OK when `actual` is `expected`; else INVALID_ARGUMENT "<what> has shape
+// <actual>; <expected_what> is <expected>", e.g. "layout 1.4 has shape 12
+// layers x 64 experts on 8 GPUs / 2 nodes; this worker's is 12 layers x 64
+// experts on 16 GPUs / 2 nodes".
+absl::Status CheckLayoutShape(absl::string_view what, const LayoutShape& actual,
+                              absl::string_view expected_what, const LayoutShape& expected);
 
 struct Layout {
   int num_experts = 0;

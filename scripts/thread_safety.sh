@@ -7,7 +7,8 @@
 #
 # It builds, with --config=thread-safety (Debian's clang, -Werror=thread-safety;
 # .bazelrc), every library and program of server/, agent/, gpu_worker/,
-# common/ and planner/ (the planner, the agent, the worker), not their tests.
+# wire/, common/ and planner/ (the planner, the agent, the worker), not their
+# tests.
 # What nvcc compiles (gpu_worker/cuda) goes to gcc as well: its .cc sources are
 # compiled a second time by clang for the diagnostics alone (cuda.bzl's
 # *_clang_check targets, where /usr/local/cuda exists); device code (.cu) is
@@ -34,7 +35,7 @@ BAZEL=(bazel --output_base="$OUTPUT_BASE" --max_idle_secs=300)
 # Libraries compiled by nvcc, and the programs that link them, are left out:
 # their clang checks stand in for them. ($u is the query language's.)
 # shellcheck disable=SC2016
-QUERY='let u = //server/... + //agent/... + //gpu_worker/... + //common/... + //planner/... in
+QUERY='let u = //server/... + //agent/... + //gpu_worker/... + //wire/... + //common/... + //planner/... in
   (kind("cc_(library|binary)", $u)
      except attr(testonly, 1, $u)
      except attr(tags, "manual|nvcc", $u)

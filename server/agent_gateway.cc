@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/grpc/status.h"
 #include "common/grpc/stream_writer.h"
-#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/peer_identity.h"
 

@@ -7,7 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/names.h"
-#include "common/wire_limits.h"
+#include "wire/limits.h"
+#include "wire/version.h"
 #include "server/layout_history.h"
 
 namespace craft::server {
@@ -138,7 +139,7 @@ AgentRegistry::Node& AgentRegistry::Register(const craft::v1::AgentHello& hello,
   node.gpus.clear();
   node.endpoints.clear();
   node.headroom.clear();
-  node.serving_version = CanonicalVersion(hello.committed_version());
+  node.serving_version = VersionOrInitial(hello.committed_version());
   node.gpu_serving.clear();
   for (const craft::v1::GpuInfo& gpu : hello.gpus()) {
     node.gpus.push_back(gpu.rank());
@@ -148,7 +149,7 @@ AgentRegistry::Node& AgentRegistry::Register(const craft::v1::AgentHello& hello,
     }
     node.gpu_serving[gpu.rank()] = gpu.serving_version().empty()
                                        ? node.serving_version
-                                       : CanonicalVersion(gpu.serving_version());
+                                       : VersionOrInitial(gpu.serving_version());
   }
   std::sort(node.gpus.begin(), node.gpus.end());
   for (const craft::v1::GpuInfo& gpu : hello.gpus()) {

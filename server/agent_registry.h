@@ -60,7 +60,7 @@ class AgentConnection {
 };
 
 // Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT), besides
-// the version and transfer-group id sizes in common/wire_limits.h.
+// the version and transfer-group id sizes in wire/limits.h.
 inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
 
 struct AgentSnapshot {

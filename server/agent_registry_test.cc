@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "common/wire_limits.h"
+#include "wire/limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/internal/test_support.h"

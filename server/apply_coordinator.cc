@@ -9,12 +9,13 @@
 #include "common/check.h"
 #include "common/clip.h"
 #include "common/crash_point.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "planner/initial_layout.h"
 #include "server/prepare_fanout.h"
 #include "server/transfer_sources.h"
+#include "wire/layout_proto.h"
+#include "wire/version.h"
 
 namespace craft::server {
 namespace {
@@ -22,15 +23,9 @@ namespace {
 absl::Status CheckLayoutFits(const planner::Layout& layout, const ModelShape& model,
                              const planner::ClusterShape& cluster) {
   CRAFT_RETURN_IF_ERROR(layout.Validate());
-  const planner::LayoutShape configured{model.num_layers, model.num_experts, cluster.num_gpus,
-                                        cluster.num_nodes};
-  if (layout.shape() != configured) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout shape ", layout.shape().ToString(), " does not match the configured ",
-                     model.num_layers, " x ", model.num_experts, " on ", cluster.num_gpus, " / ",
-                     cluster.num_nodes));
-  }
-  return absl::OkStatus();
+  return planner::CheckLayoutShape(
+      "layout", layout.shape(), "the configured shape",
+      {model.num_layers, model.num_experts, cluster.num_gpus, cluster.num_nodes});
 }
 
 // A stored layout, if it parses and fits the configuration.
@@ -64,7 +59,7 @@ absl::StatusOr<std::unique_ptr<ApplyCoordinator>> ApplyCoordinator::Create(
   CRAFT_ASSIGN_OR_RETURN(planner::Layout initial_layout,
                          planner::ContiguousLayout(options.model.num_layers,
                                                    options.model.num_experts, options.cluster));
-  const CommittedLayout initial{planner::kInitialLayoutVersion,
+  const CommittedLayout initial{kInitialVersion,
                                 std::make_shared<const planner::Layout>(std::move(initial_layout))};
   std::optional<CommittedLayout> committed, previous;
   if (state.has_value()) {
@@ -172,7 +167,7 @@ absl::Status ApplyCoordinator::Connect(const craft::v1::AgentHello& hello,
                     << (hello.prepared_version().empty()
                             ? ""
                             : ", in doubt about " + hello.prepared_version());
-    const std::string in_doubt = CanonicalVersion(hello.prepared_version());
+    const std::string in_doubt = VersionOrInitial(hello.prepared_version());
     // A version being persisted is not dead: the save decides, and the node
     // gets its Commit (a resync) or its Abort once it returned.
     const bool undecided = phase_ == Phase::kPersisting && in_doubt == apply_version_;
@@ -317,7 +312,7 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   }
   if (AnswersResync(apply, nack.nonce())) {
     if (!nack.last_good_version().empty()) {
-      state->SetServing(CanonicalVersion(nack.last_good_version()));
+      state->SetServing(VersionOrInitial(nack.last_good_version()));
     }
     state->MarkLagging(nack);
     apply.resync_retry_at = clock_->Now() + options_.resync_retry;
@@ -333,7 +328,7 @@ bool ApplyCoordinator::HandleNackLocked(const std::string& node, const AgentConn
   Participant* participant = AwaitedParticipant(node, nack.nonce());
   if (participant == nullptr) return false;
   if (!nack.last_good_version().empty()) {
-    state->SetServing(CanonicalVersion(nack.last_good_version()));
+    state->SetServing(VersionOrInitial(nack.last_good_version()));
   }
   if (phase_ == Phase::kPreparing) {
     if (participant->got_delta && nack.error().code() == craft::v1::BAD_LAYOUT) {
@@ -396,7 +391,7 @@ absl::StatusOr<std::string> ApplyCoordinator::StartApply(const planner::Layout& 
   CRAFT_ASSIGN_OR_RETURN(SourcedTransfers plan,
                          PlanSourcedTransfers(target, serving, options_.model.bytes_per_expert));
 
-  const std::string version = absl::StrCat(epoch_, ".", ++seq_);
+  const std::string version = Version(epoch_, ++seq_).ToString();
   PrepareFanout::Inputs inputs;
   inputs.base = committed_.layout.get();
   inputs.base_version = committed_.version;

@@ -8,13 +8,12 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
-#include "common/wire_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
 #include "server/internal/test_support.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 namespace {

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "planner/cost/calibration.h"
 #include "planner/craft/uniform.h"
+#include "planner/plan.h"
 
 namespace craft::server {
 namespace {

@@ -23,7 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "planner/cluster.h"
-#include "planner/plan.h"
+#include "planner/plan_types.h"
 
 namespace craft::server {
 

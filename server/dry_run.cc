@@ -5,12 +5,12 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "planner/load_trace.h"
 #include "planner/plan.h"
 #include "planner/replay.h"
 #include "server/load_store.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 namespace {

@@ -6,13 +6,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_proto.h"
 #include "common/logging.h"
 #include "server/etcd/etcd_client.h"
 #include "server/etcd/etcd_state_store.h"
 #include "server/etcd/follower_view.h"
 #include "server/leader_directory.h"
 #include "server/placement_service.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 namespace {

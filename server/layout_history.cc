@@ -1,12 +1,8 @@
 #include "server/layout_history.h"
 
-#include "planner/initial_layout.h"
+#include "wire/version.h"
 
 namespace craft::server {
-
-std::string CanonicalVersion(absl::string_view version) {
-  return version.empty() ? std::string(planner::kInitialLayoutVersion) : std::string(version);
-}
 
 void LayoutHistory::Add(const std::string& version, std::shared_ptr<const planner::Layout> layout) {
   absl::MutexLock lock(&mu_);
@@ -21,7 +17,7 @@ void LayoutHistory::AddCommitted(const std::string& version,
 }
 
 bool LayoutHistory::PinnedLocked(const std::string& version) const {
-  return version == committed_ || version == planner::kInitialLayoutVersion;
+  return version == committed_ || version == kInitialVersion;
 }
 
 void LayoutHistory::AddLocked(const std::string& version,
@@ -47,7 +43,7 @@ void LayoutHistory::AddLocked(const std::string& version,
 }
 
 std::shared_ptr<const planner::Layout> LayoutHistory::Find(absl::string_view version) const {
-  const std::string canonical = CanonicalVersion(version);
+  const std::string canonical = VersionOrInitial(version);
   absl::MutexLock lock(&mu_);
   for (const auto& entry : entries_) {
     if (entry.first == canonical) return entry.second;

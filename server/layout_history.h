@@ -24,9 +24,6 @@
 
 namespace craft::server {
 
-// The wire treats "" as the initial layout (a worker that never committed).
-std::string CanonicalVersion(absl::string_view version);
-
 class LayoutHistory {
  public:
   // Keeps at most `capacity` versions besides the pinned ones.
@@ -40,7 +37,8 @@ class LayoutHistory {
   // committed version, which stays until evicted).
   void AddCommitted(const std::string& version, std::shared_ptr<const planner::Layout> layout);
 
-  // nullptr when `version` (canonicalised) is unknown.
+  // nullptr when `version` is unknown; "" is the initial version
+  // (VersionOrInitial).
   std::shared_ptr<const planner::Layout> Find(absl::string_view version) const;
 
  private:

@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "common/wire_limits.h"
 #include "grpcpp/grpcpp.h"
+#include "wire/metadata.h"
 
 namespace craft::server {
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "planner/replay.h"
+#include "wire/version.h"
 
 namespace craft::server {
 namespace {
@@ -55,7 +56,7 @@ absl::Status LoadStore::Ingest(const craft::v1::GpuWindow& window,
   if (options_.clock != nullptr && options_.max_clock_skew > absl::ZeroDuration()) {
     CRAFT_RETURN_IF_ERROR(CheckTiming(window, where));
   }
-  const std::string version = CanonicalVersion(window.layout_version());
+  const std::string version = VersionOrInitial(window.layout_version());
   const std::shared_ptr<const planner::Layout> layout = layouts_->Find(version);
   if (layout == nullptr) {
     return Reject(RejectReason::kUnknownVersion,
@@ -196,7 +197,7 @@ planner::LoadTrace LoadStore::Trace() const {
 }
 
 std::optional<MeasuredBalance> LoadStore::Measured(absl::string_view version) const {
-  const std::string canonical = CanonicalVersion(version);
+  const std::string canonical = VersionOrInitial(version);
   absl::MutexLock lock(&mu_);
   MeasuredBalance result;
   result.per_layer.assign(options_.num_layers, 0.0);

@@ -6,11 +6,11 @@
 
 #include "absl/strings/match.h"
 #include "common/clock.h"
+#include "common/grpc/status.h"
 #include "common/grpc/stream_writer.h"
-#include "common/grpc_status.h"
-#include "common/layout_proto.h"
 #include "server/dry_run.h"
 #include "server/replan_stages.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 

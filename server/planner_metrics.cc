@@ -13,6 +13,7 @@
 #include "planner/initial_layout.h"
 #include "planner/layout.h"
 #include "server/replan_stages.h"
+#include "wire/version.h"
 
 namespace craft::server {
 namespace {
@@ -434,9 +435,10 @@ void PlannerMetrics::GroupSeries::RefreshAgents(const ApplyCoordinator& coordina
 void PlannerMetrics::GroupSeries::RefreshLayout(const CommittedLayout& committed) const {
   if (committed.version == layout_version_ || committed.layout == nullptr) return;
   layout_version_ = committed.version;
-  const metrics::VersionNumbers numbers = metrics::ParseVersion(committed.version);
-  committed_epoch_->Set(static_cast<double>(numbers.epoch));
-  committed_seq_->Set(static_cast<double>(numbers.seq));
+  // Versions are not labels, but their numbers are gauges.
+  const Version version = Version::Parse(committed.version).value_or(Version::Initial());
+  committed_epoch_->Set(static_cast<double>(version.epoch()));
+  committed_seq_->Set(static_cast<double>(version.seq()));
   const planner::Layout& layout = *committed.layout;
   for (int l = 0; l < layout.num_layers() && l < static_cast<int>(layer_replicas_.size()); ++l) {
     layer_replicas_[l]->Set(layout.layers[l].num_slots() - layout.num_experts);

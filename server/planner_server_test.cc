@@ -18,7 +18,6 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/empty_call.h"
-#include "common/layout_delta.h"
 #include "common/test_certs.h"
 #include "common/transport_security.h"
 #include "craft/v1/agent.grpc.pb.h"
@@ -28,6 +27,7 @@
 #include "planner/initial_layout.h"
 #include "server/internal/test_support.h"
 #include "server/state_store.h"
+#include "wire/layout_delta.h"
 
 namespace craft::server {
 namespace {

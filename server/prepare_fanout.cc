@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::server {
 

@@ -2,7 +2,7 @@
 // built so that each agent gets only what its node needs:
 //
 // - the new layout once per version, as a delta against the committed layout
-//   every participant holds (common/layout_delta.h), shared by all agents;
+//   every participant holds (wire/layout_delta.h), shared by all agents;
 //   in full for a node that needs it (it refused a delta) or when the delta
 //   would not be smaller;
 // - the transfers whose source or destination GPU is on the node, bucketed

@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_delta.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_delta.h"
 
 namespace craft::server {
 namespace {

@@ -11,6 +11,7 @@
 #include "common/file_io.h"
 #include "common/fnv1a.h"
 #include "common/status_macros.h"
+#include "wire/version.h"
 
 namespace craft::server {
 namespace {
@@ -53,15 +54,12 @@ std::string CheckCounters(const PlannerState& state) {
   }
   std::vector<const craft::v1::Layout*> layouts = {&state.committed};
   if (state.previous.has_value()) layouts.push_back(&*state.previous);
+  const Version counters(state.epoch, state.seq);
   for (const craft::v1::Layout* layout : layouts) {
-    const std::vector<absl::string_view> parts = absl::StrSplit(layout->version(), '.');
-    int64_t epoch = 0, seq = 0;
     if (layout->version().empty()) continue;  // the initial layout
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &epoch) ||
-        !absl::SimpleAtoi(parts[1], &seq)) {
-      return absl::StrCat("layout version '", layout->version(), "' is not <epoch>.<seq>");
-    }
-    if (epoch > state.epoch || (epoch == state.epoch && seq > state.seq)) {
+    const absl::StatusOr<Version> version = Version::Parse(layout->version());
+    if (!version.ok()) return std::string(version.status().message());
+    if (*version > counters) {
       return absl::StrCat("layout version ", layout->version(), " is later than epoch ",
                           state.epoch, " seq ", state.seq, ": versions would be minted twice");
     }

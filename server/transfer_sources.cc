@@ -10,15 +10,6 @@
 namespace craft::server {
 namespace {
 
-absl::Status CheckSameShape(const planner::Layout& target, const planner::Layout& layout,
-                            const std::string& version) {
-  if (layout.shape() != target.shape()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout ", version, " has another shape than the target layout"));
-  }
-  return absl::OkStatus();
-}
-
 // Slot offsets of a few layouts, per layer, computed once: the GPUs serve a
 // handful of versions, and looking a GPU's slots up from scratch costs O(D),
 // which over every GPU of every layer took most of an apply's start at 4,096
@@ -72,8 +63,11 @@ absl::StatusOr<SourcedTransfers> PlanSourcedTransfers(const planner::Layout& tar
                                                    " GPUs, expected ", target.cluster.num_gpus));
   }
   for (const ServingGpu& gpu : serving) {
-    if (gpu.layout != nullptr)
-      CRAFT_RETURN_IF_ERROR(CheckSameShape(target, *gpu.layout, gpu.version));
+    if (gpu.layout != nullptr) {
+      CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(absl::StrCat("layout ", gpu.version),
+                                                      gpu.layout->shape(), "the target's",
+                                                      target.shape()));
+    }
   }
   SlotOffsetCache offsets;
   const planner::Layout present = PresentWeights(target, serving, offsets);

@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/wire_limits.h"
 #include "gpu_worker/cuda/cuda_types.h"
+#include "wire/limits.h"
 
 struct ncclComm;
 

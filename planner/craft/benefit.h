@@ -12,7 +12,7 @@
 #include "planner/craft/packing.h"
 #include "planner/layout.h"
 #include "planner/load_trace.h"
-#include "planner/plan.h"
+#include "planner/plan_types.h"
 
 namespace craft::planner {
 

@@ -10,6 +10,7 @@
 #include "planner/craft/benefit.h"
 #include "planner/craft/slot_assignment.h"
 #include "planner/craft/test_traces.h"
+#include "planner/plan.h"
 #include "planner/replay.h"
 
 namespace craft::planner {

@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "planner/craft/rounding.h"
 #include "planner/load_trace.h"
-#include "planner/plan.h"
+#include "planner/plan_types.h"
 
 namespace craft::planner {
 

@@ -1,8 +1,8 @@
 #include "server/internal/test_support.h"
 
-#include "absl/strings/str_cat.h"
 #include "common/check.h"
-#include "common/layout_delta.h"
+#include "wire/layout_delta.h"
+#include "wire/version.h"
 
 namespace craft::server::testing {
 
@@ -69,7 +69,7 @@ PlannerState SamplePlannerState(int64_t epoch, int64_t seq) {
   PlannerState state;
   state.epoch = epoch;
   state.seq = seq;
-  state.committed.set_version(absl::StrCat(epoch, ".", seq));
+  state.committed.set_version(Version(epoch, seq).ToString());
   state.committed.set_num_experts(4);
   state.committed.set_num_gpus(2);
   state.committed.set_num_nodes(1);

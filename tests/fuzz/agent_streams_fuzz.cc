@@ -20,11 +20,11 @@
 #include "agent/node_state.h"
 #include "agent/state_file.h"
 #include "common/clock.h"
-#include "common/layout_proto.h"
-#include "common/wire_limits.h"
 #include "server/apply_coordinator.h"
 #include "tests/fuzz/fuzz_session.pb.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "wire/layout_proto.h"
+#include "wire/limits.h"
 
 namespace craft::fuzz {
 namespace {
@@ -261,7 +261,7 @@ class Agent {
     for (int i = 0; i < hello.gpus_size(); ++i) {
       const craft::v1::GpuInfo& gpu = hello.gpus(i);
       CRAFT_FUZZ_CHECK(gpu.rank() == options_.gpus[i]) << hello.ShortDebugString();
-      CRAFT_FUZZ_CHECK(gpu.transfer_endpoint().size() <= server::kMaxEndpointBytes &&
+      CRAFT_FUZZ_CHECK(gpu.transfer_endpoint().size() <= kMaxEndpointBytes &&
                        gpu.serving_version().size() <= kMaxVersionBytes)
           << "the hello carries a GPU the planner refuses: " << gpu.ShortDebugString();
       CRAFT_FUZZ_CHECK(gpu.transfer_group_id().empty() ||

@@ -7,10 +7,10 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "common/layout_proto.h"
 #include "planner/io/layout_json.h"
 #include "planner/layout.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "wire/layout_proto.h"
 
 namespace craft::fuzz {
 namespace {

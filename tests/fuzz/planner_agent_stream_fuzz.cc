@@ -17,14 +17,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "server/apply_coordinator.h"
 #include "server/layout_history.h"
 #include "server/load_store.h"
 #include "server/state_store.h"
 #include "tests/fuzz/fuzz_session.pb.h"
 #include "tests/fuzz/fuzz_target.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::fuzz {
 namespace {

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/etcd_cluster.h"
 #include "tools/local_cluster/local_cluster.h"
+#include "wire/version.h"
 
 namespace craft::testing {
 
@@ -98,7 +99,9 @@ class HaTest : public ::testing::Test {
   }
 
   static int64_t EpochOf(const std::string& version) {
-    return std::stoll(version.substr(0, version.find('.')));
+    const absl::StatusOr<Version> parsed = Version::Parse(version);
+    EXPECT_TRUE(parsed.ok()) << parsed.status();
+    return parsed.ok() ? parsed->epoch() : -1;
   }
 
   std::unique_ptr<EtcdCluster> etcd_;

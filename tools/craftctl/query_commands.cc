@@ -8,8 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/empty_call.h"
-#include "common/grpc_status.h"
-#include "common/layout_proto.h"
+#include "common/grpc/status.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "common/transport_flags.h"
@@ -20,6 +19,7 @@
 #include "tools/craftctl/commands.h"
 #include "tools/craftctl/files.h"
 #include "tools/craftctl/flags.h"
+#include "wire/layout_proto.h"
 
 namespace craft::ctl {
 namespace {

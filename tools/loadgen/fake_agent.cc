@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_delta.h"
-#include "planner/initial_layout.h"
+#include "wire/layout_delta.h"
+#include "wire/version.h"
 
 namespace craft::loadgen {
 
@@ -22,7 +22,7 @@ FakeAgent::FakeAgent(FakeAgentOptions options, FakeAgentEnv env)
     : options_(std::move(options)),
       env_(std::move(env)),
       rng_(options_.seed),
-      serving_version_(planner::kInitialLayoutVersion),
+      serving_version_(kInitialVersion),
       serving_(env_.initial),
       writer_(
           DropPolicy<AgentMessage>::DropOldestOf(
@@ -43,7 +43,7 @@ void FakeAgent::Start(craft::v1::AgentGateway::Stub* stub) {
     gpu->set_transfer_endpoint("loadgen.invalid:1");  // never dialled: nothing is fetched
   }
   *hello->mutable_model() = options_.model;
-  hello->set_committed_version(planner::kInitialLayoutVersion);
+  hello->set_committed_version(kInitialVersion);
   writer_.Push(std::move(message));
   AddHold();  // writes also start outside reactions; the writer releases it at its end
   writer_.Open();

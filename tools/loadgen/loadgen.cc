@@ -21,6 +21,7 @@
 #include "tools/loadgen/fake_agent.h"
 #include "tools/loadgen/slot_loads.h"
 #include "tools/loadgen/timer_queue.h"
+#include "wire/version.h"
 
 namespace craft::loadgen {
 namespace {
@@ -280,7 +281,7 @@ absl::StatusOr<LoadgenReport> RunLoadgen(const LoadgenOptions& options, std::ost
     rig->name = GroupName(g, options.groups);
     rig->slot_loads = std::make_unique<SlotLoadCache>(&loads);
     CRAFT_ASSIGN_OR_RETURN(std::shared_ptr<const SlotLoads> initial_slots,
-                           rig->slot_loads->Get(planner::kInitialLayoutVersion, initial));
+                           rig->slot_loads->Get(kInitialVersion, initial));
     rig->recorder = std::make_unique<ApplyRecorder>(nodes_per_group);
     rig->env = FakeAgentEnv{rig->slot_loads.get(), rig->recorder.get(), &timers, &streams_done,
                             initial_slots};

@@ -5,11 +5,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/layout_delta.h"
-#include "common/layout_proto.h"
 #include "common/status_macros.h"
 #include "planner/load_trace.h"
 #include "planner/synth/synth.h"
+#include "wire/layout_delta.h"
+#include "wire/layout_proto.h"
 
 namespace craft::loadgen {
 namespace {

@@ -18,7 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/file_io.h"
-#include "common/grpc_status.h"
+#include "common/grpc/status.h"
 #include "common/runfiles.h"
 #include "grpcpp/grpcpp.h"
 #include "tools/local_cluster/yaml_merge.h"

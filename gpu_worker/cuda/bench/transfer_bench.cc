@@ -43,6 +43,7 @@
 #include "gpu_worker/cuda/nccl_staging_engine.h"
 #include "gpu_worker/cuda/nccl_transfer.h"
 #include "gpu_worker/stager.h"
+#include "wire/version.h"
 
 ABSL_FLAG(int, gpus, 0, "GPUs to use (0: every visible one)");
 ABSL_FLAG(int, moves, 12, "experts every GPU receives");
@@ -89,7 +90,7 @@ std::vector<Move> MakeMoves(const Config& c) {
 }
 
 gpu_worker::LocalLayout InitialLayout(const Config& c, int gpu) {
-  gpu_worker::LocalLayout layout{"0.0", {{gpu * c.resident, {}}}};
+  gpu_worker::LocalLayout layout{kInitialVersion, {{gpu * c.resident, {}}}};
   for (int s = 0; s < c.resident; ++s) layout.layers[0].experts.push_back(InitialExpert(c, gpu, s));
   return layout;
 }

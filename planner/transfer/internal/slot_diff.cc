@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
 namespace craft::planner::transfer_internal {
@@ -10,15 +9,7 @@ namespace craft::planner::transfer_internal {
 absl::Status CheckComparable(const Layout& previous, const Layout& next) {
   CRAFT_RETURN_IF_ERROR(previous.Validate());
   CRAFT_RETURN_IF_ERROR(next.Validate());
-  if (previous.shape() != next.shape()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layouts differ in shape: previous has ", previous.num_layers(), " layers, ",
-                     previous.num_experts, " experts, ", previous.cluster.num_gpus, " GPUs on ",
-                     previous.cluster.num_nodes, " nodes; next has ", next.num_layers(),
-                     " layers, ", next.num_experts, " experts, ", next.cluster.num_gpus,
-                     " GPUs on ", next.cluster.num_nodes, " nodes"));
-  }
-  return absl::OkStatus();
+  return CheckLayoutShape("the next layout", next.shape(), "the previous one's", previous.shape());
 }
 
 absl::Span<const int> GpuExperts(const LayerPlacement& layer, int gpu) {

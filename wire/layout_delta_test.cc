@@ -1,12 +1,12 @@
-#include "common/layout_delta.h"
+#include "wire/layout_delta.h"
 
 #include <algorithm>
 #include <random>
 #include <vector>
 
-#include "common/layout_proto.h"
 #include "gtest/gtest.h"
 #include "planner/initial_layout.h"
+#include "wire/layout_proto.h"
 
 namespace craft {
 namespace {

@@ -1,6 +1,6 @@
 // Conversions between the planner library's Layout and craft.v1.Layout.
-#ifndef CRAFT_COMMON_LAYOUT_PROTO_H_
-#define CRAFT_COMMON_LAYOUT_PROTO_H_
+#ifndef CRAFT_WIRE_LAYOUT_PROTO_H_
+#define CRAFT_WIRE_LAYOUT_PROTO_H_
 
 #include <string>
 
@@ -18,4 +18,4 @@ absl::StatusOr<planner::Layout> LayoutFromProto(const craft::v1::Layout& proto);
 
 }  // namespace craft
 
-#endif  // CRAFT_COMMON_LAYOUT_PROTO_H_
+#endif  // CRAFT_WIRE_LAYOUT_PROTO_H_

@@ -2,8 +2,8 @@
 // worker all check: one definition, so that no service takes what another
 // refuses (a version the agent keeps but the planner rejects would get every
 // hello of that node refused).
-#ifndef CRAFT_COMMON_WIRE_LIMITS_H_
-#define CRAFT_COMMON_WIRE_LIMITS_H_
+#ifndef CRAFT_WIRE_LIMITS_H_
+#define CRAFT_WIRE_LIMITS_H_
 
 #include <cstddef>
 
@@ -14,16 +14,16 @@ namespace craft {
 // unread, by the agent and the planner to every rank.
 inline constexpr size_t kTransferGroupIdBytes = 128;
 
-// The longest layout version any message may carry (longer is
-// INVALID_ARGUMENT). Versions are opaque, but end up in logs, acks, metrics
-// labels and the state files.
-inline constexpr size_t kMaxVersionBytes = 128;
+// The longest transfer_endpoint (WorkerHello, GpuInfo) any service takes: a
+// DNS name, ':', a port. The agent relays it to the planner, which names it in
+// the Prepares of every GPU that fetches from it.
+inline constexpr size_t kMaxEndpointBytes = 261;
 
-// High availability: the trailing-metadata key with which a follower planner
-// names the leader's address when it refuses a call (UNAVAILABLE), so that
-// agents and clients go there (proto/README.md, "High availability").
-inline constexpr char kLeaderMetadataKey[] = "craft-leader";
+// The longest layout version any message may carry (longer is
+// INVALID_ARGUMENT). Versions end up in logs, acks, metrics labels and the
+// state files; wire/version.h says what one is.
+inline constexpr size_t kMaxVersionBytes = 128;
 
 }  // namespace craft
 
-#endif  // CRAFT_COMMON_WIRE_LIMITS_H_
+#endif  // CRAFT_WIRE_LIMITS_H_

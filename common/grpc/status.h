@@ -1,7 +1,9 @@
 // Conversion between absl::Status, what craft's code returns, and
 // grpc::Status, what crosses the wire. The two share the canonical status
 // codes (same names, same numbers), so a conversion keeps the code and the
-// message and nothing else (absl payloads do not travel).
+// message and nothing else (absl payloads do not travel). It is gRPC's, not
+// craft's contract (the etcd client uses it too), so it lives here and not in
+// wire/.
 //
 //   reactor->Finish(ToGrpcStatus(plan.status()));
 //   CRAFT_RETURN_IF_ERROR(FromGrpcStatus(stub->GetLayout(&context, request, &reply)));

@@ -1,4 +1,4 @@
-#include "common/layout_delta.h"
+#include "wire/layout_delta.h"
 
 #include <utility>
 #include <vector>
@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/fnv1a.h"
+#include "common/status_macros.h"
 
 namespace craft {
 namespace {
@@ -113,11 +114,9 @@ absl::StatusOr<craft::v1::LayoutDelta> MakeLayoutDelta(const planner::Layout& ba
                                                        const planner::Layout& target,
                                                        const std::string& version) {
   const planner::LayoutShape shape = target.shape();
-  if (base.shape() != shape) {
-    return absl::InvalidArgumentError(absl::StrCat("no delta from ", base_version, " (",
-                                                   base.shape().ToString(), ") to ", version, " (",
-                                                   shape.ToString(), "): the shapes differ"));
-  }
+  CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(absl::StrCat("layout ", version), shape,
+                                                  absl::StrCat("its base ", base_version, "'s"),
+                                                  base.shape()));
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   if (absl::Status s = CheckSlotCounts(target, "the target"); !s.ok()) return s;
   craft::v1::LayoutDelta delta;
@@ -152,11 +151,9 @@ absl::StatusOr<planner::Layout> ApplyLayoutDelta(const planner::Layout& base,
   const planner::LayoutShape shape = base.shape();
   const planner::LayoutShape claimed{delta.num_layers(), delta.num_experts(), delta.num_gpus(),
                                      delta.num_nodes()};
-  if (!(claimed == shape)) {
-    return absl::InvalidArgumentError(absl::StrCat("layout delta ", delta.base_version(), " -> ",
-                                                   delta.version(), " is for ", claimed.ToString(),
-                                                   "; the base is ", shape.ToString()));
-  }
+  CRAFT_RETURN_IF_ERROR(planner::CheckLayoutShape(
+      absl::StrCat("layout delta ", delta.base_version(), " -> ", delta.version()), claimed,
+      "its base's", shape));
   if (absl::Status s = CheckSlotCounts(base, "the base"); !s.ok()) return s;
   // Every entry is checked before anything is built: a bad one changes nothing.
   std::vector<std::vector<const craft::v1::GpuLayerSlots*>> by_layer(shape.num_layers);

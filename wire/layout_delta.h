@@ -16,8 +16,8 @@
 // the full layout rather than stage what it computed.
 //
 // Pure functions; thread-safe.
-#ifndef CRAFT_COMMON_LAYOUT_DELTA_H_
-#define CRAFT_COMMON_LAYOUT_DELTA_H_
+#ifndef CRAFT_WIRE_LAYOUT_DELTA_H_
+#define CRAFT_WIRE_LAYOUT_DELTA_H_
 
 #include <cstdint>
 #include <string>
@@ -57,4 +57,4 @@ const std::string& PrepareVersion(const craft::v1::Prepare& prepare);
 
 }  // namespace craft
 
-#endif  // CRAFT_COMMON_LAYOUT_DELTA_H_
+#endif  // CRAFT_WIRE_LAYOUT_DELTA_H_

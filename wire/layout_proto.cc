@@ -1,4 +1,4 @@
-#include "common/layout_proto.h"
+#include "wire/layout_proto.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
