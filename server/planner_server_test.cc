@@ -113,7 +113,8 @@ class PlannerServerTest : public ::testing::Test {
     ServerOptions options;
     options.security = security_;
     options.clock = &clock_;  // the loop only re-plans when told to
-    options.state_store = &store_;
+    // One injected store serves one group; groups keep files at state_path.
+    if (config.groups.empty()) options.state_store = &store_;
     options.max_receive_message_bytes = max_receive_message_bytes;
     options.shutdown_grace = absl::Seconds(2);
     options.observer = &observer_;
@@ -568,16 +569,7 @@ TEST_F(PlannerServerTest, PlacementGroupsApplyIndependently) {
     PlacementGroup group{name, "", SmallConfig()};
     config.groups.push_back(group);
   }
-  ServerOptions options;
-  options.security = security_;
-  options.clock = &clock_;
-  options.shutdown_grace = absl::Seconds(2);
-  absl::StatusOr<std::unique_ptr<PlannerServer>> started = PlannerServer::Start(config, options);
-  ASSERT_TRUE(started.ok()) << started.status();
-  server_ = *std::move(started);
-  channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                 grpc::InsecureChannelCredentials());
-  placement_ = craft::v1::PlacementService::NewStub(channel_);
+  StartServer(config);
   auto group_of = [&](const std::string& name) { return *server_->groups().Find(name); };
   auto hello = [](const std::string& node, std::vector<int> gpus, const std::string& group) {
     craft::v1::AgentHello message = Hello(node, gpus);
