@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/names.h"
+#include "server/layout_history.h"
 #include "wire/limits.h"
 #include "wire/version.h"
-#include "server/layout_history.h"
 
 namespace craft::server {
 

@@ -59,10 +59,6 @@ class AgentConnection {
   virtual void Close(const absl::Status& status) = 0;
 };
 
-// Bounds of what an AgentHello may carry (longer is INVALID_ARGUMENT), besides
-// the version and transfer-group id sizes in wire/limits.h.
-inline constexpr size_t kMaxEndpointBytes = 261;  // a DNS name, ':', a port
-
 struct AgentSnapshot {
   std::string node;
   std::vector<int> gpus;

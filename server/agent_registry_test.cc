@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "wire/limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/internal/test_support.h"
+#include "wire/limits.h"
 
 namespace craft::server {
 namespace {

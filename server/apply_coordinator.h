@@ -85,7 +85,6 @@
 #include "server/config.h"
 #include "server/layout_history.h"
 #include "server/state_store.h"
-#include "wire/limits.h"
 
 namespace craft::server {
 

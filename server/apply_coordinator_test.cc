@@ -14,6 +14,7 @@
 #include "server/internal/test_support.h"
 #include "wire/layout_delta.h"
 #include "wire/layout_proto.h"
+#include "wire/limits.h"
 
 namespace craft::server {
 namespace {
