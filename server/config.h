@@ -164,6 +164,15 @@ struct PlacementGroup {
 inline constexpr char kDefaultGroup[] = "default";
 inline constexpr int kMaxGroups = 256;
 
+// Where `group`'s persisted state lives, beside `base` (the state file's
+// path, or the etcd key): `base` itself for the only group of a config
+// without groups, else "<base>.<group>".
+inline std::string GroupStateName(const PlannerConfig& config, absl::string_view base,
+                                  absl::string_view group) {
+  if (config.groups.empty()) return std::string(base);
+  return absl::StrCat(base, ".", group);
+}
+
 // The groups a planner serves: config.groups, or the one default group.
 // Inline: config.h is the header-only :config_types target.
 inline std::vector<PlacementGroup> EffectiveGroups(const PlannerConfig& config) {

@@ -56,7 +56,7 @@ absl::Status HaPlanner::Run() {
                                          config_.ha.lease_ttl};
   std::map<std::string, std::string> state_keys;  // by placement group
   for (const PlacementGroup& group : EffectiveGroups(config_)) {
-    state_keys[group.name] = GroupStateKey(config_, config_.ha.prefix, group.name);
+    state_keys[group.name] = GroupStateName(config_, StateKey(config_.ha.prefix), group.name);
   }
   while (true) {
     LeaderElection election(&client, election_options);

@@ -41,10 +41,4 @@ std::vector<const GroupStack*> PlacementGroups::FamilyPeers(const GroupStack& gr
   return peers;
 }
 
-std::string GroupStatePath(const PlannerConfig& config, const std::string& state_path,
-                           const std::string& group) {
-  if (config.groups.empty()) return state_path;
-  return absl::StrCat(state_path, ".", group);
-}
-
 }  // namespace craft::server

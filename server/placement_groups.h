@@ -63,11 +63,6 @@ class PlacementGroups {
   const std::vector<std::unique_ptr<GroupStack>> groups_;
 };
 
-// Where a group's state file lives: `state_path` itself for the only group
-// of a config without groups, else "<state_path>.<group>".
-std::string GroupStatePath(const PlannerConfig& config, const std::string& state_path,
-                           const std::string& group);
-
 }  // namespace craft::server
 
 #endif  // CRAFT_SERVER_PLACEMENT_GROUPS_H_

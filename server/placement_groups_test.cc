@@ -64,10 +64,10 @@ TEST(PlacementGroupsTest, FamilyPeersAreTheOtherMembersOfTheFamily) {
 
 TEST(PlacementGroupsTest, EachGroupHasItsOwnStateFile) {
   PlannerConfig config;
-  EXPECT_EQ(GroupStatePath(config, "/var/lib/craft/planner.state", "default"),
+  EXPECT_EQ(GroupStateName(config, "/var/lib/craft/planner.state", "default"),
             "/var/lib/craft/planner.state");
   config.groups.push_back(PlacementGroup{"decode", "", PlannerConfig{}});
-  EXPECT_EQ(GroupStatePath(config, "/var/lib/craft/planner.state", "decode"),
+  EXPECT_EQ(GroupStateName(config, "/var/lib/craft/planner.state", "decode"),
             "/var/lib/craft/planner.state.decode");
 }
 

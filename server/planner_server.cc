@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<GroupStack>> PlannerServer::BuildGroup(const Plan
   if (state_store == nullptr) {
     if (config.state_path.empty()) return absl::InvalidArgumentError("no state_path configured");
     stack->owned_state_store =
-        std::make_unique<FileStateStore>(GroupStatePath(config, config.state_path, group.name));
+        std::make_unique<FileStateStore>(GroupStateName(config, config.state_path, group.name));
     state_store = stack->owned_state_store.get();
   }
   CoordinatorOptions coordinator_options{own.model, own.cluster, own.apply_timeout};

@@ -49,7 +49,7 @@ struct ServerOptions {
   // is assumed.
   TransportSecurity security;
   Clock* clock = Clock::Real();
-  // Null: a FileStateStore per group at GroupStatePath(config.state_path).
+  // Null: a FileStateStore per group at GroupStateName(config, config.state_path).
   // Given, it serves the only group (refused with several). Must outlive the
   // server.
   StateStore* state_store = nullptr;

@@ -24,12 +24,6 @@ absl::StatusOr<std::optional<PlannerState>> ReadEtcdState(EtcdClient* client,
   return state;
 }
 
-std::string GroupStateKey(const PlannerConfig& config, absl::string_view prefix,
-                          absl::string_view group) {
-  if (config.groups.empty()) return StateKey(prefix);
-  return absl::StrCat(StateKey(prefix), ".", group);
-}
-
 EtcdStateStore::EtcdStateStore(LeaderElection* election, LeaderTerm term, std::string key)
     : election_(election),
       term_(term),

@@ -19,7 +19,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/config.h"
 #include "server/etcd/leader_election.h"
 #include "server/state_store.h"
 
@@ -29,17 +28,11 @@ namespace craft::server {
 // craft's key is not craft's (two 4096-GPU layouts take well under 1 MiB).
 inline constexpr size_t kMaxStateValueBytes = 4 << 20;
 
-// Reads the state at `key` (StateKey or GroupStateKey): nullopt when absent,
+// Reads the state at `key` (StateKey, or GroupStateName of it): nullopt when absent,
 // DATA_LOSS (naming the key) for an oversized, garbled or unknown-version
 // value. For leaders and followers.
 absl::StatusOr<std::optional<PlannerState>> ReadEtcdState(EtcdClient* client,
                                                           absl::string_view key);
-
-// Where a placement group's state lives: <prefix>/state for the only group
-// of a config without groups, else <prefix>/state.<group> (as the state
-// file's name is, GroupStatePath).
-std::string GroupStateKey(const PlannerConfig& config, absl::string_view prefix,
-                          absl::string_view group);
 
 class EtcdStateStore : public StateStore {
  public:

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "craft/v1/layout.pb.h"
 #include "gtest/gtest.h"
+#include "server/config.h"
 #include "server/etcd/etcd_client.h"
 #include "server/etcd/etcd_test_fixture.h"
 #include "server/etcd/follower_view.h"
@@ -226,11 +227,11 @@ TEST_F(EtcdStateStoreTest, RepairIfDeletedWritesTheLastSavedStateBack) {
 // view per group.
 TEST_F(EtcdStateStoreTest, EachPlacementGroupHasItsOwnKeyAndFollowersSeeEach) {
   PlannerConfig config;
-  EXPECT_EQ(GroupStateKey(config, kTestPrefix, kDefaultGroup), StateKey(kTestPrefix));
+  EXPECT_EQ(GroupStateName(config, StateKey(kTestPrefix), kDefaultGroup), StateKey(kTestPrefix));
   config.groups.push_back(PlacementGroup{"prefill", "", PlannerConfig{}});
   config.groups.push_back(PlacementGroup{"decode", "", PlannerConfig{}});
-  const std::string prefill_key = GroupStateKey(config, kTestPrefix, "prefill");
-  const std::string decode_key = GroupStateKey(config, kTestPrefix, "decode");
+  const std::string prefill_key = GroupStateName(config, StateKey(kTestPrefix), "prefill");
+  const std::string decode_key = GroupStateName(config, StateKey(kTestPrefix), "decode");
   EXPECT_EQ(prefill_key, StateKey(kTestPrefix) + ".prefill");
 
   LeaderElection a(client(), FastElection("a:1", absl::Seconds(2)));

@@ -611,13 +611,9 @@ bool LocalCluster::WaitForAgentsConnected(absl::Duration timeout) {
       [&] {
         int connected = 0;
         for (const std::string& group : GroupNames()) {
-          grpc::ClientContext context;
-          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-          craft::v1::ListAgentsRequest request;
-          request.set_group(group);
-          craft::v1::ListAgentsResponse response;
-          if (!placement_->ListAgents(&context, request, &response).ok()) return false;
-          for (const auto& agent : response.agents()) connected += agent.connected() ? 1 : 0;
+          absl::StatusOr<craft::v1::ListAgentsResponse> response = ListAgents(group);
+          if (!response.ok()) return false;
+          for (const auto& agent : response->agents()) connected += agent.connected() ? 1 : 0;
         }
         return connected == options_.num_nodes;
       },
