@@ -180,7 +180,8 @@ bool PlacementServiceImpl::AddWatcher(LayoutWatcher* watcher, const std::string&
 
 void PlacementServiceImpl::RemoveWatcher(LayoutWatcher* watcher, const std::string& group) {
   absl::MutexLock lock(&watchers_mu_);
-  views_[group].watchers.erase(watcher);
+  // A watcher refused at admission never joined a group's view.
+  if (auto it = views_.find(group); it != views_.end()) it->second.watchers.erase(watcher);
 }
 
 void PlacementServiceImpl::PublishCommit(const std::string& group, const CommittedLayout& committed,
